@@ -1,0 +1,65 @@
+"""`edge-agent` console command: run, check-config, label, engine, bench.
+
+Each sub-command lives beside the code it drives; this module only assembles them.
+Heavy imports (OpenCV, ONNX Runtime, torch) happen inside the commands, never at import.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from agent import __version__
+
+DEFAULT_CONFIG = Path("configs/agent.yaml")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge-agent")
+def main() -> None:
+    """Edge vision agent: camera streams -> YOLO -> MQTT detections."""
+
+
+@main.command("check-config")
+@click.argument("config", type=click.Path(path_type=Path), default=DEFAULT_CONFIG)
+def check_config(config: Path) -> None:
+    """Validate CONFIG and print every problem with its field path (exit 1 if any)."""
+    from agent.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as err:
+        click.echo(f"{config}: {len(err.problems)} problem(s)", err=True)
+        for p in err.problems:
+            click.echo(f"  {p}", err=True)
+        sys.exit(1)
+    click.echo(f"{config}: OK (device {cfg.device.id}, {len(cfg.cameras)} camera(s))")
+
+
+def _register() -> None:
+    from agent.daemon import run_command
+
+    main.add_command(run_command)
+    try:
+        from agent.label.cli import label_command
+    except ImportError:  # pragma: no cover - module not written yet
+        pass
+    else:
+        main.add_command(label_command)
+    try:
+        from agent.engines.build_cli import engine_group
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        main.add_command(engine_group)
+    try:
+        from bench_cli import bench_command  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:  # pragma: no cover
+        main.add_command(bench_command)
+
+
+_register()

@@ -1,0 +1,203 @@
+"""The agent's configuration: YAML validated by pydantic v2, `extra="forbid"` everywhere.
+
+Models here never touch disk or network; `load_config` is the one place that reads the
+file. Secrets are never written in YAML: fields ending in `_env` name an environment
+variable that holds the secret.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.engines.registry import EngineConfig
+from agent.fallback.config import FallbackConfig
+from agent.ids import SafeId
+from agent.ota.config import OtaConfig
+from agent.publish.config import OutboxConfig
+from agent.sources.config import SourceConfig
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceConfig(StrictModel):
+    id: SafeId = Field(description="Device id: one MQTT topic level, [a-z0-9][a-z0-9-]{0,62}.")
+    state_dir: Path = Field(
+        Path("/var/lib/edge-agent"),
+        description="Writable directory for the outbox, OTA staging, models and captures.",
+    )
+
+
+class TlsConfig(StrictModel):
+    ca_file: Path = Field(description="CA certificate the broker's certificate must chain to.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
+    key_file: Path | None = Field(None, description="Client private key (PEM), for mutual TLS.")
+    insecure_skip_hostname_check: bool = Field(
+        False, description="Do not check the broker's host name against its certificate."
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("TLS half-configured: cert_file and key_file must be given together")
+        return self
+
+
+class MqttConfig(StrictModel):
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    protocol: Literal["v5", "v311"] = Field("v5", description="MQTT protocol version.")
+    client_id: str | None = Field(
+        None, description="MQTT client id; defaults to 'edge-agent-<device id>'."
+    )
+    topic_prefix: SafeId = Field("edge", description="First level of every topic.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    detections_qos: Literal[0, 1] = Field(1, description="QoS of detection messages.")
+    publish_empty: bool = Field(
+        True, description="Publish a detections message for frames with no detections."
+    )
+    username: str | None = Field(None, description="Broker user name.")
+    password_env: str | None = Field(
+        None, description="Name of the environment variable holding the broker password."
+    )
+    tls: TlsConfig | None = Field(None, description="TLS settings; plain TCP when absent.")
+    queue_size: int = Field(
+        1000, ge=1, description="Hand-off queue between the inference loop and the publisher."
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttConfig:
+        if self.client_id is not None and any(c in self.client_id for c in "+#/"):
+            raise ValueError("client_id must not contain '+', '#' or '/'")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+    def password(self) -> str | None:
+        """Read the password from the environment variable named by `password_env`."""
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ValueError(f"environment variable {self.password_env} (mqtt.password_env) is not set")
+        return value
+
+
+class CameraConfig(StrictModel):
+    id: SafeId = Field(description="Camera id: one MQTT topic level.")
+    source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
+    fps_cap: float | None = Field(
+        None, gt=0, description="Most frames per second this camera sends to inference."
+    )
+    stall_timeout_s: float = Field(
+        5.0, gt=0, description="A streaming camera with no new frame for this long is stalled."
+    )
+    backoff_min_s: float = Field(0.5, gt=0, description="First reconnect delay after a failure.")
+    backoff_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+
+
+class ModelConfig(StrictModel):
+    path: Path = Field(description="Model file (ONNX, or a TensorRT engine) used at first start.")
+    manifest: Path | None = Field(
+        None, description="Manifest JSON beside the model (name, version, classes, input size)."
+    )
+    engine: EngineConfig = Field(description="Inference backend; chosen by `type`.")
+    conf_threshold: float = Field(0.25, ge=0, le=1, description="Drop boxes below this score.")
+    iou_threshold: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold.")
+    max_detections: int = Field(100, ge=1, description="Most boxes kept per frame.")
+
+
+class HealthConfig(StrictModel):
+    interval_s: float = Field(10.0, gt=0, description="Period of the `health` message.")
+    prometheus_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve Prometheus metrics on this port when set."
+    )
+    prometheus_addr: str = Field("127.0.0.1", description="Address the metrics server binds.")
+    progress_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="Stop watchdog pings when no frame was processed for this long "
+        "(unless every camera is legitimately in backoff).",
+    )
+
+
+class LoggingConfig(StrictModel):
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`auto`: console on a terminal, JSON otherwise."
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+
+class AgentConfig(StrictModel):
+    device: DeviceConfig
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
+    model: ModelConfig
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    ota: OtaConfig = Field(default_factory=OtaConfig)
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    stop_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        10.0, description="Longest orderly shutdown before the daemon gives up waiting."
+    )
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> AgentConfig:
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid; `problems` lists each issue."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    """Turn a pydantic error into one line per problem: `field.path: message`."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{loc}: {e['msg']}")
+    return lines
+
+
+def parse_config(data: object, path: Path) -> AgentConfig:
+    """Validate already-parsed YAML data (relative paths stay relative to the working directory)."""
+    if not isinstance(data, dict):
+        raise ConfigError(path, ["(top level): expected a mapping of sections"])
+    try:
+        cfg = AgentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(path, format_validation_error(err)) from None
+    return cfg
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate a YAML config file. Raises ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(path, [f"cannot read file: {err.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(path, [f"invalid YAML: {err}"]) from None
+    return parse_config(data, path)

@@ -1,0 +1,167 @@
+"""Pydantic models of every MQTT payload the device publishes.
+
+These are the contract operators build on; `docs/mqtt.md` is generated from them
+(`python -m agent.messages.docs`) and a test fails when the two drift apart.
+Models here never touch disk or network.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+DETECTIONS_SCHEMA = "edge.detections/1"
+STATUS_SCHEMA = "edge.status/1"
+HEALTH_SCHEMA = "edge.health/1"
+
+
+class Payload(BaseModel):
+    """Base of every payload: unknown fields are errors, so a typo cannot ship."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def rfc3339_ms(ts: float) -> str:
+    """Format epoch seconds as UTC RFC 3339 with milliseconds, e.g. 2026-11-27T10:52:40.123Z."""
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+class FrameSize(Payload):
+    width: int = Field(gt=0, description="Width of the original frame in pixels.")
+    height: int = Field(gt=0, description="Height of the original frame in pixels.")
+
+
+class ModelRef(Payload):
+    name: str = Field(description="Model name from its manifest.")
+    version: int = Field(ge=0, description="Model version, monotonic per name.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the model artifact that ran."
+    )
+
+
+class Latency(Payload):
+    pre: float = Field(ge=0, description="Preprocessing (letterbox, normalise) in ms.")
+    infer: float = Field(ge=0, description="Inference in ms.")
+    post: float = Field(ge=0, description="Decoding, NMS and scaling in ms.")
+    total: float = Field(ge=0, description="pre + infer + post in ms.")
+
+
+class Detection(Payload):
+    label: str = Field(description="Class name.")
+    class_id: int = Field(
+        ge=-1, description="Index into the model's class names; -1 for a label outside them."
+    )
+    confidence: float | None = Field(
+        ge=0,
+        le=1,
+        description="Score in [0, 1]; null where the model gives none (Florence-2).",
+    )
+    box: tuple[float, float, float, float] = Field(
+        description="[x1, y1, x2, y2] in pixels of the original frame."
+    )
+
+
+class DetectionMessage(Payload):
+    """One message per processed frame, on edge/<device>/cameras/<camera>/detections."""
+
+    schema_: Literal["edge.detections/1"] = Field(
+        DETECTIONS_SCHEMA, alias="schema", description="Payload schema id."
+    )
+    device: str = Field(description="Device id.")
+    camera: str = Field(description="Camera id.")
+    boot_id: str = Field(
+        description="Random id of this daemon start; with seq, identifies the message for dedup."
+    )
+    seq: int = Field(
+        ge=0,
+        description="Per camera per boot, grows by exactly 1 for each YOLO message; a gap means "
+        "a lost message. A florence2 message carries the seq of the YOLO message it refines.",
+    )
+    ts: str = Field(description="Capture time, UTC, RFC 3339 with milliseconds.")
+    frame: FrameSize
+    model: ModelRef
+    source: Literal["yolo", "florence2"] = Field(description="Which model produced this message.")
+    latency_ms: Latency
+    detections: list[Detection]
+    hard: bool = Field(
+        False, description="YOLO found this frame hard; a florence2 message may follow."
+    )
+    refines: int | None = Field(
+        None, description="On florence2 messages: the seq of the YOLO message this refines."
+    )
+    task: str | None = Field(
+        None, description="On florence2 messages: the Florence-2 task that ran, e.g. '<OD>'."
+    )
+    text: str | None = Field(
+        None, description="On florence2 messages: text output of caption/OCR tasks."
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CameraStatus(Payload):
+    id: str = Field(description="Camera id.")
+    state: Literal["connecting", "streaming", "stalled", "backoff", "stopped"] = Field(
+        description="Reader state machine position."
+    )
+    fps: float = Field(ge=0, description="Frames per second reaching inference, recent average.")
+    last_error: str | None = Field(None, description="Last error of the source, if any.")
+
+
+class StatusMessage(Payload):
+    """Retained on edge/<device>/status; 'offline' is also the last will."""
+
+    schema_: Literal["edge.status/1"] = Field(STATUS_SCHEMA, alias="schema")
+    device: str = Field(description="Device id.")
+    state: Literal["online", "offline"] = Field(description="Whether the daemon is running.")
+    ts: str = Field(description="Time of this status, UTC, RFC 3339 with milliseconds.")
+    boot_id: str | None = Field(None, description="Id of the daemon start that wrote this status.")
+    agent_version: str | None = Field(None, description="edge-agent package version.")
+    model: ModelRef | None = Field(None, description="Active model.")
+    cameras: list[CameraStatus] = Field(default_factory=list, description="Each camera's state.")
+    outbox_dropped: int = Field(
+        0, ge=0, description="Messages dropped by the outbox cap since this boot."
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class HealthMessage(Payload):
+    """Periodic metrics on edge/<device>/health (QoS 0, not retained)."""
+
+    schema_: Literal["edge.health/1"] = Field(HEALTH_SCHEMA, alias="schema")
+    device: str = Field(description="Device id.")
+    boot_id: str = Field(description="Id of this daemon start.")
+    ts: str = Field(description="Time of this report, UTC, RFC 3339 with milliseconds.")
+    uptime_s: float = Field(ge=0, description="Seconds since the daemon started.")
+    fps: float = Field(ge=0, description="Frames inferred per second over the last interval, all cameras.")
+    latency_ms_p50: float | None = Field(None, description="Median frame latency (pre+infer+post).")
+    latency_ms_p99: float | None = Field(None, description="99th percentile frame latency.")
+    frames_processed: int = Field(ge=0, description="Frames inferred since start.")
+    frames_dropped: int = Field(
+        ge=0, description="Frames a reader replaced before inference took them (newest-frame policy)."
+    )
+    publish_queue_depth: int = Field(ge=0, description="Messages waiting in the hand-off queue.")
+    publish_queue_dropped: int = Field(
+        ge=0, description="Messages the hand-off queue refused because it was full."
+    )
+    outbox_depth: int = Field(ge=0, description="Messages in the outbox awaiting delivery.")
+    outbox_dropped: int = Field(ge=0, description="Messages dropped by the outbox cap since start.")
+    fallback_rate_per_min: float = Field(
+        0.0, ge=0, description="Florence-2 escalations per minute over the last interval."
+    )
+    fallback_state: Literal["disabled", "idle", "busy", "down"] = Field(
+        "disabled", description="Florence-2 worker state."
+    )
+    rss_mb: float = Field(ge=0, description="Resident memory of the daemon in MiB.")
+    cameras: list[CameraStatus] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def dump_payload(msg: BaseModel) -> bytes:
+    """Serialise a payload to compact JSON bytes, with field aliases (`schema`)."""
+    return msg.model_dump_json(by_alias=True, exclude_none=False).encode()

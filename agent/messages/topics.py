@@ -1,0 +1,88 @@
+"""Every MQTT topic the product uses, built in one place.
+
+Ids are validated here too, so no code path can publish to a topic with a wildcard or an
+extra level in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.ids import check_id
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names for one device under one prefix (default `edge`)."""
+
+    device: str
+    prefix: str = "edge"
+
+    def __post_init__(self) -> None:
+        check_id(self.prefix, "topic prefix")
+        check_id(self.device, "device id")
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{self.device}"
+
+    @property
+    def status(self) -> str:
+        """Retained online/offline status (also the last will)."""
+        return f"{self.base}/status"
+
+    @property
+    def health(self) -> str:
+        """Periodic metrics, QoS 0, not retained."""
+        return f"{self.base}/health"
+
+    @property
+    def ota_command(self) -> str:
+        """Signed OTA commands from the gateway."""
+        return f"{self.base}/ota/command"
+
+    @property
+    def ota_state(self) -> str:
+        """Retained OTA state machine position."""
+        return f"{self.base}/ota/state"
+
+    @property
+    def ack(self) -> str:
+        """Application acks from the gateway that let the outbox delete delivered messages."""
+        return f"{self.base}/ack"
+
+    def detections(self, camera: str) -> str:
+        """Detection messages of one camera."""
+        check_id(camera, "camera id")
+        return f"{self.base}/cameras/{camera}/detections"
+
+
+def detections_filter(prefix: str = "edge", device: str = "+", camera: str = "+") -> str:
+    """Subscription filter for detections; `+` matches every device or camera."""
+    return f"{prefix}/{device}/cameras/{camera}/detections"
+
+
+def status_filter(prefix: str = "edge") -> str:
+    """Subscription filter for every device's retained status."""
+    return f"{prefix}/+/status"
+
+
+def ota_state_filter(prefix: str = "edge") -> str:
+    """Subscription filter for every device's retained OTA state."""
+    return f"{prefix}/+/ota/state"
+
+
+def health_filter(prefix: str = "edge") -> str:
+    """Subscription filter for every device's health messages."""
+    return f"{prefix}/+/health"
+
+
+def parse_device(topic: str, prefix: str = "edge") -> str | None:
+    """Return the device id of a topic under `prefix`, or None if it does not fit."""
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[0] != prefix:
+        return None
+    try:
+        return check_id(parts[1], "device id")
+    except ValueError:
+        return None

@@ -1,0 +1,112 @@
+"""A real Mosquitto broker on a free loopback port, owned by one test.
+
+Used for every test that needs its own broker config, a restart, or a kill: the machine's
+shared broker on 1883 is never stopped by a test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    """Block until something accepts TCP connections on host:port, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+class Mosquitto:
+    """A mosquitto process with its own config file in `workdir`.
+
+    `extra_conf` lines are appended to a minimal config (listener on the port, anonymous
+    allowed unless the extra lines say otherwise, persistence off unless asked).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        extra_conf: str = "",
+        persistence: bool = False,
+        anonymous: bool = True,
+        listener: bool = True,
+    ) -> None:
+        if shutil.which("mosquitto") is None:
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / "mosquitto.conf"
+        self.log = workdir / "mosquitto.log"
+        lines = []
+        if listener:
+            lines.append(f"listener {self.port} 127.0.0.1")
+            lines.append(f"allow_anonymous {'true' if anonymous else 'false'}")
+        lines += [
+            "max_queued_messages 0",
+            f"persistence {'true' if persistence else 'false'}",
+            f"persistence_location {workdir}/",
+            "log_type all",
+            f"log_dest file {self.log}",
+            extra_conf,
+        ]
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mosquitto:
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            self.stop(signal.SIGKILL)
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"mosquitto did not start on {self.port}:\n{log[-2000:]}") from None
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(signal.SIGKILL)
