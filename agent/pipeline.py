@@ -1,0 +1,269 @@
+"""The inference loop: newest frame per camera -> detector -> detection message -> hand-off.
+
+One thread runs the loop. It never waits on the network: messages go to a non-blocking
+`submit` callable (the publisher's hand-off). Model swaps happen between two frames: a
+swap request is applied at the top of the next iteration, so no frame is dropped and no
+frame ever runs on a half-swapped model. The class implements `agent.ota.host.ModelHost`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from agent.health.metrics import FrameRecord, FrameWindow, WindowSummary
+from agent.messages.payloads import (
+    Detection,
+    DetectionMessage,
+    FrameSize,
+    Latency,
+    ModelRef,
+    dump_payload,
+    rfc3339_ms,
+)
+from agent.types import Detections, Frame, ModelInfo, Timings
+
+if TYPE_CHECKING:
+    from agent.engines.detector import Detector
+
+log = structlog.get_logger(__name__)
+
+
+class FrameFeed(Protocol):
+    """Where the loop gets frames: the newest unseen frame of some camera, fairly."""
+
+    def next_frame(self, timeout: float) -> Frame | None:
+        """Return a frame not returned before, or None after `timeout` seconds."""
+        ...
+
+
+class HardFrameHook(Protocol):
+    """The Florence-2 fallback as the loop sees it (see `agent.fallback.worker.Fallback`)."""
+
+    def is_hard(self, camera: str, detections: Detections, now_mono: float) -> bool: ...
+
+    def submit(
+        self,
+        frame: Frame,
+        detections: Detections,
+        yolo: DetectionMessage,
+        class_names: tuple[str, ...],
+    ) -> None: ...
+
+
+SubmitFn = Callable[[str, int, bytes], bool]
+"""submit(camera, seq, payload) -> accepted; must never block."""
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    device: str
+    boot_id: str
+    publish_empty: bool = True
+    recent_frames: int = 8
+
+
+def model_ref(info: ModelInfo) -> ModelRef:
+    """The payload's model identity for a loaded model."""
+    return ModelRef(name=info.name, version=info.version, sha256=info.sha256)
+
+
+def build_message(
+    settings: PipelineSettings,
+    frame: Frame,
+    seq: int,
+    detections: Detections,
+    timings: Timings,
+    info: ModelInfo,
+    hard: bool,
+) -> DetectionMessage:
+    """Build the YOLO detection message of one frame (pure)."""
+    names = info.class_names
+    dets = [
+        Detection(
+            label=names[c] if 0 <= c < len(names) else str(c),
+            class_id=int(c),
+            confidence=round(float(s), 4),
+            box=(round(float(b[0]), 1), round(float(b[1]), 1), round(float(b[2]), 1), round(float(b[3]), 1)),
+        )
+        for b, s, c in zip(
+            detections.xyxy.tolist(), detections.confidence.tolist(), detections.class_id.tolist()
+        )
+    ]
+    return DetectionMessage(
+        device=settings.device,
+        camera=frame.camera,
+        boot_id=settings.boot_id,
+        seq=seq,
+        ts=rfc3339_ms(frame.captured_at),
+        frame=FrameSize(width=frame.width, height=frame.height),
+        model=model_ref(info),
+        source="yolo",
+        latency_ms=Latency(
+            pre=round(timings.pre, 3),
+            infer=round(timings.infer, 3),
+            post=round(timings.post, 3),
+            total=round(timings.total, 3),
+        ),
+        detections=dets,
+        hard=hard,
+    )
+
+
+class Pipeline:
+    """Runs the inference loop in its own thread; implements the OTA `ModelHost`."""
+
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        feed: FrameFeed,
+        detector: Detector,
+        submit: SubmitFn,
+        load_detector: Callable[..., Detector],
+        fallback: HardFrameHook | None = None,
+        window: FrameWindow | None = None,
+    ) -> None:
+        self._settings = settings
+        self._feed = feed
+        self._detector = detector
+        self._submit = submit
+        self._load = load_detector
+        self._fallback = fallback
+        self.window = window or FrameWindow()
+        self._seq: dict[str, int] = {}
+        self._recent: deque[Frame] = deque(maxlen=settings.recent_frames)
+        self._lock = threading.Lock()
+        self._pending: Detector | None = None
+        self._swapped = threading.Condition(self._lock)
+        self._paused = threading.Event()
+        self._idle = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_loop_mono = time.monotonic()
+        self.last_frame_mono = time.monotonic()
+        self.submit_refused = 0
+        self.swap_count = 0
+        self.on_model_change: Callable[[ModelInfo], None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop after the current frame; True if the thread ended within `timeout`."""
+        self._stop.set()
+        self._paused.clear()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- ModelHost ---------------------------------------------------------------------
+    def active_detector(self) -> Detector:
+        with self._lock:
+            return self._detector
+
+    def recent_frames(self, n: int) -> list[Frame]:
+        with self._lock:
+            frames = list(self._recent)
+        return frames[-n:]
+
+    def load_detector(self, model_path, manifest):  # type: ignore[no-untyped-def]
+        """Load a model with the daemon's engine config and thresholds."""
+        return self._load(model_path, manifest)
+
+    def swap(self, new: Detector, timeout: float) -> Detector:
+        """Install `new` between two frames; return the previous detector (caller closes it)."""
+        with self._lock:
+            if not self.running or self._paused.is_set():
+                old, self._detector = self._detector, new
+                self._after_swap(new)
+                return old
+            self._pending = new
+            old = self._detector
+            if not self._swapped.wait_for(lambda: self._pending is None, timeout):
+                self._pending = None
+                raise TimeoutError(f"the inference loop did not reach a frame boundary in {timeout}s")
+            return old
+
+    def pause(self) -> None:
+        """Stop taking frames after the current one (readers keep their newest frame)."""
+        self._idle.clear()
+        self._paused.set()
+        if self.running:
+            self._idle.wait(timeout=30.0)
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def window_stats(self, since_mono: float) -> WindowSummary:
+        return self.window.summary(since_mono, time.monotonic())
+
+    # -- the loop ------------------------------------------------------------------------
+    def _after_swap(self, new: Detector) -> None:
+        self.swap_count += 1
+        log.info("model swapped", model=new.info.name, version=new.info.version)
+        if self.on_model_change is not None:
+            self.on_model_change(new.info)
+
+    def _apply_pending(self) -> Detector:
+        with self._lock:
+            if self._pending is not None:
+                self._detector = self._pending
+                self._pending = None
+                self._after_swap(self._detector)
+                self._swapped.notify_all()
+            return self._detector
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.last_loop_mono = time.monotonic()
+            if self._paused.is_set():
+                self._idle.set()
+                time.sleep(0.005)
+                continue
+            detector = self._apply_pending()
+            frame = self._feed.next_frame(timeout=0.2)
+            if frame is None:
+                continue
+            detector = self._apply_pending()
+            self._process(detector, frame)
+
+    def _process(self, detector: Detector, frame: Frame) -> None:
+        start = time.monotonic()
+        age_ms = (start - frame.captured_mono) * 1000.0
+        try:
+            detections, timings = detector.detect(frame.image)
+        except Exception as err:  # an engine failure must not kill the loop; it is counted
+            self.window.add(FrameRecord(start, 0.0, 0, age_ms, error=True))
+            log.error("inference failed", camera=frame.camera, error=repr(err))
+            return
+        with self._lock:
+            self._recent.append(frame)
+        self.last_frame_mono = time.monotonic()
+        self.window.add(FrameRecord(start, timings.total, len(detections), age_ms))
+        if len(detections) == 0 and not self._settings.publish_empty:
+            return
+        hard = False
+        if self._fallback is not None:
+            hard = self._fallback.is_hard(frame.camera, detections, start)
+        seq = self._seq.get(frame.camera, 0)
+        msg = build_message(self._settings, frame, seq, detections, timings, detector.info, hard)
+        if self._submit(frame.camera, seq, dump_payload(msg)):
+            self._seq[frame.camera] = seq + 1
+        else:
+            self.submit_refused += 1
+            self._seq[frame.camera] = seq + 1  # the gap shows consumers the counted loss
+        if hard and self._fallback is not None:
+            self._fallback.submit(frame, detections, msg, detector.info.class_names)
