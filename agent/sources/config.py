@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PASSWORD_PLACEHOLDER = "{password}"
 
 
 class _Strict(BaseModel):
@@ -34,6 +38,13 @@ class V4l2SourceConfig(_Strict):
         None, min_length=4, max_length=4, description="Requested pixel format, e.g. MJPG."
     )
 
+    @field_validator("fourcc")
+    @classmethod
+    def _printable_fourcc(cls, value: str | None) -> str | None:
+        if value is not None and not (value.isascii() and value.isprintable()):
+            raise ValueError(f"fourcc must be 4 printable ASCII characters, got {value!r}")
+        return value
+
 
 class RtspSourceConfig(_Strict):
     type: Literal["rtsp"] = "rtsp"
@@ -45,12 +56,42 @@ class RtspSourceConfig(_Strict):
         None, description="Environment variable substituted for '{password}' in the URL."
     )
 
+    @model_validator(mode="after")
+    def _password_from_env_only(self) -> RtspSourceConfig:
+        # Messages never echo the URL: it may hold a secret.
+        try:
+            parts = urlsplit(self.url)
+        except ValueError:
+            raise ValueError("url is not a valid URL") from None
+        if not parts.hostname:
+            raise ValueError("url has no host")
+        has_placeholder = PASSWORD_PLACEHOLDER in self.url
+        if self.password_env is not None and not has_placeholder:
+            raise ValueError("password_env is set but the url has no '{password}' placeholder")
+        if has_placeholder and self.password_env is None:
+            raise ValueError("the url has a '{password}' placeholder but password_env is not set")
+        userinfo = parts.netloc.rpartition("@")[0]
+        if ":" in userinfo and userinfo.partition(":")[2] != PASSWORD_PLACEHOLDER:
+            raise ValueError(
+                "the url holds a literal password; write '{password}' in its place and name "
+                "the environment variable that holds it in password_env"
+            )
+        return self
+
 
 class GStreamerSourceConfig(_Strict):
     type: Literal["gstreamer"] = "gstreamer"
     pipeline: str = Field(
         description="GStreamer pipeline ending in 'appsink' (needs OpenCV built with GStreamer)."
     )
+
+    @field_validator("pipeline")
+    @classmethod
+    def _ends_in_appsink(cls, value: str) -> str:
+        last = value.rsplit("!", 1)[-1].split()
+        if not last or last[0] != "appsink":
+            raise ValueError("pipeline must end in an 'appsink' element (OpenCV pulls frames from it)")
+        return value
 
 
 SourceConfig = Annotated[

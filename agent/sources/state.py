@@ -1,0 +1,174 @@
+"""Camera lifecycle: an explicit enum state machine with exponential backoff and jitter.
+
+Pure logic: no threads, no I/O. The clock and the random source are injected so tests
+freeze time and seed the jitter.
+
+```
+            open ok + first frame              no frame for stall_timeout_s
+ CONNECTING ───────────────────► STREAMING ──────────────────────────────► STALLED
+     ▲   │ open/first read failed    │ read failed                 frame  │    │
+     │   ▼                           ▼                        arrives ◄──┘    │ hung /
+     └─ BACKOFF ◄─────────────────────────────────────────────────────────────┘ failed
+ any state ──stop()──► STOPPED (terminal); STREAMING ──end of file, no loop──► STOPPED
+```
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from enum import Enum
+
+
+class CameraState(str, Enum):
+    """Where one camera is in its lifecycle (published in the status topic)."""
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    STALLED = "stalled"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+TRANSITIONS: dict[CameraState, frozenset[CameraState]] = {
+    CameraState.CONNECTING: frozenset(
+        {CameraState.STREAMING, CameraState.BACKOFF, CameraState.STOPPED}
+    ),
+    CameraState.STREAMING: frozenset(
+        {CameraState.STALLED, CameraState.BACKOFF, CameraState.STOPPED}
+    ),
+    CameraState.STALLED: frozenset(
+        {CameraState.STREAMING, CameraState.BACKOFF, CameraState.STOPPED}
+    ),
+    CameraState.BACKOFF: frozenset({CameraState.CONNECTING, CameraState.STOPPED}),
+    CameraState.STOPPED: frozenset(),
+}
+"""Legal moves: state -> states it may go to. Anything else raises IllegalTransition."""
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the camera lifecycle does not allow (a bug in the caller)."""
+
+    def __init__(self, old: CameraState, new: CameraState) -> None:
+        self.old = old
+        self.new = new
+        super().__init__(f"illegal camera state transition {old.value} -> {new.value}")
+
+
+def backoff_delay(
+    attempt: int,
+    min_s: float,
+    max_s: float,
+    jitter: float,
+    rng: random.Random,
+) -> float:
+    """Delay before reconnect attempt `attempt` (0-based): exponential, capped, jittered.
+
+    The un-jittered delay is `min(max_s, min_s * 2**attempt)`; jitter scales it by a
+    uniform factor in `[1 - jitter, 1]`, so the cap is never exceeded and cameras that
+    failed together do not reconnect in lock-step.
+    """
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt}")
+    if not 0 < min_s <= max_s:
+        raise ValueError(f"need 0 < min_s <= max_s, got min_s={min_s}, max_s={max_s}")
+    if not 0 <= jitter <= 1:
+        raise ValueError(f"jitter must be in [0, 1], got {jitter}")
+    # 2**attempt overflows a float near attempt 1024; the cap is reached long before.
+    base = max_s if attempt >= 64 else min(max_s, min_s * (2.0**attempt))
+    return base * (1.0 - jitter * rng.random())
+
+
+class CameraStateMachine:
+    """The lifecycle of one camera: current state, when it was entered, last error, backoff.
+
+    Not thread-safe on its own; the reader guards it with its lock.
+    """
+
+    def __init__(
+        self,
+        backoff_min_s: float,
+        backoff_max_s: float,
+        jitter: float = 0.5,
+        reset_after_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Create a machine in CONNECTING.
+
+        Args:
+            backoff_min_s: first reconnect delay.
+            backoff_max_s: longest reconnect delay.
+            jitter: fraction of each delay that is randomised (0: none, 1: full jitter).
+            reset_after_s: streaming this long without a failure resets the backoff to
+                `backoff_min_s`; defaults to `backoff_max_s`.
+            clock: monotonic clock in seconds.
+            rng: random source for the jitter.
+        """
+        # Validate once here so a bad config fails at construction, not at first failure.
+        backoff_delay(0, backoff_min_s, backoff_max_s, jitter, random.Random(0))
+        self._min = backoff_min_s
+        self._max = backoff_max_s
+        self._jitter = jitter
+        self._reset_after = backoff_max_s if reset_after_s is None else reset_after_s
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._state = CameraState.CONNECTING
+        self._since = clock()
+        self._streaming_since: float | None = None
+        self.attempt = 0
+        """Failures since the last stable streaming period; the next backoff's exponent."""
+        self.last_error: str | None = None
+        """Why the camera last failed (kept after recovery, for the status topic)."""
+        self.last_delay: float | None = None
+        """The most recent backoff delay in seconds."""
+        self.transitions = 0
+        """How many state changes happened (for stats)."""
+
+    @property
+    def state(self) -> CameraState:
+        """The current state."""
+        return self._state
+
+    @property
+    def since(self) -> float:
+        """Monotonic time at which the current state was entered."""
+        return self._since
+
+    def can(self, new: CameraState) -> bool:
+        """Whether moving to `new` is legal from the current state."""
+        return new in TRANSITIONS[self._state]
+
+    def transition(self, new: CameraState, error: str | None = None) -> None:
+        """Move to `new`, recording `error` as the last error when given.
+
+        Raises:
+            IllegalTransition: the move is not in TRANSITIONS.
+        """
+        old = self._state
+        if new not in TRANSITIONS[old]:
+            raise IllegalTransition(old, new)
+        now = self._clock()
+        if new is CameraState.STREAMING and self._streaming_since is None:
+            self._streaming_since = now
+        if new in (CameraState.BACKOFF, CameraState.STOPPED):
+            if (
+                self._streaming_since is not None
+                and now - self._streaming_since >= self._reset_after
+            ):
+                self.attempt = 0
+            self._streaming_since = None
+        if error is not None:
+            self.last_error = error
+        self._state = new
+        self._since = now
+        self.transitions += 1
+
+    def enter_backoff(self, error: str) -> float:
+        """Go to BACKOFF because of `error`; return the delay before the next attempt."""
+        self.transition(CameraState.BACKOFF, error)
+        delay = backoff_delay(self.attempt, self._min, self._max, self._jitter, self._rng)
+        self.attempt += 1
+        self.last_delay = delay
+        return delay
