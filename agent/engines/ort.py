@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+import numpy.typing as npt
+import structlog
 from pydantic import BaseModel, ConfigDict, Field
+
+from agent.engines.base import EngineError, EngineIO, TensorSpec
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_WARMUP_SIZE = 640  # used only for dynamic H/W with no `imgsz` metadata
 
 
 class OnnxRuntimeConfig(BaseModel):
@@ -23,3 +37,166 @@ class OnnxRuntimeConfig(BaseModel):
     )
     threads: int = Field(0, ge=0, description="Intra-op threads; 0 lets ONNX Runtime choose.")
     warmup_runs: int = Field(2, ge=0, description="Inferences run at load, before serving.")
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """The exception types onnxruntime raises for bad models (they derive from Exception)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile",
+             "NoModel", "RuntimeException", "NotImplemented")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
+
+
+def _dims(shape: list[int | str | None]) -> tuple[int, ...]:
+    """ONNX Runtime shape (ints, or strings/None for dynamic dims) -> ints with -1 for dynamic."""
+    return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in shape)
+
+
+def _imgsz(metadata: dict[str, str]) -> tuple[int, int] | None:
+    """Ultralytics `imgsz` metadata ('[320, 320]') -> (H, W), or None when absent/unreadable."""
+    raw = metadata.get("imgsz")
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
+class OnnxRuntimeEngine:
+    """An `Engine` running a model with ONNX Runtime.
+
+    Providers come from the config in order; a requested provider that this onnxruntime
+    build lacks (or that fails to initialise) is an EngineError unless
+    `allow_provider_fallback` is set, in which case it is logged as a warning.
+    """
+
+    def __init__(self, config: OnnxRuntimeConfig) -> None:
+        self.config = config
+        self._session: onnxruntime.InferenceSession | None = None
+        self._input_name = ""
+        self._output_names: list[str] = []
+        self.providers: list[str] = []
+
+    def _choose_providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        requested = list(self.config.providers)
+        missing = [p for p in requested if p not in available]
+        if not missing:
+            return requested
+        if not self.config.allow_provider_fallback:
+            raise EngineError(
+                f"execution provider(s) {missing} requested but this onnxruntime "
+                f"({ort.__version__}) offers only {available}; install the matching "
+                "onnxruntime build (e.g. onnxruntime-gpu) or set allow_provider_fallback: true"
+            )
+        chosen = [p for p in requested if p in available] or ["CPUExecutionProvider"]
+        log.warning("onnxruntime provider fallback", missing=missing, using=chosen)
+        return chosen
+
+    def load(self, model_path: Path) -> EngineIO:
+        """Open the model, check it takes one 4-D float image tensor, warm it up.
+
+        Raises:
+            EngineError: missing or corrupt file, missing provider, not a detector input.
+        """
+        import onnxruntime as ort
+
+        model_path = Path(model_path)
+        if self._session is not None:
+            raise EngineError("engine already loaded; close() it first")
+        if not model_path.is_file():
+            raise EngineError(f"model file not found: {model_path}")
+        providers = self._choose_providers()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.config.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+        except _ort_errors() as exc:
+            raise EngineError(
+                f"cannot load ONNX model {model_path} (corrupt or not an ONNX file?): {exc}"
+            ) from exc
+        active = session.get_providers()
+        dropped = [p for p in providers if p not in active]
+        if dropped and not self.config.allow_provider_fallback:
+            raise EngineError(
+                f"execution provider(s) {dropped} failed to initialise for {model_path} "
+                f"(active: {active}); check the GPU/driver/TensorRT install or set "
+                "allow_provider_fallback: true"
+            )
+        if dropped:
+            log.warning("onnxruntime provider fallback", failed=dropped, using=active)
+        io = self._describe(session, model_path)
+        self._session = session
+        self._input_name = io.inputs[0].name
+        self._output_names = [o.name for o in io.outputs]
+        self.providers = active
+        try:
+            self._warmup(io)
+        except EngineError:
+            self.close()
+            raise
+        log.info("onnxruntime model loaded", path=str(model_path), providers=active,
+                 threads=self.config.threads, input=io.inputs[0].shape,
+                 outputs=[o.shape for o in io.outputs])
+        return io
+
+    @staticmethod
+    def _describe(session: onnxruntime.InferenceSession, model_path: Path) -> EngineIO:
+        inputs = session.get_inputs()
+        outputs = session.get_outputs()
+        found = ", ".join(f"{i.name} {i.shape} {i.type}" for i in inputs) or "none"
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].type != "tensor(float)":
+            raise EngineError(
+                f"not a detector: {model_path} must take a single 4-D float image tensor "
+                f"(N, 3, H, W); it takes {found}"
+            )
+        in_shape = _dims(inputs[0].shape)
+        if in_shape[1] not in (3, -1):
+            raise EngineError(f"not a detector: {model_path} input has {in_shape[1]} channels, not 3")
+        return EngineIO(
+            inputs=(TensorSpec(inputs[0].name, in_shape, inputs[0].type),),
+            outputs=tuple(TensorSpec(o.name, _dims(o.shape), o.type) for o in outputs),
+            metadata=dict(session.get_modelmeta().custom_metadata_map),
+        )
+
+    def _warmup(self, io: EngineIO) -> None:
+        if self.config.warmup_runs == 0:
+            return
+        _, c, h, w = io.inputs[0].shape
+        hw = _imgsz(io.metadata) or (DEFAULT_WARMUP_SIZE, DEFAULT_WARMUP_SIZE)
+        shape = (1, 3, h if h > 0 else hw[0], w if w > 0 else hw[1])
+        dummy = np.zeros(shape, dtype=np.float32)
+        for _ in range(self.config.warmup_runs):
+            self.infer(dummy)
+
+    def infer(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+        """Run one (1, 3, H, W) float32 tensor; return the outputs in the model's order."""
+        if self._session is None:
+            raise EngineError("engine is not loaded (or was closed)")
+        try:
+            return self._session.run(self._output_names, {self._input_name: tensor})
+        except _ort_errors() as exc:
+            raise EngineError(f"onnxruntime inference failed: {exc}") from exc
+
+    @property
+    def session(self) -> onnxruntime.InferenceSession:
+        """The underlying session (for benchmarks); EngineError when not loaded."""
+        if self._session is None:
+            raise EngineError("engine is not loaded (or was closed)")
+        return self._session
+
+    def close(self) -> None:
+        """Release the session. Safe to call twice."""
+        self._session = None
+        self._output_names = []

@@ -1,0 +1,207 @@
+"""A YOLO detector: one engine plus the pure pre/post-processing of `agent.engines.yolo`.
+
+`load_detector` opens a model file, works out its identity (sha256, manifest or
+Ultralytics metadata) and checks it is consistent before a single frame is served.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from agent.engines.base import Engine, EngineError, EngineIO
+from agent.engines.model_loading import ModelMetadataError, file_sha256, metadata_imgsz, metadata_names
+from agent.engines.ort import OnnxRuntimeConfig
+from agent.engines.registry import create_engine
+from agent.engines.trt import TensorRTConfig
+from agent.engines.yolo import DecodeParams, Layout, Letterboxer, decode, detect_layout, layout_num_classes
+from agent.manifest import Manifest
+from agent.types import Detections, ModelInfo, Timings
+
+log = structlog.get_logger(__name__)
+
+
+class Detector:
+    """Frames in, Detections out: letterbox -> engine -> decode/NMS -> original pixels.
+
+    Not thread-safe: one inference thread calls `detect`.
+
+    Attributes:
+        info: the model's identity and interface.
+        layout: its output layout.
+        io: what the engine reported at load.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        io: EngineIO,
+        info: ModelInfo,
+        *,
+        conf_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_detections: int = 100,
+    ) -> None:
+        """Wrap a loaded engine.
+
+        Raises:
+            EngineError: the outputs fit no YOLO layout, or the class count implied by the
+                output shape disagrees with `info.class_names`.
+        """
+        if not info.class_names:
+            raise ModelMetadataError(
+                "model has no class names: give a manifest or export with Ultralytics metadata"
+            )
+        nc = len(info.class_names)
+        shapes = [o.shape for o in io.outputs]
+        try:
+            self.layout: Layout = detect_layout(shapes, io.metadata, nc)
+        except EngineError:
+            # Does it fit a layout with another class count? Then say that instead.
+            guess = detect_layout(shapes, io.metadata, None)
+            self.layout = guess
+        shape_nc = layout_num_classes(self.layout, shapes[0])
+        if shape_nc is not None and shape_nc != nc:
+            raise ModelMetadataError(
+                f"class names disagree with the model: {nc} names {list(info.class_names)[:10]} "
+                f"but output {list(shapes[0])} ({self.layout.name} layout) has {shape_nc} classes"
+            )
+        in_shape = io.inputs[0].shape
+        for got, want, axis in ((in_shape[2], info.input_size[0], "height"),
+                                (in_shape[3], info.input_size[1], "width")):
+            if got > 0 and got != want:
+                raise ModelMetadataError(
+                    f"input size {info.input_size} disagrees with the model input {list(in_shape)} ({axis})"
+                )
+        self.engine = engine
+        self.io = io
+        self.info = info
+        self.params = DecodeParams(conf_threshold, iou_threshold, max_detections)
+        self._nc = nc
+        self._letterbox = Letterboxer(info.input_size)
+        self._closed = False
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> tuple[Detections, Timings]:
+        """Detect objects in one frame.
+
+        Args:
+            image: (h, w, 3) uint8 BGR.
+
+        Returns:
+            Detections in pixels of `image`, and pre/infer/post times in ms.
+        """
+        if self._closed:
+            raise EngineError("detector is closed")
+        t0 = time.perf_counter()
+        tensor, lb = self._letterbox(image)
+        t1 = time.perf_counter()
+        outputs = self.engine.infer(tensor)
+        t2 = time.perf_counter()
+        dets = decode(outputs, self.layout, self._nc, lb, (image.shape[0], image.shape[1]), self.params)
+        t3 = time.perf_counter()
+        return dets, Timings(pre=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, post=(t3 - t2) * 1e3)
+
+    def close(self) -> None:
+        """Close the engine. Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self.engine.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _model_info(
+    model_path: Path, sha256: str, io: EngineIO, manifest: Manifest | None
+) -> ModelInfo:
+    """Identity and interface from the manifest and/or Ultralytics metadata, cross-checked."""
+    meta_names = metadata_names(io.metadata)
+    meta_imgsz = metadata_imgsz(io.metadata)
+    if manifest is not None:
+        if manifest.sha256 != sha256:
+            raise ModelMetadataError(
+                f"manifest {manifest.name} v{manifest.version} is for sha256 {manifest.sha256}, "
+                f"but {model_path} has sha256 {sha256}"
+            )
+        names = tuple(manifest.class_names)
+        if meta_names is not None and len(meta_names) != len(names):
+            raise ModelMetadataError(
+                f"manifest lists {len(names)} classes {list(names)[:10]} but the model metadata "
+                f"lists {len(meta_names)} {list(meta_names)[:10]}"
+            )
+        if meta_names is not None and meta_names != names:
+            log.warning("manifest class names differ from model metadata; using the manifest",
+                        manifest=list(names), metadata=list(meta_names))
+        input_size = (int(manifest.input_size[0]), int(manifest.input_size[1]))
+        if meta_imgsz is not None and meta_imgsz != input_size:
+            raise ModelMetadataError(
+                f"manifest input size {input_size} disagrees with model metadata imgsz {meta_imgsz}"
+            )
+        return ModelInfo(manifest.name, manifest.version, sha256, input_size, names)
+    if meta_names is None:
+        raise ModelMetadataError(
+            f"{model_path} has no 'names' metadata and no manifest was given: class names unknown"
+        )
+    in_shape = io.inputs[0].shape
+    static = (in_shape[2], in_shape[3]) if in_shape[2] > 0 and in_shape[3] > 0 else None
+    input_size = meta_imgsz or static
+    if input_size is None:
+        raise ModelMetadataError(
+            f"{model_path} has a dynamic input {list(in_shape)} and no 'imgsz' metadata or manifest"
+        )
+    return ModelInfo(model_path.stem, 0, sha256, input_size, meta_names)
+
+
+def load_detector(
+    model_path: Path,
+    engine_config: OnnxRuntimeConfig | TensorRTConfig,
+    *,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    max_detections: int = 100,
+    manifest: Manifest | None = None,
+) -> Detector:
+    """Load a model file into a ready, warmed-up Detector.
+
+    Class names and input size come from `manifest` when given (its sha256 must match the
+    file), else from the model's Ultralytics metadata; either way they are checked against
+    the network's input and output shapes.
+
+    Raises:
+        EngineError: missing/corrupt file, missing provider, not a detector, or
+            inconsistent metadata (ModelMetadataError); the message says which.
+    """
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise EngineError(f"model file not found: {model_path}")
+    sha256 = file_sha256(model_path)
+    engine = create_engine(engine_config)
+    io = engine.load(model_path)
+    try:
+        info = _model_info(model_path, sha256, io, manifest)
+        detector = Detector(
+            engine, io, info,
+            conf_threshold=conf_threshold,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+        )
+    except (EngineError, ValueError):
+        engine.close()
+        raise
+    log.info("detector ready", model=info.name, version=info.version, sha256=sha256[:12],
+             layout=detector.layout.value, input_size=info.input_size,
+             classes=len(info.class_names))
+    return detector

@@ -1,0 +1,123 @@
+"""Reading what a model file is: its sha256, its manifest, its Ultralytics metadata.
+
+`load_manifest` and `file_sha256` touch disk; the `parse_*` helpers are pure.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from agent.engines.base import EngineError
+from agent.manifest import Manifest
+
+_CHUNK = 1 << 20
+
+
+class ModelMetadataError(EngineError):
+    """Model metadata (Ultralytics `names`/`imgsz`, or a manifest) is unreadable or inconsistent."""
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks.
+
+    Raises:
+        EngineError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise EngineError(f"cannot read model file {path}: {exc}") from exc
+    return digest.hexdigest()
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate a manifest JSON file.
+
+    Raises:
+        ModelMetadataError: missing file, invalid JSON, or a manifest that fails validation
+            (every problem listed with its field path).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ModelMetadataError(f"manifest not found: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelMetadataError(f"cannot read manifest {path}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelMetadataError(f"manifest {path} is not valid JSON: {exc}") from exc
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ModelMetadataError(f"manifest {path} is invalid: {problems}") from exc
+
+
+def parse_names(raw: str) -> tuple[str, ...]:
+    """Ultralytics `names` metadata ("{0: 'person', 1: 'car'}") -> ('person', 'car').
+
+    Parsed with `ast.literal_eval` (literals only, never code). A list literal is accepted
+    too. Keys must be exactly 0..n-1.
+
+    Raises:
+        ModelMetadataError: not a dict/list literal of strings indexed 0..n-1.
+    """
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise ModelMetadataError(f"model metadata 'names' is not a literal: {raw[:200]!r}") from exc
+    if isinstance(value, (list, tuple)):
+        value = dict(enumerate(value))
+    if not isinstance(value, dict) or not value:
+        raise ModelMetadataError(f"model metadata 'names' is not a non-empty dict: {raw[:200]!r}")
+    if sorted(value) != list(range(len(value))) or not all(isinstance(v, str) for v in value.values()):
+        raise ModelMetadataError(
+            f"model metadata 'names' must map 0..n-1 to strings: {raw[:200]!r}"
+        )
+    return tuple(value[i] for i in range(len(value)))
+
+
+def parse_imgsz(raw: str) -> tuple[int, int]:
+    """Ultralytics `imgsz` metadata ("[320, 320]" or "320") -> (H, W).
+
+    Raises:
+        ModelMetadataError: not one or two positive integers.
+    """
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise ModelMetadataError(f"model metadata 'imgsz' is not a literal: {raw[:100]!r}") from exc
+    if isinstance(value, int):
+        value = [value, value]
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ModelMetadataError(f"model metadata 'imgsz' must be [H, W] > 0: {raw[:100]!r}")
+    return int(value[0]), int(value[1])
+
+
+def metadata_names(metadata: Mapping[str, str]) -> tuple[str, ...] | None:
+    """Class names from Ultralytics metadata, or None when the model has none."""
+    raw = metadata.get("names")
+    return None if raw is None else parse_names(raw)
+
+
+def metadata_imgsz(metadata: Mapping[str, str]) -> tuple[int, int] | None:
+    """Input (H, W) from Ultralytics metadata, or None when the model has none."""
+    raw = metadata.get("imgsz")
+    return None if raw is None else parse_imgsz(raw)

@@ -1,0 +1,417 @@
+"""YOLO pre- and post-processing in pure numpy (plus cv2.resize): no I/O, no engine.
+
+Letterbox a BGR frame into the network's NCHW RGB float tensor, recognise which of the
+three Ultralytics output layouts a model has, decode its output to boxes, run class-aware
+NMS and scale the boxes back to pixels of the original frame.
+
+Layouts (batch 1):
+    V8       [1, 4+nc, N]  YOLOv8 / YOLO11: cx, cy, w, h then nc class scores per anchor.
+    V5       [1, N, 5+nc]  YOLOv5: cx, cy, w, h, objectness then nc class scores.
+    END2END  [1, K, 6]     NMS-free exports (YOLOv10, YOLO26): x1, y1, x2, y2, score, class.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from agent.engines.base import EngineError
+from agent.types import Detections
+
+PAD_VALUE = 114  # Ultralytics' letterbox grey
+MAX_NMS_CANDIDATES = 30000  # most boxes fed to NMS, highest scores first (as Ultralytics)
+
+
+class Layout(enum.Enum):
+    """Output layout of a YOLO detection network."""
+
+    V8 = "v8"
+    V5 = "v5"
+    END2END = "end2end"
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    """How a frame was placed in the network input.
+
+    Attributes:
+        scale: input pixels per original pixel (same on both axes).
+        pad_x: columns of padding left of the image, in input pixels.
+        pad_y: rows of padding above the image, in input pixels.
+    """
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+
+@dataclass(frozen=True)
+class DecodeParams:
+    """Post-processing thresholds.
+
+    Attributes:
+        conf_threshold: boxes scoring at or below this are dropped.
+        iou_threshold: NMS suppresses a box whose IoU with a kept box of its class exceeds this.
+        max_detections: most boxes returned per frame.
+    """
+
+    conf_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.conf_threshold <= 1.0:
+            raise ValueError(f"conf_threshold must be in [0, 1], got {self.conf_threshold}")
+        if not 0.0 <= self.iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
+        if self.max_detections < 1:
+            raise ValueError(f"max_detections must be >= 1, got {self.max_detections}")
+
+
+# --------------------------------------------------------------------------- letterbox
+
+
+def letterbox_geometry(
+    image_hw: tuple[int, int], size: tuple[int, int]
+) -> tuple[LetterboxInfo, tuple[int, int]]:
+    """Where a frame of `image_hw` (h, w) lands in an input of `size` (H, W).
+
+    Same arithmetic as Ultralytics' `LetterBox(auto=False, center=True)`.
+
+    Returns:
+        The LetterboxInfo and the resized image's (h, w) in input pixels.
+    """
+    h, w = image_hw
+    H, W = size
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image must be non-empty, got (h, w) = {image_hw}")
+    r = min(H / h, W / w)
+    new_w, new_h = int(round(w * r)), int(round(h * r))
+    dw, dh = (W - new_w) / 2, (H - new_h) / 2
+    left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
+    return LetterboxInfo(scale=r, pad_x=float(left), pad_y=float(top)), (new_h, new_w)
+
+
+class Letterboxer:
+    """Letterbox frames into one network input size, reusing its buffers between calls.
+
+    The returned tensor is owned by the Letterboxer and overwritten by the next call: use
+    it (run the network) before letterboxing the next frame. `letterbox()` is the
+    allocation-per-call variant.
+    """
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        """`size` is the network input (H, W)."""
+        if len(size) != 2 or size[0] <= 0 or size[1] <= 0:
+            raise ValueError(f"input size must be (H, W) > 0, got {size}")
+        self.size = (int(size[0]), int(size[1]))
+        self._canvas = np.full((self.size[0], self.size[1], 3), PAD_VALUE, dtype=np.uint8)
+        self._tensor = np.empty((1, 3, self.size[0], self.size[1]), dtype=np.float32)
+        self._geometry_for: tuple[int, int] | None = None
+        self._geometry: tuple[LetterboxInfo, tuple[int, int]] | None = None
+
+    def __call__(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], LetterboxInfo]:
+        """Letterbox one frame.
+
+        Args:
+            image: (h, w, 3) uint8 BGR.
+
+        Returns:
+            (1, 3, H, W) float32 RGB tensor in [0, 1] (reused buffer), and the LetterboxInfo.
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (h, w, 3) uint8 image, got {image.shape} {image.dtype}")
+        hw = (int(image.shape[0]), int(image.shape[1]))
+        if self._geometry is None or hw != self._geometry_for:
+            self._geometry = letterbox_geometry(hw, self.size)
+            self._geometry_for = hw
+            self._canvas.fill(PAD_VALUE)  # the padded band moves: repaint it once
+        info, (new_h, new_w) = self._geometry
+        top, left = int(info.pad_y), int(info.pad_x)
+        region = self._canvas[top : top + new_h, left : left + new_w]
+        if (new_h, new_w) == hw:
+            region[...] = image
+        else:
+            region[...] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        # HWC BGR uint8 -> NCHW RGB float32 / 255 in one pass, into our own buffer.
+        blob = cv2.dnn.blobFromImage(self._canvas, scalefactor=1.0 / 255.0, swapRB=True)
+        np.copyto(self._tensor, blob)
+        return self._tensor, info
+
+
+def letterbox(
+    image: npt.NDArray[np.uint8], size: tuple[int, int]
+) -> tuple[npt.NDArray[np.float32], LetterboxInfo]:
+    """Letterbox one frame into a fresh tensor.
+
+    Args:
+        image: (h, w, 3) uint8 BGR.
+        size: network input (H, W).
+
+    Returns:
+        (1, 3, H, W) float32 RGB tensor in [0, 1] with pad value 114/255, and where the
+        image landed (LetterboxInfo).
+    """
+    tensor, info = Letterboxer(size)(image)
+    return tensor, info
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def _fmt_shapes(shapes: Sequence[Sequence[int]]) -> str:
+    return ", ".join("[" + ", ".join(str(d) for d in s) + "]" for s in shapes) or "none"
+
+
+def detect_layout(
+    output_shapes: Sequence[Sequence[int]],
+    metadata: Mapping[str, str],
+    nc: int | None,
+) -> Layout:
+    """Recognise a detection network's output layout.
+
+    Args:
+        output_shapes: shapes of the network outputs, dynamic dims as -1; the first
+            output is the detection tensor.
+        metadata: model metadata (Ultralytics keys `task`, `end2end`).
+        nc: number of classes when known (from `names` or a manifest); None to guess it
+            from the shape.
+
+    Raises:
+        EngineError: naming the shapes found, when no layout fits (e.g. a classifier's
+            [1, 1000], or a segmentation model).
+    """
+    task = metadata.get("task")
+    if task is not None and task != "detect":
+        raise EngineError(
+            f"not a detection model: metadata task={task!r}, outputs {_fmt_shapes(output_shapes)}"
+        )
+    if not output_shapes:
+        raise EngineError("model has no outputs")
+    shape = tuple(int(d) for d in output_shapes[0])
+    expect = (
+        "expected one of V8 [1, 4+nc, N], V5 [1, N, 5+nc], end2end [1, K, 6]"
+        + (f" with nc={nc}" if nc is not None else "")
+    )
+    fail = EngineError(
+        f"model outputs fit no YOLO detection layout: found {_fmt_shapes(output_shapes)}; {expect}"
+    )
+    if len(shape) != 3 or shape[0] not in (1, -1):
+        raise fail
+    _, d1, d2 = shape
+    end2end = metadata.get("end2end", "").strip().lower() == "true"
+    if end2end:
+        if d2 == 6:
+            return Layout.END2END
+        raise fail
+    if nc is not None:
+        if nc < 1:
+            raise EngineError(f"model has {nc} classes")
+        if d1 == 4 + nc:
+            return Layout.V8
+        if d2 == 5 + nc:
+            return Layout.V5
+        if d2 == 6 and "end2end" not in metadata:
+            return Layout.END2END
+        raise fail
+    # No class count: go by proportions (anchors outnumber channels).
+    if d1 > 4 and (d2 == -1 or d2 > d1):
+        return Layout.V8
+    if d2 == 6 and d1 != -1 and "end2end" not in metadata:
+        return Layout.END2END
+    if d2 > 5 and (d1 == -1 or d1 > d2):
+        return Layout.V5
+    raise fail
+
+
+def layout_num_classes(layout: Layout, output_shape: Sequence[int]) -> int | None:
+    """Number of classes implied by the output shape; None for END2END (not in the shape)."""
+    if layout is Layout.V8:
+        return int(output_shape[1]) - 4
+    if layout is Layout.V5:
+        return int(output_shape[2]) - 5
+    return None
+
+
+# --------------------------------------------------------------------------- NMS
+
+
+def box_iou(box: npt.NDArray[np.float32], boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """IoU of one box (4,) xyxy with each of `boxes` (n, 4) xyxy; returns (n,)."""
+    ix1 = np.maximum(box[0], boxes[:, 0])
+    iy1 = np.maximum(box[1], boxes[:, 1])
+    ix2 = np.minimum(box[2], boxes[:, 2])
+    iy2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    return iou.astype(np.float32, copy=False)
+
+
+def nms(
+    boxes: npt.NDArray[np.float32],
+    scores: npt.NDArray[np.float32],
+    class_ids: npt.NDArray[np.int64],
+    iou_threshold: float,
+    max_detections: int,
+) -> npt.NDArray[np.int64]:
+    """Class-aware greedy non-maximum suppression.
+
+    Boxes of different classes never suppress each other: each class is shifted by
+    class_id * (coordinate span + 1) so their boxes cannot overlap. Each round keeps the
+    best remaining box and drops, vectorised, every remaining box whose IoU with it
+    exceeds `iou_threshold`.
+
+    Args:
+        boxes: (n, 4) float32 xyxy.
+        scores: (n,) float32.
+        class_ids: (n,) int64.
+
+    Returns:
+        (k,) int64 indices into the inputs, best score first, k <= max_detections.
+    """
+    n = boxes.shape[0]
+    if n == 0:
+        return np.zeros((0,), dtype=np.int64)
+    span = float(boxes.max() - boxes.min()) + 1.0
+    shifted = boxes + (class_ids.astype(np.float32) * span)[:, None]
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best = int(order[0])
+        keep.append(best)
+        if len(keep) >= max_detections or order.size == 1:
+            break
+        rest = order[1:]
+        order = rest[box_iou(shifted[best], shifted[rest]) <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _cxcywh_to_xyxy(b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """(n, 4) cx, cy, w, h -> (n, 4) x1, y1, x2, y2 (new array)."""
+    out = np.empty_like(b)
+    half_w, half_h = b[:, 2] * 0.5, b[:, 3] * 0.5
+    out[:, 0] = b[:, 0] - half_w
+    out[:, 1] = b[:, 1] - half_h
+    out[:, 2] = b[:, 0] + half_w
+    out[:, 3] = b[:, 1] + half_h
+    return out
+
+
+def _top_candidates(idx: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    """Keep the MAX_NMS_CANDIDATES best of `idx` (scores aligned with idx)."""
+    if idx.size <= MAX_NMS_CANDIDATES:
+        return np.arange(idx.size)
+    return np.argpartition(-scores, MAX_NMS_CANDIDATES)[:MAX_NMS_CANDIDATES]
+
+
+def _candidates_v8(
+    out: npt.NDArray[np.float32], nc: int, conf: float
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """(1, 4+nc, N) -> boxes (m, 4) xyxy, scores (m,), classes (m,) above `conf`."""
+    pred = out[0]  # (4+nc, N) view, no transpose copy
+    cls_scores = pred[4 : 4 + nc]
+    best = cls_scores.max(axis=0)  # (N,)
+    idx = np.flatnonzero(best > conf)
+    scores = best[idx]
+    sel = _top_candidates(idx, scores)
+    idx, scores = idx[sel], scores[sel]
+    classes = cls_scores[:, idx].argmax(axis=0).astype(np.int64)
+    boxes = _cxcywh_to_xyxy(pred[:4, idx].T)
+    return boxes, scores.astype(np.float32, copy=False), classes
+
+
+def _candidates_v5(
+    out: npt.NDArray[np.float32], nc: int, conf: float
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """(1, N, 5+nc) -> boxes (m, 4) xyxy, scores (m,), classes (m,) above `conf`."""
+    pred = out[0]  # (N, 5+nc)
+    obj = pred[:, 4]
+    rows = pred[obj > conf]
+    cls_scores = rows[:, 5 : 5 + nc] * rows[:, 4:5]
+    classes = cls_scores.argmax(axis=1)
+    scores = cls_scores[np.arange(rows.shape[0]), classes]
+    keep = np.flatnonzero(scores > conf)
+    sel = _top_candidates(keep, scores[keep])
+    keep = keep[sel]
+    boxes = _cxcywh_to_xyxy(rows[keep, :4])
+    return boxes, scores[keep].astype(np.float32, copy=False), classes[keep].astype(np.int64)
+
+
+def scale_boxes(
+    boxes: npt.NDArray[np.float32], info: LetterboxInfo, image_hw: tuple[int, int]
+) -> npt.NDArray[np.float32]:
+    """Map (n, 4) xyxy boxes from input pixels to original-frame pixels, clipped to the frame.
+
+    Modifies and returns `boxes` (float32).
+    """
+    boxes[:, [0, 2]] -= info.pad_x
+    boxes[:, [1, 3]] -= info.pad_y
+    boxes /= info.scale
+    h, w = image_hw
+    np.clip(boxes[:, 0::2], 0, w, out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, h, out=boxes[:, 1::2])
+    return boxes
+
+
+def decode(
+    outputs: Sequence[npt.NDArray[np.float32]],
+    layout: Layout,
+    nc: int,
+    info: LetterboxInfo,
+    image_hw: tuple[int, int],
+    params: DecodeParams,
+) -> Detections:
+    """Turn raw network outputs into Detections in pixels of the original frame.
+
+    Args:
+        outputs: network outputs; the first is the detection tensor in `layout`.
+        layout: the model's output layout (see `detect_layout`).
+        nc: number of classes.
+        info: how the frame was letterboxed.
+        image_hw: original frame (h, w).
+        params: thresholds and max detections.
+
+    Raises:
+        EngineError: an END2END model gave a class id outside [0, nc).
+    """
+    out = outputs[0]
+    conf = params.conf_threshold
+    if layout is Layout.END2END:
+        pred = out[0]  # (K, 6)
+        rows = pred[pred[:, 4] > conf]
+        if rows.shape[0] > params.max_detections:
+            rows = rows[np.argsort(-rows[:, 4], kind="stable")[: params.max_detections]]
+        classes = rows[:, 5].astype(np.int64)
+        if classes.size and (classes.min() < 0 or classes.max() >= nc):
+            raise EngineError(
+                f"model gave class ids {sorted(set(classes.tolist()))} outside [0, {nc})"
+            )
+        boxes = rows[:, :4].astype(np.float32, copy=True)
+        scores = rows[:, 4].astype(np.float32, copy=True)
+    else:
+        if layout is Layout.V8:
+            boxes, scores, classes = _candidates_v8(out, nc, conf)
+        else:
+            boxes, scores, classes = _candidates_v5(out, nc, conf)
+        keep = nms(boxes, scores, classes, params.iou_threshold, params.max_detections)
+        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    if boxes.shape[0] == 0:
+        return Detections.empty()
+    boxes = scale_boxes(boxes.astype(np.float32, copy=False), info, image_hw)
+    return Detections(
+        xyxy=np.ascontiguousarray(boxes, dtype=np.float32),
+        confidence=np.ascontiguousarray(scores, dtype=np.float32),
+        class_id=np.ascontiguousarray(classes, dtype=np.int64),
+    )
