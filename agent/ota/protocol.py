@@ -1,0 +1,403 @@
+"""Wire formats of OTA model updates between the gateway and the device.
+
+Three payloads cross the wire (documented in `docs/ota.md`):
+
+* `SignedManifest` - a `agent.manifest.Manifest` wrapped with the id of the **release key**
+  that signed it and an ed25519 signature.
+* `OtaCommand` - a deploy or rollback order for one device, carrying the signed manifest,
+  signed as a whole by the **gateway key**. Published on `edge/<device>/ota/command`.
+* `OtaStateMessage` - the device's position in the OTA state machine, published retained on
+  `edge/<device>/ota/state`.
+
+Signatures cover `canonical_bytes(model)`: the model dumped in pydantic "json" mode with field
+aliases, without the `signature` field, serialised as JSON with sorted keys, no whitespace,
+UTF-8 (non-ASCII kept as UTF-8, not escaped). Each signed type carries a distinct `schema`
+value, so a signature over a manifest can never be replayed as a signature over a command.
+
+Pure pydantic and hashing: no disk, no network. Signing and verifying live in
+`agent.ota.signing`; the order of checks lives in `agent.ota.validate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.ids import SafeId
+from agent.manifest import Manifest
+
+SIGNED_MANIFEST_SCHEMA = "edge.signed-manifest/1"
+COMMAND_SCHEMA = "edge.ota-command/1"
+STATE_SCHEMA = "edge.ota-state/1"
+
+KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
+SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{86}==$"  # base64 of 64 bytes
+COMMAND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_COMMAND_ID_RE = re.compile(COMMAND_ID_PATTERN)
+
+MAX_COMMAND_BYTES = 64 * 1024
+"""Default limit of a command payload; the device config may lower it."""
+
+
+class OtaRejectedError(Exception):
+    """An OTA input was refused; `reason` is the machine-readable code published in ota/state."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason.value}: {detail}")
+
+
+OtaRejected = OtaRejectedError
+"""Short alias used throughout the OTA code and by the gateway."""
+
+
+class Reason(str, Enum):
+    """Why a command was rejected, failed or rolled back. One value per distinct cause.
+
+    Compare as enums; the string value is what `ota/state` carries in `reason`.
+    """
+
+    # -- the command payload itself
+    MALFORMED = "malformed"  # not JSON, wrong types, missing or unknown fields
+    PAYLOAD_TOO_LARGE = "payload_too_large"  # command payload over the configured byte limit
+    PATH_TRAVERSAL = "path_traversal"  # '/', '\\', '..' or similar in a name or id
+    # -- the command signature (gateway key)
+    UNSIGNED = "unsigned"  # command has no signature or no key id
+    UNKNOWN_KEY = "unknown_key"  # command signed by a key id the device does not trust
+    BAD_SIGNATURE = "bad_signature"  # command signature does not verify (edited or forged)
+    # -- the command's addressing and freshness
+    WRONG_DEVICE = "wrong_device"  # command for another device
+    EXPIRED_COMMAND = "expired_command"  # command past its `expires`
+    REPLAYED = "replayed"  # a command id this device already handled (not the latest)
+    OLD_SEQUENCE = "old_sequence"  # sequence not greater than the last accepted one
+    BUSY = "busy"  # another command is in progress
+    # -- the manifest signature (release key)
+    MANIFEST_UNSIGNED = "manifest_unsigned"  # manifest has no signature or no key id
+    MANIFEST_UNKNOWN_KEY = "manifest_unknown_key"  # manifest key id not trusted as release key
+    BAD_MANIFEST_SIGNATURE = "bad_manifest_signature"  # manifest edited after signing / forged
+    EXPIRED_MANIFEST = "expired_manifest"  # manifest past its `expires`
+    # -- what the manifest asks for
+    LOWER_VERSION = "lower_version"  # deploy of a version not above the active one
+    ROLLBACK_UNAVAILABLE = "rollback_unavailable"  # rollback to a version the device does not keep
+    INCOMPATIBLE = "incompatible"  # format/compat not runnable on this device
+    # -- the download
+    ARTIFACT_MISMATCH = "artifact_mismatch"  # server's artifact is not the manifest's (size/address)
+    TRUNCATED = "truncated"  # body ended before `length` bytes, resume attempts exhausted
+    OVERSIZED = "oversized"  # server sent more than `length` bytes
+    HASH_MISMATCH = "hash_mismatch"  # `length` bytes received, sha256 differs
+    DOWNLOAD_STALLED = "download_stalled"  # no byte within the per-read timeout, retries exhausted
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # whole download slower than its overall deadline
+    DOWNLOAD_FAILED = "download_failed"  # HTTP error status, refused connection, bad URL
+    DISK_FULL = "disk_full"  # not enough free space before, or ENOSPC during, the download
+    # -- activation
+    BUILD_FAILED = "build_failed"  # TensorRT engine build failed
+    LOAD_FAILED = "load_failed"  # the new model does not load
+    VALIDATION_FAILED = "validation_failed"  # crashes / garbage / too slow on recent frames
+    SWAP_FAILED = "swap_failed"  # the pipeline did not take the new model in time
+    PROBATION_FAILED = "probation_failed"  # health after the swap below thresholds
+    CRASH_LOOP = "crash_loop"  # the daemon restarted too often during probation
+    INTERRUPTED = "interrupted"  # the daemon stopped (or was killed) before the swap
+    INTERNAL_ERROR = "internal_error"  # a bug on the device; the detail says where
+
+
+RejectReason = Reason
+FailReason = Reason
+
+
+class OtaAction(str, Enum):
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+
+
+class OtaState(str, Enum):
+    """Positions of the device's OTA state machine (see `agent.ota.machine`)."""
+
+    IDLE = "idle"
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    BUILDING = "building"
+    LOADING = "loading"
+    VALIDATING = "validating"
+    ACTIVE = "active"  # swapped in, on probation
+    COMMITTED = "committed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    REJECTED = "rejected"
+
+    @property
+    def terminal(self) -> bool:
+        """True for the states a command ends in (exactly one per command)."""
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {OtaState.COMMITTED, OtaState.FAILED, OtaState.ROLLED_BACK, OtaState.REJECTED}
+)
+REASON_STATES = frozenset({OtaState.FAILED, OtaState.ROLLED_BACK, OtaState.REJECTED})
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 UTC time ('Z' or an explicit offset required) into an aware datetime."""
+    if not isinstance(value, str):
+        raise ValueError("expected an RFC 3339 string")
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 time: {value!r}") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"time {value!r} has no offset; use UTC with 'Z'")
+    return dt.astimezone(timezone.utc)
+
+
+def format_rfc3339(ts: float) -> str:
+    """Epoch seconds -> UTC RFC 3339 with milliseconds, e.g. 2026-11-27T10:52:40.123Z."""
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def check_command_id(value: str) -> str:
+    """Return `value` if it is a valid command id (safe as a file name), else raise ValueError."""
+    if not isinstance(value, str) or not _COMMAND_ID_RE.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"invalid command id {value!r}: 1-64 of [A-Za-z0-9._-], starting with a letter or "
+            "digit, no '..'"
+        )
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SignedManifest(_Strict):
+    """A manifest signed by a release key (kept off the device)."""
+
+    schema_: Literal["edge.signed-manifest/1"] = Field(
+        SIGNED_MANIFEST_SCHEMA, alias="schema", description="Envelope schema id."
+    )
+    manifest: Manifest = Field(description="The signed manifest (agent.manifest.Manifest).")
+    key_id: str | None = Field(
+        None,
+        pattern=KEY_ID_PATTERN,
+        description="Release key id: first 16 hex digits of sha256 of the raw public key.",
+    )
+    signature: str | None = Field(
+        None,
+        pattern=SIGNATURE_PATTERN,
+        description="Base64 ed25519 signature over canonical_bytes(envelope without signature).",
+    )
+
+
+class OtaCommand(_Strict):
+    """A deploy or rollback order for one device, signed by a gateway key."""
+
+    schema_: Literal["edge.ota-command/1"] = Field(
+        COMMAND_SCHEMA, alias="schema", description="Command schema id."
+    )
+    command_id: str = Field(
+        description="Unique id of this command ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
+    )
+    device: SafeId = Field(description="Target device id; any other device rejects it.")
+    action: OtaAction = Field(description="deploy: install the manifest's model; rollback: "
+                              "return to the previous version the device keeps.")
+    manifest: SignedManifest = Field(
+        description="The release-signed manifest of the model to run after this command."
+    )
+    artifact_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="http(s) URL of the artifact (Range requests supported); required for "
+        "deploy, ignored for rollback.",
+    )
+    sequence: int = Field(
+        ge=1, description="Per-device command counter; must exceed the last one accepted."
+    )
+    issued: str = Field(description="When the gateway signed the command, UTC RFC 3339.")
+    expires: str = Field(description="After this time (UTC RFC 3339) the command is refused.")
+    key_id: str | None = Field(
+        None,
+        pattern=KEY_ID_PATTERN,
+        description="Gateway key id: first 16 hex digits of sha256 of the raw public key.",
+    )
+    signature: str | None = Field(
+        None,
+        pattern=SIGNATURE_PATTERN,
+        description="Base64 ed25519 signature over canonical_bytes(command without signature).",
+    )
+
+    @field_validator("command_id")
+    @classmethod
+    def _command_id(cls, v: str) -> str:
+        return check_command_id(v)
+
+    @field_validator("issued", "expires")
+    @classmethod
+    def _times(cls, v: str) -> str:
+        parse_rfc3339(v)
+        return v
+
+    @field_validator("artifact_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("http://") or v.startswith("https://")):
+            raise ValueError("artifact_url must be an http:// or https:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _deploy_needs_url(self) -> OtaCommand:
+        if self.action is OtaAction.DEPLOY and not self.artifact_url:
+            raise ValueError("a deploy command needs artifact_url")
+        return self
+
+
+class ModelId(_Strict):
+    """Which model a state is about."""
+
+    name: str = Field(description="Model name from its manifest.")
+    version: int = Field(ge=0, description="Model version, monotonic per name.")
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the model artifact."
+    )
+
+
+class Progress(_Strict):
+    """Download progress."""
+
+    bytes: int = Field(ge=0, description="Bytes of the artifact received so far.")
+    total: int = Field(ge=0, description="Artifact length from the manifest.")
+
+
+class SwapReport(_Strict):
+    """How the swap went."""
+
+    mode: Literal["hot", "pause"] = Field(description="hot: beside the old model; pause: unload "
+                                          "first.")
+    pause_ms: float = Field(
+        ge=0, description="Time inference stood still (pause mode); ~0 for a hot swap."
+    )
+    load_ms: float = Field(ge=0, description="Time to load and warm the new model.")
+
+
+class OtaStateMessage(_Strict):
+    """Retained on edge/<device>/ota/state: where the device is in the OTA state machine."""
+
+    schema_: Literal["edge.ota-state/1"] = Field(
+        STATE_SCHEMA, alias="schema", description="Payload schema id."
+    )
+    device: str = Field(description="Device id.")
+    state: OtaState = Field(description="State machine position.")
+    command_id: str | None = Field(
+        None, description="Command this state belongs to; null when idle with no history."
+    )
+    action: OtaAction | None = Field(None, description="Action of that command.")
+    model: ModelId | None = Field(
+        None, description="The model the command is about (target of deploy or rollback)."
+    )
+    active_model: ModelId | None = Field(
+        None, description="The model running on the device when this state was published."
+    )
+    progress: Progress | None = Field(None, description="Download progress while downloading.")
+    reason: Reason | None = Field(
+        None, description="Why, for failed / rolled_back / rejected; null otherwise."
+    )
+    detail: str | None = Field(None, max_length=2000, description="Human-readable explanation.")
+    swap: SwapReport | None = Field(None, description="Swap measurements, from active on.")
+    ts: str = Field(description="When this state was entered, UTC RFC 3339 with ms.")
+
+    @model_validator(mode="after")
+    def _reason_iff_bad_terminal(self) -> OtaStateMessage:
+        if (self.reason is not None) != (self.state in REASON_STATES):
+            raise ValueError(
+                "reason is required for failed/rolled_back/rejected and forbidden otherwise"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# canonical form
+
+
+def canonical_json(data: Any) -> bytes:
+    """JSON with sorted keys, no whitespace, UTF-8 (non-ASCII not escaped)."""
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def canonical_bytes(model: SignedManifest | OtaCommand) -> bytes:
+    """The bytes a signature covers: the model in JSON mode, by alias, without `signature`.
+
+    The nested signed manifest inside a command is included whole (with its own signature),
+    so the gateway key vouches for exactly which release signature it forwarded.
+    """
+    data = model.model_dump(mode="json", by_alias=True, exclude={"signature"})
+    return canonical_json(data)
+
+
+def envelope_digest(envelope: SignedManifest) -> str:
+    """SHA-256 hex of the full signed envelope (signature included), for content addressing."""
+    data = envelope.model_dump(mode="json", by_alias=True)
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def command_digest(command: OtaCommand) -> str:
+    """SHA-256 hex of the full command (signature included): tells redelivery from reuse."""
+    data = command.model_dump(mode="json", by_alias=True)
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def state_bytes(message: OtaStateMessage) -> bytes:
+    """Serialise a state message for MQTT (compact JSON, by alias, nulls kept)."""
+    return canonical_json(message.model_dump(mode="json", by_alias=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing untrusted command payloads
+
+_TRAVERSAL_RE = re.compile(r"(^\.|\.\.|/|\\|\x00)")
+
+
+def _looks_like_path_trick(value: object) -> bool:
+    return isinstance(value, str) and bool(_TRAVERSAL_RE.search(value))
+
+
+def parse_command(payload: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> OtaCommand:
+    """Parse an untrusted command payload. Raises OtaRejectedError.
+
+    Reasons: `payload_too_large` (more than `max_bytes`), `path_traversal` (a name or id
+    holding '/', '\\', '..', a leading '.' or NUL), `malformed` (anything else invalid).
+    The signature is not checked here (see `agent.ota.signing.verify_command`).
+    """
+    if len(payload) > max_bytes:
+        raise OtaRejectedError(
+            Reason.PAYLOAD_TOO_LARGE, f"command payload is {len(payload)} bytes, limit {max_bytes}"
+        )
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise OtaRejectedError(Reason.MALFORMED, f"not UTF-8 JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise OtaRejectedError(Reason.MALFORMED, "command must be a JSON object")
+    try:
+        return OtaCommand.model_validate(data)
+    except ValueError as err:  # pydantic.ValidationError subclasses ValueError
+        errors = getattr(err, "errors", None)
+        problems = errors() if callable(errors) else []
+        for e in problems:
+            field = str(e["loc"][-1]) if e.get("loc") else ""
+            if field in {"name", "command_id", "device"} and _looks_like_path_trick(e.get("input")):
+                raise OtaRejectedError(
+                    Reason.PATH_TRAVERSAL,
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e.get('input')!r} is not a safe name",
+                ) from None
+        lines = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in problems
+        )
+        raise OtaRejectedError(Reason.MALFORMED, lines or str(err)) from None
