@@ -1,10 +1,330 @@
-"""`edge-agent run`: wires sources, engine, publisher, health and OTA into the daemon."""
+"""`edge-agent run`: wires sources, engine, publisher, health, fallback and OTA together.
+
+The main thread supervises: it publishes health, pings the systemd watchdog while the
+pipeline makes progress, republishes status when a camera changes state, and on
+SIGTERM/SIGINT stops everything in order (sources, inference, fallback, OTA, publisher
+drain, explicit offline status) within `stop_timeout_s`.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
+import structlog
+
+from agent import __version__
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.health.metrics import FrameWindow
+from agent.health.notify import Notifier
+from agent.logs import configure_logging
+from agent.messages.payloads import (
+    CameraStatus,
+    HealthMessage,
+    StatusMessage,
+    dump_payload,
+    rfc3339_ms,
+)
+from agent.messages.topics import Topics
+from agent.pipeline import Pipeline, PipelineSettings, model_ref
+
+log = structlog.get_logger(__name__)
+
+
+def watchdog_ok(
+    now_mono: float,
+    last_loop_mono: float,
+    last_frame_mono: float,
+    camera_states: Sequence[str],
+    progress_timeout_s: float,
+) -> bool:
+    """Whether the watchdog may be pinged now (pure).
+
+    The inference thread must be alive (its loop turned recently), and either a frame was
+    processed recently or no camera is streaming (all legitimately connecting, stalled or
+    in backoff: nothing to process is not a wedge).
+    """
+    if now_mono - last_loop_mono > progress_timeout_s:
+        return False
+    if now_mono - last_frame_mono <= progress_timeout_s:
+        return True
+    return not any(s == "streaming" for s in camera_states)
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MiB (Linux /proc)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+@dataclass
+class _Counters:
+    last_health_mono: float
+    last_health_frames: int
+    last_fallback_escalations: int
+
+
+class Daemon:
+    """Owns every component of a running agent; `run()` blocks until stopped."""
+
+    def __init__(self, config: AgentConfig, notifier: Notifier | None = None) -> None:
+        self.cfg = config
+        self.boot_id = uuid.uuid4().hex[:16]
+        self.topics = Topics(config.device.id, config.mqtt.topic_prefix)
+        self.notifier = notifier or Notifier()
+        self.stop_event = threading.Event()
+        self.started_mono = time.monotonic()
+        self.window = FrameWindow()
+        self.readers: dict[str, Any] = {}
+        self.publisher: Any = None
+        self.pipeline: Pipeline | None = None
+        self.fallback: Any = None
+        self.ota: Any = None
+        self._last_states: dict[str, str] = {}
+
+    # -- building blocks -----------------------------------------------------------------
+    def _load_detector(self, model_path: Path, manifest: Any) -> Any:
+        from agent.engines.detector import load_detector
+
+        m = self.cfg.model
+        return load_detector(
+            model_path,
+            m.engine,
+            conf_threshold=m.conf_threshold,
+            iou_threshold=m.iou_threshold,
+            max_detections=m.max_detections,
+            manifest=manifest,
+        )
+
+    def _initial_model(self) -> tuple[Path, Any]:
+        from agent.engines.model_loading import load_manifest
+
+        default_manifest = load_manifest(self.cfg.model.manifest) if self.cfg.model.manifest else None
+        if self.cfg.ota.enabled:
+            from agent.ota.store import ModelStore
+
+            store = ModelStore(self.cfg.device.state_dir / "models")
+            return store.resolve_startup(self.cfg.model.path, default_manifest)
+        return self.cfg.model.path, default_manifest
+
+    def camera_statuses(self) -> list[CameraStatus]:
+        out = []
+        for cam_id, reader in self.readers.items():
+            st = reader.stats()
+            out.append(
+                CameraStatus(
+                    id=cam_id,
+                    state=reader.state.value,
+                    fps=round(st.fps, 2),
+                    last_error=st.last_error,
+                )
+            )
+        return out
+
+    def status(self) -> StatusMessage:
+        """The retained `online` status (cameras, model, outbox drops)."""
+        model = None
+        if self.pipeline is not None:
+            model = model_ref(self.pipeline.active_detector().info)
+        dropped = self.publisher.stats().outbox_dropped if self.publisher is not None else 0
+        return StatusMessage(
+            device=self.cfg.device.id,
+            state="online",
+            ts=rfc3339_ms(time.time()),
+            boot_id=self.boot_id,
+            agent_version=__version__,
+            model=model,
+            cameras=self.camera_statuses(),
+            outbox_dropped=dropped,
+        )
+
+    def health(self, counters: _Counters) -> HealthMessage:
+        now = time.monotonic()
+        assert self.pipeline is not None and self.publisher is not None
+        summary = self.window.summary(counters.last_health_mono, now)
+        pstats = self.publisher.stats()
+        frames_dropped = sum(r.stats().dropped for r in self.readers.values())
+        fb_state, fb_rate = "disabled", 0.0
+        if self.fallback is not None:
+            fst = self.fallback.stats()
+            fb_state = fst.state
+            span_min = max(now - counters.last_health_mono, 1e-6) / 60.0
+            fb_rate = max(fst.escalations - counters.last_fallback_escalations, 0) / span_min
+            counters.last_fallback_escalations = fst.escalations
+        msg = HealthMessage(
+            device=self.cfg.device.id,
+            boot_id=self.boot_id,
+            ts=rfc3339_ms(time.time()),
+            uptime_s=round(now - self.started_mono, 3),
+            fps=round(summary.fps, 3),
+            latency_ms_p50=None if summary.latency_p50_ms is None else round(summary.latency_p50_ms, 3),
+            latency_ms_p99=None if summary.latency_p99_ms is None else round(summary.latency_p99_ms, 3),
+            frames_processed=self.window.total_frames,
+            frames_dropped=frames_dropped,
+            publish_queue_depth=pstats.queue_depth,
+            publish_queue_dropped=pstats.queue_dropped + self.pipeline.submit_refused,
+            outbox_depth=pstats.outbox_depth,
+            outbox_dropped=pstats.outbox_dropped,
+            fallback_rate_per_min=round(fb_rate, 3),
+            fallback_state=fb_state,
+            rss_mb=round(rss_mb(), 1),
+            cameras=self.camera_statuses(),
+        )
+        counters.last_health_mono = now
+        return msg
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        from agent.publish.publisher import Publisher
+        from agent.sources.reader import CameraReader, ReaderGroup
+
+        cfg = self.cfg
+        structlog.contextvars.bind_contextvars(device=cfg.device.id)
+        cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
+        model_path, manifest = self._initial_model()
+        detector = self._load_detector(model_path, manifest)
+        self.publisher = Publisher(
+            cfg.mqtt, cfg.outbox, self.topics, cfg.device.state_dir, self.boot_id, self.status
+        )
+        group = ReaderGroup()
+        for cam in cfg.cameras:
+            self.readers[cam.id] = CameraReader(cam, group=group)
+        if cfg.fallback.enabled:
+            from agent.fallback.worker import Fallback
+
+            self.fallback = Fallback(
+                cfg.fallback, cfg.device.id, self.publisher.submit_detection, cfg.device.state_dir
+            )
+        self.pipeline = Pipeline(
+            PipelineSettings(
+                device=cfg.device.id, boot_id=self.boot_id, publish_empty=cfg.mqtt.publish_empty
+            ),
+            feed=group,
+            detector=detector,
+            submit=self.publisher.submit_detection,
+            load_detector=self._load_detector,
+            fallback=self.fallback,
+            window=self.window,
+        )
+        self.pipeline.on_model_change = lambda _info: self.publisher.republish_status()
+        self.publisher.start()
+        for reader in self.readers.values():
+            reader.start()
+        if self.fallback is not None:
+            self.fallback.start()
+        self.pipeline.start()
+        if cfg.ota.enabled:
+            from agent.ota.manager import OtaManager
+
+            self.ota = OtaManager(
+                cfg.ota, self.topics, cfg.device.id, cfg.device.state_dir, self.pipeline, self.publisher
+            )
+            self.ota.start()
+        if cfg.health.prometheus_port is not None:
+            from agent.health.prometheus import PrometheusExporter
+
+            PrometheusExporter(self, cfg.health.prometheus_addr, cfg.health.prometheus_port).start()
+        info = detector.info
+        log.info(
+            "edge-agent running",
+            boot_id=self.boot_id,
+            model=info.name,
+            version=info.version,
+            cameras=list(self.readers),
+            broker=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
+        )
+        self.notifier.ready(f"running model {info.name} v{info.version}, {len(self.readers)} camera(s)")
+
+    def supervise(self) -> None:
+        """Main-thread loop until stop: health, watchdog, status on camera state change."""
+        assert self.pipeline is not None
+        counters = _Counters(time.monotonic(), 0, 0)
+        ping_every = min(self.notifier.watchdog_interval() or 1.0, 1.0)
+        next_ping = 0.0
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            states = {cid: r.state.value for cid, r in self.readers.items()}
+            if states != self._last_states:
+                self._last_states = states
+                self.publisher.republish_status()
+                log.info("camera states", **states)
+            if now >= next_ping:
+                next_ping = now + ping_every
+                if watchdog_ok(
+                    now,
+                    self.pipeline.last_loop_mono,
+                    self.pipeline.last_frame_mono,
+                    list(states.values()),
+                    self.cfg.health.progress_timeout_s,
+                ):
+                    self.notifier.watchdog()
+                else:
+                    log.warning("pipeline made no progress: withholding watchdog ping")
+            if now - counters.last_health_mono >= self.cfg.health.interval_s:
+                msg = self.health(counters)
+                self.publisher.publish_health(dump_payload(msg))
+                self.notifier.status(
+                    f"{msg.fps:.1f} fps, p50 {msg.latency_ms_p50 or 0:.1f} ms, outbox {msg.outbox_depth}"
+                )
+            self.stop_event.wait(0.1)
+
+    def stop(self) -> None:
+        """Orderly stop within `stop_timeout_s`: sources, inference, fallback, OTA, publisher."""
+        deadline = time.monotonic() + self.cfg.stop_timeout_s
+        self.notifier.stopping()
+        log.info("stopping")
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.1)
+
+        for reader in self.readers.values():
+            reader.stop(timeout=min(left(), 2.0))
+        if self.pipeline is not None and not self.pipeline.stop(timeout=min(left(), 5.0)):
+            log.warning("inference thread did not stop in time")
+        if self.ota is not None:
+            self.ota.stop(timeout=min(left(), 2.0))
+        if self.fallback is not None:
+            self.fallback.stop(timeout=min(left(), 2.0))
+        if self.publisher is not None:
+            self.publisher.stop(timeout=left())
+        if self.pipeline is not None:
+            self.pipeline.active_detector().close()
+        self.notifier.close()
+        log.info("stopped")
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run(config: AgentConfig, on_ready: Callable[[Daemon], None] | None = None) -> None:
+    """Run the daemon until SIGTERM/SIGINT (main thread only)."""
+    daemon = Daemon(config)
+    install_signal_handlers(daemon.stop_event)
+    try:
+        daemon.start()
+        if on_ready is not None:
+            on_ready(daemon)
+        daemon.supervise()
+    finally:
+        daemon.stop()
 
 
 @click.command("run")
@@ -18,4 +338,18 @@ import click
 )
 def run_command(config_path: Path) -> None:
     """Run the daemon until SIGTERM/SIGINT."""
-    raise click.ClickException("not implemented yet")
+    from agent.engines.base import EngineError
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as err:
+        click.echo(f"{config_path}: invalid config:", err=True)
+        for p in err.problems:
+            click.echo(f"  {p}", err=True)
+        raise SystemExit(1) from None
+    configure_logging(cfg.logging.format, cfg.logging.level)
+    try:
+        run(cfg)
+    except EngineError as err:
+        log.error("cannot load model", error=str(err))
+        raise SystemExit(1) from None
