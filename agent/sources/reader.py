@@ -1,0 +1,532 @@
+"""Camera readers: one daemon thread per camera that keeps only the newest frame.
+
+Each `CameraReader` owns its `FrameSource` in its own thread: opening, reading and
+reconnecting never block another camera, the inference loop, the publisher or the
+watchdog. The thread puts each decoded frame into a one-slot mailbox; a frame replaced
+before anyone took it is counted as `dropped`. The inference loop takes frames with
+`latest(after_index)` (non-blocking) and sleeps on a shared `FrameSignal` instead of
+spinning; `ReaderGroup` bundles both into the loop's `FrameFeed` (`next_frame(timeout)`).
+
+Stalls are detected by frame age, lazily, whenever the reader is queried (`state`,
+`stats()`, `latest()`, `poll()`; `ReaderGroup.next_frame` polls at least every
+`POLL_INTERVAL_S`): a streaming camera with no frame for `stall_timeout_s` becomes
+STALLED. A read that is still blocked after twice that (or an open blocked past its open
+timeout plus `stall_timeout_s`) is abandoned: the thread is left to finish on its own (it
+is a daemon thread; it closes its capture and exits if the call ever returns) and a fresh
+thread reconnects after backoff. At most `MAX_ABANDONED` hung threads per camera are
+tolerated; past that the camera stays STALLED and says why.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import structlog
+
+from agent.config import CameraConfig
+from agent.sources.capture import (
+    EndOfStream,
+    FrameSource,
+    Image,
+    SourceError,
+    SourceFactory,
+    describe_source,
+    open_source,
+)
+from agent.sources.config import RtspSourceConfig
+from agent.sources.state import CameraState, CameraStateMachine
+from agent.types import Frame
+
+log = structlog.get_logger(__name__)
+
+POLL_INTERVAL_S = 0.25
+"""Longest time ReaderGroup.next_frame sleeps between stall checks."""
+
+MAX_ABANDONED = 2
+"""Hung reader threads tolerated per camera before it stops starting new ones."""
+
+FPS_WINDOW_S = 2.0
+"""Delivered-frame rate is measured over this trailing window."""
+
+
+class FrameSignal:
+    """A version counter with a condition: readers bump it, the inference loop waits on it.
+
+    Usage: `v = signal.version`, look at the readers, then `signal.wait(v, timeout)`; the
+    wait returns at once if anything changed since `v`, so no frame is missed.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """How many notifications happened so far."""
+        with self._cond:
+            return self._version
+
+    def notify(self) -> None:
+        """Record a change (new frame or state change) and wake every waiter."""
+        with self._cond:
+            self._version += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Block until the version differs from `seen` or `timeout` passes; return the version."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._version != seen, timeout)
+            return self._version
+
+
+@dataclass(frozen=True)
+class ReaderStats:
+    """A snapshot of one camera reader, for the status and health messages.
+
+    Attributes:
+        camera: camera id.
+        state: lifecycle state.
+        fps: frames put in the mailbox per second over the last FPS_WINDOW_S (0 when none).
+        frames: frames decoded since start (the newest frame's index).
+        delivered: frames taken by the inference loop.
+        dropped: frames replaced in the mailbox before anyone took them (newest-frame policy).
+        skipped: frames decoded but not offered because of the fps cap.
+        reconnects: how many times the camera went to backoff.
+        backoff_attempt: failures since the last stable streaming period.
+        last_error: why the camera last failed (kept after recovery), or None.
+        frame_age_s: age of the newest decoded frame, or None before the first one.
+    """
+
+    camera: str
+    state: CameraState
+    fps: float
+    frames: int
+    delivered: int
+    dropped: int
+    skipped: int
+    reconnects: int
+    backoff_attempt: int
+    last_error: str | None
+    frame_age_s: float | None
+
+
+class CameraReader:
+    """One camera: a daemon thread reading its source into a one-slot newest-frame mailbox."""
+
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        signal: FrameSignal | None = None,
+        source_factory: SourceFactory = open_source,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        jitter: float = 0.5,
+    ) -> None:
+        """Create a reader (not started).
+
+        Args:
+            cfg: the camera's config (source, fps cap, stall timeout, backoff bounds).
+            signal: notified on every new frame and state change; share one across readers.
+            source_factory: builds the FrameSource (tests inject fakes for absent hardware).
+            clock: monotonic clock, for frame age, pacing and stall detection.
+            wall_clock: UTC wall clock, for `Frame.captured_at`.
+            rng: random source for backoff jitter.
+            jitter: fraction of each backoff delay that is randomised.
+        """
+        if cfg.backoff_max_s < cfg.backoff_min_s:
+            raise ValueError(
+                f"camera {cfg.id}: backoff_max_s ({cfg.backoff_max_s}) < backoff_min_s "
+                f"({cfg.backoff_min_s})"
+            )
+        self._cfg = cfg
+        self.signal = signal if signal is not None else FrameSignal()
+        self._factory = source_factory
+        self._clock = clock
+        self._wall = wall_clock
+        self._log = log.bind(camera=cfg.id, source=describe_source(cfg.source))
+        self._lock = threading.Lock()
+        self._sm = CameraStateMachine(
+            cfg.backoff_min_s, cfg.backoff_max_s, jitter=jitter, clock=clock, rng=rng
+        )
+        self._stop = threading.Event()
+        self._gen = 0
+        self._thread: threading.Thread | None = None
+        self._abandoned: list[threading.Thread] = []
+        self._hung_reported = False
+        self._blocked: tuple[str, float] | None = None
+        self._slot: Frame | None = None
+        self._index = -1
+        self._consumed = -1
+        self._last_read: float | None = None
+        self._next_due: float | None = None
+        self._delivered = 0
+        self._dropped = 0
+        self._skipped = 0
+        self._reconnects = 0
+        self._times: deque[float] = deque(maxlen=256)
+        self._cap_interval = None if cfg.fps_cap is None else 1.0 / cfg.fps_cap
+        open_timeout = (
+            cfg.source.open_timeout_s
+            if isinstance(cfg.source, RtspSourceConfig)
+            else cfg.stall_timeout_s
+        )
+        self._hang_limits = {
+            "open": open_timeout + cfg.stall_timeout_s,
+            "read": 2.0 * cfg.stall_timeout_s,
+        }
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def camera_id(self) -> str:
+        """The camera's id."""
+        return self._cfg.id
+
+    @property
+    def config(self) -> CameraConfig:
+        """The camera's config."""
+        return self._cfg
+
+    def start(self) -> None:
+        """Start the reader thread. Raises RuntimeError if started twice."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError(f"camera {self._cfg.id}: reader already started")
+            self._thread = self._spawn(self._gen, None)
+        self._log.info("camera reader started")
+
+    @property
+    def state(self) -> CameraState:
+        """Current lifecycle state (runs the stall check first)."""
+        self.poll()
+        with self._lock:
+            return self._sm.state
+
+    def latest(self, after_index: int = -1) -> Frame | None:
+        """The newest frame if its index is greater than `after_index`, else None. Never blocks."""
+        self.poll()
+        with self._lock:
+            frame = self._slot
+            if frame is None or frame.index <= after_index:
+                return None
+            if frame.index > self._consumed:
+                self._consumed = frame.index
+                self._delivered += 1
+            return frame
+
+    def stats(self) -> ReaderStats:
+        """A snapshot of counters, state and last error (runs the stall check first)."""
+        self.poll()
+        now = self._clock()
+        with self._lock:
+            recent = [t for t in self._times if now - t <= FPS_WINDOW_S]
+            fps = 0.0
+            if len(recent) >= 2 and recent[-1] > recent[0]:
+                fps = (len(recent) - 1) / (recent[-1] - recent[0])
+            return ReaderStats(
+                camera=self._cfg.id,
+                state=self._sm.state,
+                fps=fps,
+                frames=self._index + 1,
+                delivered=self._delivered,
+                dropped=self._dropped,
+                skipped=self._skipped,
+                reconnects=self._reconnects,
+                backoff_attempt=self._sm.attempt,
+                last_error=self._sm.last_error,
+                frame_age_s=None if self._last_read is None else now - self._last_read,
+            )
+
+    def poll(self) -> None:
+        """Detect a stall by frame age and replace a hung reader thread. Cheap; never blocks."""
+        now = self._clock()
+        changed = False
+        with self._lock:
+            if (
+                self._sm.state is CameraState.STREAMING
+                and self._last_read is not None
+                and now - self._last_read > self._cfg.stall_timeout_s
+            ):
+                age = now - self._last_read
+                self._sm.transition(
+                    CameraState.STALLED,
+                    f"no frame for {age:.1f} s (stall_timeout_s={self._cfg.stall_timeout_s:g})",
+                )
+                self._log.warning("camera stalled", frame_age_s=round(age, 3))
+                changed = True
+            if self._blocked is not None and not self._stop.is_set():
+                op, since = self._blocked
+                if now - since > self._hang_limits[op]:
+                    changed = self._abandon(op, now - since) or changed
+        if changed:
+            self.signal.notify()
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop (returns at once); the state becomes STOPPED."""
+        self._stop.set()
+        with self._lock:
+            if self._sm.state is not CameraState.STOPPED:
+                self._sm.transition(CameraState.STOPPED)
+        self.signal.notify()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the thread; False (with a warning) if it is still blocked."""
+        with self._lock:
+            thread = self._thread
+            blocked = self._blocked
+        if thread is None:
+            return True
+        thread.join(max(0.0, timeout))
+        if thread.is_alive():
+            self._log.warning(
+                "camera reader thread did not stop in time; abandoned (daemon thread)",
+                blocked_in=None if blocked is None else blocked[0],
+                timeout_s=timeout,
+            )
+            return False
+        return True
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the reader within `timeout` seconds, even if a read hangs; True if it ended."""
+        self.request_stop()
+        return self.join(timeout)
+
+    # -- the thread -----------------------------------------------------------------------
+    def _spawn(self, gen: int, first_delay: float | None) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._run,
+            args=(gen, first_delay),
+            name=f"camera-{self._cfg.id}-{gen}",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
+    def _current(self, gen: int) -> bool:
+        """Whether thread generation `gen` still owns the camera (call with the lock held)."""
+        return gen == self._gen and not self._stop.is_set()
+
+    def _run(self, gen: int, first_delay: float | None) -> None:
+        delay = first_delay
+        while True:
+            if delay is not None:
+                if self._stop.wait(delay) or not self._enter(gen, CameraState.CONNECTING):
+                    return
+            source = self._factory(self._cfg.source)
+            try:
+                delay = self._stream(gen, source)
+            finally:
+                source.close()
+            if delay is None:
+                return
+
+    def _enter(self, gen: int, new: CameraState, error: str | None = None) -> bool:
+        with self._lock:
+            if not self._current(gen):
+                return False
+            self._sm.transition(new, error)
+        self.signal.notify()
+        return True
+
+    def _set_blocked(self, gen: int, op: str | None) -> None:
+        with self._lock:
+            if gen == self._gen:
+                self._blocked = None if op is None else (op, self._clock())
+
+    def _stream(self, gen: int, source: FrameSource) -> float | None:
+        """Open and read `source` until it fails; return the backoff delay, or None to exit."""
+        self._set_blocked(gen, "open")
+        try:
+            source.open()
+        except SourceError as err:
+            return self._fail(gen, str(err))
+        except Exception as err:  # an unexpected backend error must not kill the reader
+            self._log.exception("unexpected error opening source")
+            return self._fail(gen, f"{source.name}: unexpected {type(err).__name__}: {err}")
+        finally:
+            self._set_blocked(gen, None)
+        while not self._stop.is_set():
+            self._set_blocked(gen, "read")
+            try:
+                image = source.read()
+            except EndOfStream as err:
+                self._finish(gen, str(err))
+                return None
+            except SourceError as err:
+                return self._fail(gen, str(err))
+            except Exception as err:  # an unexpected backend error must not kill the reader
+                self._log.exception("unexpected error reading source")
+                return self._fail(gen, f"{source.name}: unexpected {type(err).__name__}: {err}")
+            finally:
+                self._set_blocked(gen, None)
+            if image is None:
+                return self._fail(
+                    gen, f"no frame from {source.name} (stream ended, read timed out or device lost)"
+                )
+            if not self._deliver(gen, image):
+                return None
+        return None
+
+    def _fail(self, gen: int, error: str) -> float | None:
+        with self._lock:
+            if not self._current(gen):
+                return None
+            delay = self._sm.enter_backoff(error)
+            self._reconnects += 1
+            self._next_due = None
+        self._log.warning("camera failed; backing off", error=error, retry_in_s=round(delay, 3))
+        self.signal.notify()
+        return delay
+
+    def _finish(self, gen: int, reason: str) -> None:
+        with self._lock:
+            if not self._current(gen):
+                return
+            self._sm.transition(CameraState.STOPPED, reason)
+        self._log.info("camera source finished", reason=reason)
+        self.signal.notify()
+
+    def _deliver(self, gen: int, image: Image) -> bool:
+        """Put a decoded (h, w, 3) uint8 frame in the mailbox; False if this thread must exit."""
+        now = self._clock()
+        wall = self._wall()
+        with self._lock:
+            if not self._current(gen):
+                return False
+            self._index += 1
+            self._last_read = now
+            if self._sm.state is not CameraState.STREAMING:
+                recovered = self._sm.state is CameraState.STALLED
+                self._sm.transition(CameraState.STREAMING)
+                self._log.info("camera streaming", recovered=recovered, shape=image.shape)
+            if self._cap_interval is not None:
+                if self._next_due is not None and now < self._next_due:
+                    self._skipped += 1
+                    return True
+                if self._next_due is None or now - self._next_due > self._cap_interval:
+                    self._next_due = now
+                self._next_due += self._cap_interval
+            if self._slot is not None and self._slot.index > self._consumed:
+                self._dropped += 1
+            self._slot = Frame(
+                camera=self._cfg.id,
+                image=np.asarray(image),
+                captured_at=wall,
+                captured_mono=now,
+                index=self._index,
+            )
+            self._times.append(now)
+        self.signal.notify()
+        return True
+
+    def _abandon(self, op: str, blocked_s: float) -> bool:
+        """Leave a thread blocked in `op` behind and reconnect with a new one (lock held)."""
+        self._abandoned = [t for t in self._abandoned if t.is_alive()]
+        if len(self._abandoned) >= MAX_ABANDONED:
+            if not self._hung_reported:
+                self._hung_reported = True
+                self._sm.last_error = (
+                    f"{op}() blocked for {blocked_s:.1f} s and {len(self._abandoned)} earlier "
+                    "capture threads are still hung; not reconnecting until one returns"
+                )
+                self._log.error("camera capture hung; reconnects suspended", blocked_in=op)
+                return True
+            return False
+        if not self._sm.can(CameraState.BACKOFF):
+            return False
+        self._hung_reported = False
+        if self._thread is not None:
+            self._abandoned.append(self._thread)
+        self._gen += 1
+        self._blocked = None
+        error = f"{op}() blocked for {blocked_s:.1f} s; capture abandoned, reconnecting"
+        delay = self._sm.enter_backoff(error)
+        self._reconnects += 1
+        self._next_due = None
+        self._log.warning("camera capture hung; abandoning its thread", blocked_in=op,
+                          retry_in_s=round(delay, 3))
+        self._thread = self._spawn(self._gen, delay)
+        return True
+
+
+class ReaderGroup:
+    """All camera readers of the daemon, sharing one FrameSignal: the inference loop's FrameFeed."""
+
+    def __init__(self, readers: Sequence[CameraReader], signal: FrameSignal) -> None:
+        """Group `readers`, which must all have been built with `signal`."""
+        if not readers:
+            raise ValueError("a ReaderGroup needs at least one camera reader")
+        ids = [r.camera_id for r in readers]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"camera ids must be unique, got {ids}")
+        for r in readers:
+            if r.signal is not signal:
+                raise ValueError(f"camera {r.camera_id}: reader does not share the group's signal")
+        self.readers = tuple(readers)
+        self.signal = signal
+        self._seen = {r.camera_id: -1 for r in readers}
+        self._next = 0
+
+    @classmethod
+    def from_configs(
+        cls,
+        cameras: Sequence[CameraConfig],
+        source_factory: SourceFactory = open_source,
+    ) -> ReaderGroup:
+        """One reader per camera config, sharing a new FrameSignal (not started)."""
+        signal = FrameSignal()
+        return cls([CameraReader(c, signal, source_factory) for c in cameras], signal)
+
+    def start(self) -> None:
+        """Start every reader thread."""
+        for r in self.readers:
+            r.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop all readers within `timeout` seconds in total; True if every thread ended."""
+        deadline = time.monotonic() + timeout
+        for r in self.readers:
+            r.request_stop()
+        ok = True
+        for r in self.readers:
+            ok = r.join(deadline - time.monotonic()) and ok
+        return ok
+
+    def next_frame(self, timeout: float) -> Frame | None:
+        """The newest unseen frame of the next camera that has one (round robin), or None.
+
+        Sleeps on the shared signal, waking at least every POLL_INTERVAL_S to run stall checks.
+        """
+        deadline = time.monotonic() + timeout
+        n = len(self.readers)
+        while True:
+            version = self.signal.version
+            for k in range(n):
+                reader = self.readers[(self._next + k) % n]
+                frame = reader.latest(self._seen[reader.camera_id])
+                if frame is not None:
+                    self._seen[reader.camera_id] = frame.index
+                    self._next = (self._next + k + 1) % n
+                    return frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.signal.wait(version, min(remaining, POLL_INTERVAL_S))
+
+    def states(self) -> dict[str, CameraState]:
+        """Camera id -> state, for the status topic."""
+        return {r.camera_id: r.state for r in self.readers}
+
+    def stats(self) -> dict[str, ReaderStats]:
+        """Camera id -> stats snapshot, for the health message."""
+        return {r.camera_id: r.stats() for r in self.readers}
+
+    def all_in_backoff(self) -> bool:
+        """Whether every camera is legitimately waiting to reconnect (watchdog may still ping)."""
+        return all(r.state is CameraState.BACKOFF for r in self.readers)
