@@ -40,8 +40,10 @@ def check_config(config: Path) -> None:
 
 def _register() -> None:
     from agent.daemon import run_command
+    from agent.demo import demo_command
 
     main.add_command(run_command)
+    main.add_command(demo_command)
     try:
         from agent.label.cli import label_command
     except ImportError:  # pragma: no cover - module not written yet

@@ -1,0 +1,166 @@
+"""`edge-agent demo`: the daemon on the bundled clip and model, detections printed live.
+
+Uses the broker of the config when one answers there; otherwise starts one for the demo
+(a local `mosquitto` if installed, else the embedded pure-Python `amqtt` broker, MQTT
+3.1.1 only) and says so. The daemon runs as a real subprocess (`python -m agent run`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import click
+import yaml
+
+from agent.config import ConfigError, load_config
+from agent.messages.payloads import DetectionMessage
+from agent.messages.render import detection_line
+from agent.messages.topics import detections_filter
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open("127.0.0.1", port, 0.2):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def start_demo_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+    """Start a broker on a free loopback port: mosquitto if installed, else amqtt.
+
+    Returns (process, port, protocol) where protocol is the MQTT version it speaks.
+    """
+    port = _free_port()
+    if shutil.which("mosquitto"):
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        cmd = ["mosquitto", "-c", str(conf)]
+        kind, protocol = "mosquitto", "v5"
+    else:
+        try:
+            import amqtt  # noqa: F401
+        except ImportError:
+            raise click.ClickException(
+                "no MQTT broker answers and none can be started: install Mosquitto "
+                "(apt-get install mosquitto) or the embedded broker (pip install amqtt)"
+            ) from None
+        conf = workdir / "amqtt.yaml"
+        conf.write_text(
+            yaml.safe_dump(
+                {
+                    "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+                    "plugins": {
+                        "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                    },
+                }
+            )
+        )
+        amqtt_bin = shutil.which("amqtt") or "amqtt"
+        cmd = [amqtt_bin, "-c", str(conf)]
+        kind, protocol = "amqtt (embedded, MQTT 3.1.1)", "v311"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    if not _wait_port(port):
+        proc.kill()
+        raise click.ClickException(f"the demo broker ({kind}) did not start on port {port}")
+    click.echo(f"demo: no broker answered; started {kind} on 127.0.0.1:{port} for this demo")
+    return proc, port, protocol
+
+
+@click.command("demo")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              default=Path("configs/agent.yaml"), show_default=True, help="Agent config to run.")
+@click.option("--seconds", type=float, default=None,
+              help="Stop after this many seconds (default: run until Ctrl-C).")
+def demo_command(config_path: Path, seconds: float | None) -> None:
+    """Run the daemon on the bundled clip and model, printing detections as they arrive."""
+    import paho.mqtt.client as mqtt
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as err:
+        raise click.ClickException(f"{config_path}: " + "; ".join(err.problems)) from None
+    data = yaml.safe_load(config_path.read_text())
+    broker: subprocess.Popen[bytes] | None = None
+    host, port, protocol = cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.protocol
+    with tempfile.TemporaryDirectory(prefix="edge-demo-") as tmp:
+        workdir = Path(tmp)
+        if port_open(host, port):
+            click.echo(f"demo: using the broker at {host}:{port}")
+        else:
+            broker, port, protocol = start_demo_broker(workdir)
+            host = "127.0.0.1"
+        data["mqtt"] = {**data.get("mqtt", {}), "host": host, "port": port, "protocol": protocol}
+        run_cfg = workdir / "agent.yaml"
+        run_cfg.write_text(yaml.safe_dump(data))
+
+        received = threading.Event()
+        count = [0]
+
+        def on_message(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+            try:
+                msg = DetectionMessage.model_validate_json(m.payload)
+            except ValueError as err:
+                click.echo(f"  (unparsable message on {m.topic}: {err})")
+                return
+            count[0] += 1
+            received.set()
+            click.echo(detection_line(msg))
+
+        sub = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5 if protocol == "v5" else mqtt.MQTTv311,
+        )
+        sub.on_message = on_message
+        sub.on_connect = lambda c, *_a: c.subscribe(
+            detections_filter(cfg.mqtt.topic_prefix, cfg.device.id), qos=1
+        )
+        sub.connect(host, port)
+        sub.loop_start()
+        click.echo(f"demo: starting edge-agent (device {cfg.device.id}); Ctrl-C stops it")
+        daemon = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(run_cfg)])
+        try:
+            deadline = None if seconds is None else time.monotonic() + seconds
+            while daemon.poll() is None and (deadline is None or time.monotonic() < deadline):
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
+                try:
+                    daemon.wait(cfg.stop_timeout_s + 5)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+            sub.loop_stop()
+            sub.disconnect()
+            if broker is not None:
+                broker.terminate()
+                broker.wait(5)
+        click.echo(f"demo: {count[0]} detection message(s) received; daemon exit code {daemon.returncode}")
+        if daemon.returncode not in (0, -signal.SIGTERM) or count[0] == 0:
+            raise SystemExit(1)
