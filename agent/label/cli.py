@@ -1,0 +1,184 @@
+"""`edge-agent label`: teacher-label a video or an image folder into a YOLO dataset."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_TEACHER = "ssd-mobilenet-v2"
+
+
+class _TqdmProgress:
+    """A tqdm bar on stderr (the `Progress` interface of `agent.label.runner`)."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total or None, desc=desc, unit="img", file=sys.stderr)
+
+    def update(self, n: int = 1) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _fail(message: str) -> None:
+    click.echo(f"edge-agent label: error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.command("label")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset directory to create (or continue with --resume).",
+)
+@click.option(
+    "--teacher",
+    default=DEFAULT_TEACHER,
+    show_default=True,
+    help="Teacher detector (see the list in the error for an unknown name).",
+)
+@click.option(
+    "--classes",
+    required=True,
+    help="Teacher labels to keep and their dataset class: 'person=person,car=car,truck=car' "
+    "or just 'person,car'. Class ids follow first appearance.",
+)
+@click.option(
+    "--conf",
+    "min_confidence",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Minimum teacher confidence of a kept box.",
+)
+@click.option(
+    "--every",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Video: consider every Nth frame.",
+)
+@click.option(
+    "--min-change",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="Video: skip a frame whose 64x48 grey thumbnail differs from the last kept one by "
+    "less than this mean absolute level (0..255); 0 keeps all.",
+)
+@click.option(
+    "--val-fraction",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Share held out for validation: the end of a video, a name hash for folders.",
+)
+@click.option(
+    "--gap",
+    "gap_s",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="Video: seconds of frames dropped between the train and the val part.",
+)
+@click.option(
+    "--jpeg-quality",
+    default=95,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="JPEG quality of the written images.",
+)
+@click.option("--resume", is_flag=True, help="Continue a dataset made with the same settings.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+def label_command(
+    source: Path,
+    out: Path,
+    teacher: str,
+    classes: str,
+    min_confidence: float,
+    every: int,
+    min_change: float,
+    val_fraction: float,
+    gap_s: float,
+    jpeg_quality: int,
+    resume: bool,
+    progress: bool,
+) -> None:
+    """Label SOURCE (a video file or a folder of images) with a teacher into a YOLO dataset.
+
+    Writes images/{train,val}, labels/{train,val} and data.yaml under --out. Videos are
+    split by time (the last --val-fraction is val, with --gap seconds dropped between).
+    """
+    from agent.label import dataset, media, runner
+    from agent.label.plan import parse_class_map, unknown_labels
+    from agent.label.teachers import TeacherError, create_teacher, teacher_names
+
+    if teacher not in teacher_names():
+        _fail(f"unknown teacher {teacher!r}; choose one of {', '.join(teacher_names())}")
+    try:
+        class_map = parse_class_map(classes)
+    except ValueError as err:
+        _fail(str(err))
+    if not source.exists():
+        _fail(f"source {source} does not exist")
+    kind = "images" if source.is_dir() else "video"
+    gap_frames = 0
+    if kind == "video":
+        fps = media.video_fps(source)
+        gap_frames = round(gap_s * fps) if fps > 0 else round(gap_s * 30)
+    spec = dataset.DatasetSpec(
+        source=str(source.resolve()),
+        source_kind=kind,
+        teacher=teacher,
+        classes=class_map.spec(),
+        class_names=list(class_map.names),
+        min_confidence=min_confidence,
+        every=every,
+        min_change=min_change,
+        val_fraction=val_fraction,
+        gap_frames=gap_frames,
+        jpeg_quality=jpeg_quality,
+    )
+    try:
+        if kind == "video":  # fail on an unreadable video before touching --out
+            next(media.iter_video(source))
+        else:
+            media.list_images(source)
+        model = create_teacher(teacher, list(class_map.mapping))
+    except (dataset.LabelError, TeacherError) as err:
+        _fail(str(err))
+    try:
+        missing = unknown_labels(class_map, model.vocabulary)
+        if missing:
+            _fail(
+                f"teacher {teacher!r} has no class {', '.join(map(repr, missing))}; "
+                f"it knows: {', '.join(sorted(model.vocabulary or ()))}"
+            )
+        dataset.prepare_output(out, spec, resume)
+        stats = runner.run(
+            source,
+            out,
+            spec,
+            class_map,
+            model,
+            progress=_TqdmProgress if progress else runner.no_progress,
+        )
+    except (dataset.LabelError, TeacherError) as err:
+        _fail(str(err))
+    finally:
+        model.close()
+    boxes = ", ".join(f"{name} {stats.boxes[name]}" for name in class_map.names)
+    click.echo(
+        f"{out}: labelled {stats.labelled} image(s), {stats.already_done} already done; "
+        f"train {stats.planned.get('train', 0)}, val {stats.planned.get('val', 0)}, "
+        f"{stats.near_duplicates} near-duplicate(s) skipped, {stats.dropped_for_gap} dropped "
+        f"for the split gap; boxes: {boxes}"
+    )
