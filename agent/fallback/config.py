@@ -1,11 +1,165 @@
-"""Config of the Florence-2 hard-frame fallback."""
+"""Config of the Florence-2 hard-frame fallback.
+
+Pure pydantic: nothing here reads the model directory or touches the network. Secrets are
+never in YAML: `upload.token_env` names the environment variable holding the bearer token.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.ids import SafeId
+
+Task = Literal[
+    "<OD>",
+    "<CAPTION_TO_PHRASE_GROUNDING>",
+    "<OCR_WITH_REGION>",
+    "<DENSE_REGION_CAPTION>",
+    "<CAPTION>",
+]
+"""The Florence-2 tasks the fallback and the label teacher run."""
+
+TASKS: tuple[str, ...] = (
+    "<OD>",
+    "<CAPTION_TO_PHRASE_GROUNDING>",
+    "<OCR_WITH_REGION>",
+    "<DENSE_REGION_CAPTION>",
+    "<CAPTION>",
+)
+
+RuntimeKind = Literal["torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8", "onnx-fp32"]
+"""How Florence-2 runs: torch (fp32, int8 dynamic on CPU, fp16 on CUDA) or ONNX Runtime."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmptyRule(_Strict):
+    """A camera that should see objects but has seen none for a while is hard (sampled)."""
+
+    after_s: float = Field(
+        gt=0, description="Seconds without any detection before empty frames count as hard."
+    )
+    sample_every_s: float = Field(
+        30.0, gt=0, description="While empty, escalate at most one frame per this many seconds."
+    )
+
+
+class CameraPolicy(_Strict):
+    """When a frame of one camera is hard."""
+
+    band_lo: float = Field(
+        0.25, ge=0, le=1, description="A detection with confidence in [band_lo, band_hi) is uncertain."
+    )
+    band_hi: float = Field(0.5, ge=0, le=1, description="Upper edge (exclusive) of the band.")
+    min_uncertain: int = Field(
+        1, ge=1, description="The frame is hard when at least this many detections are uncertain."
+    )
+    empty: EmptyRule | None = Field(
+        None, description="Optional 'should see objects' rule; off when absent."
+    )
+
+    @model_validator(mode="after")
+    def _band(self) -> CameraPolicy:
+        if self.band_hi <= self.band_lo:
+            raise ValueError(f"band_hi ({self.band_hi}) must be > band_lo ({self.band_lo})")
+        return self
+
+
+class RateLimit(_Strict):
+    per_minute: float = Field(6.0, gt=0, description="Escalations per minute (token refill rate).")
+    burst: int = Field(2, ge=1, description="Most escalations allowed back to back (bucket size).")
+
+
+class CaptureConfig(_Strict):
+    enabled: bool = Field(True, description="Save each escalated frame with its labels.")
+    dir: Path | None = Field(
+        None, description="Capture root; defaults to <device.state_dir>/captures."
+    )
+    quota_bytes: int = Field(
+        2 * 1024**3, ge=1024 * 1024, description="Disk quota of the capture root; oldest dropped."
+    )
+    jpeg_quality: int = Field(92, ge=10, le=100, description="JPEG quality of saved frames.")
+
+
+class UploadConfig(_Strict):
+    url: str = Field(
+        description="Gateway base URL, e.g. http://gateway:8080; frames go to "
+        "POST {url}/v1/intake/{device}/{camera}."
+    )
+    token_env: str | None = Field(
+        None, description="Environment variable holding the bearer token (none: no auth header)."
+    )
+    timeout_s: float = Field(10.0, gt=0, description="Per-request timeout.")
+    retry_min_s: float = Field(1.0, gt=0, description="First retry delay after a failure.")
+    retry_max_s: float = Field(300.0, gt=0, description="Longest retry delay.")
+    scan_interval_s: float = Field(5.0, gt=0, description="How often the pending queue is scanned.")
+
+    @model_validator(mode="after")
+    def _check(self) -> UploadConfig:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"upload.url must start with http:// or https://, got {self.url!r}")
+        if self.retry_max_s < self.retry_min_s:
+            raise ValueError("retry_max_s must be >= retry_min_s")
+        return self
+
+    def token(self) -> str | None:
+        """Read the bearer token from the environment variable named by `token_env`."""
+        if self.token_env is None:
+            return None
+        value = os.environ.get(self.token_env)
+        if value is None:
+            raise ValueError(f"environment variable {self.token_env} (fallback.upload.token_env) is not set")
+        return value
 
 
 class FallbackConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="Escalate hard frames to Florence-2.")
+    model: str = Field(
+        "florence-community/Florence-2-base",
+        description="Local model directory (transformers layout, or an ONNX export made by "
+        "`edge-agent florence export`) or a Hugging Face hub id (needs internet at first load).",
+    )
+    model_version: int = Field(0, ge=0, description="Version reported in ModelRef of messages.")
+    runtime: RuntimeKind = Field("torch-int8", description="How Florence-2 runs.")
+    task: Task = Field("<OD>", description="Task run on each hard frame.")
+    max_new_tokens: int = Field(128, ge=1, le=1024, description="Longest generated answer.")
+    policy: CameraPolicy = Field(
+        default_factory=CameraPolicy, description="Hard-frame policy for cameras not listed below."
+    )
+    cameras: dict[SafeId, CameraPolicy] = Field(
+        default_factory=dict, description="Per-camera hard-frame policy, by camera id."
+    )
+    rate: RateLimit = Field(default_factory=RateLimit, description="Escalation budget.")
+    worker: Literal["process", "thread"] = Field(
+        "process",
+        description="Run Florence-2 in a child process (survives crashes, own GIL) or a thread.",
+    )
+    threads: int = Field(1, ge=1, le=64, description="Intra-op threads of the Florence-2 runtime.")
+    nice: int = Field(10, ge=0, le=19, description="Niceness added to the worker process.")
+    restart_min_s: float = Field(1.0, gt=0, description="First restart delay after a crash.")
+    restart_max_s: float = Field(60.0, gt=0, description="Longest restart delay.")
+    job_timeout_s: float = Field(
+        120.0, gt=0, description="A job running longer than this kills the worker (process mode)."
+    )
+    capture: CaptureConfig = Field(default_factory=CaptureConfig, description="Hard-frame capture.")
+    upload: UploadConfig | None = Field(
+        None, description="Upload captures to the gateway's dataset intake; off when absent."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> FallbackConfig:
+        if self.restart_max_s < self.restart_min_s:
+            raise ValueError("restart_max_s must be >= restart_min_s")
+        return self
+
+    def policy_for(self, camera: str) -> CameraPolicy:
+        """The hard-frame policy of `camera` (its own entry, else the default)."""
+        return self.cameras.get(camera, self.policy)
