@@ -88,6 +88,7 @@ class Daemon:
         self.started_mono = time.monotonic()
         self.window = FrameWindow()
         self.readers: dict[str, Any] = {}
+        self.group: Any = None
         self.publisher: Any = None
         self.pipeline: Pipeline | None = None
         self.fallback: Any = None
@@ -188,7 +189,7 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         from agent.publish.publisher import Publisher
-        from agent.sources.reader import CameraReader, ReaderGroup
+        from agent.sources.reader import ReaderGroup
 
         cfg = self.cfg
         structlog.contextvars.bind_contextvars(device=cfg.device.id)
@@ -198,9 +199,9 @@ class Daemon:
         self.publisher = Publisher(
             cfg.mqtt, cfg.outbox, self.topics, cfg.device.state_dir, self.boot_id, self.status
         )
-        group = ReaderGroup()
-        for cam in cfg.cameras:
-            self.readers[cam.id] = CameraReader(cam, group=group)
+        group = ReaderGroup.from_configs(cfg.cameras)
+        self.group = group
+        self.readers = {r.camera_id: r for r in group.readers}
         if cfg.fallback.enabled:
             from agent.fallback.worker import Fallback
 
@@ -289,8 +290,8 @@ class Daemon:
         def left() -> float:
             return max(deadline - time.monotonic(), 0.1)
 
-        for reader in self.readers.values():
-            reader.stop(timeout=min(left(), 2.0))
+        if self.group is not None:
+            self.group.stop(timeout=min(left(), 2.0))
         if self.pipeline is not None and not self.pipeline.stop(timeout=min(left(), 5.0)):
             log.warning("inference thread did not stop in time")
         if self.ota is not None:
