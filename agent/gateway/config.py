@@ -1,0 +1,182 @@
+"""The gateway's configuration: YAML validated by pydantic v2, `extra="forbid"` everywhere.
+
+Models here never touch disk or network; `load_gateway_config` is the one place that reads the
+file. No secret is written in YAML: the broker password is read from the environment variable
+named by `mqtt.password_env`, and device intake tokens are stored as SHA-256 hashes only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.ids import SafeId, check_id
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.yaml")
+
+
+class StrictModel(BaseModel):
+    """Base for every gateway config model: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpConfig(StrictModel):
+    host: str = Field("0.0.0.0", description="Address the HTTP server (API, artifacts, intake) binds.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server.")
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Base URL devices use to reach this server; artifact URLs in commands start "
+        "with it.",
+    )
+    admin_loopback_only: bool = Field(
+        True,
+        description="Accept state-changing API calls (deploy, abort) only from 127.0.0.1/::1.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("public_url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class GatewayMqttConfig(StrictModel):
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    client_id: str = Field("edge-gateway", description="MQTT client id of the gateway.")
+    topic_prefix: SafeId = Field("edge", description="First level of every topic.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    username: str | None = Field(None, description="Broker user name.")
+    password_env: str | None = Field(
+        None, description="Name of the environment variable holding the broker password."
+    )
+
+    def password(self) -> str | None:
+        """Read the password from the environment variable named by `password_env`."""
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ValueError(f"environment variable {self.password_env} (mqtt.password_env) is not set")
+        return value
+
+
+class RolloutDefaults(StrictModel):
+    canary: int = Field(1, ge=0, description="Devices updated first; the rest wait for them.")
+    wave_size: int = Field(5, ge=1, description="Devices updated at once after the canary.")
+    max_failures: int = Field(
+        1, ge=1, description="Failed devices (outside the canary) that abort the rollout."
+    )
+    timeout_s: float = Field(
+        600.0, gt=0, description="Longest a device may take from command to a terminal state."
+    )
+    command_ttl_s: float = Field(
+        900.0, gt=0, description="Signed commands expire this long after they are issued."
+    )
+    tick_s: float = Field(0.5, gt=0, description="How often timeouts are checked.")
+
+
+class IntakeConfig(StrictModel):
+    max_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest accepted upload (whole request body)."
+    )
+    tokens_sha256: dict[str, str] = Field(
+        default_factory=dict,
+        description="Device id -> SHA-256 (hex) of that device's bearer token "
+        "(`edge-gateway intake-token DEVICE` makes one).",
+    )
+
+    @field_validator("tokens_sha256")
+    @classmethod
+    def _check_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for device, digest in value.items():
+            check_id(device, "device id")
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"tokens_sha256[{device}] must be 64 lower-case hex digits")
+        return value
+
+
+class LoggingConfig(StrictModel):
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`auto`: console on a terminal, JSON otherwise."
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+
+class GatewayConfig(StrictModel):
+    data_dir: Path = Field(
+        Path("/var/lib/edge-gateway"),
+        description="Writable directory: SQLite state, artifacts, manifests, intake.",
+    )
+    keys_dir: Path = Field(
+        Path("/etc/edge-gateway/keys"),
+        description="Directory (mode 0700) of the release and gateway private keys (mode 0600).",
+    )
+    http: HttpConfig = Field(default_factory=HttpConfig, description="HTTP server.")
+    mqtt: GatewayMqttConfig = Field(default_factory=GatewayMqttConfig, description="Broker.")
+    rollout: RolloutDefaults = Field(
+        default_factory=RolloutDefaults, description="Defaults of `deploy` options."
+    )
+    intake: IntakeConfig = Field(default_factory=IntakeConfig, description="Hard-frame intake.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    offline_after_s: float = Field(
+        60.0, gt=0, description="A device with no message for this long shows as stale."
+    )
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite state file."""
+        return self.data_dir / "gateway.sqlite3"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Content-addressed artifacts, one file per SHA-256."""
+        return self.data_dir / "artifacts"
+
+    @property
+    def intake_dir(self) -> Path:
+        """Uploaded hard frames: <intake>/<device>/<camera>/<YYYY-MM-DD>/."""
+        return self.data_dir / "intake"
+
+
+class GatewayConfigError(Exception):
+    """The config file is missing, unreadable or invalid; `problems` lists each issue."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+def parse_gateway_config(data: object, path: Path) -> GatewayConfig:
+    """Validate already-parsed YAML data; raise GatewayConfigError listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise GatewayConfigError(path, ["(top level): expected a mapping of sections"])
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as err:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()
+        ]
+        raise GatewayConfigError(path, problems) from None
+
+
+def load_gateway_config(path: Path) -> GatewayConfig:
+    """Read and validate a gateway YAML config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise GatewayConfigError(path, [f"cannot read file: {err.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise GatewayConfigError(path, [f"invalid YAML: {err}"]) from None
+    return parse_gateway_config(data, path)

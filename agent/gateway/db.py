@@ -1,0 +1,436 @@
+"""The gateway's state in SQLite (WAL): models, devices, rollouts, command sequences.
+
+One `Store` per process; its methods are serialised by a lock so the MQTT thread and the HTTP
+server can share it. Every change is one transaction, so a `kill -9` leaves either the old or
+the new state. Schema changes are numbered migrations applied in order at open
+(`PRAGMA user_version` records the last one applied).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.gateway.rollout import DeviceSlot, DeviceState, Rollout, RolloutState
+
+MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE models (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        length INTEGER NOT NULL,
+        manifest TEXT NOT NULL,          -- manifest JSON
+        signed TEXT NOT NULL,            -- signed manifest envelope JSON
+        created REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        online INTEGER NOT NULL DEFAULT 0,
+        last_seen REAL NOT NULL,
+        status TEXT,                     -- last status payload JSON
+        ota TEXT,                        -- last ota/state payload JSON
+        health TEXT,                     -- last health payload JSON
+        malformed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE command_seq (device TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+    CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        uid TEXT NOT NULL UNIQUE,
+        model_name TEXT NOT NULL,
+        model_version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        current_wave INTEGER NOT NULL,
+        wave_size INTEGER NOT NULL,
+        max_failures INTEGER NOT NULL,
+        timeout_s REAL NOT NULL,
+        reason TEXT,
+        created REAL NOT NULL,
+        finished REAL
+    );
+    CREATE TABLE rollout_devices (
+        rollout_id INTEGER NOT NULL REFERENCES rollouts(id),
+        device TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        wave INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        command_id TEXT,
+        revert_command_id TEXT,
+        sent_at REAL,
+        deadline REAL,
+        finished_at REAL,
+        ota_state TEXT,
+        progress REAL,
+        prev_name TEXT,
+        prev_version INTEGER,
+        reason TEXT,
+        command TEXT,                    -- last signed command JSON sent, for re-sending
+        PRIMARY KEY (rollout_id, device)
+    );
+    CREATE INDEX rollout_devices_device ON rollout_devices(device);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """A registered model version."""
+
+    name: str
+    version: int
+    format: str
+    sha256: str
+    length: int
+    manifest: dict[str, Any]
+    signed: dict[str, Any]
+    created: float
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """What the gateway last heard from a device."""
+
+    id: str
+    online: bool
+    last_seen: float
+    status: dict[str, Any] | None
+    ota: dict[str, Any] | None
+    health: dict[str, Any] | None
+    malformed: int
+
+
+class Store:
+    """The SQLite state file. Thread-safe; use as a context manager or call `close()`."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across process kills
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error), under the lock."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._lock:
+            current = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path} has schema version {current}, newer than this gateway "
+                    f"({len(MIGRATIONS)}); upgrade edge-gateway"
+                )
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                with self.tx() as db:
+                    for stmt in MIGRATIONS[version - 1].split(";"):
+                        if stmt.strip():
+                            db.execute(stmt)
+                    db.execute(f"PRAGMA user_version={version}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- meta -----------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def latest_version(self, name: str) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(version) FROM models WHERE name=?", (name,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def add_model(self, row: ModelRow) -> None:
+        """Insert a model version; raises ValueError unless it is greater than the latest."""
+        with self.tx() as db:
+            latest = db.execute("SELECT MAX(version) FROM models WHERE name=?", (row.name,)).fetchone()[0]
+            if latest is not None and row.version <= latest:
+                raise ValueError(
+                    f"model {row.name}: version {row.version} is not greater than the latest "
+                    f"({latest})"
+                )
+            db.execute(
+                "INSERT INTO models VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    row.name,
+                    row.version,
+                    row.format,
+                    row.sha256,
+                    row.length,
+                    json.dumps(row.manifest),
+                    json.dumps(row.signed),
+                    row.created,
+                ),
+            )
+
+    def models(self) -> list[ModelRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM models ORDER BY name, version").fetchall()
+        return [self._model(r) for r in rows]
+
+    def model(self, name: str, version: int) -> ModelRow | None:
+        with self._lock:
+            r = self._db.execute(
+                "SELECT * FROM models WHERE name=? AND version=?", (name, version)
+            ).fetchone()
+        return None if r is None else self._model(r)
+
+    def model_by_sha(self, sha256: str) -> ModelRow | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM models WHERE sha256=? LIMIT 1", (sha256,)).fetchone()
+        return None if r is None else self._model(r)
+
+    @staticmethod
+    def _model(r: sqlite3.Row) -> ModelRow:
+        return ModelRow(
+            name=r["name"],
+            version=r["version"],
+            format=r["format"],
+            sha256=r["sha256"],
+            length=r["length"],
+            manifest=json.loads(r["manifest"]),
+            signed=json.loads(r["signed"]),
+            created=r["created"],
+        )
+
+    # -- devices --------------------------------------------------------------------------------
+
+    def upsert_device(
+        self,
+        device: str,
+        now: float,
+        *,
+        online: bool | None = None,
+        status: dict[str, Any] | None = None,
+        ota: dict[str, Any] | None = None,
+        health: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a valid message from `device` (only the given parts change)."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO devices(id, last_seen) VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET last_seen=excluded.last_seen",
+                (device, now),
+            )
+            if online is not None:
+                db.execute("UPDATE devices SET online=? WHERE id=?", (int(online), device))
+            for col, value in (("status", status), ("ota", ota), ("health", health)):
+                if value is not None:
+                    db.execute(f"UPDATE devices SET {col}=? WHERE id=?", (json.dumps(value), device))
+
+    def count_malformed(self, device: str, now: float) -> None:
+        """Count a malformed message from `device` (the device row is created if new)."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO devices(id, last_seen, malformed) VALUES (?, ?, 1) "
+                "ON CONFLICT(id) DO UPDATE SET malformed=malformed+1",
+                (device, now),
+            )
+
+    def devices(self) -> list[DeviceRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM devices ORDER BY id").fetchall()
+        return [self._device(r) for r in rows]
+
+    def device(self, device: str) -> DeviceRow | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM devices WHERE id=?", (device,)).fetchone()
+        return None if r is None else self._device(r)
+
+    @staticmethod
+    def _device(r: sqlite3.Row) -> DeviceRow:
+        def js(v: str | None) -> dict[str, Any] | None:
+            return None if v is None else json.loads(v)
+
+        return DeviceRow(
+            id=r["id"],
+            online=bool(r["online"]),
+            last_seen=r["last_seen"],
+            status=js(r["status"]),
+            ota=js(r["ota"]),
+            health=js(r["health"]),
+            malformed=r["malformed"],
+        )
+
+    # -- command sequence -----------------------------------------------------------------------
+
+    def next_seq(self, device: str, db: sqlite3.Connection | None = None) -> int:
+        """Allocate the next command sequence number of `device` (1, 2, ...; never reused)."""
+        if db is None:
+            with self.tx() as db2:
+                return self.next_seq(device, db2)
+        db.execute(
+            "INSERT INTO command_seq(device, seq) VALUES (?, 1) "
+            "ON CONFLICT(device) DO UPDATE SET seq=seq+1",
+            (device,),
+        )
+        return int(db.execute("SELECT seq FROM command_seq WHERE device=?", (device,)).fetchone()[0])
+
+    # -- rollouts -------------------------------------------------------------------------------
+
+    def new_rollout_id(self, db: sqlite3.Connection, uid: str, model: str, version: int, now: float) -> int:
+        """Reserve a rollout id inside an open transaction (the row is completed by save)."""
+        cur = db.execute(
+            "INSERT INTO rollouts(uid, model_name, model_version, state, current_wave, wave_size, "
+            "max_failures, timeout_s, created) VALUES (?,?,?,?,0,1,1,1,?)",
+            (uid, model, version, RolloutState.CANARY.value, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def save_rollout(
+        self,
+        r: Rollout,
+        db: sqlite3.Connection,
+        commands: dict[str, dict[str, Any]] | None = None,
+        positions: dict[str, int] | None = None,
+    ) -> None:
+        """Write the rollout header and its changed devices (`r.dirty`) inside a transaction."""
+        db.execute(
+            "UPDATE rollouts SET state=?, current_wave=?, wave_size=?, max_failures=?, "
+            "timeout_s=?, reason=?, finished=? WHERE id=?",
+            (
+                r.state.value,
+                r.current_wave,
+                r.wave_size,
+                r.max_failures,
+                r.timeout_s,
+                r.reason,
+                r.finished_at,
+                r.id,
+            ),
+        )
+        order = positions or {d: i for i, d in enumerate(r.slots)}
+        for dev in sorted(r.dirty):
+            s = r.slots[dev]
+            cmd = None if commands is None or dev not in commands else json.dumps(commands[dev])
+            db.execute(
+                "INSERT INTO rollout_devices(rollout_id, device, position, wave, state, command_id, "
+                "revert_command_id, sent_at, deadline, finished_at, ota_state, progress, prev_name, "
+                "prev_version, reason, command) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(rollout_id, device) DO UPDATE SET state=excluded.state, "
+                "command_id=excluded.command_id, revert_command_id=excluded.revert_command_id, "
+                "sent_at=excluded.sent_at, deadline=excluded.deadline, "
+                "finished_at=excluded.finished_at, ota_state=excluded.ota_state, "
+                "progress=excluded.progress, reason=excluded.reason, "
+                "command=COALESCE(excluded.command, rollout_devices.command)",
+                (
+                    r.id,
+                    dev,
+                    order[dev],
+                    s.wave,
+                    s.state.value,
+                    s.command_id,
+                    s.revert_command_id,
+                    s.sent_at,
+                    s.deadline,
+                    s.finished_at,
+                    s.ota_state,
+                    s.progress,
+                    None if s.previous is None else s.previous[0],
+                    None if s.previous is None else s.previous[1],
+                    s.reason,
+                    cmd,
+                ),
+            )
+        r.dirty.clear()
+
+    def load_rollout(self, rollout_id: int) -> Rollout | None:
+        with self._lock:
+            h = self._db.execute("SELECT * FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
+            if h is None:
+                return None
+            rows = self._db.execute(
+                "SELECT * FROM rollout_devices WHERE rollout_id=? ORDER BY position", (rollout_id,)
+            ).fetchall()
+        slots = {
+            d["device"]: DeviceSlot(
+                device=d["device"],
+                wave=d["wave"],
+                state=DeviceState(d["state"]),
+                command_id=d["command_id"],
+                revert_command_id=d["revert_command_id"],
+                sent_at=d["sent_at"],
+                deadline=d["deadline"],
+                finished_at=d["finished_at"],
+                ota_state=d["ota_state"],
+                progress=d["progress"],
+                previous=None if d["prev_name"] is None else (d["prev_name"], d["prev_version"]),
+                reason=d["reason"],
+            )
+            for d in rows
+        }
+        return Rollout(
+            id=h["id"],
+            uid=h["uid"],
+            model_name=h["model_name"],
+            model_version=h["model_version"],
+            slots=slots,
+            wave_size=h["wave_size"],
+            max_failures=h["max_failures"],
+            timeout_s=h["timeout_s"],
+            state=RolloutState(h["state"]),
+            current_wave=h["current_wave"],
+            reason=h["reason"],
+            created_at=h["created"],
+            finished_at=h["finished"],
+        )
+
+    def rollout_ids(self, active_only: bool = False) -> list[int]:
+        q = "SELECT id FROM rollouts"
+        if active_only:
+            q += " WHERE state NOT IN ('succeeded', 'aborted')"
+        with self._lock:
+            return [int(r[0]) for r in self._db.execute(q + " ORDER BY id").fetchall()]
+
+    def stored_command(self, rollout_id: int, device: str) -> dict[str, Any] | None:
+        """The last signed command sent to `device` in this rollout."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT command FROM rollout_devices WHERE rollout_id=? AND device=?",
+                (rollout_id, device),
+            ).fetchone()
+        return None if r is None or r[0] is None else json.loads(r[0])

@@ -1,0 +1,267 @@
+"""The model registry: content-addressed artifacts and release-signed manifests.
+
+`add_model` checks the file is an ONNX model or a TensorRT engine, reads class names and input
+size from the Ultralytics export metadata where present (`names` "{0: 'person', 1: 'car'}",
+`imgsz` "[320, 320]"), refuses a version that is not greater than the last one of that name,
+stores the bytes under `<data>/artifacts/<sha256>` (temp file, fsync, rename) and records the
+signed manifest in SQLite.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.gateway.db import ModelRow, Store
+from agent.ids import check_id
+from agent.manifest import Compat, Manifest
+from agent.ota.protocol import format_rfc3339
+from agent.ota.signing import sign_manifest
+
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan")
+_CHUNK = 1024 * 1024
+
+
+class RegistryError(Exception):
+    """A model could not be added; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInterface:
+    """What the artifact itself says about its interface (None where it says nothing)."""
+
+    format: str  # "onnx" | "engine"
+    input_size: tuple[int, int] | None  # (height, width)
+    class_names: list[str] | None
+    outputs_per_box: int | None  # 4 + number of classes, when the ONNX output shape is static
+
+
+def parse_names(text: str) -> list[str]:
+    """Parse Ultralytics `names` metadata ("{0: 'person', 1: 'car'}" or a list) into a list."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as err:
+        raise RegistryError(f"class names metadata {text[:80]!r} is not a literal: {err}") from None
+    if isinstance(value, dict):
+        if sorted(value) != list(range(len(value))):
+            raise RegistryError(f"class names metadata has indices {sorted(value)}, not 0..n-1")
+        names = [value[i] for i in range(len(value))]
+    elif isinstance(value, (list, tuple)):
+        names = list(value)
+    else:
+        raise RegistryError(f"class names metadata is a {type(value).__name__}, not a dict/list")
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise RegistryError("class names metadata must be non-empty strings")
+    return names
+
+
+def parse_imgsz(text: str) -> tuple[int, int]:
+    """Parse Ultralytics `imgsz` metadata ("[320, 320]" or "640") into (height, width)."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as err:
+        raise RegistryError(f"imgsz metadata {text!r} is not a literal: {err}") from None
+    if isinstance(value, int):
+        value = [value, value]
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and v > 0 for v in value)
+    ):
+        raise RegistryError(f"imgsz metadata {text!r} is not [height, width]")
+    return int(value[0]), int(value[1])
+
+
+def _static_dims(value_info: object) -> list[int | None]:
+    dims = value_info.type.tensor_type.shape.dim  # type: ignore[attr-defined]
+    return [d.dim_value if d.HasField("dim_value") else None for d in dims]
+
+
+def inspect_onnx(path: Path) -> ModelInterface:
+    """Read the interface of an ONNX model; RegistryError if the file is not ONNX."""
+    import onnx  # only here: `models add` is the one command that needs it
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - onnx raises DecodeError/RuntimeError/OSError variants
+        raise RegistryError(f"{path}: not a valid ONNX model ({type(err).__name__})") from None
+    if not model.graph.input or not model.graph.output:
+        raise RegistryError(f"{path}: ONNX model has no graph inputs/outputs")
+    meta = {p.key: p.value for p in model.metadata_props}
+    names = parse_names(meta["names"]) if "names" in meta else None
+    size = parse_imgsz(meta["imgsz"]) if "imgsz" in meta else None
+    in_dims = _static_dims(model.graph.input[0])
+    if size is None and len(in_dims) == 4 and in_dims[2] and in_dims[3]:
+        size = (int(in_dims[2]), int(in_dims[3]))
+    out_dims = _static_dims(model.graph.output[0])
+    per_box = int(out_dims[1]) if len(out_dims) == 3 and out_dims[1] else None
+    return ModelInterface("onnx", size, names, per_box)
+
+
+def inspect_engine(path: Path) -> ModelInterface:
+    """Read the interface of a TensorRT engine file (Ultralytics metadata header if present).
+
+    Ultralytics writes a 4-byte little-endian length and that many bytes of JSON metadata
+    before the serialised engine.
+    """
+    with path.open("rb") as f:
+        head = f.read(4)
+        if len(head) < 4:
+            raise RegistryError(f"{path}: too short to be a TensorRT engine")
+        (n,) = struct.unpack("<i", head)
+        meta_bytes = f.read(n) if 0 < n < 1_000_000 else b""
+    try:
+        meta = json.loads(meta_bytes.decode("utf-8")) if meta_bytes else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not isinstance(meta, dict):
+        return ModelInterface("engine", None, None, None)
+    names = meta.get("names")
+    imgsz = meta.get("imgsz")
+    class_names: list[str] | None = None
+    if isinstance(names, dict):
+        class_names = parse_names(repr({int(k): v for k, v in names.items()}))
+    elif names is not None:
+        class_names = parse_names(repr(names))
+    size = parse_imgsz(str(imgsz)) if imgsz is not None else None
+    return ModelInterface("engine", size, class_names, None)
+
+
+def inspect(path: Path) -> ModelInterface:
+    """Dispatch on the file name: .onnx, or .engine/.plan; anything else is refused."""
+    if not path.is_file():
+        raise RegistryError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        return inspect_onnx(path)
+    if suffix in ENGINE_SUFFIXES:
+        return inspect_engine(path)
+    raise RegistryError(
+        f"{path}: not an ONNX model (.onnx) or a TensorRT engine (.engine/.plan); refusing"
+    )
+
+
+def parse_labels(value: str) -> list[str]:
+    """`--labels`: a file with one class name per line, or a comma-separated list."""
+    p = Path(value)
+    if p.is_file():
+        names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
+        names = [n for n in names if n]
+    else:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise RegistryError(f"--labels {value!r} gives no class names")
+    return names
+
+
+def _store_artifact(src: Path, artifacts_dir: Path) -> tuple[str, int, Path]:
+    """Copy `src` into the content-addressed store; returns (sha256, length, stored path)."""
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    tmp = artifacts_dir / f".incoming-{os.getpid()}-{time.monotonic_ns()}"
+    h = hashlib.sha256()
+    length = 0
+    try:
+        with src.open("rb") as fin, tmp.open("wb") as fout:
+            while chunk := fin.read(_CHUNK):
+                h.update(chunk)
+                fout.write(chunk)
+                length += len(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        digest = h.hexdigest()
+        dest = artifacts_dir / digest
+        if dest.exists():
+            tmp.unlink()
+        else:
+            os.replace(tmp, dest)
+            dir_fd = os.open(artifacts_dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    if length == 0:
+        raise RegistryError(f"{src}: empty file")
+    return digest, length, dest
+
+
+def add_model(
+    store: Store,
+    artifacts_dir: Path,
+    release_key: Ed25519PrivateKey,
+    path: Path,
+    *,
+    name: str,
+    version: int,
+    labels: list[str] | None = None,
+    input_size: tuple[int, int] | None = None,
+    compat: Compat | None = None,
+    expires: str | None = None,
+    now: float | None = None,
+) -> ModelRow:
+    """Validate, store and sign one model version. Raises RegistryError with the reason."""
+    try:
+        check_id(name, "model name")
+    except ValueError as err:
+        raise RegistryError(str(err)) from None
+    if version < 1:
+        raise RegistryError(f"version must be >= 1, got {version}")
+    latest = store.latest_version(name)
+    if latest is not None and version <= latest:
+        raise RegistryError(
+            f"model {name}: version {version} is not greater than the latest ({latest}); "
+            f"use --version {latest + 1} or higher"
+        )
+    iface = inspect(path)
+    class_names = labels or iface.class_names
+    if class_names is None:
+        raise RegistryError(f"{path}: no class names in the file's metadata; pass --labels")
+    size = input_size or iface.input_size
+    if size is None:
+        raise RegistryError(f"{path}: no input size in the file's metadata; pass --imgsz H,W")
+    if iface.outputs_per_box is not None and iface.outputs_per_box - 4 != len(class_names):
+        raise RegistryError(
+            f"{path}: the model outputs {iface.outputs_per_box - 4} classes per box but "
+            f"{len(class_names)} class names were given"
+        )
+    digest, length, _ = _store_artifact(path, artifacts_dir)
+    created = time.time() if now is None else now
+    manifest = Manifest(
+        name=name,
+        version=version,
+        format=iface.format,  # type: ignore[arg-type]
+        sha256=digest,
+        length=length,
+        input_size=size,
+        class_names=class_names,
+        compat=compat or Compat(),
+        created=format_rfc3339(created),
+        expires=expires,
+    )
+    signed = sign_manifest(manifest, release_key)
+    row = ModelRow(
+        name=name,
+        version=version,
+        format=iface.format,
+        sha256=digest,
+        length=length,
+        manifest=manifest.model_dump(mode="json", by_alias=True),
+        signed=signed.model_dump(mode="json", by_alias=True),
+        created=created,
+    )
+    try:
+        store.add_model(row)
+    except ValueError as err:  # a concurrent add won the race
+        raise RegistryError(str(err)) from None
+    return row
