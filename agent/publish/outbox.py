@@ -1,0 +1,356 @@
+"""The on-disk outbox: detection messages live in SQLite (WAL) until their delivery is confirmed.
+
+One `Outbox` is owned by one thread (the publisher's pump); it is not thread-safe except for
+the read-only counters. Rows are kept in commit order (`id`, AUTOINCREMENT, so ids are never
+reused and a cursor "after id N" can never skip a newer row). The caps are enforced on every
+append by dropping the oldest rows, which are counted; SQLITE_FULL / ENOSPC is handled the same
+way and never raises.
+
+Durability: `synchronous=NORMAL` in WAL mode means a committed transaction is in the WAL file
+(the OS page cache) when `append` returns: it survives a crash or `kill -9` of the daemon; only a
+power loss can lose the transactions since the last checkpoint. `synchronous=FULL` fsyncs every
+commit and survives power loss too (docs/delivery.md compares the two).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+PAGE_SIZE = 4096
+ROW_OVERHEAD = 48
+"""Bytes added to each row's accounted size for the row header, rowid and index entry."""
+DATA_FILL = 0.6
+"""Share of the database pages the accounted row bytes may fill (b-tree slack, free pages)."""
+
+_SQLITE_FULL = 13
+_SQLITE_IOERR = 10
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    qos INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    pubacked INTEGER NOT NULL DEFAULT 0,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_key ON outbox (boot_id, camera, seq);
+"""
+
+
+class OutboxError(Exception):
+    """The outbox file cannot be opened or is not an outbox."""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message to commit: its topic, dedup key (camera, boot_id, seq), QoS and JSON bytes."""
+
+    topic: str
+    camera: str
+    boot_id: str
+    seq: int
+    qos: int
+    payload: bytes
+
+    @property
+    def size(self) -> int:
+        """Bytes this message is accounted for against `max_bytes`."""
+        return (
+            len(self.payload)
+            + len(self.topic)
+            + 2 * (len(self.boot_id) + len(self.camera))
+            + ROW_OVERHEAD
+        )
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A committed message with its row id (commit order)."""
+
+    id: int
+    topic: str
+    camera: str
+    boot_id: str
+    seq: int
+    qos: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How `max_bytes` of disk is split between the database, its WAL and the row data."""
+
+    wal_pages: int
+    max_page_count: int
+    data_bytes: int
+
+    @classmethod
+    def for_cap(cls, max_bytes: int) -> Budget:
+        """Split a disk cap: a WAL of at most 2 x `wal_pages`, the rest for database pages."""
+        pages = max_bytes // PAGE_SIZE
+        wal_pages = max(2, min(1000, pages // 8))
+        max_page_count = pages - 2 * wal_pages
+        if max_page_count < 8:
+            raise OutboxError(f"outbox max_bytes {max_bytes} is too small")
+        return cls(wal_pages, max_page_count, int(max_page_count * PAGE_SIZE * DATA_FILL))
+
+
+def _is_full(err: sqlite3.Error) -> bool:
+    """True for SQLITE_FULL (disk or max_page_count full) and I/O errors such as ENOSPC."""
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is None:
+        return "full" in str(err) or "disk I/O" in str(err)
+    return (code & 0xFF) in (_SQLITE_FULL, _SQLITE_IOERR)
+
+
+class Outbox:
+    """SQLite WAL outbox with row and byte caps (drop oldest, counted)."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        max_rows: int,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    ) -> None:
+        self.path = path
+        self.max_rows = max_rows
+        self.budget = Budget.for_cap(max_bytes)
+        self.dropped = 0
+        """Rows dropped by this instance (caps, disk full) since it was opened."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise OutboxError(f"{path}: cannot switch to WAL mode (got {mode})")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={self.budget.wal_pages}")
+            self._db.execute(f"PRAGMA journal_size_limit={self.budget.wal_pages * PAGE_SIZE}")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA max_page_count={self.budget.max_page_count}")
+            row = self._db.execute("SELECT count(*), total(size) FROM outbox").fetchone()
+        except sqlite3.DatabaseError as err:
+            with contextlib.suppress(Exception):
+                self._db.close()
+            raise OutboxError(f"{path}: cannot open the outbox: {err}") from None
+        self._count = int(row[0])
+        self._bytes = int(row[1])
+        self._pending_drop = (0, 0, 0)
+        self._last_drop_log = -1e9
+        if self._count:
+            log.info("outbox.opened", path=str(path), rows=self._count, bytes=self._bytes)
+
+    # -- counters -------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        """Rows stored."""
+        return self._count
+
+    @property
+    def bytes(self) -> int:
+        """Accounted bytes stored (payload, topic, key and per-row overhead)."""
+        return self._bytes
+
+    def disk_bytes(self) -> int:
+        """Size of the database and WAL files on disk."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += Path(str(self.path) + suffix).stat().st_size
+        return total
+
+    # -- writes ---------------------------------------------------------------------------
+    def append(self, msgs: Sequence[OutboxMessage]) -> int:
+        """Commit `msgs` in order, dropping the oldest rows to stay under the caps.
+
+        Returns how many rows were dropped (old rows, or these messages themselves when the
+        disk stays full). Never raises on a full disk.
+        """
+        dropped_before = self.dropped
+        chunk: list[OutboxMessage] = []
+        chunk_bytes = 0
+        limit = self.budget.wal_pages * PAGE_SIZE // 2
+        for msg in msgs:
+            if msg.size > self.budget.data_bytes:
+                log.error("outbox.message_too_large", size=msg.size, cap=self.budget.data_bytes)
+                self.dropped += 1
+                continue
+            if chunk and chunk_bytes + msg.size > limit:
+                self._append_chunk(chunk)
+                chunk, chunk_bytes = [], 0
+            chunk.append(msg)
+            chunk_bytes += msg.size
+        if chunk:
+            self._append_chunk(chunk)
+        return self.dropped - dropped_before
+
+    def _append_chunk(self, msgs: list[OutboxMessage]) -> None:
+        size = sum(m.size for m in msgs)
+        for attempt in range(3):
+            # Make room (oldest first) and insert in one transaction: a crash between the two
+            # cannot lose the room nor duplicate anything.
+            over_rows = self._count + len(msgs) - self.max_rows
+            over_bytes = self._bytes + size - self.budget.data_bytes
+            if attempt > 0:
+                over_bytes = max(over_bytes, size, self.budget.data_bytes // 20)
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    if over_rows > 0 or over_bytes > 0:
+                        # Hysteresis: free a few percent more so a full outbox does not pay
+                        # a delete on every append.
+                        self._drop_oldest(
+                            over_rows + self.max_rows // 50 if over_rows > 0 else 0,
+                            over_bytes + self.budget.data_bytes // 50 if over_bytes > 0 else 0,
+                        )
+                    self._db.executemany(
+                        "INSERT INTO outbox (topic, camera, boot_id, seq, qos, size, payload) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (m.topic, m.camera, m.boot_id, m.seq, m.qos, m.size, m.payload)
+                            for m in msgs
+                        ],
+                    )
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    self._pending_drop = (0, 0, 0)
+                    raise
+            except sqlite3.Error as err:
+                if not _is_full(err):
+                    log.error("outbox.write_failed", error=str(err), rows=len(msgs))
+                    break
+                log.warning("outbox.full", error=str(err), attempt=attempt, rows=self._count)
+                continue
+            n, freed, _ = self._pending_drop
+            self._pending_drop = (0, 0, 0)
+            self._count += len(msgs) - n
+            self._bytes += size - freed
+            self._count_dropped(n, freed)
+            return
+        self._count_dropped(len(msgs), size)
+        log.error("outbox.dropping_new", rows=len(msgs), total_dropped=self.dropped)
+
+    def _count_dropped(self, rows: int, nbytes: int) -> None:
+        if rows == 0:
+            return
+        self.dropped += rows
+        t = time.monotonic()
+        if t - self._last_drop_log >= 5.0:
+            self._last_drop_log = t
+            log.warning("outbox.dropped_oldest", rows=rows, bytes=nbytes, total_dropped=self.dropped)
+
+    def _drop_oldest(self, rows: int, nbytes: int) -> None:
+        """Inside a transaction: delete the oldest rows until `rows` and `nbytes` are freed.
+
+        The counters are only updated by the caller after COMMIT (`_pending_drop`).
+        """
+        last_id = n = freed = 0
+        cur = self._db.execute("SELECT id, size FROM outbox ORDER BY id")
+        for row_id, size in cur:
+            if n >= rows and freed >= nbytes:
+                break
+            last_id, n, freed = row_id, n + 1, freed + size
+        cur.close()
+        if n:
+            self._db.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
+        self._pending_drop = (n, freed, last_id)
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Delete delivered rows by id; returns how many existed."""
+        return self._delete_where("id IN ({})", list(ids))
+
+    def mark_pubacked(self, ids: Iterable[int]) -> None:
+        """Flag rows the broker acknowledged, so a gateway ack may delete them."""
+        id_list = list(ids)
+        if not id_list:
+            return
+        try:
+            for i in range(0, len(id_list), 500):
+                part = id_list[i : i + 500]
+                marks = ",".join("?" * len(part))
+                self._db.execute(f"UPDATE outbox SET pubacked = 1 WHERE id IN ({marks})", part)
+        except sqlite3.Error as err:
+            log.error("outbox.mark_failed", error=str(err))
+
+    def delete_acked(self, boot_id: str, camera: str, seq_upto: int) -> int:
+        """Delete PUBACKed rows of (boot_id, camera) with seq <= seq_upto (a gateway ack)."""
+        try:
+            cur = self._db.execute(
+                "DELETE FROM outbox WHERE boot_id = ? AND camera = ? AND seq <= ? "
+                "AND pubacked = 1 RETURNING size",
+                (boot_id, camera, seq_upto),
+            )
+            sizes = [r[0] for r in cur.fetchall()]
+        except sqlite3.Error as err:
+            log.error("outbox.delete_failed", error=str(err))
+            return 0
+        self._count -= len(sizes)
+        self._bytes -= sum(sizes)
+        return len(sizes)
+
+    def _delete_where(self, clause: str, ids: list[int]) -> int:
+        deleted = 0
+        try:
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                marks = ",".join("?" * len(part))
+                cur = self._db.execute(
+                    f"DELETE FROM outbox WHERE {clause.format(marks)} RETURNING size", part
+                )
+                sizes = [r[0] for r in cur.fetchall()]
+                deleted += len(sizes)
+                self._count -= len(sizes)
+                self._bytes -= sum(sizes)
+        except sqlite3.Error as err:
+            log.error("outbox.delete_failed", error=str(err))
+        return deleted
+
+    # -- reads ----------------------------------------------------------------------------
+    def next_batch(self, after_id: int, limit: int) -> list[OutboxRow]:
+        """The next `limit` rows with id > after_id, in commit order."""
+        try:
+            cur = self._db.execute(
+                "SELECT id, topic, camera, boot_id, seq, qos, payload FROM outbox "
+                "WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            )
+            return [OutboxRow(*r) for r in cur.fetchall()]
+        except sqlite3.Error as err:
+            log.error("outbox.read_failed", error=str(err))
+            return []
+
+    def pubacked_count(self) -> int:
+        """Rows the broker acknowledged that still wait for a gateway ack."""
+        return int(self._db.execute("SELECT count(*) FROM outbox WHERE pubacked = 1").fetchone()[0])
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close the database."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

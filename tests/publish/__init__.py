@@ -1,0 +1,1 @@
+"""Tests of agent.publish: outbox, publisher, delivery under faults, broker config and ACLs."""
