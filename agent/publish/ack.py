@@ -28,7 +28,9 @@ class AckEntry(BaseModel):
 
     boot_id: str = Field(min_length=1, max_length=128, description="boot_id of the messages acked.")
     camera: SafeId = Field(description="Camera id of the messages acked.")
-    seq_upto: int = Field(ge=0, description="Every seq <= this one (of that boot and camera) is stored.")
+    seq_upto: int = Field(
+        ge=0, description="Every seq <= this one (of that boot and camera) is stored."
+    )
 
 
 class AckMessage(BaseModel):
@@ -36,6 +38,8 @@ class AckMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    schema_: Literal["edge.ack/1"] = Field(ACK_SCHEMA, alias="schema", description="Payload schema id.")
+    schema_: Literal["edge.ack/1"] = Field(
+        ACK_SCHEMA, alias="schema", description="Payload schema id."
+    )
     device: SafeId = Field(description="Device the acks are for; must match the receiving device.")
     acks: list[AckEntry] = Field(min_length=1, max_length=10_000, description="Cumulative acks.")

@@ -25,7 +25,9 @@ class OutboxConfig(BaseModel):
         "dropped and counted to stay under it.",
     )
     max_rows: int = Field(1_000_000, ge=10, description="Cap on stored messages.")
-    inflight: int = Field(100, ge=1, le=65535, description="Most unacknowledged messages in flight.")
+    inflight: int = Field(
+        100, ge=1, le=65535, description="Most unacknowledged messages in flight."
+    )
     require_gateway_ack: bool = Field(
         False,
         description="Delete a message only after the gateway acks it on edge/<device>/ack "

@@ -257,7 +257,9 @@ class Outbox:
         t = time.monotonic()
         if t - self._last_drop_log >= 5.0:
             self._last_drop_log = t
-            log.warning("outbox.dropped_oldest", rows=rows, bytes=nbytes, total_dropped=self.dropped)
+            log.warning(
+                "outbox.dropped_oldest", rows=rows, bytes=nbytes, total_dropped=self.dropped
+            )
 
     def _drop_oldest(self, rows: int, nbytes: int) -> None:
         """Inside a transaction: delete the oldest rows until `rows` and `nbytes` are freed.

@@ -96,7 +96,9 @@ def build_tls_context(tls: TlsConfig) -> ssl.SSLContext:
     try:
         ctx.load_verify_locations(cafile=str(tls.ca_file))
     except ssl.SSLError as err:
-        raise PublisherConfigError(f"mqtt.tls.ca_file: {tls.ca_file} is not a PEM CA: {err}") from None
+        raise PublisherConfigError(
+            f"mqtt.tls.ca_file: {tls.ca_file} is not a PEM CA: {err}"
+        ) from None
     if tls.cert_file is not None and tls.key_file is not None:
         _check_file(tls.cert_file, "cert_file")
         _check_file(tls.key_file, "key_file")
@@ -166,9 +168,12 @@ class MemoryStore:
             if row is not None:
                 n += 1
                 self._pubacked.discard(i)
-                self._bytes -= len(row.payload) + len(row.topic) + 2 * (
-                    len(row.boot_id) + len(row.camera)
-                ) + 48
+                self._bytes -= (
+                    len(row.payload)
+                    + len(row.topic)
+                    + 2 * (len(row.boot_id) + len(row.camera))
+                    + 48
+                )
         return n
 
     def mark_pubacked(self, ids: Iterable[int]) -> None:
@@ -178,7 +183,9 @@ class MemoryStore:
         ids = [
             r.id
             for r in self._rows.values()
-            if r.id in self._pubacked and r.boot_id == boot_id and r.camera == camera
+            if r.id in self._pubacked
+            and r.boot_id == boot_id
+            and r.camera == camera
             and r.seq <= seq_upto
         ]
         return self.delete(ids)
@@ -304,7 +311,9 @@ class Publisher:
 
     def _offline_template(self) -> StatusMessage:
         return StatusMessage(
-            device=self._topics.device, state="offline", ts=rfc3339_ms(time.time()),
+            device=self._topics.device,
+            state="offline",
+            ts=rfc3339_ms(time.time()),
             boot_id=self._boot_id,
         )
 
@@ -327,7 +336,7 @@ class Publisher:
         self._client.loop_start()
 
     def submit_detection(self, camera: str, seq: int, payload: bytes) -> bool:
-        """Hand a detection message over without blocking; False (counted) when the queue is full."""
+        """Hand a detection over without blocking; False (counted) when the queue is full."""
         topic = self._topic_cache.get(camera)
         if topic is None:
             topic = self._topics.detections(camera)
