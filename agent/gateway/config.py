@@ -26,7 +26,9 @@ class StrictModel(BaseModel):
 
 
 class HttpConfig(StrictModel):
-    host: str = Field("0.0.0.0", description="Address the HTTP server (API, artifacts, intake) binds.")
+    host: str = Field(
+        "0.0.0.0", description="Address the HTTP server (API, artifacts, intake) binds."
+    )
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server.")
     public_url: str = Field(
         "http://127.0.0.1:8080",
@@ -63,7 +65,9 @@ class GatewayMqttConfig(StrictModel):
             return None
         value = os.environ.get(self.password_env)
         if value is None:
-            raise ValueError(f"environment variable {self.password_env} (mqtt.password_env) is not set")
+            raise ValueError(
+                f"environment variable {self.password_env} (mqtt.password_env) is not set"
+            )
         return value
 
 
@@ -164,7 +168,8 @@ def parse_gateway_config(data: object, path: Path) -> GatewayConfig:
         return GatewayConfig.model_validate(data)
     except ValidationError as err:
         problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in err.errors()
         ]
         raise GatewayConfigError(path, problems) from None
 

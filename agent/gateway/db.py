@@ -181,13 +181,17 @@ class Store:
 
     def latest_version(self, name: str) -> int | None:
         with self._lock:
-            row = self._db.execute("SELECT MAX(version) FROM models WHERE name=?", (name,)).fetchone()
+            row = self._db.execute(
+                "SELECT MAX(version) FROM models WHERE name=?", (name,)
+            ).fetchone()
         return None if row[0] is None else int(row[0])
 
     def add_model(self, row: ModelRow) -> None:
         """Insert a model version; raises ValueError unless it is greater than the latest."""
         with self.tx() as db:
-            latest = db.execute("SELECT MAX(version) FROM models WHERE name=?", (row.name,)).fetchone()[0]
+            latest = db.execute(
+                "SELECT MAX(version) FROM models WHERE name=?", (row.name,)
+            ).fetchone()[0]
             if latest is not None and row.version <= latest:
                 raise ValueError(
                     f"model {row.name}: version {row.version} is not greater than the latest "
@@ -221,7 +225,9 @@ class Store:
 
     def model_by_sha(self, sha256: str) -> ModelRow | None:
         with self._lock:
-            r = self._db.execute("SELECT * FROM models WHERE sha256=? LIMIT 1", (sha256,)).fetchone()
+            r = self._db.execute(
+                "SELECT * FROM models WHERE sha256=? LIMIT 1", (sha256,)
+            ).fetchone()
         return None if r is None else self._model(r)
 
     @staticmethod
@@ -260,7 +266,9 @@ class Store:
                 db.execute("UPDATE devices SET online=? WHERE id=?", (int(online), device))
             for col, value in (("status", status), ("ota", ota), ("health", health)):
                 if value is not None:
-                    db.execute(f"UPDATE devices SET {col}=? WHERE id=?", (json.dumps(value), device))
+                    db.execute(
+                        f"UPDATE devices SET {col}=? WHERE id=?", (json.dumps(value), device)
+                    )
 
     def count_malformed(self, device: str, now: float) -> None:
         """Count a malformed message from `device` (the device row is created if new)."""
@@ -308,11 +316,15 @@ class Store:
             "ON CONFLICT(device) DO UPDATE SET seq=seq+1",
             (device,),
         )
-        return int(db.execute("SELECT seq FROM command_seq WHERE device=?", (device,)).fetchone()[0])
+        return int(
+            db.execute("SELECT seq FROM command_seq WHERE device=?", (device,)).fetchone()[0]
+        )
 
     # -- rollouts -------------------------------------------------------------------------------
 
-    def new_rollout_id(self, db: sqlite3.Connection, uid: str, model: str, version: int, now: float) -> int:
+    def new_rollout_id(
+        self, db: sqlite3.Connection, uid: str, model: str, version: int, now: float
+    ) -> int:
         """Reserve a rollout id inside an open transaction (the row is completed by save)."""
         cur = db.execute(
             "INSERT INTO rollouts(uid, model_name, model_version, state, current_wave, wave_size, "

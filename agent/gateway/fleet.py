@@ -9,7 +9,6 @@ again with the same id and sequence (the device treats a redelivery as the same 
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -28,7 +27,6 @@ from agent.gateway.rollout import (
     IllegalTransition,
     Outcome,
     Rollout,
-    RolloutState,
     Send,
 )
 from agent.ids import check_id
@@ -124,23 +122,37 @@ class Fleet:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def resume(self) -> int:
-        """Load unfinished rollouts and re-send commands that may not have been delivered."""
+    def load(self) -> int:
+        """Load unfinished rollouts from the state file (after a restart)."""
         with self._lock:
             for rid in self.store.rollout_ids(active_only=True):
                 r = self.store.load_rollout(rid)
-                if r is None:
-                    continue
-                self.active[rid] = r
+                if r is not None:
+                    self.active[rid] = r
+                    log.info(
+                        "rollout resumed", rollout=rid, state=r.state.value, devices=r.counts()
+                    )
+            return len(self.active)
+
+    def resend(self) -> int:
+        """Publish again every saved command that has no answer yet (same id and sequence;
+        the device treats a redelivery as the same command). Called after each connect."""
+        n = 0
+        with self._lock:
+            for r in self.active.values():
                 for slot in r.slots.values():
-                    resend = slot.state is DeviceState.SENT or (
+                    pending = slot.state is DeviceState.SENT or (
                         slot.state is DeviceState.REVERTING and slot.ota_state is None
                     )
-                    cmd = self.store.stored_command(rid, slot.device) if resend else None
+                    cmd = self.store.stored_command(r.id, slot.device) if pending else None
                     if cmd is not None:
-                        self.publish(Topics(slot.device, self.prefix).ota_command, canonical_json(cmd))
-                log.info("rollout resumed", rollout=rid, state=r.state.value, devices=r.counts())
-            return len(self.active)
+                        self.publish(
+                            Topics(slot.device, self.prefix).ota_command, canonical_json(cmd)
+                        )
+                        n += 1
+        if n:
+            log.info("commands re-sent", count=n)
+        return n
 
     # -- device messages ------------------------------------------------------------------------
 
@@ -247,7 +259,8 @@ class Fleet:
                 raise DeployRefused(400, f"devices listed twice: {', '.join(dupes)}")
             if self.store.model(req.model, req.version) is None:
                 raise DeployRefused(
-                    404, f"model {req.model}@{req.version} is not in the registry (edge-gateway models list)"
+                    404,
+                    f"model {req.model}@{req.version} is not in the registry (edge-gateway models list)",
                 )
             rows = {d: self.store.device(d) for d in req.devices}
             unknown = sorted(d for d, row in rows.items() if row is None or row.status is None)
@@ -255,9 +268,7 @@ class Fleet:
                 raise DeployRefused(
                     404, f"unknown device(s): {', '.join(unknown)} (never reported a status)"
                 )
-            busy = {
-                d: r.id for r in self.active.values() for d in req.devices if d in r.slots
-            }
+            busy = {d: r.id for r in self.active.values() for d in req.devices if d in r.slots}
             if busy:
                 listing = ", ".join(f"{d} (rollout {rid})" for d, rid in sorted(busy.items()))
                 raise DeployRefused(
@@ -326,7 +337,9 @@ class Fleet:
                 exists = self.store.load_rollout(rollout_id)
                 if exists is None:
                     raise DeployRefused(404, f"no rollout {rollout_id}")
-                raise DeployRefused(409, f"rollout {rollout_id} is {exists.state.value}; nothing to abort")
+                raise DeployRefused(
+                    409, f"rollout {rollout_id} is {exists.state.value}; nothing to abort"
+                )
             now = self.clock()
             try:
                 actions = r.abort(reason, now)
@@ -353,8 +366,13 @@ class Fleet:
     def _retire(self, r: Rollout) -> None:
         if r.terminal and r.id in self.active:
             del self.active[r.id]
-            log.info("rollout finished", rollout=r.id, state=r.state.value, reason=r.reason,
-                     devices=r.counts())
+            log.info(
+                "rollout finished",
+                rollout=r.id,
+                state=r.state.value,
+                reason=r.reason,
+                devices=r.counts(),
+            )
 
     def _prepare(
         self, r: Rollout, actions: list[Send], now: float, db: Any
@@ -443,19 +461,10 @@ def rollout_view(r: Rollout, now: float) -> dict[str, Any]:
                 "reason": s.reason,
                 "previous": None if s.previous is None else f"{s.previous[0]}@{s.previous[1]}",
                 "remaining_s": None
-                if s.deadline is None or s.state not in (
-                    DeviceState.SENT, DeviceState.UPDATING, DeviceState.REVERTING
-                )
+                if s.deadline is None
+                or s.state not in (DeviceState.SENT, DeviceState.UPDATING, DeviceState.REVERTING)
                 else max(0.0, s.deadline - now),
             }
             for s in r.slots.values()
         ],
     }
-
-
-def rollout_state_names() -> list[str]:
-    return [s.value for s in RolloutState]
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)

@@ -265,7 +265,9 @@ class Rollout:
                     if self.state is RolloutState.ROLLING_BACK:
                         actions += self._revert(slot, now)
                 else:
-                    self._move(slot, DeviceState.FAILED, now, reason=reason or "failed", finished=True)
+                    self._move(
+                        slot, DeviceState.FAILED, now, reason=reason or "failed", finished=True
+                    )
             elif (
                 slot.state is DeviceState.TIMED_OUT
                 and outcome is Outcome.SUCCEEDED
@@ -292,7 +294,9 @@ class Rollout:
         for slot in self.slots.values():
             if slot.state in IN_FLIGHT and slot.deadline is not None and now >= slot.deadline:
                 if slot.state is DeviceState.REVERTING:
-                    self._move(slot, DeviceState.REVERT_FAILED, now, reason="timeout", finished=True)
+                    self._move(
+                        slot, DeviceState.REVERT_FAILED, now, reason="timeout", finished=True
+                    )
                 else:
                     self._move(slot, DeviceState.TIMED_OUT, now, reason="timeout", finished=True)
         return self._advance(now)

@@ -17,19 +17,40 @@ from agent.gateway.rollout import (
 T0 = 1_000.0
 
 
-def plan(devices: list[str], canary: int = 1, wave_size: int = 2, max_failures: int = 1,
-         timeout_s: float = 60.0) -> Rollout:
-    return Rollout.plan(id=1, uid="abc123", model_name="m", model_version=2, devices=devices,
-                        canary=canary, wave_size=wave_size, max_failures=max_failures,
-                        timeout_s=timeout_s, now=T0)
+def plan(
+    devices: list[str],
+    canary: int = 1,
+    wave_size: int = 2,
+    max_failures: int = 1,
+    timeout_s: float = 60.0,
+) -> Rollout:
+    return Rollout.plan(
+        id=1,
+        uid="abc123",
+        model_name="m",
+        model_version=2,
+        devices=devices,
+        canary=canary,
+        wave_size=wave_size,
+        max_failures=max_failures,
+        timeout_s=timeout_s,
+        now=T0,
+    )
 
 
-def report(r: Rollout, dev: str, outcome: Outcome, now: float = T0 + 1,
-           kind: CommandKind = CommandKind.DEPLOY):
+def report(
+    r: Rollout,
+    dev: str,
+    outcome: Outcome,
+    now: float = T0 + 1,
+    kind: CommandKind = CommandKind.DEPLOY,
+):
     slot = r.slots[dev]
     cid = slot.command_id if kind is CommandKind.DEPLOY else slot.revert_command_id
     assert cid is not None
-    return r.on_report(dev, cid, outcome, now, reason=None if outcome is not Outcome.FAILED else "x")
+    return r.on_report(
+        dev, cid, outcome, now, reason=None if outcome is not Outcome.FAILED else "x"
+    )
 
 
 def sent_to(actions) -> list[tuple[str, str]]:
@@ -74,7 +95,10 @@ def test_canary_failure_aborts_without_touching_others() -> None:
     assert report(r, "a", Outcome.FAILED) == []
     assert r.state is RolloutState.ABORTED
     assert [r.slots[d].state for d in "abc"] == [
-        DeviceState.FAILED, DeviceState.SKIPPED, DeviceState.SKIPPED]
+        DeviceState.FAILED,
+        DeviceState.SKIPPED,
+        DeviceState.SKIPPED,
+    ]
     assert "canary a failed" in (r.reason or "")
 
 

@@ -1,0 +1,167 @@
+"""`edge-gateway serve`: uvicorn (API, artifacts, intake) + an MQTT client thread + a ticker.
+
+The MQTT side (paho-mqtt 2.x) subscribes to every device's retained `status` and `ota/state`
+and to `health`, hands each message to the `Fleet`, and publishes the signed commands the fleet
+produces. After each (re)connect it re-sends commands that were saved but not yet answered.
+Deadlines are checked only once the retained states have had `grace_s` to arrive after a
+subscription, so a gateway that was down does not time out devices that finished meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.gateway.config import GatewayConfig, GatewayMqttConfig
+from agent.gateway.db import Store
+from agent.gateway.fleet import Fleet
+from agent.gateway.keys import KeyRole, load_key
+from agent.messages.topics import health_filter, ota_state_filter, status_filter
+
+log = structlog.get_logger(__name__)
+
+MessageHandler = Callable[[str, bytes, bool], None]
+
+
+class MqttLink:
+    """The gateway's MQTT client; `publish` is safe from any thread."""
+
+    def __init__(
+        self,
+        cfg: GatewayMqttConfig,
+        on_message: MessageHandler,
+        on_connected: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.cfg = cfg
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self.subscribed_at: float | None = None
+        self.connected = False
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(200)
+        if cfg.username is not None:
+            self.client.username_pw_set(cfg.username, cfg.password())
+        self.client.reconnect_delay_set(0.5, 10)
+        self.client.on_connect = self._connect
+        self.client.on_disconnect = self._disconnect
+        self.client.on_subscribe = self._subscribed
+        self.client.on_message = self._message
+
+    def start(self) -> None:
+        self.client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.warning("command queued while disconnected", topic=topic, rc=info.rc)
+
+    def _connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if reason_code.is_failure:
+            log.error("mqtt connect refused", reason=str(reason_code))
+            return
+        self.connected = True
+        self.subscribed_at = None
+        p = self.cfg.topic_prefix
+        client.subscribe([(status_filter(p), 1), (ota_state_filter(p), 1), (health_filter(p), 0)])
+        log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port)
+
+    def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        self.subscribed_at = time.monotonic()
+        try:
+            self._on_connected()
+        except Exception:  # noqa: BLE001 - a bug here must not kill paho's network thread
+            log.exception("re-sending pending commands failed")
+
+    def _disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        self.connected = False
+        self.subscribed_at = None
+        log.warning("mqtt disconnected", reason=str(reason_code))
+
+    def _message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
+        try:
+            self._on_message(msg.topic, msg.payload, bool(msg.retain))
+        except Exception:  # noqa: BLE001 - one bad message must not kill the network thread
+            log.exception("handling a device message failed", topic=msg.topic)
+
+
+class Ticker(threading.Thread):
+    """Calls `fleet.tick()` every `interval_s` once the link has been subscribed `grace_s`."""
+
+    def __init__(self, fleet: Fleet, link: MqttLink, interval_s: float, grace_s: float) -> None:
+        super().__init__(name="gateway-ticker", daemon=True)
+        self.fleet, self.link = fleet, link
+        self.interval_s, self.grace_s = interval_s, grace_s
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval_s):
+            since = self.link.subscribed_at
+            if since is None or time.monotonic() - since < self.grace_s:
+                continue
+            try:
+                self.fleet.tick()
+            except Exception:  # noqa: BLE001 - keep ticking; the error is logged with its trace
+                log.exception("rollout tick failed")
+
+
+def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
+    """Run the gateway until SIGTERM/SIGINT (uvicorn handles the signals)."""
+    import uvicorn
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    gateway_key = load_key(cfg.keys_dir, KeyRole.GATEWAY)
+    with Store(cfg.db_path) as store:
+        holder: dict[str, MqttLink] = {}
+        fleet = Fleet(
+            store,
+            gateway_key,
+            lambda topic, payload: holder["link"].publish(topic, payload),
+            public_url=cfg.http.public_url,
+            prefix=cfg.mqtt.topic_prefix,
+            command_ttl_s=cfg.rollout.command_ttl_s,
+        )
+        fleet.load()
+        link = MqttLink(cfg.mqtt, fleet.on_message, fleet.resend)
+        holder["link"] = link
+        link.start()
+        ticker = Ticker(fleet, link, cfg.rollout.tick_s, grace_s)
+        ticker.start()
+        from agent.gateway.server import create_app
+
+        app = create_app(cfg, store, fleet, health=lambda: {"mqtt_connected": link.connected})
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=cfg.http.host,
+                port=cfg.http.port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
+        )
+        log.info(
+            "gateway serving", host=cfg.http.host, port=cfg.http.port, rollouts=len(fleet.active)
+        )
+        try:
+            server.run()
+        finally:
+            ticker.stop_event.set()
+            ticker.join(timeout=5)
+            link.stop()
+            log.info("gateway stopped")
