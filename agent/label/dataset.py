@@ -80,7 +80,10 @@ def prepare_output(out: Path, spec: DatasetSpec, resume: bool) -> None:
         )
     for kind in ("images", "labels"):
         for split in Split:
-            (out / kind / split.value).mkdir(parents=True, exist_ok=True)
+            folder = out / kind / split.value
+            folder.mkdir(parents=True, exist_ok=True)
+            for partial in folder.glob("*.part"):  # left by a run killed mid-write
+                partial.unlink()
     _write_atomic(spec_path, (spec.model_dump_json(indent=2) + "\n").encode("utf-8"))
     data = {
         "train": "images/train",
