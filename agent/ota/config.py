@@ -1,11 +1,107 @@
-"""Config of the device side of OTA model updates."""
+"""Config of the device side of OTA model updates (the `ota:` section of the agent YAML)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.ota.signing import trusted_key_map
 
 
 class OtaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="Accept OTA commands on edge/<device>/ota/command.")
+    release_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Trusted release public keys that sign manifests: {key id: base64 of the raw "
+        "32-byte ed25519 key}. The key id is the first 16 hex digits of sha256 of the raw key.",
+    )
+    gateway_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Trusted gateway public keys that sign commands: {key id: base64 raw key}.",
+    )
+    max_command_bytes: int = Field(
+        64 * 1024, ge=1024, le=1024 * 1024, description="Largest command payload accepted."
+    )
+    max_artifact_bytes: int = Field(
+        1024 * 1024 * 1024, gt=0, description="Largest model artifact a manifest may announce."
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="HTTP connect timeout.")
+    read_timeout_s: float = Field(
+        15.0, gt=0, description="Longest wait for the next bytes of the body before retrying."
+    )
+    download_deadline_s: float = Field(
+        900.0, gt=0, description="Whole download (all attempts) must finish within this time."
+    )
+    download_attempts: int = Field(
+        5, ge=1, le=100, description="Connections tried per download; each resumes with Range."
+    )
+    retry_backoff_s: float = Field(0.5, ge=0, description="Pause before the second attempt; "
+                                   "doubles per attempt, capped at 10 s.")
+    disk_margin_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description="Free space required beyond the artifact length before a download starts.",
+    )
+    progress_interval_s: float = Field(
+        1.0, gt=0, description="Shortest interval between two retained progress states."
+    )
+    validation_frames: int = Field(
+        5, ge=1, le=100, description="Recent real frames the new model must handle before the swap."
+    )
+    latency_budget_ms: float = Field(
+        1000.0, gt=0, description="Largest per-frame latency (pre+infer+post) allowed in "
+        "validation and as p99 during probation."
+    )
+    swap_mode: Literal["hot", "pause"] = Field(
+        "hot",
+        description="hot: load beside the old model and swap between frames; pause: stop "
+        "inference, unload the old model, load the new one, resume (for small memory).",
+    )
+    swap_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for the inference loop to take the new model."
+    )
+    probation_s: float = Field(
+        30.0, ge=0, description="How long health is watched after a swap before committing."
+    )
+    probation_min_frames: int = Field(
+        5, ge=0, description="Frames the new model must process before it can be committed; "
+        "probation is extended (up to 3x) to reach it."
+    )
+    probation_max_error_rate: float = Field(
+        0.05, ge=0, le=1, description="Largest share of frames that may fail during probation."
+    )
+    probation_min_detection_ratio: float = Field(
+        0.2,
+        ge=0,
+        description="Detections per frame during probation must be at least this share of the "
+        "old model's rate just before the swap (ignored when that rate was below "
+        "`probation_baseline_min_rate`).",
+    )
+    probation_baseline_min_rate: float = Field(
+        0.5, ge=0, description="Old model's detections per frame needed to judge the ratio."
+    )
+    baseline_window_s: float = Field(
+        30.0, gt=0, description="Window before the swap used as the old model's baseline."
+    )
+    keep_previous: int = Field(
+        1, ge=1, le=5, description="Model versions kept besides the active one (for rollback)."
+    )
+    crash_loop_boots: int = Field(
+        3, ge=1, le=100, description="Starts on probation without a commit before the next "
+        "start rolls back to the previous model."
+    )
+
+    @field_validator("release_keys", "gateway_keys")
+    @classmethod
+    def _keys_valid(cls, v: dict[str, str]) -> dict[str, str]:
+        trusted_key_map(v)  # raises ValueError on bad base64, wrong length or a wrong key id
+        return v
+
+    @model_validator(mode="after")
+    def _keys_when_enabled(self) -> OtaConfig:
+        if self.enabled and (not self.release_keys or not self.gateway_keys):
+            raise ValueError("ota.enabled needs at least one release key and one gateway key")
+        return self
