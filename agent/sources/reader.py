@@ -7,9 +7,9 @@ before anyone took it is counted as `dropped`. The inference loop takes frames w
 `latest(after_index)` (non-blocking) and sleeps on a shared `FrameSignal` instead of
 spinning; `ReaderGroup` bundles both into the loop's `FrameFeed` (`next_frame(timeout)`).
 
-Stalls are detected by frame age, lazily, whenever the reader is queried (`state`,
-`stats()`, `latest()`, `poll()`; `ReaderGroup.next_frame` polls at least every
-`POLL_INTERVAL_S`): a streaming camera with no frame for `stall_timeout_s` becomes
+Stalls are detected by frame age whenever the reader is queried (`state`, `stats()`,
+`latest()`, `poll()`) and, in a `ReaderGroup`, by a watcher thread every `POLL_INTERVAL_S`
+even when nobody asks for frames: a streaming camera with no frame for `stall_timeout_s` becomes
 STALLED. A read that is still blocked after twice that (or an open blocked past its open
 timeout plus `stall_timeout_s`) is abandoned: the thread is left to finish on its own (it
 is a daemon thread; it closes its capture and exits if the call ever returns) and a fresh
@@ -46,7 +46,7 @@ from agent.types import Frame
 log = structlog.get_logger(__name__)
 
 POLL_INTERVAL_S = 0.25
-"""Longest time ReaderGroup.next_frame sleeps between stall checks."""
+"""Period of the ReaderGroup's stall checks (and longest sleep in next_frame between them)."""
 
 MAX_ABANDONED = 2
 """Hung reader threads tolerated per camera before it stops starting new ones."""
@@ -472,6 +472,8 @@ class ReaderGroup:
         self.signal = signal
         self._seen = {r.camera_id: -1 for r in readers}
         self._next = 0
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @classmethod
     def from_configs(
@@ -484,15 +486,29 @@ class ReaderGroup:
         return cls([CameraReader(c, signal, source_factory) for c in cameras], signal)
 
     def start(self) -> None:
-        """Start every reader thread."""
+        """Start every reader thread, and a watcher that runs stall checks every POLL_INTERVAL_S.
+
+        The watcher makes stall detection independent of the inference loop: a camera is
+        marked stalled (and a hung capture replaced) even while nobody asks for frames.
+        """
         for r in self.readers:
             r.start()
+        self._watcher = threading.Thread(target=self._watch, name="camera-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._watch_stop.wait(POLL_INTERVAL_S):
+            for r in self.readers:
+                r.poll()
 
     def stop(self, timeout: float) -> bool:
         """Stop all readers within `timeout` seconds in total; True if every thread ended."""
         deadline = time.monotonic() + timeout
+        self._watch_stop.set()
         for r in self.readers:
             r.request_stop()
+        if self._watcher is not None:
+            self._watcher.join(max(0.0, deadline - time.monotonic()))
         ok = True
         for r in self.readers:
             ok = r.join(deadline - time.monotonic()) and ok
