@@ -1,0 +1,194 @@
+"""TensorRT on a real GPU: build from the demo ONNX, load, match ONNX Runtime, int8, free on close.
+
+Skipped (with the reason shown) where TensorRT/pycuda or a CUDA device is missing; they run
+unchanged on a Jetson or any machine with an NVIDIA GPU, TensorRT 10 and pycuda.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from agent.engines.base import EngineError
+from agent.engines.build import BuildOptions, ensure_engine, probe_platform, read_record, sidecar_path
+from agent.engines.detector import Detector, load_detector
+from agent.engines.ort import OnnxRuntimeConfig
+from agent.engines.trt import TensorRTConfig, TensorRTEngine
+from agent.engines.yolo import box_iou
+from agent.types import Detections
+
+HAS_GPU_STACK = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "pycuda"))
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        not HAS_GPU_STACK,
+        reason="TensorRT/pycuda not installed: GPU tests need a Jetson or an NVIDIA GPU",
+    ),
+]
+
+N_FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def gpu() -> None:
+    """Skip with the reason when TensorRT is installed but no CUDA device answers."""
+    try:
+        probe_platform(0)
+    except EngineError as exc:
+        pytest.skip(f"no usable CUDA device: {exc}")
+
+
+@pytest.fixture(scope="module")
+def frames(demo_clip: Path) -> list[npt.NDArray[np.uint8]]:
+    """Frames spread over the demo clip."""
+    cap = cv2.VideoCapture(str(demo_clip))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 250
+    out = []
+    for i in np.linspace(0, total - 1, N_FRAMES).astype(int):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, int(i))
+        ok, frame = cap.read()
+        if ok:
+            out.append(frame)
+    cap.release()
+    assert len(out) >= N_FRAMES // 2, "could not read frames from the demo clip"
+    return out
+
+
+@pytest.fixture(scope="module")
+def ort_detector(demo_model: Path) -> Iterator[Detector]:
+    """The reference: the same ONNX model on ONNX Runtime (CPU)."""
+    det = load_detector(demo_model, OnnxRuntimeConfig(), conf_threshold=0.25)
+    yield det
+    det.close()
+
+
+def trt_detector(engine_path: Path, reference: Detector) -> Detector:
+    """A Detector over the TensorRT engine, with the reference's identity and thresholds."""
+    engine = TensorRTEngine(TensorRTConfig())
+    io = engine.load(engine_path)
+    return Detector(engine, io, reference.info, conf_threshold=0.25)
+
+
+def matched_fraction(ref: Detections, got: Detections, min_conf: float, iou: float) -> float:
+    """Share of the reference's confident boxes that `got` has with the same class at >= iou."""
+    keep = ref.confidence >= min_conf
+    if not keep.any():
+        return 1.0
+    hits = 0
+    for box, cls in zip(ref.xyxy[keep], ref.class_id[keep], strict=True):
+        same = got.class_id == cls
+        if same.any() and float(box_iou(box, got.xyxy[same]).max()) >= iou:
+            hits += 1
+    return hits / int(keep.sum())
+
+
+def test_fp16_build_matches_onnxruntime(
+    gpu: None, tmp_path: Path, demo_model: Path, frames: list[npt.NDArray[np.uint8]],
+    ort_detector: Detector,
+) -> None:
+    """An fp16 engine built from the demo ONNX finds what ONNX Runtime finds on the same frames."""
+    path = ensure_engine(demo_model, BuildOptions(precision="fp16"), tmp_path / "cache")
+    assert read_record(sidecar_path(path)).identity.precision == "fp16"
+    det = trt_detector(path, ort_detector)
+    try:
+        fractions = []
+        for frame in frames:
+            ref, _ = ort_detector.detect(frame)
+            got, _ = det.detect(frame)
+            fractions.append(matched_fraction(ref, got, min_conf=0.4, iou=0.85))
+    finally:
+        det.close()
+    assert min(fractions) >= 0.9, fractions
+
+
+def test_raw_outputs_close_to_onnxruntime(
+    gpu: None, tmp_path: Path, demo_model: Path, frames: list[npt.NDArray[np.uint8]],
+    ort_detector: Detector,
+) -> None:
+    """fp32 engine outputs equal ONNX Runtime's within a small tolerance."""
+    path = ensure_engine(demo_model, BuildOptions(precision="fp32"), tmp_path / "cache")
+    engine = TensorRTEngine(TensorRTConfig())
+    io = engine.load(path)
+    try:
+        from agent.engines.yolo import letterbox
+
+        tensor, _ = letterbox(frames[0], ort_detector.info.input_size)
+        ref = ort_detector.engine.infer(tensor)
+        got = engine.infer(tensor)
+    finally:
+        engine.close()
+    assert [o.shape for o in io.outputs] == [r.shape for r in ref]
+    for r, g in zip(ref, got, strict=True):
+        np.testing.assert_allclose(g, r, atol=2e-2, rtol=1e-2)
+
+
+def test_int8_with_calibration(
+    gpu: None, tmp_path: Path, demo_model: Path, frames: list[npt.NDArray[np.uint8]],
+    ort_detector: Detector,
+) -> None:
+    """An int8 engine calibrated on clip frames still finds most confident detections."""
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(calib / f"{i:03d}.jpg"), frame)
+    path = ensure_engine(demo_model, BuildOptions(precision="int8", calib_images=calib),
+                         tmp_path / "cache")
+    rec = read_record(sidecar_path(path))
+    assert rec.identity.precision == "int8" and rec.identity.calibration_sha256
+    assert any(p.name.endswith(".cache") and "calib" in p.name for p in (tmp_path / "cache").iterdir())
+    det = trt_detector(path, ort_detector)
+    try:
+        fractions = [
+            matched_fraction(ort_detector.detect(f)[0], det.detect(f)[0], min_conf=0.5, iou=0.5)
+            for f in frames
+        ]
+    finally:
+        det.close()
+    assert float(np.mean(fractions)) >= 0.7, fractions
+
+
+def test_close_frees_gpu_memory(gpu: None, tmp_path: Path, demo_model: Path) -> None:
+    """Repeated load/infer/close cycles do not leak device memory."""
+    import pycuda.driver as cuda
+
+    path = ensure_engine(demo_model, BuildOptions(precision="fp16"), tmp_path / "cache")
+    cuda.init()
+    probe_ctx = cuda.Device(0).make_context()
+    try:
+        free_before = cuda.mem_get_info()[0]
+    finally:
+        cuda.Context.pop()
+    try:
+        for _ in range(5):
+            engine = TensorRTEngine(TensorRTConfig())
+            io = engine.load(path)
+            engine.infer(np.zeros(io.inputs[0].shape, dtype=np.float32))
+            engine.close()
+            assert not engine.loaded
+            engine.close()  # twice is safe
+        probe_ctx.push()
+        try:
+            free_after = cuda.mem_get_info()[0]
+        finally:
+            cuda.Context.pop()
+    finally:
+        probe_ctx.detach()
+    assert free_before - free_after < 64 << 20, (free_before, free_after)
+
+
+def test_engine_from_other_platform_is_refused(gpu: None, tmp_path: Path, demo_model: Path) -> None:
+    """An engine whose sidecar names another TensorRT version is refused at load, not run."""
+    path = ensure_engine(demo_model, BuildOptions(precision="fp16"), tmp_path / "cache")
+    side = sidecar_path(path)
+    rec = read_record(side)
+    other = rec.model_copy(update={"identity": rec.identity.model_copy(
+        update={"tensorrt_version": "8.6.2"})})
+    side.write_text(other.model_dump_json(by_alias=True))
+    with pytest.raises(EngineError, match="built for another platform"):
+        TensorRTEngine(TensorRTConfig()).load(path)
