@@ -198,7 +198,9 @@ class FileSource(_OpenCvSource):
         self._cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
             self.close()
-            raise SourceError(f"cannot open video file {path}: not a video OpenCV can decode, or corrupt")
+            raise SourceError(
+                f"cannot open video file {path}: not a video OpenCV can decode, or corrupt"
+            )
         ok, first = self._cap.read()
         if not ok or first is None:
             self.close()
@@ -279,7 +281,9 @@ class V4l2Source(_OpenCvSource):
         self._cap = cv2.VideoCapture(str(dev), cv2.CAP_V4L2)
         if not self._cap.isOpened():
             self.close()
-            raise SourceError(f"cannot open V4L2 device {dev} (busy, no permission, or not a camera)")
+            raise SourceError(
+                f"cannot open V4L2 device {dev} (busy, no permission, or not a camera)"
+            )
         cfg = self._cfg
         if cfg.fourcc is not None:
             self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*cfg.fourcc))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
-
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -90,7 +89,9 @@ class GStreamerSourceConfig(_Strict):
     def _ends_in_appsink(cls, value: str) -> str:
         last = value.rsplit("!", 1)[-1].split()
         if not last or last[0] != "appsink":
-            raise ValueError("pipeline must end in an 'appsink' element (OpenCV pulls frames from it)")
+            raise ValueError(
+                "pipeline must end in an 'appsink' element (OpenCV pulls frames from it)"
+            )
         return value
 
 

@@ -367,7 +367,8 @@ class CameraReader:
                 self._set_blocked(gen, None)
             if image is None:
                 return self._fail(
-                    gen, f"no frame from {source.name} (stream ended, read timed out or device lost)"
+                    gen,
+                    f"no frame from {source.name} (stream ended, read timed out or device lost)",
                 )
             if not self._deliver(gen, image):
                 return None
@@ -449,8 +450,9 @@ class CameraReader:
         delay = self._sm.enter_backoff(error)
         self._reconnects += 1
         self._next_due = None
-        self._log.warning("camera capture hung; abandoning its thread", blocked_in=op,
-                          retry_in_s=round(delay, 3))
+        self._log.warning(
+            "camera capture hung; abandoning its thread", blocked_in=op, retry_in_s=round(delay, 3)
+        )
         self._thread = self._spawn(self._gen, delay)
         return True
 

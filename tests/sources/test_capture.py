@@ -145,7 +145,9 @@ def test_file_source_fps_override_wins_over_the_header(clips: dict[str, Path]) -
 def test_file_source_without_pacing_never_sleeps(clips: dict[str, Path]) -> None:
     """pace: false delivers frames as fast as they decode."""
     t = FakeTime()
-    src = FileSource(FileSourceConfig(path=clips["paced"], pace=False), clock=t.clock, sleep=t.sleep)
+    src = FileSource(
+        FileSourceConfig(path=clips["paced"], pace=False), clock=t.clock, sleep=t.sleep
+    )
     src.open()
     try:
         for _ in range(20):
@@ -155,7 +157,9 @@ def test_file_source_without_pacing_never_sleeps(clips: dict[str, Path]) -> None
     assert t.sleeps == []
 
 
-def test_file_source_resyncs_instead_of_bursting_after_a_slow_consumer(clips: dict[str, Path]) -> None:
+def test_file_source_resyncs_instead_of_bursting_after_a_slow_consumer(
+    clips: dict[str, Path],
+) -> None:
     """A consumer that falls behind is not handed a burst of catch-up frames with no pacing."""
     t = FakeTime()
     src = FileSource(FileSourceConfig(path=clips["paced"], pace=True), clock=t.clock, sleep=t.sleep)

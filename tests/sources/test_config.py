@@ -50,7 +50,10 @@ def test_valid_sources_parse_by_type(data: dict[str, Any], cls: type) -> None:
         ({"type": "v4l2", "fourcc": "MJPEG"}, "at most 4"),  # fourcc too long
         ({"type": "rtsp", "url": "http://cam/stream"}, "pattern"),  # not rtsp
         ({"type": "rtsp", "url": "rtsp:///stream"}, "no host"),  # no host
-        ({"type": "rtsp", "url": "rtsp://admin:hunter2@cam/s"}, "literal password"),  # secret in yaml
+        (
+            {"type": "rtsp", "url": "rtsp://admin:hunter2@cam/s"},
+            "literal password",
+        ),  # secret in yaml
         ({"type": "rtsp", "url": "rtsp://a:{password}@cam/s"}, "password_env is not set"),
         ({"type": "rtsp", "url": "rtsp://cam/s", "password_env": "PW"}, "no '{password}'"),
         ({"type": "rtsp", "url": "rtsp://cam/s", "open_timeout_s": 0}, "greater than 0"),

@@ -66,7 +66,9 @@ class HangingCamera:
 
 
 @pytest.fixture
-def hanging_factory() -> Iterator[tuple[Callable[[SourceConfig], HangingCamera], list[HangingCamera]]]:
+def hanging_factory() -> Iterator[
+    tuple[Callable[[SourceConfig], HangingCamera], list[HangingCamera]]
+]:
     """A source factory of HangingCameras; every hung read is released after the test."""
     release = threading.Event()
     made: list[HangingCamera] = []
@@ -106,7 +108,9 @@ def test_latest_returns_nothing_newer_than_after_index(
     assert reader.latest(frame.index - 1) is frame
 
 
-def test_frames_carry_camera_clocks_and_pixels(make_reader: MakeReader, clips: dict[str, Path]) -> None:
+def test_frames_carry_camera_clocks_and_pixels(
+    make_reader: MakeReader, clips: dict[str, Path]
+) -> None:
     """A Frame has the camera id, wall and monotonic capture times, and (h, w, 3) uint8 pixels."""
     before_wall, before_mono = time.time(), time.monotonic()
     reader = make_reader("cam-7", file_cfg(clips["short"], loop=False, pace=False))
@@ -121,7 +125,9 @@ def test_frames_carry_camera_clocks_and_pixels(make_reader: MakeReader, clips: d
 
 
 # -- pacing, fps cap, loop, end of file ------------------------------------------------------
-def collect(group: ReaderGroup, until: Callable[[list[Frame]], bool], timeout: float) -> list[Frame]:
+def collect(
+    group: ReaderGroup, until: Callable[[list[Frame]], bool], timeout: float
+) -> list[Frame]:
     """Take frames from `group` like the inference loop until `until(frames)` or timeout."""
     frames: list[Frame] = []
     deadline = time.monotonic() + timeout
@@ -132,7 +138,9 @@ def collect(group: ReaderGroup, until: Callable[[list[Frame]], bool], timeout: f
     return frames
 
 
-def test_paced_file_releases_frames_at_its_fps(make_reader: MakeReader, clips: dict[str, Path]) -> None:
+def test_paced_file_releases_frames_at_its_fps(
+    make_reader: MakeReader, clips: dict[str, Path]
+) -> None:
     """A paced 25 fps file never delivers faster than 25 frames per second of capture time."""
     reader = make_reader("cam1", file_cfg(clips["paced"]))
     group = ReaderGroup([reader], reader.signal)
@@ -145,7 +153,9 @@ def test_paced_file_releases_frames_at_its_fps(make_reader: MakeReader, clips: d
     assert span >= (indices[-1] - indices[0]) / 25.0 - 1e-3
 
 
-def test_fps_cap_skips_frames_beyond_the_cap(make_reader: MakeReader, clips: dict[str, Path]) -> None:
+def test_fps_cap_skips_frames_beyond_the_cap(
+    make_reader: MakeReader, clips: dict[str, Path]
+) -> None:
     """With fps_cap 5 on a 25 fps file most frames are skipped and the offered rate stays ≤ 5/s."""
     reader = make_reader("cam1", file_cfg(clips["paced"], loop=False), fps_cap=5.0)
     group = ReaderGroup([reader], reader.signal)
@@ -161,13 +171,16 @@ def test_fps_cap_skips_frames_beyond_the_cap(make_reader: MakeReader, clips: dic
     assert span >= (len(frames) - 2) / 5.0
 
 
-def test_looping_file_keeps_streaming_past_its_end(make_reader: MakeReader, clips: dict[str, Path]) -> None:
-    """A looping 10-frame clip goes on producing frames (indices past 10, pixels from frame 0 again)."""
+def test_looping_file_keeps_streaming_past_its_end(
+    make_reader: MakeReader, clips: dict[str, Path]
+) -> None:
+    """A looping 10-frame clip keeps producing: frame index i shows clip frame i % 10."""
     reader = make_reader("cam1", file_cfg(clips["short"], loop=True, pace=False))
     group = ReaderGroup([reader], reader.signal)
     group.start()
     frames = collect(group, lambda fs: bool(fs) and fs[-1].index >= 25, 5.0)
     assert frames[-1].index >= 25
+    assert [frame_number(f.image) for f in frames] == [f.index % 10 for f in frames]
     assert reader.state is CameraState.STREAMING
     assert reader.stats().reconnects == 0
 
@@ -239,7 +252,9 @@ def test_rtsp_silent_server_goes_to_backoff_after_open_timeout(
     assert "within 0.5 s" in (reader.stats().last_error or "")
 
 
-@pytest.mark.skipif(opencv_has_gstreamer(), reason="this OpenCV has GStreamer; error path not reachable")
+@pytest.mark.skipif(
+    opencv_has_gstreamer(), reason="this OpenCV has GStreamer; error path not reachable"
+)
 def test_gstreamer_source_without_gstreamer_goes_to_backoff(make_reader: MakeReader) -> None:
     """On an OpenCV without GStreamer a gstreamer camera backs off saying exactly that."""
     src = GStreamerSourceConfig(pipeline="videotestsrc ! videoconvert ! appsink")
@@ -262,8 +277,13 @@ def test_every_camera_dead_reports_all_in_backoff(make_reader: MakeReader, tmp_p
     """When every camera is in backoff the group says so (the watchdog may keep pinging)."""
     signal = FrameSignal()
     readers = [
-        make_reader(f"c{i}", file_cfg(tmp_path / f"{i}.mp4"), signal=signal, backoff_min_s=5.0,
-                    backoff_max_s=10.0)
+        make_reader(
+            f"c{i}",
+            file_cfg(tmp_path / f"{i}.mp4"),
+            signal=signal,
+            backoff_min_s=5.0,
+            backoff_max_s=10.0,
+        )
         for i in range(2)
     ]
     group = ReaderGroup(readers, signal)
@@ -273,7 +293,8 @@ def test_every_camera_dead_reports_all_in_backoff(make_reader: MakeReader, tmp_p
 
 # -- hung reads: stall by frame age, bounded stop, abandon and reconnect ---------------------
 def test_hung_read_is_detected_as_stalled_by_frame_age(
-    make_reader: MakeReader, hanging_factory: tuple[Callable[..., HangingCamera], list[HangingCamera]]
+    make_reader: MakeReader,
+    hanging_factory: tuple[Callable[..., HangingCamera], list[HangingCamera]],
 ) -> None:
     """A camera whose read() stops returning becomes STALLED once its newest frame is too old."""
     factory, _ = hanging_factory
@@ -287,7 +308,8 @@ def test_hung_read_is_detected_as_stalled_by_frame_age(
 
 
 def test_stop_returns_in_bounded_time_while_read_hangs(
-    make_reader: MakeReader, hanging_factory: tuple[Callable[..., HangingCamera], list[HangingCamera]]
+    make_reader: MakeReader,
+    hanging_factory: tuple[Callable[..., HangingCamera], list[HangingCamera]],
 ) -> None:
     """stop() gives up on a thread stuck in read() after its timeout and reports it."""
     factory, _ = hanging_factory
@@ -303,13 +325,18 @@ def test_stop_returns_in_bounded_time_while_read_hangs(
 
 
 def test_hung_read_is_abandoned_and_the_camera_reconnects(
-    make_reader: MakeReader, hanging_factory: tuple[Callable[..., HangingCamera], list[HangingCamera]]
+    make_reader: MakeReader,
+    hanging_factory: tuple[Callable[..., HangingCamera], list[HangingCamera]],
 ) -> None:
     """After 2 x stall_timeout_s in one read the thread is abandoned and a new capture is opened."""
     factory, made = hanging_factory
     reader = make_reader(
-        "usb0", V4l2SourceConfig(), source_factory=factory, stall_timeout_s=0.15,
-        backoff_min_s=0.05, backoff_max_s=0.1,
+        "usb0",
+        V4l2SourceConfig(),
+        source_factory=factory,
+        stall_timeout_s=0.15,
+        backoff_min_s=0.05,
+        backoff_max_s=0.1,
     )
     reader.start()
     assert wait_until(lambda: reader.stats().frames >= 4 and len(made) >= 2, 3.0)
@@ -327,8 +354,9 @@ def test_group_stop_is_bounded_with_a_hung_camera(
     """Stopping all cameras returns within the timeout even if one is stuck in read()."""
     factory, _ = hanging_factory
     signal = FrameSignal()
-    hung = make_reader("usb0", V4l2SourceConfig(), source_factory=factory, signal=signal,
-                       stall_timeout_s=5.0)
+    hung = make_reader(
+        "usb0", V4l2SourceConfig(), source_factory=factory, signal=signal, stall_timeout_s=5.0
+    )
     good = make_reader("file0", file_cfg(clips["paced"]), signal=signal)
     group = ReaderGroup([hung, good], signal)
     group.start()
@@ -380,7 +408,9 @@ def test_group_takes_cameras_in_turn(make_reader: MakeReader, clips: dict[str, P
     assert group.next_frame(0.05) is None
 
 
-def test_group_refuses_readers_on_another_signal(make_reader: MakeReader, clips: dict[str, Path]) -> None:
+def test_group_refuses_readers_on_another_signal(
+    make_reader: MakeReader, clips: dict[str, Path]
+) -> None:
     """Readers must share the group's signal, or the loop would sleep through their frames."""
     reader = make_reader("a", file_cfg(clips["short"]))
     with pytest.raises(ValueError, match="signal"):
@@ -394,8 +424,9 @@ def test_group_watcher_marks_a_stall_while_nobody_asks_for_frames(
     """The group's watcher notices a stall even when the inference loop is not polling."""
     factory, _ = hanging_factory
     signal = FrameSignal()
-    hung = make_reader("usb0", V4l2SourceConfig(), source_factory=factory, signal=signal,
-                       stall_timeout_s=0.2)
+    hung = make_reader(
+        "usb0", V4l2SourceConfig(), source_factory=factory, signal=signal, stall_timeout_s=0.2
+    )
     group = ReaderGroup([hung], signal)
     group.start()
     try:

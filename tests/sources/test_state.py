@@ -141,7 +141,9 @@ def test_jitter_is_reproducible_with_a_seeded_rng() -> None:
         (0, 0.5, 30.0, -0.1),  # negative jitter
     ],
 )
-def test_backoff_rejects_bad_parameters(attempt: int, min_s: float, max_s: float, jitter: float) -> None:
+def test_backoff_rejects_bad_parameters(
+    attempt: int, min_s: float, max_s: float, jitter: float
+) -> None:
     """Nonsense backoff parameters raise ValueError instead of producing odd delays."""
     with pytest.raises(ValueError):
         backoff_delay(attempt, min_s, max_s, jitter, random.Random(0))
