@@ -71,7 +71,7 @@ def sleep_job(seconds: float) -> Callable[[np.ndarray], None]:
 
 
 def onnx_job(model: Path, threads: int) -> tuple[Callable[[np.ndarray], None], float]:
-    """The demo YOLO on onnxruntime (letterbox-free resize + run); returns (job, mean s per call)."""
+    """Demo YOLO on onnxruntime (plain resize + run); returns (job, mean seconds per call)."""
     import onnxruntime as ort  # optional: only this mode needs it
 
     opts = ort.SessionOptions()
