@@ -162,7 +162,7 @@ def test_watchdog_pings_stop_when_the_pipeline_is_wedged(tmp_path: Path, mosquit
         health={"interval_s": 1.0, "progress_timeout_s": 1.0},
     )
     try:
-        with DaemonProcess(tmp_path / "d", cfg) as d:
+        with DaemonProcess(tmp_path / "d", cfg, env=env) as d:
             ns.collect(60, until="READY=1")
             assert ns.times("READY=1"), d.log()[-2000:]
             ready = ns.times("READY=1")[0]
