@@ -19,6 +19,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import queue
 import statistics
@@ -165,6 +166,17 @@ def run_fifo(clip: Path, fps: float, job: Callable[[np.ndarray], None], seconds:
     return Result("fifo-sleep", fps, 1000 * statistics.mean(job_times), ages, 0)
 
 
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
 def table(results: list[Result]) -> str:
     """Markdown table of the results."""
     lines = [
@@ -226,7 +238,7 @@ def main() -> int:
     print(md)
     if args.write_docs:
         machine = (
-            f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+            f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}, OpenCV {cv2.__version__}"
         )
         section = (
@@ -237,7 +249,7 @@ def main() -> int:
             f"Command: `python bench/bench_frame_age.py --seconds {args.seconds:g} "
             f"--slowdown {args.slowdown:g} --threads {args.threads}` "
             f"({time.strftime('%Y-%m-%d', time.gmtime())}; {machine}; "
-            f"2 cores shared with other jobs).\n\n"
+            f"shared with other jobs).\n\n"
             f"{md}\n\n"
             "`newest-*` use `CameraReader` + `ReaderGroup.next_frame` on the demo clip paced "
             "at the camera fps; the reader keeps one frame and counts the ones replaced "
