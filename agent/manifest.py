@@ -32,7 +32,9 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    schema_: Literal["edge.manifest/1"] = Field(MANIFEST_SCHEMA, alias="schema")
+    schema_: Literal["edge.manifest/1"] = Field(
+        MANIFEST_SCHEMA, alias="schema", description="Manifest schema id and version."
+    )
     name: SafeId = Field(description="Model name; versions are monotonic per name.")
     version: int = Field(ge=1, description="Integer version, monotonic per name.")
     format: Literal["onnx", "engine"] = Field(description="Artifact format.")

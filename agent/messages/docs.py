@@ -6,6 +6,7 @@ the committed file differs from what this module generates.
 
 from __future__ import annotations
 
+import enum
 import sys
 import types
 import typing
@@ -29,7 +30,7 @@ class TopicDoc:
 
 def topic_docs() -> list[TopicDoc]:
     """Every topic of the product with its payload model."""
-    from agent.ota.protocol import OtaStatePayload, SignedCommand
+    from agent.ota.protocol import OtaCommand, OtaStateMessage
     from agent.publish.ack import AckMessage
 
     return [
@@ -50,11 +51,11 @@ def topic_docs() -> list[TopicDoc]:
             "Periodic metrics every `health.interval_s`.",
         ),
         TopicDoc(
-            "edge/<device>/ota/command", "gateway → device", "1", "no", SignedCommand,
+            "edge/<device>/ota/command", "gateway → device", "1", "no", OtaCommand,
             "Signed OTA command (see docs/ota.md for signing and validation).",
         ),
         TopicDoc(
-            "edge/<device>/ota/state", "device → gateway", "1", "yes", OtaStatePayload,
+            "edge/<device>/ota/state", "device → gateway", "1", "yes", OtaStateMessage,
             "OTA state machine position, progress and reason on failure.",
         ),
         TopicDoc(
@@ -77,6 +78,8 @@ def _type_name(tp: object) -> str:
     if origin in (list, tuple, dict):
         inner = ", ".join(_type_name(a) for a in args if a is not Ellipsis)
         return f"{origin.__name__}[{inner}]"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return " \\| ".join(f'`"{m.value}"`' for m in tp)
     if tp is type(None):
         return "null"
     if isinstance(tp, type):

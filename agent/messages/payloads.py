@@ -68,7 +68,7 @@ class DetectionMessage(Payload):
     """One message per processed frame, on edge/<device>/cameras/<camera>/detections."""
 
     schema_: Literal["edge.detections/1"] = Field(
-        DETECTIONS_SCHEMA, alias="schema", description="Payload schema id."
+        DETECTIONS_SCHEMA, alias="schema", description="Payload schema id and version."
     )
     device: str = Field(description="Device id.")
     camera: str = Field(description="Camera id.")
@@ -81,11 +81,11 @@ class DetectionMessage(Payload):
         "a lost message. A florence2 message carries the seq of the YOLO message it refines.",
     )
     ts: str = Field(description="Capture time, UTC, RFC 3339 with milliseconds.")
-    frame: FrameSize
-    model: ModelRef
+    frame: FrameSize = Field(description="Size of the original frame.")
+    model: ModelRef = Field(description="The model that produced this message.")
     source: Literal["yolo", "florence2"] = Field(description="Which model produced this message.")
-    latency_ms: Latency
-    detections: list[Detection]
+    latency_ms: Latency = Field(description="Stage latencies of this frame in milliseconds.")
+    detections: list[Detection] = Field(description="What was found; may be empty.")
     hard: bool = Field(
         False, description="YOLO found this frame hard; a florence2 message may follow."
     )
@@ -114,7 +114,9 @@ class CameraStatus(Payload):
 class StatusMessage(Payload):
     """Retained on edge/<device>/status; 'offline' is also the last will."""
 
-    schema_: Literal["edge.status/1"] = Field(STATUS_SCHEMA, alias="schema")
+    schema_: Literal["edge.status/1"] = Field(
+        STATUS_SCHEMA, alias="schema", description="Payload schema id and version."
+    )
     device: str = Field(description="Device id.")
     state: Literal["online", "offline"] = Field(description="Whether the daemon is running.")
     ts: str = Field(description="Time of this status, UTC, RFC 3339 with milliseconds.")
@@ -132,7 +134,9 @@ class StatusMessage(Payload):
 class HealthMessage(Payload):
     """Periodic metrics on edge/<device>/health (QoS 0, not retained)."""
 
-    schema_: Literal["edge.health/1"] = Field(HEALTH_SCHEMA, alias="schema")
+    schema_: Literal["edge.health/1"] = Field(
+        HEALTH_SCHEMA, alias="schema", description="Payload schema id and version."
+    )
     device: str = Field(description="Device id.")
     boot_id: str = Field(description="Id of this daemon start.")
     ts: str = Field(description="Time of this report, UTC, RFC 3339 with milliseconds.")
@@ -157,7 +161,7 @@ class HealthMessage(Payload):
         "disabled", description="Florence-2 worker state."
     )
     rss_mb: float = Field(ge=0, description="Resident memory of the daemon in MiB.")
-    cameras: list[CameraStatus] = Field(default_factory=list)
+    cameras: list[CameraStatus] = Field(default_factory=list, description="Each camera's state.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
