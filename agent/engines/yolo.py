@@ -92,7 +92,7 @@ def letterbox_geometry(
     if h <= 0 or w <= 0:
         raise ValueError(f"image must be non-empty, got (h, w) = {image_hw}")
     r = min(H / h, W / w)
-    new_w, new_h = int(round(w * r)), int(round(h * r))
+    new_w, new_h = max(1, int(round(w * r))), max(1, int(round(h * r)))
     dw, dh = (W - new_w) / 2, (H - new_h) / 2
     left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
     return LetterboxInfo(scale=r, pad_x=float(left), pad_y=float(top)), (new_h, new_w)
@@ -404,9 +404,8 @@ def decode(
     conf = params.conf_threshold
     if layout is Layout.END2END:
         pred = out[0]  # (K, 6)
-        rows = pred[pred[:, 4] > conf]
-        if rows.shape[0] > params.max_detections:
-            rows = rows[np.argsort(-rows[:, 4], kind="stable")[: params.max_detections]]
+        rows = pred[pred[:, 4] > conf]  # already NMS-free: only threshold, sort, cap
+        rows = rows[np.argsort(-rows[:, 4], kind="stable")[: params.max_detections]]
         classes = rows[:, 5].astype(np.int64)
         if classes.size and (classes.min() < 0 or classes.max() >= nc):
             raise EngineError(
