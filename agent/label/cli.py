@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 DEFAULT_TEACHER = "ssd-mobilenet-v2"
+ASSUMED_FPS = 30.0  # for --gap when a container declares no frame rate
 
 
 class _TqdmProgress:
@@ -25,7 +27,7 @@ class _TqdmProgress:
         self._bar.close()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"edge-agent label: error: {message}", err=True)
     sys.exit(1)
 
@@ -87,7 +89,8 @@ def _fail(message: str) -> None:
     default=1.0,
     show_default=True,
     type=click.FloatRange(min=0.0),
-    help="Video: seconds of frames dropped between the train and the val part.",
+    help="Video: seconds of frames dropped between the train and the val part "
+    "(30 fps assumed when the file declares none).",
 )
 @click.option(
     "--jpeg-quality",
@@ -132,8 +135,8 @@ def label_command(
     kind = "images" if source.is_dir() else "video"
     gap_frames = 0
     if kind == "video":
-        fps = media.video_fps(source)
-        gap_frames = round(gap_s * fps) if fps > 0 else round(gap_s * 30)
+        fps = media.video_fps(source) or ASSUMED_FPS
+        gap_frames = round(gap_s * fps)
     spec = dataset.DatasetSpec(
         source=str(source.resolve()),
         source_kind=kind,

@@ -16,7 +16,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a first read of a video tells: frames decoded and frame rate."""
+    """What a video container declares: frame count and frame rate (0 when unknown)."""
 
     frames: int
     fps: float
@@ -46,16 +46,24 @@ def iter_video(path: Path) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
         cap.release()
 
 
-def video_fps(path: Path) -> float:
-    """Frame rate the container declares (0.0 when unknown)."""
+def video_info(path: Path) -> VideoInfo:
+    """Frame count and rate the container declares (0 for what it does not declare)."""
     import cv2
 
     cap = cv2.VideoCapture(str(path))
     try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
+        if not cap.isOpened():
+            return VideoInfo(frames=0, fps=0.0)
+        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
     finally:
         cap.release()
-    return fps if fps > 0 else 0.0
+    return VideoInfo(frames=max(frames, 0), fps=fps if fps > 0 else 0.0)
+
+
+def video_fps(path: Path) -> float:
+    """Frame rate the container declares (0.0 when unknown)."""
+    return video_info(path).fps
 
 
 def thumbnail(frame: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:

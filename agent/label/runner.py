@@ -77,7 +77,7 @@ def plan_video(
     sampler = FrameSampler(every=spec.every, min_change=spec.min_change)
     kept: list[int] = []
     on_grid = 0
-    bar = progress(0, "sampling")
+    bar = progress(media.video_info(path).frames, "sampling")
     for index, frame in media.iter_video(path):
         bar.update(1)
         if not sampler.on_grid(index):
@@ -138,6 +138,11 @@ def run(
         stats.boxes.update(class_map.names[b.class_id] for b in boxes)
         bar.update(1)
     bar.close()
+    if stats.labelled != len(todo):
+        raise dataset.LabelError(
+            f"{source} gave only {stats.labelled} of {len(todo)} planned samples on the "
+            "second read; re-run with --resume"
+        )
     return stats
 
 
