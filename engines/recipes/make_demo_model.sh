@@ -45,7 +45,7 @@ edge-agent label "$VIDEO" -o "$WORK/dataset" "${LABEL_ARGS[@]}"
 echo "== 4. training, export, evaluation" >&2
 python "$REPO/engines/recipes/train_demo.py" --data "$WORK/dataset/data.yaml" \
   --runs "$WORK/runs" --out "$REPO/engines/demo" --epochs "$EPOCHS" --imgsz 320 --batch 16 \
-  --workers 1 --model-version 2
+  --workers 1 --model-version 1
 
 echo "== 5. teacher vs student speed" >&2
 python "$REPO/bench/bench_teacher_vs_student.py" --frames 60 | tee "$WORK/bench.json"

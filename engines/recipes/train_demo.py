@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--model-name", default="demo-yolov8n")
-    parser.add_argument("--model-version", type=int, default=2)
+    parser.add_argument("--model-version", type=int, default=1)
     parser.add_argument("--stages", default="train,export,eval")
     args = parser.parse_args()
     stages = set(args.stages.split(","))
