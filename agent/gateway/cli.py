@@ -508,3 +508,7 @@ def watch(ctx: click.Context, devices_: str, cameras: str, count: int, duration:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+if __name__ == "__main__":
+    main()

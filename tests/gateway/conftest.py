@@ -1,0 +1,226 @@
+"""Fixtures of the gateway tests: configs, keys, model variants, a real server, a real gateway
+process and simulated devices (subprocesses, so kill -9 is real)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from agent.gateway.config import GatewayConfig, parse_gateway_config
+from tests.helpers.broker import Mosquitto, free_port, wait_port
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_MODEL = REPO / "engines" / "demo" / "model.onnx"
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 20.0, every: float = 0.1, what: str = "") -> Any:
+    """Poll `pred` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or pred}")
+
+
+@pytest.fixture(scope="session")
+def model_variants(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """The demo ONNX model and two copies that differ only in a metadata field (new sha256)."""
+    import onnx
+
+    out = {1: DEMO_MODEL}
+    d = tmp_path_factory.mktemp("models")
+    for v in (2, 3):
+        m = onnx.load(str(DEMO_MODEL))
+        prop = m.metadata_props.add()
+        prop.key, prop.value = "variant", str(v)
+        path = d / f"model-v{v}.onnx"
+        onnx.save(m, str(path))
+        out[v] = path
+    return out
+
+
+def write_config(tmp: Path, broker_port: int, http_port: int, **extra: Any) -> Path:
+    data: dict[str, Any] = {
+        "data_dir": str(tmp / "data"),
+        "keys_dir": str(tmp / "keys"),
+        "http": {"host": "127.0.0.1", "port": http_port,
+                 "public_url": f"http://127.0.0.1:{http_port}"},
+        "mqtt": {"host": "127.0.0.1", "port": broker_port},
+        "rollout": {"tick_s": 0.2},
+        "logging": {"format": "json", "level": "info"},
+    }
+    for k, v in extra.items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    path = tmp / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def cli(config: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `edge-gateway --config CONFIG ARGS...` as a real subprocess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.gateway.cli", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"edge-gateway {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+class GatewayProcess:
+    """`edge-gateway serve` as a subprocess; log in <tmp>/gateway-N.log."""
+
+    def __init__(self, config: Path, cfg: GatewayConfig) -> None:
+        self.config, self.cfg = config, cfg
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.http.port}"
+
+    def start(self) -> GatewayProcess:
+        self.runs += 1
+        self.log = self.config.parent / f"gateway-{self.runs}.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.gateway.cli", "--config", str(self.config), "serve"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+            )
+        try:
+            wait_port(self.cfg.http.port, timeout=20)
+        except TimeoutError:
+            self.kill()
+            raise AssertionError(f"gateway did not start:\n{self.log.read_text()[-3000:]}") from None
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(timeout=15)
+        self.proc = None
+
+    def get(self, path: str) -> Any:
+        return httpx.get(self.url + path, timeout=10).json()
+
+    def post(self, path: str, body: Any) -> httpx.Response:
+        return httpx.post(self.url + path, json=body, timeout=10)
+
+
+class Sims:
+    """Simulated devices as one subprocess per group, so each group can be killed for real."""
+
+    def __init__(self, broker_port: int, keys_file: Path, workdir: Path) -> None:
+        self.broker_port, self.keys_file, self.workdir = broker_port, keys_file, workdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, devices: list[str], model: str, *extra: str) -> None:
+        log = (self.workdir / f"sim-{devices[0]}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.gateway.sim_device", "--port", str(self.broker_port),
+             "--keys", str(self.keys_file), "--model", model, "--devices", ",".join(devices),
+             *extra],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+        )
+        log.close()
+        for d in devices:
+            self.procs[d] = proc
+
+    def kill(self, device: str) -> None:
+        proc = self.procs[device]
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for proc in set(self.procs.values()):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+class Site:
+    """A broker, a configured gateway with keys and models v1..v3, and simulated devices."""
+
+    def __init__(self, tmp: Path, broker: Mosquitto, models: dict[int, Path]) -> None:
+        self.tmp, self.broker = tmp, broker
+        self.config = write_config(tmp, broker.port, free_port())
+        self.cfg = parse_gateway_config(yaml.safe_load(self.config.read_text()), self.config)
+        cli(self.config, "keys", "init")
+        self.keys_file = tmp / "keys.json"
+        self.keys_file.write_text(cli(self.config, "keys", "export", "--json").stdout)
+        self.sha: dict[int, str] = {}
+        for v, path in sorted(models.items()):
+            cli(self.config, "models", "add", str(path), "--name", "demo-yolov8n", "--version", str(v))
+        listing = json.loads(cli(self.config, "models", "list", "--json").stdout)
+        self.sha = {m["version"]: m["sha256"] for m in listing}
+        self.gateway = GatewayProcess(self.config, self.cfg)
+        self.sims = Sims(broker.port, self.keys_file, tmp)
+
+    def model_arg(self, version: int = 1) -> str:
+        return f"demo-yolov8n@{version}:{self.sha[version]}"
+
+    def wait_devices(self, devices: list[str], timeout: float = 20) -> None:
+        def ready() -> bool:
+            seen = {d["device"]: d for d in self.gateway.get("/v1/devices")}
+            return all(d in seen and seen[d]["online"] and seen[d]["model"] for d in devices)
+
+        wait_for(ready, timeout, what=f"devices {devices} online")
+
+    def wait_rollout(self, rid: int, states: tuple[str, ...] = ("succeeded", "aborted"),
+                     timeout: float = 60) -> dict[str, Any]:
+        return wait_for(
+            lambda: (v := self.gateway.get(f"/v1/rollouts/{rid}"))["state"] in states and v,
+            timeout, what=f"rollout {rid} in {states}",
+        )
+
+
+@pytest.fixture
+def site(tmp_path: Path, model_variants: dict[int, Path]) -> Iterator[Site]:
+    """A running broker and a prepared (not yet started) gateway with three model versions."""
+    with Mosquitto(tmp_path / "broker") as broker:
+        s = Site(tmp_path, broker, model_variants)
+        try:
+            yield s
+        finally:
+            s.sims.stop_all()
+            s.gateway.kill(signal.SIGTERM)
+
+
+class ServerThread:
+    """A real uvicorn server for an ASGI app on a free port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_config=None, access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        wait_port(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
