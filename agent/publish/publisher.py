@@ -439,6 +439,10 @@ class Publisher:
         self._client.disconnect()
         self._client.loop_stop()
         remaining = self._store.count
+        leftover = self._queue.qsize()
+        if leftover:
+            self._mem_dropped += leftover
+            log.error("publisher.queue_not_committed_at_stop", rows=leftover)
         if isinstance(self._store, MemoryStore) and remaining:
             self._mem_dropped += remaining
             log.error("publisher.undelivered_at_stop", rows=remaining, outbox=False)
@@ -530,8 +534,8 @@ class Publisher:
             except Exception as err:  # the pump must survive anything; it is logged loudly
                 log.exception("publisher.pump_error", error=str(err))
                 time.sleep(0.05)
-            if exiting and self._queue.empty():
-                return
+            if exiting:
+                return  # that last round committed the whole queue (Outbox) or what fits
 
     def _pump_once(self) -> None:
         store = self._store

@@ -1,9 +1,10 @@
 """The shipped gateway broker config (configs/mosquitto/) running for real on a free port.
 
 `ShippedMosquitto` renders configs/mosquitto/mosquitto.conf for a test: the same file with the
-install paths pointed at a temporary directory, the listener moved to a free loopback port and
-the log sent to a file, and (test only) no privilege drop. Every substitution must apply, so a change to the shipped file that a
-test does not understand fails loudly instead of testing something else.
+install paths pointed at a temporary directory, the listener moved to a free loopback port, the
+log sent to a file, and (test only) no privilege drop. Every substitution must apply, so a change
+to the shipped file that a test does not understand fails loudly instead of testing something
+else.
 """
 
 from __future__ import annotations
