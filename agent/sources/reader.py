@@ -193,6 +193,12 @@ class CameraReader:
         """The camera's config."""
         return self._cfg
 
+    @property
+    def started(self) -> bool:
+        """Whether start() was called."""
+        with self._lock:
+            return self._thread is not None
+
     def start(self) -> None:
         """Start the reader thread. Raises RuntimeError if started twice."""
         with self._lock:
@@ -318,11 +324,16 @@ class CameraReader:
             if delay is not None:
                 if self._stop.wait(delay) or not self._enter(gen, CameraState.CONNECTING):
                     return
-            source = self._factory(self._cfg.source)
             try:
-                delay = self._stream(gen, source)
-            finally:
-                source.close()
+                source = self._factory(self._cfg.source)
+            except Exception as err:  # a factory bug or bad config must not kill the reader
+                self._log.exception("cannot build the frame source")
+                delay = self._fail(gen, f"cannot build source: {type(err).__name__}: {err}")
+            else:
+                try:
+                    delay = self._stream(gen, source)
+                finally:
+                    source.close()
             if delay is None:
                 return
 
@@ -494,7 +505,10 @@ class ReaderGroup:
         marked stalled (and a hung capture replaced) even while nobody asks for frames.
         """
         for r in self.readers:
-            r.start()
+            if not r.started:  # readers may have been started one by one already
+                r.start()
+        if self._watcher is not None:
+            raise RuntimeError("ReaderGroup already started")
         self._watcher = threading.Thread(target=self._watch, name="camera-watch", daemon=True)
         self._watcher.start()
 

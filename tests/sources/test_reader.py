@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog.testing
 
 from agent.sources.capture import Image, opencv_has_gstreamer
 from agent.sources.config import (
@@ -438,3 +439,43 @@ def test_group_watcher_marks_a_stall_while_nobody_asks_for_frames(
         assert hung.state is CameraState.STALLED
     finally:
         group.stop(timeout=0.2)
+
+
+def test_a_failing_source_factory_backs_off_instead_of_killing_the_reader(
+    make_reader: MakeReader,
+) -> None:
+    """An exception while building the source is a camera failure (backoff), not a dead thread."""
+
+    def broken_factory(cfg: SourceConfig) -> HangingCamera:
+        raise OSError("no such driver")
+
+    reader = make_reader(
+        "usb0",
+        V4l2SourceConfig(),
+        source_factory=broken_factory,
+        backoff_min_s=0.05,
+        backoff_max_s=0.1,
+    )
+    reader.start()
+    assert wait_until(lambda: reader.stats().reconnects >= 2, 3.0)
+    assert "no such driver" in (reader.stats().last_error or "")
+
+
+def test_rtsp_password_never_reaches_logs_or_stats(
+    make_reader: MakeReader, free_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The password from the environment is used to connect but never logged or reported."""
+    monkeypatch.setenv("TEST_DOOR_PW", "hunter2-secret")
+    src = RtspSourceConfig(
+        url=f"rtsp://admin:{{password}}@127.0.0.1:{free_port}/live",
+        password_env="TEST_DOOR_PW",
+        open_timeout_s=0.5,
+    )
+    with structlog.testing.capture_logs() as logs:
+        reader = make_reader("door", src, backoff_min_s=5.0, backoff_max_s=10.0)
+        reader.start()
+        assert wait_until(lambda: reader.state is CameraState.BACKOFF, 3.0)
+    error = reader.stats().last_error or ""
+    assert "admin:***@" in error
+    assert logs, "the failure was not logged"
+    assert "hunter2-secret" not in repr(logs) + error
