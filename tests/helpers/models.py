@@ -74,3 +74,33 @@ def classifier(path: Path) -> Path:
         initializer=[w],
     )
     return _save(graph, path)
+
+
+def failing_yolo(path: Path) -> Path:
+    """A YOLOv8-shaped model that loads but raises in ONNX Runtime on every inference.
+
+    It gathers element 10^9 of a 10-element tensor, an index computed from the input, so the
+    error only shows at run time ("indices element out of data bounds").
+    """
+    inits = [
+        numpy_helper.from_array(np.zeros((10,), np.float32), "DATA"),
+        numpy_helper.from_array(np.zeros((1,), np.float32), "ZERO"),
+        numpy_helper.from_array(np.full((1,), 1e9, np.float32), "BIG"),
+        numpy_helper.from_array(np.zeros((1, 6, 2100), np.float32), "BASE"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMax", ["images"], ["m"], keepdims=0),
+        helper.make_node("Mul", ["m", "ZERO"], ["m0"]),
+        helper.make_node("Add", ["m0", "BIG"], ["bigf"]),
+        helper.make_node("Cast", ["bigf"], ["idx"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["DATA", "idx"], ["g"]),
+        helper.make_node("Add", ["BASE", "g"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "failing_yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 320, 320])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 2100])],
+        initializer=inits,
+    )
+    return _save(graph, path, YOLO_META)

@@ -1,0 +1,132 @@
+"""The inference loop: message building, the watchdog decision, and between-frame swaps."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.config import CameraConfig
+from agent.daemon import watchdog_ok
+from agent.engines.detector import load_detector
+from agent.engines.model_loading import load_manifest
+from agent.engines.ort import OnnxRuntimeConfig
+from agent.messages.payloads import DetectionMessage
+from agent.pipeline import Pipeline, PipelineSettings, build_message
+from agent.sources.config import FileSourceConfig
+from agent.sources.reader import ReaderGroup
+from agent.types import Detections, Frame, ModelInfo, Timings
+from tests.helpers.daemon import DEMO_CLIP, DEMO_MANIFEST, DEMO_MODEL
+from tests.helpers.models import failing_yolo
+
+
+@pytest.mark.parametrize(
+    ("now", "loop", "frame", "states", "expected"),
+    [
+        (10.0, 9.9, 9.5, ["streaming"], True),  # frames flowing
+        (10.0, 9.9, 2.0, ["streaming"], False),  # loop alive, streaming camera, no frame: wedged
+        (10.0, 2.0, 9.9, ["streaming"], False),  # loop thread stuck (e.g. inside infer)
+        (10.0, 9.9, 2.0, ["backoff"], True),  # nothing to process: every camera in backoff
+        (10.0, 9.9, 2.0, ["backoff", "stalled"], True),  # no camera streaming
+        (10.0, 9.9, 2.0, ["backoff", "streaming"], False),  # one camera streams but no progress
+        (10.0, 2.0, 2.0, ["backoff"], False),  # loop stuck even though cameras are down
+    ],
+)
+def test_watchdog_decision(now: float, loop: float, frame: float, states: list[str], expected: bool) -> None:
+    """Pings only while the loop turns and frames flow, or nothing is streaming."""
+    assert watchdog_ok(now, loop, frame, states, progress_timeout_s=5.0) is expected
+
+
+def test_build_message_maps_detections_and_validates() -> None:
+    """A YOLO message carries labels, boxes, model identity and latency, and validates."""
+    info = ModelInfo("m", 3, "a" * 64, (320, 320), ("person", "car"))
+    dets = Detections(
+        xyxy=np.array([[1, 2, 30, 40], [5, 6, 7, 8]], np.float32),
+        confidence=np.array([0.9, 0.4], np.float32),
+        class_id=np.array([1, 0], np.int64),
+    )
+    frame = Frame("cam-1", np.zeros((48, 64, 3), np.uint8), 1_700_000_000.5, 0.0, 7)
+    msg = build_message(PipelineSettings("dev", "boot"), frame, 5, dets, Timings(1, 2, 3), info, hard=True)
+    again = DetectionMessage.model_validate_json(msg.model_dump_json(by_alias=True))
+    assert again.seq == 5 and again.hard and again.source == "yolo"
+    assert [d.label for d in again.detections] == ["car", "person"]
+    assert again.detections[0].box == (1.0, 2.0, 30.0, 40.0)
+    assert again.latency_ms.total == 6
+    assert again.ts == "2023-11-14T22:13:20.500Z"
+    assert (again.frame.width, again.frame.height) == (64, 48)
+    assert json.loads(msg.model_dump_json(by_alias=True))["schema"] == "edge.detections/1"
+
+
+def _detector(version: int):  # noqa: ANN202
+    manifest = load_manifest(DEMO_MANIFEST).model_copy(update={"version": version})
+    return load_detector(DEMO_MODEL, OnnxRuntimeConfig(threads=1), manifest=manifest)
+
+
+def test_swap_happens_between_frames_without_a_gap(tmp_path: Path) -> None:
+    """A swap mid-stream: seq stays consecutive and the version changes from one message to the next."""
+    cam = CameraConfig(id="cam-a", source=FileSourceConfig(path=DEMO_CLIP, loop=True, pace=True))
+    group = ReaderGroup.from_configs([cam])
+    got: list[DetectionMessage] = []
+    lock = threading.Lock()
+
+    def submit(_camera: str, _seq: int, payload: bytes) -> bool:
+        with lock:
+            got.append(DetectionMessage.model_validate_json(payload))
+        return True
+
+    old = _detector(1)
+    pipe = Pipeline(PipelineSettings("dev", "boot"), group, old, submit, lambda *_a: None)
+    group.start()
+    pipe.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        new = _detector(2)
+        returned = pipe.swap(new, timeout=10)
+        assert returned is old
+        n = len(got)
+        while len(got) < n + 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        pipe.stop(5)
+        group.stop(5)
+    old.close()
+    pipe.active_detector().close()
+    versions = [m.model.version for m in got]
+    assert [m.seq for m in got] == list(range(len(got)))
+    switch = versions.index(2)
+    assert set(versions[:switch]) == {1} and set(versions[switch:]) == {2}
+    assert pipe.window.total_errors == 0
+
+
+def test_inference_errors_are_counted_not_fatal(tmp_path: Path) -> None:
+    """A model that fails in ONNX Runtime on every frame is counted; the loop keeps going."""
+    broken = load_detector(
+        failing_yolo(tmp_path / "fail.onnx"), OnnxRuntimeConfig(threads=1, warmup_runs=0)
+    )
+    cam = CameraConfig(id="cam-a", source=FileSourceConfig(path=DEMO_CLIP, loop=True, pace=False))
+    group = ReaderGroup.from_configs([cam])
+    sent: list[int] = []
+
+    def submit(_camera: str, seq: int, _payload: bytes) -> bool:
+        sent.append(seq)
+        return True
+
+    pipe = Pipeline(PipelineSettings("dev", "boot"), group, broken, submit, lambda *_a: None)
+    group.start()
+    pipe.start()
+    try:
+        deadline = time.monotonic() + 20
+        while pipe.window.total_errors < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pipe.running
+    finally:
+        pipe.stop(5)
+        group.stop(5)
+        broken.close()
+    assert pipe.window.total_errors >= 3 and sent == []
