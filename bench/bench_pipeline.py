@@ -121,6 +121,25 @@ def run_ultralytics(model: object, frames: list[np.ndarray], imgsz: int, args: a
     series.frames += len(frames)
 
 
+def same_threads_session(ul_model: object, model_path: Path, threads: int) -> None:
+    """Give Ultralytics' ONNX backend a session with our thread count and options.
+
+    Its default session uses every core with spinning worker threads, which would steal
+    the CPU from whichever contender runs next. Only its pre/post figures are compared.
+    """
+    import onnxruntime as ort
+
+    backend = getattr(getattr(getattr(ul_model, "predictor", None), "model", None), "backend", None)
+    if backend is None or not hasattr(backend, "session"):
+        print("  warning: could not reach Ultralytics' ONNX session; left as is", file=sys.stderr)
+        return
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    backend.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
 def export_640(names: list[str], out: Path) -> Path:
     """Export an untrained yolov8n with len(names) classes at 640 (same architecture as the demo)."""
     if out.exists():
@@ -173,15 +192,22 @@ def bench_model(model_path: Path, manifest_path: Path | None, frames: list[np.nd
 
         ul_model = YOLO(str(model_path), task="detect")
         run_ultralytics(ul_model, frames[:3], imgsz[0], args, Series())  # warm-up
+        same_threads_session(ul_model, model_path, args.threads)
     run_ours(detector, frames[:3], Series())  # warm-up
     chunks = [slice(i, i + args.chunk) for i in range(0, len(frames), args.chunk)]
     for r in range(args.rounds):
-        for chunk in chunks:  # a b c a b c ... on chunks of a few frames: same noise for all
+        for k, chunk in enumerate(chunks):
+            # a b c, b c a, c a b, ... on chunks of a few frames: same noise and same
+            # predecessors for every contender.
+            turns = []
             if with_raw:
-                run_raw(engine, tensors[chunk], series["raw"])
-            run_ours(detector, frames[chunk], series["ours"])
+                turns.append(lambda c=chunk: run_raw(engine, tensors[c], series["raw"]))
+            turns.append(lambda c=chunk: run_ours(detector, frames[c], series["ours"]))
             if ul_model is not None:
-                run_ultralytics(ul_model, frames[chunk], imgsz[0], args, series["ultralytics"])
+                turns.append(lambda c=chunk: run_ultralytics(ul_model, frames[c], imgsz[0], args,
+                                                             series["ultralytics"]))
+            for i in range(len(turns)):
+                turns[(i + k) % len(turns)]()
         print(f"  {model_path.name} round {r + 1}/{args.rounds}: raw {series['raw'].fps:.1f} fps, "
               f"ours {series['ours'].fps:.1f} fps", file=sys.stderr)
     detector.close()
@@ -267,9 +293,10 @@ def main() -> int:
         f"Model `{args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model}` "
         f"(input {imgsz[0]}x{imgsz[1]}), {len(frames)} frames of `{args.clip.name}` "
         f"({frames[0].shape[1]}x{frames[0].shape[0]}), {args.rounds} rounds "
-        f"interleaved in turns of {args.chunk} frames (a b c a b c ...), {args.threads} thread(s) for ONNX Runtime, OpenCV and torch; "
+        f"interleaved in turns of {args.chunk} frames (a b c, b c a, c a b, ...), {args.threads} thread(s) for ONNX Runtime, OpenCV and torch; "
         f"conf {args.conf}, iou {args.iou}, max_det {args.max_det} for both us and Ultralytics. "
-        "(a) and (b) share one ONNX Runtime session; (a) runs on tensors letterboxed beforehand. "
+        "(a) and (b) share one ONNX Runtime session; (a) runs on tensors letterboxed beforehand; "
+        "Ultralytics' ONNX session is given the same thread count. "
         "The 640x640 rows use an untrained yolov8n of the demo's architecture exported by "
         "Ultralytics at 640.",
         "",
