@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import structlog.testing
 
+from agent.config import CameraConfig
 from agent.sources.capture import Image, opencv_has_gstreamer
 from agent.sources.config import (
     FileSourceConfig,
@@ -479,3 +480,14 @@ def test_rtsp_password_never_reaches_logs_or_stats(
     assert "admin:***@" in error
     assert logs, "the failure was not logged"
     assert "hunter2-secret" not in repr(logs) + error
+
+
+def test_group_from_configs_builds_one_reader_per_camera_on_one_signal(tmp_path: Path) -> None:
+    """from_configs keeps the config order and shares one signal across the readers."""
+    cams = [
+        CameraConfig(id=c, source=FileSourceConfig(path=tmp_path / f"{c}.mp4")) for c in ("b", "a")
+    ]
+    group = ReaderGroup.from_configs(cams)
+    assert [r.camera_id for r in group.readers] == ["b", "a"]
+    assert all(r.signal is group.signal for r in group.readers)
+    assert not any(r.started for r in group.readers)
