@@ -139,15 +139,21 @@ class LoggingConfig(StrictModel):
 
 
 class AgentConfig(StrictModel):
-    device: DeviceConfig
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    device: DeviceConfig = Field(description="Who this device is and where it keeps state.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
-    model: ModelConfig
-    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
-    health: HealthConfig = Field(default_factory=HealthConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    ota: OtaConfig = Field(default_factory=OtaConfig)
-    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    model: ModelConfig = Field(description="The detector used at first start.")
+    outbox: OutboxConfig = Field(
+        default_factory=OutboxConfig, description="On-disk outbox for detection messages."
+    )
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="Health topic, watchdog and Prometheus."
+    )
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
+    ota: OtaConfig = Field(default_factory=OtaConfig, description="Over-the-air model updates.")
+    fallback: FallbackConfig = Field(
+        default_factory=FallbackConfig, description="Florence-2 fallback for hard frames."
+    )
     stop_timeout_s: Annotated[float, Field(gt=0)] = Field(
         10.0, description="Longest orderly shutdown before the daemon gives up waiting."
     )

@@ -6,15 +6,13 @@ the committed file differs from what this module generates.
 
 from __future__ import annotations
 
-import enum
 import sys
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from agent.docgen import model_table, nested_models
 from agent.messages import payloads
 
 
@@ -64,57 +62,6 @@ def topic_docs() -> list[TopicDoc]:
             "message only when the gateway has acked it (see docs/delivery.md).",
         ),
     ]
-
-
-def _type_name(tp: object) -> str:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Literal:
-        return " \\| ".join(f"`{a!r}`".replace("'", '"') for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " \\| ".join(_type_name(a) for a in args)
-    if origin is typing.Annotated:
-        return _type_name(args[0])
-    if origin in (list, tuple, dict):
-        inner = ", ".join(_type_name(a) for a in args if a is not Ellipsis)
-        return f"{origin.__name__}[{inner}]"
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return " \\| ".join(f'`"{m.value}"`' for m in tp)
-    if tp is type(None):
-        return "null"
-    if isinstance(tp, type):
-        return {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}.get(
-            tp.__name__, tp.__name__
-        )
-    return str(tp)
-
-
-def _nested_models(tp: object) -> list[type[BaseModel]]:
-    found: list[type[BaseModel]] = []
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return [tp]
-    for a in typing.get_args(tp):
-        found += _nested_models(a)
-    return found
-
-
-def model_table(model: type[BaseModel], seen: set[type[BaseModel]]) -> list[str]:
-    """Markdown table of a model's fields, followed by tables of its nested models."""
-    lines = [f"**{model.__name__}**", "", "| field | type | required | description |", "|---|---|---|---|"]
-    nested: list[type[BaseModel]] = []
-    for name, field in model.model_fields.items():
-        key = field.alias or name
-        desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        req = "yes" if field.is_required() else "no"
-        lines.append(f"| `{key}` | {_type_name(field.annotation)} | {req} | {desc} |")
-        for m in _nested_models(field.annotation):
-            if m not in seen:
-                seen.add(m)
-                nested.append(m)
-    lines.append("")
-    for m in nested:
-        lines += model_table(m, seen)
-    return lines
 
 
 def render() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.docgen import nested_models
 from agent.messages import docs
 
 
@@ -23,7 +24,7 @@ def test_every_payload_field_has_a_description() -> None:
         for name, field in model.model_fields.items():
             if not (field.description or "").strip():
                 missing.append(f"{model.__name__}.{name}")
-            stack += docs._nested_models(field.annotation)
+            stack += nested_models(field.annotation)
     assert missing == []
 
 
