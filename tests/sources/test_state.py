@@ -6,6 +6,8 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.sources.state import (
     TRANSITIONS,
@@ -198,3 +200,21 @@ def test_last_error_is_kept_after_recovery() -> None:
     sm.transition(S.CONNECTING)
     sm.transition(S.STREAMING)
     assert sm.last_error == "video file not found: x.mp4"
+
+
+@given(
+    attempt=st.integers(min_value=0, max_value=10_000),
+    min_s=st.floats(min_value=1e-3, max_value=10.0),
+    spread=st.floats(min_value=1.0, max_value=1000.0),
+    jitter=st.floats(min_value=0.0, max_value=1.0),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_backoff_never_exceeds_the_cap_or_goes_negative(
+    attempt: int, min_s: float, spread: float, jitter: float, seed: int
+) -> None:
+    """For any parameters the delay lies in [base * (1 - jitter), base] with base <= max_s."""
+    max_s = min_s * spread
+    base = min(max_s, min_s * 2.0 ** min(attempt, 64))
+    delay = backoff_delay(attempt, min_s, max_s, jitter, random.Random(seed))
+    assert 0.0 <= delay <= max_s
+    assert base * (1 - jitter) - 1e-9 <= delay <= base + 1e-9
