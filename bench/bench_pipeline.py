@@ -108,13 +108,21 @@ def run_ours(detector: Detector, frames: list[np.ndarray], series: Series) -> No
     series.frames += len(frames)
 
 
-def run_ultralytics(model: object, frames: list[np.ndarray], imgsz: int, args: argparse.Namespace,
-                    series: Series) -> None:
+def run_ultralytics(
+    model: object, frames: list[np.ndarray], imgsz: int, args: argparse.Namespace, series: Series
+) -> None:
     """(c) Ultralytics predict, one frame per call, reading its own speed figures."""
     t0 = time.perf_counter()
     for frame in frames:
-        results = model.predict(frame, imgsz=imgsz, conf=args.conf, iou=args.iou,  # type: ignore[attr-defined]
-                                max_det=args.max_det, verbose=False, device="cpu")
+        results = model.predict(
+            frame,
+            imgsz=imgsz,
+            conf=args.conf,
+            iou=args.iou,  # type: ignore[attr-defined]
+            max_det=args.max_det,
+            verbose=False,
+            device="cpu",
+        )
         series.pre.append(results[0].speed["preprocess"])
         series.post.append(results[0].speed["postprocess"])
     series.seconds += time.perf_counter() - t0
@@ -137,7 +145,9 @@ def same_threads_session(ul_model: object, model_path: Path, threads: int) -> No
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    backend.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    backend.session = ort.InferenceSession(
+        str(model_path), options, providers=["CPUExecutionProvider"]
+    )
 
 
 def export_640(names: list[str], out: Path) -> Path:
@@ -172,13 +182,24 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
 
 
-def bench_model(model_path: Path, manifest_path: Path | None, frames: list[np.ndarray],
-                args: argparse.Namespace, with_raw: bool) -> dict[str, Series]:
+def bench_model(
+    model_path: Path,
+    manifest_path: Path | None,
+    frames: list[np.ndarray],
+    args: argparse.Namespace,
+    with_raw: bool,
+) -> dict[str, Series]:
     """Interleaved rounds of (a), (b), (c) on one model."""
     manifest = load_manifest(manifest_path) if manifest_path else None
     config = OnnxRuntimeConfig(threads=args.threads, warmup_runs=3)
-    detector = load_detector(model_path, config, conf_threshold=args.conf,
-                             iou_threshold=args.iou, max_detections=args.max_det, manifest=manifest)
+    detector = load_detector(
+        model_path,
+        config,
+        conf_threshold=args.conf,
+        iou_threshold=args.iou,
+        max_detections=args.max_det,
+        manifest=manifest,
+    )
     imgsz = detector.info.input_size
     lb = Letterboxer(imgsz)
     tensors = [lb(f)[0].copy() for f in frames]
@@ -204,12 +225,18 @@ def bench_model(model_path: Path, manifest_path: Path | None, frames: list[np.nd
                 turns.append(lambda c=chunk: run_raw(engine, tensors[c], series["raw"]))
             turns.append(lambda c=chunk: run_ours(detector, frames[c], series["ours"]))
             if ul_model is not None:
-                turns.append(lambda c=chunk: run_ultralytics(ul_model, frames[c], imgsz[0], args,
-                                                             series["ultralytics"]))
+                turns.append(
+                    lambda c=chunk: run_ultralytics(
+                        ul_model, frames[c], imgsz[0], args, series["ultralytics"]
+                    )
+                )
             for i in range(len(turns)):
                 turns[(i + k) % len(turns)]()
-        print(f"  {model_path.name} round {r + 1}/{args.rounds}: raw {series['raw'].fps:.1f} fps, "
-              f"ours {series['ours'].fps:.1f} fps", file=sys.stderr)
+        print(
+            f"  {model_path.name} round {r + 1}/{args.rounds}: raw {series['raw'].fps:.1f} fps, "
+            f"ours {series['ours'].fps:.1f} fps",
+            file=sys.stderr,
+        )
     detector.close()
     return series
 
@@ -219,12 +246,18 @@ def fmt(x: float, digits: int = 2) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", type=Path, default=REPO / "engines/demo/model.onnx")
     ap.add_argument("--manifest", type=Path, default=REPO / "engines/demo/manifest.json")
     ap.add_argument("--clip", type=Path, default=REPO / "engines/demo/clip.mp4")
-    ap.add_argument("--model-640", type=Path, default=Path("/tmp/edge-bench/yolov8n_demo_arch_640.onnx"),
-                    help="640x640 model for the absolute figure; exported when missing")
+    ap.add_argument(
+        "--model-640",
+        type=Path,
+        default=Path("/tmp/edge-bench/yolov8n_demo_arch_640.onnx"),
+        help="640x640 model for the absolute figure; exported when missing",
+    )
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--stride", type=int, default=5, help="use every n-th clip frame")
     ap.add_argument("--rounds", type=int, default=3)
@@ -235,7 +268,11 @@ def main() -> int:
     ap.add_argument("--max-det", type=int, default=100)
     ap.add_argument("--no-ultralytics", action="store_true")
     ap.add_argument("--skip-640", action="store_true")
-    ap.add_argument("--write", action="store_true", help=f"write results under '{SECTION}' in docs/benchmarks.md")
+    ap.add_argument(
+        "--write",
+        action="store_true",
+        help=f"write results under '{SECTION}' in docs/benchmarks.md",
+    )
     args = ap.parse_args()
 
     cv2.setNumThreads(args.threads)
@@ -244,8 +281,10 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
     frames = read_frames(args.clip, args.frames, args.stride)
-    print(f"{len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, threads={args.threads}",
-          file=sys.stderr)
+    print(
+        f"{len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, threads={args.threads}",
+        file=sys.stderr,
+    )
 
     main_series = bench_model(args.model, args.manifest, frames, args, with_raw=True)
     raw, ours, ul = main_series["raw"], main_series["ours"], main_series["ultralytics"]
@@ -260,49 +299,69 @@ def main() -> int:
 
     rows = [
         ("(a) raw session.run", f"{fmt(raw.fps, 1)} fps", ""),
-        ("(b) Detector.detect", f"{fmt(ours.fps, 1)} fps",
-         f"b/a = **{fmt(ours.fps / raw.fps, 3)}** (target >= 0.95)"),
-        ("our pre / post (median ms)", f"{fmt(statistics.median(ours.pre), 3)} / "
-         f"{fmt(statistics.median(ours.post), 3)}", f"pre+post {fmt(ours.prepost(), 3)} ms"),
+        (
+            "(b) Detector.detect",
+            f"{fmt(ours.fps, 1)} fps",
+            f"b/a = **{fmt(ours.fps / raw.fps, 3)}** (target >= 0.95)",
+        ),
+        (
+            "our pre / post (median ms)",
+            f"{fmt(statistics.median(ours.pre), 3)} / {fmt(statistics.median(ours.post), 3)}",
+            f"pre+post {fmt(ours.prepost(), 3)} ms",
+        ),
     ]
     if ul.pre:
-        rows.append(("(c) Ultralytics pre / post (median ms)",
-                     f"{fmt(statistics.median(ul.pre), 3)} / {fmt(statistics.median(ul.post), 3)}",
-                     f"ours/Ultralytics = **{fmt(ours.prepost() / ul.prepost(), 3)}** (target <= 1.0)"))
+        rows.append(
+            (
+                "(c) Ultralytics pre / post (median ms)",
+                f"{fmt(statistics.median(ul.pre), 3)} / {fmt(statistics.median(ul.post), 3)}",
+                f"ours/Ultralytics = **{fmt(ours.prepost() / ul.prepost(), 3)}** (target <= 1.0)",
+            )
+        )
     if s640 is not None:
         o6, u6 = s640["ours"], s640["ultralytics"]
-        rows.append(("640x640 our pre / post (median ms)",
-                     f"{fmt(statistics.median(o6.pre), 3)} / {fmt(statistics.median(o6.post), 3)}",
-                     f"pre+post **{fmt(o6.prepost(), 3)} ms** (target <= 2 ms)"))
+        rows.append(
+            (
+                "640x640 our pre / post (median ms)",
+                f"{fmt(statistics.median(o6.pre), 3)} / {fmt(statistics.median(o6.post), 3)}",
+                f"pre+post **{fmt(o6.prepost(), 3)} ms** (target <= 2 ms)",
+            )
+        )
         if u6.pre:
-            rows.append(("640x640 Ultralytics pre / post (median ms)",
-                         f"{fmt(statistics.median(u6.pre), 3)} / {fmt(statistics.median(u6.post), 3)}",
-                         f"ours/Ultralytics = **{fmt(o6.prepost() / u6.prepost(), 3)}**"))
+            rows.append(
+                (
+                    "640x640 Ultralytics pre / post (median ms)",
+                    f"{fmt(statistics.median(u6.pre), 3)} / {fmt(statistics.median(u6.post), 3)}",
+                    f"ours/Ultralytics = **{fmt(o6.prepost() / u6.prepost(), 3)}**",
+                )
+            )
 
     command = "python bench/bench_pipeline.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     table = ["| measure | value | ratio / note |", "|---|---|---|"]
     table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    body = "\n".join([
-        SECTION,
-        "",
-        f"Command: `{command.strip()}`  ",
-        f"Machine: {machine()}  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; onnxruntime "
-        f"{__import__('onnxruntime').__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}",
-        "",
-        f"Model `{args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model}` "
-        f"(input {imgsz[0]}x{imgsz[1]}), {len(frames)} frames of `{args.clip.name}` "
-        f"({frames[0].shape[1]}x{frames[0].shape[0]}), {args.rounds} rounds "
-        f"interleaved in turns of {args.chunk} frames (a b c, b c a, c a b, ...), {args.threads} thread(s) for ONNX Runtime, OpenCV and torch; "
-        f"conf {args.conf}, iou {args.iou}, max_det {args.max_det} for both us and Ultralytics. "
-        "(a) and (b) share one ONNX Runtime session; (a) runs on tensors letterboxed beforehand; "
-        "Ultralytics' ONNX session is given the same thread count. "
-        "The 640x640 rows use an untrained yolov8n of the demo's architecture exported by "
-        "Ultralytics at 640.",
-        "",
-        *table,
-        "",
-    ])
+    body = "\n".join(
+        [
+            SECTION,
+            "",
+            f"Command: `{command.strip()}`  ",
+            f"Machine: {machine()}  ",
+            f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; onnxruntime "
+            f"{__import__('onnxruntime').__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}",
+            "",
+            f"Model `{args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model}` "
+            f"(input {imgsz[0]}x{imgsz[1]}), {len(frames)} frames of `{args.clip.name}` "
+            f"({frames[0].shape[1]}x{frames[0].shape[0]}), {args.rounds} rounds "
+            f"interleaved in turns of {args.chunk} frames (a b c, b c a, c a b, ...), {args.threads} thread(s) for ONNX Runtime, OpenCV and torch; "
+            f"conf {args.conf}, iou {args.iou}, max_det {args.max_det} for both us and Ultralytics. "
+            "(a) and (b) share one ONNX Runtime session; (a) runs on tensors letterboxed beforehand; "
+            "Ultralytics' ONNX session is given the same thread count. "
+            "The 640x640 rows use an untrained yolov8n of the demo's architecture exported by "
+            "Ultralytics at 640.",
+            "",
+            *table,
+            "",
+        ]
+    )
     print(body)
     if args.write:
         write_section(REPO / "docs/benchmarks.md", body)
@@ -311,13 +370,19 @@ def main() -> int:
 
 def write_section(path: Path, body: str) -> None:
     """Replace (or append) our section in docs/benchmarks.md, leaving other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
+    )
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + body
     else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
         new = "\n".join(lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:])
     path.write_text(new.rstrip("\n") + "\n")
 

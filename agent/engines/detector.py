@@ -15,11 +15,23 @@ import numpy.typing as npt
 import structlog
 
 from agent.engines.base import Engine, EngineError, EngineIO
-from agent.engines.model_loading import ModelMetadataError, file_sha256, metadata_imgsz, metadata_names
+from agent.engines.model_loading import (
+    ModelMetadataError,
+    file_sha256,
+    metadata_imgsz,
+    metadata_names,
+)
 from agent.engines.ort import OnnxRuntimeConfig
 from agent.engines.registry import create_engine
 from agent.engines.trt import TensorRTConfig
-from agent.engines.yolo import DecodeParams, Layout, Letterboxer, decode, detect_layout, layout_num_classes
+from agent.engines.yolo import (
+    DecodeParams,
+    Layout,
+    Letterboxer,
+    decode,
+    detect_layout,
+    layout_num_classes,
+)
 from agent.manifest import Manifest
 from agent.types import Detections, ModelInfo, Timings
 
@@ -61,10 +73,14 @@ class Detector:
         shapes = [o.shape for o in io.outputs]
         try:
             self.layout: Layout = detect_layout(shapes, io.metadata, nc)
-        except EngineError:
-            # Does it fit a layout with another class count? Then say that instead.
-            guess = detect_layout(shapes, io.metadata, None)
-            self.layout = guess
+        except EngineError as exc:
+            # Would it fit with another class count? Then the names are what is wrong.
+            try:
+                self.layout = detect_layout(shapes, io.metadata, None)
+            except EngineError:
+                raise EngineError(
+                    f"{exc} (nc from {nc} class names {list(info.class_names)[:10]})"
+                ) from exc
         shape_nc = layout_num_classes(self.layout, shapes[0])
         if shape_nc is not None and shape_nc != nc:
             raise ModelMetadataError(
@@ -72,8 +88,10 @@ class Detector:
                 f"but output {list(shapes[0])} ({self.layout.name} layout) has {shape_nc} classes"
             )
         in_shape = io.inputs[0].shape
-        for got, want, axis in ((in_shape[2], info.input_size[0], "height"),
-                                (in_shape[3], info.input_size[1], "width")):
+        for got, want, axis in (
+            (in_shape[2], info.input_size[0], "height"),
+            (in_shape[3], info.input_size[1], "width"),
+        ):
             if got > 0 and got != want:
                 raise ModelMetadataError(
                     f"input size {info.input_size} disagrees with the model input {list(in_shape)} ({axis})"
@@ -102,7 +120,9 @@ class Detector:
         t1 = time.perf_counter()
         outputs = self.engine.infer(tensor)
         t2 = time.perf_counter()
-        dets = decode(outputs, self.layout, self._nc, lb, (image.shape[0], image.shape[1]), self.params)
+        dets = decode(
+            outputs, self.layout, self._nc, lb, (image.shape[0], image.shape[1]), self.params
+        )
         t3 = time.perf_counter()
         return dets, Timings(pre=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, post=(t3 - t2) * 1e3)
 
@@ -143,8 +163,11 @@ def _model_info(
                 f"lists {len(meta_names)} {list(meta_names)[:10]}"
             )
         if meta_names is not None and meta_names != names:
-            log.warning("manifest class names differ from model metadata; using the manifest",
-                        manifest=list(names), metadata=list(meta_names))
+            log.warning(
+                "manifest class names differ from model metadata; using the manifest",
+                manifest=list(names),
+                metadata=list(meta_names),
+            )
         input_size = (int(manifest.input_size[0]), int(manifest.input_size[1]))
         if meta_imgsz is not None and meta_imgsz != input_size:
             raise ModelMetadataError(
@@ -193,7 +216,9 @@ def load_detector(
     try:
         info = _model_info(model_path, sha256, io, manifest)
         detector = Detector(
-            engine, io, info,
+            engine,
+            io,
+            info,
             conf_threshold=conf_threshold,
             iou_threshold=iou_threshold,
             max_detections=max_detections,
@@ -201,7 +226,13 @@ def load_detector(
     except (EngineError, ValueError):
         engine.close()
         raise
-    log.info("detector ready", model=info.name, version=info.version, sha256=sha256[:12],
-             layout=detector.layout.value, input_size=info.input_size,
-             classes=len(info.class_names))
+    log.info(
+        "detector ready",
+        model=info.name,
+        version=info.version,
+        sha256=sha256[:12],
+        layout=detector.layout.value,
+        input_size=info.input_size,
+        classes=len(info.class_names),
+    )
     return detector

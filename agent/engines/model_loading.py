@@ -83,7 +83,9 @@ def parse_names(raw: str) -> tuple[str, ...]:
         value = dict(enumerate(value))
     if not isinstance(value, dict) or not value:
         raise ModelMetadataError(f"model metadata 'names' is not a non-empty dict: {raw[:200]!r}")
-    if sorted(value) != list(range(len(value))) or not all(isinstance(v, str) for v in value.values()):
+    if sorted(value) != list(range(len(value))) or not all(
+        isinstance(v, str) for v in value.values()
+    ):
         raise ModelMetadataError(
             f"model metadata 'names' must map 0..n-1 to strings: {raw[:200]!r}"
         )

@@ -25,7 +25,9 @@ class OnnxRuntimeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["onnxruntime"] = "onnxruntime"
-    providers: list[Literal["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]] = Field(
+    providers: list[
+        Literal["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    ] = Field(
         default_factory=lambda: ["CPUExecutionProvider"],
         min_length=1,
         description="Execution providers in order of preference.",
@@ -43,8 +45,16 @@ def _ort_errors() -> tuple[type[BaseException], ...]:
     """The exception types onnxruntime raises for bad models (they derive from Exception)."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
-    names = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile",
-             "NoModel", "RuntimeException", "NotImplemented")
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "InvalidProtobuf",
+        "InvalidGraph",
+        "NoSuchFile",
+        "NoModel",
+        "RuntimeException",
+        "NotImplemented",
+    )
     return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
 
 
@@ -121,7 +131,9 @@ class OnnxRuntimeEngine:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+            session = ort.InferenceSession(
+                str(model_path), sess_options=options, providers=providers
+            )
         except _ort_errors() as exc:
             raise EngineError(
                 f"cannot load ONNX model {model_path} (corrupt or not an ONNX file?): {exc}"
@@ -146,9 +158,14 @@ class OnnxRuntimeEngine:
         except EngineError:
             self.close()
             raise
-        log.info("onnxruntime model loaded", path=str(model_path), providers=active,
-                 threads=self.config.threads, input=io.inputs[0].shape,
-                 outputs=[o.shape for o in io.outputs])
+        log.info(
+            "onnxruntime model loaded",
+            path=str(model_path),
+            providers=active,
+            threads=self.config.threads,
+            input=io.inputs[0].shape,
+            outputs=[o.shape for o in io.outputs],
+        )
         return io
 
     @staticmethod
@@ -163,7 +180,9 @@ class OnnxRuntimeEngine:
             )
         in_shape = _dims(inputs[0].shape)
         if in_shape[1] not in (3, -1):
-            raise EngineError(f"not a detector: {model_path} input has {in_shape[1]} channels, not 3")
+            raise EngineError(
+                f"not a detector: {model_path} input has {in_shape[1]} channels, not 3"
+            )
         return EngineIO(
             inputs=(TensorSpec(inputs[0].name, in_shape, inputs[0].type),),
             outputs=tuple(TensorSpec(o.name, _dims(o.shape), o.type) for o in outputs),

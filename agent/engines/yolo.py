@@ -131,7 +131,9 @@ class Letterboxer:
         self._tensor.fill(PAD_VALUE / 255.0)  # the padded band moves: repaint it once
         self._frame_hw = hw
 
-    def __call__(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], LetterboxInfo]:
+    def __call__(
+        self, image: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.float32], LetterboxInfo]:
         """Letterbox one frame.
 
         Args:
@@ -149,8 +151,9 @@ class Letterboxer:
         if (new_h, new_w) == hw:
             resized = image
         else:
-            resized = cv2.resize(image, (new_w, new_h), dst=self._resized,
-                                 interpolation=cv2.INTER_LINEAR)
+            resized = cv2.resize(
+                image, (new_w, new_h), dst=self._resized, interpolation=cv2.INTER_LINEAR
+            )
         cv2.split(resized, mv=self._planes)
         top, left = int(self._info.pad_y), int(self._info.pad_x)
         region = self._tensor[0, :, top : top + new_h, left : left + new_w]
@@ -208,9 +211,8 @@ def detect_layout(
     if not output_shapes:
         raise EngineError("model has no outputs")
     shape = tuple(int(d) for d in output_shapes[0])
-    expect = (
-        "expected one of V8 [1, 4+nc, N], V5 [1, N, 5+nc], end2end [1, K, 6]"
-        + (f" with nc={nc}" if nc is not None else "")
+    expect = "expected one of V8 [1, 4+nc, N], V5 [1, N, 5+nc], end2end [1, K, 6]" + (
+        f" with nc={nc}" if nc is not None else ""
     )
     fail = EngineError(
         f"model outputs fit no YOLO detection layout: found {_fmt_shapes(output_shapes)}; {expect}"
@@ -255,7 +257,9 @@ def layout_num_classes(layout: Layout, output_shape: Sequence[int]) -> int | Non
 # --------------------------------------------------------------------------- NMS
 
 
-def box_iou(box: npt.NDArray[np.float32], boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+def box_iou(
+    box: npt.NDArray[np.float32], boxes: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
     """IoU of one box (4,) xyxy with each of `boxes` (n, 4) xyxy; returns (n,)."""
     ix1 = np.maximum(box[0], boxes[:, 0])
     iy1 = np.maximum(box[1], boxes[:, 1])
@@ -323,7 +327,9 @@ def _cxcywh_to_xyxy(b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return out
 
 
-def _top_candidates(idx: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+def _top_candidates(
+    idx: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]
+) -> npt.NDArray[np.int64]:
     """Keep the MAX_NMS_CANDIDATES best of `idx` (scores aligned with idx)."""
     if idx.size <= MAX_NMS_CANDIDATES:
         return np.arange(idx.size)

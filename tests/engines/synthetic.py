@@ -15,6 +15,55 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from agent.engines.yolo import LetterboxInfo
+
+# A 128x96 (w x h) frame letterboxed into 64x64: scale 0.5, 8 rows of padding on top.
+FRAME_HW = (96, 128)
+INFO = LetterboxInfo(scale=0.5, pad_x=0.0, pad_y=8.0)
+# What the three literal outputs below must decode to (original-frame pixels).
+EXPECTED_XYXY = np.array([[30, 14, 50, 34], [32, 14, 52, 34]], dtype=np.float32)
+EXPECTED_CONF = np.array([0.9, 0.7], dtype=np.float32)
+EXPECTED_CLASS = np.array([0, 1], dtype=np.int64)
+
+# V8 [1, 4+nc, N]: columns are anchors. nc=2.
+V8_OUT = np.array(
+    [
+        [
+            # a0 best, a1 overlaps a0 (same class: suppressed), a2 same place other class, a3 weak
+            [20, 21, 21, 40],  # cx
+            [20, 20, 20, 40],  # cy
+            [10, 10, 10, 8],  # w
+            [10, 10, 10, 8],  # h
+            [0.9, 0.8, 0.0, 0.2],  # class 0 score
+            [0.1, 0.0, 0.7, 0.1],  # class 1 score
+        ]
+    ],
+    dtype=np.float32,
+)
+# V5 [1, N, 5+nc]: rows are anchors; confidence = objectness x class score.
+V5_OUT = np.array(
+    [
+        [
+            [20, 20, 10, 10, 1.0, 0.9, 0.1],  # 0.9 class 0
+            [21, 20, 10, 10, 0.9, 0.9, 0.0],  # 0.81 class 0, overlaps: suppressed
+            [21, 20, 10, 10, 0.8, 0.1, 0.875],  # 0.7 class 1
+            [40, 40, 8, 8, 0.2, 1.0, 0.0],  # objectness below threshold
+        ]
+    ],
+    dtype=np.float32,
+)
+# END2END [1, K, 6]: x1, y1, x2, y2, score, class; no NMS is applied.
+E2E_OUT = np.array(
+    [
+        [
+            [16, 15, 26, 25, 0.7, 1],
+            [15, 15, 25, 25, 0.9, 0],
+            [30, 30, 40, 40, 0.1, 0],  # below threshold
+        ]
+    ],
+    dtype=np.float32,
+)
+
 
 def constant_output_model(
     path: Path,
@@ -38,7 +87,8 @@ def constant_output_model(
     value = np.asarray(output, dtype=np.float32)
     inputs = [helper.make_tensor_value_info("images", input_type, list(input_shape))]
     inputs += [
-        helper.make_tensor_value_info(f"extra{i}", TensorProto.FLOAT, [1, 4]) for i in range(extra_inputs)
+        helper.make_tensor_value_info(f"extra{i}", TensorProto.FLOAT, [1, 4])
+        for i in range(extra_inputs)
     ]
     nodes = []
     image = "images"
@@ -70,7 +120,10 @@ def constant_output_model(
 
 
 def ultralytics_metadata(
-    names: Sequence[str], imgsz: tuple[int, int] = (64, 64), *, end2end: bool = False,
+    names: Sequence[str],
+    imgsz: tuple[int, int] = (64, 64),
+    *,
+    end2end: bool = False,
     task: str = "detect",
 ) -> dict[str, str]:
     """Metadata as Ultralytics writes it (names is a python dict literal)."""

@@ -72,7 +72,9 @@ def test_missing_file_is_a_clear_error(engine, tmp_path):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda src, dst: dst.write_bytes(src.read_bytes()[: len(src.read_bytes()) // 2]),  # truncated
+        lambda src, dst: dst.write_bytes(
+            src.read_bytes()[: len(src.read_bytes()) // 2]
+        ),  # truncated
         lambda src, dst: dst.write_bytes(b"not an onnx model\n" * 10),  # text, not protobuf
         lambda src, dst: dst.write_bytes(b""),  # empty file
     ],
@@ -87,16 +89,24 @@ def test_corrupt_file_is_a_clear_error(engine, demo_model, tmp_path, make):
 
 def test_missing_provider_is_refused(demo_model):
     """Requesting CUDA where this onnxruntime has none fails, naming the provider."""
-    eng = OnnxRuntimeEngine(OnnxRuntimeConfig(providers=["CUDAExecutionProvider", "CPUExecutionProvider"]))
-    with pytest.raises(EngineError, match=r"\['CUDAExecutionProvider'\] requested.*allow_provider_fallback"):
+    eng = OnnxRuntimeEngine(
+        OnnxRuntimeConfig(providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    )
+    with pytest.raises(
+        EngineError, match=r"\['CUDAExecutionProvider'\] requested.*allow_provider_fallback"
+    ):
         eng.load(demo_model)
 
 
 def test_missing_provider_falls_back_only_when_allowed_and_logs(demo_model):
     """With allow_provider_fallback the engine runs on CPU and logs a warning."""
     eng = OnnxRuntimeEngine(
-        OnnxRuntimeConfig(providers=["TensorrtExecutionProvider"], allow_provider_fallback=True,
-                          threads=1, warmup_runs=0)
+        OnnxRuntimeConfig(
+            providers=["TensorrtExecutionProvider"],
+            allow_provider_fallback=True,
+            threads=1,
+            warmup_runs=0,
+        )
     )
     with capture_logs() as logs:
         eng.load(demo_model)
@@ -110,8 +120,14 @@ def test_missing_provider_falls_back_only_when_allowed_and_logs(demo_model):
     ("kwargs", "message"),
     [
         ({"input_shape": (1, 1000)}, r"single 4-D float.*\[1, 1000\]"),  # 2-D input
-        ({"input_shape": (1, 3, 64, 64), "extra_inputs": 1}, r"single 4-D float.*extra0"),  # 2 inputs
-        ({"input_shape": (1, 3, 64, 64), "input_type": TensorProto.UINT8}, r"tensor\(uint8\)"),  # ints
+        (
+            {"input_shape": (1, 3, 64, 64), "extra_inputs": 1},
+            r"single 4-D float.*extra0",
+        ),  # 2 inputs
+        (
+            {"input_shape": (1, 3, 64, 64), "input_type": TensorProto.UINT8},
+            r"tensor\(uint8\)",
+        ),  # ints
         ({"input_shape": (1, 1, 64, 64)}, "1 channels, not 3"),  # grey input
     ],
 )
@@ -125,8 +141,10 @@ def test_model_without_an_image_input_is_not_a_detector(engine, tmp_path, kwargs
 def test_dynamic_input_warms_up_at_metadata_size(engine, tmp_path):
     """A model with dynamic H/W loads (warm-up uses its imgsz metadata) and reports -1 dims."""
     path = constant_output_model(
-        tmp_path / "dyn.onnx", np.zeros((1, 6, 10), np.float32),
-        input_shape=("batch", 3, "height", "width"), metadata=ultralytics_metadata(["a", "b"], (96, 128)),
+        tmp_path / "dyn.onnx",
+        np.zeros((1, 6, 10), np.float32),
+        input_shape=("batch", 3, "height", "width"),
+        metadata=ultralytics_metadata(["a", "b"], (96, 128)),
     )
     io = engine.load(path)
     assert io.inputs[0].shape == (-1, 3, -1, -1)

@@ -13,8 +13,8 @@ from agent.engines.yolo import (
     PAD_VALUE,
     DecodeParams,
     Layout,
-    LetterboxInfo,
     Letterboxer,
+    LetterboxInfo,
     box_iou,
     decode,
     detect_layout,
@@ -24,54 +24,18 @@ from agent.engines.yolo import (
     nms,
     scale_boxes,
 )
+from tests.engines.synthetic import (  # literal outputs shared with the detector tests
+    E2E_OUT,
+    EXPECTED_CLASS,
+    EXPECTED_CONF,
+    EXPECTED_XYXY,
+    FRAME_HW,
+    INFO,
+    V5_OUT,
+    V8_OUT,
+)
 
 PARAMS = DecodeParams(conf_threshold=0.25, iou_threshold=0.45, max_detections=100)
-# A 128x96 (w x h) frame letterboxed into 64x64: scale 0.5, 8 rows of padding on top.
-FRAME_HW = (96, 128)
-INFO = LetterboxInfo(scale=0.5, pad_x=0.0, pad_y=8.0)
-# What the three literal outputs below must decode to (original-frame pixels).
-EXPECTED_XYXY = np.array([[30, 14, 50, 34], [32, 14, 52, 34]], dtype=np.float32)
-EXPECTED_CONF = np.array([0.9, 0.7], dtype=np.float32)
-EXPECTED_CLASS = np.array([0, 1], dtype=np.int64)
-
-# V8 [1, 4+nc, N]: columns are anchors. nc=2.
-V8_OUT = np.array(
-    [
-        [
-            # a0 best, a1 overlaps a0 (same class: suppressed), a2 same place other class, a3 weak
-            [20, 21, 21, 40],  # cx
-            [20, 20, 20, 40],  # cy
-            [10, 10, 10, 8],  # w
-            [10, 10, 10, 8],  # h
-            [0.9, 0.8, 0.0, 0.2],  # class 0 score
-            [0.1, 0.0, 0.7, 0.1],  # class 1 score
-        ]
-    ],
-    dtype=np.float32,
-)
-# V5 [1, N, 5+nc]: rows are anchors; confidence = objectness x class score.
-V5_OUT = np.array(
-    [
-        [
-            [20, 20, 10, 10, 1.0, 0.9, 0.1],  # 0.9 class 0
-            [21, 20, 10, 10, 0.9, 0.9, 0.0],  # 0.81 class 0, overlaps: suppressed
-            [21, 20, 10, 10, 0.8, 0.1, 0.875],  # 0.7 class 1
-            [40, 40, 8, 8, 0.2, 1.0, 0.0],  # objectness below threshold
-        ]
-    ],
-    dtype=np.float32,
-)
-# END2END [1, K, 6]: x1, y1, x2, y2, score, class; no NMS is applied.
-E2E_OUT = np.array(
-    [
-        [
-            [16, 15, 26, 25, 0.7, 1],
-            [15, 15, 25, 25, 0.9, 0],
-            [30, 30, 40, 40, 0.1, 0],  # below threshold
-        ]
-    ],
-    dtype=np.float32,
-)
 
 
 # --------------------------------------------------------------------------- letterbox
