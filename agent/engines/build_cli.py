@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-DEFAULT_CACHE_DIR = Path("/var/lib/edge-agent/engines")
+from agent.engines.trt import DEFAULT_ENGINE_CACHE as DEFAULT_CACHE_DIR
 
 
 def parse_input_size(value: str | None) -> tuple[int, int] | None:
@@ -48,16 +48,26 @@ def engine_group() -> None:
     help="Folder of real camera frames (jpg/png/bmp) for int8 calibration.",
 )
 @click.option(
-    "--calib-max-images", type=int, default=500, show_default=True,
+    "--calib-max-images",
+    type=int,
+    default=500,
+    show_default=True,
     help="Most calibration images used (sorted by name).",
 )
 @click.option(
-    "--workspace", "workspace_mib", type=int, default=1024, show_default=True,
+    "--workspace",
+    "workspace_mib",
+    type=int,
+    default=1024,
+    show_default=True,
     help="Builder workspace limit in MiB (keep <= 1024 on an 8 GB Orin Nano).",
 )
 @click.option(
-    "--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR, show_default=True,
-    help="Engine cache folder (the daemon's is <state_dir>/engines).",
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CACHE_DIR,
+    show_default=True,
+    help="Engine cache folder (the daemon reads model.engine.cache_dir, same default).",
 )
 @click.option("--input-size", default=None, help="H x W for models with a dynamic input size.")
 @click.option("--device", type=int, default=0, show_default=True, help="CUDA device ordinal.")
@@ -97,8 +107,11 @@ def build_command(
         click.echo("note: building fp32; pass --fp16 (or --int8) for Jetson speed", err=True)
     try:
         options = BuildOptions.model_construct(
-            precision=precision, workspace_mib=workspace_mib, calib_images=calib_images,
-            calib_max_images=calib_max_images, input_hw=hw,
+            precision=precision,
+            workspace_mib=workspace_mib,
+            calib_images=calib_images,
+            calib_max_images=calib_max_images,
+            input_hw=hw,
         )
         problems = check_build_args(gather_facts(model, options))
         if problems:
@@ -136,8 +149,10 @@ def show_command(engine: Path) -> None:
     ident = record.identity
     click.echo(f"engine      {record.engine_file} ({record.engine_length} bytes)")
     click.echo(f"built from  {record.onnx_file} sha256 {ident.onnx_sha256[:16]}...")
-    click.echo(f"platform    TensorRT {ident.tensorrt_version}, {ident.gpu_name}, "
-               f"compute {ident.compute_capability}")
+    click.echo(
+        f"platform    TensorRT {ident.tensorrt_version}, {ident.gpu_name}, "
+        f"compute {ident.compute_capability}"
+    )
     click.echo(f"precision   {ident.precision}  workspace {ident.workspace_mib} MiB")
     if ident.calibration_sha256:
         click.echo(f"calibration {ident.calibration_sha256[:16]}... ({ident.calib_max_images} max)")

@@ -2,8 +2,10 @@
 
 The engine runs serialised TensorRT engines (`.engine`/`.plan`) built on this device by
 `agent.engines.build` (which also writes the sidecar JSON this backend checks before it
-loads anything). It returns raw output tensors; YOLO decoding is shared with ONNX Runtime
-in `agent.engines.yolo`.
+loads anything). Given an ONNX path it loads the matching engine from `cache_dir` and
+refuses (with the build command to run) when there is no valid one: loads never build.
+It returns raw output tensors; YOLO decoding is shared with ONNX Runtime in
+`agent.engines.yolo`.
 
 CUDA context: `load()` creates one explicit context on the configured device
 (`pycuda.driver.Device(n).make_context()`, never `pycuda.autoinit`) and pops it again, so
@@ -37,6 +39,7 @@ from agent.engines.base import EngineError, EngineIO, TensorSpec
 log = structlog.get_logger(__name__)
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+DEFAULT_ENGINE_CACHE = Path("/var/lib/edge-agent/engines")
 ULTRALYTICS_HEADER_MAX = 1 << 20  # metadata JSON larger than this is not an Ultralytics header
 
 
@@ -67,9 +70,11 @@ class TensorRTConfig(BaseModel):
     calib_max_images: int = Field(
         500, ge=1, description="Most calibration images used (sorted by name)."
     )
-    cache_dir: Path | None = Field(
-        None,
-        description="Engine cache folder; defaults to <device.state_dir>/engines.",
+    cache_dir: Path = Field(
+        DEFAULT_ENGINE_CACHE,
+        description="Engine cache: builds of ONNX models go here, and an ONNX model.path is "
+        "loaded from its cached engine here (loads never build). Keep it under "
+        "device.state_dir.",
     )
 
     @model_validator(mode="after")
@@ -90,8 +95,8 @@ def trt_missing_error(exc: BaseException) -> EngineError:
 def import_trt() -> tuple[Any, Any]:
     """Import (tensorrt, pycuda.driver), or raise EngineError naming what is missing."""
     try:
-        import tensorrt as trt
         import pycuda.driver as cuda
+        import tensorrt as trt
     except ImportError as exc:
         raise trt_missing_error(exc) from exc
     return trt, cuda
@@ -121,7 +126,9 @@ def split_ultralytics_header(blob: bytes) -> tuple[dict[str, str], bytes]:
         return {}, blob
     if not isinstance(meta, dict):
         return {}, blob
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}, blob[4 + n :]
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}, blob[
+        4 + n :
+    ]
 
 
 @dataclass
@@ -185,11 +192,7 @@ class TensorRTEngine:
         if self._ctx is not None:
             raise EngineError("engine already loaded; close() it first")
         if model_path.suffix.lower() == ".onnx":
-            raise EngineError(
-                f"{model_path} is an ONNX model: the tensorrt engine loads serialised engines. "
-                "Build one first (`edge-agent engine build` or agent.engines.build.ensure_engine); "
-                "builds never run inside load, so a hot swap never waits for one"
-            )
+            model_path = self._cached_engine_for(model_path)
         if not model_path.is_file():
             raise EngineError(f"engine file not found: {model_path}")
         self._trt, self._cuda = import_trt()
@@ -206,10 +209,30 @@ class TensorRTEngine:
             except BaseException:
                 self._close_locked()
                 raise
-        log.info("tensorrt engine loaded", path=str(model_path), device=self.config.device,
-                 tensorrt=self._trt.__version__, input=io.inputs[0].shape,
-                 outputs=[o.shape for o in io.outputs])
+        log.info(
+            "tensorrt engine loaded",
+            path=str(model_path),
+            device=self.config.device,
+            tensorrt=self._trt.__version__,
+            input=io.inputs[0].shape,
+            outputs=[o.shape for o in io.outputs],
+        )
         return io
+
+    def _cached_engine_for(self, onnx_path: Path) -> Path:
+        """The valid cached engine built from `onnx_path` with this config's build settings.
+
+        Loading never builds (a hot swap must not wait minutes): the engine comes from
+        `ensure_engine` (OTA `building` state, `edge-agent engine build`).
+        """
+        from agent.engines.build import BuildOptions, find_cached_engine
+
+        return find_cached_engine(
+            onnx_path,
+            BuildOptions.from_config(self.config),
+            self.config.cache_dir,
+            device=self.config.device,
+        )
 
     def _check_sidecar(self, model_path: Path, plan: bytes) -> dict[str, str]:
         """Refuse an engine whose sidecar records another TensorRT/GPU; return its ONNX metadata.
@@ -227,13 +250,17 @@ class TensorRTEngine:
 
         side = sidecar_path(model_path)
         if not side.exists():
-            log.warning("engine has no sidecar; relying on TensorRT's own version check",
-                        path=str(model_path))
+            log.warning(
+                "engine has no sidecar; relying on TensorRT's own version check",
+                path=str(model_path),
+            )
             return {}
         try:
             record = read_record(side)
         except EngineRecordError as exc:
-            raise EngineError(f"engine sidecar {side} is unreadable ({exc}); rebuild the engine") from exc
+            raise EngineError(
+                f"engine sidecar {side} is unreadable ({exc}); rebuild the engine"
+            ) from exc
         here = probe_platform(self.config.device)
         problems = platform_mismatches(record.identity, here)
         if problems:
@@ -263,7 +290,9 @@ class TensorRTEngine:
                 )
             self._ctx = cuda.Device(self.config.device).make_context()
         except cuda.Error as exc:
-            raise EngineError(f"cannot create a CUDA context on device {self.config.device}: {exc}") from exc
+            raise EngineError(
+                f"cannot create a CUDA context on device {self.config.device}: {exc}"
+            ) from exc
         try:
             # make_context() leaves the new context current; every call below runs inside it.
             try:
@@ -281,7 +310,9 @@ class TensorRTEngine:
                 )
             self._context = self._engine.create_execution_context()
             if self._context is None:
-                raise EngineError(f"TensorRT could not create an execution context for {model_path}")
+                raise EngineError(
+                    f"TensorRT could not create an execution context for {model_path}"
+                )
             self._allocate(model_path)
             io = self._describe(metadata)
             warm = np.zeros(io.inputs[0].shape, dtype=np.float32)
@@ -298,7 +329,8 @@ class TensorRTEngine:
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         if len(inputs) != 1:
             raise EngineError(
-                f"not a detector: {model_path} has {len(inputs)} inputs {inputs}; YOLO engines take one"
+                f"not a detector: {model_path} has {len(inputs)} inputs {inputs}; "
+                "YOLO engines take one"
             )
         for name in inputs:
             shape = tuple(engine.get_tensor_shape(name))
@@ -313,14 +345,18 @@ class TensorRTEngine:
         for name in names:
             shape = tuple(int(d) for d in context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
-                raise EngineError(f"tensor {name} still has a dynamic shape {shape} after set_input_shape")
+                raise EngineError(
+                    f"tensor {name} still has a dynamic shape {shape} after set_input_shape"
+                )
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
             is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             try:
                 host = cuda.pagelocked_empty(shape, dtype)
                 device = cuda.mem_alloc(max(host.nbytes, 1))
             except cuda.Error as exc:
-                raise EngineError(f"cannot allocate buffers for {name} {shape} {dtype}: {exc}") from exc
+                raise EngineError(
+                    f"cannot allocate buffers for {name} {shape} {dtype}: {exc}"
+                ) from exc
             binding = _Binding(name, is_input, shape, dtype, host, device)
             self._bindings.append(binding)
             if not context.set_tensor_address(name, int(device)):

@@ -41,9 +41,15 @@ ORIN = Platform(tensorrt_version="10.3.0", gpu_name="Orin (8 SMs)", compute_capa
 def ident(**changes: object) -> CacheIdentity:
     """A baseline identity with some fields changed."""
     base = dict(
-        onnx_sha256=SHA_A, tensorrt_version="10.3.0", gpu_name="Orin (8 SMs)",
-        compute_capability="8.7", precision="fp16", calibration_sha256=None,
-        workspace_mib=1024, calib_max_images=None, input_hw=None,
+        onnx_sha256=SHA_A,
+        tensorrt_version="10.3.0",
+        gpu_name="Orin (8 SMs)",
+        compute_capability="8.7",
+        precision="fp16",
+        calibration_sha256=None,
+        workspace_mib=1024,
+        calib_max_images=None,
+        input_hw=None,
     )
     base.update(changes)
     return CacheIdentity.model_validate(base)
@@ -52,9 +58,14 @@ def ident(**changes: object) -> CacheIdentity:
 def record_for(identity: CacheIdentity, engine_sha: str = SHA_B) -> EngineRecord:
     """The sidecar the builder would write for `identity`."""
     return EngineRecord(
-        key=cache_key(identity), identity=identity, engine_file="m.engine",
-        engine_sha256=engine_sha, engine_length=10, onnx_file="m.onnx",
-        built_at="2026-11-27T11:00:00.000Z", build_seconds=1.0,
+        key=cache_key(identity),
+        identity=identity,
+        engine_file="m.engine",
+        engine_sha256=engine_sha,
+        engine_length=10,
+        onnx_file="m.onnx",
+        built_at="2026-11-27T11:00:00.000Z",
+        build_seconds=1.0,
     )
 
 
@@ -111,18 +122,34 @@ GOOD = ident()
         (record_for(GOOD), SHA_B, Action.LOAD, "cache hit"),  # everything matches
         (None, SHA_B, Action.BUILD, "no sidecar"),  # engine without sidecar
         (EngineRecordError("bad json"), SHA_B, Action.BUILD, "unreadable"),  # corrupt sidecar
-        (record_for(ident(tensorrt_version="8.6.2")), SHA_B, Action.BUILD,
-         "tensorrt_version: '8.6.2' -> '10.3.0'"),  # built by an older TensorRT
-        (record_for(ident(gpu_name="Orin (16 SMs)")), SHA_B, Action.BUILD,
-         "gpu_name"),  # built on another Orin
-        (record_for(ident(compute_capability="8.6")), SHA_B, Action.BUILD,
-         "compute_capability"),  # another architecture
+        (
+            record_for(ident(tensorrt_version="8.6.2")),
+            SHA_B,
+            Action.BUILD,
+            "tensorrt_version: '8.6.2' -> '10.3.0'",
+        ),  # built by an older TensorRT
+        (
+            record_for(ident(gpu_name="Orin (16 SMs)")),
+            SHA_B,
+            Action.BUILD,
+            "gpu_name",
+        ),  # built on another Orin
+        (
+            record_for(ident(compute_capability="8.6")),
+            SHA_B,
+            Action.BUILD,
+            "compute_capability",
+        ),  # another architecture
         (record_for(ident(precision="fp32")), SHA_B, Action.BUILD, "precision"),  # precision
         (record_for(ident(onnx_sha256=SHA_B)), SHA_B, Action.BUILD, "onnx_sha256"),  # new model
         (record_for(GOOD), None, Action.BUILD, "missing"),  # engine file deleted
         (record_for(GOOD), SHA_A, Action.BUILD, "truncated"),  # engine file damaged
-        (record_for(GOOD).model_copy(update={"key": "c" * 64}), SHA_B, Action.BUILD,
-         "edited"),  # key does not match identity
+        (
+            record_for(GOOD).model_copy(update={"key": "c" * 64}),
+            SHA_B,
+            Action.BUILD,
+            "edited",
+        ),  # key does not match identity
     ],
 )
 def test_decide(
@@ -142,10 +169,15 @@ def test_decide(
     [
         (ORIN, []),  # same platform
         (ORIN.model_copy(update={"tensorrt_version": "10.7.0"}), ["TensorRT 10.3.0 here 10.7.0"]),
-        (ORIN.model_copy(update={"gpu_name": "NVIDIA GeForce RTX 3060 (28 SMs)",
-                                 "compute_capability": "8.6"}),
-         ["GPU Orin (8 SMs) here NVIDIA GeForce RTX 3060 (28 SMs)",
-          "compute capability 8.7 here 8.6"]),  # engine copied to another machine
+        (
+            ORIN.model_copy(
+                update={"gpu_name": "NVIDIA GeForce RTX 3060 (28 SMs)", "compute_capability": "8.6"}
+            ),
+            [
+                "GPU Orin (8 SMs) here NVIDIA GeForce RTX 3060 (28 SMs)",
+                "compute capability 8.7 here 8.6",
+            ],
+        ),  # engine copied to another machine
     ],
 )
 def test_platform_mismatches(here: Platform, expected: list[str]) -> None:
@@ -159,8 +191,14 @@ def test_platform_mismatches(here: Platform, expected: list[str]) -> None:
 def facts(**changes: object) -> BuildArgFacts:
     """Facts of a valid fp16 request, with some changed."""
     base: dict[str, object] = dict(
-        model=Path("m.onnx"), model_exists=True, precision="fp16", workspace_mib=1024,
-        calib_dir=None, calib_dir_is_dir=False, calib_image_count=0, onnx_has_qdq=False,
+        model=Path("m.onnx"),
+        model_exists=True,
+        precision="fp16",
+        workspace_mib=1024,
+        calib_dir=None,
+        calib_dir_is_dir=False,
+        calib_image_count=0,
+        onnx_has_qdq=False,
     )
     base.update(changes)
     return BuildArgFacts(**base)  # type: ignore[arg-type]
@@ -174,19 +212,38 @@ def facts(**changes: object) -> BuildArgFacts:
         (facts(model=Path("m.engine")), ["m.engine: expected an ONNX model (.onnx)"]),  # not ONNX
         (facts(workspace_mib=0), ["--workspace must be > 0 MiB, got 0"]),  # zero workspace
         (facts(workspace_mib=-5), ["--workspace must be > 0 MiB, got -5"]),  # negative
-        (facts(precision="int8"), ["--int8 needs --calib-images DIR (real frames from the camera) "
-                                   "unless the ONNX model is already quantised with Q/DQ nodes"]),
+        (
+            facts(precision="int8"),
+            [
+                "--int8 needs --calib-images DIR (real frames from the camera) "
+                "unless the ONNX model is already quantised with Q/DQ nodes"
+            ],
+        ),
         (facts(precision="int8", onnx_has_qdq=True), []),  # explicit quantisation: no calibrator
-        (facts(precision="int8", calib_dir=Path("d"), calib_dir_is_dir=False),
-         ["--calib-images d: not a directory"]),  # calibration folder missing
-        (facts(precision="int8", calib_dir=Path("d"), calib_dir_is_dir=True, calib_image_count=0),
-         ["--calib-images d: no images (.jpg, .jpeg, .png, .bmp) in it"]),  # empty folder
-        (facts(precision="int8", calib_dir=Path("d"), calib_dir_is_dir=True, calib_image_count=3),
-         []),  # int8 with frames
-        (facts(calib_dir=Path("d"), calib_dir_is_dir=True, calib_image_count=3),
-         ["--calib-images is only used with --int8"]),  # calibration without int8
-        (facts(model_exists=False, workspace_mib=0),
-         ["m.onnx: file not found", "--workspace must be > 0 MiB, got 0"]),  # all listed
+        (
+            facts(precision="int8", calib_dir=Path("d"), calib_dir_is_dir=False),
+            ["--calib-images d: not a directory"],
+        ),  # calibration folder missing
+        (
+            facts(
+                precision="int8", calib_dir=Path("d"), calib_dir_is_dir=True, calib_image_count=0
+            ),
+            ["--calib-images d: no images (.jpg, .jpeg, .png, .bmp) in it"],
+        ),  # empty folder
+        (
+            facts(
+                precision="int8", calib_dir=Path("d"), calib_dir_is_dir=True, calib_image_count=3
+            ),
+            [],
+        ),  # int8 with frames
+        (
+            facts(calib_dir=Path("d"), calib_dir_is_dir=True, calib_image_count=3),
+            ["--calib-images is only used with --int8"],
+        ),  # calibration without int8
+        (
+            facts(model_exists=False, workspace_mib=0),
+            ["m.onnx: file not found", "--workspace must be > 0 MiB, got 0"],
+        ),  # all listed
     ],
 )
 def test_check_build_args(f: BuildArgFacts, problems: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""ensure_engine on real files with the GPU builder replaced (no GPU here): build, reuse, rebuild."""
+"""ensure_engine on real files, the GPU builder replaced (no GPU here): build, reuse, rebuild."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from agent.engines.build import (
     BuildOptions,
     Platform,
     ensure_engine,
+    find_cached_engine,
     prepare_model,
     read_record,
     sidecar_path,
@@ -61,8 +62,9 @@ def onnx(tmp_path: Path, demo_model: Path) -> Path:
 def test_first_call_builds_and_records(onnx: Path, tmp_path: Path) -> None:
     """A cold cache builds once and writes the engine plus a sidecar describing it."""
     builder = FakeGpuBuilder()
-    path = ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c",
-                         platform=ORIN, build_fn=builder)
+    path = ensure_engine(
+        onnx, BuildOptions(precision="fp16"), tmp_path / "c", platform=ORIN, build_fn=builder
+    )
     assert len(builder.jobs) == 1
     rec = read_record(sidecar_path(path))
     assert rec.engine_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -74,10 +76,12 @@ def test_first_call_builds_and_records(onnx: Path, tmp_path: Path) -> None:
 def test_second_call_loads_from_cache(onnx: Path, tmp_path: Path) -> None:
     """A valid cached engine is reused without building."""
     builder = FakeGpuBuilder()
-    first = ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c",
-                          platform=ORIN, build_fn=builder)
-    second = ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c",
-                           platform=ORIN, build_fn=builder)
+    first = ensure_engine(
+        onnx, BuildOptions(precision="fp16"), tmp_path / "c", platform=ORIN, build_fn=builder
+    )
+    second = ensure_engine(
+        onnx, BuildOptions(precision="fp16"), tmp_path / "c", platform=ORIN, build_fn=builder
+    )
     assert first == second and len(builder.jobs) == 1
 
 
@@ -104,24 +108,31 @@ def test_mismatch_rebuilds_in_place(onnx: Path, tmp_path: Path, change: dict[str
 def test_truncated_engine_rebuilds(onnx: Path, tmp_path: Path) -> None:
     """An engine file cut short (e.g. power loss while copying) is rebuilt, never loaded."""
     builder = FakeGpuBuilder()
-    path = ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c",
-                         platform=ORIN, build_fn=builder)
+    path = ensure_engine(
+        onnx, BuildOptions(precision="fp16"), tmp_path / "c", platform=ORIN, build_fn=builder
+    )
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c",
-                  platform=ORIN, build_fn=builder)
+    ensure_engine(
+        onnx, BuildOptions(precision="fp16"), tmp_path / "c", platform=ORIN, build_fn=builder
+    )
     assert len(builder.jobs) == 2
-    assert read_record(sidecar_path(path)).engine_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (
+        read_record(sidecar_path(path)).engine_sha256
+        == hashlib.sha256(path.read_bytes()).hexdigest()
+    )
 
 
 def test_corrupt_sidecar_rebuilds(onnx: Path, tmp_path: Path) -> None:
     """A damaged sidecar means rebuild."""
     builder = FakeGpuBuilder()
-    path = ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c",
-                         platform=ORIN, build_fn=builder)
+    path = ensure_engine(
+        onnx, BuildOptions(precision="fp16"), tmp_path / "c", platform=ORIN, build_fn=builder
+    )
     sidecar_path(path).write_text("{not json")
-    ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c",
-                  platform=ORIN, build_fn=builder)
+    ensure_engine(
+        onnx, BuildOptions(precision="fp16"), tmp_path / "c", platform=ORIN, build_fn=builder
+    )
     assert len(builder.jobs) == 2
 
 
@@ -129,20 +140,32 @@ def test_force_rebuilds_on_hit(onnx: Path, tmp_path: Path) -> None:
     """--force rebuilds a valid cached engine."""
     builder = FakeGpuBuilder()
     for force in (False, True):
-        ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c",
-                      platform=ORIN, build_fn=builder, force=force)
+        ensure_engine(
+            onnx,
+            BuildOptions(precision="fp16"),
+            tmp_path / "c",
+            platform=ORIN,
+            build_fn=builder,
+            force=force,
+        )
     assert len(builder.jobs) == 2
 
 
 def test_failed_build_leaves_no_sidecar(onnx: Path, tmp_path: Path) -> None:
     """A build that fails after an earlier success leaves no sidecar, so nothing stale loads."""
     cache = tmp_path / "c"
-    path = ensure_engine(onnx, BuildOptions(precision="fp16"), cache, platform=ORIN,
-                         build_fn=FakeGpuBuilder())
+    path = ensure_engine(
+        onnx, BuildOptions(precision="fp16"), cache, platform=ORIN, build_fn=FakeGpuBuilder()
+    )
     newer = ORIN.model_copy(update={"tensorrt_version": "10.7.0"})
     with pytest.raises(EngineError, match="out of memory"):
-        ensure_engine(onnx, BuildOptions(precision="fp16"), cache, platform=newer,
-                      build_fn=FakeGpuBuilder(fail=True))
+        ensure_engine(
+            onnx,
+            BuildOptions(precision="fp16"),
+            cache,
+            platform=newer,
+            build_fn=FakeGpuBuilder(fail=True),
+        )
     assert not sidecar_path(path).exists()
     assert not [p for p in cache.iterdir() if ".tmp-" in p.name]
     builder = FakeGpuBuilder()
@@ -156,8 +179,15 @@ def test_concurrent_callers_build_once(onnx: Path, tmp_path: Path) -> None:
     results: list[Path] = []
 
     def call() -> None:
-        results.append(ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c",
-                                     platform=ORIN, build_fn=builder))
+        results.append(
+            ensure_engine(
+                onnx,
+                BuildOptions(precision="fp16"),
+                tmp_path / "c",
+                platform=ORIN,
+                build_fn=builder,
+            )
+        )
 
     threads = [threading.Thread(target=call) for _ in range(2)]
     for t in threads:
@@ -173,7 +203,9 @@ def write_frames(folder: Path, n: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(n):
-        cv2.imwrite(str(folder / f"f{i:03d}.jpg"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+        cv2.imwrite(
+            str(folder / f"f{i:03d}.jpg"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        )
 
 
 def test_int8_job_and_calibration_change(onnx: Path, tmp_path: Path) -> None:
@@ -207,8 +239,13 @@ def test_corrupt_onnx_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 3)
     with pytest.raises(EngineError, match="not a valid ONNX model"):
-        ensure_engine(bad, BuildOptions(precision="fp16"), tmp_path / "c",
-                      platform=ORIN, build_fn=FakeGpuBuilder())
+        ensure_engine(
+            bad,
+            BuildOptions(precision="fp16"),
+            tmp_path / "c",
+            platform=ORIN,
+            build_fn=FakeGpuBuilder(),
+        )
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here; this checks the error without it")
@@ -220,12 +257,26 @@ def test_without_tensorrt_says_so(onnx: Path, tmp_path: Path) -> None:
 
 def test_prepare_model_onnxruntime_needs_no_tensorrt(onnx: Path, tmp_path: Path) -> None:
     """With the onnxruntime backend the ONNX file is used as is: no build, no TensorRT."""
-    assert prepare_model(OnnxRuntimeConfig(), onnx, tmp_path) == onnx
-    assert not (tmp_path / "engines").exists()
+    assert prepare_model(OnnxRuntimeConfig(), onnx) == onnx
+    assert list(tmp_path.iterdir()) == [onnx]
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here; this checks the error without it")
-def test_prepare_model_tensorrt_builds_under_state_dir(onnx: Path, tmp_path: Path) -> None:
+def test_prepare_model_tensorrt_builds(onnx: Path, tmp_path: Path) -> None:
     """With the tensorrt backend an ONNX model goes through the builder (absent here)."""
     with pytest.raises(EngineError, match="TensorRT is not installed"):
-        prepare_model(TensorRTConfig(), onnx, tmp_path)
+        prepare_model(TensorRTConfig(cache_dir=tmp_path / "c"), onnx)
+
+
+def test_find_cached_engine_hit_and_miss(onnx: Path, tmp_path: Path) -> None:
+    """A load finds a valid cached engine, or is told why not and what to run; it never builds."""
+    opts = BuildOptions(precision="fp16", workspace_mib=512)
+    with pytest.raises(EngineError) as miss:
+        find_cached_engine(onnx, opts, tmp_path / "c", platform=ORIN)
+    assert "no cached engine" in str(miss.value)
+    assert f"edge-agent engine build {onnx} --fp16 --workspace 512 --cache-dir" in str(miss.value)
+    built = ensure_engine(onnx, opts, tmp_path / "c", platform=ORIN, build_fn=FakeGpuBuilder())
+    assert find_cached_engine(onnx, opts, tmp_path / "c", platform=ORIN) == built
+    newer = ORIN.model_copy(update={"tensorrt_version": "10.7.0"})
+    with pytest.raises(EngineError, match="tensorrt_version: '10.3.0' -> '10.7.0'"):
+        find_cached_engine(onnx, opts, tmp_path / "c", platform=newer)

@@ -23,13 +23,17 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None
     [
         (["missing.onnx", "--fp16"], ["missing.onnx: file not found"]),  # no such model
         (["{model}", "--int8"], ["--int8 needs --calib-images DIR"]),  # int8 without frames
-        (["{model}", "--int8", "--calib-images", "{tmp}/none"],
-         ["not a directory"]),  # calibration folder missing
+        (
+            ["{model}", "--int8", "--calib-images", "{tmp}/none"],
+            ["not a directory"],
+        ),  # calibration folder missing
         (["{model}", "--int8", "--calib-images", "{tmp}"], ["no images"]),  # empty folder
         (["{model}", "--fp16", "--workspace", "0"], ["--workspace must be > 0 MiB"]),  # workspace
         (["{model}", "--fp16", "--calib-images", "{tmp}"], ["only used with --int8"]),
-        (["missing.onnx", "--int8", "--workspace", "-1"],
-         ["file not found", "--int8 needs", "--workspace must be > 0"]),  # all at once
+        (
+            ["missing.onnx", "--int8", "--workspace", "-1"],
+            ["file not found", "--int8 needs", "--workspace must be > 0"],
+        ),  # all at once
     ],
 )
 def test_build_rejects_bad_arguments(
@@ -37,7 +41,9 @@ def test_build_rejects_bad_arguments(
 ) -> None:
     """Invalid requests exit 2 and list every problem."""
     argv = [a.format(model=demo_model, tmp=tmp_path) for a in args]
-    result = CliRunner().invoke(main, ["engine", "build", *argv, "--cache-dir", str(tmp_path / "c")])
+    result = CliRunner().invoke(
+        main, ["engine", "build", *argv, "--cache-dir", str(tmp_path / "c")]
+    )
     assert result.exit_code == 2, result.output
     for m in messages:
         assert m in result.output
@@ -47,9 +53,20 @@ def test_build_rejects_bad_arguments(
 def test_build_without_tensorrt_real_process(tmp_path: Path, demo_model: Path) -> None:
     """The command, in a real process, exits 1 and says TensorRT is missing (no traceback)."""
     proc = subprocess.run(
-        [sys.executable, "-c", "from agent.cli import main; main()", "engine", "build", str(demo_model), "--fp16",
-         "--cache-dir", str(tmp_path / "c")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from agent.cli import main; main()",
+            "engine",
+            "build",
+            str(demo_model),
+            "--fp16",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1, proc.stderr
     assert "TensorRT is not installed" in proc.stderr
@@ -60,9 +77,16 @@ def test_show_prints_sidecar(tmp_path: Path, demo_model: Path) -> None:
     """`engine show` prints what an engine was built from and for."""
     onnx = tmp_path / "m.onnx"
     shutil.copyfile(demo_model, onnx)
-    platform = Platform(tensorrt_version="10.3.0", gpu_name="Orin (8 SMs)", compute_capability="8.7")
-    path = ensure_engine(onnx, BuildOptions(precision="fp16"), tmp_path / "c", platform=platform,
-                         build_fn=lambda job: b"plan" * 10)
+    platform = Platform(
+        tensorrt_version="10.3.0", gpu_name="Orin (8 SMs)", compute_capability="8.7"
+    )
+    path = ensure_engine(
+        onnx,
+        BuildOptions(precision="fp16"),
+        tmp_path / "c",
+        platform=platform,
+        build_fn=lambda job: b"plan" * 10,
+    )
     result = CliRunner().invoke(main, ["engine", "show", str(path)])
     assert result.exit_code == 0, result.output
     assert "TensorRT 10.3.0, Orin (8 SMs), compute 8.7" in result.output

@@ -26,8 +26,11 @@ def with_header(meta: dict[str, object], plan: bytes) -> bytes:
 @pytest.mark.parametrize(
     ("blob", "meta", "plan"),
     [
-        (with_header({"names": {"0": "person"}, "imgsz": [320, 320]}, b"PLAN"),
-         {"names": '{"0": "person"}', "imgsz": "[320, 320]"}, b"PLAN"),  # Ultralytics export
+        (
+            with_header({"names": {"0": "person"}, "imgsz": [320, 320]}, b"PLAN"),
+            {"names": '{"0": "person"}', "imgsz": "[320, 320]"},
+            b"PLAN",
+        ),  # Ultralytics export
         (with_header({"stride": "32"}, b""), {"stride": "32"}, b""),  # string values kept as is
         (b"ftrt\x00\x00\x00\x00PLANDATA", {}, b"ftrt\x00\x00\x00\x00PLANDATA"),  # plain plan
         (b"\x10\x00\x00\x00{not json at all", {}, b"\x10\x00\x00\x00{not json at all"),  # bad JSON
@@ -47,10 +50,11 @@ def test_engine_satisfies_protocol() -> None:
     assert isinstance(engine, TensorRTEngine) and isinstance(engine, Engine)
 
 
-def test_onnx_path_is_refused(demo_model: Path) -> None:
-    """Loading an ONNX file says to build an engine first (builds never run inside load)."""
-    with pytest.raises(EngineError, match="Build one first"):
-        TensorRTEngine(TensorRTConfig()).load(demo_model)
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here; this checks the error without it")
+def test_onnx_path_without_tensorrt(demo_model: Path, tmp_path: Path) -> None:
+    """An ONNX path is looked up in the engine cache, which needs TensorRT to identify the GPU."""
+    with pytest.raises(EngineError, match="TensorRT is not installed"):
+        TensorRTEngine(TensorRTConfig(cache_dir=tmp_path)).load(demo_model)
 
 
 def test_missing_engine_file(tmp_path: Path) -> None:

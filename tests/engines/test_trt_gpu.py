@@ -16,7 +16,13 @@ import numpy.typing as npt
 import pytest
 
 from agent.engines.base import EngineError
-from agent.engines.build import BuildOptions, ensure_engine, probe_platform, read_record, sidecar_path
+from agent.engines.build import (
+    BuildOptions,
+    ensure_engine,
+    probe_platform,
+    read_record,
+    sidecar_path,
+)
 from agent.engines.detector import Detector, load_detector
 from agent.engines.ort import OnnxRuntimeConfig
 from agent.engines.trt import TensorRTConfig, TensorRTEngine
@@ -89,7 +95,10 @@ def matched_fraction(ref: Detections, got: Detections, min_conf: float, iou: flo
 
 
 def test_fp16_build_matches_onnxruntime(
-    gpu: None, tmp_path: Path, demo_model: Path, frames: list[npt.NDArray[np.uint8]],
+    gpu: None,
+    tmp_path: Path,
+    demo_model: Path,
+    frames: list[npt.NDArray[np.uint8]],
     ort_detector: Detector,
 ) -> None:
     """An fp16 engine built from the demo ONNX finds what ONNX Runtime finds on the same frames."""
@@ -108,7 +117,10 @@ def test_fp16_build_matches_onnxruntime(
 
 
 def test_raw_outputs_close_to_onnxruntime(
-    gpu: None, tmp_path: Path, demo_model: Path, frames: list[npt.NDArray[np.uint8]],
+    gpu: None,
+    tmp_path: Path,
+    demo_model: Path,
+    frames: list[npt.NDArray[np.uint8]],
     ort_detector: Detector,
 ) -> None:
     """fp32 engine outputs equal ONNX Runtime's within a small tolerance."""
@@ -129,7 +141,10 @@ def test_raw_outputs_close_to_onnxruntime(
 
 
 def test_int8_with_calibration(
-    gpu: None, tmp_path: Path, demo_model: Path, frames: list[npt.NDArray[np.uint8]],
+    gpu: None,
+    tmp_path: Path,
+    demo_model: Path,
+    frames: list[npt.NDArray[np.uint8]],
     ort_detector: Detector,
 ) -> None:
     """An int8 engine calibrated on clip frames still finds most confident detections."""
@@ -137,11 +152,14 @@ def test_int8_with_calibration(
     calib.mkdir()
     for i, frame in enumerate(frames):
         cv2.imwrite(str(calib / f"{i:03d}.jpg"), frame)
-    path = ensure_engine(demo_model, BuildOptions(precision="int8", calib_images=calib),
-                         tmp_path / "cache")
+    path = ensure_engine(
+        demo_model, BuildOptions(precision="int8", calib_images=calib), tmp_path / "cache"
+    )
     rec = read_record(sidecar_path(path))
     assert rec.identity.precision == "int8" and rec.identity.calibration_sha256
-    assert any(p.name.endswith(".cache") and "calib" in p.name for p in (tmp_path / "cache").iterdir())
+    assert any(
+        p.name.endswith(".cache") and "calib" in p.name for p in (tmp_path / "cache").iterdir()
+    )
     det = trt_detector(path, ort_detector)
     try:
         fractions = [
@@ -187,8 +205,28 @@ def test_engine_from_other_platform_is_refused(gpu: None, tmp_path: Path, demo_m
     path = ensure_engine(demo_model, BuildOptions(precision="fp16"), tmp_path / "cache")
     side = sidecar_path(path)
     rec = read_record(side)
-    other = rec.model_copy(update={"identity": rec.identity.model_copy(
-        update={"tensorrt_version": "8.6.2"})})
+    other = rec.model_copy(
+        update={"identity": rec.identity.model_copy(update={"tensorrt_version": "8.6.2"})}
+    )
     side.write_text(other.model_dump_json(by_alias=True))
     with pytest.raises(EngineError, match="built for another platform"):
         TensorRTEngine(TensorRTConfig()).load(path)
+
+
+def test_daemon_path_onnx_model_with_cached_engine(
+    gpu: None, tmp_path: Path, demo_model: Path, frames: list[npt.NDArray[np.uint8]]
+) -> None:
+    """load_detector(model.onnx, tensorrt) runs the cached engine, checked against the manifest."""
+    from agent.engines.model_loading import load_manifest
+
+    cfg = TensorRTConfig(precision="fp16", cache_dir=tmp_path / "cache")
+    with pytest.raises(EngineError, match="edge-agent engine build"):
+        load_detector(demo_model, cfg)  # nothing cached yet: told what to run, nothing built
+    ensure_engine(demo_model, BuildOptions.from_config(cfg), cfg.cache_dir)
+    manifest = load_manifest(demo_model.with_name("manifest.json"))
+    det = load_detector(demo_model, cfg, manifest=manifest)
+    try:
+        dets, timings = det.detect(frames[0])
+        assert timings.infer > 0 and len(dets.class_id) >= 0
+    finally:
+        det.close()

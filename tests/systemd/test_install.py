@@ -17,7 +17,10 @@ def install(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     """Run install.sh with arguments; never against the real root."""
     assert "--root" in args or (env and "DESTDIR" in env), "tests must pass --root or DESTDIR"
     return subprocess.run(
-        ["bash", str(INSTALL_SH), *args], capture_output=True, text=True, timeout=120,
+        ["bash", str(INSTALL_SH), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **(env or {})},
     )
 
@@ -43,12 +46,19 @@ def test_install_agent(root: Path) -> None:
     assert proc.returncode == 0, proc.stderr + proc.stdout
     passwd = (root / "etc/passwd").read_text()
     assert "edge-agent:x:" in passwd and ":/var/lib/edge-agent:/usr/sbin/nologin" in passwd
-    groups = {line.split(":")[0]: line.split(":")[3] for line in (root / "etc/group").read_text().splitlines()}
+    groups = {
+        line.split(":")[0]: line.split(":")[3]
+        for line in (root / "etc/group").read_text().splitlines()
+    }
     assert "edge-agent" in groups["video"] and "edge-agent" in groups["render"]
     state = root / "var/lib/edge-agent"
     assert state.is_dir() and (state.stat().st_mode & 0o777) == 0o750
     if IS_ROOT:
-        uid = int(next(line for line in passwd.splitlines() if line.startswith("edge-agent:")).split(":")[2])
+        uid = int(
+            next(line for line in passwd.splitlines() if line.startswith("edge-agent:")).split(":")[
+                2
+            ]
+        )
         assert state.stat().st_uid == uid
     assert (root / "etc/edge-agent/agent.yaml").is_file()
     assert (root / "etc/systemd/system/edge-agent.service").is_file()
@@ -60,8 +70,12 @@ def test_install_agent(root: Path) -> None:
 def test_installed_agent_unit_verifies(root: Path) -> None:
     """The unit as installed passes systemd-analyze verify inside that root."""
     assert install("--root", str(root), "agent").returncode == 0
-    proc = subprocess.run(["systemd-analyze", "verify", f"--root={root}", "edge-agent.service"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", "edge-agent.service"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
 
 
@@ -84,7 +98,11 @@ def test_reinstall_keeps_edited_config(root: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert conf.read_text() == "# edited by the operator\n"
     assert "keeping existing" in proc.stdout
-    assert (root / "etc/edge-agent/agent.yaml.example").read_text().startswith("# /etc/edge-agent/agent.yaml")
+    assert (
+        (root / "etc/edge-agent/agent.yaml.example")
+        .read_text()
+        .startswith("# /etc/edge-agent/agent.yaml")
+    )
 
 
 def test_uninstall_keeps_data_then_purge_removes_it(root: Path) -> None:

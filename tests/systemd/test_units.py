@@ -104,7 +104,7 @@ def test_gateway_unit_setting(section: str, key: str, value: str) -> None:
 
 
 def test_agent_paths_match_the_code() -> None:
-    """ExecStart uses the real `run --config` command; the writable path is the default state dir."""
+    """ExecStart uses the real `run --config`; the writable path is the default state dir."""
     from agent.cli import main
     from agent.config import DeviceConfig
 
@@ -123,7 +123,9 @@ def test_gateway_paths_match_the_code() -> None:
 
     argv = shlex.split(GATEWAY["Service"]["ExecStart"][0])
     assert argv == ["/usr/local/bin/edge-gateway", "--config", str(DEFAULT_CONFIG_PATH), "serve"]
-    assert GATEWAY["Service"]["ReadWritePaths"] == [str(GatewayConfig.model_fields["data_dir"].default)]
+    assert GATEWAY["Service"]["ReadWritePaths"] == [
+        str(GatewayConfig.model_fields["data_dir"].default)
+    ]
 
 
 def test_gateway_cli_has_config_and_serve() -> None:
@@ -150,7 +152,9 @@ def test_example_gateway_config_validates() -> None:
     """The example gateway config validates against GatewayConfig."""
     from agent.gateway.config import GatewayConfig
 
-    cfg = GatewayConfig.model_validate(yaml.safe_load((SYSTEMD_DIR / "examples/gateway.yaml").read_text()))
+    cfg = GatewayConfig.model_validate(
+        yaml.safe_load((SYSTEMD_DIR / "examples/gateway.yaml").read_text())
+    )
     assert cfg.data_dir == Path("/var/lib/edge-gateway")
 
 
@@ -158,7 +162,9 @@ def verify(root: Path, unit: str) -> subprocess.CompletedProcess[str]:
     """`systemd-analyze verify --root ROOT UNIT`."""
     return subprocess.run(
         ["systemd-analyze", "verify", f"--root={root}", unit],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -196,7 +202,9 @@ def exposure(unit: Path) -> tuple[float, str]:
     """(score, level) from `systemd-analyze security --offline=true UNIT`."""
     proc = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     m = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", proc.stdout)
     assert m, proc.stdout[-500:] + proc.stderr
