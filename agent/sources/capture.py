@@ -77,6 +77,14 @@ class FrameSource(Protocol):
         """Release the capture. Safe to call more than once, and after a failed open."""
         ...
 
+    def interrupt(self) -> None:
+        """Ask a blocked read() to return soon. Called from another thread; best effort.
+
+        OpenCV cannot cancel a read, so captures rely on their own timeouts; a paced file
+        wakes from its pacing sleep.
+        """
+        ...
+
 
 SourceFactory = Callable[[SourceConfig], FrameSource]
 """Builds an unopened FrameSource for a source config (injected into readers)."""
@@ -159,6 +167,9 @@ class _OpenCvSource:
             self._cap.release()
             self._cap = None
 
+    def interrupt(self) -> None:
+        """No-op: OpenCV reads cannot be cancelled (open/read timeouts bound them instead)."""
+
 
 class FileSource(_OpenCvSource):
     """A video file: checked at open (exists, decodes a first frame), paced, optionally looped.
@@ -172,12 +183,20 @@ class FileSource(_OpenCvSource):
         self,
         cfg: FileSourceConfig,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
+        """Create an unopened file source.
+
+        Args:
+            cfg: the file source config.
+            clock: monotonic clock for the pacing schedule.
+            sleep: pacing sleep; by default an Event wait that interrupt() cuts short.
+        """
         super().__init__(f"file {cfg.path}")
         self._cfg = cfg
         self._clock = clock
-        self._sleep = sleep
+        self._wake = threading.Event()
+        self._sleep = sleep if sleep is not None else self._pause
         self._first: Image | None = None
         self._fps: float | None = None
         self._next_due: float | None = None
@@ -219,6 +238,13 @@ class FileSource(_OpenCvSource):
             )
         self._next_due = None
         log.info("file source opened", source=self.name, fps=self._fps, loop=self._cfg.loop)
+
+    def _pause(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+
+    def interrupt(self) -> None:
+        """Wake a pacing sleep now (and skip later ones): the reader is stopping."""
+        self._wake.set()
 
     def _rewind(self) -> Image | None:
         if self._cap is None:

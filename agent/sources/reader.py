@@ -161,6 +161,7 @@ class CameraReader:
         self._abandoned: list[threading.Thread] = []
         self._hung_reported = False
         self._blocked: tuple[str, float] | None = None
+        self._source: FrameSource | None = None
         self._slot: Frame | None = None
         self._index = -1
         self._consumed = -1
@@ -279,6 +280,9 @@ class CameraReader:
         with self._lock:
             if self._sm.state is not CameraState.STOPPED:
                 self._sm.transition(CameraState.STOPPED)
+            source = self._source
+        if source is not None:
+            source.interrupt()
         self.signal.notify()
 
     def join(self, timeout: float) -> bool:
@@ -330,9 +334,15 @@ class CameraReader:
                 self._log.exception("cannot build the frame source")
                 delay = self._fail(gen, f"cannot build source: {type(err).__name__}: {err}")
             else:
+                with self._lock:
+                    if gen == self._gen:
+                        self._source = source
                 try:
                     delay = self._stream(gen, source)
                 finally:
+                    with self._lock:
+                        if self._source is source:
+                            self._source = None
                     source.close()
             if delay is None:
                 return

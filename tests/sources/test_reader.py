@@ -66,6 +66,9 @@ class HangingCamera:
     def close(self) -> None:
         self.closed = True
 
+    def interrupt(self) -> None:
+        pass  # like OpenCV: a hung driver read cannot be cancelled
+
 
 @pytest.fixture
 def hanging_factory() -> Iterator[
@@ -491,3 +494,15 @@ def test_group_from_configs_builds_one_reader_per_camera_on_one_signal(tmp_path:
     assert [r.camera_id for r in group.readers] == ["b", "a"]
     assert all(r.signal is group.signal for r in group.readers)
     assert not any(r.started for r in group.readers)
+
+
+def test_stop_wakes_a_slow_paced_file_at_once(
+    make_reader: MakeReader, clips: dict[str, Path]
+) -> None:
+    """A file paced at 0.2 fps (5 s between frames) stops cleanly well within the stop timeout."""
+    src = FileSourceConfig(path=clips["paced"], pace=True, fps=0.2)
+    reader = make_reader("slow", src, stall_timeout_s=30.0)
+    reader.start()
+    assert wait_until(lambda: reader.stats().frames >= 1, 3.0)
+    time.sleep(0.05)  # the thread is now in its 5 s pacing sleep
+    assert reader.stop(timeout=1.0) is True
