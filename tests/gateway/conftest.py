@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_MODEL = REPO / "engines" / "demo" / "model.onnx"
 
 
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0, every: float = 0.1, what: str = "") -> Any:
+def wait_for(
+    pred: Callable[[], Any], timeout: float = 20.0, every: float = 0.1, what: str = ""
+) -> Any:
     """Poll `pred` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,8 +60,11 @@ def write_config(tmp: Path, broker_port: int, http_port: int, **extra: Any) -> P
     data: dict[str, Any] = {
         "data_dir": str(tmp / "data"),
         "keys_dir": str(tmp / "keys"),
-        "http": {"host": "127.0.0.1", "port": http_port,
-                 "public_url": f"http://127.0.0.1:{http_port}"},
+        "http": {
+            "host": "127.0.0.1",
+            "port": http_port,
+            "public_url": f"http://127.0.0.1:{http_port}",
+        },
         "mqtt": {"host": "127.0.0.1", "port": broker_port},
         "rollout": {"tick_s": 0.2},
         "logging": {"format": "json", "level": "info"},
@@ -70,11 +76,16 @@ def write_config(tmp: Path, broker_port: int, http_port: int, **extra: Any) -> P
     return path
 
 
-def cli(config: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    config: Path, *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run `edge-gateway --config CONFIG ARGS...` as a real subprocess."""
     proc = subprocess.run(
         [sys.executable, "-m", "agent.gateway.cli", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"edge-gateway {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -99,13 +110,18 @@ class GatewayProcess:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "agent.gateway.cli", "--config", str(self.config), "serve"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
             )
         try:
             wait_port(self.cfg.http.port, timeout=20)
         except TimeoutError:
             self.kill()
-            raise AssertionError(f"gateway did not start:\n{self.log.read_text()[-3000:]}") from None
+            raise AssertionError(
+                f"gateway did not start:\n{self.log.read_text()[-3000:]}"
+            ) from None
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -131,10 +147,24 @@ class Sims:
     def start(self, devices: list[str], model: str, *extra: str) -> None:
         log = (self.workdir / f"sim-{devices[0]}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.gateway.sim_device", "--port", str(self.broker_port),
-             "--keys", str(self.keys_file), "--model", model, "--devices", ",".join(devices),
-             *extra],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.gateway.sim_device",
+                "--port",
+                str(self.broker_port),
+                "--keys",
+                str(self.keys_file),
+                "--model",
+                model,
+                "--devices",
+                ",".join(devices),
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
         )
         log.close()
         for d in devices:
@@ -154,20 +184,23 @@ class Sims:
 
 
 class Site:
-    """A broker, a configured gateway with keys and models v1..v3, and simulated devices."""
+    """A broker, a configured gateway with keys and models v1..v3, and simulated devices.
 
-    def __init__(self, tmp: Path, broker: Mosquitto, models: dict[int, Path]) -> None:
+    Keys and registry come from `template` (made once per session by the real CLI) and are
+    copied, so each test starts from the same state without re-hashing the models.
+    """
+
+    def __init__(self, tmp: Path, broker: Mosquitto, template: Path) -> None:
         self.tmp, self.broker = tmp, broker
+        shutil.copytree(template / "keys", tmp / "keys")
+        shutil.copytree(template / "data", tmp / "data")
         self.config = write_config(tmp, broker.port, free_port())
         self.cfg = parse_gateway_config(yaml.safe_load(self.config.read_text()), self.config)
-        cli(self.config, "keys", "init")
-        self.keys_file = tmp / "keys.json"
-        self.keys_file.write_text(cli(self.config, "keys", "export", "--json").stdout)
-        self.sha: dict[int, str] = {}
-        for v, path in sorted(models.items()):
-            cli(self.config, "models", "add", str(path), "--name", "demo-yolov8n", "--version", str(v))
-        listing = json.loads(cli(self.config, "models", "list", "--json").stdout)
-        self.sha = {m["version"]: m["sha256"] for m in listing}
+        self.keys_file = template / "keys.json"
+        self.sha: dict[int, str] = json.loads(
+            (template / "sha.json").read_text(),
+            object_hook=lambda d: {int(k): v for k, v in d.items()},
+        )
         self.gateway = GatewayProcess(self.config, self.cfg)
         self.sims = Sims(broker.port, self.keys_file, tmp)
 
@@ -181,19 +214,37 @@ class Site:
 
         wait_for(ready, timeout, what=f"devices {devices} online")
 
-    def wait_rollout(self, rid: int, states: tuple[str, ...] = ("succeeded", "aborted"),
-                     timeout: float = 60) -> dict[str, Any]:
+    def wait_rollout(
+        self, rid: int, states: tuple[str, ...] = ("succeeded", "aborted"), timeout: float = 60
+    ) -> dict[str, Any]:
         return wait_for(
             lambda: (v := self.gateway.get(f"/v1/rollouts/{rid}"))["state"] in states and v,
-            timeout, what=f"rollout {rid} in {states}",
+            timeout,
+            what=f"rollout {rid} in {states}",
         )
 
 
+@pytest.fixture(scope="session")
+def site_template(
+    tmp_path_factory: pytest.TempPathFactory, model_variants: dict[int, Path]
+) -> Path:
+    """Keys (`keys init`), their export, and models v1..v3 (`models add`), made once."""
+    tmp = tmp_path_factory.mktemp("site-template")
+    config = write_config(tmp, 1883, 8080)
+    cli(config, "keys", "init")
+    (tmp / "keys.json").write_text(cli(config, "keys", "export", "--json").stdout)
+    for v, path in sorted(model_variants.items()):
+        cli(config, "models", "add", str(path), "--name", "demo-yolov8n", "--version", str(v))
+    listing = json.loads(cli(config, "models", "list", "--json").stdout)
+    (tmp / "sha.json").write_text(json.dumps({m["version"]: m["sha256"] for m in listing}))
+    return tmp
+
+
 @pytest.fixture
-def site(tmp_path: Path, model_variants: dict[int, Path]) -> Iterator[Site]:
+def site(tmp_path: Path, site_template: Path) -> Iterator[Site]:
     """A running broker and a prepared (not yet started) gateway with three model versions."""
     with Mosquitto(tmp_path / "broker") as broker:
-        s = Site(tmp_path, broker, model_variants)
+        s = Site(tmp_path, broker, site_template)
         try:
             yield s
         finally:
@@ -208,8 +259,9 @@ class ServerThread:
         import uvicorn
 
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_config=None, access_log=False))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

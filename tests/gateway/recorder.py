@@ -18,7 +18,9 @@ class Recorder:
         self.events: list[tuple[float, str, str, dict[str, Any]]] = []
         self.lock = threading.Lock()
         self.ready = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"recorder-{time.time_ns()}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"recorder-{time.time_ns()}"
+        )
         self.client.on_connect = lambda c, *a: c.subscribe(f"{prefix}/+/ota/#", qos=1)
         self.client.on_subscribe = lambda *a: self.ready.set()
         self.client.on_message = self._msg

@@ -136,7 +136,9 @@ class SimDevice:
             command_id=None if cmd is None else cmd.command_id,
             action=None if cmd is None else cmd.action,
             model=None if m is None else ModelId(name=m.name, version=m.version, sha256=m.sha256),
-            active_model=ModelId(name=self.active[0], version=self.active[1], sha256=self.active[2]),
+            active_model=ModelId(
+                name=self.active[0], version=self.active[1], sha256=self.active[2]
+            ),
             progress=progress,
             reason=reason,
             detail=detail,
@@ -163,7 +165,9 @@ class SimDevice:
                 if self.busy:
                     raise OtaRejectedError(Reason.BUSY, "another command is in progress")
                 if cmd.sequence <= self.last_seq:
-                    raise OtaRejectedError(Reason.OLD_SEQUENCE, f"{cmd.sequence} <= {self.last_seq}")
+                    raise OtaRejectedError(
+                        Reason.OLD_SEQUENCE, f"{cmd.sequence} <= {self.last_seq}"
+                    )
                 self.last_seq = cmd.sequence
                 self.last_command = (cmd.command_id, digest)
                 self.busy = True
@@ -206,8 +210,12 @@ class SimDevice:
             if m.version in self.opts.fail_versions:
                 self.active, self.previous = old, None
                 self.client.publish(self.topics.status, self._status(True), qos=1, retain=True)
-                self._state(OtaState.ROLLED_BACK, cmd, Reason.PROBATION_FAILED,
-                            detail="simulated: no detections on probation")
+                self._state(
+                    OtaState.ROLLED_BACK,
+                    cmd,
+                    Reason.PROBATION_FAILED,
+                    detail="simulated: no detections on probation",
+                )
             else:
                 self._state(OtaState.COMMITTED, cmd, None)
         finally:
@@ -242,7 +250,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--keys", required=True, help="JSON file {release_keys: {...}, gateway_keys: {...}}")
+    ap.add_argument(
+        "--keys", required=True, help="JSON file {release_keys: {...}, gateway_keys: {...}}"
+    )
     ap.add_argument("--model", required=True, help="NAME@VERSION:SHA256 running at start")
     ap.add_argument("--devices", required=True, help="comma-separated device ids")
     ap.add_argument("--fail-version", type=int, action="append", default=[])
@@ -260,8 +270,15 @@ def main() -> None:
         download=not args.no_download,
     )
     sims = [
-        SimDevice(d, args.host, args.port, keys["gateway_keys"], keys["release_keys"],
-                  (name, int(ver), sha), opts)
+        SimDevice(
+            d,
+            args.host,
+            args.port,
+            keys["gateway_keys"],
+            keys["release_keys"],
+            (name, int(ver), sha),
+            opts,
+        )
         for d in args.devices.split(",")
     ]
     for s in sims:

@@ -17,8 +17,16 @@ DEVICES = ["sim-a", "sim-b", "sim-c"]
 
 
 def deploy(site: Site, version: int, **opts: object) -> int:
-    body = {"model": "demo-yolov8n", "version": version, "devices": DEVICES, "canary": 1,
-            "wave_size": 2, "max_failures": 1, "timeout_s": 20, **opts}
+    body = {
+        "model": "demo-yolov8n",
+        "version": version,
+        "devices": DEVICES,
+        "canary": 1,
+        "wave_size": 2,
+        "max_failures": 1,
+        "timeout_s": 20,
+        **opts,
+    }
     resp = site.gateway.post("/v1/rollouts", body)
     assert resp.status_code == 201, resp.text
     return int(resp.json()["id"])
@@ -75,8 +83,10 @@ def test_gateway_kill9_mid_rollout_resumes_and_finishes(site: Site) -> None:
     site.gateway.start()
     site.wait_devices(DEVICES)
     rid = deploy(site, 2)
-    wait_for(lambda: site.gateway.get(f"/v1/rollouts/{rid}")["devices"][0]["ota_state"] == "active",
-             what="canary on probation")
+    wait_for(
+        lambda: site.gateway.get(f"/v1/rollouts/{rid}")["devices"][0]["ota_state"] == "active",
+        what="canary on probation",
+    )
     site.gateway.kill(signal.SIGKILL)
     site.gateway.start()
     view = site.wait_rollout(rid)
@@ -93,8 +103,10 @@ def test_device_killed_mid_rollout_times_out_and_aborts(site: Site) -> None:
     site.gateway.start()
     site.wait_devices(DEVICES)
     rid = deploy(site, 2, timeout_s=4)
-    wait_for(lambda: site.gateway.get(f"/v1/rollouts/{rid}")["devices"][2]["ota_state"] == "active",
-             what="sim-c on probation")
+    wait_for(
+        lambda: site.gateway.get(f"/v1/rollouts/{rid}")["devices"][2]["ota_state"] == "active",
+        what="sim-c on probation",
+    )
     site.sims.kill("sim-c")
     view = site.wait_rollout(rid, timeout=30)
     states = {d["device"]: (d["state"], d["reason"]) for d in view["devices"]}
@@ -152,8 +164,10 @@ def test_malformed_device_messages_are_counted_and_ignored(site: Site) -> None:
         ("edge/BAD_ID/status", b"{}"),  # device id that breaks the id rule
     ]:
         mqtt_publish.single(topic, payload, qos=1, hostname="127.0.0.1", port=port)
-    health = wait_for(lambda: (h := site.gateway.get("/v1/health"))["malformed_messages"] >= 4 and h,
-                      what="4 malformed messages counted")
+    health = wait_for(
+        lambda: (h := site.gateway.get("/v1/health"))["malformed_messages"] >= 4 and h,
+        what="4 malformed messages counted",
+    )
     assert health["malformed_messages"] == 4
     devices = {d["device"]: d for d in site.gateway.get("/v1/devices")}
     assert devices["sim-a"]["malformed"] == 2 and devices["sim-a"]["online"]
@@ -166,12 +180,13 @@ def test_rollouts_and_devices_views_read_state_while_gateway_is_down(site: Site)
     site.sims.start(["sim-a"], site.model_arg(1))
     site.gateway.start()
     site.wait_devices(["sim-a"])
-    resp = site.gateway.post("/v1/rollouts", {"model": "demo-yolov8n", "version": 2,
-                                              "devices": ["sim-a"], "timeout_s": 20})
+    resp = site.gateway.post(
+        "/v1/rollouts",
+        {"model": "demo-yolov8n", "version": 2, "devices": ["sim-a"], "timeout_s": 20},
+    )
     rid = resp.json()["id"]
     site.wait_rollout(rid)
     site.gateway.kill(signal.SIGTERM)
     out = cli(site.config, "rollouts", str(rid)).stdout
     assert f"rollout {rid}  demo-yolov8n@2  succeeded" in out and "sim-a" in out
     assert "demo-yolov8n@2" in cli(site.config, "devices").stdout
-
