@@ -151,7 +151,7 @@ def same_threads_session(ul_model: object, model_path: Path, threads: int) -> No
 
 
 def export_640(names: list[str], out: Path) -> Path:
-    """Export an untrained yolov8n with len(names) classes at 640 (same architecture as the demo)."""
+    """Export an untrained yolov8n with len(names) classes at 640 (the demo's architecture)."""
     if out.exists():
         return out
     import yaml
@@ -337,6 +337,10 @@ def main() -> int:
             )
 
     command = "python bench/bench_pipeline.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    import onnxruntime
+
+    ort_version = onnxruntime.__version__
+    model_name = args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model
     table = ["| measure | value | ratio / note |", "|---|---|---|"]
     table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     body = "\n".join(
@@ -345,16 +349,16 @@ def main() -> int:
             "",
             f"Command: `{command.strip()}`  ",
             f"Machine: {machine()}  ",
-            f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; onnxruntime "
-            f"{__import__('onnxruntime').__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}",
+            f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+            f"onnxruntime {ort_version}, OpenCV {cv2.__version__}, numpy {np.__version__}",
             "",
-            f"Model `{args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model}` "
-            f"(input {imgsz[0]}x{imgsz[1]}), {len(frames)} frames of `{args.clip.name}` "
-            f"({frames[0].shape[1]}x{frames[0].shape[0]}), {args.rounds} rounds "
-            f"interleaved in turns of {args.chunk} frames (a b c, b c a, c a b, ...), {args.threads} thread(s) for ONNX Runtime, OpenCV and torch; "
-            f"conf {args.conf}, iou {args.iou}, max_det {args.max_det} for both us and Ultralytics. "
-            "(a) and (b) share one ONNX Runtime session; (a) runs on tensors letterboxed beforehand; "
-            "Ultralytics' ONNX session is given the same thread count. "
+            f"Model `{model_name}` (input {imgsz[0]}x{imgsz[1]}), {len(frames)} frames of "
+            f"`{args.clip.name}` ({frames[0].shape[1]}x{frames[0].shape[0]}), {args.rounds} "
+            f"rounds interleaved in turns of {args.chunk} frames (a b c, b c a, c a b, ...); "
+            f"{args.threads} thread(s) for ONNX Runtime, OpenCV and torch; conf {args.conf}, "
+            f"iou {args.iou}, max_det {args.max_det} for both us and Ultralytics. "
+            "(a) and (b) share one ONNX Runtime session; (a) runs on tensors letterboxed "
+            "beforehand; Ultralytics' ONNX session is given the same thread count. "
             "The 640x640 rows use an untrained yolov8n of the demo's architecture exported by "
             "Ultralytics at 640.",
             "",

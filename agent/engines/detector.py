@@ -94,7 +94,8 @@ class Detector:
         ):
             if got > 0 and got != want:
                 raise ModelMetadataError(
-                    f"input size {info.input_size} disagrees with the model input {list(in_shape)} ({axis})"
+                    f"input size {info.input_size} disagrees with the model input "
+                    f"{list(in_shape)} ({axis})"
                 )
         self.engine = engine
         self.io = io
