@@ -733,8 +733,14 @@ def _plan(onnx_path: Path, options: BuildOptions, cache_dir: Path, here: Platfor
     calib_files: tuple[Path, ...] = ()
     calib_sha: str | None = None
     if options.precision == "int8" and options.calib_images is not None and not info.has_qdq:
-        calib_files = tuple(calibration_images(options.calib_images, options.calib_max_images))
-        calib_sha = calibration_set_digest(calib_files)
+        try:
+            calib_files = tuple(calibration_images(options.calib_images, options.calib_max_images))
+            calib_sha = calibration_set_digest(calib_files)
+        except OSError as exc:
+            raise EngineError(
+                f"calibration folder {options.calib_images} is unreadable ({exc}); its images "
+                "are part of the int8 engine's cache key"
+            ) from exc
     input_hw = options.input_hw
     if input_hw is None and any(d < 0 for s in info.input_shapes.values() for d in s[2:]):
         from agent.engines.model_loading import metadata_imgsz

@@ -280,3 +280,14 @@ def test_find_cached_engine_hit_and_miss(onnx: Path, tmp_path: Path) -> None:
     newer = ORIN.model_copy(update={"tensorrt_version": "10.7.0"})
     with pytest.raises(EngineError, match="tensorrt_version: '10.3.0' -> '10.7.0'"):
         find_cached_engine(onnx, opts, tmp_path / "c", platform=newer)
+
+
+def test_int8_load_with_calibration_folder_gone(onnx: Path, tmp_path: Path) -> None:
+    """An int8 lookup whose calibration folder disappeared is an EngineError, not an OSError."""
+    frames = tmp_path / "frames"
+    write_frames(frames, 2)
+    opts = BuildOptions(precision="int8", calib_images=frames)
+    ensure_engine(onnx, opts, tmp_path / "c", platform=ORIN, build_fn=FakeGpuBuilder())
+    shutil.rmtree(frames)
+    with pytest.raises(EngineError, match="calibration folder .* is unreadable"):
+        find_cached_engine(onnx, opts, tmp_path / "c", platform=ORIN)
