@@ -105,6 +105,12 @@ class CameraConfig(StrictModel):
     backoff_min_s: float = Field(0.5, gt=0, description="First reconnect delay after a failure.")
     backoff_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
 
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraConfig:
+        if self.backoff_max_s < self.backoff_min_s:
+            raise ValueError("backoff_max_s must be >= backoff_min_s")
+        return self
+
 
 class ModelConfig(StrictModel):
     path: Path = Field(description="Model file (ONNX, or a TensorRT engine) used at first start.")

@@ -221,8 +221,7 @@ class Daemon:
         )
         self.pipeline.on_model_change = lambda _info: self.publisher.republish_status()
         self.publisher.start()
-        for reader in self.readers.values():
-            reader.start()
+        self.group.start()
         if self.fallback is not None:
             self.fallback.start()
         self.pipeline.start()
