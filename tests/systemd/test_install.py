@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -159,3 +160,13 @@ def test_bad_arguments(root: Path, args: list[str], message: str) -> None:
     proc = install("--root", str(root), *args)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert snapshot(root) == before
+
+
+def test_install_script_lints_clean() -> None:
+    """install.sh parses with bash -n and, where shellcheck is installed, passes it."""
+    assert subprocess.run(["bash", "-n", str(INSTALL_SH)], timeout=30).returncode == 0
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    proc = subprocess.run([exe, str(INSTALL_SH)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
