@@ -123,14 +123,14 @@ def _download(
     have = 0
     last: _Retry | None = None
 
-    def report(force: bool = False) -> None:
+    def report(received: int, force: bool = False) -> None:
         nonlocal last_progress
         now = time.monotonic()
         if progress is not None and (force or now - last_progress >= settings.progress_interval_s):
             last_progress = now
-            progress(have, length)
+            progress(received, length)
 
-    report(force=True)
+    report(0, force=True)
     with open(dest, "wb") as out, httpx.Client(transport=transport, follow_redirects=True) as client:
         for attempt in range(settings.attempts):
             if cancel is not None and cancel.is_set():
@@ -158,7 +158,7 @@ def _download(
             if have == length:
                 out.flush()
                 os.fsync(out.fileno())
-                report(force=True)
+                report(have, force=True)
                 return
     elapsed = time.monotonic() - start
     if time.monotonic() >= deadline:
@@ -239,7 +239,7 @@ def _attempt(
                 raise OtaRejectedError(
                     Reason.DOWNLOAD_FAILED, f"unexpected Content-Encoding {encoding!r}"
                 )
-            for chunk in resp.iter_raw(CHUNK):
+            for chunk in resp.iter_raw():  # as read from the socket: no buffering to a size
                 if have + len(chunk) > length:
                     raise OtaRejectedError(
                         Reason.OVERSIZED,
@@ -247,7 +247,7 @@ def _attempt(
                     )
                 out.write(chunk)
                 have += len(chunk)
-                report()
+                report(have)
                 if time.monotonic() >= deadline:
                     raise OtaRejectedError(
                         Reason.DEADLINE_EXCEEDED,
