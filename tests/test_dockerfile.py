@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import glob
+import importlib
 import re
 import shlex
 import shutil
 import subprocess
-import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 import yaml
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile.jetson"
@@ -116,11 +112,14 @@ def test_no_dockerignore_hides_copied_paths() -> None:
 def test_entrypoint_is_a_console_script() -> None:
     """ENTRYPOINT runs `edge-agent`, a [project.scripts] entry whose target exists."""
     entry = exec_form(args_of("ENTRYPOINT")[-1])
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert entry == ["edge-agent"] and "edge-agent" in scripts
-    module, _, func = scripts["edge-agent"].partition(":")
-    mod = __import__(module, fromlist=[func])
-    assert callable(getattr(mod, func))
+    assert entry == ["edge-agent"]
+    pyproject = (REPO / "pyproject.toml").read_text()
+    scripts = pyproject.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    m = re.search(r'^edge-agent\s*=\s*"([\w.]+):(\w+)"', scripts, re.M)
+    assert m, "edge-agent is not in [project.scripts]"
+    assert callable(getattr(importlib.import_module(m.group(1)), m.group(2)))
+    installed = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert installed.get("edge-agent") == f"{m.group(1)}:{m.group(2)}"
 
 
 def test_cmd_runs_the_copied_config() -> None:
