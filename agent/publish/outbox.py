@@ -1,10 +1,18 @@
 """The on-disk outbox: detection messages live in SQLite (WAL) until their delivery is confirmed.
 
 One `Outbox` is owned by one thread (the publisher's pump); it is not thread-safe except for
-the read-only counters. Rows are kept in commit order (`id`, AUTOINCREMENT, so ids are never
-reused and a cursor "after id N" can never skip a newer row). The caps are enforced on every
-append by dropping the oldest rows, which are counted; SQLITE_FULL / ENOSPC is handled the same
-way and never raises.
+the read-only counters and `checkpoint()`. Rows are kept in commit order (`id`). The caps are
+enforced on every append by dropping the oldest rows, which are counted; SQLITE_FULL / ENOSPC is
+handled the same way and never raises.
+
+Ids are explicit and strictly increasing for the life of an `Outbox` (the next id is kept in
+memory, starting after the largest stored id), so a cursor "after id N" can never skip a newer
+row even when the table empties; no AUTOINCREMENT, which would cost a page write per commit.
+
+Checkpoints: with `autocheckpoint=False` SQLite never checkpoints inside a commit (that is
+where the fsyncs are); the owner calls `checkpoint()` from another thread instead
+(`Publisher` does), and `append` falls back to a checkpoint of its own only when the WAL has
+grown past twice its budget.
 
 Durability: `synchronous=NORMAL` in WAL mode means a committed transaction is in the WAL file
 (the OS page cache) when `append` returns: it survives a crash or `kill -9` of the daemon; only a
@@ -37,7 +45,7 @@ _SQLITE_IOERR = 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     topic TEXT NOT NULL,
     camera TEXT NOT NULL,
     boot_id TEXT NOT NULL,
@@ -47,7 +55,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     pubacked INTEGER NOT NULL DEFAULT 0,
     payload BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS outbox_key ON outbox (boot_id, camera, seq);
+-- Only rows waiting for a gateway ack are indexed, so a plain insert touches one b-tree.
+CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (boot_id, camera, seq) WHERE pubacked = 1;
 """
 
 
@@ -126,6 +135,7 @@ class Outbox:
         max_bytes: int,
         max_rows: int,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        autocheckpoint: bool = True,
     ) -> None:
         self.path = path
         self.max_rows = max_rows
@@ -142,19 +152,25 @@ class Outbox:
             if mode != "wal":
                 raise OutboxError(f"{path}: cannot switch to WAL mode (got {mode})")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={self.budget.wal_pages}")
+            auto = self.budget.wal_pages if autocheckpoint else 0
+            self._db.execute(f"PRAGMA wal_autocheckpoint={auto}")
             self._db.execute(f"PRAGMA journal_size_limit={self.budget.wal_pages * PAGE_SIZE}")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA max_page_count={self.budget.max_page_count}")
-            row = self._db.execute("SELECT count(*), total(size) FROM outbox").fetchone()
+            row = self._db.execute(
+                "SELECT count(*), total(size), coalesce(max(id), 0) FROM outbox"
+            ).fetchone()
         except sqlite3.DatabaseError as err:
             with contextlib.suppress(Exception):
                 self._db.close()
             raise OutboxError(f"{path}: cannot open the outbox: {err}") from None
         self._count = int(row[0])
         self._bytes = int(row[1])
+        self._next_id = int(row[2]) + 1
         self._pending_drop = (0, 0, 0)
         self._last_drop_log = -1e9
+        self._wal = Path(str(path) + "-wal")
+        self._ckpt_db: sqlite3.Connection | None = None
         if self._count:
             log.info("outbox.opened", path=str(path), rows=self._count, bytes=self._bytes)
 
@@ -221,12 +237,22 @@ class Outbox:
                             over_rows + self.max_rows // 50 if over_rows > 0 else 0,
                             over_bytes + self.budget.data_bytes // 50 if over_bytes > 0 else 0,
                         )
+                    first = self._next_id
                     self._db.executemany(
-                        "INSERT INTO outbox (topic, camera, boot_id, seq, qos, size, payload) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO outbox (id, topic, camera, boot_id, seq, qos, size, payload) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [
-                            (m.topic, m.camera, m.boot_id, m.seq, m.qos, m.size, m.payload)
-                            for m in msgs
+                            (
+                                first + i,
+                                m.topic,
+                                m.camera,
+                                m.boot_id,
+                                m.seq,
+                                m.qos,
+                                m.size,
+                                m.payload,
+                            )
+                            for i, m in enumerate(msgs)
                         ],
                     )
                     self._db.execute("COMMIT")
@@ -241,8 +267,12 @@ class Outbox:
                     break
                 log.warning("outbox.full", error=str(err), attempt=attempt, rows=self._count)
                 continue
+            self._next_id += len(msgs)
             n, freed, _ = self._pending_drop
             self._pending_drop = (0, 0, 0)
+            if self.wal_bytes() > 2 * self.budget.wal_pages * PAGE_SIZE:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._count += len(msgs) - n
             self._bytes += size - freed
             self._count_dropped(n, freed)
@@ -345,8 +375,37 @@ class Outbox:
         """Rows the broker acknowledged that still wait for a gateway ack."""
         return int(self._db.execute("SELECT count(*) FROM outbox WHERE pubacked = 1").fetchone()[0])
 
+    def wal_bytes(self) -> int:
+        """Current size of the WAL file."""
+        try:
+            return self._wal.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def wal_over_budget(self) -> bool:
+        """True when the WAL has grown past its checkpoint threshold."""
+        return self.wal_bytes() > self.budget.wal_pages * PAGE_SIZE
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database (PASSIVE: never blocks the writer).
+
+        Safe from one other thread (it uses its own connection); this is where the fsyncs of
+        `synchronous=NORMAL` happen, off the publishing path.
+        """
+        try:
+            if self._ckpt_db is None:
+                self._ckpt_db = sqlite3.connect(
+                    str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0
+                )
+            self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as err:
+            log.warning("outbox.checkpoint_failed", error=str(err))
+
     def close(self) -> None:
         """Checkpoint the WAL and close the database."""
+        if self._ckpt_db is not None:
+            self._ckpt_db.close()
+            self._ckpt_db = None
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()

@@ -46,6 +46,9 @@ log = structlog.get_logger(__name__)
 
 RETAINED_EXTRA = 64
 """Room in paho's queue beyond the detection window, for status, OTA state and health."""
+DELETE_FLUSH_ROWS = 64
+DELETE_FLUSH_S = 0.025
+"""PUBACKed rows are deleted in batches of this many, or after this long."""
 
 
 class PublisherConfigError(Exception):
@@ -226,7 +229,9 @@ class Publisher:
         self._store: Outbox | MemoryStore
         if outbox.enabled:
             path = outbox.path or (state_dir / "outbox.sqlite3")
-            self._store = Outbox(path, outbox.max_bytes, outbox.max_rows, outbox.synchronous)
+            self._store = Outbox(
+                path, outbox.max_bytes, outbox.max_rows, outbox.synchronous, autocheckpoint=False
+            )
         else:
             self._store = MemoryStore(self._window)
 
@@ -248,6 +253,10 @@ class Publisher:
         self._conn_gen = 0
         self._gw_pending = 0
         self._gw_progress_t = time.monotonic()
+        self._to_delete: list[int] = []
+        self._to_delete_since = 0.0
+        self._ckpt_wake = threading.Event()
+        self._ckpt: threading.Thread | None = None
 
         # Cross-thread signalling.
         self._events: deque[tuple[Any, ...]] = deque()
@@ -329,6 +338,11 @@ class Publisher:
         self._started = True
         self._pump = threading.Thread(target=self._pump_main, name="outbox-pump", daemon=True)
         self._pump.start()
+        if isinstance(self._store, Outbox):
+            self._ckpt = threading.Thread(
+                target=self._checkpoint_main, name="outbox-checkpoint", daemon=True
+            )
+            self._ckpt.start()
         kwargs: dict[str, Any] = {"keepalive": self._cfg.keepalive_s}
         if self._cfg.protocol == "v5":
             kwargs["clean_start"] = True
@@ -419,6 +433,9 @@ class Publisher:
         self._wake.set()
         if self._pump is not None:
             self._pump.join(max(0.1, deadline - time.monotonic() - 0.2 * timeout))
+        if self._ckpt is not None:
+            self._ckpt_wake.set()
+            self._ckpt.join(1.0)
         # 2. Explicit retained offline status.
         if self._connected.is_set():
             try:
@@ -524,9 +541,19 @@ class Publisher:
         self._wake.set()
 
     # -- pump thread ---------------------------------------------------------------------------
+    def _checkpoint_main(self) -> None:
+        """Checkpoint the WAL off the publishing path: when it passes its budget, or each 2 s."""
+        store = self._store
+        assert isinstance(store, Outbox)
+        while not self._exit.is_set():
+            self._ckpt_wake.wait(2.0)
+            self._ckpt_wake.clear()
+            if not self._exit.is_set():
+                store.checkpoint()
+
     def _pump_main(self) -> None:
         while True:
-            self._wake.wait(0.1)
+            self._wake.wait(DELETE_FLUSH_S if self._to_delete else 0.1)
             self._wake.clear()
             exiting = self._exit.is_set()
             try:
@@ -539,12 +566,16 @@ class Publisher:
 
     def _pump_once(self) -> None:
         store = self._store
-        delete: list[int] = []
+        delete = self._to_delete
         mark: list[int] = []
         while self._events:
             ev = self._events.popleft()
             kind = ev[0]
             if kind == "connected":
+                if delete:  # acked before the reconnect: do not replay them
+                    self._acked += store.delete(delete)
+                    delete.clear()
+                    self._to_delete_since = 0.0
                 self._pump_connected = True
                 self._pump_gen = ev[1]
                 self._inflight.clear()
@@ -567,9 +598,19 @@ class Publisher:
                     delete.append(row_id)
             elif kind == "ack":
                 self._apply_acks(mark, ev[1])
-        if delete:
-            n = store.delete(delete)
-            self._acked += n
+        # Deletes are batched (one transaction per DELETE_FLUSH_ROWS rows or DELETE_FLUSH_S):
+        # they are off the latency path, and a crash before the flush only means duplicates.
+        now = time.monotonic()
+        if delete and not self._to_delete_since:
+            self._to_delete_since = now
+        if delete and (
+            len(delete) >= DELETE_FLUSH_ROWS
+            or now - self._to_delete_since >= DELETE_FLUSH_S
+            or self._exit.is_set()
+        ):
+            self._acked += store.delete(delete)
+            delete.clear()
+            self._to_delete_since = 0.0
         if mark:
             store.mark_pubacked(mark)
             if self._gw_pending == 0:
@@ -578,6 +619,8 @@ class Publisher:
 
         self._ingest()
         self._fill_window()
+        if isinstance(store, Outbox) and store.wal_over_budget():
+            self._ckpt_wake.set()
         if (
             self._ocfg.require_gateway_ack
             and self._gw_pending > 0

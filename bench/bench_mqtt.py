@@ -1,0 +1,310 @@
+"""MQTT delivery: detection -> subscriber latency and sustained rate, outbox on/off vs raw paho.
+
+Everything runs in one process against a private Mosquitto on a free loopback port, side by
+side and interleaved in rounds so machine load hits every mode alike:
+
+  raw-paho     baseline: a paho 2.x client publishes QoS 1 straight away (no queue, no outbox)
+  outbox-off   Publisher with outbox.enabled=false (hand-off queue -> paho)
+  outbox-on    Publisher with the SQLite WAL outbox (queue -> commit -> publish -> delete on PUBACK)
+
+Latency: each payload (a ~600-byte detection message) carries perf_counter_ns() taken just before
+`submit_detection` (or `publish` for raw paho); the subscriber (another paho client in the
+same process) subtracts it on arrival. Messages are paced (`--rate`) so that latency, not
+queueing, is measured. Sustained rate: `--burst` messages submitted as fast as the hand-off
+accepts them, timed until the subscriber has them all.
+
+Targets (BRIEF.md §6, issue 4): outbox adds <= 5 ms at p99; >= 2,000 msg/s with the outbox on.
+
+Usage:
+    python bench/bench_mqtt.py [--messages 1000] [--rounds 3] [--rate 500] [--burst 20000]
+                               [--write-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from agent.config import MqttConfig  # noqa: E402
+from agent.messages.payloads import StatusMessage, rfc3339_ms  # noqa: E402
+from agent.messages.topics import Topics  # noqa: E402
+from agent.publish.config import OutboxConfig  # noqa: E402
+from agent.publish.publisher import Publisher  # noqa: E402
+from tests.helpers.broker import Mosquitto  # noqa: E402
+
+DOCS = REPO / "docs" / "benchmarks.md"
+DEVICE = "bench"
+BOOT = "bench-boot"
+TOPIC = Topics(DEVICE).detections("cam1")
+FILLER = {
+    "schema": "edge.detections/1",
+    "device": DEVICE,
+    "camera": "cam1",
+    "boot_id": BOOT,
+    "ts": "2026-11-27T10:52:40.123Z",
+    "frame": {"width": 768, "height": 576},
+    "model": {"name": "demo", "version": 1, "sha256": "0" * 64},
+    "source": "yolo",
+    "latency_ms": {"pre": 1.2, "infer": 35.0, "post": 0.8, "total": 37.0},
+    "detections": [
+        {"label": "person", "class_id": 0, "confidence": 0.87, "box": [10.5, 20.25, 80.0, 200.0]}
+    ]
+    * 3,
+    "hard": False,
+}
+
+
+def message(seq: int) -> bytes:
+    """A realistic detection payload (~600 bytes) stamped with the send time in ns."""
+    return json.dumps(dict(FILLER, seq=seq, t_ns=time.perf_counter_ns())).encode()
+
+
+class Subscriber:
+    """Records arrival latency (ms) and count of the detection topic."""
+
+    def __init__(self, port: int) -> None:
+        self.lat_ms: list[float] = []
+        self.count = 0
+        self.lock = threading.Lock()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sub", protocol=mqtt.MQTTv5)
+        self.c.on_message = self._on_message
+        ready = threading.Event()
+        self.c.on_subscribe = lambda *a: ready.set()
+        self.c.connect("127.0.0.1", port)
+        self.c.subscribe(TOPIC, 1)
+        self.c.loop_start()
+        ready.wait(5)
+
+    def _on_message(self, cl: Any, ud: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.perf_counter_ns()
+        t0 = json.loads(msg.payload)["t_ns"]
+        with self.lock:
+            self.lat_ms.append((now - t0) / 1e6)
+            self.count += 1
+
+    def reset(self) -> None:
+        with self.lock:
+            self.lat_ms = []
+            self.count = 0
+
+    def wait(self, n: int, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"subscriber got {self.count} of {n} messages")
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+class RawPaho:
+    """Baseline sender: paho QoS 1 publish with no queue or outbox."""
+
+    def __init__(self, port: int) -> None:
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5)
+        self.c.max_inflight_messages_set(100)
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def send(self, seq: int) -> bool:
+        return self.c.publish(TOPIC, message(seq), qos=1).rc == mqtt.MQTT_ERR_SUCCESS
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+class AgentSender:
+    """The Publisher under test (outbox on or off)."""
+
+    def __init__(self, port: int, state: Path, outbox: bool) -> None:
+        self.pub = Publisher(
+            MqttConfig(port=port, queue_size=1000),
+            OutboxConfig(enabled=outbox, path=state / "outbox.sqlite3"),
+            Topics(DEVICE),
+            state,
+            BOOT,
+            lambda: StatusMessage(device=DEVICE, state="online", ts=rfc3339_ms(time.time())),
+        )
+        self.pub.start()
+        deadline = time.monotonic() + 10
+        while not self.pub.stats().connected:
+            if time.monotonic() > deadline:
+                raise RuntimeError("publisher did not connect")
+            time.sleep(0.01)
+
+    def send(self, seq: int) -> bool:
+        return self.pub.submit_detection("cam1", seq, message(seq))
+
+    def close(self) -> None:
+        self.pub.stop(5)
+
+
+@dataclass
+class Mode:
+    name: str
+    make: Callable[[], Any]
+    lat_ms: list[float] = field(default_factory=list)
+    rate: float = 0.0
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+def paced(sender: Any, sub: Subscriber, n: int, rate: float) -> list[float]:
+    """Send n messages at `rate`/s and return their latencies in ms."""
+    sub.reset()
+    period = 1.0 / rate
+    t_next = time.perf_counter()
+    for seq in range(n):
+        while not sender.send(seq):
+            time.sleep(0.0005)
+        t_next += period
+        delay = t_next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    sub.wait(n)
+    return list(sub.lat_ms)
+
+
+def burst(sender: Any, sub: Subscriber, n: int) -> float:
+    """Send n messages as fast as accepted; messages/s until the subscriber has them all."""
+    sub.reset()
+    t0 = time.perf_counter()
+    for seq in range(n):
+        while not sender.send(seq):
+            time.sleep(0.0002)
+    sub.wait(n)
+    return n / (time.perf_counter() - t0)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=1000, help="paced messages per mode per round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--rate", type=float, default=500.0, help="paced send rate, msg/s")
+    ap.add_argument("--burst", type=int, default=20000, help="messages for the sustained rate")
+    ap.add_argument("--write-docs", action="store_true", help="write the section of docs/benchmarks.md")
+    args = ap.parse_args()
+    if min(args.messages, args.rounds, args.burst) <= 0 or args.rate <= 0:
+        ap.error("all counts and the rate must be > 0")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(work / "broker", extra_conf="set_tcp_nodelay true")
+        broker.start()
+        sub = Subscriber(broker.port)
+        modes = [
+            Mode("raw-paho", lambda: RawPaho(broker.port)),
+            Mode("outbox-off", lambda: AgentSender(broker.port, work / "off", outbox=False)),
+            Mode("outbox-on", lambda: AgentSender(broker.port, work / "on", outbox=True)),
+        ]
+        try:
+            for r in range(args.rounds):
+                for m in modes:
+                    sender = m.make()
+                    try:
+                        m.lat_ms += paced(sender, sub, args.messages, args.rate)
+                    finally:
+                        sender.close()
+                    print(f"round {r + 1}: {m.name} p99 so far {pct(m.lat_ms, 99):.2f} ms", file=sys.stderr)
+            for m in modes:
+                sender = m.make()
+                try:
+                    m.rate = burst(sender, sub, args.burst)
+                finally:
+                    sender.close()
+                print(f"burst: {m.name} {m.rate:.0f} msg/s", file=sys.stderr)
+        finally:
+            sub.close()
+            broker.stop()
+
+    base = modes[0]
+    rows = []
+    for m in modes:
+        rows.append(
+            f"| {m.name} | {len(m.lat_ms)} | {pct(m.lat_ms, 50):.2f} | {pct(m.lat_ms, 99):.2f} | "
+            f"{pct(m.lat_ms, 99) - pct(base.lat_ms, 99):+.2f} | {m.rate:,.0f} |"
+        )
+    on = modes[2]
+    added = pct(on.lat_ms, 99) - pct(base.lat_ms, 99)
+    cmd = (
+        f"python bench/bench_mqtt.py --messages {args.messages} --rounds {args.rounds} "
+        f"--rate {args.rate:g} --burst {args.burst}"
+    )
+    machine = f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    table = "\n".join(
+        [
+            "| mode | messages | p50 ms | p99 ms | p99 vs raw paho | sustained msg/s |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    verdict = (
+        f"Outbox on adds {added:+.2f} ms at p99 over raw paho (target <= 5 ms: "
+        f"{'met' if added <= 5 else 'NOT met'}); sustained {on.rate:,.0f} msg/s with the outbox "
+        f"(target >= 2,000: {'met' if on.rate >= 2000 else 'NOT met'})."
+    )
+    section = (
+        "## MQTT delivery\n\n"
+        "Detection -> subscriber latency over loopback (QoS 1, ~600-byte detection payloads, "
+        "subscriber in the same process) and sustained rate, with the SQLite WAL outbox on and "
+        "off, next to a raw paho publish -> subscribe baseline in the same run (modes interleaved "
+        f"in {args.rounds} rounds, private Mosquitto 2.0 with `set_tcp_nodelay`).\n\n"
+        f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}; {machine}; shared with other jobs).\n\n"
+        f"{table}\n\n{verdict}\n\n"
+        "Latency is measured from just before `submit_detection` (raw paho: `publish`) to the "
+        "subscriber's `on_message`; sustained rate from the first submit to the last arrival. "
+        "The outbox runs with `synchronous=NORMAL` (no fsync per commit; see docs/delivery.md).\n"
+    )
+    print(section)
+    if args.write_docs:
+        write_section(section)
+    return 0
+
+
+def write_section(section: str) -> None:
+    """Replace the '## MQTT delivery' section of docs/benchmarks.md, or append it."""
+    text = DOCS.read_text() if DOCS.exists() else ""
+    pattern = re.compile(r"^## MQTT delivery\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text)
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section
+    DOCS.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
