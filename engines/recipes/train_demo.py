@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 
 def train(
-    data: Path, runs: Path, name: str, epochs: int, imgsz: int, batch: int, workers: int
+    data: Path, runs: Path, name: str, epochs: int, imgsz: int, batch: int, workers: int, nbs: int
 ) -> Path:
     """Train yolov8n from scratch; return the path of best.pt."""
     best = runs / name / "weights" / "best.pt"
@@ -52,6 +52,7 @@ def train(
         plots=False,
         seed=0,
         deterministic=True,
+        nbs=nbs,
         verbose=True,
     )
     minutes = (time.monotonic() - t0) / 60
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--nbs", type=int, default=64, help="nominal batch size (Ultralytics)")
     parser.add_argument("--model-name", default="demo-yolov8n")
     parser.add_argument("--model-version", type=int, default=1)
     parser.add_argument("--stages", default="train,export,eval")
@@ -138,7 +140,14 @@ def main() -> None:
     best = args.runs / args.run_name / "weights" / "best.pt"
     if "train" in stages:
         best = train(
-            args.data, args.runs, args.run_name, args.epochs, args.imgsz, args.batch, args.workers
+            args.data,
+            args.runs,
+            args.run_name,
+            args.epochs,
+            args.imgsz,
+            args.batch,
+            args.workers,
+            args.nbs,
         )
     onnx_path = args.out / "model.onnx"
     if "export" in stages:
