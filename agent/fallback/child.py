@@ -1,0 +1,65 @@
+"""The Florence-2 worker loop, run in a child process (or, in thread mode, in a thread).
+
+Protocol over a `multiprocessing` connection (pickled tuples):
+  child -> parent  ("ready", FlorenceInfo) | ("load_error", message)
+  parent -> child  ("job", job_id, image (h, w, 3) uint8 BGR, prompt, max_new_tokens) | ("stop",)
+  child -> parent  ("ok", job_id, Generation) | ("error", job_id, message)
+"""
+
+from __future__ import annotations
+
+import os
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+from agent.fallback.runtime import FlorenceModelError, create_runtime
+
+
+class FlorenceInputError(ValueError):
+    """The image given to Florence-2 is not an (h, w, 3) uint8 array with h, w > 0."""
+
+
+def check_image(image: object) -> np.ndarray:
+    """Return `image` if it is an (h, w, 3) uint8 BGR array with h, w > 0, else raise."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+            or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        desc = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise FlorenceInputError(f"expected an (h, w, 3) uint8 BGR image, got {desc}")
+    return image
+
+
+def child_main(conn: Connection, kind: str, model_dir: str, threads: int, nice: int) -> None:
+    """Entry point of the worker process: lower priority, load, then serve jobs until 'stop'."""
+    if nice:
+        os.nice(nice)
+    serve(conn, kind, Path(model_dir), threads)
+
+
+def serve(conn: Connection, kind: str, model_dir: Path, threads: int) -> None:
+    """Load the runtime and answer jobs on `conn` until 'stop' or the parent goes away."""
+    runtime = create_runtime(kind, threads=threads)  # type: ignore[arg-type]
+    try:
+        info = runtime.load(model_dir)
+    except (FlorenceModelError, ImportError, RuntimeError, OSError, ValueError) as err:
+        conn.send(("load_error", f"{type(err).__name__}: {err}"))
+        return
+    conn.send(("ready", info))
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except EOFError:
+                return
+            if msg[0] == "stop":
+                return
+            _, job_id, image, prompt, max_new_tokens = msg
+            try:
+                gen = runtime.generate(check_image(image), prompt, max_new_tokens)
+            except (FlorenceInputError, RuntimeError, ValueError, IndexError, KeyError, TypeError) as err:
+                conn.send(("error", job_id, f"{type(err).__name__}: {err}"))
+            else:
+                conn.send(("ok", job_id, gen))
+    finally:
+        runtime.close()

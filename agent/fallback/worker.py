@@ -1,0 +1,428 @@
+"""The Florence-2 fallback: hard-frame decisions on the hot path, a worker off it.
+
+Thread or process (`fallback.worker`): the default is a child process. Measured with the
+tiny model (bench/bench_fallback.py, docs/benchmarks.md) both keep YOLO above the 0.9 target
+when the worker runs with one thread and a lower priority, but only the process survives a
+crash in native code: a segfault in torch or ONNX Runtime inside a thread kills the whole
+daemon (systemd would restart it; the outbox loses nothing, but YOLO stops for the restart),
+while a dead child is just a `down` state and a restart with backoff. A process also has its
+own GIL (the Python generate loop never competes with the inference loop) and its own nice
+level. Thread mode stays for machines where a second interpreter's memory does not fit.
+
+Hot path: `is_hard` (policy + token bucket, a few microseconds) and `submit` (put in a
+newest-only single slot) never block. A dispatcher thread takes the slot, runs the worker,
+parses, publishes the refinement message and captures the frame.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import itertools
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from agent.fallback.capture import CaptureStore
+from agent.fallback.child import child_main, serve
+from agent.fallback.config import FallbackConfig
+from agent.fallback.message import build_refinement
+from agent.fallback.parse import FlorenceParseError, build_prompt, parse_generation
+from agent.fallback.policy import EmptyTracker, HardReason, Mailbox, TokenBucket, check_frame
+from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, Generation, resolve_model
+from agent.messages.payloads import DetectionMessage, dump_payload
+from agent.types import Detections, Frame
+
+log = structlog.get_logger(__name__)
+
+LOAD_TIMEOUT_S = 600.0
+
+
+class FallbackState(str, enum.Enum):
+    """Worker state as published in health: disabled | idle | busy | down."""
+
+    DISABLED = "disabled"
+    IDLE = "idle"
+    BUSY = "busy"
+    DOWN = "down"
+
+
+_ALLOWED: dict[FallbackState, frozenset[FallbackState]] = {
+    FallbackState.DISABLED: frozenset({FallbackState.DOWN}),  # start: down until loaded
+    FallbackState.DOWN: frozenset({FallbackState.IDLE, FallbackState.DISABLED}),
+    FallbackState.IDLE: frozenset({FallbackState.BUSY, FallbackState.DOWN, FallbackState.DISABLED}),
+    FallbackState.BUSY: frozenset({FallbackState.IDLE, FallbackState.DOWN, FallbackState.DISABLED}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the fallback's state machine does not allow."""
+
+
+class StateMachine:
+    """Thread-safe holder of a FallbackState that rejects illegal transitions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = FallbackState.DISABLED
+
+    @property
+    def state(self) -> FallbackState:
+        return self._state
+
+    def to(self, new: FallbackState) -> None:
+        with self._lock:
+            if new == self._state:
+                return
+            if new not in _ALLOWED[self._state]:
+                raise IllegalTransition(f"fallback state {self._state.value} -> {new.value}")
+            self._state = new
+
+
+class WorkerCrashed(Exception):
+    """The worker died, hung past its job timeout, or failed to load."""
+
+
+class JobFailed(Exception):
+    """The worker is alive but this job failed (bad input, generation error)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One escalated frame with its YOLO verdict."""
+
+    frame: Frame
+    detections: Detections
+    yolo: DetectionMessage
+    class_names: tuple[str, ...]
+    submitted_mono: float
+
+
+@dataclass(frozen=True)
+class FallbackStats:
+    """Counters of the fallback since start.
+
+    Attributes:
+        state: disabled | idle | busy | down.
+        escalations: frames `is_hard` let through (tokens taken).
+        replaced: escalated frames replaced in the single slot before the worker took them.
+        rate_per_min: escalations in the last 60 s.
+        errors: failed jobs, parse failures, crashes and failed loads.
+        restarts: worker (re)starts after the first.
+        published: refinement messages handed to the publisher.
+        last_latency_ms: Florence-2 latency (pre + infer + post) of the last finished job.
+        last_error: message of the last error, if any.
+        worker_pid: pid of the worker process (process mode), else None.
+    """
+
+    state: str
+    escalations: int
+    replaced: int
+    rate_per_min: float
+    errors: int
+    restarts: int
+    published: int
+    last_latency_ms: float | None
+    last_error: str | None
+    worker_pid: int | None
+
+
+class _Worker:
+    """A serve() loop behind a Pipe, in a child process or in a thread."""
+
+    def __init__(self, cfg: FallbackConfig, model_dir: Path) -> None:
+        self._cfg = cfg
+        self._ids = itertools.count()
+        parent, child = multiprocessing.Pipe()
+        self._conn: Connection = parent
+        self._child_conn = child
+        if cfg.worker == "process":
+            ctx = multiprocessing.get_context("spawn")
+            self._runner: multiprocessing.process.BaseProcess | threading.Thread = ctx.Process(
+                target=child_main,
+                args=(child, cfg.runtime, str(model_dir), cfg.threads, cfg.nice),
+                name="florence2-worker",
+                daemon=True,
+            )
+        else:
+            self._runner = threading.Thread(
+                target=serve, args=(child, cfg.runtime, model_dir, cfg.threads),
+                name="florence2-worker", daemon=True,
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return getattr(self._runner, "pid", None)
+
+    def _alive(self) -> bool:
+        return self._runner.is_alive()
+
+    def _wait(self, timeout: float, stop: threading.Event) -> tuple:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self._conn.poll(0.05):
+                    return self._conn.recv()
+            except (EOFError, OSError) as err:
+                raise WorkerCrashed(f"worker connection lost: {err!r}") from None
+            if not self._alive():
+                code = getattr(self._runner, "exitcode", None)
+                raise WorkerCrashed(f"worker died (exit code {code})")
+            if time.monotonic() > deadline:
+                raise WorkerCrashed(f"worker did not answer within {timeout:.0f} s")
+            if stop.is_set():
+                raise WorkerCrashed("stopping")
+
+    def start(self, stop: threading.Event) -> FlorenceInfo:
+        self._runner.start()
+        if isinstance(self._runner, multiprocessing.process.BaseProcess):
+            self._child_conn.close()  # the child holds its own copy
+        msg = self._wait(LOAD_TIMEOUT_S, stop)
+        if msg[0] == "load_error":
+            raise FlorenceModelError(msg[1])
+        return msg[1]
+
+    def run(self, image: np.ndarray, prompt: str, max_new_tokens: int, stop: threading.Event) -> Generation:
+        job_id = next(self._ids)
+        try:
+            self._conn.send(("job", job_id, image, prompt, max_new_tokens))
+        except (OSError, ValueError) as err:
+            raise WorkerCrashed(f"cannot send job to worker: {err!r}") from None
+        msg = self._wait(self._cfg.job_timeout_s, stop)
+        if msg[0] == "error":
+            raise JobFailed(msg[2])
+        return msg[2]
+
+    def stop(self, timeout: float) -> None:
+        try:
+            self._conn.send(("stop",))
+        except (OSError, ValueError):
+            pass
+        self._runner.join(timeout)
+        if isinstance(self._runner, multiprocessing.process.BaseProcess) and self._runner.is_alive():
+            self._runner.kill()
+            self._runner.join(1.0)
+        self._conn.close()
+        if isinstance(self._runner, threading.Thread):
+            self._child_conn.close()
+
+
+class Fallback:
+    """Florence-2 for hard frames: policy on the hot path, worker off it.
+
+    Args:
+        cfg: the fallback config.
+        device: device id (for capture paths and uploads).
+        publish: the publisher's non-blocking submit: (camera, seq, payload) -> accepted.
+        state_dir: the daemon's state directory (captures default to state_dir/captures).
+        clock: monotonic clock, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        cfg: FallbackConfig,
+        device: str,
+        publish: Callable[[str, int, bytes], bool],
+        state_dir: Path,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.device = device
+        self._publish = publish
+        self._state_dir = state_dir
+        self._clock = clock
+        self._sm = StateMachine()
+        self._lock = threading.Lock()
+        self._bucket = TokenBucket(cfg.rate, clock())
+        self._trackers: dict[str, EmptyTracker] = {}
+        self._mailbox: Mailbox[Job] = Mailbox()
+        self._recent: collections.deque[float] = collections.deque()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._worker: _Worker | None = None
+        self._info: FlorenceInfo | None = None
+        self._escalations = 0
+        self._replaced = 0
+        self._errors = 0
+        self._restarts = 0
+        self._published = 0
+        self._last_latency: float | None = None
+        self._last_error: str | None = None
+        self.capture: CaptureStore | None = None
+        if cfg.capture.enabled:
+            root = cfg.capture.dir or state_dir / "captures"
+            self.capture = CaptureStore(root, cfg.capture.quota_bytes, cfg.capture.jpeg_quality,
+                                        pending=cfg.upload is not None)
+        self._uploader = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the dispatcher (which loads the worker) and the uploader; no-op if disabled."""
+        if not self.cfg.enabled or self._thread is not None:
+            return
+        self._sm.to(FallbackState.DOWN)
+        self._thread = threading.Thread(target=self._dispatch, name="florence2-dispatch", daemon=True)
+        self._thread.start()
+        if self.cfg.upload is not None and self.capture is not None:
+            from agent.fallback.upload import Uploader
+
+            self._uploader = Uploader(self.cfg.upload, self.device, self.capture)
+            self._uploader.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop the dispatcher, the worker and the uploader within about `timeout` seconds."""
+        self._stop.set()
+        self._mailbox.close()
+        deadline = time.monotonic() + timeout
+        if self._thread is not None:
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        if self._uploader is not None:
+            self._uploader.stop(max(0.1, deadline - time.monotonic()))
+        if self._sm.state != FallbackState.DISABLED:
+            self._sm.to(FallbackState.DISABLED)
+
+    # -- hot path --------------------------------------------------------------------------
+    def is_hard(self, camera: str, detections: Detections, now_mono: float) -> bool:
+        """Policy + sampling + token bucket; True (token consumed) when the frame escalates."""
+        if not self.cfg.enabled or self._sm.state == FallbackState.DISABLED:
+            return False
+        with self._lock:
+            tracker = self._trackers.setdefault(camera, EmptyTracker())
+            reason = check_frame(detections, self.cfg.policy_for(camera), tracker, now_mono)
+            if reason == HardReason.NONE or not self._bucket.try_take(now_mono):
+                return False
+            self._escalations += 1
+            self._recent.append(now_mono)
+            return True
+
+    def submit(
+        self, frame: Frame, detections: Detections, yolo: DetectionMessage, class_names: tuple[str, ...]
+    ) -> None:
+        """Hand a hard frame to the worker; replaces a frame still waiting. Never blocks."""
+        if not self.cfg.enabled:
+            return
+        old = self._mailbox.put(Job(frame, detections, yolo, tuple(class_names), self._clock()))
+        if old is not None:
+            with self._lock:
+                self._replaced += 1
+
+    def stats(self) -> FallbackStats:
+        now = self._clock()
+        with self._lock:
+            while self._recent and now - self._recent[0] > 60.0:
+                self._recent.popleft()
+            return FallbackStats(
+                state=self._sm.state.value,
+                escalations=self._escalations,
+                replaced=self._replaced,
+                rate_per_min=float(len(self._recent)),
+                errors=self._errors,
+                restarts=self._restarts,
+                published=self._published,
+                last_latency_ms=self._last_latency,
+                last_error=self._last_error,
+                worker_pid=self._worker.pid if self._worker is not None else None,
+            )
+
+    # -- worker side -----------------------------------------------------------------------
+    def _error(self, message: str, **kw: object) -> None:
+        with self._lock:
+            self._errors += 1
+            self._last_error = message
+        log.warning("florence2 fallback error", error=message, **kw)
+
+    def _backoff(self, failures: int) -> float:
+        return min(self.cfg.restart_max_s, self.cfg.restart_min_s * 2 ** max(0, failures - 1))
+
+    def _ensure_worker(self) -> None:
+        self._worker = _Worker(self.cfg, resolve_model(self.cfg.model))
+        self._info = self._worker.start(self._stop)
+        self._sm.to(FallbackState.IDLE)
+        log.info("florence2 worker ready", model=self._info.name, runtime=self.cfg.runtime,
+                 mode=self.cfg.worker, pid=self._worker.pid)
+
+    def _drop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.stop(2.0)
+            self._worker = None
+
+    def _dispatch(self) -> None:
+        failures = 0
+        started_once = False
+        while not self._stop.is_set():
+            if self._worker is None:
+                try:
+                    self._ensure_worker()
+                except (FlorenceModelError, WorkerCrashed) as err:
+                    if self._stop.is_set():
+                        break
+                    self._drop_worker()
+                    failures += 1
+                    delay = self._backoff(failures)
+                    self._error(f"worker start failed: {err}", retry_in_s=delay)
+                    self._stop.wait(delay)
+                    continue
+                if started_once:
+                    with self._lock:
+                        self._restarts += 1
+                started_once = True
+            job = self._mailbox.get(timeout=0.2)
+            if job is None:
+                continue
+            self._sm.to(FallbackState.BUSY)
+            try:
+                self._run_job(job, self._worker, self._info)
+                failures = 0
+            except WorkerCrashed as err:
+                self._drop_worker()
+                if self._stop.is_set():
+                    break
+                self._sm.to(FallbackState.DOWN)
+                failures += 1
+                delay = self._backoff(failures)
+                self._error(f"worker crashed: {err}", camera=job.frame.camera, retry_in_s=delay)
+                self._stop.wait(delay)
+                continue
+            if self._sm.state == FallbackState.BUSY:
+                self._sm.to(FallbackState.IDLE)
+        self._drop_worker()
+
+    def _run_job(self, job: Job, worker: _Worker | None, info: FlorenceInfo | None) -> None:
+        if worker is None or info is None:
+            raise WorkerCrashed("no worker")
+        task = self.cfg.task
+        try:
+            prompt = build_prompt(task, job.class_names)
+            gen = worker.run(job.frame.image, prompt, self.cfg.max_new_tokens, self._stop)
+        except (JobFailed, ValueError) as err:
+            self._error(f"job failed: {err}", camera=job.frame.camera, seq=job.yolo.seq)
+            return
+        t0 = time.perf_counter()
+        try:
+            result = parse_generation(task, gen.text, gen.image_size, job.class_names)
+        except FlorenceParseError as err:
+            self._error(str(err), camera=job.frame.camera, seq=job.yolo.seq)
+            return
+        post_ms = (time.perf_counter() - t0) * 1e3
+        msg = build_refinement(job.yolo, result, info, self.cfg.model_version, gen, post_ms,
+                               job.class_names)
+        accepted = self._publish(job.frame.camera, job.yolo.seq, dump_payload(msg))
+        with self._lock:
+            self._last_latency = msg.latency_ms.total
+            if accepted:
+                self._published += 1
+        if not accepted:
+            self._error("publisher refused the florence2 message (queue full)",
+                        camera=job.frame.camera, seq=job.yolo.seq)
+        if self.capture is not None:
+            try:
+                self.capture.save(job.frame, job.yolo, msg, result, job.class_names)
+            except OSError as err:
+                self._error(f"capture failed: {err}", camera=job.frame.camera, seq=job.yolo.seq)
