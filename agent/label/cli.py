@@ -8,6 +8,8 @@ from typing import NoReturn
 
 import click
 
+from agent.label.teachers import teacher_names
+
 DEFAULT_TEACHER = "ssd-mobilenet-v2"
 ASSUMED_FPS = 30.0  # for --gap when a container declares no frame rate
 
@@ -45,7 +47,7 @@ def _fail(message: str) -> NoReturn:
     "--teacher",
     default=DEFAULT_TEACHER,
     show_default=True,
-    help="Teacher detector (see the list in the error for an unknown name).",
+    help=f"Teacher detector: {', '.join(teacher_names())}.",
 )
 @click.option(
     "--classes",
@@ -122,7 +124,7 @@ def label_command(
     """
     from agent.label import dataset, media, runner
     from agent.label.plan import parse_class_map, unknown_labels
-    from agent.label.teachers import TeacherError, create_teacher, teacher_names
+    from agent.label.teachers import TeacherError, create_teacher
 
     if teacher not in teacher_names():
         _fail(f"unknown teacher {teacher!r}; choose one of {', '.join(teacher_names())}")
