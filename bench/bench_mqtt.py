@@ -8,10 +8,10 @@ side and interleaved in rounds so machine load hits every mode alike:
   outbox-on    Publisher with the SQLite WAL outbox (queue -> commit -> publish -> delete on PUBACK)
 
 Latency: each payload (a ~600-byte detection message) carries perf_counter_ns() taken just before
-`submit_detection` (or `publish` for raw paho); the subscriber (another paho client in the
-same process) subtracts it on arrival. Messages are paced (`--rate`) so that latency, not
-queueing, is measured. Sustained rate: `--burst` messages submitted as fast as the hand-off
-accepts them, timed until the subscriber has them all.
+`submit_detection` (or `publish` for raw paho); the subscriber (a paho client in a child
+process; CLOCK_MONOTONIC is shared) subtracts it on arrival. Messages are paced (`--rate`) so
+that latency, not queueing, is measured. Sustained rate: `--burst` messages submitted as fast
+as the hand-off accepts them, timed until the subscriber has them all.
 
 Targets (BRIEF.md §6, issue 4): outbox adds <= 5 ms at p99; >= 2,000 msg/s with the outbox on.
 
@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -77,14 +78,20 @@ def message(seq: int) -> bytes:
     return json.dumps(dict(FILLER, seq=seq, t_ns=time.perf_counter_ns())).encode()
 
 
-class Subscriber:
-    """Records arrival latency (ms) and count of the detection topic."""
+class SubscriberServer:
+    """The subscriber process: records arrival latency (ms) of the detection topic.
+
+    Runs in its own process (`--subscriber PORT`) so it does not compete for the GIL with the
+    sender; perf_counter_ns is CLOCK_MONOTONIC, shared by processes on Linux. Commands on
+    stdin: `reset`, `wait N` (prints the latencies as one JSON line once N arrived).
+    """
 
     def __init__(self, port: int) -> None:
         self.lat_ms: list[float] = []
-        self.count = 0
         self.lock = threading.Lock()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sub", protocol=mqtt.MQTTv5)
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="bench-sub", protocol=mqtt.MQTTv5
+        )
         self.c.on_message = self._on_message
         ready = threading.Event()
         self.c.on_subscribe = lambda *a: ready.set()
@@ -98,30 +105,66 @@ class Subscriber:
         t0 = json.loads(msg.payload)["t_ns"]
         with self.lock:
             self.lat_ms.append((now - t0) / 1e6)
-            self.count += 1
 
-    def reset(self) -> None:
-        with self.lock:
-            self.lat_ms = []
-            self.count = 0
-
-    def wait(self, n: int, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count < n:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"subscriber got {self.count} of {n} messages")
-            time.sleep(0.002)
-
-    def close(self) -> None:
+    def serve(self) -> None:
+        print("ready", flush=True)
+        for line in sys.stdin:
+            cmd = line.split()
+            if cmd[0] == "reset":
+                with self.lock:
+                    self.lat_ms = []
+                print("ok", flush=True)
+            elif cmd[0] == "wait":
+                n = int(cmd[1])
+                deadline = time.monotonic() + 120
+                while len(self.lat_ms) < n and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                with self.lock:
+                    print(json.dumps(self.lat_ms), flush=True)
         self.c.disconnect()
         self.c.loop_stop()
+
+
+class Subscriber:
+    """Client side of the subscriber process."""
+
+    def __init__(self, port: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--subscriber", str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self._in, self._out = self.proc.stdin, self.proc.stdout
+        if self._out.readline().strip() != "ready":
+            raise RuntimeError("subscriber process did not start")
+
+    def reset(self) -> None:
+        self._in.write("reset\n")
+        self._in.flush()
+        self._out.readline()
+
+    def wait(self, n: int) -> list[float]:
+        self._in.write(f"wait {n}\n")
+        self._in.flush()
+        lat = json.loads(self._out.readline())
+        if len(lat) < n:
+            raise RuntimeError(f"subscriber got {len(lat)} of {n} messages")
+        return lat
+
+    def close(self) -> None:
+        self._in.close()
+        self.proc.wait(10)
 
 
 class RawPaho:
     """Baseline sender: paho QoS 1 publish with no queue or outbox."""
 
     def __init__(self, port: int) -> None:
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5)
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5
+        )
         self.c.max_inflight_messages_set(100)
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
@@ -185,8 +228,7 @@ def paced(sender: Any, sub: Subscriber, n: int, rate: float) -> list[float]:
         delay = t_next - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-    sub.wait(n)
-    return list(sub.lat_ms)
+    return sub.wait(n)
 
 
 def burst(sender: Any, sub: Subscriber, n: int) -> float:
@@ -216,8 +258,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     ap.add_argument("--rate", type=float, default=500.0, help="paced send rate, msg/s")
     ap.add_argument("--burst", type=int, default=20000, help="messages for the sustained rate")
-    ap.add_argument("--write-docs", action="store_true", help="write the section of docs/benchmarks.md")
+    ap.add_argument(
+        "--write-docs", action="store_true", help="write the section of docs/benchmarks.md"
+    )
+    ap.add_argument("--subscriber", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.subscriber is not None:
+        SubscriberServer(args.subscriber).serve()
+        return 0
     if min(args.messages, args.rounds, args.burst) <= 0 or args.rate <= 0:
         ap.error("all counts and the rate must be > 0")
 
@@ -239,7 +287,10 @@ def main() -> int:
                         m.lat_ms += paced(sender, sub, args.messages, args.rate)
                     finally:
                         sender.close()
-                    print(f"round {r + 1}: {m.name} p99 so far {pct(m.lat_ms, 99):.2f} ms", file=sys.stderr)
+                    print(
+                        f"round {r + 1}: {m.name} p99 so far {pct(m.lat_ms, 99):.2f} ms",
+                        file=sys.stderr,
+                    )
             for m in modes:
                 sender = m.make()
                 try:
@@ -264,7 +315,10 @@ def main() -> int:
         f"python bench/bench_mqtt.py --messages {args.messages} --rounds {args.rounds} "
         f"--rate {args.rate:g} --burst {args.burst}"
     )
-    machine = f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = (
+        f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}"
+    )
     table = "\n".join(
         [
             "| mode | messages | p50 ms | p99 ms | p99 vs raw paho | sustained msg/s |",
@@ -280,7 +334,7 @@ def main() -> int:
     section = (
         "## MQTT delivery\n\n"
         "Detection -> subscriber latency over loopback (QoS 1, ~600-byte detection payloads, "
-        "subscriber in the same process) and sustained rate, with the SQLite WAL outbox on and "
+        "subscriber in its own process) and sustained rate, with the SQLite WAL outbox on and "
         "off, next to a raw paho publish -> subscribe baseline in the same run (modes interleaved "
         f"in {args.rounds} rounds, private Mosquitto 2.0 with `set_tcp_nodelay`).\n\n"
         f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}; {machine}; shared with other jobs).\n\n"
