@@ -195,6 +195,10 @@ class Daemon:
         structlog.contextvars.bind_contextvars(device=cfg.device.id)
         cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
         model_path, manifest = self._initial_model()
+        from agent.engines.build import prepare_model
+
+        self.notifier.status(f"preparing model {model_path.name}")
+        prepare_model(cfg.model.engine, model_path)  # TensorRT: build or reuse the cached engine
         detector = self._load_detector(model_path, manifest)
         self.publisher = Publisher(
             cfg.mqtt, cfg.outbox, self.topics, cfg.device.state_dir, self.boot_id, self.status
