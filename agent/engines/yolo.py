@@ -336,6 +336,11 @@ def _top_candidates(
     return np.argpartition(-scores, MAX_NMS_CANDIDATES)[:MAX_NMS_CANDIDATES]
 
 
+_NO_BOXES = np.zeros((0, 4), dtype=np.float32)
+_NO_SCORES = np.zeros((0,), dtype=np.float32)
+_NO_CLASSES = np.zeros((0,), dtype=np.int64)
+
+
 def _candidates_v8(
     out: npt.NDArray[np.float32], nc: int, conf: float
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
@@ -344,6 +349,8 @@ def _candidates_v8(
     cls_scores = pred[4 : 4 + nc]
     best = cls_scores.max(axis=0)  # (N,)
     idx = np.flatnonzero(best > conf)
+    if idx.size == 0:
+        return _NO_BOXES, _NO_SCORES, _NO_CLASSES
     scores = best[idx]
     sel = _top_candidates(idx, scores)
     idx, scores = idx[sel], scores[sel]
@@ -424,6 +431,8 @@ def decode(
             boxes, scores, classes = _candidates_v8(out, nc, conf)
         else:
             boxes, scores, classes = _candidates_v5(out, nc, conf)
+        if boxes.shape[0] == 0:
+            return Detections.empty()
         keep = nms(boxes, scores, classes, params.iou_threshold, params.max_detections)
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
     if boxes.shape[0] == 0:
