@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -12,6 +11,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.engines.base import EngineError, EngineIO, TensorSpec
+from agent.engines.model_loading import ModelMetadataError, metadata_imgsz
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -61,20 +61,6 @@ def _ort_errors() -> tuple[type[BaseException], ...]:
 def _dims(shape: list[int | str | None]) -> tuple[int, ...]:
     """ONNX Runtime shape (ints, or strings/None for dynamic dims) -> ints with -1 for dynamic."""
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in shape)
-
-
-def _imgsz(metadata: dict[str, str]) -> tuple[int, int] | None:
-    """Ultralytics `imgsz` metadata ('[320, 320]') -> (H, W), or None when absent/unreadable."""
-    raw = metadata.get("imgsz")
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return int(value[0]), int(value[1])
-    return None
 
 
 class OnnxRuntimeEngine:
@@ -190,12 +176,20 @@ class OnnxRuntimeEngine:
         )
 
     def _warmup(self, io: EngineIO) -> None:
+        """Run `warmup_runs` zero tensors; dynamic H/W take the `imgsz` metadata (else 640)."""
         if self.config.warmup_runs == 0:
             return
-        _, c, h, w = io.inputs[0].shape
-        hw = _imgsz(io.metadata) or (DEFAULT_WARMUP_SIZE, DEFAULT_WARMUP_SIZE)
-        shape = (1, 3, h if h > 0 else hw[0], w if w > 0 else hw[1])
-        dummy = np.zeros(shape, dtype=np.float32)
+        _, _, h, w = io.inputs[0].shape
+        if h <= 0 or w <= 0:
+            try:
+                hw = metadata_imgsz(io.metadata)
+            except ModelMetadataError:
+                hw = None  # reported by the Detector, which needs a valid size
+            if hw is None:
+                hw = (DEFAULT_WARMUP_SIZE, DEFAULT_WARMUP_SIZE)
+                log.info("dynamic input without imgsz metadata: warming up at 640x640")
+            h, w = (h if h > 0 else hw[0]), (w if w > 0 else hw[1])
+        dummy = np.zeros((1, 3, h, w), dtype=np.float32)
         for _ in range(self.config.warmup_runs):
             self.infer(dummy)
 
