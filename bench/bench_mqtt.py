@@ -276,6 +276,8 @@ def main() -> int:
         sub = Subscriber(broker.port)
         modes = [
             Mode("raw-paho", lambda: RawPaho(broker.port)),
+            # The same baseline again: the spread between the two is the run's noise floor.
+            Mode("raw-paho (repeat)", lambda: RawPaho(broker.port)),
             Mode("outbox-off", lambda: AgentSender(broker.port, work / "off", outbox=False)),
             Mode("outbox-on", lambda: AgentSender(broker.port, work / "on", outbox=True)),
         ]
@@ -306,11 +308,14 @@ def main() -> int:
     rows = []
     for m in modes:
         rows.append(
-            f"| {m.name} | {len(m.lat_ms)} | {pct(m.lat_ms, 50):.2f} | {pct(m.lat_ms, 99):.2f} | "
+            f"| {m.name} | {len(m.lat_ms)} | {pct(m.lat_ms, 50):.2f} | {pct(m.lat_ms, 95):.2f} | "
+            f"{pct(m.lat_ms, 99):.2f} | "
             f"{pct(m.lat_ms, 99) - pct(base.lat_ms, 99):+.2f} | {m.rate:,.0f} |"
         )
-    on = modes[2]
+    on = modes[-1]
     added = pct(on.lat_ms, 99) - pct(base.lat_ms, 99)
+    noise = abs(pct(modes[1].lat_ms, 99) - pct(base.lat_ms, 99))
+    raw_rate = max(base.rate, modes[1].rate)
     cmd = (
         f"python bench/bench_mqtt.py --messages {args.messages} --rounds {args.rounds} "
         f"--rate {args.rate:g} --burst {args.burst}"
@@ -321,15 +326,25 @@ def main() -> int:
     )
     table = "\n".join(
         [
-            "| mode | messages | p50 ms | p99 ms | p99 vs raw paho | sustained msg/s |",
-            "|---|---|---|---|---|---|",
+            "| mode | messages | p50 ms | p95 ms | p99 ms | p99 vs raw paho | sustained msg/s |",
+            "|---|---|---|---|---|---|---|",
             *rows,
         ]
     )
+    if added <= 5:
+        lat_verdict = "met"
+    elif added <= noise:
+        lat_verdict = (
+            f"not resolvable on this run: two identical raw-paho runs differ by {noise:.1f} ms"
+        )
+    else:
+        lat_verdict = "NOT met"
     verdict = (
-        f"Outbox on adds {added:+.2f} ms at p99 over raw paho (target <= 5 ms: "
-        f"{'met' if added <= 5 else 'NOT met'}); sustained {on.rate:,.0f} msg/s with the outbox "
-        f"(target >= 2,000: {'met' if on.rate >= 2000 else 'NOT met'})."
+        f"Outbox on vs raw paho at p99: {added:+.2f} ms (target <= +5 ms: {lat_verdict}). "
+        f"Sustained with the outbox: {on.rate:,.0f} msg/s = {on.rate / raw_rate:.2f} x raw paho's "
+        f"{raw_rate:,.0f} msg/s in the same run (target >= 2,000 msg/s: "
+        f"{'met' if on.rate >= 2000 else 'NOT met'}"
+        f"{'; raw paho itself reaches less on this machine' if raw_rate < 2000 else ''})."
     )
     section = (
         "## MQTT delivery\n\n"

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
+import paho.mqtt.client as paho
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
@@ -205,14 +205,14 @@ class Publisher:
 
     def __init__(
         self,
-        mqtt_cfg: MqttConfig,
+        mqtt: MqttConfig,
         outbox: OutboxConfig,
         topics: Topics,
         state_dir: Path,
         boot_id: str,
         status_provider: Callable[[], StatusMessage],
     ) -> None:
-        self._cfg = mqtt_cfg
+        self._cfg = mqtt_cfg = mqtt
         self._ocfg = outbox
         self._topics = topics
         self._boot_id = boot_id
@@ -288,18 +288,18 @@ class Publisher:
         )
 
     # -- construction ---------------------------------------------------------------------
-    def _make_client(self, password: str | None, tls_ctx: ssl.SSLContext | None) -> mqtt.Client:
+    def _make_client(self, password: str | None, tls_ctx: ssl.SSLContext | None) -> paho.Client:
         cfg = self._cfg
         client_id = cfg.client_id or f"edge-agent-{self._topics.device}"
         if cfg.protocol == "v5":
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            client = paho.Client(
+                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
             )
         else:
-            client = mqtt.Client(
+            client = paho.Client(
                 CallbackAPIVersion.VERSION2,
                 client_id=client_id,
-                protocol=mqtt.MQTTv311,
+                protocol=paho.MQTTv311,
                 clean_session=True,
             )
         if cfg.username is not None:
@@ -475,7 +475,7 @@ class Publisher:
 
     # -- paho callbacks (network thread; no pump state here) -----------------------------------
     def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
         if reason.is_failure:
             log.warning("mqtt.connect_refused", reason=str(reason))
@@ -502,7 +502,7 @@ class Publisher:
         log.info("mqtt.connected", host=self._cfg.host, port=self._cfg.port, n=self._connects)
 
     def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
         was = self._connected.is_set()
         self._connected.clear()
@@ -511,18 +511,18 @@ class Publisher:
         if was and not self._stopped:
             log.warning("mqtt.disconnected", reason=str(reason))
 
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         log.debug("mqtt.connect_failed", host=self._cfg.host, port=self._cfg.port)
 
     def _on_publish(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
+        self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
     ) -> None:
         self._events.append(("puback", mid, reason.is_failure))
         self._wake.set()
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         for sub, (callback, _qos) in list(self._subs.items()):
-            if mqtt.topic_matches_sub(sub, msg.topic):
+            if paho.topic_matches_sub(sub, msg.topic):
                 try:
                     callback(msg.topic, msg.payload)
                 except Exception as err:  # a subscriber's bug must not kill the network thread
