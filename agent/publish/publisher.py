@@ -255,6 +255,7 @@ class Publisher:
         self._gw_progress_t = time.monotonic()
         self._to_delete: list[int] = []
         self._to_delete_since = 0.0
+        self._wal_checked = 0.0
         self._ckpt_wake = threading.Event()
         self._ckpt: threading.Thread | None = None
 
@@ -619,8 +620,10 @@ class Publisher:
 
         self._ingest()
         self._fill_window()
-        if isinstance(store, Outbox) and store.wal_over_budget():
-            self._ckpt_wake.set()
+        if isinstance(store, Outbox) and now - self._wal_checked >= 0.1:
+            self._wal_checked = now
+            if store.wal_over_budget():
+                self._ckpt_wake.set()
         if (
             self._ocfg.require_gateway_ack
             and self._gw_pending > 0
