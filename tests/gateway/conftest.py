@@ -41,19 +41,17 @@ def wait_for(
 
 @pytest.fixture(scope="session")
 def model_variants(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """The demo ONNX model and two copies that differ only in a metadata field (new sha256)."""
-    import onnx
+    """v1 the demo ONNX model; v2, v3 copies differing only in metadata (new sha256);
+    v4 the demo network with every output NaN (loads, returns garbage)."""
+    from tests.ota.models import nan, retagged
 
-    out = {1: DEMO_MODEL}
     d = tmp_path_factory.mktemp("models")
-    for v in (2, 3):
-        m = onnx.load(str(DEMO_MODEL))
-        prop = m.metadata_props.add()
-        prop.key, prop.value = "variant", str(v)
-        path = d / f"model-v{v}.onnx"
-        onnx.save(m, str(path))
-        out[v] = path
-    return out
+    return {
+        1: DEMO_MODEL,
+        2: retagged(DEMO_MODEL, d / "model-v2.onnx", "v2"),
+        3: retagged(DEMO_MODEL, d / "model-v3.onnx", "v3"),
+        4: nan(DEMO_MODEL, d / "model-v4-nan.onnx"),
+    }
 
 
 def write_config(tmp: Path, broker_port: int, http_port: int, **extra: Any) -> Path:

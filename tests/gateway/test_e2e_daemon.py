@@ -1,0 +1,200 @@
+"""The issue's end-to-end scenarios with real processes: Mosquitto, `edge-gateway serve` and
+three real `edge-agent run` daemons on the demo clip (devices jet-0, jet-1, jet-2)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from agent.messages.payloads import DetectionMessage
+from tests.gateway.conftest import REPO, Site, wait_for
+from tests.gateway.recorder import Recorder
+from tests.helpers.daemon import DaemonProcess, demo_config
+from tests.helpers.mqtt import Recorder as MqttRecorder
+
+pytestmark = pytest.mark.slow
+
+DEVICES = ["jet-0", "jet-1", "jet-2"]
+
+
+class Fleet3:
+    """Three real daemons trusting the site's keys, with short OTA probation."""
+
+    def __init__(self, site: Site) -> None:
+        keys = json.loads(site.keys_file.read_text())
+        self.site = site
+        self.daemons: dict[str, DaemonProcess] = {}
+        for dev in DEVICES:
+            cfg = demo_config(
+                site.tmp / f"state-{dev}",
+                site.broker.port,
+                device=dev,
+                ota={
+                    "enabled": True,
+                    **keys,
+                    "probation_s": 2.0,
+                    "probation_min_frames": 3,
+                    "validation_frames": 2,
+                    "download_deadline_s": 60,
+                    "latency_budget_ms": 20000.0,
+                },  # a loaded 2-core CI box, not a latency test
+            )
+            cfg["cameras"][0]["fps_cap"] = 4.0
+            proc = DaemonProcess(site.tmp / dev, cfg)
+            proc.start = lambda p=proc: _start_patched(p)  # type: ignore[method-assign]
+            self.daemons[dev] = proc.start()
+
+    def kill(self, dev: str) -> None:
+        self.daemons[dev].kill()
+
+    def stop(self) -> None:
+        for d in self.daemons.values():
+            d.kill()
+
+
+@pytest.fixture
+def fleet(site: Site) -> Iterator[Fleet3]:
+    f = Fleet3(site)
+    site.gateway.start()
+    try:
+        site.wait_devices(DEVICES, timeout=90)
+        yield f
+    finally:
+        f.stop()
+
+
+def _start_patched(proc: DaemonProcess) -> DaemonProcess:
+    """DaemonProcess.start, but through tests.gateway.run_agent (see its docstring)."""
+    proc._log = open(proc.log_path, "ab")  # noqa: SIM115 - closed by DaemonProcess.kill()
+    proc.proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.gateway.run_agent", "run", "--config", str(proc.config_path)],
+        stdout=proc._log,
+        stderr=proc._log,
+        cwd=REPO,
+        env=proc._env,
+    )
+    return proc
+
+
+def deploy(site: Site, version: int, **opts: object) -> int:
+    body = {
+        "model": "demo-yolov8n",
+        "version": version,
+        "devices": DEVICES,
+        "canary": 1,
+        "wave_size": 2,
+        "max_failures": 1,
+        "timeout_s": 60,
+        **opts,
+    }
+    resp = site.gateway.post("/v1/rollouts", body)
+    assert resp.status_code == 201, resp.text
+    return int(resp.json()["id"])
+
+
+def test_canary_then_others_and_no_detection_lost(site: Site, fleet: Fleet3) -> None:
+    """Canary commits first, then the others; all end on v2; every seq arrives on every
+    device across its swap."""
+    ota = Recorder(site.broker.port)
+    dets = MqttRecorder(site.broker.port, ["edge/+/cameras/+/detections"])
+    try:
+        rid = deploy(site, 2)
+        view = site.wait_rollout(rid, timeout=180)
+        assert view["state"] == "succeeded", view
+        canary_commit = ota.index("jet-0", "state", lambda d: d.get("state") == "committed")
+        assert canary_commit is not None
+        for dev in ("jet-1", "jet-2"):
+            first = ota.index(dev, "command")
+            assert first is not None and first > canary_commit
+        wait_for(
+            lambda: all(
+                any(
+                    DetectionMessage.model_validate_json(m.payload).model.version == 2
+                    for m in dets.on(f"edge/{dev}/cameras/cam-a/detections")
+                )
+                for dev in DEVICES
+            ),
+            30,
+            what="v2 detections from every device",
+        )
+    finally:
+        ota.close()
+        dets.close()
+    for dev in DEVICES:
+        msgs = [
+            DetectionMessage.model_validate_json(m.payload)
+            for m in dets.on(f"edge/{dev}/cameras/cam-a/detections")
+        ]
+        by_boot: dict[str, list[int]] = {}
+        for m in msgs:
+            by_boot.setdefault(m.boot_id, []).append(m.seq)
+        assert len(by_boot) == 1, f"{dev} restarted"
+        seqs = next(iter(by_boot.values()))
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{dev} lost detections"
+        versions = [m.model.version for m in msgs]
+        assert versions == sorted(versions) and versions[-1] == 2
+    devices = {d["device"]: d["model"] for d in site.gateway.get("/v1/devices")}
+    assert devices == {d: "demo-yolov8n@2" for d in DEVICES}
+
+
+def test_garbage_model_fails_on_canary_and_never_reaches_others(site: Site, fleet: Fleet3) -> None:
+    """A model whose outputs are NaN fails on the canary; the rollout aborts; jet-1 and jet-2
+    never receive a command and every device still runs v1."""
+    ota = Recorder(site.broker.port)
+    try:
+        rid = deploy(site, 4)
+        view = site.wait_rollout(rid, timeout=120)
+        assert view["state"] == "aborted"
+        states = {d["device"]: d["state"] for d in view["devices"]}
+        assert states == {"jet-0": "failed", "jet-1": "skipped", "jet-2": "skipped"}
+        assert ota.commands("jet-1") == ota.commands("jet-2") == []
+    finally:
+        ota.close()
+    devices = {d["device"]: d["model"] for d in site.gateway.get("/v1/devices")}
+    assert devices == {d: "demo-yolov8n@1" for d in DEVICES}
+
+
+def test_gateway_kill9_mid_rollout_resumes_and_finishes(site: Site, fleet: Fleet3) -> None:
+    """kill -9 of the gateway while the canary updates; after restart the rollout finishes."""
+    rid = deploy(site, 2)
+    wait_for(
+        lambda: (
+            site.gateway.get(f"/v1/rollouts/{rid}")["devices"][0]["ota_state"]
+            in ("active", "validating", "loading")
+        ),
+        60,
+        every=0.05,
+        what="canary swapping",
+    )
+    site.gateway.kill(signal.SIGKILL)
+    site.gateway.start()
+    view = site.wait_rollout(rid, timeout=180)
+    assert view["state"] == "succeeded", view
+    assert view["counts"] == {"committed": 3}
+
+
+def test_device_killed_mid_rollout_times_out_and_rolls_back(site: Site, fleet: Fleet3) -> None:
+    """jet-2 killed during its update times out; the threshold aborts the rollout and the
+    devices that committed are rolled back to v1."""
+    rid = deploy(site, 2, timeout_s=25)
+    wait_for(
+        lambda: (
+            site.gateway.get(f"/v1/rollouts/{rid}")["devices"][2]["state"] in ("sent", "updating")
+        ),
+        120,
+        every=0.05,
+        what="jet-2 commanded",
+    )
+    fleet.kill("jet-2")
+    view = site.wait_rollout(rid, timeout=180)
+    states = {d["device"]: (d["state"], d["reason"]) for d in view["devices"]}
+    assert view["state"] == "aborted", view
+    assert states["jet-2"] == ("timed_out", "timeout")
+    assert states["jet-0"][0] == "reverted"
+    devices = {d["device"]: d["model"] for d in site.gateway.get("/v1/devices")}
+    assert devices["jet-0"] == "demo-yolov8n@1"
