@@ -5,7 +5,8 @@ side and interleaved in rounds so machine load hits every mode alike:
 
   raw-paho     baseline: a paho 2.x client publishes QoS 1 straight away (no queue, no outbox)
   outbox-off   Publisher with outbox.enabled=false (hand-off queue -> paho)
-  outbox-on    Publisher with the SQLite WAL outbox (queue -> commit -> publish -> delete on PUBACK)
+  outbox-on    Publisher with the SQLite WAL outbox (queue -> commit -> publish -> delete on
+               PUBACK), synchronous=NORMAL (the default) and FULL (fsync per commit)
 
 Latency: each payload (a ~600-byte detection message) carries perf_counter_ns() taken just before
 `submit_detection` (or `publish` for raw paho); the subscriber (a paho client in a child
@@ -180,10 +181,14 @@ class RawPaho:
 class AgentSender:
     """The Publisher under test (outbox on or off)."""
 
-    def __init__(self, port: int, state: Path, outbox: bool) -> None:
+    def __init__(self, port: int, state: Path, outbox: bool, synchronous: str = "NORMAL") -> None:
         self.pub = Publisher(
             MqttConfig(port=port, queue_size=1000),
-            OutboxConfig(enabled=outbox, path=state / "outbox.sqlite3"),
+            OutboxConfig(
+                enabled=outbox,
+                path=state / "outbox.sqlite3",
+                synchronous=synchronous,  # type: ignore[arg-type]
+            ),
             Topics(DEVICE),
             state,
             BOOT,
@@ -279,6 +284,10 @@ def main() -> int:
             # The same baseline again: the spread between the two is the run's noise floor.
             Mode("raw-paho (repeat)", lambda: RawPaho(broker.port)),
             Mode("outbox-off", lambda: AgentSender(broker.port, work / "off", outbox=False)),
+            Mode(
+                "outbox-on, synchronous=FULL",
+                lambda: AgentSender(broker.port, work / "full", outbox=True, synchronous="FULL"),
+            ),
             Mode("outbox-on", lambda: AgentSender(broker.port, work / "on", outbox=True)),
         ]
         try:
