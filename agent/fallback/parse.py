@@ -179,9 +179,10 @@ def parse_generation(
                 labels.append(phrase)
                 rows.append(box)
         k = 4
-    if not rows and locs:
+    complete = (_OCR_RE if kind == "ocr" else _PHRASE_RE).search(body) is not None
+    if not rows and not complete and locs:
         raise FlorenceParseError(task, text, "location tokens without a complete label+box group")
-    if not rows and body.strip():
+    if not rows and not complete and body.strip():
         raise FlorenceParseError(task, text, "no label+box group in a box task's answer")
     coords = dequantize(np.array(rows, dtype=np.int64).reshape(-1, k), image_size)
     dets = _to_detections(labels, coords, class_names, image_size)
