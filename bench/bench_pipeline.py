@@ -250,7 +250,8 @@ def isolated_prepost(detector: Detector, frames: list[np.ndarray], rounds: int) 
     """Our pre+post alone (no inference between frames, so caches stay warm).
 
     Each frame's network output is computed once beforehand; then letterbox + decode run
-    back to back over the frames, `rounds` times.
+    back to back over the frames, `rounds` times. Timed by this thread's CPU time
+    (`time.thread_time`), so time spent preempted by other processes is not counted.
     """
     lb = Letterboxer(detector.info.input_size)
     outputs = [[o.copy() for o in detector.engine.infer(lb(f)[0])] for f in frames]
@@ -258,11 +259,11 @@ def isolated_prepost(detector: Detector, frames: list[np.ndarray], rounds: int) 
     series = Series()
     for _ in range(rounds):
         for frame, out in zip(frames, outputs, strict=True):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             _, info = lb(frame)
-            t1 = time.perf_counter()
+            t1 = time.thread_time()
             decode(out, detector.layout, nc, info, frame.shape[:2], detector.params)
-            t2 = time.perf_counter()
+            t2 = time.thread_time()
             series.pre.append((t1 - t0) * 1e3)
             series.post.append((t2 - t1) * 1e3)
     return series
@@ -302,6 +303,7 @@ def main() -> int:
     )
     args = ap.parse_args()
 
+    load_at_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     cv2.setNumThreads(args.threads)
     if not args.no_ultralytics:
         import torch
@@ -362,9 +364,9 @@ def main() -> int:
         i6 = s640["isolated"]
         rows.append(
             (
-                "640x640 our pre / post, isolated (median ms)",
+                "640x640 our pre / post, isolated, thread CPU time (median ms)",
                 f"{fmt(statistics.median(i6.pre), 3)} / {fmt(statistics.median(i6.post), 3)}",
-                f"pre+post {fmt(i6.prepost(), 3)} ms without inference between frames",
+                f"pre+post **{fmt(i6.prepost(), 3)} ms** CPU, no inference between frames",
             )
         )
         if u6.pre:
@@ -388,7 +390,8 @@ def main() -> int:
             SECTION,
             "",
             f"Command: `{command.strip()}`  ",
-            f"Machine: {machine()}  ",
+            f"Machine: {machine()}; load average at start {load_at_start} (shared with other "
+            "jobs: absolute times vary run to run, the side-by-side ratios much less)  ",
             f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
             f"onnxruntime {ort_version}, OpenCV {cv2.__version__}, numpy {np.__version__}",
             "",
