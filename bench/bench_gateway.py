@@ -47,9 +47,13 @@ def tiny_model(path: Path) -> Path:
     out = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 8])
     shape = helper.make_tensor("shape", TensorProto.INT64, [3], [1, 6, 8])
     graph = helper.make_graph(
-        [helper.make_node("Constant", [], ["s"], value=shape),
-         helper.make_node("ConstantOfShape", ["s"], ["output0"])],
-        "g", [inp], [out],
+        [
+            helper.make_node("Constant", [], ["s"], value=shape),
+            helper.make_node("ConstantOfShape", ["s"], ["output0"]),
+        ],
+        "g",
+        [inp],
+        [out],
     )
     m = helper.make_model(graph)
     p = m.metadata_props.add()
@@ -91,7 +95,9 @@ def main() -> None:
 
         gw = subprocess.Popen(
             [sys.executable, "-m", "agent.gateway.cli", "--config", str(config), "serve"],
-            stdout=subprocess.DEVNULL, stderr=(tmp / "gw.log").open("wb"), cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp / "gw.log").open("wb"),
+            cwd=REPO,
         )
         try:
             wait_port(http_port, timeout=30)
@@ -101,8 +107,15 @@ def main() -> None:
             tl = Timeline()
             sims = []
             for name in names:
-                s = SimDevice(name, "127.0.0.1", broker.port, keys["gateway_keys"],
-                              keys["release_keys"], ("bench", 1, sha[1]), opts)
+                s = SimDevice(
+                    name,
+                    "127.0.0.1",
+                    broker.port,
+                    keys["gateway_keys"],
+                    keys["release_keys"],
+                    ("bench", 1, sha[1]),
+                    opts,
+                )
                 _instrument(s, tl)
                 s.start()
                 sims.append(s)
@@ -127,8 +140,15 @@ def main() -> None:
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             t0 = time.monotonic()
-            body = {"model": "bench", "version": 2, "devices": names, "canary": args.canary,
-                    "wave_size": args.wave_size, "max_failures": 5, "timeout_s": 120}
+            body = {
+                "model": "bench",
+                "version": 2,
+                "devices": names,
+                "canary": args.canary,
+                "wave_size": args.wave_size,
+                "max_failures": 5,
+                "timeout_s": 120,
+            }
             resp = httpx.post(f"{url}/v1/rollouts", json=body, timeout=60)
             resp.raise_for_status()
             rid = resp.json()["id"]
@@ -171,8 +191,10 @@ def main() -> None:
             f"{view['state']} | {wall:.1f} | {own:.1f} | **{wall - own:.1f}** | {cpu:.1f} | "
             f"**{peak[0] / 2**20:.0f}** |"
         )
-        print(f"<!-- {platform.machine()}, {psutil.cpu_count()} cores, Python "
-              f"{platform.python_version()} -->")
+        print(
+            f"<!-- {platform.machine()}, {psutil.cpu_count()} cores, Python "
+            f"{platform.python_version()} -->"
+        )
 
 
 def _instrument(sim: SimDevice, tl: Timeline) -> None:

@@ -360,9 +360,10 @@ class Store:
             s = r.slots[dev]
             cmd = None if commands is None or dev not in commands else json.dumps(commands[dev])
             db.execute(
-                "INSERT INTO rollout_devices(rollout_id, device, position, wave, state, command_id, "
-                "revert_command_id, sent_at, deadline, finished_at, ota_state, progress, prev_name, "
-                "prev_version, reason, command) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "INSERT INTO rollout_devices(rollout_id, device, position, wave, state, "
+                "command_id, revert_command_id, sent_at, deadline, finished_at, ota_state, "
+                "progress, prev_name, prev_version, reason, command) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(rollout_id, device) DO UPDATE SET state=excluded.state, "
                 "command_id=excluded.command_id, revert_command_id=excluded.revert_command_id, "
                 "sent_at=excluded.sent_at, deadline=excluded.deadline, "

@@ -260,7 +260,8 @@ class Fleet:
             if self.store.model(req.model, req.version) is None:
                 raise DeployRefused(
                     404,
-                    f"model {req.model}@{req.version} is not in the registry (edge-gateway models list)",
+                    f"model {req.model}@{req.version} is not in the registry "
+                    "(edge-gateway models list)",
                 )
             rows = {d: self.store.device(d) for d in req.devices}
             unknown = sorted(d for d, row in rows.items() if row is None or row.status is None)
@@ -290,9 +291,9 @@ class Fleet:
                 if self.store.model(*prev) is None:
                     raise DeployRefused(
                         409,
-                        f"device {d} runs {prev[0]}@{prev[1]}, which is not in the registry, so it "
-                        f"could not be rolled back; register it first (edge-gateway models add FILE "
-                        f"--name {prev[0]} --version {prev[1]})",
+                        f"device {d} runs {prev[0]}@{prev[1]}, which is not in the registry, "
+                        "so it could not be rolled back; register it first (edge-gateway "
+                        f"models add FILE --name {prev[0]} --version {prev[1]})",
                     )
                 previous[d] = prev
             uid = secrets.token_hex(6)

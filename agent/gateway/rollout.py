@@ -392,7 +392,8 @@ class Rollout:
                 if len(failed) >= self.max_failures:
                     names = ", ".join(f"{s.device} ({s.reason})" for s in failed)
                     out += self._begin_rollback(
-                        f"{len(failed)} device(s) failed (max_failures {self.max_failures}): {names}",
+                        f"{len(failed)} device(s) failed "
+                        f"(max_failures {self.max_failures}): {names}",
                         now,
                     )
                 elif all(s.state not in IN_FLIGHT for s in self.wave_slots(self.current_wave)):
