@@ -53,6 +53,7 @@ class TorchRuntime:
         if self.kind == "torch-int8":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", UserWarning)  # quantize_per_tensor deprecation
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         elif self.kind == "torch-fp16-cuda":
             model = model.to(device="cuda", dtype=torch.float16)
