@@ -59,7 +59,7 @@ class Detector:
         iou_threshold: float = 0.45,
         max_detections: int = 100,
     ) -> None:
-        """Wrap a loaded engine.
+        """Wrap a loaded engine; the Detector owns it from now on and closes it in `close()`.
 
         Raises:
             EngineError: the outputs fit no YOLO layout, or the class count implied by the
