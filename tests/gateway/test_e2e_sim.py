@@ -190,3 +190,42 @@ def test_rollouts_and_devices_views_read_state_while_gateway_is_down(site: Site)
     out = cli(site.config, "rollouts", str(rid)).stdout
     assert f"rollout {rid}  demo-yolov8n@2  succeeded" in out and "sim-a" in out
     assert "demo-yolov8n@2" in cli(site.config, "devices").stdout
+
+
+def test_device_on_an_unregistered_model_is_refused(site: Site) -> None:
+    """A device whose running model is not in the registry could not be rolled back: refused."""
+    site.sims.start(["sim-a"], f"other-model@7:{'b' * 64}")
+    site.gateway.start()
+    site.wait_devices(["sim-a"])
+    proc = cli(site.config, "deploy", "demo-yolov8n@2", "--devices", "sim-a", check=False)
+    assert proc.returncode == 1
+    assert "runs other-model@7, which is not in the registry" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # the same version again
+        (["--version", "4"], "version 4 is not greater than the latest (4)"),
+        # a version that goes backwards
+        (["--version", "2"], "version 2 is not greater than the latest (4)"),
+    ],
+)
+def test_cli_models_add_refuses_old_versions(site: Site, args: list[str], message: str) -> None:
+    """`models add` refuses a version not above the last one, with exit code 1."""
+    from tests.gateway.conftest import DEMO_MODEL
+
+    proc = cli(
+        site.config, "models", "add", str(DEMO_MODEL), "--name", "demo-yolov8n", *args, check=False
+    )
+    assert proc.returncode == 1 and message in proc.stderr
+
+
+def test_cli_models_add_refuses_a_file_that_is_not_a_model(site: Site) -> None:
+    """`models add` refuses a file that is neither ONNX nor an engine."""
+    bogus = site.tmp / "weights.pt"
+    bogus.write_bytes(b"PK\x03\x04 not a model")
+    proc = cli(
+        site.config, "models", "add", str(bogus), "--name", "x", "--version", "1", check=False
+    )
+    assert proc.returncode == 1 and "not an ONNX model (.onnx) or a TensorRT engine" in proc.stderr
