@@ -38,8 +38,11 @@ class OtaConfig(BaseModel):
     download_attempts: int = Field(
         5, ge=1, le=100, description="Connections tried per download; each resumes with Range."
     )
-    retry_backoff_s: float = Field(0.5, ge=0, description="Pause before the second attempt; "
-                                   "doubles per attempt, capped at 10 s.")
+    retry_backoff_s: float = Field(
+        0.5,
+        ge=0,
+        description="Pause before the second attempt; doubles per attempt, capped at 10 s.",
+    )
     disk_margin_bytes: int = Field(
         16 * 1024 * 1024,
         ge=0,
@@ -52,8 +55,10 @@ class OtaConfig(BaseModel):
         5, ge=1, le=100, description="Recent real frames the new model must handle before the swap."
     )
     latency_budget_ms: float = Field(
-        1000.0, gt=0, description="Largest per-frame latency (pre+infer+post) allowed in "
-        "validation and as p99 during probation."
+        1000.0,
+        gt=0,
+        description="Largest per-frame latency (pre+infer+post) allowed in "
+        "validation and as p99 during probation.",
     )
     swap_mode: Literal["hot", "pause"] = Field(
         "hot",
@@ -67,8 +72,10 @@ class OtaConfig(BaseModel):
         30.0, ge=0, description="How long health is watched after a swap before committing."
     )
     probation_min_frames: int = Field(
-        5, ge=0, description="Frames the new model must process before it can be committed; "
-        "probation is extended (up to 3x) to reach it."
+        5,
+        ge=0,
+        description="Frames the new model must process before it can be committed; "
+        "probation is extended (up to 3x) to reach it.",
     )
     probation_max_error_rate: float = Field(
         0.05, ge=0, le=1, description="Largest share of frames that may fail during probation."
@@ -90,8 +97,11 @@ class OtaConfig(BaseModel):
         1, ge=1, le=5, description="Model versions kept besides the active one (for rollback)."
     )
     crash_loop_boots: int = Field(
-        3, ge=1, le=100, description="Starts on probation without a commit before the next "
-        "start rolls back to the previous model."
+        3,
+        ge=1,
+        le=100,
+        description="Starts on probation without a commit before the next "
+        "start rolls back to the previous model.",
     )
 
     @field_validator("release_keys", "gateway_keys")

@@ -93,7 +93,9 @@ def download_artifact(
     except OSError as err:
         dest.unlink(missing_ok=True)
         if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise OtaRejectedError(Reason.DISK_FULL, f"writing {dest.name}: {err.strerror}") from None
+            raise OtaRejectedError(
+                Reason.DISK_FULL, f"writing {dest.name}: {err.strerror}"
+            ) from None
         raise OtaRejectedError(Reason.DOWNLOAD_FAILED, f"writing {dest.name}: {err}") from None
     except BaseException:
         dest.unlink(missing_ok=True)
@@ -131,7 +133,10 @@ def _download(
             progress(received, length)
 
     report(0, force=True)
-    with open(dest, "wb") as out, httpx.Client(transport=transport, follow_redirects=True) as client:
+    with (
+        open(dest, "wb") as out,
+        httpx.Client(transport=transport, follow_redirects=True) as client,
+    ):
         for attempt in range(settings.attempts):
             if cancel is not None and cancel.is_set():
                 raise OtaRejectedError(Reason.INTERRUPTED, "download cancelled (daemon stopping)")
@@ -142,18 +147,27 @@ def _download(
                 if cancel is None:
                     time.sleep(pause)
                 elif cancel.wait(pause):
-                    raise OtaRejectedError(Reason.INTERRUPTED, "download cancelled (daemon stopping)")
+                    raise OtaRejectedError(
+                        Reason.INTERRUPTED, "download cancelled (daemon stopping)"
+                    )
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             try:
-                have = _attempt(client, url, out, have, length, settings, left, deadline, cancel,
-                                report)
+                have = _attempt(
+                    client, url, out, have, length, settings, left, deadline, cancel, report
+                )
             except _Retry as retry:
                 last = retry
                 have = out.tell()
-                log.warning("download attempt ended early", attempt=attempt + 1, kind=retry.kind,
-                            detail=retry.detail, have=have, length=length)
+                log.warning(
+                    "download attempt ended early",
+                    attempt=attempt + 1,
+                    kind=retry.kind,
+                    detail=retry.detail,
+                    have=have,
+                    length=length,
+                )
                 continue
             if have == length:
                 out.flush()
@@ -254,7 +268,9 @@ def _attempt(
                         f"{have} of {length} bytes when the deadline passed",
                     )
                 if cancel is not None and cancel.is_set():
-                    raise OtaRejectedError(Reason.INTERRUPTED, "download cancelled (daemon stopping)")
+                    raise OtaRejectedError(
+                        Reason.INTERRUPTED, "download cancelled (daemon stopping)"
+                    )
     except httpx.TimeoutException as err:
         out.flush()
         if time.monotonic() >= deadline:

@@ -203,8 +203,10 @@ class OtaManager:
                     max_artifact_bytes=self.cfg.max_artifact_bytes,
                 )
                 if verdict.delivery is Delivery.DUPLICATE:
-                    log.info("command delivered again; re-publishing its state",
-                             command_id=command.command_id)
+                    log.info(
+                        "command delivered again; re-publishing its state",
+                        command_id=command.command_id,
+                    )
                     if self._job is not None and self._job.command_id == command.command_id:
                         self._publish(self._job)
                     return
@@ -226,8 +228,13 @@ class OtaManager:
             self._reject(command, err, payload)
 
     def _reject(self, command: OtaCommand | None, err: OtaRejectedError, payload: bytes) -> None:
-        log.warning("OTA command rejected", reason=err.reason.value, detail=err.detail,
-                    command_id=command.command_id if command else None, size=len(payload))
+        log.warning(
+            "OTA command rejected",
+            reason=err.reason.value,
+            detail=err.detail,
+            command_id=command.command_id if command else None,
+            size=len(payload),
+        )
         if command is not None and err.reason in SEQUENCE_CONSUMING:
             with self._lock:
                 self.store.write_ledger(self.store.read_ledger().record(command))
@@ -460,8 +467,10 @@ class OtaManager:
             now = time.monotonic()
             wait = min(0.5, max(0.0, end - now)) if now < end else 0.2
             if self._stop.wait(wait):
-                log.info("stopping during probation; it resumes at the next start",
-                         command_id=job.command_id)
+                log.info(
+                    "stopping during probation; it resumes at the next start",
+                    command_id=job.command_id,
+                )
                 return
             s = self.host.window_stats(since)
             health = Health(s.frames + s.errors, s.errors, s.latency_p99_ms, s.detections_per_frame)
@@ -479,8 +488,9 @@ class OtaManager:
     def _commit(self, job: Job) -> None:
         with self._lock:
             job = self._set(job, OtaState.COMMITTED)
-            self.store.write_ledger(self.store.read_ledger().committed(job.model.name,
-                                                                       job.model.version))
+            self.store.write_ledger(
+                self.store.read_ledger().committed(job.model.name, job.model.version)
+            )
             self.store.end_probation()
         log.info("model committed", model=job.model.name, version=job.model.version)
 
@@ -493,8 +503,12 @@ class OtaManager:
         except (OtaRejectedError, TimeoutError) as err:
             with self._lock:
                 self.store.end_probation()
-                self._set(job, OtaState.FAILED, reason=Reason.PROBATION_FAILED,
-                          detail=f"{why}; rollback impossible: {err}")
+                self._set(
+                    job,
+                    OtaState.FAILED,
+                    reason=Reason.PROBATION_FAILED,
+                    detail=f"{why}; rollback impossible: {err}",
+                )
             return
         with self._lock:
             self.store.revert()
@@ -564,8 +578,12 @@ class OtaManager:
         """Check the transition, write the journal, then publish."""
         with self._lock:
             check_transition(job.state, state)
-            update: dict[str, object] = {"state": state, "ts": _now(), "reason": reason,
-                                         "detail": detail[:2000] if detail else None}
+            update: dict[str, object] = {
+                "state": state,
+                "ts": _now(),
+                "reason": reason,
+                "detail": detail[:2000] if detail else None,
+            }
             if swap is not None:
                 update["swap"] = swap
             if baseline is not None:
@@ -577,8 +595,12 @@ class OtaManager:
             self._publish(job)
             if state.terminal:
                 self._mark_published(job)
-        log.info("OTA state", command_id=job.command_id, state=state.value,
-                 reason=reason.value if reason else None)
+        log.info(
+            "OTA state",
+            command_id=job.command_id,
+            state=state.value,
+            reason=reason.value if reason else None,
+        )
         return job
 
     def _mark_published(self, job: Job) -> None:
@@ -614,8 +636,9 @@ class OtaManager:
         self.publisher.publish_retained(self.topics.ota_state, state_bytes(msg))
 
     def _publish_idle(self) -> None:
-        msg = OtaStateMessage(device=self.device, state=OtaState.IDLE,
-                              active_model=self._active_id(), ts=_now())
+        msg = OtaStateMessage(
+            device=self.device, state=OtaState.IDLE, active_model=self._active_id(), ts=_now()
+        )
         self.publisher.publish_retained(self.topics.ota_state, state_bytes(msg))
 
 

@@ -88,7 +88,9 @@ class Reason(str, Enum):
     ROLLBACK_UNAVAILABLE = "rollback_unavailable"  # rollback to a version the device does not keep
     INCOMPATIBLE = "incompatible"  # format/compat not runnable on this device
     # -- the download
-    ARTIFACT_MISMATCH = "artifact_mismatch"  # server's artifact is not the manifest's (size/address)
+    ARTIFACT_MISMATCH = (
+        "artifact_mismatch"  # server's artifact is not the manifest's (size/address)
+    )
     TRUNCATED = "truncated"  # body ended before `length` bytes, resume attempts exhausted
     OVERSIZED = "oversized"  # server sent more than `length` bytes
     HASH_MISMATCH = "hash_mismatch"  # `length` bytes received, sha256 differs
@@ -205,8 +207,10 @@ class OtaCommand(_Strict):
         description="Unique id of this command ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
     )
     device: SafeId = Field(description="Target device id; any other device rejects it.")
-    action: OtaAction = Field(description="deploy: install the manifest's model; rollback: "
-                              "return to the previous version the device keeps.")
+    action: OtaAction = Field(
+        description="deploy: install the manifest's model; rollback: "
+        "return to the previous version the device keeps."
+    )
     manifest: SignedManifest = Field(
         description="The release-signed manifest of the model to run after this command."
     )
@@ -277,8 +281,9 @@ class Progress(_Strict):
 class SwapReport(_Strict):
     """How the swap went."""
 
-    mode: Literal["hot", "pause"] = Field(description="hot: beside the old model; pause: unload "
-                                          "first.")
+    mode: Literal["hot", "pause"] = Field(
+        description="hot: beside the old model; pause: unload first."
+    )
     pause_ms: float = Field(
         ge=0, description="Time inference stood still (pause mode); ~0 for a hot swap."
     )

@@ -128,9 +128,7 @@ def verify_manifest(
             Reason.MANIFEST_UNKNOWN_KEY, f"manifest signed by untrusted key {envelope.key_id}"
         )
     try:
-        load_public_key(pub).verify(
-            base64.b64decode(envelope.signature), canonical_bytes(envelope)
-        )
+        load_public_key(pub).verify(base64.b64decode(envelope.signature), canonical_bytes(envelope))
     except InvalidSignature:
         raise OtaRejectedError(
             Reason.BAD_MANIFEST_SIGNATURE,
@@ -169,7 +167,9 @@ def verify_command_signature(
         raise OtaRejectedError(Reason.UNSIGNED, "command has no signature or key id")
     pub = trusted_keys.get(command.key_id)
     if pub is None:
-        raise OtaRejectedError(Reason.UNKNOWN_KEY, f"command signed by untrusted key {command.key_id}")
+        raise OtaRejectedError(
+            Reason.UNKNOWN_KEY, f"command signed by untrusted key {command.key_id}"
+        )
     try:
         load_public_key(pub).verify(base64.b64decode(command.signature), canonical_bytes(command))
     except InvalidSignature:

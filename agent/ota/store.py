@@ -81,7 +81,9 @@ class Pointer(_Strict):
 
     active: ModelRecord | None = Field(None, description="Model to load at start; None: default.")
     previous: ModelRecord | None = Field(None, description="Model kept for rollback.")
-    probation: Probation | None = Field(None, description="Set while the active one is on probation.")
+    probation: Probation | None = Field(
+        None, description="Set while the active one is on probation."
+    )
     default: ModelRecord | None = Field(
         None, description="The configured model (model.path), recorded at each start."
     )
@@ -352,8 +354,10 @@ class ModelStore:
             path = Path(record.path)
             if path.is_file() and file_sha256(path) == record.sha256:
                 if record is not pointer.active:
-                    log.error("active model missing or corrupt; running the previous one",
-                              active=pointer.active.path if pointer.active else None)
+                    log.error(
+                        "active model missing or corrupt; running the previous one",
+                        active=pointer.active.path if pointer.active else None,
+                    )
                 return path, record.manifest
             log.error("kept model missing or corrupt", path=record.path, sha256=record.sha256)
         return Path(default_model), default_manifest
@@ -405,8 +409,13 @@ def settle(pointer: Pointer, job: Job | None, now: str) -> tuple[Pointer, Job | 
         boots = prob.boots + 1
         if boots >= prob.max_boots:
             pointer = _reverted(pointer)
-            job = _end(job, OtaState.ROLLED_BACK, Reason.CRASH_LOOP,
-                       f"{boots} starts on probation without a commit", now)
+            job = _end(
+                job,
+                OtaState.ROLLED_BACK,
+                Reason.CRASH_LOOP,
+                f"{boots} starts on probation without a commit",
+                now,
+            )
             return pointer, job
         pointer = pointer.model_copy(update={"probation": prob.model_copy(update={"boots": boots})})
         return pointer, job.model_copy(update={"state": OtaState.ACTIVE})
@@ -416,10 +425,16 @@ def settle(pointer: Pointer, job: Job | None, now: str) -> tuple[Pointer, Job | 
         runs_new = pointer.active is not None and pointer.active.sha256 == job.model.sha256
         if runs_new:
             return pointer, _end(job, OtaState.COMMITTED, None, None, now)
-        return pointer, _end(job, OtaState.ROLLED_BACK, Reason.INTERRUPTED,
-                             "stopped during probation; the previous model runs", now)
-    return pointer, _end(job, OtaState.FAILED, Reason.INTERRUPTED,
-                         f"the daemon stopped while {job.state.value}", now)
+        return pointer, _end(
+            job,
+            OtaState.ROLLED_BACK,
+            Reason.INTERRUPTED,
+            "stopped during probation; the previous model runs",
+            now,
+        )
+    return pointer, _end(
+        job, OtaState.FAILED, Reason.INTERRUPTED, f"the daemon stopped while {job.state.value}", now
+    )
 
 
 def _reverted(pointer: Pointer) -> Pointer:

@@ -129,9 +129,7 @@ def classify_delivery(command: OtaCommand, ledger: Ledger) -> Delivery:
             Reason.REPLAYED, f"command id {command.command_id} reused with different content"
         )
     if command.command_id in ledger.seen:
-        raise OtaRejectedError(
-            Reason.REPLAYED, f"command {command.command_id} was already handled"
-        )
+        raise OtaRejectedError(Reason.REPLAYED, f"command {command.command_id} was already handled")
     return Delivery.NEW
 
 
@@ -157,7 +155,11 @@ def check_target(
     if command.action is OtaAction.ROLLBACK:
         want = (manifest.name, manifest.version, manifest.sha256)
         if models.previous is None or models.previous != want:
-            kept = "nothing" if models.previous is None else f"{models.previous[0]} v{models.previous[1]}"
+            kept = (
+                "nothing"
+                if models.previous is None
+                else f"{models.previous[0]} v{models.previous[1]}"
+            )
             raise OtaRejectedError(
                 Reason.ROLLBACK_UNAVAILABLE,
                 f"rollback target {manifest.name} v{manifest.version} is not the kept previous "
@@ -251,7 +253,12 @@ def check_detections(
     if (x2 < x1).any() or (y2 < y1).any():
         return "inverted boxes"
     slack = 1.0
-    if (x1 < -slack).any() or (y1 < -slack).any() or (x2 > w + slack).any() or (y2 > h + slack).any():
+    if (
+        (x1 < -slack).any()
+        or (y1 < -slack).any()
+        or (x2 > w + slack).any()
+        or (y2 > h + slack).any()
+    ):
         return "boxes outside the frame"
     return None
 

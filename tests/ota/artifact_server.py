@@ -11,7 +11,8 @@ of each path is chosen at registration:
 * ``stall``     - sends a few bytes, then nothing for ``stall_s`` seconds;
 * ``reset``     - the first request sends ``reset_at`` bytes then resets the connection
                   (TCP RST); later requests are honest (Range resume);
-* ``status``    - answers with HTTP ``status``.
+* ``status``    - answers with HTTP ``status``;
+* ``slow``      - honest, at ``rate`` bytes per second (to catch a download in progress).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Artifact:
     stall_s: float = 30.0
     reset_at: int = 0
     status: int = 404
+    rate: float = 1e6
     requests: list[str | None] = field(default_factory=list)  # Range header of each request
 
 
@@ -136,14 +138,21 @@ class ArtifactServer:
                 return
             if art.fault == "reset" and first:
                 self._write(h, body[: art.reset_at])
-                h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                        struct.pack("ii", 1, 0))
+                h.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
                 h.close_connection = True
                 return
             if art.fault == "drip":
                 for i in range(len(body)):
                     self._write(h, body[i : i + 1])
                     time.sleep(art.drip_s)
+                return
+            if art.fault == "slow":
+                step = max(1, int(art.rate / 20))
+                for i in range(0, len(body), step):
+                    self._write(h, body[i : i + step])
+                    time.sleep(step / art.rate)
                 return
             if art.fault == "stall":
                 self._write(h, body[:16])

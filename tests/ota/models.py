@@ -72,25 +72,33 @@ def retagged(src: Path, dst: Path, tag: str = "v2") -> Path:
 
 def boosted(src: Path, dst: Path) -> Path:
     """Class scores + 0.3: detections on every frame."""
+
     def build(nc: int) -> list[onnx.NodeProto]:
         add = np.array([0.0] * 4 + [0.3] * nc, dtype=np.float32).reshape(1, 4 + nc, 1)
         return [_const("boost", add), helper.make_node("Add", ["raw_out", "boost"], ["output0"])]
+
     return _post(src, dst, "boosted", build)
 
 
 def silent(src: Path, dst: Path) -> Path:
     """Class scores x 0: no detections ever."""
+
     def build(nc: int) -> list[onnx.NodeProto]:
         mul = np.array([1.0] * 4 + [0.0] * nc, dtype=np.float32).reshape(1, 4 + nc, 1)
         return [_const("mute", mul), helper.make_node("Mul", ["raw_out", "mute"], ["output0"])]
+
     return _post(src, dst, "silent", build)
 
 
 def nan(src: Path, dst: Path) -> Path:
     """Every output NaN."""
+
     def build(nc: int) -> list[onnx.NodeProto]:
-        return [_const("nan", np.array([np.nan], dtype=np.float32)),
-                helper.make_node("Mul", ["raw_out", "nan"], ["output0"])]
+        return [
+            _const("nan", np.array([np.nan], dtype=np.float32)),
+            helper.make_node("Mul", ["raw_out", "nan"], ["output0"]),
+        ]
+
     return _post(src, dst, "nan", build)
 
 
@@ -101,15 +109,17 @@ def crashing(src: Path, dst: Path) -> Path:
     """
     model, inp, out, _nc, meta = _load(src)
     _rename_output(model, out, "raw_out")
-    model.graph.node.extend([
-        helper.make_node("ReduceMax", [inp], ["in_max"], keepdims=0),
-        _const("half", np.array(0.5, dtype=np.float32)),
-        helper.make_node("Greater", ["in_max", "half"], ["bright"]),
-        helper.make_node("Cast", ["bright"], ["idx0"], to=TensorProto.INT64),
-        _const("idx_shape", np.array([1], dtype=np.int64)),
-        helper.make_node("Reshape", ["idx0", "idx_shape"], ["bad_idx"]),
-        helper.make_node("Gather", ["raw_out", "bad_idx"], ["output0"], axis=0),
-    ])
+    model.graph.node.extend(
+        [
+            helper.make_node("ReduceMax", [inp], ["in_max"], keepdims=0),
+            _const("half", np.array(0.5, dtype=np.float32)),
+            helper.make_node("Greater", ["in_max", "half"], ["bright"]),
+            helper.make_node("Cast", ["bright"], ["idx0"], to=TensorProto.INT64),
+            _const("idx_shape", np.array([1], dtype=np.int64)),
+            helper.make_node("Reshape", ["idx0", "idx_shape"], ["bad_idx"]),
+            helper.make_node("Gather", ["raw_out", "bad_idx"], ["output0"], axis=0),
+        ]
+    )
     meta["ota_test_variant"] = "crashing"
     _set_meta(model, meta)
     onnx.save(model, str(dst))
@@ -170,4 +180,3 @@ def manifest_for(path: Path, base: Manifest, version: int, **changes: object) ->
     fields.update(changes)
     fields.pop("schema_", None)
     return Manifest(**fields)
-

@@ -93,8 +93,15 @@ class StatePublisher:
 class Rig:
     """Pipeline + OtaManager on a state dir; context manager that stops both."""
 
-    def __init__(self, state_dir: Path, model: Path, manifest: Manifest, cfg: OtaConfig,
-                 images: list[np.ndarray]) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        model: Path,
+        manifest: Manifest,
+        cfg: OtaConfig,
+        images: list[np.ndarray],
+        listen: bool = False,
+    ) -> None:
         self.state_dir = state_dir
         self.cfg = cfg
         self.engine = OnnxRuntimeConfig(type="onnxruntime", threads=1, warmup_runs=1)
@@ -109,10 +116,16 @@ class Rig:
             submit=self._submit,
             load_detector=self.load,
         )
+        if listen:  # like the daemon: a model change re-publishes status, which reads the model
+            self.changes: list[str] = []
+            self.pipeline.on_model_change = lambda info: self.changes.append(
+                self.pipeline.active_detector().info.sha256
+            )
         self.publisher = StatePublisher()
         self.topics = Topics(DEVICE)
-        self.manager = OtaManager(cfg, self.topics, DEVICE, state_dir, self.pipeline,
-                                  self.publisher)
+        self.manager = OtaManager(
+            cfg, self.topics, DEVICE, state_dir, self.pipeline, self.publisher
+        )
 
     def load(self, path: Path, manifest: Manifest | None) -> Detector:
         return load_detector(path, self.engine, manifest=manifest)
@@ -132,8 +145,10 @@ class Rig:
                 if m.state.terminal:
                     return m
             time.sleep(0.05)
-        raise TimeoutError(f"no terminal state for {command_id}: "
-                           f"{[s.state.value for s in self.publisher.states(command_id)]}")
+        raise TimeoutError(
+            f"no terminal state for {command_id}: "
+            f"{[s.state.value for s in self.publisher.states(command_id)]}"
+        )
 
     def wait_frames(self, n: int, timeout: float = 30.0) -> None:
         target = len(self.messages) + n
@@ -151,11 +166,15 @@ class Rig:
         self.manager.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.manager.stop(5.0)
-        self.pipeline.stop(5.0)
-        self.pipeline.active_detector().close()
+        if self.pipeline.stop(5.0):
+            self.pipeline.active_detector().close()
 
 
 def files_under(path: Path) -> Iterator[Path]:

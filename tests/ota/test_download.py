@@ -49,13 +49,17 @@ class Watch:
             self.max_on_disk = max(self.max_on_disk, self.dest.stat().st_size)
 
 
-def fetch(url: str, dest: Path, settings: DownloadSettings = FAST, length: int = len(DATA)) -> Watch:
+def fetch(
+    url: str, dest: Path, settings: DownloadSettings = FAST, length: int = len(DATA)
+) -> Watch:
     watch = Watch(dest)
     download_artifact(url, dest, length, settings, progress=watch)
     return watch
 
 
-def test_clean_download_matches_and_reports_progress(server: ArtifactServer, tmp_path: Path) -> None:
+def test_clean_download_matches_and_reports_progress(
+    server: ArtifactServer, tmp_path: Path
+) -> None:
     """An honest server yields the exact bytes, with progress up to the total."""
     dest = tmp_path / "a.part"
     watch = fetch(server.add("a", DATA), dest)
@@ -95,10 +99,17 @@ FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(("fault", "server_kw", "settings_kw", "reason"), FAILURES,
-                         ids=[f"{f[0]}-{f[3].value}" for f in FAILURES])
+@pytest.mark.parametrize(
+    ("fault", "server_kw", "settings_kw", "reason"),
+    FAILURES,
+    ids=[f"{f[0]}-{f[3].value}" for f in FAILURES],
+)
 def test_faulty_server_rejected_without_partial_file(
-    server: ArtifactServer, tmp_path: Path, fault: str, server_kw: dict, settings_kw: dict,
+    server: ArtifactServer,
+    tmp_path: Path,
+    fault: str,
+    server_kw: dict,
+    settings_kw: dict,
     reason: Reason,
 ) -> None:
     """Each server fault ends in its own reason; no partial file stays and disk use <= length."""
@@ -112,8 +123,12 @@ def test_faulty_server_rejected_without_partial_file(
     assert watch.max_on_disk <= len(DATA)
 
 
-@pytest.mark.parametrize("where", [0, len(DATA) // 2, len(DATA) - 1], ids=["start", "middle", "end"])
-def test_flipped_byte_fails_verification(server: ArtifactServer, tmp_path: Path, where: int) -> None:
+@pytest.mark.parametrize(
+    "where", [0, len(DATA) // 2, len(DATA) - 1], ids=["start", "middle", "end"]
+)
+def test_flipped_byte_fails_verification(
+    server: ArtifactServer, tmp_path: Path, where: int
+) -> None:
     """One flipped byte (start, middle, end) downloads fully but fails the sha256 check."""
     import hashlib
 
@@ -156,8 +171,9 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (needs root, as on the dev machines and CI)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
     try:

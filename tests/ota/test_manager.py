@@ -53,16 +53,29 @@ def server() -> Iterator[ArtifactServer]:
 
 
 def cfg(forge: Forge, **kw: object):  # noqa: ANN201
-    base: dict[str, object] = dict(probation_s=1.0, probation_min_frames=3, read_timeout_s=3.0,
-                                   download_deadline_s=30.0, retry_backoff_s=0.0,
-                                   disk_margin_bytes=0, progress_interval_s=0.05,
-                                   validation_frames=3, latency_budget_ms=5000.0)
+    base: dict[str, object] = dict(
+        probation_s=1.0,
+        probation_min_frames=3,
+        read_timeout_s=3.0,
+        download_deadline_s=30.0,
+        retry_backoff_s=0.0,
+        disk_margin_bytes=0,
+        progress_interval_s=0.05,
+        validation_frames=3,
+        latency_budget_ms=5000.0,
+    )
     base.update(kw)
     return forge.config(**base)
 
 
-def serve(server: ArtifactServer, path: Path, base: Manifest, version: int, fault: str = "ok",
-          **changes: object) -> tuple[str, Manifest]:
+def serve(
+    server: ArtifactServer,
+    path: Path,
+    base: Manifest,
+    version: int,
+    fault: str = "ok",
+    **changes: object,
+) -> tuple[str, Manifest]:
     m = variants.manifest_for(path, base, version, **changes)
     return server.add(f"{m.sha256}", path.read_bytes(), fault), m
 
@@ -72,8 +85,13 @@ def rig(tmp_path: Path, model: Path, manifest: Manifest, conf, images) -> Rig:  
 
 
 def test_deploy_commits_and_swaps_between_frames(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path],
-    demo_model: Path, demo_manifest: Manifest, images: list[np.ndarray],
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
 ) -> None:
     """A valid deploy walks every state to committed; frames switch model with no seq gap."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
@@ -84,8 +102,14 @@ def test_deploy_commits_and_swaps_between_frames(
         r.wait_frames(2)
     assert end.state is OtaState.COMMITTED
     states = [s.state for s in r.publisher.states("cmd-1")]
-    order = [OtaState.DOWNLOADING, OtaState.VERIFYING, OtaState.LOADING, OtaState.VALIDATING,
-             OtaState.ACTIVE, OtaState.COMMITTED]
+    order = [
+        OtaState.DOWNLOADING,
+        OtaState.VERIFYING,
+        OtaState.LOADING,
+        OtaState.VALIDATING,
+        OtaState.ACTIVE,
+        OtaState.COMMITTED,
+    ]
     assert [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]] == order
     assert any(s.progress and s.progress.bytes == m2.length for s in r.publisher.states("cmd-1"))
     seqs = [seq for _, seq, _ in r.messages]
@@ -99,13 +123,45 @@ def test_deploy_commits_and_swaps_between_frames(
     assert end.active_model is not None and end.active_model.version == 2
 
 
+def test_swap_with_model_change_listener(
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
+) -> None:
+    """A model-change listener that reads the active model (as the daemon's status does) sees
+    the new model, and the loop keeps running."""
+    url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
+    with Rig(tmp_path / "state", demo_model, demo_manifest, cfg(forge), images, listen=True) as r:
+        r.wait_frames(2)
+        r.send(forge.command(m2, url=url))
+        end = r.wait_terminal("cmd-1", 30)
+        r.wait_frames(2, timeout=10)
+    assert end.state is OtaState.COMMITTED, end.detail
+    assert r.changes == [m2.sha256]
+
+
 def test_swap_across_input_size_and_class_count(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path],
-    demo_model: Path, demo_manifest: Manifest, images: list[np.ndarray],
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
 ) -> None:
     """A model with another input size (256) and three classes swaps in and is committed."""
-    url, m = serve(server, zoo["resized"], demo_manifest, 2, input_size=(256, 256),
-                   class_names=["person", "car", "bicycle"])
+    url, m = serve(
+        server,
+        zoo["resized"],
+        demo_manifest,
+        2,
+        input_size=(256, 256),
+        class_names=["person", "car", "bicycle"],
+    )
     with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images) as r:
         r.wait_frames(2)
         r.send(forge.command(m, url=url))
@@ -126,8 +182,15 @@ BAD_MODELS = [
 
 @pytest.mark.parametrize(("variant", "reason"), BAD_MODELS, ids=[b[0] for b in BAD_MODELS])
 def test_bad_model_fails_and_old_keeps_running(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path], demo_model: Path,
-    demo_manifest: Manifest, images: list[np.ndarray], variant: str, reason: Reason,
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
+    variant: str,
+    reason: Reason,
 ) -> None:
     """A model that does not load or misbehaves on recent frames fails; the old one runs on."""
     url, m = serve(server, zoo[variant], demo_manifest, 2)
@@ -145,8 +208,13 @@ def test_bad_model_fails_and_old_keeps_running(
 
 
 def test_flipped_artifact_fails_hash_untouched(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path], demo_model: Path,
-    demo_manifest: Manifest, images: list[np.ndarray],
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
 ) -> None:
     """A download with one flipped byte ends failed(hash_mismatch); nothing is installed."""
     m = variants.manifest_for(zoo["v2"], demo_manifest, 2)
@@ -159,8 +227,12 @@ def test_flipped_artifact_fails_hash_untouched(
 
 
 def test_probation_failure_rolls_back(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path],
-    demo_manifest: Manifest, images: list[np.ndarray],
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
 ) -> None:
     """A model whose detection rate collapses after the swap is rolled back automatically."""
     base = variants.manifest_for(zoo["boosted"], demo_manifest, 1)
@@ -179,8 +251,13 @@ def test_probation_failure_rolls_back(
 
 
 def test_second_command_while_busy_is_rejected(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path], demo_model: Path,
-    demo_manifest: Manifest, images: list[np.ndarray],
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
 ) -> None:
     """While one command downloads, another is rejected busy; the first completes."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
@@ -197,8 +274,13 @@ def test_second_command_while_busy_is_rejected(
 
 
 def test_redelivered_command_is_not_redone(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path], demo_model: Path,
-    demo_manifest: Manifest, images: list[np.ndarray],
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
 ) -> None:
     """The same command delivered twice downloads once and re-announces its state."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
@@ -218,8 +300,13 @@ def test_redelivered_command_is_not_redone(
 
 
 def test_sequence_survives_restart(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path], demo_model: Path,
-    demo_manifest: Manifest, images: list[np.ndarray],
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
 ) -> None:
     """After a restart, a command with an older sequence is still refused (old_sequence)."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
@@ -235,8 +322,13 @@ def test_sequence_survives_restart(
 
 
 def test_pause_mode_swap_reports_pause(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path], demo_model: Path,
-    demo_manifest: Manifest, images: list[np.ndarray],
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
 ) -> None:
     """In pause mode the old model is unloaded first and the pause is measured."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
@@ -251,8 +343,13 @@ def test_pause_mode_swap_reports_pause(
 
 
 def test_signed_rollback_returns_to_previous(
-    tmp_path: Path, forge: Forge, server: ArtifactServer, zoo: dict[str, Path], demo_model: Path,
-    demo_manifest: Manifest, images: list[np.ndarray],
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
 ) -> None:
     """After a deploy, a signed rollback to the kept previous version runs it again."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
@@ -263,4 +360,8 @@ def test_signed_rollback_returns_to_previous(
         end = r.wait_terminal("cmd-2")
         running = r.pipeline.active_detector().info
     assert end.state is OtaState.COMMITTED, end.detail
-    assert running.sha256 == demo_manifest.sha256 == hashlib.sha256(demo_model.read_bytes()).hexdigest()
+    assert (
+        running.sha256
+        == demo_manifest.sha256
+        == hashlib.sha256(demo_model.read_bytes()).hexdigest()
+    )

@@ -31,8 +31,11 @@ def artifact(tmp: Path, name: str, content: bytes) -> tuple[Path, Manifest]:
     """A staged file and a manifest matching it."""
     p = tmp / name
     p.write_bytes(content)
-    m = manifest(version=int(name.split("v")[-1]), sha256=hashlib.sha256(content).hexdigest(),
-                 length=len(content))
+    m = manifest(
+        version=int(name.split("v")[-1]),
+        sha256=hashlib.sha256(content).hexdigest(),
+        length=len(content),
+    )
     return p, m
 
 
@@ -42,9 +45,15 @@ def record(version: int, sha: str = "ab" * 32, path: str = "/x") -> ModelRecord:
 
 def job(state: OtaState, version: int = 3, cmd: str = "c1") -> Job:
     m = manifest(version=version)
-    return Job(command_id=cmd, digest="d", action=OtaAction.DEPLOY,
-               model=ModelId(name=m.name, version=m.version, sha256=m.sha256), manifest=m,
-               state=state, ts="2026-11-27T00:00:00Z")
+    return Job(
+        command_id=cmd,
+        digest="d",
+        action=OtaAction.DEPLOY,
+        model=ModelId(name=m.name, version=m.version, sha256=m.sha256),
+        manifest=m,
+        state=state,
+        ts="2026-11-27T00:00:00Z",
+    )
 
 
 OLD = record(2, "11" * 32)
@@ -60,17 +69,39 @@ SETTLE = [
     # killed while validating
     (Pointer(active=OLD), OtaState.VALIDATING, OtaState.FAILED, Reason.INTERRUPTED, OLD),
     # killed between the pointer switch and the journal's `active`: new model, on probation
-    (Pointer(active=NEW, previous=OLD, probation=Probation(command_id="c1", max_boots=3)),
-     OtaState.VALIDATING, OtaState.ACTIVE, None, NEW),
+    (
+        Pointer(active=NEW, previous=OLD, probation=Probation(command_id="c1", max_boots=3)),
+        OtaState.VALIDATING,
+        OtaState.ACTIVE,
+        None,
+        NEW,
+    ),
     # killed during probation (first restart): stays on probation with the new model
-    (Pointer(active=NEW, previous=OLD, probation=Probation(command_id="c1", max_boots=3)),
-     OtaState.ACTIVE, OtaState.ACTIVE, None, NEW),
+    (
+        Pointer(active=NEW, previous=OLD, probation=Probation(command_id="c1", max_boots=3)),
+        OtaState.ACTIVE,
+        OtaState.ACTIVE,
+        None,
+        NEW,
+    ),
     # third start on probation: crash loop, back to the old model
-    (Pointer(active=NEW, previous=OLD, probation=Probation(command_id="c1", boots=2, max_boots=3)),
-     OtaState.ACTIVE, OtaState.ROLLED_BACK, Reason.CRASH_LOOP, OLD),
+    (
+        Pointer(
+            active=NEW, previous=OLD, probation=Probation(command_id="c1", boots=2, max_boots=3)
+        ),
+        OtaState.ACTIVE,
+        OtaState.ROLLED_BACK,
+        Reason.CRASH_LOOP,
+        OLD,
+    ),
     # killed between the journal's `committed` and clearing probation: committed stands
-    (Pointer(active=NEW, previous=OLD, probation=Probation(command_id="c1", max_boots=3)),
-     OtaState.COMMITTED, OtaState.COMMITTED, None, NEW),
+    (
+        Pointer(active=NEW, previous=OLD, probation=Probation(command_id="c1", max_boots=3)),
+        OtaState.COMMITTED,
+        OtaState.COMMITTED,
+        None,
+        NEW,
+    ),
     # journal active, probation already cleared, pointer on the new model: committed
     (Pointer(active=NEW, previous=OLD), OtaState.ACTIVE, OtaState.COMMITTED, None, NEW),
     # journal active, pointer already back on the old model: rolled back
@@ -80,8 +111,11 @@ SETTLE = [
 ]
 
 
-@pytest.mark.parametrize(("pointer", "before", "after", "reason", "active"), SETTLE,
-                         ids=[f"{s[1].value}->{s[2].value}-{i}" for i, s in enumerate(SETTLE)])
+@pytest.mark.parametrize(
+    ("pointer", "before", "after", "reason", "active"),
+    SETTLE,
+    ids=[f"{s[1].value}->{s[2].value}-{i}" for i, s in enumerate(SETTLE)],
+)
 def test_settle_resolves_to_one_state(
     pointer: Pointer, before: OtaState, after: OtaState, reason: Reason | None, active: ModelRecord
 ) -> None:
@@ -102,8 +136,11 @@ def test_crash_loop_rolls_back_on_third_start(tmp_path: Path) -> None:
     old = store.install(old_file, old_m)
     new = store.install(new_file, new_m)
     store.activate(new, old, "c1", max_boots=3)
-    store.write_job(job(OtaState.ACTIVE, version=3).model_copy(
-        update={"model": ModelId(name=new.name, version=3, sha256=new.sha256)}))
+    store.write_job(
+        job(OtaState.ACTIVE, version=3).model_copy(
+            update={"model": ModelId(name=new.name, version=3, sha256=new.sha256)}
+        )
+    )
     default = tmp_path / "default.onnx"
     default.write_bytes(b"default")
     seen = [store.resolve_startup(default, None)[0] for _ in range(3)]
@@ -179,8 +216,11 @@ def test_pointer_survives_kill_during_writes(tmp_path: Path) -> None:
     """kill -9 of a process rewriting the pointer in a loop never leaves a torn pointer."""
     root = tmp_path / "models"
     root.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE,
-                            cwd=Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
     time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)

@@ -37,8 +37,9 @@ class Case:
         models: ModelView | None = None,
     ) -> None:
         self.payload = payload
-        self.ledger = ledger or Ledger(last_sequence=10, last_command_id="cmd-10",
-                                       seen=["cmd-9", "cmd-10"])
+        self.ledger = ledger or Ledger(
+            last_sequence=10, last_command_id="cmd-10", seen=["cmd-9", "cmd-10"]
+        )
         self.busy = busy
         self.models = models or ModelView(active=ACTIVE, previous=PREVIOUS)
 
@@ -75,11 +76,13 @@ def _drop_manifest_sig(f: Forge) -> bytes:
 
 
 def _edited_manifest(f: Forge) -> bytes:
-    """A release-signed manifest edited afterwards, then forwarded under a valid gateway signature."""
+    """A release-signed manifest edited afterwards, forwarded under a valid gateway signature."""
     env = f.envelope(manifest(version=2))
     forged = SignedManifest.model_validate(
-        {**env.model_dump(by_alias=True), "manifest": manifest(version=2, length=999).model_dump(
-            by_alias=True)}
+        {
+            **env.model_dump(by_alias=True),
+            "manifest": manifest(version=2, length=999).model_dump(by_alias=True),
+        }
     )
     return good(f, m=forged)
 
@@ -104,20 +107,33 @@ REJECTED: list[tuple[str, Callable[[Forge], Case], Reason]] = [
     # JSON but not an object
     ("json-array", lambda f: Case(b"[1, 2]"), Reason.MALFORMED),
     # a wrong type (sequence as text)
-    ("wrong-type", lambda f: Case(edit(good(f), lambda d: d.update(sequence="eleven"))),
-     Reason.MALFORMED),
+    (
+        "wrong-type",
+        lambda f: Case(edit(good(f), lambda d: d.update(sequence="eleven"))),
+        Reason.MALFORMED,
+    ),
     # an unknown field
-    ("extra-field", lambda f: Case(edit(good(f), lambda d: d.update(force=True))), Reason.MALFORMED),
+    (
+        "extra-field",
+        lambda f: Case(edit(good(f), lambda d: d.update(force=True))),
+        Reason.MALFORMED,
+    ),
     # invalid UTF-8
     ("bad-utf8", lambda f: Case(b"\xff\xfe{}"), Reason.MALFORMED),
     # over the 64 KiB limit
     ("oversized-payload", lambda f: Case(b" " * (64 * 1024 + 1)), Reason.PAYLOAD_TOO_LARGE),
     # '../' in the model name
-    ("dotdot-name", lambda f: Case(edit(good(f), lambda d: d["manifest"]["manifest"].update(
-        name="../../etc"))), Reason.PATH_TRAVERSAL),
+    (
+        "dotdot-name",
+        lambda f: Case(edit(good(f), lambda d: d["manifest"]["manifest"].update(name="../../etc"))),
+        Reason.PATH_TRAVERSAL,
+    ),
     # '/' in the command id (it names the staging file)
-    ("slash-command-id", lambda f: Case(edit(good(f), lambda d: d.update(
-        command_id="a/../../b"))), Reason.PATH_TRAVERSAL),
+    (
+        "slash-command-id",
+        lambda f: Case(edit(good(f), lambda d: d.update(command_id="a/../../b"))),
+        Reason.PATH_TRAVERSAL,
+    ),
     # no signature at all
     ("unsigned", lambda f: Case(edit(good(f), _drop_sig)), Reason.UNSIGNED),
     # signed by a key the device does not trust
@@ -125,57 +141,98 @@ REJECTED: list[tuple[str, Callable[[Forge], Case], Reason]] = [
     # signed by the release key: trusted for manifests, not for commands
     ("release-key-signs-command", lambda f: Case(good(f, key=f.release)), Reason.UNKNOWN_KEY),
     # a field edited after signing
-    ("edited-url", lambda f: Case(edit(good(f), lambda d: d.update(
-        artifact_url="http://evil.example/x"))), Reason.BAD_SIGNATURE),
+    (
+        "edited-url",
+        lambda f: Case(edit(good(f), lambda d: d.update(artifact_url="http://evil.example/x"))),
+        Reason.BAD_SIGNATURE,
+    ),
     # the signature of another command
     ("swapped-signature", lambda f: Case(_swapped_signature(f)), Reason.BAD_SIGNATURE),
     # for another device
     ("wrong-device", lambda f: Case(good(f, device="dev-2")), Reason.WRONG_DEVICE),
     # past its expiry
-    ("expired-command", lambda f: Case(good(f, now=PAST - timedelta(hours=2), expires=PAST)),
-     Reason.EXPIRED_COMMAND),
+    (
+        "expired-command",
+        lambda f: Case(good(f, now=PAST - timedelta(hours=2), expires=PAST)),
+        Reason.EXPIRED_COMMAND,
+    ),
     # an older command id delivered again
     ("replayed", lambda f: Case(good(f, command_id="cmd-9", sequence=9)), Reason.REPLAYED),
     # the latest id reused for other content
     ("reused-id", _reused_id, Reason.REPLAYED),
     # a new id with an older sequence number
-    ("older-sequence", lambda f: Case(good(f, sequence=5, command_id="cmd-new")),
-     Reason.OLD_SEQUENCE),
+    (
+        "older-sequence",
+        lambda f: Case(good(f, sequence=5, command_id="cmd-new")),
+        Reason.OLD_SEQUENCE,
+    ),
     # a new id with the same sequence number as the last accepted
-    ("same-sequence", lambda f: Case(good(f, sequence=10, command_id="cmd-new")),
-     Reason.OLD_SEQUENCE),
+    (
+        "same-sequence",
+        lambda f: Case(good(f, sequence=10, command_id="cmd-new")),
+        Reason.OLD_SEQUENCE,
+    ),
     # another command in progress
     ("busy", lambda f: Case(good(f), busy=True), Reason.BUSY),
     # manifest without a release signature
     ("manifest-unsigned", lambda f: Case(_drop_manifest_sig(f)), Reason.MANIFEST_UNSIGNED),
     # manifest signed by an untrusted key
-    ("manifest-unknown-key", lambda f: Case(good(f, m=f.envelope(manifest(), f.stranger))),
-     Reason.MANIFEST_UNKNOWN_KEY),
+    (
+        "manifest-unknown-key",
+        lambda f: Case(good(f, m=f.envelope(manifest(), f.stranger))),
+        Reason.MANIFEST_UNKNOWN_KEY,
+    ),
     # manifest signed by the gateway key (wrong role)
-    ("manifest-gateway-key", lambda f: Case(good(f, m=f.envelope(manifest(), f.gateway))),
-     Reason.MANIFEST_UNKNOWN_KEY),
+    (
+        "manifest-gateway-key",
+        lambda f: Case(good(f, m=f.envelope(manifest(), f.gateway))),
+        Reason.MANIFEST_UNKNOWN_KEY,
+    ),
     # a manifest field edited after the release signature
     ("manifest-edited", lambda f: Case(_edited_manifest(f)), Reason.BAD_MANIFEST_SIGNATURE),
     # manifest past its expiry
-    ("manifest-expired", lambda f: Case(good(f, m=manifest(expires="2026-01-01T00:00:00Z"))),
-     Reason.EXPIRED_MANIFEST),
+    (
+        "manifest-expired",
+        lambda f: Case(good(f, m=manifest(expires="2026-01-01T00:00:00Z"))),
+        Reason.EXPIRED_MANIFEST,
+    ),
     # a lower version than the active one
-    ("lower-version", lambda f: Case(good(f, m=manifest(version=1)),
-                                     models=ModelView(active=("demo-yolov8n", 3, "33" * 32),
-                                                      previous=None)), Reason.LOWER_VERSION),
+    (
+        "lower-version",
+        lambda f: Case(
+            good(f, m=manifest(version=1)),
+            models=ModelView(active=("demo-yolov8n", 3, "33" * 32), previous=None),
+        ),
+        Reason.LOWER_VERSION,
+    ),
     # the same version as the active one
     ("same-version", lambda f: Case(good(f, m=manifest(version=2))), Reason.LOWER_VERSION),
     # below the highest version ever committed for that name
-    ("below-committed", lambda f: Case(good(f, m=manifest(version=4)), ledger=Ledger(
-        last_sequence=10, max_version={"demo-yolov8n": 5})), Reason.LOWER_VERSION),
+    (
+        "below-committed",
+        lambda f: Case(
+            good(f, m=manifest(version=4)),
+            ledger=Ledger(last_sequence=10, max_version={"demo-yolov8n": 5}),
+        ),
+        Reason.LOWER_VERSION,
+    ),
     # a rollback to a version the device does not keep
-    ("rollback-not-kept", lambda f: Case(good(f, m=manifest(version=1, sha256="99" * 32),
-                                              action=OtaAction.ROLLBACK, url=None)),
-     Reason.ROLLBACK_UNAVAILABLE),
+    (
+        "rollback-not-kept",
+        lambda f: Case(
+            good(f, m=manifest(version=1, sha256="99" * 32), action=OtaAction.ROLLBACK, url=None)
+        ),
+        Reason.ROLLBACK_UNAVAILABLE,
+    ),
     # a rollback with nothing kept
-    ("rollback-nothing-kept", lambda f: Case(
-        good(f, m=manifest(version=1, sha256="22" * 32), action=OtaAction.ROLLBACK, url=None),
-        models=ModelView(active=ACTIVE, previous=None)), Reason.ROLLBACK_UNAVAILABLE),
+    (
+        "rollback-nothing-kept",
+        lambda f: Case(
+            good(f, m=manifest(version=1, sha256="22" * 32), action=OtaAction.ROLLBACK, url=None),
+            models=ModelView(active=ACTIVE, previous=None),
+        ),
+        Reason.ROLLBACK_UNAVAILABLE,
+    ),
     # a prebuilt TensorRT engine on an ONNX Runtime device
     ("engine-on-cpu", lambda f: Case(good(f, m=manifest(format="engine"))), Reason.INCOMPATIBLE),
     # an artifact larger than the device accepts
@@ -183,8 +240,9 @@ REJECTED: list[tuple[str, Callable[[Forge], Case], Reason]] = [
 ]
 
 
-@pytest.mark.parametrize(("make", "reason"), [(m, r) for _, m, r in REJECTED],
-                         ids=[i for i, _, _ in REJECTED])
+@pytest.mark.parametrize(
+    ("make", "reason"), [(m, r) for _, m, r in REJECTED], ids=[i for i, _, _ in REJECTED]
+)
 def test_bad_command_rejected_with_its_reason(
     forge: Forge, make: Callable[[Forge], Case], reason: Reason
 ) -> None:
@@ -197,11 +255,25 @@ def test_bad_command_rejected_with_its_reason(
 def test_table_covers_every_command_reason() -> None:
     """Each reason a command can be rejected with before any download has a case above."""
     command_phase = {
-        Reason.MALFORMED, Reason.PAYLOAD_TOO_LARGE, Reason.PATH_TRAVERSAL, Reason.UNSIGNED,
-        Reason.UNKNOWN_KEY, Reason.BAD_SIGNATURE, Reason.WRONG_DEVICE, Reason.EXPIRED_COMMAND,
-        Reason.REPLAYED, Reason.OLD_SEQUENCE, Reason.BUSY, Reason.MANIFEST_UNSIGNED,
-        Reason.MANIFEST_UNKNOWN_KEY, Reason.BAD_MANIFEST_SIGNATURE, Reason.EXPIRED_MANIFEST,
-        Reason.LOWER_VERSION, Reason.ROLLBACK_UNAVAILABLE, Reason.INCOMPATIBLE, Reason.OVERSIZED,
+        Reason.MALFORMED,
+        Reason.PAYLOAD_TOO_LARGE,
+        Reason.PATH_TRAVERSAL,
+        Reason.UNSIGNED,
+        Reason.UNKNOWN_KEY,
+        Reason.BAD_SIGNATURE,
+        Reason.WRONG_DEVICE,
+        Reason.EXPIRED_COMMAND,
+        Reason.REPLAYED,
+        Reason.OLD_SEQUENCE,
+        Reason.BUSY,
+        Reason.MANIFEST_UNSIGNED,
+        Reason.MANIFEST_UNKNOWN_KEY,
+        Reason.BAD_MANIFEST_SIGNATURE,
+        Reason.EXPIRED_MANIFEST,
+        Reason.LOWER_VERSION,
+        Reason.ROLLBACK_UNAVAILABLE,
+        Reason.INCOMPATIBLE,
+        Reason.OVERSIZED,
     }
     assert {r for _, _, r in REJECTED} == command_phase
 
@@ -210,16 +282,24 @@ ACCEPTED: list[tuple[str, Callable[[Forge], Case], Delivery]] = [
     # a valid deploy of a higher version
     ("deploy", lambda f: Case(good(f)), Delivery.NEW),
     # a signed rollback to exactly the kept previous model
-    ("rollback", lambda f: Case(good(f, m=manifest(version=1, sha256="22" * 32),
-                                     action=OtaAction.ROLLBACK, url=None)), Delivery.NEW),
+    (
+        "rollback",
+        lambda f: Case(
+            good(f, m=manifest(version=1, sha256="22" * 32), action=OtaAction.ROLLBACK, url=None)
+        ),
+        Delivery.NEW,
+    ),
     # another model name starts its own version line
     ("other-name", lambda f: Case(good(f, m=manifest(name="other", version=1))), Delivery.NEW),
 ]
 
 
-@pytest.mark.parametrize(("make", "delivery"), [(m, d) for _, m, d in ACCEPTED],
-                         ids=[i for i, _, _ in ACCEPTED])
-def test_good_command_accepted(forge: Forge, make: Callable[[Forge], Case], delivery: Delivery) -> None:
+@pytest.mark.parametrize(
+    ("make", "delivery"), [(m, d) for _, m, d in ACCEPTED], ids=[i for i, _, _ in ACCEPTED]
+)
+def test_good_command_accepted(
+    forge: Forge, make: Callable[[Forge], Case], delivery: Delivery
+) -> None:
     """A valid command passes every check."""
     assert run(forge, make(forge)) is delivery
 
@@ -247,8 +327,9 @@ def test_canonical_form_is_sorted_compact_utf8(forge: Forge) -> None:
     raw = canonical_bytes(cmd)
     data = json.loads(raw)
     assert "signature" not in data and data["key_id"] == cmd.key_id
-    assert raw == json.dumps(data, sort_keys=True, separators=(",", ":"),
-                             ensure_ascii=False).encode()
+    assert (
+        raw == json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
     assert "é".encode() in raw
 
 
