@@ -186,16 +186,20 @@ class Pipeline:
     def swap(self, new: Detector, timeout: float) -> Detector:
         """Install `new` between two frames; return the previous detector (caller closes it)."""
         with self._lock:
-            if not self.running or self._paused.is_set():
-                old, self._detector = self._detector, new
-                self._after_swap(new)
-                return old
-            self._pending = new
+            direct = not self.running or self._paused.is_set()
             old = self._detector
-            if not self._swapped.wait_for(lambda: self._pending is None, timeout):
-                self._pending = None
-                raise TimeoutError(f"the inference loop did not reach a frame boundary in {timeout}s")
-            return old
+            if direct:
+                self._detector = new
+            else:
+                self._pending = new
+                if not self._swapped.wait_for(lambda: self._pending is None, timeout):
+                    self._pending = None
+                    raise TimeoutError(
+                        f"the inference loop did not reach a frame boundary in {timeout}s"
+                    )
+        if direct:
+            self._after_swap(new)  # outside the lock: listeners may call active_detector()
+        return old
 
     def pause(self) -> None:
         """Stop taking frames after the current one (readers keep their newest frame)."""
@@ -219,12 +223,15 @@ class Pipeline:
 
     def _apply_pending(self) -> Detector:
         with self._lock:
-            if self._pending is not None:
+            swapped = self._pending is not None
+            if swapped:
                 self._detector = self._pending
                 self._pending = None
-                self._after_swap(self._detector)
                 self._swapped.notify_all()
-            return self._detector
+            detector = self._detector
+        if swapped:
+            self._after_swap(detector)  # outside the lock: listeners may call active_detector()
+        return detector
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -80,6 +80,9 @@ def test_swap_happens_between_frames_without_a_gap(tmp_path: Path) -> None:
 
     old = _detector(1)
     pipe = Pipeline(PipelineSettings("dev", "boot"), group, old, submit, lambda *_a: None)
+    seen: list[int] = []
+    # the daemon's listener republishes status, which reads the active model: no deadlock
+    pipe.on_model_change = lambda _info: seen.append(pipe.active_detector().info.version)
     group.start()
     pipe.start()
     try:
@@ -102,6 +105,7 @@ def test_swap_happens_between_frames_without_a_gap(tmp_path: Path) -> None:
     switch = versions.index(2)
     assert set(versions[:switch]) == {1} and set(versions[switch:]) == {2}
     assert pipe.window.total_errors == 0
+    assert seen == [2]
 
 
 def test_inference_errors_are_counted_not_fatal(tmp_path: Path) -> None:
