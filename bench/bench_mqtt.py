@@ -266,6 +266,7 @@ def main() -> int:
     ap.add_argument(
         "--write-docs", action="store_true", help="write the section of docs/benchmarks.md"
     )
+    ap.add_argument("--modes", default="", help="comma-separated subset of modes (default: all)")
     ap.add_argument("--subscriber", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.subscriber is not None:
@@ -290,6 +291,9 @@ def main() -> int:
             ),
             Mode("outbox-on", lambda: AgentSender(broker.port, work / "on", outbox=True)),
         ]
+        if args.modes:
+            keep = set(args.modes.split(","))
+            modes = [m for m in modes if m.name in keep]
         try:
             for r in range(args.rounds):
                 for m in modes:
