@@ -62,9 +62,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-BuildHook = Callable[[Path, Manifest], Path]
-"""Turn a verified artifact into what the device loads (TensorRT engine build); returns the
-path to load. Raises on failure (reported as build_failed)."""
+BuildHook = Callable[[Path, Manifest], object]
+"""Prepare an installed, verified artifact for loading (TensorRT: build or reuse the cached
+engine, e.g. `agent.engines.build.prepare_model(engine_cfg, path)`); `host.load_detector`
+is then called with the same artifact path. Raises on failure (reported as build_failed)."""
 
 _STOP = object()
 
@@ -303,14 +304,14 @@ class OtaManager:
             )
             job = self._set(job, OtaState.VERIFYING)
             verify_artifact(staged, job.manifest.length, job.manifest.sha256)
+            with self._lock:
+                installed = self.store.install(staged, job.manifest)
             if self.build is not None:
                 job = self._set(job, OtaState.BUILDING)
                 try:
-                    staged = self.build(staged, job.manifest)
+                    self.build(Path(installed.path), job.manifest)
                 except Exception as err:  # any build failure is reported, not raised
                     raise OtaRejectedError(Reason.BUILD_FAILED, repr(err)) from None
-            with self._lock:
-                installed = self.store.install(staged, job.manifest)
             self._activate(job, installed)
         except OtaRejectedError as err:
             bound.warning("OTA update failed", reason=err.reason.value, detail=err.detail)

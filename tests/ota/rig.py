@@ -101,6 +101,7 @@ class Rig:
         cfg: OtaConfig,
         images: list[np.ndarray],
         listen: bool = False,
+        build: object = None,
     ) -> None:
         self.state_dir = state_dir
         self.cfg = cfg
@@ -124,7 +125,13 @@ class Rig:
         self.publisher = StatePublisher()
         self.topics = Topics(DEVICE)
         self.manager = OtaManager(
-            cfg, self.topics, DEVICE, state_dir, self.pipeline, self.publisher
+            cfg,
+            self.topics,
+            DEVICE,
+            state_dir,
+            self.pipeline,
+            self.publisher,
+            build=build,  # type: ignore[arg-type]
         )
 
     def load(self, path: Path, manifest: Manifest | None) -> Detector:

@@ -365,3 +365,57 @@ def test_signed_rollback_returns_to_previous(
         == demo_manifest.sha256
         == hashlib.sha256(demo_model.read_bytes()).hexdigest()
     )
+
+
+def test_build_step_runs_between_verify_and_load(
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
+) -> None:
+    """With a build hook (the engines' prepare_model; a no-op on ONNX Runtime) `building` is
+    reported after verifying and the installed artifact is what gets built."""
+    from agent.engines.build import prepare_model
+    from agent.engines.ort import OnnxRuntimeConfig
+
+    built: list[Path] = []
+
+    def build(path: Path, _m: Manifest) -> Path:
+        built.append(path)
+        return prepare_model(OnnxRuntimeConfig(), path)
+
+    url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
+    with Rig(tmp_path / "state", demo_model, demo_manifest, cfg(forge), images, build=build) as r:
+        r.send(forge.command(m2, url=url))
+        end = r.wait_terminal("cmd-1")
+    states = [s.state for s in r.publisher.states("cmd-1")]
+    assert end.state is OtaState.COMMITTED
+    assert states.index(OtaState.VERIFYING) < states.index(OtaState.BUILDING)
+    assert states.index(OtaState.BUILDING) < states.index(OtaState.LOADING)
+    assert built and built[0].parts[-3:] == (m2.name, "2", "model.onnx")
+
+
+def test_failed_build_is_reported(
+    tmp_path: Path,
+    forge: Forge,
+    server: ArtifactServer,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+    images: list[np.ndarray],
+) -> None:
+    """A build that raises ends failed(build_failed) and the installed artifact is removed."""
+    from agent.engines.base import EngineError
+
+    def build(path: Path, _m: Manifest) -> Path:
+        raise EngineError("TensorRT builder ran out of workspace")
+
+    url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
+    with Rig(tmp_path / "state", demo_model, demo_manifest, cfg(forge), images, build=build) as r:
+        r.send(forge.command(m2, url=url))
+        end = r.wait_terminal("cmd-1")
+    assert end.state is OtaState.FAILED and end.reason is Reason.BUILD_FAILED
+    assert not (tmp_path / "state" / "models" / m2.name / "2").exists()
