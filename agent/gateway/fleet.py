@@ -269,6 +269,13 @@ class Fleet:
                 raise DeployRefused(
                     404, f"unknown device(s): {', '.join(unknown)} (never reported a status)"
                 )
+            offline = sorted(d for d, row in rows.items() if row is not None and not row.online)
+            if offline:
+                raise DeployRefused(
+                    409,
+                    f"device(s) offline: {', '.join(offline)}; they would only time out "
+                    "(bring them back or leave them out)",
+                )
             busy = {d: r.id for r in self.active.values() for d in req.devices if d in r.slots}
             if busy:
                 listing = ", ".join(f"{d} (rollout {rid})" for d, rid in sorted(busy.items()))

@@ -229,3 +229,18 @@ def test_cli_models_add_refuses_a_file_that_is_not_a_model(site: Site) -> None:
         site.config, "models", "add", str(bogus), "--name", "x", "--version", "1", check=False
     )
     assert proc.returncode == 1 and "not an ONNX model (.onnx) or a TensorRT engine" in proc.stderr
+
+
+def test_offline_device_is_refused(site: Site) -> None:
+    """A device whose last will says offline is refused instead of timing out later."""
+    site.sims.start(["sim-a"], site.model_arg(1))
+    site.sims.start(["sim-b"], site.model_arg(1))
+    site.gateway.start()
+    site.wait_devices(["sim-a", "sim-b"])
+    site.sims.kill("sim-b")
+    wait_for(
+        lambda: not {d["device"]: d for d in site.gateway.get("/v1/devices")}["sim-b"]["online"],
+        what="sim-b offline (last will)",
+    )
+    proc = cli(site.config, "deploy", "demo-yolov8n@2", "--devices", "sim-a,sim-b", check=False)
+    assert proc.returncode == 1 and "device(s) offline: sim-b" in proc.stderr
