@@ -541,26 +541,26 @@ class OtaManager:
         if previous is None or previous.sha256 != job.model.sha256:
             raise OtaRejectedError(Reason.ROLLBACK_UNAVAILABLE, "the previous model is gone")
         job = self._set(job, OtaState.LOADING)
-        if self.cfg.swap_mode == "hot":
-            new = self._load(previous)
-            job = self._set(job, OtaState.VALIDATING)
-            try:
-                self._validate(new)
-            except BaseException:
-                new.close()
-                raise
-            job = self._set(job, OtaState.ACTIVE)
-            with self._lock:
-                self.store.set_active(previous)
-            old = self.host.swap(new, self.cfg.swap_timeout_s)
-            old.close()
-        else:
-            job = self._set(job, OtaState.VALIDATING)
-            job = self._set(job, OtaState.ACTIVE)
-            with self._lock:
-                self.store.set_active(previous)
-            self._swap_to(previous)
+        try:
+            if self.cfg.swap_mode == "hot":
+                new = self._load(previous)
+                job = self._set(job, OtaState.VALIDATING)
+                try:
+                    self._validate(new)
+                    old = self.host.swap(new, self.cfg.swap_timeout_s)
+                except BaseException:
+                    new.close()
+                    raise
+                old.close()
+            else:
+                job = self._set(job, OtaState.VALIDATING)
+                self._swap_to(previous)
+        except TimeoutError as err:
+            raise OtaRejectedError(Reason.SWAP_FAILED, str(err)) from None
+        # journal first: a kill before the pointer write settles as rolled_back (old model runs)
+        job = self._set(job, OtaState.ACTIVE)
         with self._lock:
+            self.store.set_active(previous)
             self._set(job, OtaState.COMMITTED)
             self.store.prune()
 
