@@ -23,6 +23,7 @@ commit and survives power loss too (docs/delivery.md compares the two).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,10 @@ ROW_OVERHEAD = 48
 """Bytes added to each row's accounted size for the row header, rowid and index entry."""
 DATA_FILL = 0.6
 """Share of the database pages the accounted row bytes may fill (b-tree slack, free pages)."""
+
+LOW_SPACE_BYTES = 512 * 1024
+"""Free space under which (plus twice the WAL) the outbox stops growing; see `_check_space`."""
+SPACE_CHECK_EVERY = 16
 
 _SQLITE_FULL = 13
 _SQLITE_IOERR = 10
@@ -170,6 +175,10 @@ class Outbox:
         self._pending_drop = (0, 0, 0)
         self._last_drop_log = -1e9
         self._wal = Path(str(path) + "-wal")
+        self._autocheckpoint = auto
+        self._data_cap = self.budget.data_bytes
+        self._low_space = False
+        self._appends = 0
         self._ckpt_db: sqlite3.Connection | None = None
         if self._count:
             log.info("outbox.opened", path=str(path), rows=self._count, bytes=self._bytes)
@@ -194,12 +203,45 @@ class Outbox:
         return total
 
     # -- writes ---------------------------------------------------------------------------
+    def _check_space(self) -> None:
+        """Watch the free space of the outbox's file system (every SPACE_CHECK_EVERY appends).
+
+        When it runs low, the byte cap is pinned at what is stored now (new rows then replace
+        the oldest in place, the database stops growing), and the WAL is kept small and given
+        back to the file system; both are undone when space comes back. This is what keeps
+        "drop oldest" working on a disk filled by something else: once the disk is really full,
+        SQLite cannot even write a delete.
+        """
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        low = free < LOW_SPACE_BYTES + 2 * self.wal_bytes()
+        if low and not self._low_space:
+            self._low_space = True
+            self._data_cap = min(self._data_cap, self._bytes)
+            log.warning("outbox.low_disk_space", free=free, pinned_bytes=self._data_cap)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_autocheckpoint=16")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        elif self._low_space and free > 2 * LOW_SPACE_BYTES + 2 * self._autocheckpoint * PAGE_SIZE:
+            # Enough room for the WAL to grow back to its normal size, with a margin.
+            self._low_space = False
+            self._data_cap = self.budget.data_bytes
+            log.info("outbox.disk_space_back", free=free)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
+
     def append(self, msgs: Sequence[OutboxMessage]) -> int:
         """Commit `msgs` in order, dropping the oldest rows to stay under the caps.
 
         Returns how many rows were dropped (old rows, or these messages themselves when the
         disk stays full). Never raises on a full disk.
         """
+        self._appends += 1
+        if self._low_space or self._appends % SPACE_CHECK_EVERY == 0:
+            self._check_space()
         dropped_before = self.dropped
         chunk: list[OutboxMessage] = []
         chunk_bytes = 0
@@ -224,9 +266,7 @@ class Outbox:
             # Make room (oldest first) and insert in one transaction: a crash between the two
             # cannot lose the room nor duplicate anything.
             over_rows = self._count + len(msgs) - self.max_rows
-            over_bytes = self._bytes + size - self.budget.data_bytes
-            if attempt > 0:
-                over_bytes = max(over_bytes, size, self.budget.data_bytes // 20)
+            over_bytes = self._bytes + size - self._data_cap
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -235,7 +275,7 @@ class Outbox:
                         # a delete on every append.
                         self._drop_oldest(
                             over_rows + self.max_rows // 50 if over_rows > 0 else 0,
-                            over_bytes + self.budget.data_bytes // 50 if over_bytes > 0 else 0,
+                            over_bytes + self._data_cap // 50 if over_bytes > 0 else 0,
                         )
                     first = self._next_id
                     self._db.executemany(
@@ -266,6 +306,7 @@ class Outbox:
                     log.error("outbox.write_failed", error=str(err), rows=len(msgs))
                     break
                 log.warning("outbox.full", error=str(err), attempt=attempt, rows=self._count)
+                self._recover_full(max(size, self.budget.data_bytes // 20))
                 continue
             self._next_id += len(msgs)
             n, freed, _ = self._pending_drop
@@ -279,6 +320,41 @@ class Outbox:
             return
         self._count_dropped(len(msgs), size)
         log.error("outbox.dropping_new", rows=len(msgs), total_dropped=self.dropped)
+
+    def _recover_full(self, need: int) -> None:
+        """The disk (or max_page_count) is full: make room without growing any file.
+
+        Shrink the WAL (checkpoint TRUNCATE gives its blocks back), pin the database at its
+        current size (later inserts reuse free pages, or fail fast with SQLITE_FULL instead of
+        hitting ENOSPC), delete the oldest rows, and checkpoint again so their pages are free.
+        """
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with contextlib.suppress(sqlite3.Error):
+            pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
+            if pages < self.budget.max_page_count:
+                self._db.execute(f"PRAGMA max_page_count={pages}")
+                log.warning("outbox.pinned_size", pages=pages, bytes=pages * PAGE_SIZE)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._drop_oldest(0, need)
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                self._pending_drop = (0, 0, 0)
+                raise
+        except sqlite3.Error as err:
+            log.error("outbox.cannot_make_room", error=str(err))
+            return
+        n, freed, _ = self._pending_drop
+        self._pending_drop = (0, 0, 0)
+        self._count -= n
+        self._bytes -= freed
+        self._count_dropped(n, freed)
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _count_dropped(self, rows: int, nbytes: int) -> None:
         if rows == 0:

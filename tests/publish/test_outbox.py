@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from agent.publish.outbox import Budget, Outbox, OutboxError, OutboxMessage
 
@@ -139,3 +141,41 @@ def test_outbox_uses_wal_mode(tmp_path: Path) -> None:
         box.append([msg(0)])
     mode = sqlite3.connect(tmp_path / "outbox.sqlite3").execute("PRAGMA journal_mode").fetchone()
     assert mode[0] == "wal"
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MiB tmpfs (needs root to mount; skipped with the reason otherwise)."""
+    mnt = tmp_path / "small-fs"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill a real file system: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_really_full_disk_keeps_the_newest_and_counts_the_rest(small_fs: Path) -> None:
+    """ENOSPC on a real file system: no exception, newest rows kept, every drop counted."""
+    filler = small_fs / "filler"
+    filler.write_bytes(b"\0" * (3 * 1024 * 1024))  # something else fills most of the disk
+    n = 3000
+    # A cap bigger than the free space: the disk, not the cap, is what runs out.
+    with Outbox(small_fs / "outbox.sqlite3", max_bytes=4 << 20, max_rows=10**6) as box:
+        with structlog.testing.capture_logs() as events:
+            for i in range(n):
+                box.append([msg(i, 600)])
+        assert "outbox.low_disk_space" in {e["event"] for e in events}
+        seqs = [r.seq for r in box.next_batch(0, n)]
+        assert box.count + box.dropped == n
+        assert seqs == list(range(n - len(seqs), n)), "not the newest, or not contiguous"
+        assert box.count > 0
+        pinned = box.count
+        filler.unlink()  # space comes back: the outbox may grow again
+        for i in range(n, n + 1000):
+            box.append([msg(i, 600)])
+        assert box.count > pinned
