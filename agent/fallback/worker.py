@@ -161,8 +161,12 @@ class _Worker:
     def pid(self) -> int | None:
         return getattr(self._runner, "pid", None)
 
-    def _alive(self) -> bool:
+    def alive(self) -> bool:
         return self._runner.is_alive()
+
+    @property
+    def exitcode(self) -> int | None:
+        return getattr(self._runner, "exitcode", None)
 
     def _wait(self, timeout: float, stop: threading.Event) -> tuple:
         deadline = time.monotonic() + timeout
@@ -172,7 +176,7 @@ class _Worker:
                     return self._conn.recv()
             except (EOFError, OSError) as err:
                 raise WorkerCrashed(f"worker connection lost: {err!r}") from None
-            if not self._alive():
+            if not self.alive():
                 code = getattr(self._runner, "exitcode", None)
                 raise WorkerCrashed(f"worker died (exit code {code})")
             if time.monotonic() > deadline:
@@ -375,6 +379,14 @@ class Fallback:
                 started_once = True
             job = self._mailbox.get(timeout=0.2)
             if job is None:
+                if self._worker is not None and not self._worker.alive():
+                    code = self._worker.exitcode
+                    self._drop_worker()
+                    self._sm.to(FallbackState.DOWN)
+                    failures += 1
+                    delay = self._backoff(failures)
+                    self._error(f"worker died while idle (exit code {code})", retry_in_s=delay)
+                    self._stop.wait(delay)
                 continue
             self._sm.to(FallbackState.BUSY)
             try:
