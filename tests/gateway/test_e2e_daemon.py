@@ -4,17 +4,19 @@ three real `edge-agent run` daemons on the demo clip (devices jet-0, jet-1, jet-
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from agent.messages.payloads import DetectionMessage
 from tests.gateway.conftest import REPO, Site, wait_for
 from tests.gateway.recorder import Recorder
-from tests.helpers.daemon import DaemonProcess, demo_config
+from tests.helpers.daemon import demo_config
 from tests.helpers.mqtt import Recorder as MqttRecorder
 
 pytestmark = pytest.mark.slow
@@ -22,13 +24,15 @@ pytestmark = pytest.mark.slow
 DEVICES = ["jet-0", "jet-1", "jet-2"]
 
 
+AGENT_CMD = [sys.executable, "-m", "tests.gateway.run_agent"]  # `edge-agent`, see run_agent.py
+
+
 class Fleet3:
-    """Three real daemons trusting the site's keys, with short OTA probation."""
+    """Three real `edge-agent run` daemons trusting the site's keys, with short OTA probation."""
 
     def __init__(self, site: Site) -> None:
         keys = json.loads(site.keys_file.read_text())
-        self.site = site
-        self.daemons: dict[str, DaemonProcess] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         for dev in DEVICES:
             cfg = demo_config(
                 site.tmp / f"state-{dev}",
@@ -41,20 +45,31 @@ class Fleet3:
                     "probation_min_frames": 3,
                     "validation_frames": 2,
                     "download_deadline_s": 60,
-                    "latency_budget_ms": 20000.0,
-                },  # a loaded 2-core CI box, not a latency test
+                    "latency_budget_ms": 20000.0,  # a loaded 2-core CI box, not a latency test
+                },
             )
             cfg["cameras"][0]["fps_cap"] = 4.0
-            proc = DaemonProcess(site.tmp / dev, cfg)
-            proc.start = lambda p=proc: _start_patched(p)  # type: ignore[method-assign]
-            self.daemons[dev] = proc.start()
+            workdir = site.tmp / dev
+            workdir.mkdir()
+            config = workdir / "agent.yaml"
+            config.write_text(yaml.safe_dump(cfg))
+            with (workdir / "daemon.log").open("wb") as log:
+                self.procs[dev] = subprocess.Popen(
+                    [*AGENT_CMD, "run", "--config", str(config)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO,
+                )
 
     def kill(self, dev: str) -> None:
-        self.daemons[dev].kill()
+        proc = self.procs[dev]
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
     def stop(self) -> None:
-        for d in self.daemons.values():
-            d.kill()
+        for dev in self.procs:
+            self.kill(dev)
 
 
 @pytest.fixture
@@ -66,19 +81,6 @@ def fleet(site: Site) -> Iterator[Fleet3]:
         yield f
     finally:
         f.stop()
-
-
-def _start_patched(proc: DaemonProcess) -> DaemonProcess:
-    """DaemonProcess.start, but through tests.gateway.run_agent (see its docstring)."""
-    proc._log = open(proc.log_path, "ab")  # noqa: SIM115 - closed by DaemonProcess.kill()
-    proc.proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.gateway.run_agent", "run", "--config", str(proc.config_path)],
-        stdout=proc._log,
-        stderr=proc._log,
-        cwd=REPO,
-        env=proc._env,
-    )
-    return proc
 
 
 def deploy(site: Site, version: int, **opts: object) -> int:
