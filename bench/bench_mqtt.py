@@ -162,10 +162,8 @@ class Subscriber:
 class RawPaho:
     """Baseline sender: paho QoS 1 publish with no queue or outbox."""
 
-    def __init__(self, port: int) -> None:
-        self.c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5
-        )
+    def __init__(self, port: int, client_id: str) -> None:
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.c.max_inflight_messages_set(100)
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
@@ -183,7 +181,7 @@ class AgentSender:
 
     def __init__(self, port: int, state: Path, outbox: bool, synchronous: str = "NORMAL") -> None:
         self.pub = Publisher(
-            MqttConfig(port=port, queue_size=1000),
+            MqttConfig(port=port, queue_size=1000, client_id=f"bench-{state.name}"),
             OutboxConfig(
                 enabled=outbox,
                 path=state / "outbox.sqlite3",
@@ -259,9 +257,9 @@ def cpu_model() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--messages", type=int, default=1000, help="paced messages per mode per round")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    ap.add_argument("--rate", type=float, default=500.0, help="paced send rate, msg/s")
+    ap.add_argument("--messages", type=int, default=200, help="paced messages per mode per round")
+    ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds")
+    ap.add_argument("--rate", type=float, default=200.0, help="paced send rate, msg/s")
     ap.add_argument("--burst", type=int, default=20000, help="messages for the sustained rate")
     ap.add_argument(
         "--write-docs", action="store_true", help="write the section of docs/benchmarks.md"
@@ -280,10 +278,11 @@ def main() -> int:
         broker = Mosquitto(work / "broker", extra_conf="set_tcp_nodelay true")
         broker.start()
         sub = Subscriber(broker.port)
+        senders: list[Any] = []
         modes = [
-            Mode("raw-paho", lambda: RawPaho(broker.port)),
+            Mode("raw-paho", lambda: RawPaho(broker.port, "bench-raw-1")),
             # The same baseline again: the spread between the two is the run's noise floor.
-            Mode("raw-paho (repeat)", lambda: RawPaho(broker.port)),
+            Mode("raw-paho (repeat)", lambda: RawPaho(broker.port, "bench-raw-2")),
             Mode("outbox-off", lambda: AgentSender(broker.port, work / "off", outbox=False)),
             Mode(
                 "outbox-on, synchronous=FULL",
@@ -295,25 +294,23 @@ def main() -> int:
             keep = set(args.modes.split(","))
             modes = [m for m in modes if m.name in keep]
         try:
+            senders = [m.make() for m in modes]  # all connected for the whole run
             for r in range(args.rounds):
-                for m in modes:
-                    sender = m.make()
-                    try:
-                        m.lat_ms += paced(sender, sub, args.messages, args.rate)
-                    finally:
-                        sender.close()
-                    print(
-                        f"round {r + 1}: {m.name} p99 so far {pct(m.lat_ms, 99):.2f} ms",
-                        file=sys.stderr,
-                    )
+                # Rotate the order every round (a b c, b c a, ...) so load drifts hit all alike.
+                for i in range(len(modes)):
+                    k = (i + r) % len(modes)
+                    modes[k].lat_ms += paced(senders[k], sub, args.messages, args.rate)
+                print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+            for r in range(2):
+                for i in range(len(modes)):
+                    k = (i + r) % len(modes)
+                    rate = burst(senders[k], sub, args.burst // 2)
+                    modes[k].rate += rate / 2
             for m in modes:
-                sender = m.make()
-                try:
-                    m.rate = burst(sender, sub, args.burst)
-                finally:
-                    sender.close()
                 print(f"burst: {m.name} {m.rate:.0f} msg/s", file=sys.stderr)
         finally:
+            for sender in senders:
+                sender.close()
             sub.close()
             broker.stop()
 
