@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 DEVICES = ["jet-0", "jet-1", "jet-2"]
 
 
-AGENT_CMD = [sys.executable, "-m", "tests.gateway.run_agent"]  # `edge-agent`, see run_agent.py
+AGENT_CMD = [sys.executable, "-m", "agent"]  # `edge-agent`
 
 
 class Fleet3:
