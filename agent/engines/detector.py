@@ -145,6 +145,48 @@ class Detector:
         self.close()
 
 
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _artifact_sha256(model_path: Path, file_sha256: str, manifest: Manifest) -> str:
+    """The sha256 that identifies the model: the manifest's artifact, checked against the file.
+
+    A TensorRT engine built on the device from the manifest's ONNX artifact has another
+    digest; it is tied to the manifest through its build record (`<engine>.json`), whose
+    ONNX digest must be the manifest's and whose engine digest must be the file's.
+
+    Raises:
+        ModelMetadataError: the file is not the manifest's artifact (nor built from it).
+    """
+    if manifest.format == "onnx" and model_path.suffix in ENGINE_SUFFIXES:
+        from agent.engines.build import EngineRecordError, read_record, sidecar_path
+
+        try:
+            record = read_record(sidecar_path(model_path))
+        except EngineRecordError as exc:
+            raise ModelMetadataError(
+                f"{model_path} is an engine but manifest {manifest.name} v{manifest.version} "
+                f"describes an ONNX artifact, and the engine's build record cannot tie them: {exc}"
+            ) from exc
+        if record.identity.onnx_sha256 != manifest.sha256:
+            raise ModelMetadataError(
+                f"{model_path} was built from ONNX sha256 {record.identity.onnx_sha256}, but "
+                f"manifest {manifest.name} v{manifest.version} is for {manifest.sha256}"
+            )
+        if record.engine_sha256 != file_sha256:
+            raise ModelMetadataError(
+                f"{model_path} has sha256 {file_sha256}, not {record.engine_sha256} as built "
+                "(changed since its build record was written)"
+            )
+        return manifest.sha256
+    if manifest.sha256 != file_sha256:
+        raise ModelMetadataError(
+            f"manifest {manifest.name} v{manifest.version} is for sha256 {manifest.sha256}, "
+            f"but {model_path} has sha256 {file_sha256}"
+        )
+    return file_sha256
+
+
 def _model_info(
     model_path: Path, sha256: str, io: EngineIO, manifest: Manifest | None
 ) -> ModelInfo:
@@ -152,11 +194,7 @@ def _model_info(
     meta_names = metadata_names(io.metadata)
     meta_imgsz = metadata_imgsz(io.metadata)
     if manifest is not None:
-        if manifest.sha256 != sha256:
-            raise ModelMetadataError(
-                f"manifest {manifest.name} v{manifest.version} is for sha256 {manifest.sha256}, "
-                f"but {model_path} has sha256 {sha256}"
-            )
+        sha256 = _artifact_sha256(model_path, sha256, manifest)
         names = tuple(manifest.class_names)
         if meta_names is not None and len(meta_names) != len(names):
             raise ModelMetadataError(
@@ -201,8 +239,10 @@ def load_detector(
     """Load a model file into a ready, warmed-up Detector.
 
     Class names and input size come from `manifest` when given (its sha256 must match the
-    file), else from the model's Ultralytics metadata; either way they are checked against
-    the network's input and output shapes.
+    file, or, for a TensorRT engine built from the manifest's ONNX, the engine's build
+    record must tie the two), else from the model's Ultralytics metadata; either way they
+    are checked against the network's input and output shapes. `info.sha256` is the
+    manifest artifact's digest (the file's when there is no manifest).
 
     Raises:
         EngineError: missing/corrupt file, missing provider, not a detector, or

@@ -193,6 +193,61 @@ def test_manifest_disagreeing_with_model_fails_at_load(tmp_path, overrides, mess
         load_detector(path, CPU, manifest=make_manifest(path, **overrides))
 
 
+def write_build_record(engine: Path, onnx_sha256: str, engine_sha256: str) -> None:
+    """The sidecar `<engine>.json` that `agent.engines.build` writes beside every engine."""
+    record = {
+        "schema": "edge.engine/1",
+        "key": "0" * 64,
+        "identity": {
+            "onnx_sha256": onnx_sha256,
+            "tensorrt_version": "10.3.0",
+            "gpu_name": "Orin (8 SMs)",
+            "compute_capability": "8.7",
+            "precision": "fp16",
+            "workspace_mib": 1024,
+        },
+        "engine_file": engine.name,
+        "engine_sha256": engine_sha256,
+        "engine_length": engine.stat().st_size,
+        "onnx_file": "model.onnx",
+        "built_at": "2026-01-01T00:00:00Z",
+        "build_seconds": 1.0,
+    }
+    engine.with_name(engine.name + ".json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ("good", None),  # built from the manifest's ONNX: identity is the ONNX digest
+        ("other-onnx", "was built from ONNX sha256 1111"),  # built from another ONNX
+        ("changed-engine", "changed since its build record"),  # engine file replaced
+        ("none", "build record cannot tie them"),  # no sidecar at all
+    ],
+)
+def test_engine_built_from_manifest_onnx(tmp_path, record, message):
+    """An engine file is tied to an ONNX manifest through its build record, or refused."""
+    onnx_path = constant_output_model(tmp_path / "model.onnx", V8_OUT)
+    manifest = make_manifest(onnx_path)
+    # onnxruntime loads by content, so an ONNX file named .engine (other bytes, same graph)
+    # stands in for the engine
+    engine = constant_output_model(tmp_path / "model-fp16.engine", V8_OUT, metadata={"b": "1"})
+    engine_sha = file_sha256(engine)
+    assert engine_sha != manifest.sha256
+    if record == "good":
+        write_build_record(engine, manifest.sha256, engine_sha)
+    elif record == "other-onnx":
+        write_build_record(engine, "1" * 64, engine_sha)
+    elif record == "changed-engine":
+        write_build_record(engine, manifest.sha256, "2" * 64)
+    if message is None:
+        with load_detector(engine, CPU, manifest=manifest) as det:
+            assert det.info.sha256 == manifest.sha256
+    else:
+        with pytest.raises(ModelMetadataError, match=message):
+            load_detector(engine, CPU, manifest=manifest)
+
+
 def test_manifest_names_checked_against_output_shape(tmp_path):
     """Without metadata, a manifest's class count must still fit the output shape."""
     path = constant_output_model(tmp_path / "m.onnx", np.zeros((1, 6, 84), np.float32))
