@@ -16,7 +16,7 @@ import yaml
 from agent.messages.payloads import DetectionMessage
 from tests.gateway.conftest import REPO, Site, wait_for
 from tests.gateway.recorder import Recorder
-from tests.helpers.daemon import demo_config
+from tests.helpers.daemon import DEMO_MANIFEST, demo_config
 from tests.helpers.mqtt import Recorder as MqttRecorder
 
 pytestmark = pytest.mark.slow
@@ -51,6 +51,12 @@ class Fleet3:
             cfg["cameras"][0]["fps_cap"] = 4.0
             workdir = site.tmp / dev
             workdir.mkdir()
+            # the demo model as demo-yolov8n v1 (the registry's v1), whatever its shipped
+            # manifest numbers it
+            manifest = json.loads(DEMO_MANIFEST.read_text())
+            manifest.update(name="demo-yolov8n", version=1)
+            (workdir / "manifest.json").write_text(json.dumps(manifest))
+            cfg["model"]["manifest"] = str(workdir / "manifest.json")
             config = workdir / "agent.yaml"
             config.write_text(yaml.safe_dump(cfg))
             with (workdir / "daemon.log").open("wb") as log:
