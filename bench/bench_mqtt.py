@@ -389,7 +389,15 @@ def main() -> int:
         "Latency is measured from just before `submit_detection` (raw paho: `publish`) to the "
         "subscriber's `on_message`; sustained rate from the first submit to the last PUBACK "
         "(`acked` in the publisher's stats) and to the last arrival at the subscriber. "
-        "The outbox runs with `synchronous=NORMAL` (no fsync per commit; see docs/delivery.md).\n"
+        "The outbox runs with `synchronous=NORMAL` (no fsync per commit; see docs/delivery.md).\n\n"
+        "How to read it: the two raw-paho rows are the same code, so their spread is the noise "
+        "floor of the run; outbox-off minus raw paho is the cost of the hand-off (one more thread "
+        "wake-up between `submit_detection` and the network); outbox-on minus outbox-off is the "
+        "SQLite work on the publishing path (one commit per batch, the select of the next rows; "
+        "deletes are batched and checkpoints run on their own thread); FULL adds one fsync per "
+        "commit. On a CPU shared by many more runnable processes than cores, every wake-up and "
+        "every write() can wait for a scheduler slice, which is what the p95/p99 columns show; "
+        "the medians are the cost on an idle CPU.\n"
     )
     print(section)
     if args.write_docs:
