@@ -210,7 +210,17 @@ def bench_model(
     engine = detector.engine
     if not isinstance(engine, OnnxRuntimeEngine):
         raise SystemExit("bench needs the onnxruntime engine")
-    series = {"raw": Series(), "ours": Series(), "ultralytics": Series()}
+    series = {"raw": Series(), "ours": Series(), "ultralytics": Series(), "ours_cpu": Series()}
+    # Same engine, stages timed in this thread's CPU time (preemption by other jobs excluded).
+    cpu_timed = Detector(
+        engine,
+        detector.io,
+        detector.info,
+        conf_threshold=args.conf,
+        iou_threshold=args.iou,
+        max_detections=args.max_det,
+        clock=time.thread_time,
+    )
     ul_model = None
     if not args.no_ultralytics:
         from ultralytics import YOLO
@@ -228,6 +238,8 @@ def bench_model(
             if with_raw:
                 turns.append(lambda c=chunk: run_raw(engine, tensors[c], series["raw"]))
             turns.append(lambda c=chunk: run_ours(detector, frames[c], series["ours"]))
+            if not with_raw:  # the 640 run: also our pipeline in CPU time
+                turns.append(lambda c=chunk: run_ours(cpu_timed, frames[c], series["ours_cpu"]))
             if ul_model is not None:
                 turns.append(
                     lambda c=chunk: run_ultralytics(
@@ -361,6 +373,14 @@ def main() -> int:
                 f"pre+post **{fmt(o6.prepost(), 3)} ms** (target <= 2 ms)",
             )
         )
+        c6 = s640["ours_cpu"]
+        rows.append(
+            (
+                "640x640 our pre / post, thread CPU time (median ms)",
+                f"{fmt(statistics.median(c6.pre), 3)} / {fmt(statistics.median(c6.post), 3)}",
+                f"pre+post **{fmt(c6.prepost(), 3)} ms** CPU inside the pipeline",
+            )
+        )
         i6 = s640["isolated"]
         rows.append(
             (
@@ -429,11 +449,13 @@ def verdict(raw: Series, ours: Series, ul: Series, s640: dict[str, Series] | Non
         r = ours.prepost() / ul.prepost()
         lines.append(f"- Our pre+post / Ultralytics' = {r:.3f}: {mark(r <= 1.0)} (<= 1.0).")
     if s640 is not None:
-        wall, cpu = s640["ours"].prepost(), s640["isolated"].prepost()
+        wall, cpu = s640["ours"].prepost(), s640["ours_cpu"].prepost()
+        iso = s640["isolated"].prepost()
         lines.append(
-            f"- Pre+post at 640x640, one thread: {wall:.2f} ms wall inside the pipeline, "
-            f"{cpu:.2f} ms CPU isolated: {mark(wall <= 2.0)} in the pipeline, "
-            f"{mark(cpu <= 2.0)} isolated (<= 2 ms). Letterbox (resize 768x576 -> 640x480, "
+            f"- Pre+post at 640x640, one thread (<= 2 ms): {wall:.2f} ms wall inside the "
+            f"pipeline ({mark(wall <= 2.0)}), {cpu:.2f} ms CPU inside the pipeline "
+            f"({mark(cpu <= 2.0)}), {iso:.2f} ms CPU isolated ({mark(iso <= 2.0)}). "
+            "Letterbox (resize 768x576 -> 640x480, "
             "uint8 -> float32 NCHW) is most of it; it is memory-bound and slows with a "
             "loaded machine and caches flushed by the inference in between."
         )
