@@ -102,6 +102,16 @@ def test_detect_on_clip_frames(demo_model, clip_frames):
             assert timings.pre > 0 and timings.infer > 0 and timings.post > 0
 
 
+def test_stage_timings_come_from_the_clock(demo_model, clip_frames):
+    """pre, infer and post are the clock's steps around letterbox, run and decode, in ms."""
+    ticks = iter([10.0, 10.5, 12.5, 12.75])  # seconds: pre 0.5 s, infer 2 s, post 0.25 s
+    with load_detector(demo_model, CPU) as loaded:
+        det = Detector(loaded.engine, loaded.io, loaded.info, clock=lambda: next(ticks))
+        _, timings = det.detect(clip_frames[0])
+    assert (timings.pre, timings.infer, timings.post) == (500.0, 2000.0, 250.0)
+    assert timings.total == 2750.0
+
+
 def test_detector_close_is_idempotent_and_detect_after_close_fails(demo_model, clip_frames):
     """close() twice is fine; detect on a closed detector is a clear error."""
     det = load_detector(demo_model, CPU)
