@@ -179,6 +179,7 @@ class Outbox:
         self._data_cap = self.budget.data_bytes
         self._low_space = False
         self._appends = 0
+        self._appended: list[OutboxRow] = []
         self._ckpt_db: sqlite3.Connection | None = None
         if self._count:
             log.info("outbox.opened", path=str(path), rows=self._count, bytes=self._bytes)
@@ -203,6 +204,12 @@ class Outbox:
         return total
 
     # -- writes ---------------------------------------------------------------------------
+    def take_appended(self) -> list[OutboxRow]:
+        """The rows the last `append` committed (in order), once; lets the caller publish them
+        without reading them back."""
+        rows, self._appended = self._appended, []
+        return rows
+
     def _check_space(self) -> None:
         """Watch the free space of the outbox's file system (every SPACE_CHECK_EVERY appends).
 
@@ -240,6 +247,7 @@ class Outbox:
         disk stays full). Never raises on a full disk.
         """
         self._appends += 1
+        self._appended = []
         if self._low_space or self._appends % SPACE_CHECK_EVERY == 0:
             self._check_space()
         dropped_before = self.dropped
@@ -308,6 +316,10 @@ class Outbox:
                 log.warning("outbox.full", error=str(err), attempt=attempt, rows=self._count)
                 self._recover_full(max(size, self.budget.data_bytes // 20))
                 continue
+            self._appended.extend(
+                OutboxRow(first + i, m.topic, m.camera, m.boot_id, m.seq, m.qos, m.payload)
+                for i, m in enumerate(msgs)
+            )
             self._next_id += len(msgs)
             n, freed, _ = self._pending_drop
             self._pending_drop = (0, 0, 0)

@@ -134,6 +134,7 @@ class MemoryStore:
         self._next_id = 1
         self._bytes = 0
         self.dropped = 0
+        self._appended: list[OutboxRow] = []
 
     @property
     def count(self) -> int:
@@ -148,12 +149,18 @@ class MemoryStore:
         return self.capacity - len(self._rows)
 
     def append(self, msgs: Sequence[OutboxMessage]) -> int:
+        self._appended = []
         for m in msgs:
             row = OutboxRow(self._next_id, m.topic, m.camera, m.boot_id, m.seq, m.qos, m.payload)
             self._rows[row.id] = row
+            self._appended.append(row)
             self._next_id += 1
             self._bytes += m.size
         return 0
+
+    def take_appended(self) -> list[OutboxRow]:
+        rows, self._appended = self._appended, []
+        return rows
 
     def next_batch(self, after_id: int, limit: int) -> list[OutboxRow]:
         out = []
@@ -254,6 +261,7 @@ class Publisher:
         self._gw_pending = 0
         self._gw_progress_t = time.monotonic()
         self._to_delete: list[int] = []
+        self._fresh: deque[OutboxRow] = deque()
         self._to_delete_since = 0.0
         self._wal_checked = 0.0
         self._ckpt_wake = threading.Event()
@@ -669,6 +677,9 @@ class Publisher:
             if not batch:
                 return
             self._store.append(batch)
+            self._fresh.extend(self._store.take_appended())
+            if len(self._fresh) > 2 * self._window:
+                self._fresh.clear()  # a backlog: read it back from the store instead
             if len(batch) < limit:
                 return
 
@@ -676,8 +687,21 @@ class Publisher:
         """Publish rows after the cursor while connected and the window has room."""
         if not self._pump_connected:
             return
+        fresh = self._fresh
         while (room := self._window - len(self._inflight)) > 0:
-            rows = self._store.next_batch(self._cursor, min(room, 256))
+            while fresh and fresh[0].id <= self._cursor:
+                fresh.popleft()
+            if fresh and fresh[0].id == self._cursor + 1:
+                # Fast path: the rows just committed follow the cursor directly (ids are
+                # consecutive within a process), so nothing older is unsent: no read-back.
+                rows = []
+                expect = self._cursor + 1
+                while fresh and len(rows) < room and fresh[0].id == expect:
+                    rows.append(fresh.popleft())
+                    expect += 1
+            else:
+                fresh.clear()
+                rows = self._store.next_batch(self._cursor, min(room, 256))
             if not rows:
                 return
             for row in rows:
