@@ -262,6 +262,7 @@ class Publisher:
         self._gw_progress_t = time.monotonic()
         self._to_delete: list[int] = []
         self._fresh: deque[OutboxRow] = deque()
+        self._last_appended = -1
         self._to_delete_since = 0.0
         self._wal_checked = 0.0
         self._ckpt_wake = threading.Event()
@@ -677,7 +678,10 @@ class Publisher:
             if not batch:
                 return
             self._store.append(batch)
-            self._fresh.extend(self._store.take_appended())
+            appended = self._store.take_appended()
+            if appended:
+                self._last_appended = appended[-1].id
+            self._fresh.extend(appended)
             if len(self._fresh) > 2 * self._window:
                 self._fresh.clear()  # a backlog: read it back from the store instead
             if len(batch) < limit:
@@ -699,6 +703,8 @@ class Publisher:
                 while fresh and len(rows) < room and fresh[0].id == expect:
                     rows.append(fresh.popleft())
                     expect += 1
+            elif not fresh and self._cursor == self._last_appended:
+                return  # everything committed in this process is handed over already
             else:
                 fresh.clear()
                 rows = self._store.next_batch(self._cursor, min(room, 256))
