@@ -24,7 +24,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-TASKS = ("<OD>", "<CAPTION_TO_PHRASE_GROUNDING>", "<OCR_WITH_REGION>", "<DENSE_REGION_CAPTION>", "<CAPTION>")
+TASKS = (
+    "<OD>",
+    "<CAPTION_TO_PHRASE_GROUNDING>",
+    "<OCR_WITH_REGION>",
+    "<DENSE_REGION_CAPTION>",
+    "<CAPTION>",
+)
 
 
 def yolo_session(threads: int):  # noqa: ANN201
@@ -33,7 +39,9 @@ def yolo_session(threads: int):  # noqa: ANN201
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(REPO / "engines/demo/model.onnx"), opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(REPO / "engines/demo/model.onnx"), opts, providers=["CPUExecutionProvider"]
+    )
     inp = sess.get_inputs()[0]
     x = np.random.RandomState(0).rand(1, 3, *[int(d) for d in inp.shape[2:]]).astype(np.float32)
     return sess, inp.name, x
@@ -56,11 +64,20 @@ def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, ob
     from agent.messages.payloads import DetectionMessage, FrameSize, Latency, ModelRef, rfc3339_ms
     from agent.types import Detections, Frame
 
-    cfg = FallbackConfig.model_validate({
-        "enabled": True, "model": str(model), "runtime": args.runtime, "task": "<CAPTION>",
-        "worker": mode, "threads": 1, "nice": 10, "max_new_tokens": 32,
-        "rate": {"per_minute": 1e6, "burst": 1000}, "capture": {"enabled": False},
-    })
+    cfg = FallbackConfig.model_validate(
+        {
+            "enabled": True,
+            "model": str(model),
+            "runtime": args.runtime,
+            "task": "<CAPTION>",
+            "worker": mode,
+            "threads": 1,
+            "nice": 10,
+            "max_new_tokens": 32,
+            "rate": {"per_minute": 1e6, "burst": 1000},
+            "capture": {"enabled": False},
+        }
+    )
     published = []
     with tempfile.TemporaryDirectory() as tmp:
         fb = Fallback(cfg, "bench", lambda c, s, p: published.append(s) or True, Path(tmp))
@@ -69,15 +86,26 @@ def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, ob
         while fb.stats().state != "idle" and time.monotonic() < deadline:
             time.sleep(0.1)
         img = np.random.RandomState(1).randint(0, 255, (576, 768, 3), dtype=np.uint8)
-        hard = Detections(np.array([[1, 2, 3, 4]], np.float32), np.array([0.4], np.float32), np.array([0]))
+        hard = Detections(
+            np.array([[1, 2, 3, 4]], np.float32), np.array([0.4], np.float32), np.array([0])
+        )
 
         def submit(i: int) -> None:
             frame = Frame("cam", img, time.time(), time.monotonic(), i)
             if fb.is_hard("cam", hard, time.monotonic()):
                 yolo = DetectionMessage(
-                    device="bench", camera="cam", boot_id="bench", seq=i, ts=rfc3339_ms(frame.captured_at),
-                    frame=FrameSize(width=768, height=576), model=ModelRef(name="demo", version=1, sha256="0" * 64),
-                    source="yolo", latency_ms=Latency(pre=0, infer=0, post=0, total=0), detections=[], hard=True)
+                    device="bench",
+                    camera="cam",
+                    boot_id="bench",
+                    seq=i,
+                    ts=rfc3339_ms(frame.captured_at),
+                    frame=FrameSize(width=768, height=576),
+                    model=ModelRef(name="demo", version=1, sha256="0" * 64),
+                    source="yolo",
+                    latency_ms=Latency(pre=0, infer=0, post=0, total=0),
+                    detections=[],
+                    hard=True,
+                )
                 fb.submit(frame, hard, yolo, ("person", "car"))
 
         sess, name, x = yolo_session(args.yolo_threads)
@@ -90,11 +118,15 @@ def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, ob
             busy_jobs = len(published) - n0
         stats = fb.stats()
         fb.stop(10.0)
-    ratios = [b / a for a, b in zip(base, busy)]
+    ratios = [b / a for a, b in zip(base, busy, strict=True)]
     return {
-        "mode": mode, "base_fps": statistics.median(base), "busy_fps": statistics.median(busy),
-        "ratio": statistics.median(ratios), "ratios": ratios,
-        "florence_jobs_last_window": busy_jobs, "florence_ms": stats.last_latency_ms,
+        "mode": mode,
+        "base_fps": statistics.median(base),
+        "busy_fps": statistics.median(busy),
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "florence_jobs_last_window": busy_jobs,
+        "florence_ms": stats.last_latency_ms,
         "errors": stats.errors,
     }
 
@@ -109,8 +141,12 @@ def latencies(model: Path, args: argparse.Namespace) -> dict[str, dict[str, floa
     quantize_int8(tmp / "onnx", tmp / "onnx-int8")
     img = np.random.RandomState(2).randint(0, 255, (576, 768, 3), dtype=np.uint8)
     out: dict[str, dict[str, float]] = {}
-    for kind, path in (("torch-fp32", model), ("torch-int8", model),
-                       ("onnx-fp32", tmp / "onnx"), ("onnx-int8", tmp / "onnx-int8")):
+    for kind, path in (
+        ("torch-fp32", model),
+        ("torch-int8", model),
+        ("onnx-fp32", tmp / "onnx"),
+        ("onnx-int8", tmp / "onnx-int8"),
+    ):
         rt = create_runtime(kind, threads=1)  # type: ignore[arg-type]
         rt.load(path)
         out[kind] = {}
@@ -130,8 +166,12 @@ def main() -> None:
     p.add_argument("--window", type=float, default=5.0, help="Seconds per measurement window.")
     p.add_argument("--pairs", type=int, default=3, help="Base/busy window pairs per mode.")
     p.add_argument("--runs", type=int, default=5, help="Generations per task and runtime.")
-    p.add_argument("--yolo-threads", type=int, default=1, help="ONNX Runtime threads of the YOLO loop.")
-    p.add_argument("--runtime", default="torch-fp32", help="Fallback runtime in the saturation test.")
+    p.add_argument(
+        "--yolo-threads", type=int, default=1, help="ONNX Runtime threads of the YOLO loop."
+    )
+    p.add_argument(
+        "--runtime", default="torch-fp32", help="Fallback runtime in the saturation test."
+    )
     p.add_argument("--modes", default="process,thread")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args()
@@ -148,11 +188,17 @@ def main() -> None:
         print(sat)
         print(lat)
         return
-    print("| worker | YOLO fps alone | YOLO fps, fallback saturated | ratio (median of pairs) | pair ratios |")
+    print(
+        "| worker | YOLO fps alone | YOLO fps, fallback saturated "
+        "| ratio (median of pairs) | pair ratios |"
+    )
     print("|---|---|---|---|---|")
     for s in sat:
-        print(f"| {s['mode']} | {s['base_fps']:.1f} | {s['busy_fps']:.1f} | **{s['ratio']:.2f}** | "
-              + ", ".join(f"{r:.2f}" for r in s["ratios"]) + " |")
+        print(
+            f"| {s['mode']} | {s['base_fps']:.1f} | {s['busy_fps']:.1f} | **{s['ratio']:.2f}** | "
+            + ", ".join(f"{r:.2f}" for r in s["ratios"])
+            + " |"
+        )
     print()
     print("| runtime | " + " | ".join(TASKS) + " |")
     print("|---|" + "---|" * len(TASKS))

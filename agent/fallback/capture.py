@@ -84,7 +84,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class CaptureStore:
     """Writes captures under `root` and keeps the root under `quota_bytes` (thread-safe)."""
 
-    def __init__(self, root: Path, quota_bytes: int, jpeg_quality: int = 92, pending: bool = False) -> None:
+    def __init__(
+        self, root: Path, quota_bytes: int, jpeg_quality: int = 92, pending: bool = False
+    ) -> None:
         self.root = root
         self.quota_bytes = quota_bytes
         self.jpeg_quality = jpeg_quality
@@ -111,7 +113,9 @@ class CaptureStore:
         for sidecar in self.root.glob("*/*/*.json"):
             stem = sidecar.with_suffix("")
             camera, day = sidecar.parent.parent.name, sidecar.parent.name
-            size = sum(p.stat().st_size for p in (stem.with_suffix(s) for s in SUFFIXES) if p.exists())
+            size = sum(
+                p.stat().st_size for p in (stem.with_suffix(s) for s in SUFFIXES) if p.exists()
+            )
             found.append((sidecar.stat().st_mtime, Capture(camera, day, stem, size)))
         for part in self.root.glob("*/*/.*.part"):
             part.unlink(missing_ok=True)
@@ -137,7 +141,8 @@ class CaptureStore:
             raise CaptureError(f"cannot encode frame {frame.image.shape} as JPEG")
         dt = datetime.fromtimestamp(frame.captured_at, tz=timezone.utc)
         day = dt.strftime("%Y-%m-%d")
-        name = f"{dt.strftime('%Y%m%dT%H%M%S')}{dt.microsecond // 1000:03d}-{yolo.boot_id[:8]}-{yolo.seq:08d}"
+        stamp = f"{dt.strftime('%Y%m%dT%H%M%S')}{dt.microsecond // 1000:03d}"
+        name = f"{stamp}-{yolo.boot_id[:8]}-{yolo.seq:08d}"
         labels = "\n".join(yolo_label_lines(result, frame.width, frame.height))
         sidecar = {
             "schema": CAPTURE_SCHEMA,
@@ -161,7 +166,9 @@ class CaptureStore:
         }
         size = sum(len(b) for b in blobs.values())
         if size > self.quota_bytes:
-            raise CaptureError(f"one capture ({size} bytes) exceeds the quota ({self.quota_bytes} bytes)")
+            raise CaptureError(
+                f"one capture ({size} bytes) exceeds the quota ({self.quota_bytes} bytes)"
+            )
         day_dir = self.root / yolo.camera / day
         with self._lock:
             day_dir.mkdir(parents=True, exist_ok=True)
@@ -187,8 +194,12 @@ class CaptureStore:
                 ticket.unlink()
                 self.dropped_unuploaded += 1
             self.dropped += 1
-            log.warning("capture quota: dropped oldest", stem=str(old.stem), quota=self.quota_bytes,
-                        uploaded=not ticket.exists())
+            log.warning(
+                "capture quota: dropped oldest",
+                stem=str(old.stem),
+                quota=self.quota_bytes,
+                uploaded=not ticket.exists(),
+            )
             try:
                 old.stem.parent.rmdir()
             except OSError:
@@ -219,7 +230,7 @@ class CaptureStore:
 
 
 def read_capture_image(path: Path) -> np.ndarray:
-    """Decode a capture's JPEG into (h, w, 3) uint8 BGR; raise CaptureError if it does not decode."""
+    """Decode a JPEG into (h, w, 3) uint8 BGR; raise CaptureError if it does not decode."""
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:

@@ -23,28 +23,43 @@ class FlorenceInputError(ValueError):
 
 def check_image(image: object) -> np.ndarray:
     """Return `image` if it is an (h, w, 3) uint8 BGR array with h, w > 0, else raise."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
-            or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        desc = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] != 3
+        or image.shape[0] == 0
+        or image.shape[1] == 0
+    ):
+        desc = (
+            f"{image.shape} {image.dtype}"
+            if isinstance(image, np.ndarray)
+            else type(image).__name__
+        )
         raise FlorenceInputError(f"expected an (h, w, 3) uint8 BGR image, got {desc}")
     return image
 
 
 def child_main(conn: Connection, kind: str, model_dir: str, threads: int, nice: int) -> None:
-    """Entry point of the worker process: lower priority, load, then serve jobs until 'stop'."""
-    if nice:
-        os.nice(nice)
-    serve(conn, kind, Path(model_dir), threads)
+    """Entry point of the worker process: load, lower the priority, serve jobs until 'stop'.
+
+    The priority drops after loading: on a busy device a nice child would otherwise take
+    minutes to import torch and read the weights, while generation is what must yield to YOLO.
+    """
+    serve(conn, kind, Path(model_dir), threads, nice)
 
 
-def serve(conn: Connection, kind: str, model_dir: Path, threads: int) -> None:
-    """Load the runtime and answer jobs on `conn` until 'stop' or the parent goes away."""
+def serve(conn: Connection, kind: str, model_dir: Path, threads: int, nice: int = 0) -> None:
+    """Load the runtime, add `nice` to this process's niceness (process mode only), and answer
+    jobs on `conn` until 'stop' or the parent goes away."""
     runtime = create_runtime(kind, threads=threads)  # type: ignore[arg-type]
     try:
         info = runtime.load(model_dir)
     except (FlorenceModelError, ImportError, RuntimeError, OSError, ValueError) as err:
         conn.send(("load_error", f"{type(err).__name__}: {err}"))
         return
+    if nice:
+        os.nice(nice)
     conn.send(("ready", info))
     try:
         while True:
@@ -57,7 +72,14 @@ def serve(conn: Connection, kind: str, model_dir: Path, threads: int) -> None:
             _, job_id, image, prompt, max_new_tokens = msg
             try:
                 gen = runtime.generate(check_image(image), prompt, max_new_tokens)
-            except (FlorenceInputError, RuntimeError, ValueError, IndexError, KeyError, TypeError) as err:
+            except (
+                FlorenceInputError,
+                RuntimeError,
+                ValueError,
+                IndexError,
+                KeyError,
+                TypeError,
+            ) as err:
                 conn.send(("error", job_id, f"{type(err).__name__}: {err}"))
             else:
                 conn.send(("ok", job_id, gen))

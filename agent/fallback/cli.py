@@ -1,4 +1,4 @@
-"""`edge-agent florence ...`: export a Florence-2 checkpoint to ONNX (+ int8), try it on an image."""
+"""`edge-agent florence ...`: export Florence-2 to ONNX (+ int8), try it on an image."""
 
 from __future__ import annotations
 
@@ -20,12 +20,26 @@ def florence_group() -> None:
 
 @florence_group.command("export")
 @click.argument("model", type=str)
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
-              help="Directory for the fp32 graphs (the int8 ones go to OUT-int8 unless --int8-out).")
-@click.option("--int8/--no-int8", "int8", default=True, show_default=True,
-              help="Also write int8 graphs (onnxruntime dynamic quantisation).")
-@click.option("--int8-out", type=click.Path(path_type=Path), default=None,
-              help="Directory of the int8 graphs (default: OUT with an '-int8' suffix).")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory for the fp32 graphs (the int8 ones go to OUT-int8 unless --int8-out).",
+)
+@click.option(
+    "--int8/--no-int8",
+    "int8",
+    default=True,
+    show_default=True,
+    help="Also write int8 graphs (onnxruntime dynamic quantisation).",
+)
+@click.option(
+    "--int8-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory of the int8 graphs (default: OUT with an '-int8' suffix).",
+)
 def export_command(model: str, out: Path, int8: bool, int8_out: Path | None) -> None:
     """Export MODEL (a local Florence-2 directory or a hub id) to five ONNX graphs in --out."""
     from agent.fallback.export import export_onnx, quantize_int8
@@ -46,18 +60,33 @@ def export_command(model: str, out: Path, int8: bool, int8_out: Path | None) -> 
 @florence_group.command("run")
 @click.argument("model", type=str)
 @click.argument("image", type=click.Path(path_type=Path, exists=False))
-@click.option("--runtime", default="torch-int8", show_default=True,
-              type=click.Choice(["torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8", "onnx-fp32"]))
+@click.option(
+    "--runtime",
+    default="torch-int8",
+    show_default=True,
+    type=click.Choice(["torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8", "onnx-fp32"]),
+)
 @click.option("--task", default="<OD>", show_default=True, help="Florence-2 task token.")
-@click.option("--classes", default="person,car", show_default=True,
-              help="Class names (the grounding phrase; labels mapped to their index).")
+@click.option(
+    "--classes",
+    default="person,car",
+    show_default=True,
+    help="Class names (the grounding phrase; labels mapped to their index).",
+)
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1, 1024))
-def run_command(model: str, image: Path, runtime: str, task: str, classes: str, max_new_tokens: int) -> None:
+def run_command(
+    model: str, image: Path, runtime: str, task: str, classes: str, max_new_tokens: int
+) -> None:
     """Run Florence-2 once on IMAGE and print the parsed detections as JSON."""
     import json
 
     from agent.fallback.capture import CaptureError, read_capture_image
-    from agent.fallback.parse import FlorenceParseError, UnknownTaskError, build_prompt, parse_generation
+    from agent.fallback.parse import (
+        FlorenceParseError,
+        UnknownTaskError,
+        build_prompt,
+        parse_generation,
+    )
     from agent.fallback.runtime import FlorenceModelError, create_runtime, resolve_model
 
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
@@ -69,13 +98,31 @@ def run_command(model: str, image: Path, runtime: str, task: str, classes: str, 
         gen = rt.generate(img, prompt, max_new_tokens)
         rt.close()
         res = parse_generation(task, gen.text, gen.image_size, names)
-    except (FlorenceModelError, UnknownTaskError, FlorenceParseError, CaptureError, ValueError) as err:
+    except (
+        FlorenceModelError,
+        UnknownTaskError,
+        FlorenceParseError,
+        CaptureError,
+        ValueError,
+    ) as err:
         _fail(str(err))
     d = res.detections
-    click.echo(json.dumps({
-        "task": task, "text": res.text, "latency_ms": round(gen.pre_ms + gen.infer_ms, 1),
-        "detections": [
-            {"label": res.labels[i], "class_id": int(d.class_id[i]), "confidence": None,
-             "box": [round(float(v), 1) for v in d.xyxy[i]]} for i in range(len(d))
-        ],
-    }, indent=1))
+    click.echo(
+        json.dumps(
+            {
+                "task": task,
+                "text": res.text,
+                "latency_ms": round(gen.pre_ms + gen.infer_ms, 1),
+                "detections": [
+                    {
+                        "label": res.labels[i],
+                        "class_id": int(d.class_id[i]),
+                        "confidence": None,
+                        "box": [round(float(v), 1) for v in d.xyxy[i]],
+                    }
+                    for i in range(len(d))
+                ],
+            },
+            indent=1,
+        )
+    )

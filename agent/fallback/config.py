@@ -54,7 +54,10 @@ class CameraPolicy(_Strict):
     """When a frame of one camera is hard."""
 
     band_lo: float = Field(
-        0.25, ge=0, le=1, description="A detection with confidence in [band_lo, band_hi) is uncertain."
+        0.25,
+        ge=0,
+        le=1,
+        description="A detection with confidence in [band_lo, band_hi) is uncertain.",
     )
     band_hi: float = Field(0.5, ge=0, le=1, description="Upper edge (exclusive) of the band.")
     min_uncertain: int = Field(
@@ -114,7 +117,9 @@ class UploadConfig(_Strict):
             return None
         value = os.environ.get(self.token_env)
         if value is None:
-            raise ValueError(f"environment variable {self.token_env} (fallback.upload.token_env) is not set")
+            raise ValueError(
+                f"environment variable {self.token_env} (fallback.upload.token_env) is not set"
+            )
         return value
 
 

@@ -3,15 +3,14 @@
 No ready exporter exists (optimum has no Florence-2 config), so this writes the graphs of
 FACTS.md with `torch.onnx.export` (TorchScript exporter, `dynamo=False`, eager attention):
 
-| file                        | inputs -> outputs                                                 |
-|-----------------------------|-------------------------------------------------------------------|
-| vision_encoder.onnx         | pixel_values (1, 3, H, W) -> image_features (1, T, D)              |
-| embed_tokens.onnx           | input_ids (1, L) -> inputs_embeds (1, L, D)                        |
-| encoder.onnx                | inputs_embeds (1, L, D), attention_mask (1, L) -> last_hidden_state |
-| decoder.onnx                | input_ids (1, S), encoder_hidden_states, encoder_attention_mask     |
-|                             |   -> logits (1, S, V), present.{i}.{decoder,encoder}.{key,value}   |
-| decoder_with_past.onnx      | input_ids (1, 1), encoder_*, past_key_values.{i}.* -> logits,       |
-|                             |   present.{i}.decoder.{key,value}                                  |
+Graphs (batch 1; L prompt length, S decoder length, T image tokens, D model width):
+    vision_encoder.onnx     pixel_values (1, 3, H, W) -> image_features (1, T, D)
+    embed_tokens.onnx       input_ids (1, L) -> inputs_embeds (1, L, D)
+    encoder.onnx            inputs_embeds, attention_mask (1, L) -> last_hidden_state (1, L, D)
+    decoder.onnx            input_ids (1, S), encoder_hidden_states, encoder_attention_mask
+                            -> logits (1, S, V), present.{i}.{decoder,encoder}.{key,value}
+    decoder_with_past.onnx  input_ids (1, 1), encoder_*, past_key_values.{i}.*
+                            -> logits, present.{i}.decoder.{key,value}
 
 Batch is fixed to 1 (one hard frame at a time); sequence axes are dynamic and the example
 inputs use lengths >= 2 (length-1 examples specialise the axis, FACTS.md). The processor and
@@ -33,15 +32,28 @@ from pathlib import Path
 
 import structlog
 
-from agent.fallback.runtime import ONNX_GRAPHS, ONNX_META, check_onnx_dir, check_torch_dir, sha256_files
+from agent.fallback.runtime import (
+    ONNX_GRAPHS,
+    ONNX_META,
+    check_onnx_dir,
+    check_torch_dir,
+    sha256_files,
+)
 
 log = structlog.get_logger(__name__)
 
 ProgressFn = Callable[[str], None]
 COPY_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "processor_config.json",
-    "preprocessor_config.json", "special_tokens_map.json", "generation_config.json",
-    "config.json", "vocab.json", "merges.txt", "added_tokens.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "config.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
 )
 
 
@@ -68,14 +80,19 @@ def _wrappers(model):  # noqa: ANN001, ANN202 - torch modules built lazily (torc
 
     class Encoder(_Holder):
         def forward(self, inputs_embeds, attention_mask):  # noqa: ANN001, ANN202
-            return lm.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+            return lm.encoder(
+                inputs_embeds=inputs_embeds, attention_mask=attention_mask
+            ).last_hidden_state
 
     class Decoder(_Holder):
         def forward(self, input_ids, encoder_hidden_states, encoder_attention_mask):  # noqa: ANN001, ANN202
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
             out = lm.decoder(
-                input_ids=input_ids, encoder_hidden_states=encoder_hidden_states,
-                encoder_attention_mask=encoder_attention_mask, cache=cache, use_cache=True,
+                input_ids=input_ids,
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_attention_mask=encoder_attention_mask,
+                cache=cache,
+                use_cache=True,
             )
             flat = []
             for sk, sv, _, ck, cv, _ in out.cache:
@@ -87,8 +104,11 @@ def _wrappers(model):  # noqa: ANN001, ANN202 - torch modules built lazily (torc
             layers = [tuple(past[i : i + 4]) for i in range(0, len(past), 4)]
             cache = EncoderDecoderCache(layers)
             out = lm.decoder(
-                input_ids=input_ids, encoder_hidden_states=encoder_hidden_states,
-                encoder_attention_mask=encoder_attention_mask, cache=cache, use_cache=True,
+                input_ids=input_ids,
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_attention_mask=encoder_attention_mask,
+                cache=cache,
+                use_cache=True,
             )
             flat = []
             for sk, sv, _, _, _, _ in out.cache:
@@ -140,23 +160,64 @@ def export_onnx(model_dir: Path, out_dir: Path, progress: ProgressFn | None = No
     past = list(first[1:])
     specs: list[tuple[str, torch.nn.Module, tuple, list[str], list[str], dict]] = [
         ("vision_encoder", vision, (pv,), ["pixel_values"], ["image_features"], {}),
-        ("embed_tokens", embed, (ids,), ["input_ids"], ["inputs_embeds"],
-         {"input_ids": {1: "seq"}, "inputs_embeds": {1: "seq"}}),
-        ("encoder", encoder, (emb, mask), ["inputs_embeds", "attention_mask"], ["last_hidden_state"],
-         {"inputs_embeds": {1: "seq"}, "attention_mask": {1: "seq"}, "last_hidden_state": {1: "seq"}}),
-        ("decoder", decoder, (dec_ids, emb, mask),
-         ["input_ids", "encoder_hidden_states", "encoder_attention_mask"],
-         ["logits", *_kv_names(n_layers, "present", True)],
-         {"input_ids": {1: "dec"}, "encoder_hidden_states": {1: "enc"},
-          "encoder_attention_mask": {1: "enc"}, "logits": {1: "dec"},
-          **{n: {2: ("dec" if ".decoder." in n else "enc")} for n in _kv_names(n_layers, "present", True)}}),
-        ("decoder_with_past", decoder_past, (dec_ids[:, :1], emb, mask, *past),
-         ["input_ids", "encoder_hidden_states", "encoder_attention_mask",
-          *_kv_names(n_layers, "past_key_values", True)],
-         ["logits", *_kv_names(n_layers, "present", False)],
-         {"encoder_hidden_states": {1: "enc"}, "encoder_attention_mask": {1: "enc"},
-          **{n: {2: ("past" if ".decoder." in n else "enc")} for n in _kv_names(n_layers, "past_key_values", True)},
-          **{n: {2: "past_plus_1"} for n in _kv_names(n_layers, "present", False)}}),
+        (
+            "embed_tokens",
+            embed,
+            (ids,),
+            ["input_ids"],
+            ["inputs_embeds"],
+            {"input_ids": {1: "seq"}, "inputs_embeds": {1: "seq"}},
+        ),
+        (
+            "encoder",
+            encoder,
+            (emb, mask),
+            ["inputs_embeds", "attention_mask"],
+            ["last_hidden_state"],
+            {
+                "inputs_embeds": {1: "seq"},
+                "attention_mask": {1: "seq"},
+                "last_hidden_state": {1: "seq"},
+            },
+        ),
+        (
+            "decoder",
+            decoder,
+            (dec_ids, emb, mask),
+            ["input_ids", "encoder_hidden_states", "encoder_attention_mask"],
+            ["logits", *_kv_names(n_layers, "present", True)],
+            {
+                "input_ids": {1: "dec"},
+                "encoder_hidden_states": {1: "enc"},
+                "encoder_attention_mask": {1: "enc"},
+                "logits": {1: "dec"},
+                **{
+                    n: {2: ("dec" if ".decoder." in n else "enc")}
+                    for n in _kv_names(n_layers, "present", True)
+                },
+            },
+        ),
+        (
+            "decoder_with_past",
+            decoder_past,
+            (dec_ids[:, :1], emb, mask, *past),
+            [
+                "input_ids",
+                "encoder_hidden_states",
+                "encoder_attention_mask",
+                *_kv_names(n_layers, "past_key_values", True),
+            ],
+            ["logits", *_kv_names(n_layers, "present", False)],
+            {
+                "encoder_hidden_states": {1: "enc"},
+                "encoder_attention_mask": {1: "enc"},
+                **{
+                    n: {2: ("past" if ".decoder." in n else "enc")}
+                    for n in _kv_names(n_layers, "past_key_values", True)
+                },
+                **{n: {2: "past_plus_1"} for n in _kv_names(n_layers, "present", False)},
+            },
+        ),
     ]
     files = {}
     for name, module, args, inputs, outputs, axes in specs:
@@ -165,11 +226,21 @@ def export_onnx(model_dir: Path, out_dir: Path, progress: ProgressFn | None = No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, args, str(path), input_names=inputs, output_names=outputs,
-                dynamic_axes=axes or None, opset_version=17, dynamo=False, do_constant_folding=True,
+                module,
+                args,
+                str(path),
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=axes or None,
+                opset_version=17,
+                dynamo=False,
+                do_constant_folding=True,
             )
         files[name] = path.name
-        say(f"exported {name} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s)")
+        say(
+            f"exported {name} ({path.stat().st_size / 1e6:.1f} MB, "
+            f"{time.perf_counter() - t0:.1f} s)"
+        )
     for f in COPY_FILES:
         if (model_dir / f).is_file():
             shutil.copy2(model_dir / f, out_dir / f)
@@ -203,12 +274,16 @@ def quantize_int8(src_dir: Path, out_dir: Path, progress: ProgressFn | None = No
         target = out_dir / f"{name}.int8.onnx"
         ops = ["MatMul", "Gemm"] if name == "vision_encoder" else None
         quantize_dynamic(
-            str(graphs[name]), str(target), weight_type=QuantType.QInt8,
+            str(graphs[name]),
+            str(target),
+            weight_type=QuantType.QInt8,
             op_types_to_quantize=ops,
         )
         files[name] = target.name
-        say(f"quantised {name} ({graphs[name].stat().st_size / 1e6:.1f} -> "
-            f"{target.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s)")
+        say(
+            f"quantised {name} ({graphs[name].stat().st_size / 1e6:.1f} -> "
+            f"{target.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s)"
+        )
     for f in COPY_FILES:
         if (src_dir / f).is_file() and src_dir != out_dir:
             shutil.copy2(src_dir / f, out_dir / f)

@@ -20,7 +20,13 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, Generation, check_onnx_dir, sha256_files
+from agent.fallback.runtime import (
+    FlorenceInfo,
+    FlorenceModelError,
+    Generation,
+    check_onnx_dir,
+    sha256_files,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +54,9 @@ def banned_ngram_tokens(seq: list[int], n: int) -> set[int]:
     return banned
 
 
-def next_token(logits: npt.NDArray[np.float32], seq: list[int], max_length: int, cfg: GreedyConfig) -> int:
+def next_token(
+    logits: npt.NDArray[np.float32], seq: list[int], max_length: int, cfg: GreedyConfig
+) -> int:
     """Greedy choice for one step.
 
     Args:
@@ -76,7 +84,9 @@ def _read_greedy_config(d: Path, meta: dict[str, object]) -> GreedyConfig:
     if isinstance(eos, list):
         eos = eos[0]
     return GreedyConfig(
-        decoder_start_token_id=int(gen.get("decoder_start_token_id", meta["decoder_start_token_id"])),  # type: ignore[arg-type]
+        decoder_start_token_id=int(
+            gen.get("decoder_start_token_id", meta["decoder_start_token_id"])
+        ),  # type: ignore[arg-type]
         eos_token_id=int(eos),  # type: ignore[arg-type]
         forced_bos_token_id=gen.get("forced_bos_token_id"),  # type: ignore[arg-type]
         forced_eos_token_id=gen.get("forced_eos_token_id"),  # type: ignore[arg-type]
@@ -106,15 +116,19 @@ class OnnxRuntime:
         want = self.kind.split("-")[1]
         if meta.get("precision") != want:
             raise FlorenceModelError(
-                f"{model_dir}: holds a {meta.get('precision')} export but the runtime is {self.kind}"
+                f"{model_dir}: holds a {meta.get('precision')} export "
+                f"but the runtime is {self.kind}"
                 + (" (make one with `edge-agent florence export --int8`)" if want == "int8" else "")
             )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                     if p in ort.get_available_providers()]
+        providers = [
+            p
+            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+            if p in ort.get_available_providers()
+        ]
         try:
             self._sessions = {
                 name: ort.InferenceSession(str(path), opts, providers=providers)
@@ -122,19 +136,30 @@ class OnnxRuntime:
             }
             self._processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
         except (OSError, ValueError, RuntimeError) as err:
-            raise FlorenceModelError(f"{model_dir}: cannot open Florence-2 ONNX export: {err}") from None
+            raise FlorenceModelError(
+                f"{model_dir}: cannot open Florence-2 ONNX export: {err}"
+            ) from None
         self._meta = meta
         self._greedy = _read_greedy_config(model_dir, meta)
         info = FlorenceInfo(
-            name=model_dir.name, sha256=sha256_files(list(graphs.values())), runtime=self.kind,
+            name=model_dir.name,
+            sha256=sha256_files(list(graphs.values())),
+            runtime=self.kind,
             path=model_dir,
         )
         self.generate(np.zeros((32, 32, 3), dtype=np.uint8), "<CAPTION>", 2)  # warm-up
-        log.info("florence2 loaded", model=info.name, runtime=self.kind, providers=providers,
-                 threads=self.threads)
+        log.info(
+            "florence2 loaded",
+            model=info.name,
+            runtime=self.kind,
+            providers=providers,
+            threads=self.threads,
+        )
         return info
 
-    def encode(self, image_bgr: npt.NDArray[np.uint8], prompt: str) -> tuple[np.ndarray, np.ndarray, float]:
+    def encode(
+        self, image_bgr: npt.NDArray[np.uint8], prompt: str
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         """Run the processor, vision encoder, embeddings and text encoder.
 
         Returns encoder_hidden_states (1, L, D) float32, attention_mask (1, L) int64 and the
@@ -151,11 +176,15 @@ class OnnxRuntime:
         ids = inputs["input_ids"].astype(np.int64)
         mask = inputs["attention_mask"].astype(np.int64)
         s = self._sessions
-        feats = s["vision_encoder"].run(None, {"pixel_values": inputs["pixel_values"].astype(np.float32)})[0]
+        feats = s["vision_encoder"].run(
+            None, {"pixel_values": inputs["pixel_values"].astype(np.float32)}
+        )[0]
         emb = s["embed_tokens"].run(None, {"input_ids": ids})[0]
         where = ids[0] == int(self._meta["image_token_id"])  # type: ignore[arg-type]
         if int(where.sum()) != feats.shape[1]:
-            raise ValueError(f"{int(where.sum())} image tokens in the prompt but {feats.shape[1]} image features")
+            raise ValueError(
+                f"{int(where.sum())} image tokens in the prompt but {feats.shape[1]} image features"
+            )
         emb[0, where] = feats[0]
         hidden = s["encoder"].run(None, {"inputs_embeds": emb, "attention_mask": mask})[0]
         return hidden, mask, pre_ms
@@ -172,10 +201,14 @@ class OnnxRuntime:
         n_layers = int(self._meta["decoder_layers"])  # type: ignore[arg-type]
         seq = [g.decoder_start_token_id]
         max_length = 1 + max_new_tokens
-        out = self._sessions["decoder"].run(None, {
-            "input_ids": np.array([seq], dtype=np.int64),
-            "encoder_hidden_states": hidden, "encoder_attention_mask": mask,
-        })
+        out = self._sessions["decoder"].run(
+            None,
+            {
+                "input_ids": np.array([seq], dtype=np.int64),
+                "encoder_hidden_states": hidden,
+                "encoder_attention_mask": mask,
+            },
+        )
         logits, kv = out[0], out[1:]
         self_kv = [kv[4 * i : 4 * i + 2] for i in range(n_layers)]
         cross_kv = [kv[4 * i + 2 : 4 * i + 4] for i in range(n_layers)]
@@ -186,7 +219,8 @@ class OnnxRuntime:
                 break
             feeds: dict[str, np.ndarray] = {
                 "input_ids": np.array([[tok]], dtype=np.int64),
-                "encoder_hidden_states": hidden, "encoder_attention_mask": mask,
+                "encoder_hidden_states": hidden,
+                "encoder_attention_mask": mask,
             }
             for i in range(n_layers):
                 feeds[f"past_key_values.{i}.decoder.key"] = self_kv[i][0]
@@ -199,9 +233,11 @@ class OnnxRuntime:
         t1 = time.perf_counter()
         text = self._processor.batch_decode([seq], skip_special_tokens=False)[0]
         return Generation(
-            text=text, token_ids=tuple(seq),
+            text=text,
+            token_ids=tuple(seq),
             image_size=(int(image_bgr.shape[1]), int(image_bgr.shape[0])),
-            pre_ms=pre_ms, infer_ms=(t1 - t0) * 1e3 - pre_ms,
+            pre_ms=pre_ms,
+            infer_ms=(t1 - t0) * 1e3 - pre_ms,
         )
 
     def close(self) -> None:

@@ -99,7 +99,11 @@ def match_class(label: str, class_names: tuple[str, ...]) -> int:
     """Index of `label` in `class_names` (case-insensitive; a plural 's' is tolerated), else -1."""
     key = label.strip().lower()
     names = [c.lower() for c in class_names]
-    for cand in (key, key[:-1] if key.endswith("s") else None, key[:-2] if key.endswith("es") else None):
+    for cand in (
+        key,
+        key[:-1] if key.endswith("s") else None,
+        key[:-2] if key.endswith("es") else None,
+    ):
         if cand and cand in names:
             return names.index(cand)
     return -1
@@ -122,7 +126,10 @@ def _phrase_boxes(text: str, banned: frozenset[str]) -> list[tuple[str, list[lis
 
 
 def _to_detections(
-    labels: list[str], coords: npt.NDArray[np.float32], class_names: tuple[str, ...], size: tuple[int, int]
+    labels: list[str],
+    coords: npt.NDArray[np.float32],
+    class_names: tuple[str, ...],
+    size: tuple[int, int],
 ) -> Detections:
     """(n, 4) or (n, 8) pixel coordinates -> ordered, clipped xyxy Detections."""
     n = len(labels)
@@ -131,7 +138,8 @@ def _to_detections(
     xs, ys = coords[:, 0::2], coords[:, 1::2]
     w, h = size
     xyxy = np.stack(
-        [xs.min(1).clip(0, w), ys.min(1).clip(0, h), xs.max(1).clip(0, w), ys.max(1).clip(0, h)], axis=1
+        [xs.min(1).clip(0, w), ys.min(1).clip(0, h), xs.max(1).clip(0, w), ys.max(1).clip(0, h)],
+        axis=1,
     ).astype(np.float32)
     return Detections(
         xyxy=xyxy,

@@ -102,7 +102,10 @@ def sha256_files(paths: list[Path], chunk: int = 1 << 20) -> str:
 
 def _check_processor_files(d: Path) -> None:
     missing = [f for f in PROCESSOR_FILES if not (d / f).is_file()]
-    if not (d / "preprocessor_config.json").is_file() and not (d / "processor_config.json").is_file():
+    if (
+        not (d / "preprocessor_config.json").is_file()
+        and not (d / "processor_config.json").is_file()
+    ):
         missing.append("processor_config.json (or preprocessor_config.json)")
     if missing:
         raise FlorenceModelError(f"{d}: incomplete Florence-2 model: missing {', '.join(missing)}")
@@ -124,9 +127,12 @@ def check_torch_dir(d: Path) -> list[Path]:
         raise FlorenceModelError(f"{cfg_path}: unreadable config: {err}") from None
     model_type = cfg.get("model_type") if isinstance(cfg, dict) else None
     if model_type != "florence2":
-        hint = " (the remote-code 'microsoft/Florence-2-*' layout is not supported; use " \
-            "'florence-community/Florence-2-*')" if model_type == "florence2_remote" or (
-                isinstance(cfg, dict) and "auto_map" in cfg) else ""
+        hint = (
+            " (the remote-code 'microsoft/Florence-2-*' layout is not supported; use "
+            "'florence-community/Florence-2-*')"
+            if model_type == "florence2_remote" or (isinstance(cfg, dict) and "auto_map" in cfg)
+            else ""
+        )
         raise FlorenceModelError(f"{d}: not a Florence-2 model (model_type {model_type!r}){hint}")
     weights = sorted(d.glob("*.safetensors")) or sorted(d.glob("pytorch_model*.bin"))
     if not weights:
@@ -151,7 +157,9 @@ def check_onnx_dir(d: Path) -> tuple[dict[str, object], dict[str, Path]]:
         raise FlorenceModelError(f"{meta_path}: invalid export metadata: {err!r}") from None
     missing = [p.name for p in graphs.values() if not p.is_file()]
     if missing:
-        raise FlorenceModelError(f"{d}: incomplete Florence-2 ONNX export: missing {', '.join(missing)}")
+        raise FlorenceModelError(
+            f"{d}: incomplete Florence-2 ONNX export: missing {', '.join(missing)}"
+        )
     _check_processor_files(d)
     return meta, graphs
 

@@ -17,7 +17,13 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, Generation, check_torch_dir, sha256_files
+from agent.fallback.runtime import (
+    FlorenceInfo,
+    FlorenceModelError,
+    Generation,
+    check_torch_dir,
+    sha256_files,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +60,9 @@ class TorchRuntime:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 warnings.simplefilter("ignore", UserWarning)  # quantize_per_tensor deprecation
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8
+                )
         elif self.kind == "torch-fp16-cuda":
             model = model.to(device="cuda", dtype=torch.float16)
         self._model, self._processor = model, processor

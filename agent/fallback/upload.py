@@ -84,8 +84,10 @@ class Uploader:
         delay = 0.0
         while not self._stop.is_set():
             ok = self.drain()
-            delay = self.cfg.scan_interval_s if ok else min(
-                self.cfg.retry_max_s, max(self.cfg.retry_min_s, delay * 2)
+            delay = (
+                self.cfg.scan_interval_s
+                if ok
+                else min(self.cfg.retry_max_s, max(self.cfg.retry_min_s, delay * 2))
             )
             self._wake.wait(delay)
             self._wake.clear()
@@ -120,7 +122,11 @@ class Uploader:
             files = {
                 "image": (stem.name + ".jpg", stem.with_suffix(".jpg").read_bytes(), "image/jpeg"),
                 "labels": (stem.name + ".txt", stem.with_suffix(".txt").read_bytes(), "text/plain"),
-                "meta": (stem.name + ".json", stem.with_suffix(".json").read_bytes(), "application/json"),
+                "meta": (
+                    stem.name + ".json",
+                    stem.with_suffix(".json").read_bytes(),
+                    "application/json",
+                ),
             }
         except OSError as err:  # dropped by the quota between listing and reading
             log.warning("capture vanished before upload", stem=str(stem), error=str(err))
@@ -136,6 +142,11 @@ class Uploader:
         if outcome != UploadOutcome.DONE:
             self.failures += 1
             self.last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"
-            log.warning("intake refused upload", url=url, status=resp.status_code,
-                        outcome=outcome.value, body=resp.text[:200])
+            log.warning(
+                "intake refused upload",
+                url=url,
+                status=resp.status_code,
+                outcome=outcome.value,
+                body=resp.text[:200],
+            )
         return outcome

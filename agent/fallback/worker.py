@@ -153,8 +153,10 @@ class _Worker:
             )
         else:
             self._runner = threading.Thread(
-                target=serve, args=(child, cfg.runtime, model_dir, cfg.threads),
-                name="florence2-worker", daemon=True,
+                target=serve,
+                args=(child, cfg.runtime, model_dir, cfg.threads),
+                name="florence2-worker",
+                daemon=True,
             )
 
     @property
@@ -193,7 +195,9 @@ class _Worker:
             raise FlorenceModelError(msg[1])
         return msg[1]
 
-    def run(self, image: np.ndarray, prompt: str, max_new_tokens: int, stop: threading.Event) -> Generation:
+    def run(
+        self, image: np.ndarray, prompt: str, max_new_tokens: int, stop: threading.Event
+    ) -> Generation:
         job_id = next(self._ids)
         try:
             self._conn.send(("job", job_id, image, prompt, max_new_tokens))
@@ -210,7 +214,10 @@ class _Worker:
         except (OSError, ValueError):
             pass
         self._runner.join(timeout)
-        if isinstance(self._runner, multiprocessing.process.BaseProcess) and self._runner.is_alive():
+        if (
+            isinstance(self._runner, multiprocessing.process.BaseProcess)
+            and self._runner.is_alive()
+        ):
             self._runner.kill()
             self._runner.join(1.0)
         self._conn.close()
@@ -262,8 +269,12 @@ class Fallback:
         self.capture: CaptureStore | None = None
         if cfg.capture.enabled:
             root = cfg.capture.dir or state_dir / "captures"
-            self.capture = CaptureStore(root, cfg.capture.quota_bytes, cfg.capture.jpeg_quality,
-                                        pending=cfg.upload is not None)
+            self.capture = CaptureStore(
+                root,
+                cfg.capture.quota_bytes,
+                cfg.capture.jpeg_quality,
+                pending=cfg.upload is not None,
+            )
         self._uploader = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -272,7 +283,9 @@ class Fallback:
         if not self.cfg.enabled or self._thread is not None:
             return
         self._sm.to(FallbackState.DOWN)
-        self._thread = threading.Thread(target=self._dispatch, name="florence2-dispatch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._dispatch, name="florence2-dispatch", daemon=True
+        )
         self._thread.start()
         if self.cfg.upload is not None and self.capture is not None:
             from agent.fallback.upload import Uploader
@@ -307,7 +320,11 @@ class Fallback:
             return True
 
     def submit(
-        self, frame: Frame, detections: Detections, yolo: DetectionMessage, class_names: tuple[str, ...]
+        self,
+        frame: Frame,
+        detections: Detections,
+        yolo: DetectionMessage,
+        class_names: tuple[str, ...],
     ) -> None:
         """Hand a hard frame to the worker; replaces a frame still waiting. Never blocks."""
         if not self.cfg.enabled:
@@ -349,8 +366,13 @@ class Fallback:
         self._worker = _Worker(self.cfg, resolve_model(self.cfg.model))
         self._info = self._worker.start(self._stop)
         self._sm.to(FallbackState.IDLE)
-        log.info("florence2 worker ready", model=self._info.name, runtime=self.cfg.runtime,
-                 mode=self.cfg.worker, pid=self._worker.pid)
+        log.info(
+            "florence2 worker ready",
+            model=self._info.name,
+            runtime=self.cfg.runtime,
+            mode=self.cfg.worker,
+            pid=self._worker.pid,
+        )
 
     def _drop_worker(self) -> None:
         if self._worker is not None:
@@ -423,16 +445,20 @@ class Fallback:
             self._error(str(err), camera=job.frame.camera, seq=job.yolo.seq)
             return
         post_ms = (time.perf_counter() - t0) * 1e3
-        msg = build_refinement(job.yolo, result, info, self.cfg.model_version, gen, post_ms,
-                               job.class_names)
+        msg = build_refinement(
+            job.yolo, result, info, self.cfg.model_version, gen, post_ms, job.class_names
+        )
         accepted = self._publish(job.frame.camera, job.yolo.seq, dump_payload(msg))
         with self._lock:
             self._last_latency = msg.latency_ms.total
             if accepted:
                 self._published += 1
         if not accepted:
-            self._error("publisher refused the florence2 message (queue full)",
-                        camera=job.frame.camera, seq=job.yolo.seq)
+            self._error(
+                "publisher refused the florence2 message (queue full)",
+                camera=job.frame.camera,
+                seq=job.yolo.seq,
+            )
         if self.capture is not None:
             try:
                 self.capture.save(job.frame, job.yolo, msg, result, job.class_names)

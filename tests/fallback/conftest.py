@@ -62,16 +62,30 @@ def image() -> np.ndarray:
 
 
 def make_frame(img: np.ndarray, camera: str = "cam-1", index: int = 0) -> Frame:
-    return Frame(camera=camera, image=img, captured_at=1_790_000_000.25 + index,
-                 captured_mono=time.monotonic(), index=index)
+    return Frame(
+        camera=camera,
+        image=img,
+        captured_at=1_790_000_000.25 + index,
+        captured_mono=time.monotonic(),
+        index=index,
+    )
 
 
-def make_yolo(frame: Frame, seq: int, device: str = "dev-1", boot_id: str = "b00tb00tb00tb00t") -> DetectionMessage:
+def make_yolo(
+    frame: Frame, seq: int, device: str = "dev-1", boot_id: str = "b00tb00tb00tb00t"
+) -> DetectionMessage:
     return DetectionMessage(
-        device=device, camera=frame.camera, boot_id=boot_id, seq=seq,
-        ts=rfc3339_ms(frame.captured_at), frame=FrameSize(width=frame.width, height=frame.height),
-        model=ModelRef(name="demo", version=3, sha256="ab" * 32), source="yolo",
-        latency_ms=Latency(pre=1.0, infer=10.0, post=1.0, total=12.0), detections=[], hard=True,
+        device=device,
+        camera=frame.camera,
+        boot_id=boot_id,
+        seq=seq,
+        ts=rfc3339_ms(frame.captured_at),
+        frame=FrameSize(width=frame.width, height=frame.height),
+        model=ModelRef(name="demo", version=3, sha256="ab" * 32),
+        source="yolo",
+        latency_ms=Latency(pre=1.0, infer=10.0, post=1.0, total=12.0),
+        detections=[],
+        hard=True,
     )
 
 

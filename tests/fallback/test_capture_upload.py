@@ -49,7 +49,10 @@ def test_capture_files(tmp_path: Path, image: np.ndarray) -> None:
     assert lines[0] == "1" and len(lines) == 5  # only 'car' (class 1); 'bus' matches no YOLO class
     meta = json.loads(side.read_text())
     assert meta["yolo"]["source"] == "yolo" and meta["florence2"]["refines"] == 12
-    assert meta["yolo"]["model"]["version"] == 3 and meta["florence2"]["model"]["name"] == "florence-2-base"
+    assert (
+        meta["yolo"]["model"]["version"] == 3
+        and meta["florence2"]["model"]["name"] == "florence-2-base"
+    )
     assert meta["florence2_labels"] == ["car", "bus"] and meta["class_names"] == list(CLASS_NAMES)
     assert msg.detections[1].class_id == -1 and msg.detections[1].confidence is None
 
@@ -63,13 +66,13 @@ def test_yolo_label_lines_normalised(image: np.ndarray) -> None:
 
 
 def test_quota_drops_oldest(tmp_path: Path) -> None:
-    """Past the quota, whole captures go oldest first, with their upload tickets, and are counted."""
+    """Past the quota, whole captures go oldest first, with their tickets, and are counted."""
     store = CaptureStore(tmp_path / "cap", 1024 * 1024, pending=True)
     caps = [capture_one(store, noisy(i), seq=i, index=i)[0] for i in range(20)]
     assert store.total_bytes <= 1024 * 1024
     assert store.dropped > 0 and store.dropped_unuploaded == store.dropped
     kept = sorted(p.with_suffix("") for p in (tmp_path / "cap").glob("*/*/*.json"))
-    assert kept == [c.stem for c in caps[store.dropped:]]  # the newest survive
+    assert kept == [c.stem for c in caps[store.dropped :]]  # the newest survive
     assert len(store.pending_tickets()) == len(kept)
     assert not list(caps[0].stem.parent.glob(caps[0].stem.name + ".*"))
 
@@ -143,18 +146,27 @@ def _gateway(tmp_path: Path):
     from agent.gateway.keys import KeyRole, init_keys, load_key
     from agent.gateway.server import create_app
 
-    cfg = GatewayConfig.model_validate({
-        "data_dir": str(tmp_path / "gw"), "keys_dir": str(tmp_path / "keys"),
-        "intake": {"tokens_sha256": {"dev-1": hashlib.sha256(TOKEN.encode()).hexdigest()}},
-    })
+    cfg = GatewayConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "gw"),
+            "keys_dir": str(tmp_path / "keys"),
+            "intake": {"tokens_sha256": {"dev-1": hashlib.sha256(TOKEN.encode()).hexdigest()}},
+        }
+    )
     init_keys(cfg.keys_dir)
     store = Store(cfg.db_path)
-    fleet = Fleet(store, load_key(cfg.keys_dir, KeyRole.GATEWAY), lambda t, p: None,
-                  public_url=cfg.http.public_url)
+    fleet = Fleet(
+        store,
+        load_key(cfg.keys_dir, KeyRole.GATEWAY),
+        lambda t, p: None,
+        public_url=cfg.http.public_url,
+    )
     return cfg, store, create_app(cfg, store, fleet)
 
 
-def test_upload_to_real_gateway(tmp_path: Path, image: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_upload_to_real_gateway(
+    tmp_path: Path, image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Pending captures reach the real gateway intake (uvicorn); tickets go, files stay."""
     from tests.gateway.conftest import ServerThread
 
@@ -170,11 +182,15 @@ def test_upload_to_real_gateway(tmp_path: Path, image: np.ndarray, monkeypatch: 
     store.close()
     assert up.uploaded == 2 and caps.pending_tickets() == []
     stored = sorted(p.name for p in (cfg.data_dir / "intake" / "dev-1" / "cam-1").glob("*/*"))
-    assert stored == sorted(f"{c.stem.name}{s}" for c in (c1, c2) for s in (".jpg", ".json", ".txt"))
+    assert stored == sorted(
+        f"{c.stem.name}{s}" for c in (c1, c2) for s in (".jpg", ".json", ".txt")
+    )
     assert c1.stem.with_suffix(".jpg").exists()  # local copy kept (under quota)
 
 
-def test_gateway_unreachable_then_back(tmp_path: Path, image: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gateway_unreachable_then_back(
+    tmp_path: Path, image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With the gateway down uploads are retried and nothing is lost; once it is up they go."""
     from tests.gateway.conftest import ServerThread
 
@@ -182,8 +198,11 @@ def test_gateway_unreachable_then_back(tmp_path: Path, image: np.ndarray, monkey
     caps = CaptureStore(tmp_path / "cap", 10 * 1024 * 1024, pending=True)
     capture_one(caps, image, seq=1)
     port = _free_port()
-    up = Uploader(UploadConfig(url=f"http://127.0.0.1:{port}", token_env="EDGE_INTAKE_TOKEN",
-                               timeout_s=2.0), "dev-1", caps)
+    up = Uploader(
+        UploadConfig(url=f"http://127.0.0.1:{port}", token_env="EDGE_INTAKE_TOKEN", timeout_s=2.0),
+        "dev-1",
+        caps,
+    )
     assert up.drain() is False
     assert up.failures == 1 and "ConnectError" in (up.last_error or "")
     assert len(caps.pending_tickets()) == 1
@@ -198,7 +217,9 @@ def test_gateway_unreachable_then_back(tmp_path: Path, image: np.ndarray, monkey
     assert caps.pending_tickets() == [] and up.uploaded == 1
 
 
-def test_wrong_token_is_retried(tmp_path: Path, image: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_token_is_retried(
+    tmp_path: Path, image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 401 keeps the capture pending (the token may be registered later)."""
     from tests.gateway.conftest import ServerThread
 

@@ -21,7 +21,10 @@ from agent.fallback.config import FallbackConfig
         (["export", "/nonexistent/florence", "-o", "OUT"], "does not exist"),  # missing model dir
         (["run", "/nonexistent/florence", "IMG"], "does not exist"),  # missing model dir
         (["run", "MODEL", "IMG", "--task", "<SEGMENT>"], "unknown Florence-2 task"),  # unknown task
-        (["run", "MODEL", "BAD", "--runtime", "onnx-fp32"], "not a decodable image"),  # undecodable image
+        (
+            ["run", "MODEL", "BAD", "--runtime", "onnx-fp32"],
+            "not a decodable image",
+        ),  # undecodable image
     ],
 )
 def test_cli_errors(tmp_path: Path, tiny_model: Path, args: list[str], message: str) -> None:
@@ -29,8 +32,12 @@ def test_cli_errors(tmp_path: Path, tiny_model: Path, args: list[str], message: 
     img = tmp_path / "img.jpg"
     cv2.imwrite(str(img), np.zeros((20, 30, 3), dtype=np.uint8))
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    subst = {"OUT": str(tmp_path / "out"), "IMG": str(img), "BAD": str(tmp_path / "bad.jpg"),
-             "MODEL": str(tiny_model)}
+    subst = {
+        "OUT": str(tmp_path / "out"),
+        "IMG": str(img),
+        "BAD": str(tmp_path / "bad.jpg"),
+        "MODEL": str(tiny_model),
+    }
     result = CliRunner().invoke(florence_group, [subst.get(a, a) for a in args])
     assert result.exit_code == 1
     assert message in result.stderr
@@ -41,10 +48,21 @@ def test_cli_run_caption(tmp_path: Path, onnx_exports: tuple[Path, Path]) -> Non
     img = tmp_path / "img.jpg"
     cv2.imwrite(str(img), np.full((40, 50, 3), 90, dtype=np.uint8))
     result = CliRunner().invoke(
-        florence_group, ["run", str(onnx_exports[1]), str(img), "--runtime", "onnx-int8", "--task", "<CAPTION>",
-                         "--max-new-tokens", "8"])
+        florence_group,
+        [
+            "run",
+            str(onnx_exports[1]),
+            str(img),
+            "--runtime",
+            "onnx-int8",
+            "--task",
+            "<CAPTION>",
+            "--max-new-tokens",
+            "8",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout[result.stdout.index("{"):])
+    out = json.loads(result.stdout[result.stdout.index("{") :])
     assert out["task"] == "<CAPTION>" and out["detections"] == [] and isinstance(out["text"], str)
 
 
@@ -52,15 +70,27 @@ def test_config_in_agent_yaml() -> None:
     """The fallback section validates inside the agent config, per-camera policy included."""
     from agent.config import parse_config
 
-    cfg = parse_config({
-        "device": {"id": "dev-1"},
-        "cameras": [{"id": "gate", "source": {"type": "file", "path": "clip.mp4"}}],
-        "model": {"path": "m.onnx", "engine": {"type": "onnxruntime"}},
-        "fallback": {"enabled": True, "model": "florence-community/Florence-2-base", "runtime": "onnx-int8",
-                     "cameras": {"gate": {"band_lo": 0.2, "band_hi": 0.4,
-                                          "empty": {"after_s": 60, "sample_every_s": 30}}},
-                     "upload": {"url": "http://gw:8080", "token_env": "TOK"}},
-    }, Path("x.yaml"))
+    cfg = parse_config(
+        {
+            "device": {"id": "dev-1"},
+            "cameras": [{"id": "gate", "source": {"type": "file", "path": "clip.mp4"}}],
+            "model": {"path": "m.onnx", "engine": {"type": "onnxruntime"}},
+            "fallback": {
+                "enabled": True,
+                "model": "florence-community/Florence-2-base",
+                "runtime": "onnx-int8",
+                "cameras": {
+                    "gate": {
+                        "band_lo": 0.2,
+                        "band_hi": 0.4,
+                        "empty": {"after_s": 60, "sample_every_s": 30},
+                    }
+                },
+                "upload": {"url": "http://gw:8080", "token_env": "TOK"},
+            },
+        },
+        Path("x.yaml"),
+    )
     assert cfg.fallback.policy_for("gate").band_hi == 0.4
     assert cfg.fallback.policy_for("other").band_hi == 0.5
 

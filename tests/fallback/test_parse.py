@@ -21,20 +21,55 @@ SIZE = (768, 576)  # width, height
 
 KNOWN = [
     # task, generated text, expected (label, class_id, box) rows, expected text
-    ("<OD>", "</s><s>car<loc_100><loc_200><loc_300><loc_400>person<loc_0><loc_0><loc_999><loc_999></s>",
-     [("car", 1, (77.184, 115.488, 230.784, 230.688)), ("person", 0, (0.384, 0.288, 767.616, 575.712))], None),
-    ("<OD>", "</s><s>cars<loc_10><loc_20><loc_30><loc_40><loc_50><loc_60><loc_70><loc_80></s>",
-     [("cars", 1, (8.064, 11.808, 23.424, 23.328)), ("cars", 1, (38.784, 34.848, 54.144, 46.368))], None),
+    (
+        "<OD>",
+        "</s><s>car<loc_100><loc_200><loc_300><loc_400>person<loc_0><loc_0><loc_999><loc_999></s>",
+        [
+            ("car", 1, (77.184, 115.488, 230.784, 230.688)),
+            ("person", 0, (0.384, 0.288, 767.616, 575.712)),
+        ],
+        None,
+    ),
+    (
+        "<OD>",
+        "</s><s>cars<loc_10><loc_20><loc_30><loc_40><loc_50><loc_60><loc_70><loc_80></s>",
+        [
+            ("cars", 1, (8.064, 11.808, 23.424, 23.328)),
+            ("cars", 1, (38.784, 34.848, 54.144, 46.368)),
+        ],
+        None,
+    ),
     ("<OD>", "</s><s></s>", [], None),  # nothing found
-    ("<DENSE_REGION_CAPTION>", "</s><s>a red bus<loc_1><loc_2><loc_3><loc_4></s>",
-     [("a red bus", -1, (1.152, 1.44, 2.688, 2.592))], None),
-    ("<CAPTION_TO_PHRASE_GROUNDING>", "</s><s>person<loc_500><loc_500><loc_600><loc_700></s>",
-     [("person", 0, (384.384, 288.288, 461.184, 403.488))], None),
-    ("<CAPTION_TO_PHRASE_GROUNDING>", "</s><s>the image<loc_0><loc_0><loc_999><loc_999></s>", [], None),
-    ("<OCR_WITH_REGION>",
-     "</s><s>STOP<loc_100><loc_100><loc_200><loc_100><loc_200><loc_150><loc_100><loc_150></s>",
-     [("STOP", -1, (77.184, 57.888, 153.984, 86.688))], None),
-    ("<CAPTION>", "</s><s>A person walking next to a car.</s>", [], "A person walking next to a car."),
+    (
+        "<DENSE_REGION_CAPTION>",
+        "</s><s>a red bus<loc_1><loc_2><loc_3><loc_4></s>",
+        [("a red bus", -1, (1.152, 1.44, 2.688, 2.592))],
+        None,
+    ),
+    (
+        "<CAPTION_TO_PHRASE_GROUNDING>",
+        "</s><s>person<loc_500><loc_500><loc_600><loc_700></s>",
+        [("person", 0, (384.384, 288.288, 461.184, 403.488))],
+        None,
+    ),
+    (
+        "<CAPTION_TO_PHRASE_GROUNDING>",
+        "</s><s>the image<loc_0><loc_0><loc_999><loc_999></s>",
+        [],
+        None,
+    ),
+    (
+        "<OCR_WITH_REGION>",
+        "</s><s>STOP<loc_100><loc_100><loc_200><loc_100><loc_200><loc_150><loc_100><loc_150></s>",
+        [("STOP", -1, (77.184, 57.888, 153.984, 86.688))],
+        None,
+    ),
+    (
+        "<CAPTION>",
+        "</s><s>A person walking next to a car.</s>",
+        [],
+        "A person walking next to a car.",
+    ),
 ]
 
 
@@ -45,7 +80,9 @@ def test_known_strings(task: str, text: str, rows: list, caption: str | None) ->
     assert r.text == caption
     assert list(r.labels) == [row[0] for row in rows]
     assert r.detections.class_id.tolist() == [row[1] for row in rows]
-    np.testing.assert_allclose(r.detections.xyxy, np.array([row[2] for row in rows]).reshape(-1, 4), atol=1e-3)
+    np.testing.assert_allclose(
+        r.detections.xyxy, np.array([row[2] for row in rows]).reshape(-1, 4), atol=1e-3
+    )
     assert all(math.isnan(c) for c in r.detections.confidence)
 
 
@@ -75,7 +112,10 @@ def test_unknown_task() -> None:
 
 def test_grounding_prompt_uses_class_names() -> None:
     """Grounding's phrase is the YOLO class names."""
-    assert build_prompt("<CAPTION_TO_PHRASE_GROUNDING>", NAMES) == "<CAPTION_TO_PHRASE_GROUNDING>person. car"
+    assert (
+        build_prompt("<CAPTION_TO_PHRASE_GROUNDING>", NAMES)
+        == "<CAPTION_TO_PHRASE_GROUNDING>person. car"
+    )
 
 
 def test_inverted_box_is_ordered_and_clipped() -> None:
@@ -95,7 +135,7 @@ def test_match_class(label: str, cid: int) -> None:
 
 
 def test_dequantize_matches_transformers(tiny_model) -> None:
-    """Our numpy de-quantisation equals transformers' post_process_generation (it truncates to int)."""
+    """Our de-quantisation equals transformers' post_process_generation (which truncates)."""
     from transformers import AutoProcessor
 
     proc = AutoProcessor.from_pretrained(tiny_model, local_files_only=True)
@@ -106,8 +146,19 @@ def test_dequantize_matches_transformers(tiny_model) -> None:
         ours = parse_generation(task, text, SIZE, NAMES)
         if task == "<OCR_WITH_REGION>":
             quads = np.array(ref["quad_boxes"], dtype=np.float32).reshape(-1, 8)
-            ref_boxes = np.stack([quads[:, 0::2].min(1), quads[:, 1::2].min(1),
-                                  quads[:, 0::2].max(1), quads[:, 1::2].max(1)], 1) if len(quads) else quads
+            ref_boxes = (
+                np.stack(
+                    [
+                        quads[:, 0::2].min(1),
+                        quads[:, 1::2].min(1),
+                        quads[:, 0::2].max(1),
+                        quads[:, 1::2].max(1),
+                    ],
+                    1,
+                )
+                if len(quads)
+                else quads
+            )
         else:
             ref_boxes = np.array(ref["bboxes"], dtype=np.float32).reshape(-1, 4)
         np.testing.assert_array_equal(np.floor(ours.detections.xyxy), ref_boxes.reshape(-1, 4))

@@ -7,7 +7,14 @@ import threading
 import pytest
 
 from agent.fallback.config import CameraPolicy, EmptyRule, RateLimit
-from agent.fallback.policy import EmptyTracker, HardReason, Mailbox, TokenBucket, check_frame, is_hard
+from agent.fallback.policy import (
+    EmptyTracker,
+    HardReason,
+    Mailbox,
+    TokenBucket,
+    check_frame,
+    is_hard,
+)
 from agent.types import Detections
 from tests.fallback.conftest import dets
 
@@ -50,7 +57,9 @@ def test_empty_rule_waits_then_samples() -> None:
 
 def test_empty_rule_resets_on_detection() -> None:
     """A detection restarts the empty clock."""
-    policy = CameraPolicy(band_lo=0.3, band_hi=0.6, empty=EmptyRule(after_s=10.0, sample_every_s=5.0))
+    policy = CameraPolicy(
+        band_lo=0.3, band_hi=0.6, empty=EmptyRule(after_s=10.0, sample_every_s=5.0)
+    )
     tr = EmptyTracker()
     assert check_frame(Detections.empty(), policy, tr, 0.0) == HardReason.NONE
     assert check_frame(dets(0.9), policy, tr, 8.0) == HardReason.NONE
@@ -61,7 +70,10 @@ def test_empty_rule_resets_on_detection() -> None:
 def test_empty_rule_off_by_default() -> None:
     """Without the rule, long empty stretches are never hard."""
     tr = EmptyTracker()
-    assert all(check_frame(Detections.empty(), BAND, tr, float(t)) == HardReason.NONE for t in range(0, 1000, 50))
+    assert all(
+        check_frame(Detections.empty(), BAND, tr, float(t)) == HardReason.NONE
+        for t in range(0, 1000, 50)
+    )
 
 
 def test_bucket_burst_then_rate() -> None:

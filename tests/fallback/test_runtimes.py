@@ -22,7 +22,13 @@ from agent.fallback.runtime import (
 )
 from tests.fallback.tiny_florence import CLASS_NAMES
 
-TASKS = ("<OD>", "<CAPTION_TO_PHRASE_GROUNDING>", "<OCR_WITH_REGION>", "<DENSE_REGION_CAPTION>", "<CAPTION>")
+TASKS = (
+    "<OD>",
+    "<CAPTION_TO_PHRASE_GROUNDING>",
+    "<OCR_WITH_REGION>",
+    "<DENSE_REGION_CAPTION>",
+    "<CAPTION>",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +36,12 @@ def runtimes(tiny_model: Path, onnx_exports: tuple[Path, Path]) -> dict[str, Flo
     """All four CPU runtimes, loaded once for the module."""
     fp32, int8 = onnx_exports
     out = {}
-    for kind, path in (("torch-fp32", tiny_model), ("torch-int8", tiny_model),
-                       ("onnx-fp32", fp32), ("onnx-int8", int8)):
+    for kind, path in (
+        ("torch-fp32", tiny_model),
+        ("torch-int8", tiny_model),
+        ("onnx-fp32", fp32),
+        ("onnx-int8", int8),
+    ):
         rt = create_runtime(kind)  # type: ignore[arg-type]
         rt.load(path)
         out[kind] = rt
@@ -61,7 +71,7 @@ def test_torch_int8_quantises_linear_layers(tiny_model: Path) -> None:
 
 def test_export_writes_five_graphs(onnx_exports: tuple[Path, Path]) -> None:
     """The export holds the five graphs of FACTS.md, the processor files and its metadata."""
-    for d, precision in zip(onnx_exports, ("fp32", "int8")):
+    for d, precision in zip(onnx_exports, ("fp32", "int8"), strict=True):
         meta, graphs = check_onnx_dir(d)
         assert meta["precision"] == precision
         assert set(graphs) == set(ONNX_GRAPHS)
@@ -77,7 +87,11 @@ def test_onnx_graph_interfaces(onnx_exports: tuple[Path, Path]) -> None:
     names = [i.name for i in dec.graph.input]
     assert names[:3] == ["input_ids", "encoder_hidden_states", "encoder_attention_mask"]
     assert "past_key_values.0.decoder.key" in names and "past_key_values.0.encoder.value" in names
-    assert [o.name for o in dec.graph.output][:3] == ["logits", "present.0.decoder.key", "present.0.decoder.value"]
+    assert [o.name for o in dec.graph.output][:3] == [
+        "logits",
+        "present.0.decoder.key",
+        "present.0.decoder.value",
+    ]
     vis = onnx.load(str(fp32 / "vision_encoder.onnx"), load_external_data=False)
     assert [i.name for i in vis.graph.input] == ["pixel_values"]
 
@@ -113,7 +127,8 @@ def test_int8_agreement_is_measured(runtimes: dict[str, FlorenceRuntime]) -> Non
             ref = runtimes["torch-fp32"].generate(img, prompt, 16).token_ids
             got = runtimes[kind].generate(img, prompt, 16).token_ids
             assert got[0] == ref[0] == 2 and got[-1] == 2  # start and (forced) end tokens
-            matches.append(sum(a == b for a, b in zip(got, ref)) / max(len(got), len(ref)))
+            same = sum(a == b for a, b in zip(got, ref, strict=False))
+            matches.append(same / max(len(got), len(ref)))
         agree[kind] = float(np.mean(matches))
     print(f"token agreement with torch-fp32 (random tiny weights): {agree}")
     assert all(0.0 < v <= 1.0 for v in agree.values())
@@ -125,8 +140,16 @@ def test_onnx_int8_vision_features_close(onnx_exports: tuple[Path, Path]) -> Non
 
     fp32, int8 = onnx_exports
     pv = np.random.RandomState(0).randn(1, 3, 64, 64).astype(np.float32)
-    a = ort.InferenceSession(str(fp32 / "vision_encoder.onnx")).run(None, {"pixel_values": pv})[0].ravel()
-    b = ort.InferenceSession(str(int8 / "vision_encoder.int8.onnx")).run(None, {"pixel_values": pv})[0].ravel()
+    a = (
+        ort.InferenceSession(str(fp32 / "vision_encoder.onnx"))
+        .run(None, {"pixel_values": pv})[0]
+        .ravel()
+    )
+    b = (
+        ort.InferenceSession(str(int8 / "vision_encoder.int8.onnx"))
+        .run(None, {"pixel_values": pv})[0]
+        .ravel()
+    )
     cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
     assert cos > 0.95
 
@@ -172,8 +195,9 @@ def test_bad_torch_dir(tiny_model: Path, tmp_path: Path, breakage: str, message:
         ("wrong-precision", "holds a fp32 export"),  # fp32 export with runtime onnx-int8
     ],
 )
-def test_bad_onnx_dir(tiny_model: Path, onnx_exports: tuple[Path, Path], tmp_path: Path,
-                      breakage: str, message: str) -> None:
+def test_bad_onnx_dir(
+    tiny_model: Path, onnx_exports: tuple[Path, Path], tmp_path: Path, breakage: str, message: str
+) -> None:
     """ONNX runtimes refuse a directory that is not a complete export of their precision."""
     fp32, _ = onnx_exports
     d = tiny_model
@@ -191,7 +215,9 @@ def test_hub_id_without_internet_or_cache(monkeypatch: pytest.MonkeyPatch, tmp_p
     """A hub id that is neither cached nor reachable fails with a clear error."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(FlorenceModelError, match="cannot fetch 'florence-community/Florence-2-base'"):
+    with pytest.raises(
+        FlorenceModelError, match="cannot fetch 'florence-community/Florence-2-base'"
+    ):
         resolve_model("florence-community/Florence-2-base")
 
 

@@ -59,7 +59,9 @@ def test_env_settings(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None
         ({"model": "/nonexistent/florence"}, {}, "does not exist"),  # missing model directory
     ],
 )
-def test_bad_settings(tiny_model: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict, env: dict, message: str) -> None:
+def test_bad_settings(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict, env: dict, message: str
+) -> None:
     """Bad teacher settings raise TeacherError with the reason."""
     monkeypatch.delenv("EDGE_AGENT_FLORENCE_MODEL", raising=False)
     if "model" not in kwargs and message != "needs a model":
@@ -86,9 +88,17 @@ def test_labels_a_yolo_dataset(teacher: Florence2Teacher, tmp_path: Path) -> Non
         cv2.imwrite(str(src / f"img{i}.jpg"), rs.randint(0, 255, (80, 100, 3), dtype=np.uint8))
     cmap = parse_class_map("person,car")
     spec = dataset.DatasetSpec(
-        source=str(src), source_kind="images", teacher="florence2", classes=cmap.spec(),
-        class_names=list(cmap.names), min_confidence=0.5, every=1, min_change=0.0,
-        val_fraction=0.25, gap_frames=0, jpeg_quality=90,
+        source=str(src),
+        source_kind="images",
+        teacher="florence2",
+        classes=cmap.spec(),
+        class_names=list(cmap.names),
+        min_confidence=0.5,
+        every=1,
+        min_change=0.0,
+        val_fraction=0.25,
+        gap_frames=0,
+        jpeg_quality=90,
     )
     out = tmp_path / "ds"
     dataset.prepare_output(out, spec, resume=False)
@@ -99,7 +109,9 @@ def test_labels_a_yolo_dataset(teacher: Florence2Teacher, tmp_path: Path) -> Non
     assert (out / "data.yaml").is_file()
 
 
-@pytest.mark.skipif("florence2" not in TEACHERS, reason="registry line pending in agent/label/teachers/__init__.py")
+@pytest.mark.skipif(
+    "florence2" not in TEACHERS, reason="registry line pending in agent/label/teachers/__init__.py"
+)
 def test_registered_in_label_cli() -> None:
     """`edge-agent label --teacher florence2` resolves to this teacher."""
     assert TEACHERS["florence2"] == "agent.label.teachers.florence2:Florence2Teacher.from_labels"

@@ -47,10 +47,17 @@ def wait_for(pred: Callable[[], bool], timeout: float = 120.0) -> None:
 
 def make_cfg(model: Path | str, tmp_path: Path, **kw: object) -> FallbackConfig:
     base = dict(
-        enabled=True, model=str(model), runtime="torch-fp32", task="<CAPTION>", worker="thread",
-        max_new_tokens=12, restart_min_s=0.05, restart_max_s=0.2,
+        enabled=True,
+        model=str(model),
+        runtime="torch-fp32",
+        task="<CAPTION>",
+        worker="thread",
+        max_new_tokens=12,
+        restart_min_s=0.05,
+        restart_max_s=0.2,
         capture={"dir": str(tmp_path / "cap"), "quota_bytes": 4 * 1024 * 1024},
-        policy={"band_lo": 0.3, "band_hi": 0.6}, rate={"per_minute": 60, "burst": 5},
+        policy={"band_lo": 0.3, "band_hi": 0.6},
+        rate={"per_minute": 60, "burst": 5},
     )
     base.update(kw)
     return FallbackConfig.model_validate(base)
@@ -85,7 +92,9 @@ def test_disabled_never_escalates(tiny_model: Path, tmp_path: Path) -> None:
     assert fb.stats().state == "disabled"
 
 
-def test_refinement_message_links_to_yolo(running, tiny_model: Path, image: np.ndarray, tmp_path: Path) -> None:
+def test_refinement_message_links_to_yolo(
+    running, tiny_model: Path, image: np.ndarray, tmp_path: Path
+) -> None:
     """The florence2 message validates and carries the YOLO message's identity and seq."""
     fb, pub = running
     frame = make_frame(image)
@@ -100,7 +109,10 @@ def test_refinement_message_links_to_yolo(running, tiny_model: Path, image: np.n
     for field in ("device", "camera", "boot_id", "ts", "frame"):
         assert getattr(msg, field) == getattr(yolo, field)
     assert msg.model.name == "tiny-florence2"
-    assert msg.model.sha256 == hashlib.sha256((tiny_model / "model.safetensors").read_bytes()).hexdigest()
+    assert (
+        msg.model.sha256
+        == hashlib.sha256((tiny_model / "model.safetensors").read_bytes()).hexdigest()
+    )
     assert msg.task == "<CAPTION>" and isinstance(msg.text, str)
     assert msg.latency_ms.total >= msg.latency_ms.infer > 0
     wait_for(lambda: len(list((tmp_path / "cap" / "cam-1").glob("*/*.json"))) == 1, 10)
@@ -120,10 +132,17 @@ def test_bucket_limits_escalations(running) -> None:
 def test_newest_only(running, image: np.ndarray) -> None:
     """Frames submitted while the worker is busy replace each other; the newest is processed."""
     fb, pub = running
-    fb.submit(make_frame(image, index=1), dets(0.4), make_yolo(make_frame(image, index=1), 1), CLASS_NAMES)
+    fb.submit(
+        make_frame(image, index=1), dets(0.4), make_yolo(make_frame(image, index=1), 1), CLASS_NAMES
+    )
     wait_for(lambda: fb.stats().state == "busy" or len(pub.items) >= 1, 60)
     for seq in (2, 3, 4):
-        fb.submit(make_frame(image, index=seq), dets(0.4), make_yolo(make_frame(image, index=seq), seq), CLASS_NAMES)
+        fb.submit(
+            make_frame(image, index=seq),
+            dets(0.4),
+            make_yolo(make_frame(image, index=seq), seq),
+            CLASS_NAMES,
+        )
     wait_for(lambda: len(pub.items) >= 2, 60)
     time.sleep(0.5)  # give a wrongly queued extra frame the chance to show up
     assert [s for _, s, _ in pub.items] == [1, 4]
@@ -136,7 +155,9 @@ def test_unparsable_output_is_an_error(tiny_model: Path, tmp_path: Path, image: 
     rt.load(tiny_model)
     text = rt.generate(image, "<OD>", 12).text
     rt.close()
-    with pytest.raises(FlorenceParseError):  # precondition: the random model's <OD> answer is garbage
+    with pytest.raises(
+        FlorenceParseError
+    ):  # precondition: the random model's <OD> answer is garbage
         parse_generation("<OD>", text, (image.shape[1], image.shape[0]), CLASS_NAMES)
     pub = Published()
     fb = Fallback(make_cfg(tiny_model, tmp_path, task="<OD>"), "dev-1", pub, tmp_path)
@@ -173,14 +194,17 @@ def test_bad_model_dir_reports_down_and_retries(tmp_path: Path) -> None:
     assert fb.stats().state == "disabled"
 
 
-def test_worker_kill_9_daemon_keeps_detecting(tiny_model: Path, tmp_path: Path, image: np.ndarray,
-                                              demo_model: Path) -> None:
+def test_worker_kill_9_daemon_keeps_detecting(
+    tiny_model: Path, tmp_path: Path, image: np.ndarray, demo_model: Path
+) -> None:
     """kill -9 of the worker process: YOLO keeps running, state goes down, the worker restarts
     with backoff, and a hard frame submitted while it was down runs after the restart."""
     import onnxruntime as ort
 
     pub = Published()
-    cfg = make_cfg(tiny_model, tmp_path, worker="process", restart_min_s=0.5, restart_max_s=1.0, nice=5)
+    cfg = make_cfg(
+        tiny_model, tmp_path, worker="process", restart_min_s=0.5, restart_max_s=1.0, nice=5
+    )
     fb = Fallback(cfg, "dev-1", pub, tmp_path)
     fb.start()
     wait_for(lambda: fb.stats().state == "idle", 240)
@@ -201,7 +225,9 @@ def test_worker_kill_9_daemon_keeps_detecting(tiny_model: Path, tmp_path: Path, 
         if s.state == "down":
             frames_while_down += 1
             if not submitted:
-                fb.submit(make_frame(image), dets(0.4), make_yolo(make_frame(image), 9), CLASS_NAMES)
+                fb.submit(
+                    make_frame(image), dets(0.4), make_yolo(make_frame(image), 9), CLASS_NAMES
+                )
                 submitted = True
         time.sleep(0.02)  # a camera's frame interval: leave the CPU to the restarting worker
     s = fb.stats()
