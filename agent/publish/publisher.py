@@ -262,6 +262,8 @@ class Publisher:
         self._gw_progress_t = time.monotonic()
         self._to_delete: list[int] = []
         self._fresh: deque[OutboxRow] = deque()
+        # A full window is refilled in halves: one pump wake-up per half window of PUBACKs.
+        self._wake_acks = max(1, min(DELETE_FLUSH_ROWS, self._window // 2))
         self._last_appended = -1
         self._to_delete_since = 0.0
         self._wal_checked = 0.0
@@ -528,11 +530,10 @@ class Publisher:
         self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
     ) -> None:
         self._events.append(("puback", mid, reason.is_failure))
-        # Wake the pump only when it needs this ack now (its window is full) or a delete batch
-        # is due; otherwise it picks the ack up on its next round (a submit, or within
-        # DELETE_FLUSH_S). Fewer thread wake-ups per message is what keeps latency low on a
-        # busy CPU.
-        if len(self._inflight) >= self._window - 1 or len(self._events) >= DELETE_FLUSH_ROWS:
+        # Wake the pump only when half a window (at most a delete batch) of acks is waiting;
+        # otherwise it picks the acks up on its next round (a submit, or within
+        # DELETE_FLUSH_S). Fewer thread wake-ups per message keep latency low on a busy CPU.
+        if len(self._events) >= self._wake_acks:
             self._wake.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
