@@ -5,7 +5,8 @@ delivered by a clock-driven camera at `--fps` with the newest-frame policy (a fr
 replaced before the loop takes it is dropped and counted). In the same run, alternating:
 
   hot    - what the OTA manager does in `swap_mode: hot`: load + warm the other model beside
-           the running one, run it on 3 recent frames, swap between two frames, close the old
+           the running one and run it on 3 recent frames (on a thread at `--loader-nice`, as
+           the OTA job thread), swap between two frames, close the old
   stop   - the stop-then-load baseline (`swap_mode: pause`): pause the loop, close the old
            model, load the new one, swap, resume
 
@@ -39,6 +40,7 @@ from agent.engines.detector import Detector, load_detector  # noqa: E402
 from agent.engines.model_loading import load_manifest  # noqa: E402
 from agent.engines.ort import OnnxRuntimeConfig  # noqa: E402
 from agent.manifest import Manifest  # noqa: E402
+from agent.ota.priority import lowered_priority  # noqa: E402
 from agent.pipeline import Pipeline, PipelineSettings  # noqa: E402
 from agent.types import Frame  # noqa: E402
 
@@ -109,6 +111,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds between swaps")
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
+    ap.add_argument("--debug", action="store_true", help="where each window's gap falls")
+    ap.add_argument(
+        "--loader-nice",
+        type=int,
+        default=10,
+        help="niceness of hot-swap preparation, as OtaManager(loader_nice=)",
+    )
     args = ap.parse_args()
 
     import hashlib
@@ -117,8 +126,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-swap-"))
     v2 = variant(DEMO / "model.onnx", tmp / "v2.onnx")
     data = v2.read_bytes()
-    m2 = base.model_copy(update={"version": 2, "sha256": hashlib.sha256(data).hexdigest(),
-                                 "length": len(data)})
+    m2 = base.model_copy(
+        update={"version": 2, "sha256": hashlib.sha256(data).hexdigest(), "length": len(data)}
+    )
     models: list[tuple[Path, Manifest]] = [(DEMO / "model.onnx", base), (v2, m2)]
     engine = OnnxRuntimeConfig(threads=args.threads)
 
@@ -137,8 +147,9 @@ def main() -> None:
         return True
 
     camera = ClockCamera(frames(100), args.fps)
-    pipe = Pipeline(PipelineSettings(device="bench", boot_id="b"), camera, load(*models[0]),
-                    submit, load)
+    pipe = Pipeline(
+        PipelineSettings(device="bench", boot_id="b"), camera, load(*models[0]), submit, load
+    )
     pipe.start()
     time.sleep(args.settle)
     windows: list[Window] = []
@@ -148,10 +159,22 @@ def main() -> None:
         mode = "hot" if i % 2 == 0 else "stop"
         t0 = time.monotonic()
         if mode == "hot":
-            new = pipe.load_detector(path, manifest)
-            for f in pipe.recent_frames(3):
-                new.detect(f.image)
-            old = pipe.swap(new, 10.0)
+            # on a worker thread, like the OTA job thread (niceness is per thread)
+            prepared: list[Detector] = []
+
+            def prepare(
+                path: Path = path, manifest: Manifest = manifest, out: list = prepared
+            ) -> None:
+                with lowered_priority(args.loader_nice):
+                    new = pipe.load_detector(path, manifest)
+                    for f in pipe.recent_frames(3):
+                        new.detect(f.image)
+                out.append(new)
+
+            worker = threading.Thread(target=prepare)
+            worker.start()
+            worker.join()
+            old = pipe.swap(prepared[0], 10.0)
             old.close()
         else:
             pipe.pause()
@@ -162,6 +185,12 @@ def main() -> None:
         windows.append(Window(mode, t0, time.monotonic()))
         which = 1 - which
         time.sleep(args.settle)
+        if mode == "hot":  # control: a window as long as the hot one, with no swap work
+            span = windows[-1].end - windows[-1].start
+            t0 = time.monotonic()
+            time.sleep(span)
+            windows.append(Window("none", t0, time.monotonic()))
+            time.sleep(args.settle)
     pipe.stop(5.0)
     pipe.active_detector().close()
 
@@ -180,31 +209,47 @@ def main() -> None:
     normal = statistics.median([b - a for a, b in gaps if near(a, b) is None])
     swap_s = sum(w.end - w.start + 2 * interval for w in windows)
     span = times[-1] - times[0]
-    in_any = sum(any(w.start - interval <= d <= w.end + interval for w in windows)
-                 for d in camera.dropped_at)
+    in_any = sum(
+        any(w.start - interval <= d <= w.end + interval for w in windows) for d in camera.dropped_at
+    )
     away_rate = (len(camera.dropped_at) - in_any) / max(span - swap_s, 1e-9)
     rows = []
-    for mode in ("hot", "stop"):
+    for mode in ("none", "hot", "stop"):
         ws = [w for w in windows if w.mode == mode]
         longest = max(b - a for a, b in gaps if near(a, b) in ws)
-        dropped = sum(any(w.start - interval <= d <= w.end + interval for w in ws)
-                      for d in camera.dropped_at)
-        busy = statistics.median(w.end - w.start for w in ws)
+        if args.debug:
+            for w in ws:
+                g = [(b - a, a - w.end) for a, b in gaps if near(a, b) is w]
+                top = max(g)
+                print(
+                    f"{mode}: longest {top[0] * 1e3:.0f} ms starting {top[1] * 1e3:+.0f} ms "
+                    f"from the swap; window {1e3 * (w.end - w.start):.0f} ms"
+                )
+        dropped = sum(
+            any(w.start - interval <= d <= w.end + interval for w in ws) for d in camera.dropped_at
+        )
+        busy = statistics.median(w.end - w.start for w in ws) if mode != "none" else 0.0
         rows.append((mode, len(ws), dropped, busy * 1e3, longest * 1e3, longest / normal))
     versions = [v for _, _, v in published]
     switches = sum(1 for a, b in zip(versions, versions[1:], strict=False) if a != b)
 
     when = time.strftime("%Y-%m-%d")
     cmd = " ".join(["python", "bench/bench_swap.py", *sys.argv[1:]])
-    print(f"Command: `{cmd}` ({when}; {platform.machine()}, {platform.python_version()}, "
-          f"{len(published)} frames published, {switches} model switches, every seq present)")
+    print(
+        f"Command: `{cmd}` ({when}; {platform.machine()}, {platform.python_version()}, "
+        f"{len(published)} frames published, {switches} model switches, every seq present)"
+    )
     print()
-    print(f"Normal interval between published frames: {normal * 1e3:.1f} ms "
-          f"(camera {args.fps:g} fps); away from swaps the reader dropped "
-          f"{away_rate:.2f} frames/s.")
+    print(
+        f"Normal interval between published frames: {normal * 1e3:.1f} ms "
+        f"(camera {args.fps:g} fps); away from swaps the reader dropped "
+        f"{away_rate:.2f} frames/s."
+    )
     print()
-    print("| mode | swaps | camera frames dropped in swap windows | swap work ms (median) | "
-          "longest gap ms | gap / normal interval |")
+    print(
+        "| mode | swaps | camera frames dropped in swap windows | swap work ms (median) | "
+        "longest gap ms | gap / normal interval |"
+    )
     print("|---|---|---|---|---|---|")
     for mode, n, dropped, busy, longest, ratio in rows:
         print(f"| {mode} | {n} | {dropped} | {busy:.0f} | {longest:.1f} | {ratio:.2f} |")

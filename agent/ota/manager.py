@@ -27,6 +27,7 @@ from agent.ota.config import OtaConfig
 from agent.ota.download import DownloadSettings, download_artifact, verify_artifact
 from agent.ota.host import ModelHost, RetainedPublisher
 from agent.ota.machine import check_transition
+from agent.ota.priority import lowered_priority
 from agent.ota.protocol import (
     ModelId,
     OtaAction,
@@ -84,6 +85,7 @@ class OtaManager:
         *,
         build: BuildHook | None = None,
         runnable_formats: frozenset[str] = frozenset({"onnx"}),
+        loader_nice: int = 10,
     ) -> None:
         self.cfg = cfg
         self.topics = topics
@@ -93,6 +95,7 @@ class OtaManager:
         self.store = ModelStore(Path(state_dir) / "models")
         self.build = build
         self.runnable_formats = runnable_formats
+        self.loader_nice = loader_nice  # hot swaps load/validate below the loop's priority
         self._gateway_keys = trusted_key_map(cfg.gateway_keys)
         self._release_keys = trusted_key_map(cfg.release_keys)
         self._inbox: queue.Queue[object] = queue.Queue(maxsize=64)
@@ -158,7 +161,10 @@ class OtaManager:
 
     @property
     def busy(self) -> bool:
-        return self._job_thread is not None and self._job_thread.is_alive()
+        """A command is being carried out (it has not reached its terminal state)."""
+        job = self._job
+        alive = self._job_thread is not None and self._job_thread.is_alive()
+        return alive and job is not None and not job.state.terminal
 
     # -- intake -----------------------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes) -> None:
@@ -279,10 +285,12 @@ class OtaManager:
             try:
                 target(*args)
             finally:
-                self._idle.set()
+                if threading.current_thread() is self._job_thread:
+                    self._idle.set()
 
-        self._job_thread = threading.Thread(target=run, name="ota-job", daemon=True)
-        self._job_thread.start()
+        thread = threading.Thread(target=run, name="ota-job", daemon=True)
+        self._job_thread = thread
+        thread.start()
 
     def _run(self, job: Job, command: OtaCommand) -> None:
         bound = log.bind(command_id=job.command_id, model=job.model.name, version=job.model.version)
@@ -315,17 +323,17 @@ class OtaManager:
             self._activate(job, installed)
         except OtaRejectedError as err:
             bound.warning("OTA update failed", reason=err.reason.value, detail=err.detail)
+            self._cleanup(job.command_id, installed)
             self._finish_failed(job, err.reason, err.detail)
-            self._cleanup(installed)
         except Exception as err:  # a bug: report it as a terminal state, never hang
             bound.exception("OTA update crashed")
+            self._cleanup(job.command_id, installed)
             self._finish_failed(job, Reason.INTERNAL_ERROR, repr(err))
-            self._cleanup(installed)
 
-    def _cleanup(self, installed: ModelRecord | None) -> None:
+    def _cleanup(self, command_id: str, installed: ModelRecord | None) -> None:
+        """Remove what a failed command left: its staging file and an unused installed copy."""
         with self._lock:
-            if self._job is not None:
-                self.store.staging_path(self._job.command_id).unlink(missing_ok=True)
+            self.store.staging_path(command_id).unlink(missing_ok=True)
             if installed is not None:
                 self.store.remove(installed)
 
@@ -345,15 +353,16 @@ class OtaManager:
         if self.cfg.swap_mode == "pause":
             self._activate_paused(job, record, old_record)
             return
-        t0 = time.monotonic()
-        new = self._load(record)
-        load_ms = (time.monotonic() - t0) * 1e3
-        job = self._set(job, OtaState.VALIDATING)
-        try:
-            self._validate(new)
-        except BaseException:
-            new.close()
-            raise
+        with lowered_priority(self.loader_nice):
+            t0 = time.monotonic()
+            new = self._load(record)
+            load_ms = (time.monotonic() - t0) * 1e3
+            job = self._set(job, OtaState.VALIDATING)
+            try:
+                self._validate(new)
+            except BaseException:
+                new.close()
+                raise
         baseline = self._baseline()
         with self._lock:
             self.store.activate(record, old_record, job.command_id, self.cfg.crash_loop_boots)
@@ -526,7 +535,8 @@ class OtaManager:
             finally:
                 self.host.resume()
             return
-        new = self._load(record)
+        with lowered_priority(self.loader_nice):
+            new = self._load(record)
         try:
             old = self.host.swap(new, self.cfg.swap_timeout_s)
         except TimeoutError:
@@ -543,10 +553,12 @@ class OtaManager:
         job = self._set(job, OtaState.LOADING)
         try:
             if self.cfg.swap_mode == "hot":
-                new = self._load(previous)
+                with lowered_priority(self.loader_nice):
+                    new = self._load(previous)
                 job = self._set(job, OtaState.VALIDATING)
                 try:
-                    self._validate(new)
+                    with lowered_priority(self.loader_nice):
+                        self._validate(new)
                     old = self.host.swap(new, self.cfg.swap_timeout_s)
                 except BaseException:
                     new.close()
