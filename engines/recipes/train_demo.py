@@ -61,6 +61,36 @@ def train(
     return best
 
 
+def finetune(
+    best: Path,
+    data: Path,
+    runs: Path,
+    name: str,
+    epochs: int,
+    imgsz: int,
+    batch: int,
+    workers: int,
+    close_mosaic: int,
+) -> Path:
+    """Second phase: continue from `best` with a fresh schedule; return the new best.pt."""
+    new_best = runs / name / "weights" / "best.pt"
+    if new_best.exists():
+        print(f"finetune: {new_best} exists, skipping", flush=True)
+        return new_best
+    from ultralytics import YOLO
+
+    t0 = time.monotonic()
+    YOLO(str(best)).train(
+        data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device="cpu",
+        project=str(runs), name=name, exist_ok=True, amp=False, plots=False, seed=0,
+        deterministic=True, close_mosaic=close_mosaic, warmup_epochs=1, verbose=True,
+    )  # fmt: skip
+    minutes = (time.monotonic() - t0) / 60
+    (runs / name / "train_minutes.txt").write_text(f"{minutes:.1f}\n")
+    print(f"finetune: {epochs} epochs in {minutes:.1f} min", flush=True)
+    return new_best
+
+
 def export(best: Path, out: Path, imgsz: int, name: str, version: int) -> Path:
     """Export best.pt to OUT/model.onnx and write OUT/manifest.json."""
     from ultralytics import YOLO
@@ -134,7 +164,9 @@ def main() -> None:
     parser.add_argument("--nbs", type=int, default=64, help="nominal batch size (Ultralytics)")
     parser.add_argument("--model-name", default="demo-yolov8n")
     parser.add_argument("--model-version", type=int, default=1)
-    parser.add_argument("--stages", default="train,export,eval")
+    parser.add_argument("--finetune-epochs", type=int, default=12)
+    parser.add_argument("--finetune-close-mosaic", type=int, default=6)
+    parser.add_argument("--stages", default="train,finetune,export,eval")
     args = parser.parse_args()
     stages = set(args.stages.split(","))
     best = args.runs / args.run_name / "weights" / "best.pt"
@@ -149,6 +181,13 @@ def main() -> None:
             args.workers,
             args.nbs,
         )
+    if "finetune" in stages:
+        best = finetune(
+            best, args.data, args.runs, args.run_name + "-ft", args.finetune_epochs, args.imgsz,
+            args.batch, args.workers, args.finetune_close_mosaic,
+        )  # fmt: skip
+    elif args.finetune_epochs:
+        best = args.runs / (args.run_name + "-ft") / "weights" / "best.pt"
     onnx_path = args.out / "model.onnx"
     if "export" in stages:
         onnx_path = export(best, args.out, args.imgsz, args.model_name, args.model_version)
