@@ -70,7 +70,8 @@ def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, ob
             "model": str(model),
             "runtime": args.runtime,
             "task": "<CAPTION>",
-            "worker": mode,
+            "worker": mode.split("-")[0],
+            "idle_priority": mode.endswith("-idle"),
             "threads": 1,
             "nice": 10,
             "max_new_tokens": 32,
@@ -172,7 +173,7 @@ def main() -> None:
     p.add_argument(
         "--runtime", default="torch-fp32", help="Fallback runtime in the saturation test."
     )
-    p.add_argument("--modes", default="process,thread")
+    p.add_argument("--modes", default="process,process-idle,thread")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args()
 

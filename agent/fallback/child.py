@@ -40,16 +40,20 @@ def check_image(image: object) -> np.ndarray:
     return image
 
 
-def child_main(conn: Connection, kind: str, model_dir: str, threads: int, nice: int) -> None:
+def child_main(
+    conn: Connection, kind: str, model_dir: str, threads: int, nice: int, idle: bool = False
+) -> None:
     """Entry point of the worker process: load, lower the priority, serve jobs until 'stop'.
 
     The priority drops after loading: on a busy device a nice child would otherwise take
     minutes to import torch and read the weights, while generation is what must yield to YOLO.
     """
-    serve(conn, kind, Path(model_dir), threads, nice)
+    serve(conn, kind, Path(model_dir), threads, nice, idle)
 
 
-def serve(conn: Connection, kind: str, model_dir: Path, threads: int, nice: int = 0) -> None:
+def serve(
+    conn: Connection, kind: str, model_dir: Path, threads: int, nice: int = 0, idle: bool = False
+) -> None:
     """Load the runtime, add `nice` to this process's niceness (process mode only), and answer
     jobs on `conn` until 'stop' or the parent goes away."""
     runtime = create_runtime(kind, threads=threads)  # type: ignore[arg-type]
@@ -60,6 +64,8 @@ def serve(conn: Connection, kind: str, model_dir: Path, threads: int, nice: int 
         return
     if nice:
         os.nice(nice)
+    if idle:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     conn.send(("ready", info))
     try:
         while True:

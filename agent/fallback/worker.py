@@ -147,7 +147,7 @@ class _Worker:
             ctx = multiprocessing.get_context("spawn")
             self._runner: multiprocessing.process.BaseProcess | threading.Thread = ctx.Process(
                 target=child_main,
-                args=(child, cfg.runtime, str(model_dir), cfg.threads, cfg.nice),
+                args=(child, cfg.runtime, str(model_dir), cfg.threads, cfg.nice, cfg.idle_priority),
                 name="florence2-worker",
                 daemon=True,
             )

@@ -16,7 +16,7 @@ from agent.label.teachers.florence2 import Florence2Teacher
 @pytest.fixture(scope="module")
 def teacher(tiny_model: Path):
     """The Florence-2 teacher on the tiny model (grounding task, torch-int8)."""
-    t = Florence2Teacher.from_labels(["person", "car"], model=str(tiny_model))
+    t = Florence2Teacher.from_labels(["person", "car"], model=str(tiny_model), max_new_tokens=16)
     yield t
     t.close()
 
