@@ -152,7 +152,11 @@ class HealthMessage(Payload):
     publish_queue_dropped: int = Field(
         ge=0, description="Messages the hand-off queue refused because it was full."
     )
+    publish_rejected: int = Field(
+        0, ge=0, description="Messages the broker refused (e.g. by ACL): deleted and counted."
+    )
     outbox_depth: int = Field(ge=0, description="Messages in the outbox awaiting delivery.")
+    outbox_bytes: int = Field(0, ge=0, description="Payload bytes stored in the outbox.")
     outbox_dropped: int = Field(ge=0, description="Messages dropped by the outbox cap since start.")
     fallback_rate_per_min: float = Field(
         0.0, ge=0, description="Florence-2 escalations per minute over the last interval."

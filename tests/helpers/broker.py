@@ -61,6 +61,10 @@ class Mosquitto:
         if listener:
             lines.append(f"listener {self.port} 127.0.0.1")
             lines.append(f"allow_anonymous {'true' if anonymous else 'false'}")
+        if os.geteuid() == 0:
+            # as root, mosquitto drops to the `mosquitto` user, which cannot write into
+            # pytest's private temp dirs (log, persistence): stay root for tests
+            lines.append("user root")
         lines += [
             "max_queued_messages 0",
             f"persistence {'true' if persistence else 'false'}",
