@@ -234,8 +234,23 @@ class Daemon:
         if cfg.ota.enabled:
             from agent.ota.manager import OtaManager
 
+            from agent.engines.build import needs_build
+            from agent.engines.trt import TensorRTConfig
+
+            engine_cfg = cfg.model.engine
+            build = None
+            if needs_build(engine_cfg, "onnx"):
+                build = lambda path, _manifest: prepare_model(engine_cfg, path)  # noqa: E731
+            formats = frozenset({"onnx", "engine"} if isinstance(engine_cfg, TensorRTConfig) else {"onnx"})
             self.ota = OtaManager(
-                cfg.ota, self.topics, cfg.device.id, cfg.device.state_dir, self.pipeline, self.publisher
+                cfg.ota,
+                self.topics,
+                cfg.device.id,
+                cfg.device.state_dir,
+                self.pipeline,
+                self.publisher,
+                build=build,
+                runnable_formats=formats,
             )
             self.ota.start()
         if cfg.health.prometheus_port is not None:
