@@ -150,9 +150,9 @@ class FallbackConfig(BaseModel):
     threads: int = Field(1, ge=1, le=64, description="Intra-op threads of the Florence-2 runtime.")
     nice: int = Field(10, ge=0, le=19, description="Niceness added to the worker process.")
     idle_priority: bool = Field(
-        False,
+        True,
         description="Process mode on Linux: run the worker under SCHED_IDLE after loading "
-        "(CPU only when nothing else wants it; it may starve on a saturated device).",
+        "(CPU only when nothing else wants it; on a saturated CPU jobs may hit job_timeout_s).",
     )
     restart_min_s: float = Field(1.0, gt=0, description="First restart delay after a crash.")
     restart_max_s: float = Field(60.0, gt=0, description="Longest restart delay.")

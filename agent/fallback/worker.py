@@ -267,7 +267,7 @@ class Fallback:
         self._last_latency: float | None = None
         self._last_error: str | None = None
         self.capture: CaptureStore | None = None
-        if cfg.capture.enabled:
+        if cfg.enabled and cfg.capture.enabled:
             root = cfg.capture.dir or state_dir / "captures"
             self.capture = CaptureStore(
                 root,

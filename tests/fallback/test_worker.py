@@ -203,7 +203,13 @@ def test_worker_kill_9_daemon_keeps_detecting(
 
     pub = Published()
     cfg = make_cfg(
-        tiny_model, tmp_path, worker="process", restart_min_s=0.5, restart_max_s=1.0, nice=5
+        tiny_model,
+        tmp_path,
+        worker="process",
+        restart_min_s=0.5,
+        restart_max_s=1.0,
+        nice=5,
+        idle_priority=False,  # a loaded CI machine would starve a SCHED_IDLE worker
     )
     fb = Fallback(cfg, "dev-1", pub, tmp_path)
     fb.start()

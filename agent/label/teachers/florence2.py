@@ -22,8 +22,19 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.fallback.child import FlorenceInputError, check_image
-from agent.fallback.parse import FlorenceParseError, UnknownTaskError, build_prompt, check_task, parse_generation
-from agent.fallback.runtime import FlorenceModelError, FlorenceRuntime, create_runtime, resolve_model
+from agent.fallback.parse import (
+    FlorenceParseError,
+    UnknownTaskError,
+    build_prompt,
+    check_task,
+    parse_generation,
+)
+from agent.fallback.runtime import (
+    FlorenceModelError,
+    FlorenceRuntime,
+    create_runtime,
+    resolve_model,
+)
 from agent.label.teachers import LabelledBox, TeacherError
 
 RUNTIMES = ("torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8", "onnx-fp32")
@@ -52,13 +63,17 @@ class Florence2Teacher:
         if task not in BOX_TASKS:
             raise TeacherError(f"task {task} gives no boxes; use one of {', '.join(BOX_TASKS)}")
         if runtime not in RUNTIMES:
-            raise TeacherError(f"unknown Florence-2 runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+            raise TeacherError(
+                f"unknown Florence-2 runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}"
+            )
         self.labels = tuple(labels)
         self.task = task
         self.max_new_tokens = max_new_tokens
         self.prompt = build_prompt(task, self.labels)
         self.parse_errors = 0
-        self._rt: FlorenceRuntime | None = create_runtime(runtime, threads=threads or (os.cpu_count() or 1))  # type: ignore[arg-type]
+        self._rt: FlorenceRuntime | None = create_runtime(
+            runtime, threads=threads or (os.cpu_count() or 1)
+        )  # type: ignore[arg-type]
         try:
             self.info = self._rt.load(resolve_model(model))
         except FlorenceModelError as err:
@@ -74,8 +89,11 @@ class Florence2Teacher:
                 "directory or hub id (e.g. florence-community/Florence-2-base)"
             )
         task = kwargs.pop("task", None) or os.environ.get(
-            "EDGE_AGENT_FLORENCE_TASK", "<CAPTION_TO_PHRASE_GROUNDING>")
-        runtime = kwargs.pop("runtime", None) or os.environ.get("EDGE_AGENT_FLORENCE_RUNTIME", "torch-int8")
+            "EDGE_AGENT_FLORENCE_TASK", "<CAPTION_TO_PHRASE_GROUNDING>"
+        )
+        runtime = kwargs.pop("runtime", None) or os.environ.get(
+            "EDGE_AGENT_FLORENCE_RUNTIME", "torch-int8"
+        )
         return cls(labels, str(model), task=str(task), runtime=str(runtime), **kwargs)  # type: ignore[arg-type]
 
     def detect(self, image: npt.NDArray[np.uint8]) -> list[LabelledBox]:
