@@ -5,7 +5,7 @@ Every variant loads in ONNX Runtime; they differ in what they output:
 * `retagged`: the same network with another metadata tag (another sha256, same outputs);
 * `resized_3class`: input 256x256 (resized to the original size inside the graph, boxes
   scaled back) and a third, never-scoring class - a new input size and class count;
-* `boosted`: every class score + 0.3 (many detections; a baseline with a high rate);
+* `boosted`: every class score at least 0.3 (many detections; a baseline with a high rate);
 * `silent`: every class score x 0 (never detects anything);
 * `nan`: every output NaN (loads and runs, returns garbage);
 * `crashing`: a Gather with an out-of-range index (loads, raises on the first frame).
@@ -71,11 +71,11 @@ def retagged(src: Path, dst: Path, tag: str = "v2") -> Path:
 
 
 def boosted(src: Path, dst: Path) -> Path:
-    """Class scores + 0.3: detections on every frame."""
+    """Every class score raised to at least 0.3 (Max): detections on every frame, scores <= 1."""
 
     def build(nc: int) -> list[onnx.NodeProto]:
-        add = np.array([0.0] * 4 + [0.3] * nc, dtype=np.float32).reshape(1, 4 + nc, 1)
-        return [_const("boost", add), helper.make_node("Add", ["raw_out", "boost"], ["output0"])]
+        floor = np.array([-1e9] * 4 + [0.3] * nc, dtype=np.float32).reshape(1, 4 + nc, 1)
+        return [_const("floor", floor), helper.make_node("Max", ["raw_out", "floor"], ["output0"])]
 
     return _post(src, dst, "boosted", build)
 
