@@ -6,6 +6,7 @@ Every variant loads in ONNX Runtime; they differ in what they output:
 * `resized_3class`: input 256x256 (resized to the original size inside the graph, boxes
   scaled back) and a third, never-scoring class - a new input size and class count;
 * `boosted`: every class score at least 0.3 (many detections; a baseline with a high rate);
+* `overconfident`: every class score + 1 (scores above 1);
 * `silent`: every class score x 0 (never detects anything);
 * `nan`: every output NaN (loads and runs, returns garbage);
 * `crashing`: a Gather with an out-of-range index (loads, raises on the first frame).
@@ -78,6 +79,16 @@ def boosted(src: Path, dst: Path) -> Path:
         return [_const("floor", floor), helper.make_node("Max", ["raw_out", "floor"], ["output0"])]
 
     return _post(src, dst, "boosted", build)
+
+
+def overconfident(src: Path, dst: Path) -> Path:
+    """Every class score + 1.0: scores above 1 (garbage a detector must not publish)."""
+
+    def build(nc: int) -> list[onnx.NodeProto]:
+        add = np.array([0.0] * 4 + [1.0] * nc, dtype=np.float32).reshape(1, 4 + nc, 1)
+        return [_const("plus", add), helper.make_node("Add", ["raw_out", "plus"], ["output0"])]
+
+    return _post(src, dst, "overconfident", build)
 
 
 def silent(src: Path, dst: Path) -> Path:

@@ -37,6 +37,7 @@ def zoo(tmp_path_factory: pytest.TempPathFactory, demo_model: Path) -> dict[str,
         "boosted": variants.boosted(demo_model, d / "boosted.onnx"),
         "silent": variants.silent(demo_model, d / "silent.onnx"),
         "nan": variants.nan(demo_model, d / "nan.onnx"),
+        "overconfident": variants.overconfident(demo_model, d / "overconfident.onnx"),
         "crashing": variants.crashing(demo_model, d / "crashing.onnx"),
         "resized": variants.resized_3class(demo_model, d / "resized.onnx"),
     }
@@ -175,6 +176,8 @@ BAD_MODELS = [
     ("junk", Reason.LOAD_FAILED),
     # loads, outputs NaN
     ("nan", Reason.VALIDATION_FAILED),
+    # loads, scores above 1
+    ("overconfident", Reason.VALIDATION_FAILED),
     # loads (survives a dark warm-up), raises on real frames
     ("crashing", Reason.VALIDATION_FAILED),
 ]
