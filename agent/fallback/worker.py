@@ -1,9 +1,10 @@
 """The Florence-2 fallback: hard-frame decisions on the hot path, a worker off it.
 
 Thread or process (`fallback.worker`): the default is a child process. Measured with the
-tiny model (bench/bench_fallback.py, docs/benchmarks.md) both keep YOLO above the 0.9 target
-when the worker runs with one thread and a lower priority, but only the process survives a
-crash in native code: a segfault in torch or ONNX Runtime inside a thread kills the whole
+tiny model (bench/bench_fallback.py, docs/benchmarks.md), YOLO frames/s with the fallback
+saturated / alone: process with SCHED_IDLE 0.95, process with nice 10 only 0.78, thread 0.63
+(the generate loop holds the GIL between torch ops). Only the process survives a crash in
+native code: a segfault in torch or ONNX Runtime inside a thread kills the whole
 daemon (systemd would restart it; the outbox loses nothing, but YOLO stops for the restart),
 while a dead child is just a `down` state and a restart with backoff. A process also has its
 own GIL (the Python generate loop never competes with the inference loop) and its own nice
