@@ -266,11 +266,14 @@ class Pipeline:
         if self._fallback is not None:
             hard = self._fallback.is_hard(frame.camera, detections, start)
         seq = self._seq.get(frame.camera, 0)
-        msg = build_message(self._settings, frame, seq, detections, timings, detector.info, hard)
-        if self._submit(frame.camera, seq, dump_payload(msg)):
-            self._seq[frame.camera] = seq + 1
-        else:
-            self.submit_refused += 1
-            self._seq[frame.camera] = seq + 1  # the gap shows consumers the counted loss
+        try:
+            msg = build_message(self._settings, frame, seq, detections, timings, detector.info, hard)
+        except ValueError as err:  # e.g. a model scoring outside [0, 1]: counted, loop goes on
+            self.window.add(FrameRecord(start, timings.total, 0, age_ms, error=True))
+            log.error("model output does not fit the payload", camera=frame.camera, error=str(err)[:300])
+            return
+        if not self._submit(frame.camera, seq, dump_payload(msg)):
+            self.submit_refused += 1  # not published: the seq gap shows consumers the counted loss
+        self._seq[frame.camera] = seq + 1
         if hard and self._fallback is not None:
             self._fallback.submit(frame, detections, msg, detector.info.class_names)

@@ -22,6 +22,7 @@ from agent.sources.reader import ReaderGroup
 from agent.types import Detections, Frame, ModelInfo, Timings
 from tests.helpers.daemon import DEMO_CLIP, DEMO_MANIFEST, DEMO_MODEL
 from tests.helpers.models import failing_yolo
+from tests.ota.models import overconfident
 
 
 @pytest.mark.parametrize(
@@ -108,11 +109,17 @@ def test_swap_happens_between_frames_without_a_gap(tmp_path: Path) -> None:
     assert seen == [2]
 
 
-def test_inference_errors_are_counted_not_fatal(tmp_path: Path) -> None:
-    """A model that fails in ONNX Runtime on every frame is counted; the loop keeps going."""
-    broken = load_detector(
-        failing_yolo(tmp_path / "fail.onnx"), OnnxRuntimeConfig(threads=1, warmup_runs=0)
-    )
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda tmp: failing_yolo(tmp / "fail.onnx"),  # ONNX Runtime raises on every frame
+        lambda tmp: overconfident(DEMO_MODEL, tmp / "over.onnx"),  # scores above 1: no valid payload
+    ],
+    ids=["runtime-error", "scores-above-1"],
+)
+def test_inference_errors_are_counted_not_fatal(tmp_path: Path, make) -> None:  # noqa: ANN001
+    """A model that fails or emits impossible scores on every frame is counted; the loop goes on."""
+    broken = load_detector(make(tmp_path), OnnxRuntimeConfig(threads=1, warmup_runs=0))
     cam = CameraConfig(id="cam-a", source=FileSourceConfig(path=DEMO_CLIP, loop=True, pace=False))
     group = ReaderGroup.from_configs([cam])
     sent: list[int] = []
