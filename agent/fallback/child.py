@@ -48,6 +48,9 @@ def child_main(
     The priority drops after loading: on a busy device a nice child would otherwise take
     minutes to import torch and read the weights, while generation is what must yield to YOLO.
     """
+    from agent.logs import configure_logging
+
+    configure_logging("auto", "info")  # a spawned child starts with structlog's defaults
     serve(conn, kind, Path(model_dir), threads, nice, idle)
 
 

@@ -111,6 +111,9 @@ class OnnxRuntime:
         """Open the five graphs, the processor and the decoding rules; warm up."""
         import onnxruntime as ort
         from transformers import AutoProcessor
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         meta, graphs = check_onnx_dir(model_dir)
         want = self.kind.split("-")[1]

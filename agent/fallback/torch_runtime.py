@@ -45,6 +45,9 @@ class TorchRuntime:
         weights = check_torch_dir(model_dir)
         import torch
         from transformers import AutoProcessor, Florence2ForConditionalGeneration
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no tqdm bars in the journal
 
         torch.set_num_threads(self.threads)
         if self._device == "cuda" and not torch.cuda.is_available():
