@@ -241,3 +241,32 @@ def test_worker_kill_9_daemon_keeps_detecting(
     assert frames_while_down > 0 and s.restarts == 1
     assert s.worker_pid != pid and "exit code -9" in (s.last_error or "")
     assert [seq for _, seq, _ in pub.items] == [9]  # waited in the slot, ran after the restart
+
+
+def test_hung_worker_is_killed_and_restarted(
+    tiny_model: Path, tmp_path: Path, image: np.ndarray
+) -> None:
+    """A worker frozen by SIGSTOP past job_timeout_s is killed, reported, and restarted."""
+    cfg = make_cfg(
+        tiny_model,
+        tmp_path,
+        worker="process",
+        job_timeout_s=2.0,
+        restart_min_s=0.2,
+        restart_max_s=0.5,
+        idle_priority=False,
+    )
+    pub = Published()
+    fb = Fallback(cfg, "dev-1", pub, tmp_path)
+    fb.start()
+    wait_for(lambda: fb.stats().state == "idle", 240)
+    pid = fb.stats().worker_pid
+    os.kill(pid, signal.SIGSTOP)
+    fb.submit(make_frame(image), dets(0.4), make_yolo(make_frame(image), 3), CLASS_NAMES)
+    wait_for(lambda: fb.stats().restarts == 1 and fb.stats().state == "idle", 240)
+    s = fb.stats()
+    fb.stop(5.0)
+    assert "did not answer within 2 s" in (s.last_error or "") and s.worker_pid != pid
+    assert pub.items == []  # the job that hung is dropped and counted, not retried
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the frozen child was killed and reaped
