@@ -71,6 +71,7 @@ def finetune(
     batch: int,
     workers: int,
     close_mosaic: int,
+    lr0: float,
 ) -> Path:
     """Second phase: continue from `best` with a fresh schedule; return the new best.pt."""
     new_best = runs / name / "weights" / "best.pt"
@@ -83,7 +84,8 @@ def finetune(
     YOLO(str(best)).train(
         data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device="cpu",
         project=str(runs), name=name, exist_ok=True, amp=False, plots=False, seed=0,
-        deterministic=True, close_mosaic=close_mosaic, warmup_epochs=1, verbose=True,
+        deterministic=True, close_mosaic=close_mosaic, warmup_epochs=0, optimizer="AdamW",
+        lr0=lr0, verbose=True,
     )  # fmt: skip
     minutes = (time.monotonic() - t0) / 60
     (runs / name / "train_minutes.txt").write_text(f"{minutes:.1f}\n")
@@ -165,7 +167,9 @@ def main() -> None:
     parser.add_argument("--model-name", default="demo-yolov8n")
     parser.add_argument("--model-version", type=int, default=1)
     parser.add_argument("--finetune-epochs", type=int, default=12)
+    parser.add_argument("--finetune-suffix", default="-ft")
     parser.add_argument("--finetune-close-mosaic", type=int, default=6)
+    parser.add_argument("--finetune-lr0", type=float, default=0.0005)
     parser.add_argument("--stages", default="train,finetune,export,eval")
     args = parser.parse_args()
     stages = set(args.stages.split(","))
@@ -183,11 +187,12 @@ def main() -> None:
         )
     if "finetune" in stages:
         best = finetune(
-            best, args.data, args.runs, args.run_name + "-ft", args.finetune_epochs, args.imgsz,
-            args.batch, args.workers, args.finetune_close_mosaic,
+            best, args.data, args.runs, args.run_name + args.finetune_suffix,
+            args.finetune_epochs, args.imgsz, args.batch, args.workers,
+            args.finetune_close_mosaic, args.finetune_lr0,
         )  # fmt: skip
     elif args.finetune_epochs:
-        best = args.runs / (args.run_name + "-ft") / "weights" / "best.pt"
+        best = args.runs / (args.run_name + args.finetune_suffix) / "weights" / "best.pt"
     onnx_path = args.out / "model.onnx"
     if "export" in stages:
         onnx_path = export(best, args.out, args.imgsz, args.model_name, args.model_version)
