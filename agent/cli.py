@@ -39,29 +39,15 @@ def check_config(config: Path) -> None:
 
 
 def _register() -> None:
+    """Attach the sub-commands that live beside their code (no heavy imports happen here)."""
     from agent.daemon import run_command
     from agent.demo import demo_command
+    from agent.engines.build_cli import engine_group
+    from agent.fallback.cli import florence_group
+    from agent.label.cli import label_command
 
-    main.add_command(run_command)
-    main.add_command(demo_command)
-    try:
-        from agent.label.cli import label_command
-    except ImportError:  # pragma: no cover - module not written yet
-        pass
-    else:
-        main.add_command(label_command)
-    try:
-        from agent.engines.build_cli import engine_group
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        main.add_command(engine_group)
-    try:
-        from bench_cli import bench_command  # type: ignore[import-not-found]
-    except ImportError:
-        pass
-    else:  # pragma: no cover
-        main.add_command(bench_command)
+    for command in (run_command, demo_command, label_command, engine_group, florence_group):
+        main.add_command(command)
 
 
 _register()
