@@ -2,6 +2,9 @@
 
 Stages (each skipped when its output exists, so an interrupted recipe continues):
   train   yolov8n from its yaml (no pretrained weights), CPU -> RUNS/<name>/weights/best.pt
+  finetune  optional second phase from that best.pt (--finetune-epochs N, default 0: off;
+          tried with 12 epochs + mosaic and with 10 epochs AdamW lr0 5e-4 without mosaic:
+          neither beat the first phase on held-out mAP50 or person confidence)
   export  best.pt -> ONNX (opset default, static, no NMS) -> OUT/model.onnx + manifest.json
   eval    mAP50 of the exported ONNX against the teacher's labels of the val split
 
@@ -166,7 +169,9 @@ def main() -> None:
     parser.add_argument("--nbs", type=int, default=64, help="nominal batch size (Ultralytics)")
     parser.add_argument("--model-name", default="demo-yolov8n")
     parser.add_argument("--model-version", type=int, default=1)
-    parser.add_argument("--finetune-epochs", type=int, default=12)
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=0, help="0: no second phase (the committed model)"
+    )
     parser.add_argument("--finetune-suffix", default="-ft")
     parser.add_argument("--finetune-close-mosaic", type=int, default=6)
     parser.add_argument("--finetune-lr0", type=float, default=0.0005)
@@ -185,7 +190,7 @@ def main() -> None:
             args.workers,
             args.nbs,
         )
-    if "finetune" in stages:
+    if "finetune" in stages and args.finetune_epochs:
         best = finetune(
             best, args.data, args.runs, args.run_name + args.finetune_suffix,
             args.finetune_epochs, args.imgsz, args.batch, args.workers,
