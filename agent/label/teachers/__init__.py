@@ -67,6 +67,7 @@ class TeacherFactory(Protocol):
 # name -> "module:callable"; imported lazily so heavy dependencies load only when used.
 TEACHERS: dict[str, str] = {
     "ssd-mobilenet-v2": "agent.label.teachers.ssd_mobilenet:SsdMobileNetV2Teacher.from_labels",
+    "florence2": "agent.label.teachers.florence2:Florence2Teacher.from_labels",
 }
 
 
