@@ -152,7 +152,7 @@ def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path, mosquitto: Mosqui
 
 def test_watchdog_pings_stop_when_the_pipeline_is_wedged(tmp_path: Path, mosquitto: Mosquitto) -> None:
     """With inference stuck for seconds per frame, the daemon withholds watchdog pings."""
-    model = slow_yolo(tmp_path / "slow.onnx")
+    model = slow_yolo(tmp_path / "slow.onnx", matmuls=100)  # seconds per frame on one thread
     ns = NotifySocket(tmp_path / "notify.sock")
     env = {"NOTIFY_SOCKET": str(ns.path), "WATCHDOG_USEC": "2000000"}
     cfg = demo_config(

@@ -61,7 +61,9 @@ class Mosquitto:
         if listener:
             lines.append(f"listener {self.port} 127.0.0.1")
             lines.append(f"allow_anonymous {'true' if anonymous else 'false'}")
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and not any(
+            line.split()[:1] == ["user"] for line in extra_conf.splitlines()
+        ):
             # as root, mosquitto drops to the `mosquitto` user, which cannot write into
             # pytest's private temp dirs (log, persistence): stay root for tests
             lines.append("user root")

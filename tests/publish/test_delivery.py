@@ -188,6 +188,7 @@ def test_network_cut_longer_than_keepalive_reconnects_and_replays(
             for seq in range(100):
                 pub.submit_detection("cam1", seq, payload("cam1", seq))
             wait_for(lambda: len(col.distinct("cam1")) == 100, 10, "first batch delivered")
+            wait_for(lambda: pub.stats().outbox_depth == 0, 10, "first batch acknowledged")
             proxy.blackhole(True)
             for seq in range(100, 300):
                 pub.submit_detection("cam1", seq, payload("cam1", seq))
