@@ -101,6 +101,21 @@ def _fail(message: str) -> NoReturn:
     type=click.IntRange(1, 100),
     help="JPEG quality of the written images.",
 )
+@click.option(
+    "--teacher-model",
+    default=None,
+    help="florence2: model directory or hub id (e.g. florence-community/Florence-2-base).",
+)
+@click.option(
+    "--task",
+    default=None,
+    help="florence2: task token, e.g. '<CAPTION_TO_PHRASE_GROUNDING>' (default) or '<OD>'.",
+)
+@click.option(
+    "--teacher-runtime",
+    default=None,
+    help="florence2: torch-int8 (default), torch-fp32, torch-fp16-cuda, onnx-int8, onnx-fp32.",
+)
 @click.option("--resume", is_flag=True, help="Continue a dataset made with the same settings.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
 def label_command(
@@ -114,6 +129,9 @@ def label_command(
     val_fraction: float,
     gap_s: float,
     jpeg_quality: int,
+    teacher_model: str | None,
+    task: str | None,
+    teacher_runtime: str | None,
     resume: bool,
     progress: bool,
 ) -> None:
@@ -128,6 +146,11 @@ def label_command(
 
     if teacher not in teacher_names():
         _fail(f"unknown teacher {teacher!r}; choose one of {', '.join(teacher_names())}")
+    given = {"model": teacher_model, "task": task, "runtime": teacher_runtime}
+    options = {k: v for k, v in given.items() if v is not None}
+    if options and teacher != "florence2":
+        flags = ", ".join(f"--{'teacher-' if k != 'task' else ''}{k}" for k in options)
+        _fail(f"{flags}: only for --teacher florence2")
     try:
         class_map = parse_class_map(classes)
     except ValueError as err:
@@ -157,7 +180,7 @@ def label_command(
             next(media.iter_video(source))
         else:
             media.list_images(source)
-        model = create_teacher(teacher, list(class_map.mapping))
+        model = create_teacher(teacher, list(class_map.mapping), **options)
     except (dataset.LabelError, TeacherError) as err:
         _fail(str(err))
     try:

@@ -109,9 +109,47 @@ def test_labels_a_yolo_dataset(teacher: Florence2Teacher, tmp_path: Path) -> Non
     assert (out / "data.yaml").is_file()
 
 
-@pytest.mark.skipif(
-    "florence2" not in TEACHERS, reason="registry line pending in agent/label/teachers/__init__.py"
-)
 def test_registered_in_label_cli() -> None:
     """`edge-agent label --teacher florence2` resolves to this teacher."""
     assert TEACHERS["florence2"] == "agent.label.teachers.florence2:Florence2Teacher.from_labels"
+
+
+def test_label_cli_with_florence2_options(tiny_model: Path, tmp_path: Path) -> None:
+    """`edge-agent label --teacher florence2 --teacher-model DIR --task <OD>` writes a dataset."""
+    import cv2
+    from click.testing import CliRunner
+
+    from agent.label.cli import label_command
+    from tests.helpers.daemon import DEMO_CLIP
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    cap = cv2.VideoCapture(str(DEMO_CLIP))
+    for i in range(3):
+        ok, frame = cap.read()
+        assert ok
+        cv2.imwrite(str(src / f"f{i}.jpg"), frame)
+    cap.release()
+    result = CliRunner().invoke(
+        label_command,
+        [str(src), "-o", str(tmp_path / "ds"), "--teacher", "florence2", "--classes", "person",
+         "--teacher-model", str(tiny_model), "--task", "<OD>", "--teacher-runtime", "torch-fp32",
+         "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ds" / "data.yaml").is_file()
+    assert len(list((tmp_path / "ds" / "images").glob("*/*.jpg"))) == 3
+
+
+def test_label_cli_refuses_florence_options_for_other_teachers(tmp_path: Path) -> None:
+    """Florence-2 options with the SSD teacher exit 1 naming the flag."""
+    from click.testing import CliRunner
+
+    from agent.label.cli import label_command
+
+    result = CliRunner().invoke(
+        label_command,
+        [str(tmp_path), "-o", str(tmp_path / "ds"), "--classes", "person", "--task", "<OD>"],
+    )
+    assert result.exit_code == 1
+    assert "--task: only for --teacher florence2" in result.output

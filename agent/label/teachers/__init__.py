@@ -61,7 +61,7 @@ class Teacher(Protocol):
 class TeacherFactory(Protocol):
     """Builds a loaded teacher that should look for `labels` (its own label names)."""
 
-    def __call__(self, labels: Sequence[str]) -> Teacher: ...
+    def __call__(self, labels: Sequence[str], **options: str) -> Teacher: ...
 
 
 # name -> "module:callable"; imported lazily so heavy dependencies load only when used.
@@ -76,8 +76,10 @@ def teacher_names() -> list[str]:
     return sorted(TEACHERS)
 
 
-def create_teacher(name: str, labels: Sequence[str]) -> Teacher:
+def create_teacher(name: str, labels: Sequence[str], **options: str) -> Teacher:
     """Load the teacher called `name`, asked to look for `labels`.
+
+    `options` are teacher-specific settings (Florence-2: model, task, runtime).
 
     Raises:
         TeacherError: unknown name, or the backend failed to load.
@@ -90,4 +92,4 @@ def create_teacher(name: str, labels: Sequence[str]) -> Teacher:
     for attr in attr_path.split("."):
         obj = getattr(obj, attr)
     factory: TeacherFactory = obj  # type: ignore[assignment]
-    return factory(labels)
+    return factory(labels, **options)
