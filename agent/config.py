@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.engines.registry import EngineConfig
 from agent.fallback.config import FallbackConfig
@@ -20,6 +19,9 @@ from agent.ids import SafeId
 from agent.ota.config import OtaConfig
 from agent.publish.config import OutboxConfig
 from agent.sources.config import SourceConfig
+from agent.yamlconfig import ConfigError, load_yaml_model, validate_mapping
+
+__all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
 
 
 class StrictModel(BaseModel):
@@ -89,7 +91,9 @@ class MqttConfig(StrictModel):
             return None
         value = os.environ.get(self.password_env)
         if value is None:
-            raise ValueError(f"environment variable {self.password_env} (mqtt.password_env) is not set")
+            raise ValueError(
+                f"environment variable {self.password_env} (mqtt.password_env) is not set"
+            )
         return value
 
 
@@ -173,43 +177,11 @@ class AgentConfig(StrictModel):
         return self
 
 
-class ConfigError(Exception):
-    """The config file is missing, unreadable or invalid; `problems` lists each issue."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        super().__init__(f"{path}: " + "; ".join(problems))
-
-
-def format_validation_error(err: ValidationError) -> list[str]:
-    """Turn a pydantic error into one line per problem: `field.path: message`."""
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{loc}: {e['msg']}")
-    return lines
-
-
 def parse_config(data: object, path: Path) -> AgentConfig:
     """Validate already-parsed YAML data (relative paths stay relative to the working directory)."""
-    if not isinstance(data, dict):
-        raise ConfigError(path, ["(top level): expected a mapping of sections"])
-    try:
-        cfg = AgentConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(path, format_validation_error(err)) from None
-    return cfg
+    return validate_mapping(AgentConfig, data, path)
 
 
 def load_config(path: Path) -> AgentConfig:
     """Read and validate a YAML config file. Raises ConfigError listing every problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(path, [f"cannot read file: {err.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(path, [f"invalid YAML: {err}"]) from None
-    return parse_config(data, path)
+    return load_yaml_model(AgentConfig, path)

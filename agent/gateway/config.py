@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.ids import SafeId, check_id
+from agent.yamlconfig import ConfigError, load_yaml_model, validate_mapping
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.yaml")
 
@@ -149,39 +149,15 @@ class GatewayConfig(StrictModel):
         return self.data_dir / "intake"
 
 
-class GatewayConfigError(Exception):
-    """The config file is missing, unreadable or invalid; `problems` lists each issue."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        super().__init__(f"{path}: " + "; ".join(problems))
+class GatewayConfigError(ConfigError):
+    """The gateway config file is missing, unreadable or invalid; `problems` lists each issue."""
 
 
 def parse_gateway_config(data: object, path: Path) -> GatewayConfig:
-    """Validate already-parsed YAML data; raise GatewayConfigError listing every problem."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise GatewayConfigError(path, ["(top level): expected a mapping of sections"])
-    try:
-        return GatewayConfig.model_validate(data)
-    except ValidationError as err:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in err.errors()
-        ]
-        raise GatewayConfigError(path, problems) from None
+    """Validate already-parsed YAML data (an empty file is all defaults)."""
+    return validate_mapping(GatewayConfig, data, path, error=GatewayConfigError, empty_ok=True)
 
 
 def load_gateway_config(path: Path) -> GatewayConfig:
     """Read and validate a gateway YAML config file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise GatewayConfigError(path, [f"cannot read file: {err.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise GatewayConfigError(path, [f"invalid YAML: {err}"]) from None
-    return parse_gateway_config(data, path)
+    return load_yaml_model(GatewayConfig, path, error=GatewayConfigError, empty_ok=True)

@@ -1,0 +1,69 @@
+"""Reading a YAML file into a pydantic model, with every problem listed by field path.
+
+Shared by the agent's and the gateway's configs. Light on purpose (PyYAML and pydantic only):
+the gateway imports it on a Raspberry Pi without numpy or any inference library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid; `problems` lists each issue."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    """Turn a pydantic error into one line per problem: `field.path: message`."""
+    return [
+        f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()
+    ]
+
+
+def validate_mapping(
+    model: type[M],
+    data: object,
+    path: Path,
+    *,
+    error: type[ConfigError] = ConfigError,
+    empty_ok: bool = False,
+) -> M:
+    """Validate already-parsed YAML data against `model`; raise `error` listing every problem."""
+    if data is None and empty_ok:
+        data = {}
+    if not isinstance(data, dict):
+        raise error(path, ["(top level): expected a mapping of sections"])
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise error(path, format_validation_error(err)) from None
+
+
+def load_yaml_model(
+    model: type[M],
+    path: Path,
+    *,
+    error: type[ConfigError] = ConfigError,
+    empty_ok: bool = False,
+) -> M:
+    """Read a YAML file and validate it against `model`; raise `error` listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise error(path, [f"cannot read file: {err.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise error(path, [f"invalid YAML: {err}"]) from None
+    return validate_mapping(model, data, path, error=error, empty_ok=empty_ok)
