@@ -28,7 +28,8 @@ def render() -> str:
         "examples). Unknown keys are errors. `edge-agent check-config FILE` prints every problem",
         "with its field path and exits 1. Secrets never go in the file: fields ending in `_env`",
         "name an environment variable. Relative paths are relative to the working directory.",
-        "Backends (`model.engine`) and sources (`cameras[].source`) are chosen by their `type` key.",
+        "Backends (`model.engine`) and sources (`cameras[].source`) are chosen by their `type`",
+        "key.",
         "",
     ]
     seen: set[type[BaseModel]] = {AgentConfig}

@@ -112,7 +112,9 @@ class Daemon:
     def _initial_model(self) -> tuple[Path, Any]:
         from agent.engines.model_loading import load_manifest
 
-        default_manifest = load_manifest(self.cfg.model.manifest) if self.cfg.model.manifest else None
+        default_manifest = (
+            load_manifest(self.cfg.model.manifest) if self.cfg.model.manifest else None
+        )
         if self.cfg.ota.enabled:
             from agent.ota.store import ModelStore
 
@@ -170,8 +172,12 @@ class Daemon:
             ts=rfc3339_ms(time.time()),
             uptime_s=round(now - self.started_mono, 3),
             fps=round(summary.fps, 3),
-            latency_ms_p50=None if summary.latency_p50_ms is None else round(summary.latency_p50_ms, 3),
-            latency_ms_p99=None if summary.latency_p99_ms is None else round(summary.latency_p99_ms, 3),
+            latency_ms_p50=None
+            if summary.latency_p50_ms is None
+            else round(summary.latency_p50_ms, 3),
+            latency_ms_p99=None
+            if summary.latency_p99_ms is None
+            else round(summary.latency_p99_ms, 3),
             frames_processed=self.window.total_frames,
             frames_dropped=frames_dropped,
             publish_queue_depth=pstats.queue_depth,
@@ -232,16 +238,17 @@ class Daemon:
             self.fallback.start()
         self.pipeline.start()
         if cfg.ota.enabled:
-            from agent.ota.manager import OtaManager
-
             from agent.engines.build import needs_build
             from agent.engines.trt import TensorRTConfig
+            from agent.ota.manager import OtaManager
 
             engine_cfg = cfg.model.engine
             build = None
             if needs_build(engine_cfg, "onnx"):
                 build = lambda path, _manifest: prepare_model(engine_cfg, path)  # noqa: E731
-            formats = frozenset({"onnx", "engine"} if isinstance(engine_cfg, TensorRTConfig) else {"onnx"})
+            formats = frozenset(
+                {"onnx", "engine"} if isinstance(engine_cfg, TensorRTConfig) else {"onnx"}
+            )
             self.ota = OtaManager(
                 cfg.ota,
                 self.topics,
@@ -266,7 +273,9 @@ class Daemon:
             cameras=list(self.readers),
             broker=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
         )
-        self.notifier.ready(f"running model {info.name} v{info.version}, {len(self.readers)} camera(s)")
+        self.notifier.ready(
+            f"running model {info.name} v{info.version}, {len(self.readers)} camera(s)"
+        )
 
     def supervise(self) -> None:
         """Main-thread loop until stop: health, watchdog, status on camera state change."""
@@ -297,7 +306,8 @@ class Daemon:
                 msg = self.health(counters)
                 self.publisher.publish_health(dump_payload(msg))
                 self.notifier.status(
-                    f"{msg.fps:.1f} fps, p50 {msg.latency_ms_p50 or 0:.1f} ms, outbox {msg.outbox_depth}"
+                    f"{msg.fps:.1f} fps, p50 {msg.latency_ms_p50 or 0:.1f} ms, "
+                    f"outbox {msg.outbox_depth}"
                 )
             self.stop_event.wait(0.1)
 

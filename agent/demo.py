@@ -75,7 +75,9 @@ def start_demo_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]
                 {
                     "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
                     "plugins": {
-                        "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                        "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                            "allow_anonymous": True
+                        }
                     },
                 }
             )
@@ -83,7 +85,9 @@ def start_demo_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]
         amqtt_bin = shutil.which("amqtt") or "amqtt"
         cmd = [amqtt_bin, "-c", str(conf)]
         kind, protocol = "amqtt (embedded, MQTT 3.1.1)", "v311"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     if not _wait_port(port):
         proc.kill()
         raise click.ClickException(f"the demo broker ({kind}) did not start on port {port}")
@@ -92,10 +96,20 @@ def start_demo_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]
 
 
 @click.command("demo")
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              default=Path("configs/agent.yaml"), show_default=True, help="Agent config to run.")
-@click.option("--seconds", type=float, default=None,
-              help="Stop after this many seconds (default: run until Ctrl-C).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=Path("configs/agent.yaml"),
+    show_default=True,
+    help="Agent config to run.",
+)
+@click.option(
+    "--seconds",
+    type=float,
+    default=None,
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
 def demo_command(config_path: Path, seconds: float | None) -> None:
     """Run the daemon on the bundled clip and model, printing detections as they arrive."""
     import paho.mqtt.client as mqtt
@@ -161,6 +175,8 @@ def demo_command(config_path: Path, seconds: float | None) -> None:
             if broker is not None:
                 broker.terminate()
                 broker.wait(5)
-        click.echo(f"demo: {count[0]} detection message(s) received; daemon exit code {daemon.returncode}")
+        click.echo(
+            f"demo: {count[0]} detection message(s) received; daemon exit code {daemon.returncode}"
+        )
         if daemon.returncode not in (0, -signal.SIGTERM) or count[0] == 0:
             raise SystemExit(1)

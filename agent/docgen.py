@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from pathlib import PurePath
 import types
 import typing
+from pathlib import PurePath
 
 from pydantic import BaseModel
 
@@ -27,9 +27,13 @@ def _type_name(tp: object) -> str:
     if tp is type(None):
         return "null"
     if isinstance(tp, type):
-        return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "Path": "path"}.get(
-            tp.__name__, tp.__name__
-        )
+        return {
+            "str": "string",
+            "int": "integer",
+            "float": "number",
+            "bool": "boolean",
+            "Path": "path",
+        }.get(tp.__name__, tp.__name__)
     return str(tp)
 
 
@@ -69,7 +73,12 @@ def model_table(
     With `defaults`, the third column gives each field's default instead of "required".
     """
     third = "default" if defaults else "required"
-    lines = [f"**{model.__name__}**", "", f"| field | type | {third} | description |", "|---|---|---|---|"]
+    lines = [
+        f"**{model.__name__}**",
+        "",
+        f"| field | type | {third} | description |",
+        "|---|---|---|---|",
+    ]
     nested: list[type[BaseModel]] = []
     for name, field in model.model_fields.items():
         key = field.alias or name

@@ -36,4 +36,6 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=max(lvl, logging.INFO), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=max(lvl, logging.INFO), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
+    )

@@ -90,10 +90,18 @@ def build_message(
             label=names[c] if 0 <= c < len(names) else str(c),
             class_id=int(c),
             confidence=round(float(s), 4),
-            box=(round(float(b[0]), 1), round(float(b[1]), 1), round(float(b[2]), 1), round(float(b[3]), 1)),
+            box=(
+                round(float(b[0]), 1),
+                round(float(b[1]), 1),
+                round(float(b[2]), 1),
+                round(float(b[3]), 1),
+            ),
         )
         for b, s, c in zip(
-            detections.xyxy.tolist(), detections.confidence.tolist(), detections.class_id.tolist()
+            detections.xyxy.tolist(),
+            detections.confidence.tolist(),
+            detections.class_id.tolist(),
+            strict=True,
         )
     ]
     return DetectionMessage(
@@ -267,10 +275,14 @@ class Pipeline:
             hard = self._fallback.is_hard(frame.camera, detections, start)
         seq = self._seq.get(frame.camera, 0)
         try:
-            msg = build_message(self._settings, frame, seq, detections, timings, detector.info, hard)
+            msg = build_message(
+                self._settings, frame, seq, detections, timings, detector.info, hard
+            )
         except ValueError as err:  # e.g. a model scoring outside [0, 1]: counted, loop goes on
             self.window.add(FrameRecord(start, timings.total, 0, age_ms, error=True))
-            log.error("model output does not fit the payload", camera=frame.camera, error=str(err)[:300])
+            log.error(
+                "model output does not fit the payload", camera=frame.camera, error=str(err)[:300]
+            )
             return
         if not self._submit(frame.camera, seq, dump_payload(msg)):
             self.submit_refused += 1  # not published: the seq gap shows consumers the counted loss

@@ -52,7 +52,9 @@ class Detections:
     def __len__(self) -> int:
         return int(self.class_id.shape[0])
 
-    def __getitem__(self, index: npt.NDArray[np.bool_] | npt.NDArray[np.int64] | slice) -> Detections:
+    def __getitem__(
+        self, index: npt.NDArray[np.bool_] | npt.NDArray[np.int64] | slice
+    ) -> Detections:
         return Detections(
             xyxy=self.xyxy[index],
             confidence=self.confidence[index],

@@ -46,7 +46,9 @@ def test_shipped_demo_config_is_valid() -> None:
     assert cfg.device.id == "demo-device"
 
 
-@pytest.mark.parametrize("example", sorted((REPO / "configs" / "examples").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "example", sorted((REPO / "configs" / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_example_configs_are_valid(example: Path) -> None:
     """Every commented example config validates."""
     load_config(example)
@@ -64,7 +66,11 @@ def test_example_configs_are_valid(example: Path) -> None:
         (["cameras", 0, "id"], "cam/1", "cameras.0.id"),
         (["device", "colour"], "red", "device.colour"),  # unknown key
         (["model", "engine", "type"], "tflite", "model.engine"),  # unknown engine type
-        (["model", "engine", "providers"], ["NoSuchProvider"], "model.engine.onnxruntime.providers.0"),
+        (
+            ["model", "engine", "providers"],
+            ["NoSuchProvider"],
+            "model.engine.onnxruntime.providers.0",
+        ),
         (["cameras", 0, "fps_cap"], 0, "cameras.0.fps_cap"),  # zero fps
         (["cameras", 0, "fps_cap"], -5, "cameras.0.fps_cap"),  # negative fps
         (["cameras", 0, "source", "fps"], -1, "cameras.0.source.file.fps"),
@@ -73,7 +79,9 @@ def test_example_configs_are_valid(example: Path) -> None:
         (["mqtt", "tls"], {"ca_file": "ca.pem", "cert_file": "c.pem"}, "mqtt.tls"),  # half TLS
     ],
 )
-def test_invalid_values_are_refused_with_field_path(tmp_path: Path, path: list, value: object, expected: str) -> None:
+def test_invalid_values_are_refused_with_field_path(
+    tmp_path: Path, path: list, value: object, expected: str
+) -> None:
     """Each invalid value yields a problem naming its field path."""
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, with_(path, value)))
@@ -94,7 +102,10 @@ def test_check_config_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
     data["cameras"][0]["fps_cap"] = -1
     proc = subprocess.run(
         [sys.executable, "-m", "agent", "check-config", str(write(tmp_path, data))],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
     assert proc.returncode == 1
     assert "3 problem(s)" in proc.stderr
@@ -123,9 +134,13 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
 
 
-def test_password_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_password_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """mqtt.password_env names a variable; a missing variable is a clear error."""
-    cfg = load_config(write(tmp_path, with_(["mqtt"], {"username": "u", "password_env": "EDGE_PW"})))
+    cfg = load_config(
+        write(tmp_path, with_(["mqtt"], {"username": "u", "password_env": "EDGE_PW"}))
+    )
     monkeypatch.delenv("EDGE_PW", raising=False)
     with pytest.raises(ValueError, match="EDGE_PW"):
         cfg.mqtt.password()

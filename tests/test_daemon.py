@@ -44,7 +44,9 @@ def recorder(mosquitto: Mosquitto):  # noqa: ANN201
     rec.close()
 
 
-def test_detections_validate_and_seq_grows_by_one(tmp_path: Path, mosquitto: Mosquitto, recorder: Recorder) -> None:
+def test_detections_validate_and_seq_grows_by_one(
+    tmp_path: Path, mosquitto: Mosquitto, recorder: Recorder
+) -> None:
     """Messages validate against the models, seq grows by exactly 1, status is retained online."""
     with DaemonProcess(tmp_path / "d", demo_config(tmp_path / "state", mosquitto.port)):
         recorder.wait_for(n_detections(12), timeout=60)
@@ -64,11 +66,15 @@ def test_detections_validate_and_seq_grows_by_one(tmp_path: Path, mosquitto: Mos
     assert status is not None and status.state == "online" and status.model is not None
     assert status.model.sha256 == sha
     assert [c.id for c in status.cameras] == ["cam-a"]
-    health = [HealthMessage.model_validate_json(m.payload) for m in recorder.on(f"edge/{DEV}/health")]
+    health = [
+        HealthMessage.model_validate_json(m.payload) for m in recorder.on(f"edge/{DEV}/health")
+    ]
     assert health and health[-1].frames_processed > 0
 
 
-def test_sigterm_stops_in_order_and_leaves_offline(tmp_path: Path, mosquitto: Mosquitto, recorder: Recorder) -> None:
+def test_sigterm_stops_in_order_and_leaves_offline(
+    tmp_path: Path, mosquitto: Mosquitto, recorder: Recorder
+) -> None:
     """SIGTERM: exit 0 within the stop timeout and an explicit retained offline status."""
     cfg = demo_config(tmp_path / "state", mosquitto.port)
     with DaemonProcess(tmp_path / "d", cfg) as d:
@@ -83,14 +89,18 @@ def test_sigterm_stops_in_order_and_leaves_offline(tmp_path: Path, mosquitto: Mo
     assert status is not None and status.state == "offline"
 
 
-def test_kill9_leaves_offline_through_the_last_will(tmp_path: Path, mosquitto: Mosquitto, recorder: Recorder) -> None:
+def test_kill9_leaves_offline_through_the_last_will(
+    tmp_path: Path, mosquitto: Mosquitto, recorder: Recorder
+) -> None:
     """kill -9: the broker publishes the retained offline last will after the keepalive."""
     with DaemonProcess(tmp_path / "d", demo_config(tmp_path / "state", mosquitto.port)) as d:
         recorder.wait_for(n_detections(3), timeout=60)
         assert status_of(mosquitto.port).state == "online"  # type: ignore[union-attr]
         d.kill()
         recorder.wait_for(
-            lambda ms: any(m.topic == STATUS and json.loads(m.payload)["state"] == "offline" for m in ms),
+            lambda ms: any(
+                m.topic == STATUS and json.loads(m.payload)["state"] == "offline" for m in ms
+            ),
             timeout=15,
         )
     status = status_of(mosquitto.port)
@@ -127,7 +137,7 @@ class NotifySocket:
 
 
 def max_gap(times: list[float]) -> float:
-    return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
+    return max((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))
 
 
 def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -135,7 +145,9 @@ def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path, mosquitto: Mosqui
     ns = NotifySocket(tmp_path / "notify.sock")
     env = {"NOTIFY_SOCKET": str(ns.path), "WATCHDOG_USEC": "2000000"}
     try:
-        with DaemonProcess(tmp_path / "d", demo_config(tmp_path / "state", mosquitto.port), env=env) as d:
+        with DaemonProcess(
+            tmp_path / "d", demo_config(tmp_path / "state", mosquitto.port), env=env
+        ) as d:
             ns.collect(60, until="READY=1")
             assert ns.times("READY=1"), d.log()[-2000:]
             ns.collect(4)
@@ -150,15 +162,21 @@ def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path, mosquitto: Mosqui
         ns.close()
 
 
-def test_watchdog_pings_stop_when_the_pipeline_is_wedged(tmp_path: Path, mosquitto: Mosquitto) -> None:
+def test_watchdog_pings_stop_when_the_pipeline_is_wedged(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
     """With inference stuck for seconds per frame, the daemon withholds watchdog pings."""
     model = slow_yolo(tmp_path / "slow.onnx", matmuls=100)  # seconds per frame on one thread
     ns = NotifySocket(tmp_path / "notify.sock")
     env = {"NOTIFY_SOCKET": str(ns.path), "WATCHDOG_USEC": "2000000"}
     cfg = demo_config(
-        tmp_path / "state", mosquitto.port,
-        model={"path": str(model), "manifest": None,
-               "engine": {"type": "onnxruntime", "threads": 1, "warmup_runs": 0}},
+        tmp_path / "state",
+        mosquitto.port,
+        model={
+            "path": str(model),
+            "manifest": None,
+            "engine": {"type": "onnxruntime", "threads": 1, "warmup_runs": 0},
+        },
         health={"interval_s": 1.0, "progress_timeout_s": 1.0},
     )
     try:
@@ -193,13 +211,19 @@ def test_a_dead_camera_backs_off_while_another_keeps_publishing(
         junk.write_bytes(DEMO_CLIP.read_bytes()[:0] + b"\x00garbage" * 5000)
         bad_source = {"type": "file", "path": str(junk)}
     elif bad_source == "rtsp":
-        bad_source = {"type": "rtsp", "url": f"rtsp://127.0.0.1:{free_port()}/stream",
-                      "open_timeout_s": 1.0, "read_timeout_s": 1.0}
+        bad_source = {
+            "type": "rtsp",
+            "url": f"rtsp://127.0.0.1:{free_port()}/stream",
+            "open_timeout_s": 1.0,
+            "read_timeout_s": 1.0,
+        }
     cams = [
         {"id": "cam-a", "source": {"type": "file", "path": str(DEMO_CLIP)}},
         {"id": "cam-b", "source": bad_source, "backoff_min_s": 0.5, "backoff_max_s": 2.0},
     ]
-    with DaemonProcess(tmp_path / "d", demo_config(tmp_path / "state", mosquitto.port, cameras=cams)) as d:
+    with DaemonProcess(
+        tmp_path / "d", demo_config(tmp_path / "state", mosquitto.port, cameras=cams)
+    ) as d:
         recorder.wait_for(n_detections(10), timeout=60)
         deadline = time.monotonic() + 20
         cam_b = None
@@ -220,7 +244,13 @@ def test_a_dead_camera_backs_off_while_another_keeps_publishing(
     ("make_model", "expected"),
     [
         (lambda p: p / "missing.onnx", "not found"),  # missing file
-        (lambda p: (p / "trunc.onnx").write_bytes(DEMO_MODEL.read_bytes()[:50_000]) and p / "trunc.onnx", "onnx"),  # corrupt
+        (
+            lambda p: (
+                (p / "trunc.onnx").write_bytes(DEMO_MODEL.read_bytes()[:50_000])
+                and p / "trunc.onnx"
+            ),
+            "onnx",
+        ),  # corrupt
         (lambda p: classifier(p / "cls.onnx"), "[1, 1000]"),  # not a detector
     ],
     ids=["missing", "truncated", "classifier"],
@@ -228,8 +258,11 @@ def test_a_dead_camera_backs_off_while_another_keeps_publishing(
 def test_bad_models_exit_1_with_a_clear_error(tmp_path: Path, make_model, expected: str) -> None:  # noqa: ANN001
     """A missing, corrupt or non-detector model stops the daemon at start with exit 1."""
     model = make_model(tmp_path)
-    cfg = demo_config(tmp_path / "state", free_port(),
-                      model={"path": str(model), "manifest": None, "engine": {"type": "onnxruntime"}})
+    cfg = demo_config(
+        tmp_path / "state",
+        free_port(),
+        model={"path": str(model), "manifest": None, "engine": {"type": "onnxruntime"}},
+    )
     d = DaemonProcess(tmp_path / "d", cfg).start()
     try:
         code = d.wait(60)
@@ -242,9 +275,15 @@ def test_bad_models_exit_1_with_a_clear_error(tmp_path: Path, make_model, expect
 
 def test_a_missing_execution_provider_is_refused(tmp_path: Path) -> None:
     """Requesting CUDA where it is absent fails clearly unless fallback is allowed."""
-    cfg = demo_config(tmp_path / "state", free_port(),
-                      model={"path": str(DEMO_MODEL), "manifest": None,
-                             "engine": {"type": "onnxruntime", "providers": ["CUDAExecutionProvider"]}})
+    cfg = demo_config(
+        tmp_path / "state",
+        free_port(),
+        model={
+            "path": str(DEMO_MODEL),
+            "manifest": None,
+            "engine": {"type": "onnxruntime", "providers": ["CUDAExecutionProvider"]},
+        },
+    )
     d = DaemonProcess(tmp_path / "d", cfg).start()
     try:
         code = d.wait(60)
@@ -267,8 +306,10 @@ def test_invalid_config_exits_1_listing_problems(tmp_path: Path) -> None:
     assert "device.id" in d.log() and "surprise" in d.log()
 
 
-def test_unreachable_broker_keeps_running_and_delivers_later(tmp_path: Path, mosquitto: Mosquitto, recorder: Recorder) -> None:
-    """With the broker unreachable the daemon keeps detecting; everything arrives once it is back."""
+def test_unreachable_broker_keeps_running_and_delivers_later(
+    tmp_path: Path, mosquitto: Mosquitto, recorder: Recorder
+) -> None:
+    """With the broker unreachable the daemon keeps detecting; all arrives once it is back."""
     with TcpProxy(mosquitto.port) as proxy:  # down: connections refused
         with DaemonProcess(tmp_path / "d", demo_config(tmp_path / "state", proxy.port)) as d:
             time.sleep(4)

@@ -37,7 +37,9 @@ from tests.ota.models import overconfident
         (10.0, 2.0, 2.0, ["backoff"], False),  # loop stuck even though cameras are down
     ],
 )
-def test_watchdog_decision(now: float, loop: float, frame: float, states: list[str], expected: bool) -> None:
+def test_watchdog_decision(
+    now: float, loop: float, frame: float, states: list[str], expected: bool
+) -> None:
     """Pings only while the loop turns and frames flow, or nothing is streaming."""
     assert watchdog_ok(now, loop, frame, states, progress_timeout_s=5.0) is expected
 
@@ -51,7 +53,9 @@ def test_build_message_maps_detections_and_validates() -> None:
         class_id=np.array([1, 0], np.int64),
     )
     frame = Frame("cam-1", np.zeros((48, 64, 3), np.uint8), 1_700_000_000.5, 0.0, 7)
-    msg = build_message(PipelineSettings("dev", "boot"), frame, 5, dets, Timings(1, 2, 3), info, hard=True)
+    msg = build_message(
+        PipelineSettings("dev", "boot"), frame, 5, dets, Timings(1, 2, 3), info, hard=True
+    )
     again = DetectionMessage.model_validate_json(msg.model_dump_json(by_alias=True))
     assert again.seq == 5 and again.hard and again.source == "yolo"
     assert [d.label for d in again.detections] == ["car", "person"]
@@ -68,7 +72,7 @@ def _detector(version: int):  # noqa: ANN202
 
 
 def test_swap_happens_between_frames_without_a_gap(tmp_path: Path) -> None:
-    """A swap mid-stream: seq stays consecutive and the version changes from one message to the next."""
+    """A swap mid-stream: seq stays consecutive; the version changes between two messages."""
     cam = CameraConfig(id="cam-a", source=FileSourceConfig(path=DEMO_CLIP, loop=True, pace=True))
     group = ReaderGroup.from_configs([cam])
     got: list[DetectionMessage] = []
@@ -113,7 +117,9 @@ def test_swap_happens_between_frames_without_a_gap(tmp_path: Path) -> None:
     "make",
     [
         lambda tmp: failing_yolo(tmp / "fail.onnx"),  # ONNX Runtime raises on every frame
-        lambda tmp: overconfident(DEMO_MODEL, tmp / "over.onnx"),  # scores above 1: no valid payload
+        lambda tmp: overconfident(
+            DEMO_MODEL, tmp / "over.onnx"
+        ),  # scores above 1: no valid payload
     ],
     ids=["runtime-error", "scores-above-1"],
 )

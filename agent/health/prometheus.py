@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, REGISTRY
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -39,7 +39,9 @@ class DaemonCollector(Collector):
         fps = GaugeMetricFamily("edge_fps", "Frames inferred per second, last minute")
         fps.add_metric([], s.fps)
         yield fps
-        lat = GaugeMetricFamily("edge_latency_ms", "Frame latency percentiles, last minute", labels=["quantile"])
+        lat = GaugeMetricFamily(
+            "edge_latency_ms", "Frame latency percentiles, last minute", labels=["quantile"]
+        )
         if s.latency_p50_ms is not None and s.latency_p99_ms is not None:
             lat.add_metric(["0.5"], s.latency_p50_ms)
             lat.add_metric(["0.99"], s.latency_p99_ms)
@@ -48,13 +50,19 @@ class DaemonCollector(Collector):
         for name, value, doc in (
             ("edge_outbox_depth", p.outbox_depth, "Messages awaiting delivery"),
             ("edge_outbox_dropped", p.outbox_dropped, "Messages dropped by the outbox cap"),
-            ("edge_publish_queue_dropped", p.queue_dropped, "Messages refused by the hand-off queue"),
+            (
+                "edge_publish_queue_dropped",
+                p.queue_dropped,
+                "Messages refused by the hand-off queue",
+            ),
             ("edge_mqtt_connected", int(p.connected), "1 while connected to the broker"),
         ):
             g = GaugeMetricFamily(name, doc)
             g.add_metric([], value)
             yield g
-        cams = GaugeMetricFamily("edge_camera_fps", "Camera fps reaching inference", labels=["camera", "state"])
+        cams = GaugeMetricFamily(
+            "edge_camera_fps", "Camera fps reaching inference", labels=["camera", "state"]
+        )
         for c in d.camera_statuses():
             cams.add_metric([c.id, c.state], c.fps)
         yield cams

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agent.docgen import model_table, nested_models
+from agent.docgen import model_table
 from agent.messages import payloads
 
 
@@ -33,31 +33,54 @@ def topic_docs() -> list[TopicDoc]:
 
     return [
         TopicDoc(
-            "edge/<device>/status", "device → all", "1", "yes", payloads.StatusMessage,
+            "edge/<device>/status",
+            "device → all",
+            "1",
+            "yes",
+            payloads.StatusMessage,
             "`online` on every connect; `offline` as the last will (unclean loss) and "
             "explicitly on a clean stop. A fresh subscription gets the latest.",
         ),
         TopicDoc(
-            "edge/<device>/cameras/<camera>/detections", "device → operators",
-            "`mqtt.detections_qos` (default 1)", "no", payloads.DetectionMessage,
+            "edge/<device>/cameras/<camera>/detections",
+            "device → operators",
+            "`mqtt.detections_qos` (default 1)",
+            "no",
+            payloads.DetectionMessage,
             "One message per processed frame (`source: yolo`; empty frames unless "
             "`mqtt.publish_empty: false`), and for hard frames a second message "
             "`source: florence2` with `refines` = the YOLO message's `seq`.",
         ),
         TopicDoc(
-            "edge/<device>/health", "device → all", "0", "no", payloads.HealthMessage,
+            "edge/<device>/health",
+            "device → all",
+            "0",
+            "no",
+            payloads.HealthMessage,
             "Periodic metrics every `health.interval_s`.",
         ),
         TopicDoc(
-            "edge/<device>/ota/command", "gateway → device", "1", "no", OtaCommand,
+            "edge/<device>/ota/command",
+            "gateway → device",
+            "1",
+            "no",
+            OtaCommand,
             "Signed OTA command (see docs/ota.md for signing and validation).",
         ),
         TopicDoc(
-            "edge/<device>/ota/state", "device → gateway", "1", "yes", OtaStateMessage,
+            "edge/<device>/ota/state",
+            "device → gateway",
+            "1",
+            "yes",
+            OtaStateMessage,
             "OTA state machine position, progress and reason on failure.",
         ),
         TopicDoc(
-            "edge/<device>/ack", "gateway → device", "1", "no", AckMessage,
+            "edge/<device>/ack",
+            "gateway → device",
+            "1",
+            "no",
+            AckMessage,
             "Application acks: with `outbox.require_gateway_ack` the outbox deletes a "
             "message only when the gateway has acked it (see docs/delivery.md).",
         ),

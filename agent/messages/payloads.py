@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
 DETECTIONS_SCHEMA = "edge.detections/1"
 STATUS_SCHEMA = "edge.status/1"
@@ -141,12 +141,15 @@ class HealthMessage(Payload):
     boot_id: str = Field(description="Id of this daemon start.")
     ts: str = Field(description="Time of this report, UTC, RFC 3339 with milliseconds.")
     uptime_s: float = Field(ge=0, description="Seconds since the daemon started.")
-    fps: float = Field(ge=0, description="Frames inferred per second over the last interval, all cameras.")
+    fps: float = Field(
+        ge=0, description="Frames inferred per second over the last interval, all cameras."
+    )
     latency_ms_p50: float | None = Field(None, description="Median frame latency (pre+infer+post).")
     latency_ms_p99: float | None = Field(None, description="99th percentile frame latency.")
     frames_processed: int = Field(ge=0, description="Frames inferred since start.")
     frames_dropped: int = Field(
-        ge=0, description="Frames a reader replaced before inference took them (newest-frame policy)."
+        ge=0,
+        description="Frames a reader replaced before inference took them (newest-frame policy).",
     )
     publish_queue_depth: int = Field(ge=0, description="Messages waiting in the hand-off queue.")
     publish_queue_dropped: int = Field(

@@ -132,9 +132,22 @@ def test_label_cli_with_florence2_options(tiny_model: Path, tmp_path: Path) -> N
     cap.release()
     result = CliRunner().invoke(
         label_command,
-        [str(src), "-o", str(tmp_path / "ds"), "--teacher", "florence2", "--classes", "person",
-         "--teacher-model", str(tiny_model), "--task", "<OD>", "--teacher-runtime", "torch-fp32",
-         "--no-progress"],
+        [
+            str(src),
+            "-o",
+            str(tmp_path / "ds"),
+            "--teacher",
+            "florence2",
+            "--classes",
+            "person",
+            "--teacher-model",
+            str(tiny_model),
+            "--task",
+            "<OD>",
+            "--teacher-runtime",
+            "torch-fp32",
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ds" / "data.yaml").is_file()

@@ -17,13 +17,25 @@ DEMO_MANIFEST = REPO / "engines" / "demo" / "manifest.json"
 DEMO_CLIP = REPO / "engines" / "demo" / "clip.mp4"
 
 
-def demo_config(state_dir: Path, port: int, device: str = "dev-test", **overrides: Any) -> dict[str, Any]:
+def demo_config(
+    state_dir: Path, port: int, device: str = "dev-test", **overrides: Any
+) -> dict[str, Any]:
     """A config for the demo clip and model against a broker on `port`."""
     cfg: dict[str, Any] = {
         "device": {"id": device, "state_dir": str(state_dir)},
-        "mqtt": {"host": "127.0.0.1", "port": port, "keepalive_s": 5,
-                 "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
-        "cameras": [{"id": "cam-a", "source": {"type": "file", "path": str(DEMO_CLIP), "loop": True, "pace": True}}],
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": port,
+            "keepalive_s": 5,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0,
+        },
+        "cameras": [
+            {
+                "id": "cam-a",
+                "source": {"type": "file", "path": str(DEMO_CLIP), "loop": True, "pace": True},
+            }
+        ],
         "model": {
             "path": str(DEMO_MODEL),
             "manifest": str(DEMO_MANIFEST),
@@ -44,7 +56,9 @@ def demo_config(state_dir: Path, port: int, device: str = "dev-test", **override
 class DaemonProcess:
     """`python -m agent run --config <file>` with stderr captured to a log file."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "agent.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
@@ -56,7 +70,10 @@ class DaemonProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", "--config", str(self.config_path)],
-            stdout=self._log, stderr=self._log, cwd=REPO, env=self._env,
+            stdout=self._log,
+            stderr=self._log,
+            cwd=REPO,
+            env=self._env,
         )
         return self
 

@@ -21,7 +21,9 @@ class Received:
 class Recorder:
     """Subscribes to `filters` on a broker and keeps every message, thread-safely."""
 
-    def __init__(self, port: int, filters: list[str], host: str = "127.0.0.1", qos: int = 1) -> None:
+    def __init__(
+        self, port: int, filters: list[str], host: str = "127.0.0.1", qos: int = 1
+    ) -> None:
         self.messages: list[Received] = []
         self._cond = threading.Condition()
         self._filters = filters
@@ -41,7 +43,9 @@ class Recorder:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain), time.monotonic()))
+            self.messages.append(
+                Received(msg.topic, bytes(msg.payload), bool(msg.retain), time.monotonic())
+            )
             self._cond.notify_all()
 
     def wait_for(self, pred: Callable[[list[Received]], bool], timeout: float) -> list[Received]:
@@ -52,7 +56,9 @@ class Recorder:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     topics = sorted({m.topic for m in self.messages})
-                    raise TimeoutError(f"condition not met in {timeout}s; {len(self.messages)} msgs on {topics}")
+                    raise TimeoutError(
+                        f"condition not met in {timeout}s; {len(self.messages)} msgs on {topics}"
+                    )
                 self._cond.wait(left)
             return list(self.messages)
 

@@ -14,7 +14,9 @@ from tests.helpers.broker import free_port
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, port: int | None = None, target_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, target_port: int, port: int | None = None, target_host: str = "127.0.0.1"
+    ) -> None:
         self.port = port or free_port()
         self.target = (target_host, target_port)
         self.mode = "down"

@@ -31,5 +31,12 @@ def test_every_payload_field_has_a_description() -> None:
 def test_every_topic_of_the_topics_module_is_documented() -> None:
     """Each topic that Topics builds appears in the generated doc."""
     text = docs.render()
-    for topic in ("status", "health", "ota/command", "ota/state", "ack", "cameras/<camera>/detections"):
+    for topic in (
+        "status",
+        "health",
+        "ota/command",
+        "ota/state",
+        "ack",
+        "cameras/<camera>/detections",
+    ):
         assert f"`edge/<device>/{topic}`" in text
