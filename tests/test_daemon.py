@@ -310,7 +310,7 @@ def test_unreachable_broker_keeps_running_and_delivers_later(
     tmp_path: Path, mosquitto: Mosquitto, recorder: Recorder
 ) -> None:
     """With the broker unreachable the daemon keeps detecting; all arrives once it is back."""
-    with TcpProxy(mosquitto.port) as proxy:  # down: connections refused
+    with TcpProxy(mosquitto.port, start_up=False) as proxy:  # connections refused
         with DaemonProcess(tmp_path / "d", demo_config(tmp_path / "state", proxy.port)) as d:
             time.sleep(4)
             assert d.proc is not None and d.proc.poll() is None, d.log()[-2000:]

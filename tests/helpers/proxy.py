@@ -14,9 +14,20 @@ from tests.helpers.broker import free_port
 
 
 class TcpProxy:
+    """Proxy 127.0.0.1:`port` -> `target_host`:`target_port`.
+
+    As a context manager it starts forwarding (`start_up=True`) or refusing connections
+    (`start_up=False`, as if the broker's host were down) and closes everything on exit.
+    """
+
     def __init__(
-        self, target_port: int, port: int | None = None, target_host: str = "127.0.0.1"
+        self,
+        target_port: int,
+        port: int | None = None,
+        target_host: str = "127.0.0.1",
+        start_up: bool = True,
     ) -> None:
+        self.start_up = start_up
         self.port = port or free_port()
         self.target = (target_host, target_port)
         self.mode = "down"
@@ -42,8 +53,12 @@ class TcpProxy:
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
 
-    def blackhole(self) -> None:
-        """Keep every connection open but forward nothing (new ones are accepted and starved)."""
+    def blackhole(self, on: bool = True) -> None:
+        """Keep every connection open but forward nothing (new ones are accepted and starved);
+        `blackhole(False)` delivers again."""
+        if not on:
+            self.up()
+            return
         with self._lock:
             self.mode = "blackhole"
 
@@ -125,6 +140,8 @@ class TcpProxy:
                         s.close()
 
     def __enter__(self) -> TcpProxy:
+        if self.start_up:
+            self.up()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -22,7 +22,7 @@ import pytest
 from agent.messages.topics import Topics
 from agent.publish.publisher import Publisher
 from tests.helpers.broker import Mosquitto, free_port
-from tests.publish.proxy import TcpProxy
+from tests.helpers.proxy import TcpProxy
 from tests.publish.support import (
     BOOT,
     DEVICE,
