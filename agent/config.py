@@ -7,7 +7,6 @@ variable that holds the secret.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,7 +18,7 @@ from agent.ids import SafeId
 from agent.ota.config import OtaConfig
 from agent.publish.config import OutboxConfig
 from agent.sources.config import SourceConfig
-from agent.yamlconfig import ConfigError, load_yaml_model, validate_mapping
+from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
 
 __all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
 
@@ -87,14 +86,7 @@ class MqttConfig(StrictModel):
 
     def password(self) -> str | None:
         """Read the password from the environment variable named by `password_env`."""
-        if self.password_env is None:
-            return None
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise ValueError(
-                f"environment variable {self.password_env} (mqtt.password_env) is not set"
-            )
-        return value
+        return secret_from_env(self.password_env, "mqtt.password_env")
 
 
 class CameraConfig(StrictModel):

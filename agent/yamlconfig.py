@@ -6,6 +6,7 @@ the gateway imports it on a Raspberry Pi without numpy or any inference library.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TypeVar
 
@@ -67,3 +68,17 @@ def load_yaml_model(
     except yaml.YAMLError as err:
         raise error(path, [f"invalid YAML: {err}"]) from None
     return validate_mapping(model, data, path, error=error, empty_ok=empty_ok)
+
+
+def secret_from_env(variable: str | None, field: str) -> str | None:
+    """The value of the environment variable a `*_env` config field names (None if unnamed).
+
+    Raises:
+        ValueError: the variable is named but not set (the message names `field`).
+    """
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if value is None:
+        raise ValueError(f"environment variable {variable} ({field}) is not set")
+    return value

@@ -7,14 +7,13 @@ named by `mqtt.password_env`, and device intake tokens are stored as SHA-256 has
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.ids import SafeId, check_id
-from agent.yamlconfig import ConfigError, load_yaml_model, validate_mapping
+from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.yaml")
 
@@ -61,14 +60,7 @@ class GatewayMqttConfig(StrictModel):
 
     def password(self) -> str | None:
         """Read the password from the environment variable named by `password_env`."""
-        if self.password_env is None:
-            return None
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise ValueError(
-                f"environment variable {self.password_env} (mqtt.password_env) is not set"
-            )
-        return value
+        return secret_from_env(self.password_env, "mqtt.password_env")
 
 
 class RolloutDefaults(StrictModel):

@@ -274,3 +274,19 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def start_rollout(site: Site, devices: list[str], version: int, **opts: object) -> int:
+    """POST a rollout of demo-yolov8n@`version` (canary 1, waves of 2, one failure allowed)."""
+    body = {
+        "model": "demo-yolov8n",
+        "version": version,
+        "devices": devices,
+        "canary": 1,
+        "wave_size": 2,
+        "max_failures": 1,
+        **opts,
+    }
+    resp = site.gateway.post("/v1/rollouts", body)
+    assert resp.status_code == 201, resp.text
+    return int(resp.json()["id"])

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from agent.messages.payloads import DetectionMessage
-from tests.gateway.conftest import REPO, Site, wait_for
+from tests.gateway.conftest import REPO, Site, start_rollout, wait_for
 from tests.gateway.recorder import Recorder
 from tests.helpers.daemon import DEMO_MANIFEST, demo_config
 from tests.helpers.mqtt import Recorder as MqttRecorder
@@ -90,19 +90,7 @@ def fleet(site: Site) -> Iterator[Fleet3]:
 
 
 def deploy(site: Site, version: int, **opts: object) -> int:
-    body = {
-        "model": "demo-yolov8n",
-        "version": version,
-        "devices": DEVICES,
-        "canary": 1,
-        "wave_size": 2,
-        "max_failures": 1,
-        "timeout_s": 60,
-        **opts,
-    }
-    resp = site.gateway.post("/v1/rollouts", body)
-    assert resp.status_code == 201, resp.text
-    return int(resp.json()["id"])
+    return start_rollout(site, DEVICES, version, **{"timeout_s": 60, **opts})
 
 
 def test_canary_then_others_and_no_detection_lost(site: Site, fleet: Fleet3) -> None:

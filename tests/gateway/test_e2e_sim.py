@@ -8,7 +8,7 @@ import signal
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
-from tests.gateway.conftest import Site, cli, wait_for
+from tests.gateway.conftest import Site, cli, start_rollout, wait_for
 from tests.gateway.recorder import Recorder
 
 pytestmark = pytest.mark.slow
@@ -17,19 +17,7 @@ DEVICES = ["sim-a", "sim-b", "sim-c"]
 
 
 def deploy(site: Site, version: int, **opts: object) -> int:
-    body = {
-        "model": "demo-yolov8n",
-        "version": version,
-        "devices": DEVICES,
-        "canary": 1,
-        "wave_size": 2,
-        "max_failures": 1,
-        "timeout_s": 20,
-        **opts,
-    }
-    resp = site.gateway.post("/v1/rollouts", body)
-    assert resp.status_code == 201, resp.text
-    return int(resp.json()["id"])
+    return start_rollout(site, DEVICES, version, **{"timeout_s": 20, **opts})
 
 
 def committed(data: dict) -> bool:
