@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from agent.ota.download import DownloadSettings, download_artifact, verify_artifact
 from agent.ota.protocol import OtaRejectedError, Reason
 from tests.helpers.broker import free_port
+from tests.helpers.tmpfs import small_tmpfs
 from tests.ota.artifact_server import ArtifactServer
 
 DATA = os.urandom(256 * 1024)
@@ -169,17 +169,8 @@ def test_not_enough_space_before_start(server: ArtifactServer, tmp_path: Path) -
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (needs root, as on the dev machines and CI)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_mid_download(server: ArtifactServer, small_fs: Path) -> None:

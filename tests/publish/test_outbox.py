@@ -12,6 +12,7 @@ import pytest
 import structlog
 
 from agent.publish.outbox import Budget, Outbox, OutboxError, OutboxMessage
+from tests.helpers.tmpfs import small_tmpfs
 
 TOPIC = "edge/dev-a/cameras/cam1/detections"
 
@@ -146,17 +147,8 @@ def test_outbox_uses_wal_mode(tmp_path: Path) -> None:
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A real 4 MiB tmpfs (needs root to mount; skipped with the reason otherwise)."""
-    mnt = tmp_path / "small-fs"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill a real file system: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small-fs", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_really_full_disk_keeps_the_newest_and_counts_the_rest(small_fs: Path) -> None:
