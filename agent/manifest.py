@@ -17,14 +17,62 @@ MANIFEST_SCHEMA = "edge.manifest/1"
 
 
 class Compat(BaseModel):
+    """Where a prebuilt engine (format "engine") runs; checked by the device before download."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_tensorrt: str | None = Field(
-        None, description="Lowest TensorRT version a prebuilt engine runs on, e.g. '10.3'."
+        None,
+        pattern=r"^\d+(\.\d+){0,3}$",
+        description="Lowest TensorRT version a prebuilt engine runs on, e.g. '10.3'.",
     )
     gpu_arch: str | None = Field(
-        None, description="GPU compute capability a prebuilt engine was built for, e.g. 'sm_87'."
+        None,
+        pattern=r"^sm_\d{2,3}[a-z]?$",
+        description="GPU compute capability a prebuilt engine was built for, e.g. 'sm_87'.",
     )
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """'10.3.0.26' -> (10, 3, 0, 26); stops at the first non-numeric part: '10.3.0b1' -> (10, 3)."""
+    parts: list[int] = []
+    for part in version.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def gpu_arch_of(compute_capability: str) -> str:
+    """Compute capability '8.7' -> 'sm_87' (the spelling of `Compat.gpu_arch`)."""
+    return "sm_" + compute_capability.replace(".", "")
+
+
+def compat_problems(
+    compat: Compat, *, tensorrt_version: str | None, compute_capability: str | None
+) -> list[str]:
+    """Why a prebuilt engine with `compat` must not run on this platform (empty: it may).
+
+    `tensorrt_version` and `compute_capability` describe the device (None: unknown, e.g. no
+    TensorRT or GPU here); a requirement that cannot be checked is a problem, never a pass.
+    """
+    problems: list[str] = []
+    if compat.min_tensorrt is not None:
+        if tensorrt_version is None:
+            problems.append(f"needs TensorRT >= {compat.min_tensorrt}, none here")
+        else:
+            need, have = _version_tuple(compat.min_tensorrt), _version_tuple(tensorrt_version)
+            width = max(len(need), len(have))
+            if have + (0,) * (width - len(have)) < need + (0,) * (width - len(need)):
+                problems.append(f"needs TensorRT >= {compat.min_tensorrt}, here {tensorrt_version}")
+    if compat.gpu_arch is not None:
+        if compute_capability is None:
+            problems.append(f"built for {compat.gpu_arch}, GPU unknown here")
+        else:
+            here = gpu_arch_of(compute_capability)
+            if compat.gpu_arch.rstrip("abcdefghijklmnopqrstuvwxyz") != here:
+                problems.append(f"built for {compat.gpu_arch}, GPU here is {here}")
+    return problems
 
 
 class Manifest(BaseModel):

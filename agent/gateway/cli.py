@@ -175,6 +175,8 @@ def models_add(
     expires_days: float | None,
 ) -> None:
     """Store FILE (content-addressed), write and sign its manifest."""
+    from pydantic import ValidationError
+
     from agent.gateway.db import Store
     from agent.gateway.keys import KeyFileError, KeyRole, load_key
     from agent.gateway.registry import RegistryError, add_model, parse_labels
@@ -182,6 +184,13 @@ def models_add(
     from agent.ota.protocol import format_rfc3339
 
     cfg = _config(ctx)
+    try:
+        compat = Compat(min_tensorrt=min_tensorrt, gpu_arch=gpu_arch)
+    except ValidationError as err:
+        option = {"min_tensorrt": "--min-tensorrt", "gpu_arch": "--gpu-arch"}
+        raise click.ClickException(
+            "; ".join(f"{option[str(e['loc'][0])]}: {e['msg']}" for e in err.errors())
+        ) from None
     try:
         key = load_key(cfg.keys_dir, KeyRole.RELEASE)
         names = parse_labels(labels) if labels else None
@@ -198,7 +207,7 @@ def models_add(
                 version=version,
                 labels=names,
                 input_size=_parse_imgsz(imgsz),
-                compat=Compat(min_tensorrt=min_tensorrt, gpu_arch=gpu_arch),
+                compat=compat,
                 expires=expires,
             )
     except (RegistryError, KeyFileError) as err:

@@ -19,11 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.manifest import Manifest
+from agent.manifest import Manifest, compat_problems
 from agent.ota.protocol import (
     OtaAction,
     OtaCommand,
@@ -38,6 +39,9 @@ from agent.ota.signing import (
     verify_manifest,
 )
 from agent.types import Detections
+
+if TYPE_CHECKING:
+    from agent.engines.build import Platform
 
 SEEN_LIMIT = 256
 """Command ids remembered for replay detection."""
@@ -150,8 +154,13 @@ def check_target(
     models: ModelView,
     runnable_formats: frozenset[str],
     max_artifact_bytes: int,
+    platform: Platform | None = None,
 ) -> None:
-    """Version monotonic per name (or a rollback to the kept previous), format, size."""
+    """Version monotonic per name (or a rollback to the kept previous), format, compat, size.
+
+    `platform` is this device's TensorRT and GPU (None without TensorRT); a prebuilt engine's
+    `compat` must hold on it.
+    """
     if command.action is OtaAction.ROLLBACK:
         want = (manifest.name, manifest.version, manifest.sha256)
         if models.previous is None or models.previous != want:
@@ -184,6 +193,17 @@ def check_target(
             Reason.INCOMPATIBLE,
             f"format {manifest.format!r} does not run here (runs: {sorted(runnable_formats)})",
         )
+    if manifest.format == "engine":
+        problems = compat_problems(
+            manifest.compat,
+            tensorrt_version=None if platform is None else platform.tensorrt_version,
+            compute_capability=None if platform is None else platform.compute_capability,
+        )
+        if problems:
+            raise OtaRejectedError(
+                Reason.INCOMPATIBLE,
+                f"engine {manifest.name} v{manifest.version}: {'; '.join(problems)}",
+            )
 
 
 @dataclass(frozen=True)
@@ -206,6 +226,7 @@ def validate_command(
     runnable_formats: frozenset[str],
     max_artifact_bytes: int,
     now: datetime | None = None,
+    platform: Platform | None = None,
 ) -> Accepted:
     """Every check, in the protocol's order. Raises OtaRejectedError with the first failure.
 
@@ -219,7 +240,7 @@ def validate_command(
         raise OtaRejectedError(Reason.BUSY, "another OTA command is in progress")
     check_fresh(command, ledger, now)
     manifest = verify_manifest(command.manifest, release_keys, now)
-    check_target(command, manifest, ledger, models, runnable_formats, max_artifact_bytes)
+    check_target(command, manifest, ledger, models, runnable_formats, max_artifact_bytes, platform)
     return Accepted(Delivery.NEW, manifest)
 
 

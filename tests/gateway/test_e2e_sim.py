@@ -219,6 +219,25 @@ def test_cli_models_add_refuses_a_file_that_is_not_a_model(site: Site) -> None:
     assert proc.returncode == 1 and "not an ONNX model (.onnx) or a TensorRT engine" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--min-tensorrt", "10.x"], "--min-tensorrt: String should match pattern"),
+        (["--gpu-arch", "8.7"], "--gpu-arch: String should match pattern"),
+    ],
+)
+def test_cli_models_add_refuses_misspelt_compat(site: Site, args: list[str], message: str) -> None:
+    """A compat need a device could not compare is refused when the model is added."""
+    from tests.gateway.conftest import DEMO_MODEL
+
+    proc = cli(
+        site.config,
+        *("models", "add", str(DEMO_MODEL), "--name", "demo-yolov8n", "--version", "9", *args),
+        check=False,
+    )
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+
+
 def test_offline_device_is_refused(site: Site) -> None:
     """A device whose last will says offline is refused instead of timing out later."""
     site.sims.start(["sim-a"], site.model_arg(1))

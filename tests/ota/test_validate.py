@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from agent.engines.build import Platform
+from agent.manifest import Compat
 from agent.ota.protocol import (
     OtaAction,
     OtaRejectedError,
@@ -24,6 +26,12 @@ from tests.ota.conftest import DEVICE, Forge, edit, manifest, to_bytes
 ACTIVE = ("demo-yolov8n", 2, "11" * 32)
 PREVIOUS = ("demo-yolov8n", 1, "22" * 32)
 PAST = datetime.now(timezone.utc) - timedelta(minutes=5)
+ORIN = Platform(tensorrt_version="10.3.0.30", gpu_name="Orin (8 SMs)", compute_capability="8.7")
+
+
+def engine(**compat: str) -> object:
+    """A prebuilt TensorRT engine manifest with these compat needs."""
+    return manifest(format="engine", compat=Compat(**compat))
 
 
 class Case:
@@ -35,8 +43,10 @@ class Case:
         ledger: Ledger | None = None,
         busy: bool = False,
         models: ModelView | None = None,
+        platform: Platform | None = None,
     ) -> None:
         self.payload = payload
+        self.platform = platform  # None: an ONNX Runtime device; else TensorRT on this GPU
         self.ledger = ledger or Ledger(
             last_sequence=10, last_command_id="cmd-10", seen=["cmd-9", "cmd-10"]
         )
@@ -55,8 +65,9 @@ def run(forge: Forge, case: Case) -> Delivery:
         ledger=case.ledger,
         models=case.models,
         busy=case.busy,
-        runnable_formats=frozenset({"onnx"}),
+        runnable_formats=frozenset({"onnx"} if case.platform is None else {"onnx", "engine"}),
         max_artifact_bytes=10_000_000,
+        platform=case.platform,
     ).delivery
 
 
@@ -235,6 +246,18 @@ REJECTED: list[tuple[str, Callable[[Forge], Case], Reason]] = [
     ),
     # a prebuilt TensorRT engine on an ONNX Runtime device
     ("engine-on-cpu", lambda f: Case(good(f, m=manifest(format="engine"))), Reason.INCOMPATIBLE),
+    # an engine built for another GPU (Xavier, sm_72) on an Orin (sm_87)
+    (
+        "engine-other-gpu",
+        lambda f: Case(good(f, m=engine(gpu_arch="sm_72")), platform=ORIN),
+        Reason.INCOMPATIBLE,
+    ),
+    # an engine that needs a newer TensorRT than the device has
+    (
+        "engine-newer-tensorrt",
+        lambda f: Case(good(f, m=engine(min_tensorrt="10.7")), platform=ORIN),
+        Reason.INCOMPATIBLE,
+    ),
     # an artifact larger than the device accepts
     ("huge-artifact", lambda f: Case(good(f, m=manifest(length=10**9))), Reason.OVERSIZED),
 ]
@@ -287,6 +310,12 @@ ACCEPTED: list[tuple[str, Callable[[Forge], Case], Delivery]] = [
         lambda f: Case(
             good(f, m=manifest(version=1, sha256="22" * 32), action=OtaAction.ROLLBACK, url=None)
         ),
+        Delivery.NEW,
+    ),
+    # a prebuilt engine whose compat needs this Orin meets (TensorRT 10.3.0.30 >= 10.3, sm_87)
+    (
+        "engine-compatible",
+        lambda f: Case(good(f, m=engine(min_tensorrt="10.3", gpu_arch="sm_87")), platform=ORIN),
         Delivery.NEW,
     ),
     # another model name starts its own version line
