@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import structlog
@@ -35,6 +35,11 @@ from agent.messages.payloads import (
 )
 from agent.messages.topics import Topics
 from agent.pipeline import Pipeline, PipelineSettings, model_ref
+
+if TYPE_CHECKING:
+    from agent.engines.build import Platform
+    from agent.engines.trt import TensorRTConfig
+    from agent.ota.manager import OtaManager
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +97,7 @@ class Daemon:
         self.publisher: Any = None
         self.pipeline: Pipeline | None = None
         self.fallback: Any = None
-        self.ota: Any = None
+        self.ota: OtaManager | None = None
         self._last_states: dict[str, str] = {}
 
     # -- building blocks -----------------------------------------------------------------
@@ -232,33 +237,17 @@ class Daemon:
             window=self.window,
         )
         self.pipeline.on_model_change = lambda _info: self.publisher.republish_status()
+        if cfg.ota.enabled:
+            self.ota = self._ota_manager()
+            # Subscribed before the first connect, so a command sent the moment the gateway
+            # sees this device online is queued, not lost; it is handled once OTA starts.
+            self.ota.listen()
         self.publisher.start()
         self.group.start()
         if self.fallback is not None:
             self.fallback.start()
         self.pipeline.start()
-        if cfg.ota.enabled:
-            from agent.engines.build import needs_build
-            from agent.engines.trt import TensorRTConfig
-            from agent.ota.manager import OtaManager
-
-            engine_cfg = cfg.model.engine
-            build = None
-            if needs_build(engine_cfg, "onnx"):
-                build = lambda path, _manifest: prepare_model(engine_cfg, path)  # noqa: E731
-            formats = frozenset(
-                {"onnx", "engine"} if isinstance(engine_cfg, TensorRTConfig) else {"onnx"}
-            )
-            self.ota = OtaManager(
-                cfg.ota,
-                self.topics,
-                cfg.device.id,
-                cfg.device.state_dir,
-                self.pipeline,
-                self.publisher,
-                build=build,
-                runnable_formats=formats,
-            )
+        if self.ota is not None:
             self.ota.start()
         if cfg.health.prometheus_port is not None:
             from agent.health.prometheus import PrometheusExporter
@@ -311,6 +300,35 @@ class Daemon:
                 )
             self.stop_event.wait(0.1)
 
+    def _ota_manager(self) -> OtaManager:
+        """The OTA manager for this device's engine: formats it runs, TensorRT build hook,
+        platform for prebuilt engines' compat."""
+        from agent.engines.build import needs_build, prepare_model
+        from agent.engines.trt import TensorRTConfig
+        from agent.ota.manager import OtaManager
+
+        cfg = self.cfg
+        engine_cfg = cfg.model.engine
+        build = None
+        if needs_build(engine_cfg, "onnx"):
+            build = lambda path, _manifest: prepare_model(engine_cfg, path)  # noqa: E731
+        formats = frozenset({"onnx"})
+        platform = None
+        if isinstance(engine_cfg, TensorRTConfig):
+            formats = frozenset({"onnx", "engine"})
+            platform = _probe_platform(engine_cfg)
+        return OtaManager(
+            cfg.ota,
+            self.topics,
+            cfg.device.id,
+            cfg.device.state_dir,
+            self.pipeline,
+            self.publisher,
+            build=build,
+            runnable_formats=formats,
+            platform=platform,
+        )
+
     def stop(self) -> None:
         """Orderly stop within `stop_timeout_s`: sources, inference, fallback, OTA, publisher."""
         deadline = time.monotonic() + self.cfg.stop_timeout_s
@@ -334,6 +352,18 @@ class Daemon:
             self.pipeline.active_detector().close()
         self.notifier.close()
         log.info("stopped")
+
+
+def _probe_platform(engine_cfg: TensorRTConfig) -> Platform | None:
+    """This device's TensorRT and GPU for the OTA compat check; None (logged) if unknown."""
+    from agent.engines.base import EngineError
+    from agent.engines.build import probe_platform
+
+    try:
+        return probe_platform(engine_cfg.device)
+    except EngineError as exc:
+        log.error("cannot probe TensorRT/GPU; engines needing compat are refused", error=str(exc))
+        return None
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

@@ -59,6 +59,7 @@ from agent.ota.validate import (
 )
 
 if TYPE_CHECKING:
+    from agent.engines.build import Platform
     from agent.engines.detector import Detector
 
 log = structlog.get_logger(__name__)
@@ -85,6 +86,7 @@ class OtaManager:
         *,
         build: BuildHook | None = None,
         runnable_formats: frozenset[str] = frozenset({"onnx"}),
+        platform: Platform | None = None,
         loader_nice: int = 10,
     ) -> None:
         self.cfg = cfg
@@ -95,6 +97,7 @@ class OtaManager:
         self.store = ModelStore(Path(state_dir) / "models")
         self.build = build
         self.runnable_formats = runnable_formats
+        self.platform = platform  # TensorRT + GPU, for prebuilt engines' compat
         self.loader_nice = loader_nice  # hot swaps load/validate below the loop's priority
         self._gateway_keys = trusted_key_map(cfg.gateway_keys)
         self._release_keys = trusted_key_map(cfg.release_keys)
@@ -106,6 +109,7 @@ class OtaManager:
         self._job: Job | None = None
         self._idle = threading.Event()
         self._idle.set()
+        self._listening = False
         self._download = DownloadSettings(
             connect_timeout_s=cfg.connect_timeout_s,
             read_timeout_s=cfg.read_timeout_s,
@@ -124,6 +128,13 @@ class OtaManager:
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def listen(self) -> None:
+        """Subscribe to this device's command topic. Safe before the publisher connects and
+        before `start`: commands wait in the inbox until the intake thread runs."""
+        if not self._listening:
+            self._listening = True
+            self.publisher.subscribe(self.topics.ota_command, self._on_message)
+
     def start(self) -> None:
         """Publish the current state, resume a probation in progress, take commands."""
         with self._lock:
@@ -140,7 +151,7 @@ class OtaManager:
             self._publish_idle()
         self._intake = threading.Thread(target=self._intake_loop, name="ota-intake", daemon=True)
         self._intake.start()
-        self.publisher.subscribe(self.topics.ota_command, self._on_message)
+        self.listen()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop taking commands; an update in progress ends as failed (interrupted), a
@@ -208,6 +219,7 @@ class OtaManager:
                     busy=self.busy,
                     runnable_formats=self.runnable_formats,
                     max_artifact_bytes=self.cfg.max_artifact_bytes,
+                    platform=self.platform,
                 )
                 if verdict.delivery is Delivery.DUPLICATE:
                     log.info(

@@ -504,10 +504,12 @@ class Publisher:
                 self._retained[self._topics.status] = (dump_payload(status), 1)
             except Exception as err:  # the provider is the caller's code
                 log.error("publisher.status_provider_failed", error=str(err))
-            for topic, (payload, qos) in self._retained.items():
-                client.publish(topic, payload, qos=qos, retain=True)
+            # Subscriptions first: whoever reacts to our "online" status (the gateway sending
+            # an OTA command) must find us subscribed; the broker handles packets in order.
             for topic, (_cb, qos) in self._subs.items():
                 client.subscribe(topic, qos)
+            for topic, (payload, qos) in self._retained.items():
+                client.publish(topic, payload, qos=qos, retain=True)
             self._connected.set()
         self._events.append(("connected", gen))
         self._wake.set()

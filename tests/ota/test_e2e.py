@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -311,3 +312,43 @@ def test_bad_commands_on_the_wire_leave_model_untouched(
     reasons = [s.reason for s in got if s.state is OtaState.REJECTED]
     assert reasons == [r for _, r in payloads]
     assert {m.model.sha256 for _, m in detections(recorder)} == {sha(demo_model)}
+
+
+def test_command_sent_the_instant_the_device_is_online_is_answered(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    recorder: Recorder,
+    server: ArtifactServer,
+    forge: Forge,
+    zoo: dict[str, Path],
+    demo_manifest: Manifest,
+) -> None:
+    """A gateway that deploys as soon as it sees the retained `online` status (as ours does
+    after a device starts) is not lost to a device that has not subscribed yet."""
+    import paho.mqtt.client as mqtt
+
+    m2 = variants.manifest_for(zoo["v2"], demo_manifest, 2)
+    url = server.add(m2.sha256, zoo["v2"].read_bytes())
+    payload = forge.command(m2, url=url, device=DEV).model_dump_json(by_alias=True)
+    sent = threading.Event()
+
+    def on_status(client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if not sent.is_set() and json.loads(msg.payload).get("state") == "online":
+            client.publish(CMD, payload, qos=1)  # from the callback: no delay at all
+            sent.set()
+
+    gateway = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    gateway.on_message = on_status
+    gateway.connect("127.0.0.1", mosquitto.port)
+    gateway.subscribe(f"edge/{DEV}/status", qos=1)
+    gateway.loop_start()
+    try:
+        with DaemonProcess(tmp_path / "d", config(tmp_path, mosquitto.port, forge)) as d:
+            assert sent.wait(60), d.log()[-2000:]
+            wait_state(recorder, "cmd-1", {OtaState.DOWNLOADING, OtaState.REJECTED}, 30)
+            wait_state(recorder, "cmd-1", {OtaState.COMMITTED, OtaState.FAILED}, 60)
+            log = d.log()
+    finally:
+        gateway.loop_stop()
+        gateway.disconnect()
+    assert terminal(recorder, "cmd-1") == {(OtaState.COMMITTED, None)}, log[-3000:]

@@ -131,6 +131,7 @@ def test_gateway_paths_match_the_code() -> None:
 def test_gateway_cli_has_config_and_serve() -> None:
     """`edge-gateway --config FILE serve` parses as the unit calls it."""
     from agent.gateway import cli
+
     argv = shlex.split(GATEWAY["Service"]["ExecStart"][0])[1:]
     result = CliRunner().invoke(cli.main, [*argv[:-1], argv[-1], "--help"])
     assert result.exit_code == 0 and "Run the gateway" in result.output, result.output
