@@ -76,6 +76,12 @@ class RolloutDefaults(StrictModel):
         900.0, gt=0, description="Signed commands expire this long after they are issued."
     )
     tick_s: float = Field(0.5, gt=0, description="How often timeouts are checked.")
+    resend_s: float = Field(
+        10.0,
+        gt=0,
+        description="A command with no answer from its device is sent again this often "
+        "(same id: the device treats it as a redelivery) until the device's timeout.",
+    )
 
 
 class IntakeConfig(StrictModel):

@@ -106,6 +106,7 @@ class Fleet:
         public_url: str,
         prefix: str = "edge",
         command_ttl_s: float = 900.0,
+        resend_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -114,7 +115,9 @@ class Fleet:
         self.public_url = public_url.rstrip("/")
         self.prefix = prefix
         self.command_ttl_s = command_ttl_s
+        self.resend_s = resend_s
         self.clock = clock
+        self._last_sent: dict[tuple[int, str], float] = {}  # (rollout, device) -> last (re)send
         self._lock = threading.RLock()
         self.active: dict[int, Rollout] = {}
         self.malformed = 0  # malformed device messages since start (also counted per device)
@@ -137,21 +140,37 @@ class Fleet:
     def resend(self) -> int:
         """Publish again every saved command that has no answer yet (same id and sequence;
         the device treats a redelivery as the same command). Called after each connect."""
+        return self._resend(due_only=False)
+
+    def _resend(self, *, due_only: bool) -> int:
+        """Re-publish unanswered commands; with `due_only`, those sent `resend_s` ago or more.
+
+        A device that was reconnecting, or had not subscribed yet, when its command went out
+        gets it again well before its deadline, instead of timing out.
+        """
         n = 0
         with self._lock:
+            now = self.clock()
             for r in self.active.values():
                 for slot in r.slots.values():
-                    pending = slot.state is DeviceState.SENT or (
+                    unanswered = slot.state is DeviceState.SENT or (
                         slot.state is DeviceState.REVERTING and slot.ota_state is None
                     )
-                    cmd = self.store.stored_command(r.id, slot.device) if pending else None
+                    if not unanswered:
+                        continue
+                    key = (r.id, slot.device)
+                    last = max(self._last_sent.get(key, 0.0), slot.sent_at or now)
+                    if due_only and now - last < self.resend_s:
+                        continue
+                    cmd = self.store.stored_command(r.id, slot.device)
                     if cmd is not None:
                         self.publish(
                             Topics(slot.device, self.prefix).ota_command, canonical_json(cmd)
                         )
+                        self._last_sent[key] = now
                         n += 1
         if n:
-            log.info("commands re-sent", count=n)
+            log.info("commands re-sent", count=n, reason="unanswered" if due_only else "connect")
         return n
 
     # -- device messages ------------------------------------------------------------------------
@@ -364,6 +383,7 @@ class Fleet:
                 actions = r.tick(now)
                 if actions or r.dirty or r.terminal:
                     self._commit(r, actions, now)
+        self._resend(due_only=True)
 
     def _commit(self, r: Rollout, actions: list[Send], now: float) -> None:
         with self.store.tx() as db:
@@ -374,6 +394,8 @@ class Fleet:
     def _retire(self, r: Rollout) -> None:
         if r.terminal and r.id in self.active:
             del self.active[r.id]
+            for device in r.slots:
+                self._last_sent.pop((r.id, device), None)
             log.info(
                 "rollout finished",
                 rollout=r.id,

@@ -135,6 +135,7 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             public_url=cfg.http.public_url,
             prefix=cfg.mqtt.topic_prefix,
             command_ttl_s=cfg.rollout.command_ttl_s,
+            resend_s=cfg.rollout.resend_s,
         )
         fleet.load()
         link = MqttLink(cfg.mqtt, fleet.on_message, fleet.resend)

@@ -56,6 +56,7 @@ class SimOptions:
     probation_s: float = 0.5  # time on probation before committing
     fail_versions: frozenset[int] = frozenset()  # these versions fail probation (roll back)
     download: bool = True  # fetch the artifact and check length and sha256
+    drop_commands: int = 0  # ignore this many first commands, as if they never arrived
     prefix: str = "edge"
 
 
@@ -79,6 +80,7 @@ class SimDevice:
         self.last_command: tuple[str, str] | None = None  # (id, digest)
         self.last_state: bytes | None = None
         self.busy = False
+        self.dropped = 0
         self.lock = threading.Lock()
         self.states: list[tuple[str, str]] = []  # (command id, state) in order, for tests
         self.client = mqtt.Client(
@@ -151,6 +153,10 @@ class SimDevice:
         self.client.publish(self.topics.ota_state, payload, qos=1, retain=True)
 
     def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+        with self.lock:
+            if self.dropped < self.opts.drop_commands:
+                self.dropped += 1
+                return
         cmd: OtaCommand | None = None
         try:
             cmd = parse_command(msg.payload)
@@ -259,6 +265,7 @@ def main() -> None:
     ap.add_argument("--probation", type=float, default=0.5)
     ap.add_argument("--step", type=float, default=0.05)
     ap.add_argument("--no-download", action="store_true")
+    ap.add_argument("--drop-commands", type=int, default=0, help="ignore the first N commands")
     args = ap.parse_args()
     keys = json.loads(open(args.keys, encoding="utf-8").read())
     name_ver, _, sha = args.model.partition(":")
@@ -268,6 +275,7 @@ def main() -> None:
         probation_s=args.probation,
         fail_versions=frozenset(args.fail_version),
         download=not args.no_download,
+        drop_commands=args.drop_commands,
     )
     sims = [
         SimDevice(

@@ -7,6 +7,7 @@ import signal
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
+import yaml
 
 from tests.gateway.conftest import Site, cli, start_rollout, wait_for
 from tests.gateway.recorder import Recorder
@@ -103,6 +104,28 @@ def test_device_killed_mid_rollout_times_out_and_aborts(site: Site) -> None:
     assert states["sim-a"][0] == states["sim-b"][0] == "reverted"
     versions = {d["device"]: d["model"] for d in site.gateway.get("/v1/devices")}
     assert versions["sim-a"] == versions["sim-b"] == "demo-yolov8n@1"
+
+
+def test_lost_commands_are_sent_again_before_the_timeout(site: Site) -> None:
+    """Devices that miss their first command (it reached them before they subscribed, or while
+    they reconnected) get it again after `resend_s` and the rollout succeeds, not times out."""
+    cfg = yaml.safe_load(site.config.read_text())
+    cfg["rollout"]["resend_s"] = 1.0
+    site.config.write_text(yaml.safe_dump(cfg))
+    site.sims.start(DEVICES, site.model_arg(1), "--drop-commands", "1")
+    site.gateway.start()
+    site.wait_devices(DEVICES)
+    rec = Recorder(site.broker.port)
+    try:
+        rid = deploy(site, 2, timeout_s=15)
+        view = site.wait_rollout(rid, timeout=40)
+        assert view["state"] == "succeeded", view
+        for dev in DEVICES:
+            sent = rec.commands(dev)
+            assert len(sent) >= 2, sent  # the dropped one, then the same command again
+            assert len({c["command_id"] for c in sent}) == 1
+    finally:
+        rec.close()
 
 
 @pytest.mark.parametrize(
