@@ -27,16 +27,22 @@ DEMO_MODEL = REPO / "engines" / "demo" / "model.onnx"
 
 
 def wait_for(
-    pred: Callable[[], Any], timeout: float = 20.0, every: float = 0.1, what: str = ""
+    pred: Callable[[], Any],
+    timeout: float = 20.0,
+    every: float = 0.1,
+    what: str = "",
+    explain: Callable[[], str] | None = None,
 ) -> Any:
-    """Poll `pred` until it returns something truthy; fail the test after `timeout`."""
+    """Poll `pred` until it returns something truthy; fail the test after `timeout`, with
+    `explain()` (the state that did not move: views, log tails) in the message."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = pred()
         if value:
             return value
         time.sleep(every)
-    pytest.fail(f"timed out after {timeout}s waiting for {what or pred}")
+    detail = "" if explain is None else "\n" + explain()
+    pytest.fail(f"timed out after {timeout}s waiting for {what or pred}{detail}")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -33,6 +34,7 @@ class Fleet3:
     def __init__(self, site: Site) -> None:
         keys = json.loads(site.keys_file.read_text())
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.workdir: dict[str, Path] = {}
         for dev in DEVICES:
             cfg = demo_config(
                 site.tmp / f"state-{dev}",
@@ -51,6 +53,7 @@ class Fleet3:
             cfg["cameras"][0]["fps_cap"] = 4.0
             workdir = site.tmp / dev
             workdir.mkdir()
+            self.workdir[dev] = workdir
             # the demo model as demo-yolov8n v1 (the registry's v1), whatever its shipped
             # manifest numbers it
             manifest = json.loads(DEMO_MANIFEST.read_text())
@@ -66,6 +69,19 @@ class Fleet3:
                     stderr=subprocess.STDOUT,
                     cwd=REPO,
                 )
+
+    def explain(self, site: Site, rid: int) -> Callable[[], str]:
+        """What a failed wait shows: the rollout view, then the OTA lines of each device log."""
+
+        def text() -> str:
+            out = [json.dumps(site.gateway.get(f"/v1/rollouts/{rid}"), indent=1)]
+            for dev in DEVICES:
+                lines = (self.workdir[dev] / "daemon.log").read_text(errors="replace").splitlines()
+                ota = [ln for ln in lines if "OTA" in ln or "error" in ln.lower()]
+                out += [f"--- {dev} ({len(lines)} log lines)", *ota[-15:]]
+            return "\n".join(out)
+
+        return text
 
     def kill(self, dev: str) -> None:
         proc = self.procs[dev]
@@ -166,11 +182,12 @@ def test_gateway_kill9_mid_rollout_resumes_and_finishes(site: Site, fleet: Fleet
         60,
         every=0.05,
         what="canary swapping",
+        explain=fleet.explain(site, rid),
     )
     site.gateway.kill(signal.SIGKILL)
     site.gateway.start()
     view = site.wait_rollout(rid, timeout=180)
-    assert view["state"] == "succeeded", view
+    assert view["state"] == "succeeded", fleet.explain(site, rid)()
     assert view["counts"] == {"committed": 3}
 
 
