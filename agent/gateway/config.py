@@ -111,6 +111,29 @@ class LoggingConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
 
+class ArchiveConfig(StrictModel):
+    enabled: bool = Field(
+        False,
+        description="Store every detection message of the site in <data_dir>/detections.sqlite3 "
+        "and ack it on edge/<device>/ack (for devices with outbox.require_gateway_ack).",
+    )
+    retention_days: float = Field(7.0, gt=0, description="Stored detections are kept this long.")
+    gap_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="A missing seq not received for this long is given up on (the device no "
+        "longer has it) so acks go on; keep it above the devices' "
+        "outbox.gateway_ack_timeout_s plus a replay.",
+    )
+    flush_interval_s: float = Field(
+        0.2, gt=0, le=10, description="Longest wait before a batch is written and acked."
+    )
+    batch_max: int = Field(500, ge=1, description="Most messages written in one transaction.")
+    queue_size: int = Field(
+        20000, ge=100, description="Messages waiting for the writer; beyond, not acked (replayed)."
+    )
+
+
 class GatewayConfig(StrictModel):
     data_dir: Path = Field(
         Path("/var/lib/edge-gateway"),
@@ -126,6 +149,9 @@ class GatewayConfig(StrictModel):
         default_factory=RolloutDefaults, description="Defaults of `deploy` options."
     )
     intake: IntakeConfig = Field(default_factory=IntakeConfig, description="Hard-frame intake.")
+    archive: ArchiveConfig = Field(
+        default_factory=ArchiveConfig, description="Detection archive and gateway acks."
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     offline_after_s: float = Field(
         60.0, gt=0, description="A device with no message for this long shows as stale."
@@ -135,6 +161,11 @@ class GatewayConfig(StrictModel):
     def db_path(self) -> Path:
         """The SQLite state file."""
         return self.data_dir / "gateway.sqlite3"
+
+    @property
+    def archive_path(self) -> Path:
+        """The detection archive (SQLite), with `archive.enabled`."""
+        return self.data_dir / "detections.sqlite3"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -12,16 +12,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.gateway.archive import DetectionArchive
 from agent.gateway.config import GatewayConfig, GatewayMqttConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, load_key
-from agent.messages.topics import health_filter, ota_state_filter, status_filter
+from agent.messages.topics import (
+    detections_filter,
+    health_filter,
+    ota_state_filter,
+    status_filter,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -36,10 +43,12 @@ class MqttLink:
         cfg: GatewayMqttConfig,
         on_message: MessageHandler,
         on_connected: Callable[[], None] = lambda: None,
+        on_detection: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self._on_message = on_message
         self._on_connected = on_connected
+        self._on_detection = on_detection  # the archive; None: detections not subscribed
         self.subscribed_at: float | None = None
         self.connected = False
         self.client = mqtt.Client(
@@ -69,7 +78,7 @@ class MqttLink:
     def publish(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            log.warning("command queued while disconnected", topic=topic, rc=info.rc)
+            log.warning("publish queued while disconnected", topic=topic, rc=info.rc)
 
     def _connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         if reason_code.is_failure:
@@ -78,7 +87,10 @@ class MqttLink:
         self.connected = True
         self.subscribed_at = None
         p = self.cfg.topic_prefix
-        client.subscribe([(status_filter(p), 1), (ota_state_filter(p), 1), (health_filter(p), 0)])
+        subs = [(status_filter(p), 1), (ota_state_filter(p), 1), (health_filter(p), 0)]
+        if self._on_detection is not None:
+            subs.append((detections_filter(p), 1))
+        client.subscribe(subs)
         log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port)
 
     def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
@@ -95,6 +107,9 @@ class MqttLink:
 
     def _message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
         try:
+            if self._on_detection is not None and msg.topic.endswith("/detections"):
+                self._on_detection(msg.topic, msg.payload)
+                return
             self._on_message(msg.topic, msg.payload, bool(msg.retain))
         except Exception:  # noqa: BLE001 - one bad message must not kill the network thread
             log.exception("handling a device message failed", topic=msg.topic)
@@ -138,14 +153,34 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             resend_s=cfg.rollout.resend_s,
         )
         fleet.load()
-        link = MqttLink(cfg.mqtt, fleet.on_message, fleet.resend)
+        archive = None
+        if cfg.archive.enabled:
+            archive = DetectionArchive(
+                cfg.archive_path,
+                cfg.archive,
+                lambda topic, payload: holder["link"].publish(topic, payload),
+                prefix=cfg.mqtt.topic_prefix,
+            )
+            archive.start()
+        link = MqttLink(
+            cfg.mqtt,
+            fleet.on_message,
+            fleet.resend,
+            on_detection=None if archive is None else archive.on_message,
+        )
         holder["link"] = link
         link.start()
         ticker = Ticker(fleet, link, cfg.rollout.tick_s, grace_s)
         ticker.start()
         from agent.gateway.server import create_app
 
-        app = create_app(cfg, store, fleet, health=lambda: {"mqtt_connected": link.connected})
+        def live() -> dict[str, object]:
+            out: dict[str, object] = {"mqtt_connected": link.connected}
+            if archive is not None:
+                out["archive"] = asdict(archive.stats)
+            return out
+
+        app = create_app(cfg, store, fleet, health=live)
         server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -165,4 +200,6 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             ticker.stop_event.set()
             ticker.join(timeout=5)
             link.stop()
+            if archive is not None:
+                archive.stop()
             log.info("gateway stopped")

@@ -81,8 +81,9 @@ def topic_docs() -> list[TopicDoc]:
             "1",
             "no",
             AckMessage,
-            "Application acks: with `outbox.require_gateway_ack` the outbox deletes a "
-            "message only when the gateway has acked it (see docs/delivery.md).",
+            "Application acks, sent by the gateway's detection archive (`archive.enabled`) "
+            "once it has stored the messages: with `outbox.require_gateway_ack` the outbox "
+            "deletes a message only when an ack covers it (see docs/delivery.md).",
         ),
     ]
 

@@ -31,7 +31,7 @@ class OutboxConfig(BaseModel):
     require_gateway_ack: bool = Field(
         False,
         description="Delete a message only after the gateway acks it on edge/<device>/ack "
-        "(PUBACK alone otherwise).",
+        "(PUBACK alone otherwise); needs the gateway's archive.enabled.",
     )
     gateway_ack_timeout_s: float = Field(
         30.0,
