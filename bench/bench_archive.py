@@ -18,7 +18,6 @@ import argparse
 import json
 import platform
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,37 +30,14 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.messages.payloads import (  # noqa: E402
-    Detection,
-    DetectionMessage,
-    FrameSize,
-    Latency,
-    ModelRef,
-    dump_payload,
-)
+from bench.gatewayproc import MeteredGateway  # noqa: E402
 from tests.gateway.conftest import cli, write_config  # noqa: E402
 from tests.helpers.broker import Mosquitto, free_port, wait_port  # noqa: E402
+from tests.helpers.messages import detection_payload  # noqa: E402
 
 
 def payload(device: str, seq: int) -> bytes:
-    return dump_payload(
-        DetectionMessage(
-            device=device,
-            camera="cam-a",
-            boot_id="bench-boot",
-            seq=seq,
-            ts="2026-11-27T12:00:00.000Z",
-            frame=FrameSize(width=768, height=576),
-            model=ModelRef(name="demo-yolov8n", version=1, sha256="ab" * 32),
-            source="yolo",
-            latency_ms=Latency(pre=1.0, infer=30.0, post=1.0, total=32.0),
-            detections=[
-                Detection(label="person", class_id=0, confidence=0.9, box=(10, 20, 60, 200)),
-                Detection(label="person", class_id=0, confidence=0.7, box=(300, 40, 350, 220)),
-                Detection(label="car", class_id=1, confidence=0.8, box=(400, 300, 700, 500)),
-            ],
-        )
-    )
+    return detection_payload(seq, device, boot_id="bench-boot")
 
 
 def main() -> None:
@@ -82,12 +58,7 @@ def main() -> None:
             archive={"enabled": True},
         )
         cli(config, "keys", "init")
-        gw = subprocess.Popen(
-            [sys.executable, "-m", "agent.gateway.cli", "--config", str(config), "serve"],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp / "gw.log").open("wb"),
-            cwd=REPO,
-        )
+        gw = MeteredGateway(config, tmp / "gw.log")
         try:
             wait_port(http_port, timeout=30)
             time.sleep(1.0)  # the gateway's MQTT subscription
@@ -120,16 +91,7 @@ def main() -> None:
                 pubs.append((n, c))
             time.sleep(0.5)
 
-            proc = psutil.Process(gw.pid)
-            cpu0 = sum(proc.cpu_times()[:2])
-            peak = [proc.memory_info().rss]
-            stop = threading.Event()
-
-            def sample() -> None:
-                while not stop.wait(0.1):
-                    peak[0] = max(peak[0], proc.memory_info().rss)
-
-            threading.Thread(target=sample, daemon=True).start()
+            gw.meter()
             t0 = time.monotonic()
 
             def send(name: str, client: mqtt.Client) -> None:
@@ -146,8 +108,7 @@ def main() -> None:
             if not done.wait(300):
                 raise SystemExit(f"not every message was acked: {acked}")
             wall = time.monotonic() - t0
-            stop.set()
-            cpu = sum(proc.cpu_times()[:2]) - cpu0
+            cpu, peak_mb = gw.stop_meter()
             with sqlite3.connect(tmp / "data" / "detections.sqlite3") as db:
                 rows = db.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
             for _, c in pubs:
@@ -156,19 +117,18 @@ def main() -> None:
             sub.loop_stop()
         finally:
             gw.terminate()
-            gw.wait(15)
     total = args.devices * args.messages
     rate = total / wall
     print(
         f"{total} messages from {args.devices} devices: published in {t_pub:.1f} s, all acked "
         f"after {wall:.1f} s = {rate:,.0f} msg/s archived; gateway CPU {cpu:.1f} s "
-        f"({cpu / total * 1000:.2f} s per 1,000), peak RSS {peak[0] / 2**20:.0f} MB; "
+        f"({cpu / total * 1000:.2f} s per 1,000), peak RSS {peak_mb:.0f} MB; "
         f"{rows} rows"
     )
     if args.markdown:
         print(
             f"| {args.devices} x {args.messages} | {rate:,.0f} | {wall:.1f} | {cpu:.1f} | "
-            f"{cpu / total * 1000:.2f} | {peak[0] / 2**20:.0f} | {rows} | "
+            f"{cpu / total * 1000:.2f} | {peak_mb:.0f} | {rows} | "
             f"{platform.node()}, {psutil.cpu_count()} cores |"
         )
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,6 +32,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.gatewayproc import MeteredGateway  # noqa: E402
 from tests.gateway.conftest import cli, write_config  # noqa: E402
 from tests.gateway.sim_device import SimDevice, SimOptions  # noqa: E402
 from tests.helpers.broker import Mosquitto, free_port, wait_port  # noqa: E402
@@ -93,12 +93,7 @@ def main() -> None:
         listing = json.loads(cli(config, "models", "list", "--json").stdout)
         sha = {m["version"]: m["sha256"] for m in listing}
 
-        gw = subprocess.Popen(
-            [sys.executable, "-m", "agent.gateway.cli", "--config", str(config), "serve"],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp / "gw.log").open("wb"),
-            cwd=REPO,
-        )
+        gw = MeteredGateway(config, tmp / "gw.log")
         try:
             wait_port(http_port, timeout=30)
             url = f"http://127.0.0.1:{http_port}"
@@ -128,17 +123,7 @@ def main() -> None:
             else:
                 raise SystemExit("devices did not all come online")
 
-            proc = psutil.Process(gw.pid)
-            cpu0 = sum(proc.cpu_times()[:2])
-            peak = [proc.memory_info().rss]
-            stop = threading.Event()
-
-            def sample() -> None:
-                while not stop.wait(0.1):
-                    peak[0] = max(peak[0], proc.memory_info().rss)
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
+            gw.meter()
             t0 = time.monotonic()
             body = {
                 "model": "bench",
@@ -158,9 +143,7 @@ def main() -> None:
                     break
                 time.sleep(0.2)
             wall = time.monotonic() - t0
-            stop.set()
-            sampler.join()
-            cpu = sum(proc.cpu_times()[:2]) - cpu0
+            cpu, peak_mb = gw.stop_meter()
             waves: dict[int, list[str]] = {}
             for d in view["devices"]:
                 waves.setdefault(d["wave"], []).append(d["device"])
@@ -171,7 +154,6 @@ def main() -> None:
                 s.stop()
         finally:
             gw.terminate()
-            gw.wait(timeout=20)
 
     result = {
         "devices": args.devices,
@@ -182,14 +164,14 @@ def main() -> None:
         "devices_own_s": round(own, 2),
         "orchestration_s": round(wall - own, 2),
         "gateway_cpu_s": round(cpu, 2),
-        "gateway_peak_rss_mb": round(peak[0] / 2**20, 1),
+        "gateway_peak_rss_mb": round(peak_mb, 1),
     }
     print(json.dumps(result, indent=2))
     if args.markdown:
         print(
             f"| {args.devices} | {args.canary} + {len(waves) - 1} x {args.wave_size} | "
             f"{view['state']} | {wall:.1f} | {own:.1f} | **{wall - own:.1f}** | {cpu:.1f} | "
-            f"**{peak[0] / 2**20:.0f}** |"
+            f"**{peak_mb:.0f}** |"
         )
         print(
             f"<!-- {platform.machine()}, {psutil.cpu_count()} cores, Python "

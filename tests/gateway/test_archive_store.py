@@ -11,35 +11,15 @@ from pathlib import Path
 
 from agent.gateway.archive import DetectionArchive
 from agent.gateway.config import ArchiveConfig
-from agent.messages.payloads import (
-    DetectionMessage,
-    FrameSize,
-    Latency,
-    ModelRef,
-    dump_payload,
-)
 from agent.publish.ack import AckMessage
 from tests.gateway.conftest import wait_for
+from tests.helpers.messages import detection_payload
 
 TOPIC = "edge/jet-0/cameras/cam-a/detections"
 
 
 def message(seq: int, source: str = "yolo", device: str = "jet-0") -> bytes:
-    return dump_payload(
-        DetectionMessage(
-            device=device,
-            camera="cam-a",
-            boot_id="boot-1",
-            seq=seq,
-            ts="2026-11-27T12:00:00.000Z",
-            frame=FrameSize(width=640, height=480),
-            model=ModelRef(name="demo", version=1, sha256="ab" * 32),
-            source=source,  # type: ignore[arg-type]
-            latency_ms=Latency(pre=1.0, infer=10.0, post=1.0, total=12.0),
-            detections=[],
-            refines=seq if source == "florence2" else None,
-        )
-    )
+    return detection_payload(seq, device, source=source)  # type: ignore[arg-type]
 
 
 class Acks:

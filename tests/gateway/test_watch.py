@@ -9,37 +9,13 @@ from pathlib import Path
 
 import paho.mqtt.publish as mqtt_publish
 
-from agent.messages.payloads import (
-    Detection,
-    DetectionMessage,
-    FrameSize,
-    Latency,
-    ModelRef,
-    dump_payload,
-)
 from tests.gateway.conftest import REPO, write_config
 from tests.helpers.broker import Mosquitto
+from tests.helpers.messages import detection_payload
 
 
 def message(seq: int, device: str = "jet-0", camera: str = "cam-a") -> bytes:
-    return dump_payload(
-        DetectionMessage(
-            device=device,
-            camera=camera,
-            boot_id="b1",
-            seq=seq,
-            ts="2026-11-27T11:17:50.512Z",
-            frame=FrameSize(width=768, height=576),
-            model=ModelRef(name="demo-yolov8n", version=2, sha256="a" * 64),
-            source="yolo",
-            latency_ms=Latency(pre=1, infer=38, post=2.3, total=41.3),
-            detections=[
-                Detection(label="person", class_id=0, confidence=0.9, box=(1, 2, 3, 4)),
-                Detection(label="person", class_id=0, confidence=0.8, box=(1, 2, 3, 4)),
-                Detection(label="car", class_id=1, confidence=0.7, box=(1, 2, 3, 4)),
-            ],
-        )
-    )
+    return detection_payload(seq, device, camera)
 
 
 def test_watch_prints_chosen_camera_compactly_and_flags_gaps(
