@@ -34,6 +34,7 @@ from agent.engines.yolo import (
     layout_num_classes,
 )
 from agent.manifest import Manifest
+from agent.memtrim import trim_heap
 from agent.types import Detections, ModelInfo, Timings
 
 log = structlog.get_logger(__name__)
@@ -134,10 +135,11 @@ class Detector:
         return dets, Timings(pre=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, post=(t3 - t2) * 1e3)
 
     def close(self) -> None:
-        """Close the engine. Safe to call twice."""
+        """Close the engine and give its freed memory back to the OS. Safe to call twice."""
         if not self._closed:
             self._closed = True
             self.engine.close()
+            trim_heap()  # without it RSS grows with every model swap (agent/memtrim.py)
 
     def __enter__(self) -> Detector:
         return self
