@@ -76,8 +76,8 @@ class AckTracker:
             s.hole_since = now
 
     def due(self, now: float) -> list[AckDue]:
-        """Acks that advance some stream (skipping holes older than `gap_timeout_s`), and
-        forget streams idle for `forget_after_s` whose every seq is acked."""
+        """Acks that would advance some stream (skipping holes older than `gap_timeout_s`),
+        until `sent` confirms them; forget streams idle for `forget_after_s`, all acked."""
         out: list[AckDue] = []
         for key, s in list(self.streams.items()):
             while s.hole_since is not None and now - s.hole_since >= self.gap_timeout_s:
@@ -88,8 +88,14 @@ class AckTracker:
                 self._advance(s, now)
             upto = s.next_seq - 1
             if upto > s.acked:
-                s.acked = upto
                 out.append(AckDue(key[0], key[1], key[2], upto))
             elif not s.pending and now - s.last_seen >= self.forget_after_s:
                 del self.streams[key]
         return out
+
+    def sent(self, acks: list[AckDue]) -> None:
+        """`acks` (from `due`) were recorded and published: do not offer them again."""
+        for a in acks:
+            s = self.streams.get((a.device, a.boot_id, a.camera))
+            if s is not None:
+                s.acked = max(s.acked, a.seq_upto)

@@ -214,14 +214,13 @@ class DetectionArchive:
         self.stats.gaps_skipped = self.tracker.gaps_skipped
         if not due:
             return
-        self._db.execute("BEGIN")
+        # Autocommit (no BEGIN): a failure leaves no transaction open; marked sent only after.
         self._db.executemany(
             "INSERT INTO acked (device, boot_id, camera, seq_upto, at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (device, boot_id, camera) DO UPDATE SET seq_upto = excluded.seq_upto, "
             "at = excluded.at",
             [(d.device, d.boot_id, d.camera, d.seq_upto, now) for d in due],
         )
-        self._db.execute("COMMIT")
         by_device: dict[str, list[AckDue]] = {}
         for d in due:
             by_device.setdefault(d.device, []).append(d)
@@ -237,6 +236,7 @@ class DetectionArchive:
                 Topics(device, self.prefix).ack, msg.model_dump_json(by_alias=True).encode()
             )
             self.stats.acks_sent += 1
+        self.tracker.sent(due)
 
     def _retention(self) -> None:
         now = self.clock()

@@ -8,7 +8,10 @@ KEY = ("jet-0", "boot-1", "cam-a")
 
 
 def acked(t: AckTracker, now: float) -> list[int]:
-    return [d.seq_upto for d in t.due(now)]
+    """The acks due now, marked as sent (what the archive does after publishing them)."""
+    due = t.due(now)
+    t.sent(due)
+    return [d.seq_upto for d in due]
 
 
 def test_contiguous_run_is_acked_once() -> None:
@@ -16,6 +19,8 @@ def test_contiguous_run_is_acked_once() -> None:
     for seq in range(5):
         t.stored(KEY, seq, 0.0)
     assert t.due(0.0) == [AckDue("jet-0", "boot-1", "cam-a", 4)]
+    assert t.due(0.5) == [AckDue("jet-0", "boot-1", "cam-a", 4)]  # offered until sent
+    t.sent(t.due(0.5))
     assert t.due(1.0) == []  # nothing new: no repeated ack
     t.stored(KEY, 3, 1.0)  # a redelivery changes nothing
     assert t.due(1.0) == []
@@ -59,7 +64,7 @@ def test_streams_are_independent() -> None:
     other = ("jet-0", "boot-2", "cam-a")
     t.stored(KEY, 0, 0.0)
     t.stored(other, 1, 0.0)
-    assert t.due(0.0) == [AckDue(*KEY, 0)]
+    assert t.due(0.0) == [AckDue(*KEY, 0)]  # `other` waits for its seq 0
 
 
 def test_resume_after_restart_continues_from_the_last_ack() -> None:
@@ -74,7 +79,7 @@ def test_idle_acked_streams_are_forgotten() -> None:
     t = AckTracker(forget_after_s=100)
     t.stored(KEY, 0, 0.0)
     assert acked(t, 0.0) == [0]
-    t.due(50.0)
+    acked(t, 50.0)
     assert KEY in t.streams
-    t.due(100.0)
+    acked(t, 100.0)
     assert KEY not in t.streams
