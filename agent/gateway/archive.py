@@ -148,6 +148,8 @@ class DetectionArchive:
                 self._retention()
             except sqlite3.Error as err:  # disk full, I/O error: nothing acked, devices replay
                 log.error("archive write failed; nothing acked", error=str(err), rows=len(batch))
+            except Exception:  # noqa: BLE001 - a bug must not end the archive; logged with trace
+                log.exception("archive batch failed; nothing acked", rows=len(batch))
             if stop:
                 return
 
