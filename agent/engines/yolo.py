@@ -284,9 +284,11 @@ def nms(
     """Class-aware greedy non-maximum suppression.
 
     Boxes of different classes never suppress each other: each class is shifted by
-    class_id * (coordinate span + 1) so their boxes cannot overlap. Each round keeps the
-    best remaining box and drops, vectorised, every remaining box whose IoU with it
-    exceeds `iou_threshold`.
+    class_id * (coordinate span + 1) so their boxes cannot overlap. Going down the scores, a
+    box is kept unless its IoU with an already kept box exceeds `iou_threshold`.
+
+    Up to `NMS_MATRIX_MAX` candidates (the usual case) the IoUs come from one vectorised
+    matrix and the greedy pass only reads it; above, each round computes one row.
 
     Args:
         boxes: (n, 4) float32 xyxy.
@@ -302,6 +304,49 @@ def nms(
     span = float(boxes.max() - boxes.min()) + 1.0
     shifted = boxes + (class_ids.astype(np.float32) * span)[:, None]
     order = np.argsort(-scores, kind="stable")
+    if n <= NMS_MATRIX_MAX:
+        return _nms_matrix(shifted[order], order, iou_threshold, max_detections)
+    return _nms_rows(shifted, order, iou_threshold, max_detections)
+
+
+NMS_MATRIX_MAX = 512
+"""Most candidates for the IoU-matrix NMS (a 512 x 512 float32 matrix is 1 MiB)."""
+
+
+def _nms_matrix(
+    ranked: npt.NDArray[np.float32],
+    order: npt.NDArray[np.int64],
+    iou_threshold: float,
+    max_detections: int,
+) -> npt.NDArray[np.int64]:
+    """Greedy NMS over `ranked` (boxes sorted best first) with all IoUs computed at once."""
+    x1, y1, x2, y2 = ranked[:, 0], ranked[:, 1], ranked[:, 2], ranked[:, 3]
+    area = (x2 - x1) * (y2 - y1)
+    iw = np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :])
+    ih = np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = area[:, None] + area[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        over = np.where(union > 0, inter / union, 0.0) > iou_threshold
+    suppressed = np.zeros(ranked.shape[0], dtype=bool)
+    keep: list[int] = []
+    for i in range(ranked.shape[0]):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        if len(keep) >= max_detections:
+            break
+        suppressed |= over[i]
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def _nms_rows(
+    shifted: npt.NDArray[np.float32],
+    order: npt.NDArray[np.int64],
+    iou_threshold: float,
+    max_detections: int,
+) -> npt.NDArray[np.int64]:
+    """Greedy NMS computing one IoU row per kept box (for many candidates)."""
     keep: list[int] = []
     while order.size:
         best = int(order[0])

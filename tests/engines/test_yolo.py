@@ -274,6 +274,35 @@ def test_nms_every_dropped_box_overlaps_a_better_kept_one(data, iou_thr):
         assert rivals.size and np.any(box_iou(boxes[d], boxes[rivals]) > iou_thr)
 
 
+@settings(max_examples=150, deadline=None)
+@given(box_sets(), st.floats(0.1, 0.9), st.integers(1, 50))
+def test_nms_matrix_and_row_paths_agree(data, iou_thr, max_det):
+    """The IoU-matrix path (few candidates) keeps exactly what the row-by-row path keeps."""
+    from agent.engines.yolo import _nms_matrix, _nms_rows
+
+    boxes, scores, classes = data
+    if len(scores) == 0:
+        return
+    span = float(boxes.max() - boxes.min()) + 1.0
+    shifted = boxes + (classes.astype(np.float32) * span)[:, None]
+    order = np.argsort(-scores, kind="stable")
+    by_matrix = _nms_matrix(shifted[order], order, iou_thr, max_det)
+    by_rows = _nms_rows(shifted, order, iou_thr, max_det)
+    assert by_matrix.tolist() == by_rows.tolist()
+
+
+def test_nms_many_candidates_takes_the_row_path():
+    """Above NMS_MATRIX_MAX candidates the result is still right (one cluster -> one box)."""
+    from agent.engines.yolo import NMS_MATRIX_MAX
+
+    n = NMS_MATRIX_MAX + 100
+    boxes = np.tile(np.array([[10, 10, 50, 50]], dtype=np.float32), (n, 1))
+    boxes[:, 2] += np.linspace(0, 1, n, dtype=np.float32)  # near-identical boxes
+    scores = np.linspace(0.3, 0.9, n, dtype=np.float32)
+    keep = nms(boxes, scores, np.zeros(n, dtype=np.int64), 0.45, 100)
+    assert keep.tolist() == [n - 1]
+
+
 # --------------------------------------------------------------------------- properties
 
 
