@@ -24,7 +24,8 @@ class Compat(BaseModel):
     min_tensorrt: str | None = Field(
         None,
         pattern=r"^\d+(\.\d+){0,3}$",
-        description="Lowest TensorRT version a prebuilt engine runs on, e.g. '10.3'.",
+        description="Lowest TensorRT version a prebuilt engine runs on, e.g. '10.3' (same "
+        "major version required: plans never load across majors).",
     )
     gpu_arch: str | None = Field(
         None,
@@ -63,7 +64,12 @@ def compat_problems(
         else:
             need, have = _version_tuple(compat.min_tensorrt), _version_tuple(tensorrt_version)
             width = max(len(need), len(have))
-            if have + (0,) * (width - len(have)) < need + (0,) * (width - len(need)):
+            if have[:1] != need[:1]:  # plans never load across TensorRT major versions
+                problems.append(
+                    f"built for TensorRT {need[0]}.x (>= {compat.min_tensorrt}), "
+                    f"here {tensorrt_version}"
+                )
+            elif have + (0,) * (width - len(have)) < need + (0,) * (width - len(need)):
                 problems.append(f"needs TensorRT >= {compat.min_tensorrt}, here {tensorrt_version}")
     if compat.gpu_arch is not None:
         if compute_capability is None:

@@ -15,7 +15,8 @@ from agent.manifest import Compat, compat_problems, gpu_arch_of
         (Compat(min_tensorrt="10.3"), "10.3.0.30", "8.7", 0),  # equal up to its length
         (Compat(min_tensorrt="10.3.1"), "10.3", "8.7", 1),  # 10.3 is 10.3.0 < 10.3.1
         (Compat(min_tensorrt="10.10"), "10.9.0", "8.7", 1),  # numeric, not string, order
-        (Compat(min_tensorrt="8.6"), "10.3.0", "8.7", 0),
+        (Compat(min_tensorrt="8.6"), "10.3.0", "8.7", 1),  # another major: never loads
+        (Compat(min_tensorrt="10.3"), "11.0.0", "8.7", 1),
         (Compat(gpu_arch="sm_87"), "10.3.0", "8.7", 0),
         (Compat(gpu_arch="sm_90a"), "10.3.0", "9.0", 0),  # arch-specific suffix, same GPU
         (Compat(gpu_arch="sm_72"), "10.3.0", "8.7", 1),

@@ -27,6 +27,7 @@ from agent.gateway.rollout import (
     IllegalTransition,
     Outcome,
     Rollout,
+    RolloutState,
     Send,
 )
 from agent.ids import check_id
@@ -153,9 +154,10 @@ class Fleet:
             now = self.clock()
             for r in self.active.values():
                 for slot in r.slots.values():
-                    unanswered = slot.state is DeviceState.SENT or (
-                        slot.state is DeviceState.REVERTING and slot.ota_state is None
-                    )
+                    # A deploy nobody answered is not pushed again once the rollout rolls back.
+                    unanswered = (
+                        slot.state is DeviceState.SENT and r.state is not RolloutState.ROLLING_BACK
+                    ) or (slot.state is DeviceState.REVERTING and slot.ota_state is None)
                     if not unanswered:
                         continue
                     key = (r.id, slot.device)

@@ -352,6 +352,7 @@ class Rollout:
     def _revert(self, slot: DeviceSlot, now: float) -> list[Send]:
         slot.revert_command_id = self.command_id(slot.device, CommandKind.ROLLBACK)
         slot.sent_at, slot.deadline, slot.finished_at = now, now + self.timeout_s, None
+        slot.ota_state, slot.progress = None, None  # None until the device answers the rollback
         self._move(slot, DeviceState.REVERTING, now)
         return [Send(slot.device, CommandKind.ROLLBACK, slot.revert_command_id)]
 

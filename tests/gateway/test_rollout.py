@@ -218,3 +218,17 @@ def test_command_ids_fit_the_protocol() -> None:
     assert len(ids) == 6
     for cid in ids:
         check_command_id(cid)
+
+
+def test_rollback_clears_the_deploy_ota_state_so_an_unanswered_rollback_is_resent() -> None:
+    """The gateway re-sends a rollback while its device has not answered it (ota_state None);
+    the deploy's last OTA state must not count as that answer."""
+    r = plan(["a", "b", "c"], canary=1, wave_size=2, max_failures=1)
+    r.start(T0)
+    slot = r.slots["a"]
+    assert slot.command_id is not None
+    r.on_report("a", slot.command_id, Outcome.SUCCEEDED, T0 + 1, ota_state="committed")
+    assert slot.ota_state == "committed"
+    actions = report(r, "b", Outcome.FAILED)
+    assert ("a", "rollback") in sent_to(actions)
+    assert slot.state is DeviceState.REVERTING and slot.ota_state is None
