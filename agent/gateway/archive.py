@@ -3,7 +3,8 @@
 With `archive.enabled` the gateway subscribes to `edge/+/cameras/+/detections` (QoS 1), writes
 each valid message to `<data_dir>/detections.sqlite3` (WAL; one transaction per batch; the key
 (device, camera, boot_id, source, seq) drops redeliveries) and, once a batch is committed, sends
-each device the cumulative acks `AckTracker` allows on `edge/<device>/ack`. Devices configured
+each device the cumulative acks `AckTracker` allows on `edge/<device>/ack` (contiguous YOLO
+seqs only; see agent/gateway/acks.py). Devices configured
 with `outbox.require_gateway_ack` delete a message only then, so a broker crash between its
 PUBACK and its persistence loses nothing (docs/delivery.md).
 
@@ -59,6 +60,8 @@ CREATE TABLE IF NOT EXISTS acked (
 
 _STOP = object()
 RETENTION_EVERY_S = 3600.0
+DROP_DISTRUST_S = 120.0
+"""After a queue overflow, repeats are not taken as proof that a hole is gone for this long."""
 
 
 @dataclass
@@ -70,7 +73,7 @@ class ArchiveStats:
     malformed: int = 0  # payloads that are not a valid DetectionMessage for their topic
     acks_sent: int = 0  # ack messages published
     queue_dropped: int = 0  # messages not queued (queue full); the device replays them
-    gaps_skipped: int = 0  # seqs given up on after gap_timeout_s
+    gaps_skipped: int = 0  # seqs given up on: a device replay went past them
 
 
 class DetectionArchive:
@@ -93,7 +96,8 @@ class DetectionArchive:
             clock,
         )
         self.stats = ArchiveStats()
-        self.tracker = AckTracker(cfg.gap_timeout_s)
+        self.tracker = AckTracker()
+        self._last_drop = -1e9  # monotonic time of the last queue overflow
         self._queue: queue.Queue[object] = queue.Queue(maxsize=cfg.queue_size)
         self._thread: threading.Thread | None = None
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -113,12 +117,13 @@ class DetectionArchive:
         self._db.close()
 
     def on_message(self, topic: str, payload: bytes) -> None:
-        """Network-thread callback: queue, never block. A message not queued is not acked, so
-        the device sends it again."""
+        """Network-thread callback: queue, never block. A YOLO message not queued is not acked,
+        so the device sends it again (a florence2 refinement may be lost: best effort)."""
         try:
             self._queue.put_nowait((topic, bytes(payload)))
         except queue.Full:
             self.stats.queue_dropped += 1
+            self._last_drop = time.monotonic()
 
     # -- writer thread ----------------------------------------------------------------------------
 
@@ -197,6 +202,8 @@ class DetectionArchive:
         new = self._db.total_changes - before
         self.stats.stored += new
         self.stats.duplicates += len(rows) - new
+        mono = time.monotonic()
+        evidence = mono - self._last_drop > DROP_DISTRUST_S
         for device, camera, boot_id, source, seq, *_ in rows:
             if source != "yolo":  # florence2 refinements carry an older frame's seq
                 continue
@@ -208,11 +215,11 @@ class DetectionArchive:
                 ).fetchone()
                 if row is not None:
                     self.tracker.resume(key, int(row[0]))
-            self.tracker.stored(key, seq, now)
+            self.tracker.stored(key, seq, mono, replay_evidence=evidence)
 
     def _send_acks(self) -> None:
         now = self.clock()
-        due = self.tracker.due(now)
+        due = self.tracker.due(time.monotonic())
         self.stats.gaps_skipped = self.tracker.gaps_skipped
         if not due:
             return

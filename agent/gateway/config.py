@@ -118,13 +118,6 @@ class ArchiveConfig(StrictModel):
         "and ack it on edge/<device>/ack (for devices with outbox.require_gateway_ack).",
     )
     retention_days: float = Field(7.0, gt=0, description="Stored detections are kept this long.")
-    gap_timeout_s: float = Field(
-        120.0,
-        gt=0,
-        description="A missing seq not received for this long is given up on (the device no "
-        "longer has it) so acks go on; keep it above the devices' "
-        "outbox.gateway_ack_timeout_s plus a replay.",
-    )
     flush_interval_s: float = Field(
         0.2, gt=0, le=10, description="Longest wait before a batch is written and acked."
     )

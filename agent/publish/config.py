@@ -36,8 +36,8 @@ class OutboxConfig(BaseModel):
     gateway_ack_timeout_s: float = Field(
         30.0,
         gt=0,
-        description="With require_gateway_ack: replay PUBACKed messages that no gateway ack "
-        "covered after this long.",
+        description="With require_gateway_ack: replay the unacked messages when the oldest "
+        "PUBACKed one has waited this long for a gateway ack.",
     )
     synchronous: Literal["NORMAL", "FULL"] = Field(
         "NORMAL",

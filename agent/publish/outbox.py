@@ -459,6 +459,17 @@ class Outbox:
             log.error("outbox.read_failed", error=str(err))
             return []
 
+    def oldest_pubacked(self) -> int | None:
+        """Id of the oldest row the broker acknowledged that still waits for a gateway ack."""
+        try:
+            row = self._db.execute(
+                "SELECT id FROM outbox WHERE pubacked = 1 ORDER BY id LIMIT 1"
+            ).fetchone()
+        except sqlite3.Error as err:
+            log.error("outbox.read_failed", error=str(err))
+            return None
+        return None if row is None else int(row[0])
+
     def pubacked_count(self) -> int:
         """Rows the broker acknowledged that still wait for a gateway ack."""
         return int(self._db.execute("SELECT count(*) FROM outbox WHERE pubacked = 1").fetchone()[0])

@@ -46,6 +46,8 @@ log = structlog.get_logger(__name__)
 
 RETAINED_EXTRA = 64
 """Room in paho's queue beyond the detection window, for status, OTA state and health."""
+GW_CHECK_S = 0.5
+"""How often the oldest row waiting for a gateway ack is looked up (with require_gateway_ack)."""
 DELETE_FLUSH_ROWS = 64
 DELETE_FLUSH_S = 0.025
 """PUBACKed rows are deleted in batches of this many, or after this long."""
@@ -189,6 +191,9 @@ class MemoryStore:
     def mark_pubacked(self, ids: Iterable[int]) -> None:
         self._pubacked.update(i for i in ids if i in self._rows)
 
+    def oldest_pubacked(self) -> int | None:
+        return min(self._pubacked, default=None)
+
     def delete_acked(self, boot_id: str, camera: str, seq_upto: int) -> int:
         ids = [
             r.id
@@ -258,8 +263,10 @@ class Publisher:
         self._pump_connected = False
         self._pump_gen = 0
         self._conn_gen = 0
-        self._gw_pending = 0
-        self._gw_progress_t = time.monotonic()
+        self._gw_pending = 0  # hint: rows may wait for a gateway ack (checked, never trusted)
+        self._gw_oldest: int | None = None  # oldest row waiting for a gateway ack ...
+        self._gw_oldest_since = 0.0  # ... and since when it has been the oldest
+        self._gw_checked = 0.0
         self._to_delete: list[int] = []
         self._fresh: deque[OutboxRow] = deque()
         # A full window is refilled in halves: one pump wake-up per half window of PUBACKs.
@@ -632,8 +639,6 @@ class Publisher:
             self._to_delete_since = 0.0
         if mark:
             store.mark_pubacked(mark)
-            if self._gw_pending == 0:
-                self._gw_progress_t = time.monotonic()
             self._gw_pending += len(mark)
 
         self._ingest()
@@ -642,14 +647,26 @@ class Publisher:
             self._wal_checked = now
             if store.wal_over_budget():
                 self._ckpt_wake.set()
-        if (
-            self._ocfg.require_gateway_ack
-            and self._gw_pending > 0
-            and time.monotonic() - self._gw_progress_t > self._ocfg.gateway_ack_timeout_s
-        ):
-            log.warning("publisher.gateway_ack_timeout", pending=self._gw_pending)
-            self._gw_pending = 0
-            self._gw_progress_t = time.monotonic()
+        if self._ocfg.require_gateway_ack and self._gw_pending > 0:
+            self._check_gateway_acks(now)
+
+    def _check_gateway_acks(self, now: float) -> None:
+        """Replay when the oldest row waiting for a gateway ack has waited too long.
+
+        Timed per row, not per ack: acks for other cameras or boots keep coming while one
+        stream has a hole the gateway will only fill (or skip) once it sees a replay.
+        """
+        if now - self._gw_checked < GW_CHECK_S:
+            return
+        self._gw_checked = now
+        oldest = self._store.oldest_pubacked()
+        if oldest is None:
+            self._gw_pending, self._gw_oldest = 0, None
+        elif oldest != self._gw_oldest:
+            self._gw_oldest, self._gw_oldest_since = oldest, now
+        elif now - self._gw_oldest_since > self._ocfg.gateway_ack_timeout_s:
+            log.warning("publisher.gateway_ack_timeout", oldest_row=oldest)
+            self._gw_oldest_since = now
             self._cursor = 0
             self._fill_window()
 
@@ -664,7 +681,6 @@ class Publisher:
             n += self._store.delete_acked(entry.boot_id, entry.camera, entry.seq_upto)
         self._acked += n
         self._gw_pending = max(0, self._gw_pending - n)
-        self._gw_progress_t = time.monotonic()
 
     def _ingest(self) -> None:
         """Move queued messages into the store, one transaction per batch."""

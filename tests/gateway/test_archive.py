@@ -49,7 +49,7 @@ def test_gateway_down_then_back_archive_gets_every_seq_and_outbox_drains(
     site: Site, tmp_path: Path
 ) -> None:
     cfg = yaml.safe_load(site.config.read_text())
-    cfg["archive"] = {"enabled": True, "gap_timeout_s": 60, "flush_interval_s": 0.1}
+    cfg["archive"] = {"enabled": True, "flush_interval_s": 0.1}
     site.config.write_text(yaml.safe_dump(cfg))
     state = tmp_path / "state-dev"
     agent_cfg = demo_config(

@@ -202,6 +202,37 @@ def test_gateway_ack_mode_keeps_rows_until_acked(tmp_path: Path, mosquitto: Mosq
             pub.stop(1)
 
 
+def test_gateway_ack_timeout_is_per_row_not_reset_by_other_streams(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """cam1 gets no ack (the gateway lacks one of its rows) while cam2 is acked every 0.2 s:
+    cam1's rows are still replayed after gateway_ack_timeout_s, so the gateway can fill its
+    hole. (Timing acks per ack message would postpone that replay forever.)"""
+    ocfg = outbox_cfg(tmp_path, require_gateway_ack=True, gateway_ack_timeout_s=1.5)
+    with Collector(mosquitto.port) as col:
+        pub = make(tmp_path, mosquitto.port, ocfg)
+        pub.start()
+        try:
+            for seq in range(5):
+                pub.submit_detection("cam1", seq, payload("cam1", seq))
+            wait_for(lambda: len(col.seqs("cam1")) == 5, 10, "cam1 delivered once")
+            deadline = time.monotonic() + 4.0
+            seq = 0
+            while time.monotonic() < deadline:
+                pub.submit_detection("cam2", seq, payload("cam2", seq))
+                ack = AckMessage(
+                    device=DEVICE, acks=[AckEntry(boot_id=BOOT, camera="cam2", seq_upto=seq)]
+                )
+                time.sleep(0.2)
+                send(
+                    mosquitto.port, Topics(DEVICE).ack, ack.model_dump_json(by_alias=True).encode()
+                )
+                seq += 1
+            assert len(col.seqs("cam1")) >= 10, "cam1 was not replayed while cam2 was acked"
+        finally:
+            pub.stop(1)
+
+
 def test_health_is_qos0_and_not_retained(tmp_path: Path, mosquitto: Mosquitto) -> None:
     """Health messages are delivered live at QoS 0 and never retained."""
     seen: list[tuple[int, bool]] = []
