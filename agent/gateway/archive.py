@@ -257,9 +257,3 @@ class DetectionArchive:
         self._db.execute("DELETE FROM acked WHERE at < ?", (cutoff,))
         if cur.rowcount:
             log.info("archive retention", deleted=cur.rowcount, days=self.cfg.retention_days)
-
-    # -- reads (any thread) -----------------------------------------------------------------------
-
-    def count(self) -> int:
-        with sqlite3.connect(self.path) as db:
-            return int(db.execute("SELECT COUNT(*) FROM detections").fetchone()[0])

@@ -470,10 +470,6 @@ class Outbox:
             return None
         return None if row is None else int(row[0])
 
-    def pubacked_count(self) -> int:
-        """Rows the broker acknowledged that still wait for a gateway ack."""
-        return int(self._db.execute("SELECT count(*) FROM outbox WHERE pubacked = 1").fetchone()[0])
-
     def wal_bytes(self) -> int:
         """Current size of the WAL file."""
         try:
