@@ -1,0 +1,24 @@
+"""Explicit state machines: a table of legal transitions and one check that enforces it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from typing import TypeVar
+
+S = TypeVar("S", bound=Enum)
+
+
+class IllegalTransitionError(RuntimeError):
+    """A state change its machine does not allow (a bug, never bad input)."""
+
+    def __init__(self, machine: str, old: Enum, new: Enum) -> None:
+        self.machine, self.old, self.new = machine, old, new
+        super().__init__(f"illegal {machine} transition {old.value} -> {new.value}")
+
+
+def check_transition(table: Mapping[S, frozenset[S]], machine: str, old: S, new: S) -> S:
+    """Return `new` if `old -> new` is in `table`, else raise IllegalTransitionError."""
+    if new not in table[old]:
+        raise IllegalTransitionError(machine, old, new)
+    return new
