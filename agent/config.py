@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.engines.registry import EngineConfig
 from agent.fallback.config import FallbackConfig
-from agent.ids import SafeId
+from agent.contracts.ids import SafeId
 from agent.ota.config import OtaConfig
 from agent.publish.config import OutboxConfig
 from agent.sources.config import SourceConfig

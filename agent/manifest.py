@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.ids import SafeId
+from agent.contracts.ids import SafeId
 
 MANIFEST_SCHEMA = "edge.manifest/1"
 

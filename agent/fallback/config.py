@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.ids import SafeId
+from agent.contracts.ids import SafeId
 
 Task = Literal[
     "<OD>",

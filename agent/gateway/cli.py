@@ -115,7 +115,7 @@ def keys_export(ctx: click.Context, as_json: bool) -> None:
 @click.argument("device")
 def intake_token(device: str) -> None:
     """Make a bearer token for DEVICE's hard-frame uploads (printed once; store only its hash)."""
-    from agent.ids import check_id
+    from agent.contracts.ids import check_id
 
     try:
         check_id(device, "device id")

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.ids import SafeId, check_id
+from agent.contracts.ids import SafeId, check_id
 from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.yaml")

@@ -30,7 +30,7 @@ from agent.gateway.rollout import (
     RolloutState,
     Send,
 )
-from agent.ids import check_id
+from agent.contracts.ids import check_id
 from agent.messages.payloads import HealthMessage, StatusMessage
 from agent.messages.topics import Topics
 from agent.ota.protocol import (

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.gateway.db import ModelRow, Store
-from agent.ids import check_id
+from agent.contracts.ids import check_id
 from agent.manifest import Compat, Manifest
 from agent.ota.protocol import format_rfc3339
 from agent.ota.signing import sign_manifest

@@ -43,7 +43,7 @@ from agent.gateway.intake import (
     store_upload,
     token_ok,
 )
-from agent.ids import SafeId, check_id
+from agent.contracts.ids import SafeId, check_id
 
 log = structlog.get_logger(__name__)
 

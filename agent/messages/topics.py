@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.ids import check_id
+from agent.contracts.ids import check_id
 
 
 @dataclass(frozen=True)

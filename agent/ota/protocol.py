@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.ids import SafeId
+from agent.contracts.ids import SafeId
 from agent.manifest import Manifest
 
 SIGNED_MANIFEST_SCHEMA = "edge.signed-manifest/1"

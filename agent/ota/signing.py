@@ -11,14 +11,11 @@ Used by the device (verify) and by the gateway and tests (sign). No disk, no net
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.manifest import Manifest
 from agent.ota.protocol import (
@@ -29,70 +26,16 @@ from agent.ota.protocol import (
     canonical_bytes,
     parse_rfc3339,
 )
-
-PublicKeyLike = Ed25519PublicKey | str | bytes
-"""A public key object, its raw 32 bytes, or those bytes in base64."""
-
-
-def public_raw(key: Ed25519PublicKey | Ed25519PrivateKey) -> bytes:
-    """Raw 32-byte public key of a public or private key."""
-    pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def key_id(key: Ed25519PublicKey | Ed25519PrivateKey | bytes) -> str:
-    """Key id: first 16 hex digits of sha256 of the raw 32-byte public key."""
-    raw = key if isinstance(key, bytes) else public_raw(key)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def public_key_b64(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
-    """Base64 of the raw public key, as written in the device config."""
-    return base64.b64encode(public_raw(key)).decode("ascii")
-
-
-def private_key_b64(key: Ed25519PrivateKey) -> str:
-    """Base64 of the raw 32-byte private key (keep it off the device)."""
-    raw = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    return base64.b64encode(raw).decode("ascii")
-
-
-def load_private_key(b64: str) -> Ed25519PrivateKey:
-    """Private key from base64 of its raw 32 bytes. Raises ValueError."""
-    raw = _b64decode(b64, "private key")
-    if len(raw) != 32:
-        raise ValueError(f"an ed25519 private key is 32 bytes, got {len(raw)}")
-    return Ed25519PrivateKey.from_private_bytes(raw)
-
-
-def load_public_key(key: PublicKeyLike) -> Ed25519PublicKey:
-    """Public key from an object, raw bytes or base64 of the raw 32 bytes. Raises ValueError."""
-    if isinstance(key, Ed25519PublicKey):
-        return key
-    raw = key if isinstance(key, bytes) else _b64decode(key, "public key")
-    if len(raw) != 32:
-        raise ValueError(f"an ed25519 public key is 32 bytes, got {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
-def trusted_key_map(keys: Mapping[str, PublicKeyLike]) -> dict[str, Ed25519PublicKey]:
-    """Check a `{key id: key}` mapping (each id must be the key's own id) and load the keys."""
-    out: dict[str, Ed25519PublicKey] = {}
-    for kid, value in keys.items():
-        pub = load_public_key(value)
-        if key_id(pub) != kid:
-            raise ValueError(f"key id {kid!r} does not match its key (its id is {key_id(pub)})")
-        out[kid] = pub
-    return out
-
-
-def _b64decode(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{what} is not valid base64") from None
+from agent.trust.signing import (  # noqa: F401  (re-exported for OTA callers)
+    PublicKeyLike,
+    key_id,
+    load_private_key,
+    load_public_key,
+    private_key_b64,
+    public_key_b64,
+    public_raw,
+    trusted_key_map,
+)
 
 
 def _sign(data: bytes, key: Ed25519PrivateKey) -> str:

@@ -27,7 +27,7 @@ from typing import TypeVar
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.ids import check_id
+from agent.contracts.ids import check_id
 from agent.manifest import Manifest
 from agent.ota.protocol import (
     ModelId,

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.ids import SafeId
+from agent.contracts.ids import SafeId
 
 ACK_SCHEMA = "edge.ack/1"
 
