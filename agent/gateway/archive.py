@@ -1,67 +1,47 @@
-"""The detection archive: every detection message of the site, stored in SQLite, then acked.
+"""The detection archive: every detection message of the site, stored durably, then acked.
 
-With `archive.enabled` the gateway subscribes to `edge/+/cameras/+/detections` (QoS 1), writes
-each valid message to `<data_dir>/detections.sqlite3` (WAL; one transaction per batch; the key
-(device, camera, boot_id, source, seq) drops redeliveries) and, once a batch is committed, sends
-each device the cumulative acks `AckTracker` allows on `edge/<device>/ack` (contiguous YOLO
-seqs only; see agent/gateway/acks.py). Devices configured
-with `outbox.require_gateway_ack` delete a message only then, so a broker crash between its
-PUBACK and its persistence loses nothing (docs/delivery.md).
+With `archive.enabled` the gateway subscribes to `edge/+/cameras/+/detections` (QoS 1), checks
+each message (valid `edge.detections/1` for its topic, from an enrolled device), writes it to
+`<data_dir>/detections.sqlite3` (`ArchiveDb`: WAL, fsynced per batch; the key
+(device, camera, boot_id, stream, seq) drops redeliveries) and then sends each device the
+signed, per-stream cumulative acks that `AckTracker` allows on `edge/<device>/ack`
+(`edge.ack/2`). Devices configured with `outbox.require_gateway_ack` delete a message only then,
+so a broker crash between its PUBACK and its persistence loses nothing (docs/delivery.md).
 
-MQTT callbacks only enqueue; one writer thread owns the database. Rows older than
-`retention_days` are deleted hourly.
+MQTT callbacks only enqueue; one writer thread owns the database. One device's bad message or
+failed ack never holds back another's: messages are checked one by one, acks are built and
+published per device, each in its own error boundary.
 """
 
 from __future__ import annotations
 
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import structlog
 from pydantic import ValidationError
 
+from agent.contracts.ack import AckEntry, AckMessage
 from agent.gateway.acks import AckDue, AckTracker
+from agent.gateway.archive_store import ArchiveDb, ArchivedRow
 from agent.gateway.config import ArchiveConfig
 from agent.messages.payloads import DetectionMessage
 from agent.messages.topics import Topics
-from agent.publish.ack import AckEntry, AckMessage
 
 log = structlog.get_logger(__name__)
 
 Publish = Callable[[str, bytes], None]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS detections (
-    device TEXT NOT NULL,
-    camera TEXT NOT NULL,
-    boot_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts TEXT NOT NULL,                -- capture time from the payload (RFC 3339)
-    received REAL NOT NULL,          -- gateway clock, seconds since the epoch
-    payload BLOB NOT NULL,           -- the message exactly as published
-    PRIMARY KEY (device, camera, boot_id, source, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS detections_received ON detections (received);
-CREATE TABLE IF NOT EXISTS acked (
-    device TEXT NOT NULL,
-    boot_id TEXT NOT NULL,
-    camera TEXT NOT NULL,
-    seq_upto INTEGER NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (device, boot_id, camera)
-) WITHOUT ROWID;
-"""
+Signer = Callable[[AckMessage], AckMessage]
+IsEnrolled = Callable[[str], bool]
 
 _STOP = object()
 RETENTION_EVERY_S = 3600.0
-DROP_DISTRUST_S = 120.0
-"""After a queue overflow, repeats are not taken as proof that a hole is gone for this long."""
+PRUNE_CHUNK = 1000
 
 
 @dataclass
@@ -71,9 +51,53 @@ class ArchiveStats:
     stored: int = 0  # new rows written
     duplicates: int = 0  # redeliveries already stored
     malformed: int = 0  # payloads that are not a valid DetectionMessage for their topic
+    unknown_device: int = 0  # messages from a device the gateway has not enrolled
     acks_sent: int = 0  # ack messages published
+    ack_failures: int = 0  # acks of one device that could not be built or published
     queue_dropped: int = 0  # messages not queued (queue full); the device replays them
-    gaps_skipped: int = 0  # seqs given up on: a device replay went past them
+    gaps_skipped: int = 0  # seqs below a device's low-water mark that never arrived
+    streams_evicted: int = 0  # streams forgotten: their device had too many open
+    holes_expired: int = 0  # streams forgotten: a hole made no progress for too long
+    pruned: int = 0  # rows deleted to keep the file under archive.max_bytes
+
+
+class MessageRefused(ValueError):
+    """A message the archive does not store (malformed, or for another topic)."""
+
+
+def parse_detection(topic: str, payload: bytes, prefix: str) -> ArchivedRow:
+    """Check one received message against its topic; raise MessageRefused."""
+    parts = topic.split("/")
+    try:
+        msg = DetectionMessage.model_validate_json(payload)
+    except ValidationError as err:
+        raise MessageRefused(str(err).splitlines()[0][:200]) from None
+    if len(parts) != 5 or parts[0] != prefix or (parts[1], parts[3]) != (msg.device, msg.camera):
+        raise MessageRefused(f"payload {msg.device}/{msg.camera} on topic {topic}")
+    return ArchivedRow(
+        device=msg.device,
+        camera=msg.camera,
+        boot_id=msg.boot_id,
+        stream=msg.stream,
+        seq=msg.seq,
+        ts=msg.ts,
+        payload=payload,
+        low_water=msg.oldest_unacked_seq,
+    )
+
+
+def build_ack(device: str, entries: list[AckDue], signer: Signer) -> AckMessage:
+    """The signed `edge.ack/2` message for one device's due acks."""
+    now = datetime.now(timezone.utc)
+    msg = AckMessage(
+        device=device,
+        issued=now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        acks=[
+            AckEntry(boot_id=e.boot_id, camera=e.camera, stream=e.stream, seq_upto=e.seq_upto)
+            for e in entries
+        ],
+    )
+    return signer(msg)
 
 
 class DetectionArchive:
@@ -85,25 +109,20 @@ class DetectionArchive:
         cfg: ArchiveConfig,
         publish: Publish,
         *,
+        signer: Signer,
+        is_enrolled: IsEnrolled,
         prefix: str = "edge",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path, self.cfg, self.publish, self.prefix, self.clock = (
-            path,
-            cfg,
-            publish,
-            prefix,
-            clock,
-        )
+        self.cfg, self.publish, self.prefix, self.clock = cfg, publish, prefix, clock
+        self.signer, self.is_enrolled = signer, is_enrolled
         self.stats = ArchiveStats()
-        self.tracker = AckTracker()
-        self._last_drop = -1e9  # monotonic time of the last queue overflow
+        self.tracker = AckTracker(
+            max_streams_per_device=cfg.max_streams_per_device, hole_expiry_s=cfg.hole_expiry_s
+        )
         self._queue: queue.Queue[object] = queue.Queue(maxsize=cfg.queue_size)
         self._thread: threading.Thread | None = None
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)  # acked streams are resumed from `acked` when seen again
+        self.db = ArchiveDb(path)
         self._last_retention = 0.0
 
     def start(self) -> None:
@@ -114,146 +133,121 @@ class DetectionArchive:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout)
-        self._db.close()
+        self.db.close()
 
     def on_message(self, topic: str, payload: bytes) -> None:
-        """Network-thread callback: queue, never block. A YOLO message not queued is not acked,
-        so the device sends it again (a florence2 refinement may be lost: best effort)."""
+        """Network-thread callback: queue, never block. A message not queued is not acked, so
+        the device sends it again."""
         try:
             self._queue.put_nowait((topic, bytes(payload)))
         except queue.Full:
             self.stats.queue_dropped += 1
-            self._last_drop = time.monotonic()
 
     # -- writer thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            batch: list[tuple[str, bytes]] = []
-            try:
-                item = self._queue.get(timeout=self.cfg.flush_interval_s)
-            except queue.Empty:
-                item = None
-            stop = item is _STOP
-            if isinstance(item, tuple):
-                batch.append(item)
-                while len(batch) < self.cfg.batch_max:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is _STOP:
-                        stop = True
-                        break
-                    assert isinstance(nxt, tuple)
-                    batch.append(nxt)
+            batch, stop = self._next_batch()
             try:
                 self._write(batch)
-                self._send_acks()
                 self._retention()
-            except sqlite3.Error as err:  # disk full, I/O error: nothing acked, devices replay
-                log.error("archive write failed; nothing acked", error=str(err), rows=len(batch))
-            except Exception:  # noqa: BLE001 - a bug must not end the archive; logged with trace
+            except Exception:  # noqa: BLE001 - disk full, I/O error or a bug: nothing is acked,
+                # devices replay; logged with its trace and the writer goes on
                 log.exception("archive batch failed; nothing acked", rows=len(batch))
+            else:
+                self._send_acks()
             if stop:
                 return
 
-    def _write(self, batch: list[tuple[str, bytes]]) -> None:
-        if not batch:
-            return
-        now = self.clock()
-        rows: list[tuple[str, str, str, str, int, str, float, bytes]] = []
-        for topic, payload in batch:
-            parts = topic.split("/")
+    def _next_batch(self) -> tuple[list[tuple[str, bytes]], bool]:
+        batch: list[tuple[str, bytes]] = []
+        try:
+            item = self._queue.get(timeout=self.cfg.flush_interval_s)
+        except queue.Empty:
+            return batch, False
+        while item is not _STOP:
+            assert isinstance(item, tuple)
+            batch.append(item)
+            if len(batch) >= self.cfg.batch_max:
+                return batch, False
             try:
-                msg = DetectionMessage.model_validate_json(payload)
-                if (
-                    len(parts) != 5
-                    or parts[0] != self.prefix
-                    or (parts[1], parts[3]) != (msg.device, msg.camera)
-                ):
-                    raise ValueError(f"payload {msg.device}/{msg.camera} on topic {topic}")
-            except (ValidationError, ValueError) as err:
-                self.stats.malformed += 1
-                log.warning(
-                    "malformed detection message ignored",
-                    topic=topic,
-                    error=str(err).splitlines()[0][:200],
-                )
-                continue
-            rows.append(
-                (msg.device, msg.camera, msg.boot_id, msg.source, msg.seq, msg.ts, now, payload)
-            )
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _accept(self, topic: str, payload: bytes) -> ArchivedRow | None:
+        try:
+            row = parse_detection(topic, payload, self.prefix)
+        except MessageRefused as err:
+            self.stats.malformed += 1
+            log.warning("malformed detection message ignored", topic=topic, error=str(err))
+            return None
+        if not self.is_enrolled(row.device):
+            self.stats.unknown_device += 1
+            log.warning("detection from a device not enrolled ignored", device=row.device)
+            return None
+        return row
+
+    def _write(self, batch: list[tuple[str, bytes]]) -> None:
+        rows = [r for r in (self._accept(t, p) for t, p in batch) if r is not None]
         if not rows:
             return
-        before = self._db.total_changes
-        self._db.execute("BEGIN")
-        try:
-            self._db.executemany(
-                "INSERT OR IGNORE INTO detections "
-                "(device, camera, boot_id, source, seq, ts, received, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            self._db.execute("COMMIT")
-        except sqlite3.Error:
-            self._db.execute("ROLLBACK")
-            raise
-        new = self._db.total_changes - before
+        new = self.db.insert(rows, self.clock())
         self.stats.stored += new
         self.stats.duplicates += len(rows) - new
         mono = time.monotonic()
-        evidence = mono - self._last_drop > DROP_DISTRUST_S
-        for device, camera, boot_id, source, seq, *_ in rows:
-            if source != "yolo":  # florence2 refinements carry an older frame's seq
-                continue
-            key = (device, boot_id, camera)
-            if key not in self.tracker.streams:  # new, or forgotten while idle: resume its ack
-                row = self._db.execute(
-                    "SELECT seq_upto FROM acked WHERE device = ? AND boot_id = ? AND camera = ?",
-                    key,
-                ).fetchone()
-                if row is not None:
-                    self.tracker.resume(key, int(row[0]))
-            self.tracker.stored(key, seq, mono, replay_evidence=evidence)
+        for r in rows:
+            if not self.tracker.knows(r.stream_key):  # new, or forgotten: resume its last ack
+                last = self.db.last_ack(r.stream_key)
+                if last is not None:
+                    self.tracker.resume(r.stream_key, last, mono)
+            self.tracker.stored(r.stream_key, r.seq, r.low_water, mono)
 
     def _send_acks(self) -> None:
-        now = self.clock()
         due = self.tracker.due(time.monotonic())
-        self.stats.gaps_skipped = self.tracker.gaps_skipped
-        if not due:
-            return
-        # Autocommit (no BEGIN): a failure leaves no transaction open; marked sent only after.
-        self._db.executemany(
-            "INSERT INTO acked (device, boot_id, camera, seq_upto, at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (device, boot_id, camera) DO UPDATE SET seq_upto = excluded.seq_upto, "
-            "at = excluded.at",
-            [(d.device, d.boot_id, d.camera, d.seq_upto, now) for d in due],
-        )
+        c = self.tracker.counters
+        self.stats.gaps_skipped = c.gaps_skipped
+        self.stats.streams_evicted, self.stats.holes_expired = c.streams_evicted, c.holes_expired
         by_device: dict[str, list[AckDue]] = {}
         for d in due:
             by_device.setdefault(d.device, []).append(d)
         for device, entries in by_device.items():
-            msg = AckMessage(
-                device=device,
-                acks=[
-                    AckEntry(boot_id=e.boot_id, camera=e.camera, seq_upto=e.seq_upto)
-                    for e in entries
-                ],
-            )
-            self.publish(
-                Topics(device, self.prefix).ack, msg.model_dump_json(by_alias=True).encode()
-            )
-            self.stats.acks_sent += 1
-        self.tracker.sent(due)
+            try:
+                self._ack_device(device, entries)
+            except Exception:  # noqa: BLE001 - one device's ack must not stop the fleet's
+                self.stats.ack_failures += 1
+                log.exception("ack for one device failed; offered again next batch", device=device)
+
+    def _ack_device(self, device: str, entries: list[AckDue]) -> None:
+        msg = build_ack(device, entries, self.signer)
+        now = self.clock()
+        for e in entries:
+            self.db.record_ack(e.key, e.seq_upto, now)
+        self.publish(Topics(device, self.prefix).ack, msg.model_dump_json(by_alias=True).encode())
+        self.stats.acks_sent += 1
+        for e in entries:
+            self.tracker.sent(e)
 
     def _retention(self) -> None:
         now = self.clock()
-        if now - self._last_retention < RETENTION_EVERY_S:
-            return
-        self._last_retention = now
-        cutoff = now - self.cfg.retention_days * 86400
-        cur = self._db.execute("DELETE FROM detections WHERE received < ?", (cutoff,))
-        self._db.execute("DELETE FROM acked WHERE at < ?", (cutoff,))
-        if cur.rowcount:
-            log.info("archive retention", deleted=cur.rowcount, days=self.cfg.retention_days)
+        if now - self._last_retention >= RETENTION_EVERY_S:
+            self._last_retention = now
+            deleted = self.db.delete_older_than(now - self.cfg.retention_days * 86400)
+            if deleted:
+                log.info("archive retention", deleted=deleted, days=self.cfg.retention_days)
+        self._enforce_size_cap()
+
+    def _enforce_size_cap(self) -> None:
+        before = self.stats.pruned
+        while self.db.size_bytes() > self.cfg.max_bytes:
+            pruned = self.db.prune_oldest(PRUNE_CHUNK)
+            self.stats.pruned += pruned
+            if not pruned:
+                break
+        if self.stats.pruned > before:
+            log.warning(
+                "archive over its size cap: oldest rows pruned",
+                pruned=self.stats.pruned - before,
+                max_bytes=self.cfg.max_bytes,
+            )

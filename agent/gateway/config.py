@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.contracts.ids import SafeId, check_id
+from agent.trust.tls import TlsConfig
 from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.yaml")
@@ -56,6 +57,12 @@ class GatewayMqttConfig(StrictModel):
     username: str | None = Field(None, description="Broker user name.")
     password_env: str | None = Field(
         None, description="Name of the environment variable holding the broker password."
+    )
+    tls: TlsConfig | None = Field(
+        None,
+        description="TLS to the broker (CA, client certificate and key: the shipped broker's "
+        "8883 mutual-TLS listener; the certificate's CN must be `gateway` for the ACL). "
+        "Plain TCP when absent.",
     )
 
     def password(self) -> str | None:
@@ -124,6 +131,23 @@ class ArchiveConfig(StrictModel):
     batch_max: int = Field(500, ge=1, description="Most messages written in one transaction.")
     queue_size: int = Field(
         20000, ge=100, description="Messages waiting for the writer; beyond, not acked (replayed)."
+    )
+    max_bytes: int = Field(
+        8 * 1024**3,
+        ge=1024 * 1024,
+        description="Size cap of the archive file; beyond it the oldest rows are pruned (counted).",
+    )
+    max_streams_per_device: int = Field(
+        64,
+        ge=1,
+        description="Open streams (boot x camera x stream) tracked per device for acks; the "
+        "least recently seen is forgotten first (counted).",
+    )
+    hole_expiry_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A stream whose hole makes no progress this long is forgotten (counted); "
+        "nothing past the hole is acked.",
     )
 
 

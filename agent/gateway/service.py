@@ -9,6 +9,7 @@ subscription, so a gateway that was down does not time out devices that finished
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from agent.gateway.config import GatewayConfig, GatewayMqttConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, load_key
+from agent.trust.signing import sign
+from agent.trust.tls import build_tls_context
 from agent.messages.topics import (
     detections_filter,
     health_filter,
@@ -61,6 +64,8 @@ class MqttLink:
         self.client.max_inflight_messages_set(200)
         if cfg.username is not None:
             self.client.username_pw_set(cfg.username, cfg.password())
+        if cfg.tls is not None:
+            self.client.tls_set_context(build_tls_context(cfg.tls, "mqtt.tls"))
         self.client.reconnect_delay_set(0.5, 10)
         self.client.on_connect = self._connect
         self.client.on_disconnect = self._disconnect
@@ -159,6 +164,8 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
                 cfg.archive_path,
                 cfg.archive,
                 lambda topic, payload: holder["link"].publish(topic, payload),
+                signer=functools.partial(sign, private_key=gateway_key),
+                is_enrolled=lambda device: True,
                 prefix=cfg.mqtt.topic_prefix,
             )
             archive.start()

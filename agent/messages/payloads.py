@@ -12,6 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.contracts.ids import SafeId
+from agent.contracts.streams import BootId
+
 DETECTIONS_SCHEMA = "edge.detections/1"
 STATUS_SCHEMA = "edge.status/1"
 HEALTH_SCHEMA = "edge.health/1"
@@ -70,15 +73,27 @@ class DetectionMessage(Payload):
     schema_: Literal["edge.detections/1"] = Field(
         DETECTIONS_SCHEMA, alias="schema", description="Payload schema id and version."
     )
-    device: str = Field(description="Device id.")
-    camera: str = Field(description="Camera id.")
-    boot_id: str = Field(
-        description="Random id of this daemon start; with seq, identifies the message for dedup."
+    device: SafeId = Field(description="Device id.")
+    camera: SafeId = Field(description="Camera id.")
+    boot_id: BootId = Field(
+        description="Random id of this daemon start (8-64 hex digits); with stream and seq, "
+        "identifies the message for dedup."
+    )
+    stream: Literal["detections", "florence2"] = Field(
+        "detections",
+        description="Stream of this message: `detections` (source yolo) or `florence2`; "
+        "consumers dedup by (device, camera, boot_id, stream, seq).",
     )
     seq: int = Field(
         ge=0,
-        description="Per camera per boot, grows by exactly 1 for each YOLO message; a gap means "
-        "a lost message. A florence2 message carries the seq of the YOLO message it refines.",
+        description="Per camera, stream and boot, grows by exactly 1 per message; a gap means "
+        "a lost (counted) message.",
+    )
+    oldest_unacked_seq: int | None = Field(
+        None,
+        ge=0,
+        description="Lowest seq of this stream the device still held when it (re)published this "
+        "message: the gateway may skip a hole only below it.",
     )
     ts: str = Field(description="Capture time, UTC, RFC 3339 with milliseconds.")
     frame: FrameSize = Field(description="Size of the original frame.")
