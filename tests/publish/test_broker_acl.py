@@ -110,6 +110,16 @@ def connect(fleet: Fleet, name: str, client_id: str = "") -> Client:
         ("device-dev-a", "edge/dev-a/health", True),  # own health
         ("device-dev-a", "edge/dev-a/cameras/cam1/detections", True),  # own detections
         ("device-dev-a", "edge/dev-a/ota/state", True),  # own OTA state
+        ("device-dev-a", "edge/dev-a/cameras/cam1/events", True),  # own tracked-object events
+        ("device-dev-a", "edge/dev-a/cameras/cam1/zones/yard/person", True),  # own zone count
+        ("device-dev-a", "edge/dev-a/cameras/cam1/lines/gate/car", True),  # own line count
+        ("device-dev-a", "edge/dev-a/cameras/cam1/snapshot/person", True),  # own snapshot
+        ("device-dev-a", "edge/dev-a/config/state", True),  # own config push result
+        ("device-dev-a", "homeassistant/device/dev-a/config", True),  # own HA discovery
+        ("device-dev-a", "homeassistant/device/dev-b/config", False),  # another's discovery
+        ("device-dev-a", "edge/dev-b/cameras/cam1/events", False),  # another's events
+        ("device-dev-a", "edge/dev-b/cameras/cam1/zones/yard/person", False),  # another's zones
+        ("device-dev-a", "edge/dev-a/config/command", False),  # a device cannot push config
         ("device-dev-a", "edge/dev-b/status", False),  # another device's status
         ("device-dev-a", "edge/dev-b/cameras/cam1/detections", False),  # another's detections
         ("device-dev-a", "edge/dev-a/ota/command", False),  # a device cannot command itself
@@ -118,6 +128,7 @@ def connect(fleet: Fleet, name: str, client_id: str = "") -> Client:
         ("device-dev-a", "edge/dev-a/other", False),  # nothing outside the listed topics
         ("gateway", "edge/dev-a/ota/command", True),  # only the gateway writes commands
         ("gateway", "edge/dev-a/ack", True),  # ... and acks
+        ("gateway", "edge/dev-a/config/command", True),  # ... and config pushes
         ("gateway", "edge/dev-a/cameras/cam1/detections", False),  # it cannot forge detections
         ("gateway", "edge/gateway/status", False),  # nor pose as a device named "gateway"
         ("operator", "edge/dev-a/ota/command", False),  # operators are read-only
@@ -128,6 +139,10 @@ def test_write_acl(fleet: Fleet, who: str, topic: str, allowed: bool) -> None:
     """The broker accepts or refuses (PUBACK 0x87) each publish as the ACL says."""
     observer = connect(fleet, "gateway")
     observer.subscribe("edge/#")
+    if topic.startswith("homeassistant/"):
+        observer.close()
+        observer = connect(fleet, "operator")  # the gateway reads edge/# only
+        observer.subscribe("homeassistant/#")
     # One session per identity (the CN is the client id): the gateway observes its own writes.
     client = observer if who == "gateway" else connect(fleet, who)
     try:
