@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 AGENT = REPO / "agent"
 
 HEAVY = ("torch", "onnxruntime", "cv2", "tensorrt", "pycuda", "ultralytics")
-STDLIB_IO = ("os", "io", "socket", "subprocess", "sqlite3", "shutil", "pathlib", "threading")
+STDLIB_IO = ("os", "io", "socket", "subprocess", "sqlite3", "shutil", "threading", "urllib", "http")
 
 # (who, forbidden prefixes: `agent.x` modules or top-level third-party names)
 WALLS: list[tuple[str, tuple[str, ...]]] = [
