@@ -30,6 +30,14 @@ class ModelCheckError(Exception):
     """The model is refused before any load; the message lists each problem."""
 
 
+class NotOnnxError(ModelCheckError):
+    """The file does not parse as an ONNX model (or the check cannot run without `onnx`)."""
+
+
+class ExternalDataError(ModelCheckError):
+    """A tensor of the model keeps its data outside the model file."""
+
+
 @dataclass(frozen=True)
 class ExternalRef:
     """One tensor that keeps its data outside the model file.
@@ -116,40 +124,49 @@ def onnx_problems(model: Any) -> list[str]:
     return problems
 
 
-def check_onnx_file(path: Path) -> None:
-    """Parse the ONNX file at `path` (external data NOT loaded) and refuse what it must not be.
+def load_onnx_proto(path: Path) -> Any:
+    """Parse the ONNX file at `path` into an onnx.ModelProto without loading external data.
 
-    Raises ModelCheckError if the file is not ONNX, if `onnx` is missing (the check cannot run,
-    so the model is not trusted), or if any tensor keeps data outside the file.
+    Raises NotOnnxError if it does not parse, or if `onnx` is missing (then the check cannot
+    run, so the model is not trusted).
     """
     try:
         import onnx
         from google.protobuf.message import Error as ProtobufError
     except ImportError:
-        raise ModelCheckError(
+        raise NotOnnxError(
             "the `onnx` package is needed to check a model before loading it; install the "
             "`cpu`, `gpu` or `jetson` extra"
         ) from None
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except (ProtobufError, OSError, ValueError, RuntimeError) as err:
-        raise ModelCheckError(f"{path}: not a valid ONNX model ({type(err).__name__})") from None
-    problems = onnx_problems(model)
+        raise NotOnnxError(f"{path}: not a valid ONNX model ({type(err).__name__})") from None
+
+
+def check_onnx_file(path: Path) -> None:
+    """Refuse the ONNX file at `path` if it is not ONNX or any tensor keeps data outside it.
+
+    Raises NotOnnxError or ExternalDataError (both ModelCheckError).
+    """
+    problems = onnx_problems(load_onnx_proto(path))
     if problems:
         shown = "; ".join(problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise ModelCheckError(f"{path}: refused before loading: {shown}{more}")
+        raise ExternalDataError(f"{path}: refused before loading: {shown}{more}")
 
 
 def check_artifact(path: Path, manifest: Manifest) -> None:
     """The device's check of a verified artifact before build or load (ONNX only for now).
 
-    Raises OtaRejectedError(incompatible) with the problems; a prebuilt engine passes (its
-    `compat` is checked before download).
+    Raises OtaRejectedError: `incompatible` for external data, `load_failed` for a file that
+    is not ONNX at all. A prebuilt engine passes (its `compat` is checked before download).
     """
     if manifest.format != "onnx":
         return
     try:
         check_onnx_file(path)
-    except ModelCheckError as err:
+    except ExternalDataError as err:
         raise OtaRejectedError(Reason.INCOMPATIBLE, str(err)) from None
+    except NotOnnxError as err:
+        raise OtaRejectedError(Reason.LOAD_FAILED, str(err)) from None
