@@ -15,6 +15,11 @@ from agent.contracts.ids import SafeId
 
 MANIFEST_SCHEMA = "edge.manifest/1"
 
+ModelKind = Literal["detector", "florence2"]
+"""What a model is for: the YOLO detector, or the Florence-2 fallback (separate version lines)."""
+
+DEFAULT_KIND: ModelKind = "detector"
+
 
 class Compat(BaseModel):
     """Where a prebuilt engine (format "engine") runs; checked by the device before download."""
@@ -99,3 +104,19 @@ class Manifest(BaseModel):
     compat: Compat = Field(default_factory=Compat, description="Where a prebuilt engine runs.")
     created: str = Field(description="Creation time, UTC, RFC 3339.")
     expires: str | None = Field(None, description="After this time (UTC, RFC 3339) it is refused.")
+    # The two fields below are left out of the JSON form at their defaults, so a manifest signed
+    # before they existed keeps its canonical bytes (and its signature verifies).
+    kind: ModelKind = Field(
+        DEFAULT_KIND,
+        exclude_if=lambda v: v == DEFAULT_KIND,
+        description="What the model is for: `detector` (YOLO) or `florence2` (the fallback); "
+        "each kind has its own generation line.",
+    )
+    generation: int = Field(
+        0,
+        ge=0,
+        exclude_if=lambda v: v == 0,
+        description="Release generation, monotonic across all names of one kind: a device "
+        "accepts a model under another name only with a generation above the one it runs "
+        "(unless the name is pinned in `ota.allowed_models`).",
+    )

@@ -27,6 +27,8 @@ from agent.gateway.config import (
     GatewayConfigError,
     load_gateway_config,
 )
+from agent.gateway.signing_cli import register as register_signing
+from agent.gateway.signing_cli import release_options
 
 CONFIG_ENV = "EDGE_GATEWAY_CONFIG"
 
@@ -65,50 +67,7 @@ def keys_group() -> None:
     """Create the release and gateway keys; export their public halves for device configs."""
 
 
-@keys_group.command("init")
-@click.pass_context
-def keys_init(ctx: click.Context) -> None:
-    """Create missing keys in keys_dir (0700; files 0600). Existing keys are kept."""
-    from agent.gateway.keys import KeyFileError, init_keys
-
-    cfg = _config(ctx)
-    try:
-        result = init_keys(cfg.keys_dir)
-    except (KeyFileError, OSError) as err:
-        raise click.ClickException(str(err)) from None
-    for role, (info, created) in result.items():
-        click.echo(
-            f"{role.value} key {info.key_id}: {'created' if created else 'exists'} "
-            f"({cfg.keys_dir / (role.value + '.key')})"
-        )
-    click.echo("Private keys are never printed; `edge-gateway keys export` prints the public keys.")
-
-
-@keys_group.command("export")
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of YAML.")
-@click.pass_context
-def keys_export(ctx: click.Context, as_json: bool) -> None:
-    """Print the public keys in the form of the device config's `ota:` section."""
-    from agent.gateway.keys import KeyFileError, KeyRole, export_yaml, public_info
-
-    cfg = _config(ctx)
-    try:
-        if as_json:
-            rel = public_info(cfg.keys_dir, KeyRole.RELEASE)
-            gw = public_info(cfg.keys_dir, KeyRole.GATEWAY)
-            click.echo(
-                json.dumps(
-                    {
-                        "release_keys": {rel.key_id: rel.public_key},
-                        "gateway_keys": {gw.key_id: gw.public_key},
-                    },
-                    indent=2,
-                )
-            )
-        else:
-            click.echo(export_yaml(cfg.keys_dir), nl=False)
-    except KeyFileError as err:
-        raise click.ClickException(str(err)) from None
+# `keys init|export` and `models sign|import` live in agent.gateway.signing_cli
 
 
 @main.command("intake-token")
@@ -161,7 +120,7 @@ def _parse_imgsz(value: str | None) -> tuple[int, int] | None:
 @click.option("--imgsz", default=None, help="Input size H,W when the file does not say it.")
 @click.option("--min-tensorrt", default=None, help="Engines: lowest TensorRT version.")
 @click.option("--gpu-arch", default=None, help="Engines: GPU arch built for, e.g. sm_87.")
-@click.option("--expires-days", type=float, default=None, help="Manifest expires after this.")
+@release_options
 @click.pass_context
 def models_add(
     ctx: click.Context,
@@ -172,16 +131,19 @@ def models_add(
     imgsz: str | None,
     min_tensorrt: str | None,
     gpu_arch: str | None,
-    expires_days: float | None,
+    expires_days: float,
+    generation: int,
+    kind: str,
 ) -> None:
-    """Store FILE (content-addressed), write and sign its manifest."""
+    """Store FILE (content-addressed), write and sign its manifest HERE: for a single-box lab
+    that keeps the release key on the gateway. In production sign on the workstation (`models
+    sign`) and `models import` here."""
     from pydantic import ValidationError
 
     from agent.gateway.db import Store
     from agent.gateway.keys import KeyFileError, KeyRole, load_key
-    from agent.gateway.registry import RegistryError, add_model, parse_labels
+    from agent.gateway.registry import RegistryError, add_model, expires_after, parse_labels
     from agent.manifest import Compat
-    from agent.ota.protocol import format_rfc3339
 
     cfg = _config(ctx)
     try:
@@ -194,9 +156,7 @@ def models_add(
     try:
         key = load_key(cfg.keys_dir, KeyRole.RELEASE)
         names = parse_labels(labels) if labels else None
-        expires = (
-            None if expires_days is None else format_rfc3339(time.time() + expires_days * 86400)
-        )
+        expires = expires_after(expires_days, time.time())
         with Store(cfg.db_path) as store:
             row = add_model(
                 store,
@@ -209,6 +169,8 @@ def models_add(
                 input_size=_parse_imgsz(imgsz),
                 compat=compat,
                 expires=expires,
+                kind=kind,  # type: ignore[arg-type]
+                generation=generation,
             )
     except (RegistryError, KeyFileError) as err:
         raise click.ClickException(str(err)) from None
@@ -518,6 +480,8 @@ def watch(ctx: click.Context, devices_: str, cameras: str, count: int, duration:
         client.disconnect()
         client.loop_stop()
 
+
+register_signing(keys_group, models_group)
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.contracts.ids import SafeId, check_id
+from agent.ota.signing import trusted_key_map
 from agent.trust.tls import TlsConfig
 from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
 
@@ -151,6 +152,21 @@ class ArchiveConfig(StrictModel):
     )
 
 
+class GatewayTrustConfig(StrictModel):
+    release_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Release public keys (kept on the signing workstation) whose manifests "
+        "`edge-gateway models import` accepts: {key id: base64 raw ed25519 key}, as printed by "
+        "`edge-gateway keys init --release-only`.",
+    )
+
+    @field_validator("release_keys")
+    @classmethod
+    def _keys_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        trusted_key_map(value)  # raises ValueError on bad base64, wrong length or a wrong key id
+        return value
+
+
 class GatewayConfig(StrictModel):
     data_dir: Path = Field(
         Path("/var/lib/edge-gateway"),
@@ -158,7 +174,8 @@ class GatewayConfig(StrictModel):
     )
     keys_dir: Path = Field(
         Path("/etc/edge-gateway/keys"),
-        description="Directory (mode 0700) of the release and gateway private keys (mode 0600).",
+        description="Directory (mode 0700) of the gateway private key (mode 0600); a single-box "
+        "lab also keeps the release key here.",
     )
     http: HttpConfig = Field(default_factory=HttpConfig, description="HTTP server.")
     mqtt: GatewayMqttConfig = Field(default_factory=GatewayMqttConfig, description="Broker.")
@@ -170,6 +187,9 @@ class GatewayConfig(StrictModel):
         default_factory=ArchiveConfig, description="Detection archive and gateway acks."
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    trust: GatewayTrustConfig = Field(
+        default_factory=GatewayTrustConfig, description="Public keys the gateway trusts."
+    )
     offline_after_s: float = Field(
         60.0, gt=0, description="A device with no message for this long shows as stale."
     )

@@ -306,15 +306,20 @@ class Store:
 
     # -- command sequence -----------------------------------------------------------------------
 
-    def next_seq(self, device: str, db: sqlite3.Connection | None = None) -> int:
-        """Allocate the next command sequence number of `device` (1, 2, ...; never reused)."""
+    def next_seq(self, device: str, db: sqlite3.Connection | None = None, at_least: int = 1) -> int:
+        """Allocate the next command sequence number of `device` (1, 2, ...; never reused).
+
+        `at_least`: the device's reported last accepted sequence + 1. The result is
+        max(the stored next, at_least), so a state file restored from an old backup never
+        hands out numbers the device already used.
+        """
         if db is None:
             with self.tx() as db2:
-                return self.next_seq(device, db2)
+                return self.next_seq(device, db2, at_least)
         db.execute(
-            "INSERT INTO command_seq(device, seq) VALUES (?, 1) "
-            "ON CONFLICT(device) DO UPDATE SET seq=seq+1",
-            (device,),
+            "INSERT INTO command_seq(device, seq) VALUES (?, max(1, ?)) "
+            "ON CONFLICT(device) DO UPDATE SET seq=max(seq+1, ?)",
+            (device, at_least, at_least),
         )
         return int(
             db.execute("SELECT seq FROM command_seq WHERE device=?", (device,)).fetchone()[0]

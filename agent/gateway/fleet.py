@@ -20,6 +20,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from agent.contracts.ids import check_id
 from agent.gateway.db import Store
 from agent.gateway.rollout import (
     CommandKind,
@@ -30,7 +31,6 @@ from agent.gateway.rollout import (
     RolloutState,
     Send,
 )
-from agent.contracts.ids import check_id
 from agent.messages.payloads import HealthMessage, StatusMessage
 from agent.messages.topics import Topics
 from agent.ota.protocol import (
@@ -442,7 +442,7 @@ class Fleet:
         model = self.store.model(*target)
         if model is None:
             raise DeployRefused(409, f"{target[0]}@{target[1]} is not in the registry")
-        seq = self.store.next_seq(a.device, db)
+        seq = self.store.next_seq(a.device, db, self._reported_sequence(a.device) + 1)
         command = OtaCommand(
             command_id=a.command_id,
             device=a.device,
@@ -455,6 +455,12 @@ class Fleet:
         )
         signed = sign_command(command, self.gateway_key)
         return signed.model_dump(mode="json", by_alias=True)
+
+    def _reported_sequence(self, device: str) -> int:
+        """The last sequence the device says it accepted (its retained ota/state), or 0."""
+        row = self.store.device(device)
+        reported = None if row is None or row.ota is None else row.ota.get("last_sequence")
+        return reported if isinstance(reported, int) and reported >= 0 else 0
 
     # -- views ----------------------------------------------------------------------------------
 

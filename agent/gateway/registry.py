@@ -1,10 +1,13 @@
 """The model registry: content-addressed artifacts and release-signed manifests.
 
-`add_model` checks the file is an ONNX model or a TensorRT engine, reads class names and input
-size from the Ultralytics export metadata where present (`names` "{0: 'person', 1: 'car'}",
-`imgsz` "[320, 320]"), refuses a version that is not greater than the last one of that name,
-stores the bytes under `<data>/artifacts/<sha256>` (temp file, fsync, rename) and records the
-signed manifest in SQLite.
+`describe_model` checks the file is an ONNX model (without external data: see
+`agent.ota.model_check`) or a TensorRT engine, reads class names and input size from the
+Ultralytics export metadata where present (`names` "{0: 'person', 1: 'car'}", `imgsz`
+"[320, 320]") and hashes it: the unsigned manifest. `models sign` does that on the workstation
+and signs it with the release key there; `import_model` verifies such a signed manifest against
+the trusted release public keys and registers the file; `add_model` (single-box lab) signs here.
+Both refuse a version that is not greater than the last one of that name, store the bytes under
+`<data>/artifacts/<sha256>` (temp file, fsync, rename) and record the signed manifest in SQLite.
 """
 
 from __future__ import annotations
@@ -15,16 +18,20 @@ import json
 import os
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.gateway.db import ModelRow, Store
 from agent.contracts.ids import check_id
-from agent.manifest import Compat, Manifest
-from agent.ota.protocol import format_rfc3339
-from agent.ota.signing import sign_manifest
+from agent.gateway.db import ModelRow, Store
+from agent.manifest import DEFAULT_KIND, Compat, Manifest, ModelKind
+from agent.ota.model_check import NotOnnxError, load_onnx_proto, onnx_problems
+from agent.ota.protocol import OtaRejectedError, SignedManifest, format_rfc3339
+from agent.ota.signing import PublicKeyLike, sign_manifest, verify_manifest
+from agent.util.files import file_sha256, fsync_dir
 
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -88,12 +95,13 @@ def _static_dims(value_info: object) -> list[int | None]:
 
 def inspect_onnx(path: Path) -> ModelInterface:
     """Read the interface of an ONNX model; RegistryError if the file is not ONNX."""
-    import onnx  # only here: `models add` is the one command that needs it
-
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # noqa: BLE001 - onnx raises DecodeError/RuntimeError/OSError variants
-        raise RegistryError(f"{path}: not a valid ONNX model ({type(err).__name__})") from None
+        model = load_onnx_proto(path)
+    except NotOnnxError as err:
+        raise RegistryError(str(err)) from None
+    problems = onnx_problems(model)
+    if problems:
+        raise RegistryError(f"{path}: refused (incompatible): {'; '.join(problems[:5])}")
     if not model.graph.input or not model.graph.output:
         raise RegistryError(f"{path}: ONNX model has no graph inputs/outputs")
     meta = {p.key: p.value for p in model.metadata_props}
@@ -183,17 +191,121 @@ def _store_artifact(src: Path, artifacts_dir: Path) -> tuple[str, int, Path]:
             tmp.unlink()
         else:
             os.replace(tmp, dest)
-            dir_fd = os.open(artifacts_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_dir(artifacts_dir)
     finally:
         if tmp.exists():
             tmp.unlink()
     if length == 0:
         raise RegistryError(f"{src}: empty file")
     return digest, length, dest
+
+
+@dataclass(frozen=True)
+class ManifestRequest:
+    """What the operator says about a model; the rest comes from the file itself.
+
+    `labels` and `input_size` override the file's metadata; `expires` is RFC 3339 or None.
+    """
+
+    name: str
+    version: int
+    labels: list[str] | None = None
+    input_size: tuple[int, int] | None = None
+    compat: Compat | None = None
+    kind: ModelKind = DEFAULT_KIND
+    generation: int = 0
+    expires: str | None = None
+
+
+def describe_model(path: Path, req: ManifestRequest, created: float) -> Manifest:
+    """The manifest of the model file at `path` (inspected, checked, hashed); not signed.
+
+    Needs no gateway state: `models sign` runs it on the workstation, `models add` here.
+    Raises RegistryError with the reason.
+    """
+    try:
+        check_id(req.name, "model name")
+    except ValueError as err:
+        raise RegistryError(str(err)) from None
+    if req.version < 1:
+        raise RegistryError(f"version must be >= 1, got {req.version}")
+    if req.generation < 0:
+        raise RegistryError(f"generation must be >= 0, got {req.generation}")
+    iface = inspect(path)
+    class_names = req.labels or iface.class_names
+    if class_names is None:
+        raise RegistryError(f"{path}: no class names in the file's metadata; pass --labels")
+    size = req.input_size or iface.input_size
+    if size is None:
+        raise RegistryError(f"{path}: no input size in the file's metadata; pass --imgsz H,W")
+    if iface.outputs_per_box is not None and iface.outputs_per_box - 4 != len(class_names):
+        raise RegistryError(
+            f"{path}: the model outputs {iface.outputs_per_box - 4} classes per box but "
+            f"{len(class_names)} class names were given"
+        )
+    length = path.stat().st_size
+    if length == 0:
+        raise RegistryError(f"{path}: empty file")
+    return Manifest(
+        name=req.name,
+        version=req.version,
+        format=iface.format,  # type: ignore[arg-type]
+        sha256=file_sha256(path),
+        length=length,
+        input_size=size,
+        class_names=class_names,
+        compat=req.compat or Compat(),
+        created=format_rfc3339(created),
+        expires=req.expires,
+        kind=req.kind,
+        generation=req.generation,
+    )
+
+
+def expires_after(days: float | None, now: float) -> str | None:
+    """RFC 3339 time `days` after `now` (None: never; only for a lab that asks for it)."""
+    if days is None:
+        return None
+    if days <= 0:
+        raise RegistryError(f"--expires-days must be > 0, got {days}")
+    return format_rfc3339(now + days * 86400)
+
+
+def _check_new_version(store: Store, name: str, version: int) -> None:
+    latest = store.latest_version(name)
+    if latest is not None and version <= latest:
+        raise RegistryError(
+            f"model {name}: version {version} is not greater than the latest ({latest}); "
+            f"use --version {latest + 1} or higher"
+        )
+
+
+def _record(
+    store: Store, artifacts_dir: Path, path: Path, signed: SignedManifest, created: float
+) -> ModelRow:
+    """Store the artifact (it must be the manifest's bytes) and the signed manifest."""
+    manifest = signed.manifest
+    digest, length, _ = _store_artifact(path, artifacts_dir)
+    if (digest, length) != (manifest.sha256, manifest.length):
+        raise RegistryError(
+            f"{path} changed while it was registered (sha256 {digest}, {length} bytes; the "
+            f"manifest says {manifest.sha256}, {manifest.length} bytes)"
+        )
+    row = ModelRow(
+        name=manifest.name,
+        version=manifest.version,
+        format=manifest.format,
+        sha256=digest,
+        length=length,
+        manifest=manifest.model_dump(mode="json", by_alias=True),
+        signed=signed.model_dump(mode="json", by_alias=True),
+        created=created,
+    )
+    try:
+        store.add_model(row)
+    except ValueError as err:  # a concurrent add won the race
+        raise RegistryError(str(err)) from None
+    return row
 
 
 def add_model(
@@ -208,60 +320,54 @@ def add_model(
     input_size: tuple[int, int] | None = None,
     compat: Compat | None = None,
     expires: str | None = None,
+    kind: ModelKind = DEFAULT_KIND,
+    generation: int = 0,
     now: float | None = None,
 ) -> ModelRow:
-    """Validate, store and sign one model version. Raises RegistryError with the reason."""
-    try:
-        check_id(name, "model name")
-    except ValueError as err:
-        raise RegistryError(str(err)) from None
-    if version < 1:
-        raise RegistryError(f"version must be >= 1, got {version}")
-    latest = store.latest_version(name)
-    if latest is not None and version <= latest:
+    """Validate, store and sign one model version here (single-box lab: the release key is on
+    this machine). Raises RegistryError with the reason."""
+    created = time.time() if now is None else now
+    req = ManifestRequest(name, version, labels, input_size, compat, kind, generation, expires)
+    manifest = describe_model(path, req, created)
+    _check_new_version(store, name, version)
+    return _record(store, artifacts_dir, path, sign_manifest(manifest, release_key), created)
+
+
+def import_model(
+    store: Store,
+    artifacts_dir: Path,
+    release_keys: Mapping[str, PublicKeyLike],
+    path: Path,
+    signed: SignedManifest,
+    *,
+    now: float | None = None,
+) -> ModelRow:
+    """Register an artifact signed elsewhere (`models sign` on the workstation).
+
+    The release signature must verify with a trusted key and the manifest must not have
+    expired; the file must be the manifest's bytes (sha256, length) and pass the same checks
+    as `models add` (format, no external data). Raises RegistryError with the reason.
+    """
+    created = time.time() if now is None else now
+    if not release_keys:
         raise RegistryError(
-            f"model {name}: version {version} is not greater than the latest ({latest}); "
-            f"use --version {latest + 1} or higher"
+            "no trusted release key: add the workstation's public key under trust.release_keys "
+            "in the gateway config (printed by `edge-gateway keys init --release-only`)"
+        )
+    try:
+        manifest = verify_manifest(
+            signed, release_keys, datetime.fromtimestamp(created, timezone.utc)
+        )
+    except OtaRejectedError as err:
+        raise RegistryError(f"manifest refused: {err.reason.value}: {err.detail}") from None
+    length = path.stat().st_size
+    if length != manifest.length or file_sha256(path) != manifest.sha256:
+        raise RegistryError(
+            f"{path} is not the signed artifact ({length} bytes; the manifest says "
+            f"{manifest.length} bytes, sha256 {manifest.sha256})"
         )
     iface = inspect(path)
-    class_names = labels or iface.class_names
-    if class_names is None:
-        raise RegistryError(f"{path}: no class names in the file's metadata; pass --labels")
-    size = input_size or iface.input_size
-    if size is None:
-        raise RegistryError(f"{path}: no input size in the file's metadata; pass --imgsz H,W")
-    if iface.outputs_per_box is not None and iface.outputs_per_box - 4 != len(class_names):
-        raise RegistryError(
-            f"{path}: the model outputs {iface.outputs_per_box - 4} classes per box but "
-            f"{len(class_names)} class names were given"
-        )
-    digest, length, _ = _store_artifact(path, artifacts_dir)
-    created = time.time() if now is None else now
-    manifest = Manifest(
-        name=name,
-        version=version,
-        format=iface.format,  # type: ignore[arg-type]
-        sha256=digest,
-        length=length,
-        input_size=size,
-        class_names=class_names,
-        compat=compat or Compat(),
-        created=format_rfc3339(created),
-        expires=expires,
-    )
-    signed = sign_manifest(manifest, release_key)
-    row = ModelRow(
-        name=name,
-        version=version,
-        format=iface.format,
-        sha256=digest,
-        length=length,
-        manifest=manifest.model_dump(mode="json", by_alias=True),
-        signed=signed.model_dump(mode="json", by_alias=True),
-        created=created,
-    )
-    try:
-        store.add_model(row)
-    except ValueError as err:  # a concurrent add won the race
-        raise RegistryError(str(err)) from None
-    return row
+    if iface.format != manifest.format:
+        raise RegistryError(f"{path} is {iface.format}, the manifest says {manifest.format}")
+    _check_new_version(store, manifest.name, manifest.version)
+    return _record(store, artifacts_dir, path, signed, created)

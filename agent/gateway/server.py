@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from agent.contracts.ids import SafeId, check_id
 from agent.gateway.config import GatewayConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import DeployRefused, DeployRequest, Fleet, rollout_view
@@ -43,7 +44,6 @@ from agent.gateway.intake import (
     store_upload,
     token_ok,
 )
-from agent.contracts.ids import SafeId, check_id
 
 log = structlog.get_logger(__name__)
 

@@ -24,14 +24,14 @@ from agent.gateway.config import GatewayConfig, GatewayMqttConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, load_key
-from agent.trust.signing import sign
-from agent.trust.tls import build_tls_context
 from agent.messages.topics import (
     detections_filter,
     health_filter,
     ota_state_filter,
     status_filter,
 )
+from agent.trust.signing import sign
+from agent.trust.tls import build_tls_context
 
 log = structlog.get_logger(__name__)
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent.contracts.ids import SafeId
 from agent.ota.signing import trusted_key_map
 
 
@@ -21,6 +22,12 @@ class OtaConfig(BaseModel):
     gateway_keys: dict[str, str] = Field(
         default_factory=dict,
         description="Trusted gateway public keys that sign commands: {key id: base64 raw key}.",
+    )
+    allowed_models: list[SafeId] = Field(
+        default_factory=list,
+        description="Pin: the only model names this device accepts (a command for any other "
+        "name is rejected `model_not_allowed`). Empty: any name, but a change of name needs "
+        "a manifest generation above the running one (see docs/ota.md).",
     )
     max_command_bytes: int = Field(
         64 * 1024, ge=1024, le=1024 * 1024, description="Largest command payload accepted."

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import structlog
 
-from agent.manifest import Manifest
+from agent.manifest import DEFAULT_KIND, Manifest
 from agent.messages.topics import Topics
 from agent.ota.config import OtaConfig
 from agent.ota.download import DownloadSettings, download_artifact, verify_artifact
 from agent.ota.host import ModelHost, RetainedPublisher
 from agent.ota.machine import check_transition
+from agent.ota.model_check import check_artifact
 from agent.ota.priority import lowered_priority
 from agent.ota.protocol import (
     ModelId,
@@ -208,6 +209,8 @@ class OtaManager:
                 models = ModelView(
                     active=_triple(running),
                     previous=_triple(pointer.previous),
+                    active_generation=None if running is None else _generation(running),
+                    active_kind=_kind(running),
                 )
                 verdict = validate_command(
                     command,
@@ -220,6 +223,7 @@ class OtaManager:
                     runnable_formats=self.runnable_formats,
                     max_artifact_bytes=self.cfg.max_artifact_bytes,
                     platform=self.platform,
+                    allowed_models=frozenset(self.cfg.allowed_models),
                 )
                 if verdict.delivery is Delivery.DUPLICATE:
                     log.info(
@@ -283,6 +287,7 @@ class OtaManager:
             reason=err.reason,
             detail=err.detail[:2000],
             ts=_now(),
+            last_sequence=self._last_sequence(),
         )
         self.publisher.publish_retained(self.topics.ota_state, state_bytes(msg))
         current = self._job
@@ -324,6 +329,7 @@ class OtaManager:
             )
             job = self._set(job, OtaState.VERIFYING)
             verify_artifact(staged, job.manifest.length, job.manifest.sha256)
+            check_artifact(staged, job.manifest)
             with self._lock:
                 installed = self.store.install(staged, job.manifest)
             if self.build is not None:
@@ -511,7 +517,9 @@ class OtaManager:
         with self._lock:
             job = self._set(job, OtaState.COMMITTED)
             self.store.write_ledger(
-                self.store.read_ledger().committed(job.model.name, job.model.version)
+                self.store.read_ledger().committed(
+                    job.model.name, job.model.version, job.manifest.kind, job.manifest.generation
+                )
             )
             self.store.end_probation()
         log.info("model committed", model=job.model.name, version=job.model.version)
@@ -644,6 +652,12 @@ class OtaManager:
             return None
         return ModelId(name=info.name, version=info.version, sha256=info.sha256)
 
+    def _last_sequence(self) -> int:
+        """Highest sequence accepted, from the ledger: the gateway numbers its next command
+        above it (a gateway restored from an old backup resumes without manual edits)."""
+        with self._lock:
+            return self.store.read_ledger().last_sequence
+
     def _publish(self, job: Job, progress: Progress | None = None) -> None:
         msg = OtaStateMessage(
             device=self.device,
@@ -657,12 +671,17 @@ class OtaManager:
             detail=job.detail,
             swap=job.swap,
             ts=job.ts,
+            last_sequence=self._last_sequence(),
         )
         self.publisher.publish_retained(self.topics.ota_state, state_bytes(msg))
 
     def _publish_idle(self) -> None:
         msg = OtaStateMessage(
-            device=self.device, state=OtaState.IDLE, active_model=self._active_id(), ts=_now()
+            device=self.device,
+            state=OtaState.IDLE,
+            active_model=self._active_id(),
+            ts=_now(),
+            last_sequence=self._last_sequence(),
         )
         self.publisher.publish_retained(self.topics.ota_state, state_bytes(msg))
 
@@ -673,6 +692,15 @@ def _now() -> str:
 
 def _model_id(m: Manifest) -> ModelId:
     return ModelId(name=m.name, version=m.version, sha256=m.sha256)
+
+
+def _generation(record: ModelRecord) -> int | None:
+    """The running model's generation; None for a model without a (signed) manifest."""
+    return None if record.manifest is None else record.manifest.generation
+
+
+def _kind(record: ModelRecord | None) -> str:
+    return DEFAULT_KIND if record is None or record.manifest is None else record.manifest.kind
 
 
 def _triple(record: ModelRecord | None) -> tuple[str, int, str] | None:

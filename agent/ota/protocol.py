@@ -86,6 +86,7 @@ class Reason(str, Enum):
     # -- what the manifest asks for
     LOWER_VERSION = "lower_version"  # deploy of a version not above the active one
     ROLLBACK_UNAVAILABLE = "rollback_unavailable"  # rollback to a version the device does not keep
+    MODEL_NOT_ALLOWED = "model_not_allowed"  # model name not in the device's allowed_models pin
     INCOMPATIBLE = "incompatible"  # format/compat not runnable on this device
     # -- the download
     ARTIFACT_MISMATCH = (
@@ -315,6 +316,13 @@ class OtaStateMessage(_Strict):
     detail: str | None = Field(None, max_length=2000, description="Human-readable explanation.")
     swap: SwapReport | None = Field(None, description="Swap measurements, from active on.")
     ts: str = Field(description="When this state was entered, UTC RFC 3339 with ms.")
+    last_sequence: int | None = Field(
+        None,
+        ge=0,
+        description="Highest command sequence the device has accepted (from its ledger); the "
+        "gateway numbers its next command above it, so a gateway restored from an old backup "
+        "resumes without manual edits. Null from devices that do not report it.",
+    )
 
     @model_validator(mode="after")
     def _reason_iff_bad_terminal(self) -> OtaStateMessage:

@@ -9,7 +9,8 @@ The manager calls these in the protocol's order and persists what they decide:
 5. command expiry, then sequence                              - `check_fresh`
    (from here on the command consumes its sequence number)
 6. manifest signature and expiry                               - `agent.ota.signing`
-7. version monotonic per name, rollback target kept, compat    - `check_target`
+7. pin, version monotonic per name, generation monotonic per    - `check_target`
+   kind across names, rollback target kept, compat
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.manifest import Manifest, compat_problems
+from agent.manifest import DEFAULT_KIND, Manifest, compat_problems
 from agent.ota.protocol import (
     OtaAction,
     OtaCommand,
@@ -54,6 +55,7 @@ SEQUENCE_CONSUMING = frozenset(
         Reason.EXPIRED_MANIFEST,
         Reason.LOWER_VERSION,
         Reason.ROLLBACK_UNAVAILABLE,
+        Reason.MODEL_NOT_ALLOWED,
         Reason.INCOMPATIBLE,
         Reason.OVERSIZED,
     }
@@ -75,6 +77,10 @@ class Ledger(BaseModel):
     max_version: dict[str, int] = Field(
         default_factory=dict, description="Highest committed version per model name."
     )
+    max_generation: dict[str, int] = Field(
+        default_factory=dict,
+        description="Highest committed manifest generation per model kind (detector, florence2).",
+    )
 
     def record(self, command: OtaCommand) -> Ledger:
         """Return the ledger after `command` consumed its sequence number."""
@@ -88,11 +94,30 @@ class Ledger(BaseModel):
             }
         )
 
-    def committed(self, name: str, version: int) -> Ledger:
-        """Return the ledger after `name` v`version` was committed."""
+    def committed(
+        self, name: str, version: int, kind: str = DEFAULT_KIND, generation: int = 0
+    ) -> Ledger:
+        """Return the ledger after `name` v`version` (of `kind`, `generation`) was committed."""
         mv = dict(self.max_version)
         mv[name] = max(mv.get(name, 0), version)
-        return self.model_copy(update={"max_version": mv})
+        mg = dict(self.max_generation)
+        legacy = self.generation_floor(DEFAULT_KIND)
+        if legacy is not None:  # keep the detector floor of a ledger from before generations
+            mg[DEFAULT_KIND] = max(mg.get(DEFAULT_KIND, 0), legacy)
+        mg[kind] = max(mg.get(kind, 0), generation)
+        return self.model_copy(update={"max_version": mv, "max_generation": mg})
+
+    def generation_floor(self, kind: str) -> int | None:
+        """Highest committed generation of `kind`, or None if none of that kind was committed.
+
+        A ledger written before generations existed only lists versions; those models were
+        detectors of generation 0.
+        """
+        if kind in self.max_generation:
+            return self.max_generation[kind]
+        if kind == DEFAULT_KIND and self.max_version and not self.max_generation:
+            return 0
+        return None
 
 
 @dataclass(frozen=True)
@@ -102,10 +127,15 @@ class ModelView:
     Attributes:
         active: (name, version, sha256) of the running model, or None if unknown.
         previous: (name, version, sha256) of the model kept for rollback, or None.
+        active_generation: the running model's manifest generation; None when it has no
+            manifest (a configured model that was never signed).
+        active_kind: the running model's kind.
     """
 
     active: tuple[str, int, str] | None
     previous: tuple[str, int, str] | None
+    active_generation: int | None = None
+    active_kind: str = DEFAULT_KIND
 
 
 class Delivery(str, Enum):
@@ -147,6 +177,10 @@ def check_fresh(command: OtaCommand, ledger: Ledger, now: datetime | None = None
         )
 
 
+RUNNABLE_KINDS = frozenset({DEFAULT_KIND})
+"""Model kinds this OTA manager swaps in (it replaces the detector; Florence-2 is not yet)."""
+
+
 def check_target(
     command: OtaCommand,
     manifest: Manifest,
@@ -155,39 +189,108 @@ def check_target(
     runnable_formats: frozenset[str],
     max_artifact_bytes: int,
     platform: Platform | None = None,
+    allowed_models: frozenset[str] | None = None,
 ) -> None:
-    """Version monotonic per name (or a rollback to the kept previous), format, compat, size.
+    """Pin, then version and generation (or a rollback to the kept previous), then what runs.
 
-    `platform` is this device's TensorRT and GPU (None without TensorRT); a prebuilt engine's
-    `compat` must hold on it.
+    `allowed_models` is the device's pin (None or empty: no pin). `platform` is this device's
+    TensorRT and GPU (None without TensorRT); a prebuilt engine's `compat` must hold on it.
     """
+    pinned = bool(allowed_models)
+    if allowed_models and manifest.name not in allowed_models:
+        raise OtaRejectedError(
+            Reason.MODEL_NOT_ALLOWED,
+            f"model {manifest.name!r} is not in this device's allowed_models "
+            f"({', '.join(sorted(allowed_models))})",
+        )
     if command.action is OtaAction.ROLLBACK:
-        want = (manifest.name, manifest.version, manifest.sha256)
-        if models.previous is None or models.previous != want:
-            kept = (
-                "nothing"
-                if models.previous is None
-                else f"{models.previous[0]} v{models.previous[1]}"
-            )
-            raise OtaRejectedError(
-                Reason.ROLLBACK_UNAVAILABLE,
-                f"rollback target {manifest.name} v{manifest.version} is not the kept previous "
-                f"model ({kept})",
-            )
+        check_rollback_target(manifest, models)
     else:
-        floor = ledger.max_version.get(manifest.name, 0)
-        if models.active is not None and models.active[0] == manifest.name:
-            floor = max(floor, models.active[1])
-        if manifest.version <= floor:
-            raise OtaRejectedError(
-                Reason.LOWER_VERSION,
-                f"{manifest.name} v{manifest.version} is not above v{floor}",
-            )
+        check_version(manifest, ledger, models)
+        if not pinned:
+            check_generation(manifest, ledger, models)
         if manifest.length > max_artifact_bytes:
             raise OtaRejectedError(
                 Reason.OVERSIZED,
                 f"artifact of {manifest.length} bytes exceeds the limit of {max_artifact_bytes}",
             )
+    check_runnable(manifest, runnable_formats, platform)
+
+
+def check_rollback_target(manifest: Manifest, models: ModelView) -> None:
+    """A rollback names exactly the previous model the device keeps."""
+    want = (manifest.name, manifest.version, manifest.sha256)
+    if models.previous is None or models.previous != want:
+        kept = (
+            "nothing" if models.previous is None else f"{models.previous[0]} v{models.previous[1]}"
+        )
+        raise OtaRejectedError(
+            Reason.ROLLBACK_UNAVAILABLE,
+            f"rollback target {manifest.name} v{manifest.version} is not the kept previous "
+            f"model ({kept})",
+        )
+
+
+def check_version(manifest: Manifest, ledger: Ledger, models: ModelView) -> None:
+    """A deploy's version is above every version of that name committed or running."""
+    floor = ledger.max_version.get(manifest.name, 0)
+    if models.active is not None and models.active[0] == manifest.name:
+        floor = max(floor, models.active[1])
+    if manifest.version <= floor:
+        raise OtaRejectedError(
+            Reason.LOWER_VERSION, f"{manifest.name} v{manifest.version} is not above v{floor}"
+        )
+
+
+def generation_floor(kind: str, ledger: Ledger, models: ModelView) -> int | None:
+    """Highest generation of `kind` committed or running here; None if there is none yet."""
+    floors = [ledger.generation_floor(kind)]
+    if models.active_kind == kind and models.active_generation is not None:
+        floors.append(models.active_generation)
+    known = [f for f in floors if f is not None]
+    return max(known) if known else None
+
+
+def check_generation(manifest: Manifest, ledger: Ledger, models: ModelView) -> None:
+    """Generations never go back within a kind; a change of name needs a higher one.
+
+    Without this, an old manifest under another name (still validly signed) would be a
+    downgrade the per-name version check cannot see.
+    """
+    floor = generation_floor(manifest.kind, ledger, models)
+    if floor is None:
+        return  # nothing of this kind ran here yet
+    same_name = (
+        models.active is not None
+        and models.active_kind == manifest.kind
+        and models.active[0] == manifest.name
+    )
+    if same_name and manifest.generation < floor:
+        raise OtaRejectedError(
+            Reason.LOWER_VERSION,
+            f"{manifest.name} v{manifest.version} has generation {manifest.generation}, "
+            f"below this device's {manifest.kind} generation {floor}",
+        )
+    if not same_name and manifest.generation <= floor:
+        running = "nothing" if models.active is None else models.active[0]
+        raise OtaRejectedError(
+            Reason.LOWER_VERSION,
+            f"{manifest.name} v{manifest.version} (generation {manifest.generation}) would "
+            f"replace {running} under another name; that needs a {manifest.kind} generation "
+            f"above {floor}",
+        )
+
+
+def check_runnable(
+    manifest: Manifest, runnable_formats: frozenset[str], platform: Platform | None
+) -> None:
+    """The model's kind and format run here, and a prebuilt engine's compat holds."""
+    if manifest.kind not in RUNNABLE_KINDS:
+        raise OtaRejectedError(
+            Reason.INCOMPATIBLE,
+            f"kind {manifest.kind!r} is not swapped by this device's OTA (runs: "
+            f"{sorted(RUNNABLE_KINDS)})",
+        )
     if manifest.format not in runnable_formats:
         raise OtaRejectedError(
             Reason.INCOMPATIBLE,
@@ -227,6 +330,7 @@ def validate_command(
     max_artifact_bytes: int,
     now: datetime | None = None,
     platform: Platform | None = None,
+    allowed_models: frozenset[str] | None = None,
 ) -> Accepted:
     """Every check, in the protocol's order. Raises OtaRejectedError with the first failure.
 
@@ -240,7 +344,16 @@ def validate_command(
         raise OtaRejectedError(Reason.BUSY, "another OTA command is in progress")
     check_fresh(command, ledger, now)
     manifest = verify_manifest(command.manifest, release_keys, now)
-    check_target(command, manifest, ledger, models, runnable_formats, max_artifact_bytes, platform)
+    check_target(
+        command,
+        manifest,
+        ledger,
+        models,
+        runnable_formats,
+        max_artifact_bytes,
+        platform,
+        allowed_models,
+    )
     return Accepted(Delivery.NEW, manifest)
 
 

@@ -26,6 +26,7 @@ from tests.ota.conftest import DEVICE, Forge, edit, manifest, to_bytes
 ACTIVE = ("demo-yolov8n", 2, "11" * 32)
 PREVIOUS = ("demo-yolov8n", 1, "22" * 32)
 PAST = datetime.now(timezone.utc) - timedelta(minutes=5)
+GEN2 = ModelView(active=ACTIVE, previous=PREVIOUS, active_generation=2)
 ORIN = Platform(tensorrt_version="10.3.0.30", gpu_name="Orin (8 SMs)", compute_capability="8.7")
 
 
@@ -44,8 +45,10 @@ class Case:
         busy: bool = False,
         models: ModelView | None = None,
         platform: Platform | None = None,
+        allowed: frozenset[str] | None = None,
     ) -> None:
         self.payload = payload
+        self.allowed = allowed  # the device's allowed_models pin (None: no pin)
         self.platform = platform  # None: an ONNX Runtime device; else TensorRT on this GPU
         self.ledger = ledger or Ledger(
             last_sequence=10, last_command_id="cmd-10", seen=["cmd-9", "cmd-10"]
@@ -68,6 +71,7 @@ def run(forge: Forge, case: Case) -> Delivery:
         runnable_formats=frozenset({"onnx"} if case.platform is None else {"onnx", "engine"}),
         max_artifact_bytes=10_000_000,
         platform=case.platform,
+        allowed_models=case.allowed,
     ).delivery
 
 
@@ -227,6 +231,51 @@ REJECTED: list[tuple[str, Callable[[Forge], Case], Reason]] = [
         ),
         Reason.LOWER_VERSION,
     ),
+    # an old manifest under another name while a generation-2 detector runs
+    (
+        "other-name-same-generation",
+        lambda f: Case(good(f, m=manifest(name="yolo-2023", version=1, generation=2)), models=GEN2),
+        Reason.LOWER_VERSION,
+    ),
+    # a newer version of the running name that goes back a generation
+    (
+        "same-name-lower-generation",
+        lambda f: Case(good(f, m=manifest(version=3, generation=1)), models=GEN2),
+        Reason.LOWER_VERSION,
+    ),
+    # another name below the generation committed earlier (the running model has no manifest)
+    (
+        "other-name-below-committed-generation",
+        lambda f: Case(
+            good(f, m=manifest(name="other", version=1, generation=4)),
+            ledger=Ledger(last_sequence=10, max_generation={"detector": 4}),
+        ),
+        Reason.LOWER_VERSION,
+    ),
+    # a name outside the device's pin, even with a higher generation
+    (
+        "not-pinned",
+        lambda f: Case(
+            good(f, m=manifest(name="other", version=1, generation=9)),
+            allowed=frozenset({"demo-yolov8n"}),
+        ),
+        Reason.MODEL_NOT_ALLOWED,
+    ),
+    # a rollback to a kept model whose name is outside the pin
+    (
+        "rollback-not-pinned",
+        lambda f: Case(
+            good(f, m=manifest(version=1, sha256="22" * 32), action=OtaAction.ROLLBACK, url=None),
+            allowed=frozenset({"other"}),
+        ),
+        Reason.MODEL_NOT_ALLOWED,
+    ),
+    # a Florence-2 model sent to the detector's OTA
+    (
+        "florence2-kind",
+        lambda f: Case(good(f, m=manifest(name="florence", version=1, kind="florence2"))),
+        Reason.INCOMPATIBLE,
+    ),
     # a rollback to a version the device does not keep
     (
         "rollback-not-kept",
@@ -295,6 +344,7 @@ def test_table_covers_every_command_reason() -> None:
         Reason.EXPIRED_MANIFEST,
         Reason.LOWER_VERSION,
         Reason.ROLLBACK_UNAVAILABLE,
+        Reason.MODEL_NOT_ALLOWED,
         Reason.INCOMPATIBLE,
         Reason.OVERSIZED,
     }
@@ -318,8 +368,30 @@ ACCEPTED: list[tuple[str, Callable[[Forge], Case], Delivery]] = [
         lambda f: Case(good(f, m=engine(min_tensorrt="10.3", gpu_arch="sm_87")), platform=ORIN),
         Delivery.NEW,
     ),
-    # another model name starts its own version line
+    # another model name starts its own version line (no generation floor known here)
     ("other-name", lambda f: Case(good(f, m=manifest(name="other", version=1))), Delivery.NEW),
+    # another name with a generation above the running detector's
+    (
+        "other-name-higher-generation",
+        lambda f: Case(good(f, m=manifest(name="yolo-2027", version=1, generation=3)), models=GEN2),
+        Delivery.NEW,
+    ),
+    # a newer version of the running name in the same generation
+    (
+        "same-name-same-generation",
+        lambda f: Case(good(f, m=manifest(version=3, generation=2)), models=GEN2),
+        Delivery.NEW,
+    ),
+    # a pinned name may replace another pinned name without a higher generation
+    (
+        "pinned-other-name",
+        lambda f: Case(
+            good(f, m=manifest(name="night", version=1)),
+            models=GEN2,
+            allowed=frozenset({"demo-yolov8n", "night"}),
+        ),
+        Delivery.NEW,
+    ),
 ]
 
 
@@ -378,3 +450,26 @@ def test_signature_is_base64_of_64_bytes(forge: Forge) -> None:
     """Signatures are standard base64 of a 64-byte ed25519 signature."""
     cmd = forge.command(sequence=11)
     assert cmd.signature is not None and len(base64.b64decode(cmd.signature)) == 64
+
+
+def test_generations_count_per_kind() -> None:
+    """A committed detector generation sets no floor for Florence-2 models, and vice versa."""
+    ledger = Ledger().committed("yolo", 5, "detector", 7)
+    assert ledger.generation_floor("detector") == 7
+    assert ledger.generation_floor("florence2") is None
+    assert Ledger().committed("fl", 1, "florence2", 3).generation_floor("detector") is None
+
+
+def test_ledger_before_generations_counts_as_generation_zero() -> None:
+    """A ledger written before generations existed still sets a detector floor of 0."""
+    assert Ledger(max_version={"yolo": 5}).generation_floor("detector") == 0
+    assert Ledger().generation_floor("detector") is None
+
+
+def test_manifest_defaults_keep_old_canonical_form(forge: Forge) -> None:
+    """A manifest at the default kind and generation signs the same bytes as before they existed."""
+    env = forge.envelope(manifest())
+    data = json.loads(canonical_bytes(env))
+    assert "kind" not in data["manifest"] and "generation" not in data["manifest"]
+    bumped = json.loads(canonical_bytes(forge.envelope(manifest(generation=2, kind="florence2"))))
+    assert bumped["manifest"]["generation"] == 2 and bumped["manifest"]["kind"] == "florence2"

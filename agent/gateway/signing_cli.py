@@ -1,0 +1,288 @@
+"""`edge-gateway keys init|export` and `models sign|import`: the release key off the gateway.
+
+Two machines (docs/gateway.md):
+
+* the **workstation** holds the release key: `keys init --release-only --out PATH` makes it,
+  `models sign FILE ... --release-key PATH --out MANIFEST` writes a signed manifest. Neither
+  needs a gateway, its config or its state;
+* the **gateway** holds only its gateway key (`keys init --gateway-only`) and trusts the
+  release public key from its config (`trust.release_keys`): `models import FILE --manifest
+  MANIFEST` verifies the signature, the file's sha256 and length, and registers it.
+
+`models add` (in `agent.gateway.cli`) still signs on the gateway, for a single-box lab;
+`release_options` gives it the same expiry, generation and kind options as `models sign`.
+`register` adds these commands to the click groups of `agent.gateway.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from agent.gateway.config import GatewayConfig, GatewayConfigError, load_gateway_config
+
+DEFAULT_EXPIRES_DAYS = 365.0
+"""Manifests expire by default; a device refuses an expired manifest (`expired_manifest`)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def gateway_config(ctx: click.Context) -> GatewayConfig:
+    """The gateway config named by the group's --config, or a ClickException listing problems."""
+    path: Path = ctx.obj["config_path"]
+    try:
+        return load_gateway_config(path)
+    except GatewayConfigError as err:
+        lines = "\n".join(f"  {p}" for p in err.problems)
+        raise click.ClickException(f"{path}: {len(err.problems)} problem(s)\n{lines}") from None
+
+
+def release_options(fn: F) -> F:
+    """--expires-days (default 365), --generation and --kind, shared by `models sign`/`add`."""
+    fn = click.option(
+        "--kind",
+        type=click.Choice(["detector", "florence2"]),
+        default="detector",
+        show_default=True,
+        help="What the model is for; each kind has its own generation line.",
+    )(fn)
+    fn = click.option(
+        "--generation",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Release generation, monotonic across the names of one kind: a device accepts "
+        "another model name only with a generation above the one it runs.",
+    )(fn)
+    return click.option(
+        "--expires-days",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_EXPIRES_DAYS,
+        show_default=True,
+        help="The manifest expires this many days after signing.",
+    )(fn)
+
+
+def parse_size(value: str | None) -> tuple[int, int] | None:
+    """`--imgsz`: 'H,W', 'HxW' or one number -> (height, width)."""
+    if value is None:
+        return None
+    try:
+        parts = [int(p) for p in value.replace("x", ",").split(",")]
+    except ValueError:
+        raise click.BadParameter("use H,W (e.g. 320,320) or one number") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise click.BadParameter("use H,W (e.g. 320,320) or one number")
+    return parts[0], parts[1]
+
+
+def parse_compat(min_tensorrt: str | None, gpu_arch: str | None) -> Any:
+    """`--min-tensorrt` / `--gpu-arch` -> Compat, or a ClickException naming the option."""
+    from pydantic import ValidationError
+
+    from agent.manifest import Compat
+
+    try:
+        return Compat(min_tensorrt=min_tensorrt, gpu_arch=gpu_arch)
+    except ValidationError as err:
+        option = {"min_tensorrt": "--min-tensorrt", "gpu_arch": "--gpu-arch"}
+        raise click.ClickException(
+            "; ".join(f"{option[str(e['loc'][0])]}: {e['msg']}" for e in err.errors())
+        ) from None
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+@click.command("init")
+@click.option("--gateway-only", is_flag=True, help="Only the gateway key (production gateway).")
+@click.option(
+    "--release-only",
+    is_flag=True,
+    help="Only a release key, written to --out (on the workstation; no gateway config needed).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="With --release-only: the release key file to create (mode 0600).",
+)
+@click.pass_context
+def keys_init(ctx: click.Context, gateway_only: bool, release_only: bool, out: Path | None) -> None:
+    """Create missing keys (never replaced). Production: --gateway-only on the gateway and
+    --release-only --out PATH on the workstation; both at once only for a single-box lab."""
+    from agent.gateway.keys import KeyFileError, KeyRole, init_keys
+
+    if gateway_only and release_only:
+        raise click.UsageError("--gateway-only and --release-only exclude each other")
+    if release_only:
+        _init_release(out)
+        return
+    if out is not None:
+        raise click.UsageError("--out goes with --release-only")
+    cfg = gateway_config(ctx)
+    roles = (KeyRole.GATEWAY,) if gateway_only else tuple(KeyRole)
+    try:
+        result = init_keys(cfg.keys_dir, roles)
+    except (KeyFileError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    for role, (info, created) in result.items():
+        click.echo(
+            f"{role.value} key {info.key_id}: {'created' if created else 'exists'} "
+            f"({cfg.keys_dir / (role.value + '.key')})"
+        )
+    if not gateway_only:
+        click.echo(
+            "The release key is on this gateway: fine for a single-box lab. In production keep "
+            "it on a workstation (keys init --release-only) and use models sign / models import."
+        )
+    click.echo("Private keys are never printed; `edge-gateway keys export` prints the public keys.")
+
+
+def _init_release(out: Path | None) -> None:
+    from agent.gateway.keys import KeyFileError, init_release_key
+
+    if out is None:
+        raise click.UsageError("--release-only needs --out PATH (the release key file)")
+    try:
+        info = init_release_key(out)
+    except (KeyFileError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"release key {info.key_id}: created ({out}, mode 0600); keep it off the gateway")
+    click.echo("Trust it in the gateway config (trust.release_keys) and in each device config")
+    click.echo(f"(ota.release_keys):\n    {info.key_id}: {info.public_key}")
+
+
+@click.command("export")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of YAML.")
+@click.pass_context
+def keys_export(ctx: click.Context, as_json: bool) -> None:
+    """Print the public keys a device config's `ota:` section needs: the gateway key and the
+    trusted release keys (trust.release_keys, plus a lab release key in keys_dir)."""
+    from agent.gateway.keys import KeyFileError, device_trust, export_yaml
+
+    cfg = gateway_config(ctx)
+    try:
+        if as_json:
+            click.echo(json.dumps(device_trust(cfg.keys_dir, cfg.trust.release_keys), indent=2))
+        else:
+            click.echo(export_yaml(cfg.keys_dir, cfg.trust.release_keys), nl=False)
+    except KeyFileError as err:
+        raise click.ClickException(str(err)) from None
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+@click.command("sign")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Model name ([a-z0-9-]); versions are per name.")
+@click.option("--version", "version", required=True, type=int, help="Integer, above the last.")
+@click.option(
+    "--release-key",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The release private key file (keys init --release-only).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the signed manifest (JSON).",
+)
+@click.option("--labels", default=None, help="Class names: 'a,b,c' or a file, one per line.")
+@click.option("--imgsz", default=None, help="Input size H,W when the file does not say it.")
+@click.option("--min-tensorrt", default=None, help="Engines: lowest TensorRT version.")
+@click.option("--gpu-arch", default=None, help="Engines: GPU arch built for, e.g. sm_87.")
+@release_options
+def models_sign(file: Path, release_key: Path, out: Path, **opts: Any) -> None:
+    """Sign FILE's manifest with the release key, on the workstation (no gateway needed).
+
+    Copy FILE and the manifest to the gateway and run `edge-gateway models import` there.
+    """
+    from agent.gateway.keys import KeyFileError, load_key_file
+    from agent.gateway.registry import RegistryError, describe_model
+    from agent.ota.signing import sign_manifest
+    from agent.util.files import atomic_write_text
+
+    now = time.time()
+    try:
+        key = load_key_file(release_key)
+        manifest = describe_model(file, _request(opts, now), now)
+        signed = sign_manifest(manifest, key)
+        atomic_write_text(out, signed.model_dump_json(by_alias=True, indent=2) + "\n")
+    except (RegistryError, KeyFileError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(
+        f"signed {manifest.name}@{manifest.version} ({manifest.kind}, generation "
+        f"{manifest.generation}): {manifest.format}, {manifest.length} bytes, sha256 "
+        f"{manifest.sha256}, expires {manifest.expires}, key {signed.key_id} -> {out}"
+    )
+
+
+def _request(opts: dict[str, Any], now: float) -> Any:
+    """The ManifestRequest of `models sign` options."""
+    from agent.gateway.registry import ManifestRequest, expires_after, parse_labels
+
+    return ManifestRequest(
+        name=opts["name"],
+        version=opts["version"],
+        labels=parse_labels(opts["labels"]) if opts["labels"] else None,
+        input_size=parse_size(opts["imgsz"]),
+        compat=parse_compat(opts["min_tensorrt"], opts["gpu_arch"]),
+        kind=opts["kind"],
+        generation=opts["generation"],
+        expires=expires_after(opts["expires_days"], now),
+    )
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--manifest",
+    "manifest_path",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The signed manifest written by `models sign`.",
+)
+@click.pass_context
+def models_import(ctx: click.Context, file: Path, manifest_path: Path) -> None:
+    """Register FILE, signed on the workstation: the release signature (trust.release_keys),
+    expiry, sha256 and length are checked, and the model itself (no external data)."""
+    from pydantic import ValidationError
+
+    from agent.gateway.db import Store
+    from agent.gateway.registry import RegistryError, import_model
+    from agent.ota.protocol import SignedManifest
+
+    cfg = gateway_config(ctx)
+    try:
+        signed = SignedManifest.model_validate_json(manifest_path.read_bytes())
+    except (ValidationError, OSError) as err:
+        first = " ".join(str(err).splitlines()[:3])
+        raise click.ClickException(f"{manifest_path}: not a signed manifest: {first}") from None
+    try:
+        with Store(cfg.db_path) as store:
+            row = import_model(store, cfg.artifacts_dir, cfg.trust.release_keys, file, signed)
+    except RegistryError as err:
+        raise click.ClickException(str(err)) from None
+    m = row.manifest
+    click.echo(
+        f"imported {row.name}@{row.version}: {row.format}, {row.length} bytes, sha256 "
+        f"{row.sha256}, signed by {signed.key_id}, expires {m['expires']}"
+    )
+
+
+def register(keys_group: click.Group, models_group: click.Group) -> None:
+    """Add `keys init|export` and `models sign|import` to the `edge-gateway` groups."""
+    keys_group.add_command(keys_init)
+    keys_group.add_command(keys_export)
+    models_group.add_command(models_sign)
+    models_group.add_command(models_import)
