@@ -97,7 +97,7 @@ def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, ob
                 yolo = DetectionMessage(
                     device="bench",
                     camera="cam",
-                    boot_id="bench",
+                    boot_id="00000000000be7c4",
                     seq=i,
                     ts=rfc3339_ms(frame.captured_at),
                     frame=FrameSize(width=768, height=576),
