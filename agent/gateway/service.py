@@ -24,6 +24,7 @@ from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, load_key
 from agent.messages.topics import (
+    Topics,
     detections_filter,
     health_filter,
     ota_state_filter,
@@ -51,6 +52,7 @@ class MqttLink:
         self._on_detection = on_detection  # the archive; None: detections not subscribed
         self.subscribed_at: float | None = None
         self.connected = False
+        self._refresh_mids: dict[int, list[str]] = {}
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
@@ -75,6 +77,15 @@ class MqttLink:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def refresh(self, device: str) -> None:
+        """Ask the broker again for `device`'s retained status and OTA state (after enrolment:
+        what it sent before was ignored). The extra subscriptions end at their SUBACK, after
+        the broker has queued the retained messages."""
+        own = Topics(device, self.cfg.topic_prefix)
+        topics = [own.status, own.ota_state]
+        _, mid = self.client.subscribe([(t, 1) for t in topics])
+        self._refresh_mids[mid] = topics
+
     def publish(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -94,6 +105,10 @@ class MqttLink:
         log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port)
 
     def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        refreshed = self._refresh_mids.pop(mid, None)
+        if refreshed is not None:
+            client.unsubscribe(refreshed)
+            return
         self.subscribed_at = time.monotonic()
         try:
             self._on_connected()
@@ -169,10 +184,11 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             on_detection=None if archive is None else archive.on_message,
         )
         holder["link"] = link
+        fleet.on_enrolled = link.refresh
         link.start()
         ticker = Ticker(fleet, link, cfg.rollout.tick_s, grace_s)
         ticker.start()
-        from agent.gateway.server import create_app
+        from agent.gateway.api.app import create_app
 
         def live() -> dict[str, object]:
             out: dict[str, object] = {"mqtt_connected": link.connected}

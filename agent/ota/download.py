@@ -43,6 +43,7 @@ class DownloadSettings:
     backoff_s: float = 0.5
     disk_margin_bytes: int = 16 * 1024 * 1024
     progress_interval_s: float = 1.0
+    bearer_token: str | None = None  # the device's gateway token (artifacts are not public)
 
 
 class _Retry(Exception):
@@ -208,6 +209,8 @@ def _attempt(
 ) -> int:
     """One GET (with Range when resuming); return the byte count on disk afterwards."""
     headers = {"Accept-Encoding": "identity"}
+    if settings.bearer_token:
+        headers["Authorization"] = f"Bearer {settings.bearer_token}"
     if have > 0:
         headers["Range"] = f"bytes={have}-"
     timeout = httpx.Timeout(
