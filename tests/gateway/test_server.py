@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.gateway.api.app import create_app
 from agent.gateway.config import GatewayConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, init_keys, load_key
-from agent.gateway.api.app import create_app
 from tests.gateway.conftest import ADMIN, ServerThread, admin_config
 
 TOKEN = "s3cret-token-of-cam-1"
