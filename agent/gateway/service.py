@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import structlog
@@ -150,10 +151,38 @@ class Ticker(threading.Thread):
                 log.exception("rollout tick failed")
 
 
-def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
-    """Run the gateway until SIGTERM/SIGINT (uvicorn handles the signals)."""
+def _live_fields(
+    link: MqttLink, archive: DetectionArchive | None
+) -> Callable[[], dict[str, object]]:
+    """The live part of /v1/health: MQTT connection and archive counters."""
+
+    def live() -> dict[str, object]:
+        out: dict[str, object] = {"mqtt_connected": link.connected}
+        if archive is not None:
+            out["archive"] = asdict(archive.stats)
+        return out
+
+    return live
+
+
+def _http_server(cfg: GatewayConfig, app: object) -> Any:
+    """A uvicorn server for `app` on the configured address (its own signal handling)."""
     import uvicorn
 
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=cfg.http.host,
+            port=cfg.http.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+
+
+def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
+    """Run the gateway until SIGTERM/SIGINT (uvicorn handles the signals)."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     gateway_key = load_key(cfg.keys_dir, KeyRole.GATEWAY)
     with Store(cfg.db_path) as store:
@@ -190,23 +219,8 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
         ticker.start()
         from agent.gateway.api.app import create_app
 
-        def live() -> dict[str, object]:
-            out: dict[str, object] = {"mqtt_connected": link.connected}
-            if archive is not None:
-                out["archive"] = asdict(archive.stats)
-            return out
-
-        app = create_app(cfg, store, fleet, health=live)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=cfg.http.host,
-                port=cfg.http.port,
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
-        )
+        app = create_app(cfg, store, fleet, health=_live_fields(link, archive))
+        server = _http_server(cfg, app)
         log.info(
             "gateway serving", host=cfg.http.host, port=cfg.http.port, rollouts=len(fleet.active)
         )

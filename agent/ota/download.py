@@ -45,6 +45,13 @@ class DownloadSettings:
     progress_interval_s: float = 1.0
     bearer_token: str | None = None  # the device's gateway token (artifacts are not public)
 
+    def request_headers(self) -> dict[str, str]:
+        """Headers of every GET: no compression, and the device's bearer token if it has one."""
+        headers = {"Accept-Encoding": "identity"}
+        if self.bearer_token:
+            headers["Authorization"] = f"Bearer {self.bearer_token}"
+        return headers
+
 
 class _Retry(Exception):
     """One attempt ended early; `kind` is 'closed', 'stalled' or 'error'."""
@@ -208,9 +215,7 @@ def _attempt(
     report: Callable[..., None],
 ) -> int:
     """One GET (with Range when resuming); return the byte count on disk afterwards."""
-    headers = {"Accept-Encoding": "identity"}
-    if settings.bearer_token:
-        headers["Authorization"] = f"Bearer {settings.bearer_token}"
+    headers = settings.request_headers()
     if have > 0:
         headers["Range"] = f"bytes={have}-"
     timeout = httpx.Timeout(
