@@ -11,19 +11,17 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from agent.gateway.tokens import is_sha256_hex
 from agent.ids import SafeId, check_id
+from agent.util.models import FrozenModel
 from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.yaml")
 
 
-class StrictModel(BaseModel):
-    """Base for every gateway config model: unknown keys are errors, values are validated."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+StrictModel = FrozenModel  # every gateway config section: unknown keys are errors, frozen
 
 
 class HttpConfig(StrictModel):

@@ -1,7 +1,10 @@
-"""The fleet orchestrator: device tracking, deploy/abort, and running rollouts.
+"""The fleet orchestrator: the device list, deploy/abort, and running rollouts.
 
-It joins the pure rollout machine (`agent.gateway.rollout`) to the state file
-(`agent.gateway.db`) and to a `publish(topic, payload)` callable (the MQTT side, injected).
+It joins the pure rollout machine (`agent.gateway.rollout`) and deploy checks
+(`agent.gateway.deploy_checks`) to the state file (`agent.gateway.db`, `agent.gateway.devices`)
+and to a `publish(topic, payload)` callable (the MQTT side, injected). Device messages go
+through `agent.gateway.ingest` (enrolled ids only); OTA states of our commands come back here.
+Refusals are `DeployRefused` with a reason; `agent.gateway.api.errors` maps them to HTTP.
 Every change is persisted in one transaction *before* the commands it produced are published,
 so a `kill -9` at any point resumes: commands that were saved but maybe not delivered are sent
 again with the same id and sequence (the device treats a redelivery as the same command).
