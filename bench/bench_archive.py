@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import psutil
 
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.gatewayproc import MeteredGateway  # noqa: E402
-from tests.gateway.conftest import cli, write_config  # noqa: E402
+from tests.gateway.conftest import ADMIN, cli, write_config  # noqa: E402
 from tests.helpers.broker import Mosquitto, free_port, wait_port  # noqa: E402
 from tests.helpers.messages import detection_payload  # noqa: E402
 
@@ -63,6 +64,13 @@ def main() -> None:
             wait_port(http_port, timeout=30)
             time.sleep(1.0)  # the gateway's MQTT subscription
             names = [f"dev-{i:02d}" for i in range(args.devices)]
+            for name in names:  # only enrolled devices are archived and acked
+                httpx.post(
+                    f"http://127.0.0.1:{http_port}/v1/devices",
+                    json={"device": name, "token_sha256": None},
+                    headers=ADMIN,
+                    timeout=10,
+                ).raise_for_status()
             last = args.messages - 1
             acked: dict[str, int] = {}
             done = threading.Event()

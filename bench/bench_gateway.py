@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.gatewayproc import MeteredGateway  # noqa: E402
-from tests.gateway.conftest import cli, write_config  # noqa: E402
-from tests.gateway.sim_device import SimDevice, SimOptions  # noqa: E402
+from tests.gateway.conftest import ADMIN, cli, sha256_hex, write_config  # noqa: E402
+from tests.gateway.sim_device import SimDevice, SimOptions, device_token  # noqa: E402
 from tests.helpers.broker import Mosquitto, free_port, wait_port  # noqa: E402
 
 
@@ -114,9 +114,12 @@ def main() -> None:
                 _instrument(s, tl)
                 s.start()
                 sims.append(s)
+            for name in names:  # only enrolled devices exist for the gateway
+                body = {"device": name, "token_sha256": sha256_hex(device_token(name))}
+                httpx.post(f"{url}/v1/devices", json=body, headers=ADMIN).raise_for_status()
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                seen = httpx.get(f"{url}/v1/devices", timeout=10).json()
+                seen = httpx.get(f"{url}/v1/devices", headers=ADMIN, timeout=10).json()
                 if sum(1 for d in seen if d["online"] and d["model"]) == args.devices:
                     break
                 time.sleep(0.5)
@@ -134,11 +137,11 @@ def main() -> None:
                 "max_failures": 5,
                 "timeout_s": 120,
             }
-            resp = httpx.post(f"{url}/v1/rollouts", json=body, timeout=60)
+            resp = httpx.post(f"{url}/v1/rollouts", json=body, headers=ADMIN, timeout=60)
             resp.raise_for_status()
             rid = resp.json()["id"]
             while True:
-                view = httpx.get(f"{url}/v1/rollouts/{rid}", timeout=30).json()
+                view = httpx.get(f"{url}/v1/rollouts/{rid}", headers=ADMIN, timeout=30).json()
                 if view["state"] in ("succeeded", "aborted"):
                     break
                 time.sleep(0.2)

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from agent.contracts.ids import SafeId, check_id
+from agent.gateway.tokens import is_sha256_hex
 from agent.ota.signing import trusted_key_map
 from agent.trust.tls import TlsConfig
+from agent.util.models import FrozenModel
 from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-gateway/gateway.yaml")
 
 
-class StrictModel(BaseModel):
-    """Base for every gateway config model: unknown keys are errors, values are validated."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+StrictModel = FrozenModel  # every gateway config section: unknown keys are errors, frozen
 
 
 class HttpConfig(StrictModel):
@@ -37,9 +37,40 @@ class HttpConfig(StrictModel):
         "with it.",
     )
     admin_loopback_only: bool = Field(
-        True,
-        description="Accept state-changing API calls (deploy, abort) only from 127.0.0.1/::1.",
+        False,
+        description="Extra restriction on top of the admin token: accept admin API calls only "
+        "from 127.0.0.1/::1.",
     )
+    admin_tokens_sha256: list[str] = Field(
+        default_factory=list,
+        description="SHA-256 (hex) of each accepted admin bearer token (`edge-gateway "
+        "admin-token` makes one). Empty: every admin route answers 401.",
+    )
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host header names (without port) the admin API answers to; others get 421. "
+        "Default: localhost, 127.0.0.1, ::1, the bind `host` and the host of `public_url`.",
+    )
+
+    @field_validator("admin_tokens_sha256")
+    @classmethod
+    def _check_admin_tokens(cls, value: list[str]) -> list[str]:
+        for i, digest in enumerate(value):
+            if not is_sha256_hex(digest):
+                raise ValueError(f"admin_tokens_sha256[{i}] must be 64 lower-case hex digits")
+        return value
+
+    def host_names(self) -> frozenset[str]:
+        """The Host header names accepted by the admin API (lower case, no port, no brackets)."""
+        if self.allowed_hosts is not None:
+            return frozenset(h.lower().strip("[]") for h in self.allowed_hosts)
+        names = {"localhost", "127.0.0.1", "::1"}
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.add(self.host.lower().strip("[]"))
+        public = urlsplit(self.public_url).hostname
+        if public:
+            names.add(public.lower())
+        return frozenset(names)
 
     @field_validator("public_url")
     @classmethod
@@ -98,8 +129,26 @@ class IntakeConfig(StrictModel):
     )
     tokens_sha256: dict[str, str] = Field(
         default_factory=dict,
-        description="Device id -> SHA-256 (hex) of that device's bearer token "
-        "(`edge-gateway intake-token DEVICE` makes one).",
+        description="Device id -> SHA-256 (hex) of that device's bearer token, for devices "
+        "enrolled without one (`edge-gateway devices enroll ID` makes and stores a token; "
+        "`edge-gateway intake-token DEVICE` makes one for this map). Only enrolled devices count.",
+    )
+    quota_bytes_per_day: int = Field(
+        512 * 1024 * 1024,
+        ge=0,
+        description="Bytes one device may store per UTC day; beyond, uploads get 429 (counted).",
+    )
+    quota_files_per_day: int = Field(
+        20000,
+        ge=0,
+        description="Files (image, labels, meta each count) one device may store per UTC day; "
+        "beyond, uploads get 429 (counted).",
+    )
+    min_free_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=0,
+        description="Free space the data_dir file system keeps after an upload; below, uploads "
+        "get 507 (counted).",
     )
 
     @field_validator("tokens_sha256")
@@ -107,7 +156,7 @@ class IntakeConfig(StrictModel):
     def _check_tokens(cls, value: dict[str, str]) -> dict[str, str]:
         for device, digest in value.items():
             check_id(device, "device id")
-            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            if not is_sha256_hex(digest):
                 raise ValueError(f"tokens_sha256[{device}] must be 64 lower-case hex digits")
         return value
 

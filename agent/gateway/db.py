@@ -1,9 +1,10 @@
-"""The gateway's state in SQLite (WAL): models, devices, rollouts, command sequences.
+"""The gateway's state in SQLite (WAL): schema, models, rollouts, command sequences.
 
 One `Store` per process; its methods are serialised by a lock so the MQTT thread and the HTTP
 server can share it. Every change is one transaction, so a `kill -9` leaves either the old or
 the new state. Schema changes are numbered migrations applied in order at open
-(`PRAGMA user_version` records the last one applied).
+(`PRAGMA user_version` records the last one applied). The device tables (seen state, enrolment,
+intake usage) are read and written by `agent.gateway.devices` and `agent.gateway.quota`.
 """
 
 from __future__ import annotations
@@ -79,6 +80,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX rollout_devices_device ON rollout_devices(device);
     """,
+    # 2: enrolled devices (devices that already reported a status are enrolled on upgrade, with
+    # no token: their intake tokens stay in the config) and per-device, per-day intake usage
+    """
+    CREATE TABLE enrolled (
+        id TEXT PRIMARY KEY,
+        token_sha256 TEXT UNIQUE,        -- sha256 of the device's bearer token, or NULL
+        enrolled REAL NOT NULL
+    );
+    INSERT INTO enrolled(id, token_sha256, enrolled)
+        SELECT id, NULL, last_seen FROM devices WHERE status IS NOT NULL;
+    DELETE FROM devices WHERE id NOT IN (SELECT id FROM enrolled);
+    CREATE TABLE intake_usage (
+        device TEXT NOT NULL,
+        day TEXT NOT NULL,               -- YYYY-MM-DD (UTC)
+        bytes INTEGER NOT NULL DEFAULT 0,
+        files INTEGER NOT NULL DEFAULT 0,
+        refused_quota INTEGER NOT NULL DEFAULT 0,
+        refused_disk INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (device, day)
+    );
+    """,
 ]
 
 
@@ -94,19 +116,6 @@ class ModelRow:
     manifest: dict[str, Any]
     signed: dict[str, Any]
     created: float
-
-
-@dataclass(frozen=True)
-class DeviceRow:
-    """What the gateway last heard from a device."""
-
-    id: str
-    online: bool
-    last_seen: float
-    status: dict[str, Any] | None
-    ota: dict[str, Any] | None
-    health: dict[str, Any] | None
-    malformed: int
 
 
 class Store:
@@ -166,16 +175,16 @@ class Store:
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    # -- meta -----------------------------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Every row of one read-only query, under the lock."""
         with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+            return self._db.execute(sql, args).fetchall()
 
-    def set_meta(self, key: str, value: str) -> None:
-        with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+    def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        """The first row of one read-only query (or None), under the lock."""
+        with self._lock:
+            row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
+            return row
 
     # -- models ---------------------------------------------------------------------------------
 
@@ -223,13 +232,6 @@ class Store:
             ).fetchone()
         return None if r is None else self._model(r)
 
-    def model_by_sha(self, sha256: str) -> ModelRow | None:
-        with self._lock:
-            r = self._db.execute(
-                "SELECT * FROM models WHERE sha256=? LIMIT 1", (sha256,)
-            ).fetchone()
-        return None if r is None else self._model(r)
-
     @staticmethod
     def _model(r: sqlite3.Row) -> ModelRow:
         return ModelRow(
@@ -241,67 +243,6 @@ class Store:
             manifest=json.loads(r["manifest"]),
             signed=json.loads(r["signed"]),
             created=r["created"],
-        )
-
-    # -- devices --------------------------------------------------------------------------------
-
-    def upsert_device(
-        self,
-        device: str,
-        now: float,
-        *,
-        online: bool | None = None,
-        status: dict[str, Any] | None = None,
-        ota: dict[str, Any] | None = None,
-        health: dict[str, Any] | None = None,
-    ) -> None:
-        """Record a valid message from `device` (only the given parts change)."""
-        with self.tx() as db:
-            db.execute(
-                "INSERT INTO devices(id, last_seen) VALUES (?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET last_seen=excluded.last_seen",
-                (device, now),
-            )
-            if online is not None:
-                db.execute("UPDATE devices SET online=? WHERE id=?", (int(online), device))
-            for col, value in (("status", status), ("ota", ota), ("health", health)):
-                if value is not None:
-                    db.execute(
-                        f"UPDATE devices SET {col}=? WHERE id=?", (json.dumps(value), device)
-                    )
-
-    def count_malformed(self, device: str, now: float) -> None:
-        """Count a malformed message from `device` (the device row is created if new)."""
-        with self.tx() as db:
-            db.execute(
-                "INSERT INTO devices(id, last_seen, malformed) VALUES (?, ?, 1) "
-                "ON CONFLICT(id) DO UPDATE SET malformed=malformed+1",
-                (device, now),
-            )
-
-    def devices(self) -> list[DeviceRow]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM devices ORDER BY id").fetchall()
-        return [self._device(r) for r in rows]
-
-    def device(self, device: str) -> DeviceRow | None:
-        with self._lock:
-            r = self._db.execute("SELECT * FROM devices WHERE id=?", (device,)).fetchone()
-        return None if r is None else self._device(r)
-
-    @staticmethod
-    def _device(r: sqlite3.Row) -> DeviceRow:
-        def js(v: str | None) -> dict[str, Any] | None:
-            return None if v is None else json.loads(v)
-
-        return DeviceRow(
-            id=r["id"],
-            online=bool(r["online"]),
-            last_seen=r["last_seen"],
-            status=js(r["status"]),
-            ota=js(r["ota"]),
-            health=js(r["health"]),
-            malformed=r["malformed"],
         )
 
     # -- command sequence -----------------------------------------------------------------------
@@ -452,3 +393,12 @@ class Store:
                 (rollout_id, device),
             ).fetchone()
         return None if r is None or r[0] is None else json.loads(r[0])
+
+    def command_sent(self, device: str, command_id: str) -> bool:
+        """True when a rollout ever sent `command_id` (deploy or rollback) to `device`."""
+        row = self.read_one(
+            "SELECT 1 FROM rollout_devices "
+            "WHERE device=? AND (command_id=? OR revert_command_id=?)",
+            (device, command_id, command_id),
+        )
+        return row is not None

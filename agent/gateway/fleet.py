@@ -1,7 +1,10 @@
-"""The fleet orchestrator: device tracking, deploy/abort, and running rollouts.
+"""The fleet orchestrator: the device list, deploy/abort, and running rollouts.
 
-It joins the pure rollout machine (`agent.gateway.rollout`) to the state file
-(`agent.gateway.db`) and to a `publish(topic, payload)` callable (the MQTT side, injected).
+It joins the pure rollout machine (`agent.gateway.rollout`) and deploy checks
+(`agent.gateway.deploy_checks`) to the state file (`agent.gateway.db`, `agent.gateway.devices`)
+and to a `publish(topic, payload)` callable (the MQTT side, injected). Device messages go
+through `agent.gateway.ingest` (enrolled ids only); OTA states of our commands come back here.
+Refusals are `DeployRefused` with a reason; `agent.gateway.api.errors` maps them to HTTP.
 Every change is persisted in one transaction *before* the commands it produced are published,
 so a `kill -9` at any point resumes: commands that were saved but maybe not delivered are sent
 again with the same id and sequence (the device treats a redelivery as the same command).
@@ -18,10 +21,12 @@ from typing import Any
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import ValidationError
 
-from agent.contracts.ids import check_id
+from agent.gateway.commands import CommandSigner, command_target
 from agent.gateway.db import Store
+from agent.gateway.deploy_checks import DeployRefusal, DeployRefused, check_deploy
+from agent.gateway.devices import DeviceBook
+from agent.gateway.ingest import DeviceIngest, IngestStats
 from agent.gateway.rollout import (
     CommandKind,
     DeviceState,
@@ -31,19 +36,12 @@ from agent.gateway.rollout import (
     RolloutState,
     Send,
 )
-from agent.messages.payloads import HealthMessage, StatusMessage
 from agent.messages.topics import Topics
 from agent.ota.protocol import (
-    OtaAction,
-    OtaCommand,
     OtaState,
     OtaStateMessage,
-    SignedManifest,
     canonical_json,
-    format_rfc3339,
-    parse_rfc3339,
 )
-from agent.ota.signing import sign_command
 
 log = structlog.get_logger(__name__)
 
@@ -61,14 +59,7 @@ PROGRESS_STATES = frozenset(
 
 Publish = Callable[[str, bytes], None]
 
-
-class DeployRefused(Exception):
-    """A deploy or abort request that cannot be carried out; `status` is the HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(message)
+__all__ = ["DeployRefusal", "DeployRefused", "DeployRequest", "Fleet", "outcome_of", "rollout_view"]
 
 
 @dataclass(frozen=True)
@@ -111,18 +102,29 @@ class Fleet:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.gateway_key = gateway_key
         self.publish = publish
-        self.public_url = public_url.rstrip("/")
+        self.signer = CommandSigner(gateway_key, public_url.rstrip("/"), command_ttl_s)
         self.prefix = prefix
-        self.command_ttl_s = command_ttl_s
         self.resend_s = resend_s
         self.clock = clock
         self._last_sent: dict[tuple[int, str], float] = {}  # (rollout, device) -> last (re)send
         self._lock = threading.RLock()
         self.active: dict[int, Rollout] = {}
-        self.malformed = 0  # malformed device messages since start (also counted per device)
         self.ignored_reports = 0  # OTA states for commands that are not in a running rollout
+        self.devices = DeviceBook(store)
+        self.ingest = DeviceIngest(
+            self.devices, store.command_sent, self._on_ota_state, prefix=prefix, clock=clock
+        )
+        self.on_enrolled: Callable[[str], None] = lambda device: None  # e.g. re-read retained
+
+    @property
+    def stats(self) -> IngestStats:
+        """Counters of device messages: malformed, from unknown ids, for unknown commands."""
+        return self.ingest.stats
+
+    def is_enrolled(self, device: str) -> bool:
+        """True when `device` is on the device list (for the archive and the HTTP side)."""
+        return self.devices.is_enrolled(device)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -178,69 +180,35 @@ class Fleet:
     # -- device messages ------------------------------------------------------------------------
 
     def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
-        """Handle one message on a status, ota/state or health topic. Malformed ones are
-        logged, counted (per device and in total) and otherwise ignored."""
-        parts = topic.split("/")
-        if len(parts) < 3 or parts[0] != self.prefix:
-            return
-        device = parts[1]
-        kind = "/".join(parts[2:])
-        try:
-            check_id(device, "device id")
-        except ValueError:
-            self._malformed(None, topic, "invalid device id in topic")
-            return
-        if not payload:
-            return  # a cleared retained message
-        now = self.clock()
-        try:
-            if kind == "status":
-                status = StatusMessage.model_validate_json(payload)
-                self._check_device(status.device, device)
-                seen = _ts(status.ts, now) if retained else now
-                with self._lock:
-                    self.store.upsert_device(
-                        device,
-                        seen,
-                        online=status.state == "online",
-                        status=status.model_dump(mode="json", by_alias=True),
-                    )
-            elif kind == "health":
-                health = HealthMessage.model_validate_json(payload)
-                self._check_device(health.device, device)
-                with self._lock:
-                    self.store.upsert_device(
-                        device, now, health=health.model_dump(mode="json", by_alias=True)
-                    )
-            elif kind == "ota/state":
-                state = OtaStateMessage.model_validate_json(payload)
-                self._check_device(state.device, device)
-                seen = _ts(state.ts, now) if retained else now
-                with self._lock:
-                    self.store.upsert_device(
-                        device, seen, ota=state.model_dump(mode="json", by_alias=True)
-                    )
-                    self._on_ota_state(device, state)
-            else:
-                return
-        except (ValidationError, ValueError) as err:
-            self._malformed(device, topic, str(err).splitlines()[0][:200])
+        """Handle one message on a status, ota/state or health topic (see `DeviceIngest`)."""
+        self.ingest.on_message(topic, payload, retained)
 
-    @staticmethod
-    def _check_device(payload_device: str, topic_device: str) -> None:
-        if payload_device != topic_device:
-            raise ValueError(f"payload device {payload_device!r} != topic device {topic_device!r}")
+    def enroll(self, device: str, token_digest: str | None) -> None:
+        """Put `device` on the device list (EnrolmentError if it is there already)."""
+        self.devices.enroll(device, token_digest, self.clock())
+        log.info("device enrolled", device=device, token=token_digest is not None)
+        self.on_enrolled(device)
 
-    def _malformed(self, device: str | None, topic: str, why: str) -> None:
+    def remove(self, device: str) -> None:
+        """Take `device` off the list; refused while it is in a running rollout."""
         with self._lock:
-            self.malformed += 1
-            if device is not None:
-                self.store.count_malformed(device, self.clock())
-        log.warning("malformed device message ignored", topic=topic, error=why)
+            busy = [r.id for r in self.active.values() if device in r.slots]
+            if busy:
+                raise DeployRefused(
+                    DeployRefusal.BUSY,
+                    f"device {device} is in running rollout {busy[0]}; abort it first",
+                )
+            self.devices.remove(device)
+        log.info("device removed", device=device)
 
     def _on_ota_state(self, device: str, msg: OtaStateMessage) -> None:
         if msg.command_id is None:
             return
+        with self._lock:
+            self._apply_report(device, msg)
+
+    def _apply_report(self, device: str, msg: OtaStateMessage) -> None:
+        assert msg.command_id is not None
         now = self.clock()
         for r in list(self.active.values()):
             slot = r.slots.get(device)
@@ -270,87 +238,20 @@ class Fleet:
     # -- rollouts -------------------------------------------------------------------------------
 
     def deploy(self, req: DeployRequest) -> Rollout:
-        """Plan and start a rollout, or raise DeployRefused with a clear message."""
+        """Plan and start a rollout, or raise DeployRefused with a reason and a clear message."""
         with self._lock:
-            now = self.clock()
-            if not req.devices:
-                raise DeployRefused(400, "no devices given")
-            dupes = sorted({d for d in req.devices if req.devices.count(d) > 1})
-            if dupes:
-                raise DeployRefused(400, f"devices listed twice: {', '.join(dupes)}")
-            if self.store.model(req.model, req.version) is None:
-                raise DeployRefused(
-                    404,
-                    f"model {req.model}@{req.version} is not in the registry "
-                    "(edge-gateway models list)",
-                )
-            rows = {d: self.store.device(d) for d in req.devices}
-            unknown = sorted(d for d, row in rows.items() if row is None or row.status is None)
-            if unknown:
-                raise DeployRefused(
-                    404, f"unknown device(s): {', '.join(unknown)} (never reported a status)"
-                )
-            offline = sorted(d for d, row in rows.items() if row is not None and not row.online)
-            if offline:
-                raise DeployRefused(
-                    409,
-                    f"device(s) offline: {', '.join(offline)}; they would only time out "
-                    "(bring them back or leave them out)",
-                )
             busy = {d: r.id for r in self.active.values() for d in req.devices if d in r.slots}
-            if busy:
-                listing = ", ".join(f"{d} (rollout {rid})" for d, rid in sorted(busy.items()))
-                raise DeployRefused(
-                    409,
-                    f"refused: device(s) already in a running rollout: {listing}; wait for it to "
-                    f"finish or abort it (edge-gateway abort ID)",
-                )
-            previous: dict[str, tuple[str, int] | None] = {}
-            already: set[str] = set()
-            for d, row in rows.items():
-                model = (row.status or {}).get("model") if row else None
-                if model is None:
-                    raise DeployRefused(409, f"device {d} has not reported its model yet")
-                prev = (str(model["name"]), int(model["version"]))
-                if prev == (req.model, req.version):
-                    already.add(d)
-                    previous[d] = None
-                    continue
-                if self.store.model(*prev) is None:
-                    raise DeployRefused(
-                        409,
-                        f"device {d} runs {prev[0]}@{prev[1]}, which is not in the registry, "
-                        "so it could not be rolled back; register it first (edge-gateway "
-                        f"models add FILE --name {prev[0]} --version {prev[1]})",
-                    )
-                previous[d] = prev
-            uid = secrets.token_hex(6)
-            with self.store.tx() as db:
-                rid = self.store.new_rollout_id(db, uid, req.model, req.version, now)
-                try:
-                    r = Rollout.plan(
-                        id=rid,
-                        uid=uid,
-                        model_name=req.model,
-                        model_version=req.version,
-                        devices=req.devices,
-                        canary=req.canary,
-                        wave_size=req.wave_size,
-                        max_failures=req.max_failures,
-                        timeout_s=req.timeout_s,
-                        now=now,
-                    )
-                except ValueError as err:
-                    raise DeployRefused(400, str(err)) from None
-                for d, prev in previous.items():
-                    r.slots[d].previous = prev
-                actions = r.start(now, frozenset(already))
-                sends = self._prepare(r, actions, now, db)
-            self.active[rid] = r
-            self._send(sends)
+            target = check_deploy(
+                (req.model, req.version),
+                req.devices,
+                {d: self.devices.get(d) for d in req.devices},
+                lambda name, version: self.store.model(name, version) is not None,
+                busy,
+            )
+            r = self._start(req, target.previous, target.already)
             log.info(
                 "rollout started",
-                rollout=rid,
+                rollout=r.id,
                 model=req.model,
                 version=req.version,
                 devices=len(req.devices),
@@ -359,21 +260,56 @@ class Fleet:
             self._retire(r)
             return r
 
+    def _start(
+        self,
+        req: DeployRequest,
+        previous: dict[str, tuple[str, int] | None],
+        already: frozenset[str],
+    ) -> Rollout:
+        """Plan, save and send the first wave of a checked request, in one transaction."""
+        now = self.clock()
+        uid = secrets.token_hex(6)
+        with self.store.tx() as db:
+            rid = self.store.new_rollout_id(db, uid, req.model, req.version, now)
+            try:
+                r = Rollout.plan(
+                    id=rid,
+                    uid=uid,
+                    model_name=req.model,
+                    model_version=req.version,
+                    devices=req.devices,
+                    canary=req.canary,
+                    wave_size=req.wave_size,
+                    max_failures=req.max_failures,
+                    timeout_s=req.timeout_s,
+                    now=now,
+                )
+            except ValueError as err:
+                raise DeployRefused(DeployRefusal.BAD_PLAN, str(err)) from None
+            for d, prev in previous.items():
+                r.slots[d].previous = prev
+            sends = self._prepare(r, r.start(now, already), now, db)
+        self.active[rid] = r
+        self._send(sends)
+        return r
+
     def abort(self, rollout_id: int, reason: str = "aborted by operator") -> Rollout:
+        """Abort a running rollout: stop sending, roll back devices that committed."""
         with self._lock:
             r = self.active.get(rollout_id)
             if r is None:
                 exists = self.store.load_rollout(rollout_id)
                 if exists is None:
-                    raise DeployRefused(404, f"no rollout {rollout_id}")
+                    raise DeployRefused(DeployRefusal.NO_SUCH_ROLLOUT, f"no rollout {rollout_id}")
                 raise DeployRefused(
-                    409, f"rollout {rollout_id} is {exists.state.value}; nothing to abort"
+                    DeployRefusal.NOT_RUNNING,
+                    f"rollout {rollout_id} is {exists.state.value}; nothing to abort",
                 )
             now = self.clock()
             try:
                 actions = r.abort(reason, now)
             except IllegalTransition as err:
-                raise DeployRefused(409, str(err)) from None
+                raise DeployRefused(DeployRefusal.NOT_RUNNING, str(err)) from None
             self._commit(r, actions, now)
             return r
 
@@ -432,29 +368,14 @@ class Fleet:
             self.publish(topic, payload)
 
     def _build_command(self, r: Rollout, a: Send, now: float, db: Any) -> dict[str, Any]:
-        if a.kind is CommandKind.DEPLOY:
-            target = (r.model_name, r.model_version)
-        else:
-            prev = r.slots[a.device].previous
-            if prev is None:
-                raise DeployRefused(409, "previous model unknown; cannot roll back")
-            target = prev
+        target = command_target(r, a)
         model = self.store.model(*target)
         if model is None:
-            raise DeployRefused(409, f"{target[0]}@{target[1]} is not in the registry")
+            raise DeployRefused(
+                DeployRefusal.UNKNOWN_MODEL, f"{target[0]}@{target[1]} is not in the registry"
+            )
         seq = self.store.next_seq(a.device, db, self._reported_sequence(a.device) + 1)
-        command = OtaCommand(
-            command_id=a.command_id,
-            device=a.device,
-            action=OtaAction.DEPLOY if a.kind is CommandKind.DEPLOY else OtaAction.ROLLBACK,
-            manifest=SignedManifest.model_validate(model.signed),
-            artifact_url=f"{self.public_url}/v1/artifacts/{model.sha256}",
-            sequence=seq,
-            issued=format_rfc3339(now),
-            expires=format_rfc3339(now + self.command_ttl_s),
-        )
-        signed = sign_command(command, self.gateway_key)
-        return signed.model_dump(mode="json", by_alias=True)
+        return self.signer.sign(a, model, seq, now)
 
     def _reported_sequence(self, device: str) -> int:
         """The last sequence the device says it accepted (its retained ota/state), or 0."""
@@ -467,13 +388,6 @@ class Fleet:
     def rollout(self, rollout_id: int) -> Rollout | None:
         with self._lock:
             return self.active.get(rollout_id) or self.store.load_rollout(rollout_id)
-
-
-def _ts(value: str, default: float) -> float:
-    try:
-        return parse_rfc3339(value).timestamp()
-    except ValueError:
-        return default
 
 
 def rollout_view(r: Rollout, now: float) -> dict[str, Any]:

@@ -10,38 +10,48 @@ Request (documented in docs/gateway.md):
         name    (optional) text field overriding the stem
 Stored as <data>/intake/<device>/<camera>/<YYYY-MM-DD UTC>/<stem>.{jpg,txt,json}.
 
-Pure checks live here (`safe_stem`, `check_labels`, `token_ok`); the HTTP handler is in
-`agent.gateway.server`.
+Pure checks live here (`safe_stem`, `check_labels`, `check_meta`) with the writer
+(`store_upload`); refusals carry an `IntakeRefusal` reason (mapped to an HTTP status in
+`agent.gateway.api.errors`). The HTTP handler is `agent.gateway.api.intake`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
 import re
+from enum import Enum
 from pathlib import Path
+
+from agent.util.files import atomic_write
 
 _STEM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-class IntakeRejected(Exception):
-    """An upload was refused; `status` is the HTTP status, the message says why."""
+class IntakeRefusal(str, Enum):
+    """Why an upload was refused."""
 
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
+    BAD_ID = "bad_id"  # device or camera id breaks the id rule
+    UNAUTHORIZED = "unauthorized"  # not the enrolled device's own token
+    NOT_MULTIPART = "not_multipart"
+    TOO_LARGE = "too_large"  # above intake.max_bytes
+    BAD_BODY = "bad_body"  # multipart that does not parse, unknown or missing parts
+    UNSAFE_NAME = "unsafe_name"
+    NOT_JPEG = "not_jpeg"
+    BAD_LABELS = "bad_labels"
+    BAD_META = "bad_meta"
+    DUPLICATE = "duplicate"  # the same stem was uploaded before
+    QUOTA_EXCEEDED = "quota_exceeded"  # the device's bytes or files of the day
+    DISK_FLOOR = "disk_floor"  # storing would go below intake.min_free_bytes
+
+
+class IntakeRejected(Exception):
+    """An upload was refused; `reason` says why, the message in words."""
+
+    def __init__(self, reason: IntakeRefusal, message: str) -> None:
+        self.reason = reason
         self.message = message
         super().__init__(message)
-
-
-def token_ok(token: str | None, expected_sha256: str | None) -> bool:
-    """Constant-time check of a bearer token against the configured SHA-256 of it."""
-    if not token or expected_sha256 is None:
-        return False
-    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
-    return hmac.compare_digest(digest, expected_sha256)
 
 
 def safe_stem(filename: str) -> str:
@@ -53,7 +63,9 @@ def safe_stem(filename: str) -> str:
     stem = filename[:-4] if filename.lower().endswith((".jpg", ".txt")) else filename
     stem = stem[:-5] if stem.lower().endswith((".jpeg", ".json")) else stem
     if ".." in filename or not _STEM_RE.fullmatch(stem):
-        raise IntakeRejected(400, f"unsafe file name {filename!r}: use [A-Za-z0-9_.-], no '..'")
+        raise IntakeRejected(
+            IntakeRefusal.UNSAFE_NAME, f"unsafe file name {filename!r}: use [A-Za-z0-9_.-], no '..'"
+        )
     return stem
 
 
@@ -62,48 +74,48 @@ def check_labels(data: bytes) -> None:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise IntakeRejected(400, "labels: not UTF-8 text") from None
+        raise IntakeRejected(IntakeRefusal.BAD_LABELS, "labels: not UTF-8 text") from None
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 5:
-            raise IntakeRejected(400, f"labels line {n}: expected 'class cx cy w h'")
+            raise IntakeRejected(
+                IntakeRefusal.BAD_LABELS, f"labels line {n}: expected 'class cx cy w h'"
+            )
         try:
             cls = int(parts[0])
             vals = [float(p) for p in parts[1:]]
         except ValueError:
-            raise IntakeRejected(400, f"labels line {n}: not numbers") from None
+            raise IntakeRejected(
+                IntakeRefusal.BAD_LABELS, f"labels line {n}: not numbers"
+            ) from None
         if cls < 0 or not all(0.0 <= v <= 1.0 for v in vals):
-            raise IntakeRejected(400, f"labels line {n}: class >= 0 and coordinates in 0..1")
+            raise IntakeRejected(
+                IntakeRefusal.BAD_LABELS, f"labels line {n}: class >= 0 and coordinates in 0..1"
+            )
 
 
 def check_meta(data: bytes) -> None:
+    """The sidecar: a JSON object."""
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise IntakeRejected(400, "meta: not JSON") from None
+        raise IntakeRejected(IntakeRefusal.BAD_META, "meta: not JSON") from None
     if not isinstance(value, dict):
-        raise IntakeRejected(400, "meta: must be a JSON object")
+        raise IntakeRejected(IntakeRefusal.BAD_META, "meta: must be a JSON object")
 
 
 def store_upload(day_dir: Path, stem: str, files: dict[str, bytes]) -> list[Path]:
     """Write `files` ({suffix: bytes}) as <day_dir>/<stem><suffix>, each via temp + rename.
 
-    Refuses (409) to overwrite an earlier upload with the same stem: nothing is lost.
+    Refuses (`duplicate`) to overwrite an earlier upload with the same stem: nothing is lost.
     """
     day_dir.mkdir(parents=True, exist_ok=True)
     targets = {suffix: day_dir / f"{stem}{suffix}" for suffix in files}
     clash = [p.name for p in targets.values() if p.exists()]
     if clash:
-        raise IntakeRejected(409, f"already uploaded: {', '.join(clash)}")
-    written: list[Path] = []
+        raise IntakeRejected(IntakeRefusal.DUPLICATE, f"already uploaded: {', '.join(clash)}")
     for suffix, data in files.items():
-        tmp = day_dir / f".{stem}{suffix}.part"
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, targets[suffix])
-        written.append(targets[suffix])
-    return written
+        atomic_write(targets[suffix], data, mode=0o644)
+    return list(targets.values())

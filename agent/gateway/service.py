@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import structlog
@@ -25,6 +26,7 @@ from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, load_key
 from agent.messages.topics import (
+    Topics,
     detections_filter,
     health_filter,
     ota_state_filter,
@@ -54,6 +56,7 @@ class MqttLink:
         self._on_detection = on_detection  # the archive; None: detections not subscribed
         self.subscribed_at: float | None = None
         self.connected = False
+        self._refresh_mids: dict[int, list[str]] = {}
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
@@ -80,6 +83,15 @@ class MqttLink:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def refresh(self, device: str) -> None:
+        """Ask the broker again for `device`'s retained status and OTA state (after enrolment:
+        what it sent before was ignored). The extra subscriptions end at their SUBACK, after
+        the broker has queued the retained messages."""
+        own = Topics(device, self.cfg.topic_prefix)
+        topics = [own.status, own.ota_state]
+        _, mid = self.client.subscribe([(t, 1) for t in topics])
+        self._refresh_mids[mid] = topics
+
     def publish(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -99,6 +111,10 @@ class MqttLink:
         log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port)
 
     def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        refreshed = self._refresh_mids.pop(mid, None)
+        if refreshed is not None:
+            client.unsubscribe(refreshed)
+            return
         self.subscribed_at = time.monotonic()
         try:
             self._on_connected()
@@ -140,10 +156,38 @@ class Ticker(threading.Thread):
                 log.exception("rollout tick failed")
 
 
-def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
-    """Run the gateway until SIGTERM/SIGINT (uvicorn handles the signals)."""
+def _live_fields(
+    link: MqttLink, archive: DetectionArchive | None
+) -> Callable[[], dict[str, object]]:
+    """The live part of /v1/health: MQTT connection and archive counters."""
+
+    def live() -> dict[str, object]:
+        out: dict[str, object] = {"mqtt_connected": link.connected}
+        if archive is not None:
+            out["archive"] = asdict(archive.stats)
+        return out
+
+    return live
+
+
+def _http_server(cfg: GatewayConfig, app: object) -> Any:
+    """A uvicorn server for `app` on the configured address (its own signal handling)."""
     import uvicorn
 
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=cfg.http.host,
+            port=cfg.http.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+
+
+def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
+    """Run the gateway until SIGTERM/SIGINT (uvicorn handles the signals)."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     gateway_key = load_key(cfg.keys_dir, KeyRole.GATEWAY)
     with Store(cfg.db_path) as store:
@@ -165,7 +209,7 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
                 cfg.archive,
                 lambda topic, payload: holder["link"].publish(topic, payload),
                 signer=functools.partial(sign, private_key=gateway_key),
-                is_enrolled=lambda device: True,
+                is_enrolled=fleet.is_enrolled,
                 prefix=cfg.mqtt.topic_prefix,
             )
             archive.start()
@@ -176,28 +220,14 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             on_detection=None if archive is None else archive.on_message,
         )
         holder["link"] = link
+        fleet.on_enrolled = link.refresh
         link.start()
         ticker = Ticker(fleet, link, cfg.rollout.tick_s, grace_s)
         ticker.start()
-        from agent.gateway.server import create_app
+        from agent.gateway.api.app import create_app
 
-        def live() -> dict[str, object]:
-            out: dict[str, object] = {"mqtt_connected": link.connected}
-            if archive is not None:
-                out["archive"] = asdict(archive.stats)
-            return out
-
-        app = create_app(cfg, store, fleet, health=live)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=cfg.http.host,
-                port=cfg.http.port,
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
-        )
+        app = create_app(cfg, store, fleet, health=_live_fields(link, archive))
+        server = _http_server(cfg, app)
         log.info(
             "gateway serving", host=cfg.http.host, port=cfg.http.port, rollouts=len(fleet.active)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,6 +29,12 @@ class OtaConfig(BaseModel):
         description="Pin: the only model names this device accepts (a command for any other "
         "name is rejected `model_not_allowed`). Empty: any name, but a change of name needs "
         "a manifest generation above the running one (see docs/ota.md).",
+    )
+    gateway_token_env: str | None = Field(
+        None,
+        description="Environment variable holding this device's gateway token (from "
+        "`edge-gateway devices enroll`), sent as a bearer with artifact downloads; the same "
+        "token as fallback.upload.token_env. None: no Authorization header.",
     )
     max_command_bytes: int = Field(
         64 * 1024, ge=1024, le=1024 * 1024, description="Largest command payload accepted."
@@ -122,3 +129,14 @@ class OtaConfig(BaseModel):
         if self.enabled and (not self.release_keys or not self.gateway_keys):
             raise ValueError("ota.enabled needs at least one release key and one gateway key")
         return self
+
+    def gateway_token(self) -> str | None:
+        """The token from the environment variable named by `gateway_token_env` (None if unset)."""
+        if self.gateway_token_env is None:
+            return None
+        value = os.environ.get(self.gateway_token_env)
+        if value is None:
+            raise ValueError(
+                f"environment variable {self.gateway_token_env} (ota.gateway_token_env) is not set"
+            )
+        return value

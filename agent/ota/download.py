@@ -43,6 +43,14 @@ class DownloadSettings:
     backoff_s: float = 0.5
     disk_margin_bytes: int = 16 * 1024 * 1024
     progress_interval_s: float = 1.0
+    bearer_token: str | None = None  # the device's gateway token (artifacts are not public)
+
+    def request_headers(self) -> dict[str, str]:
+        """Headers of every GET: no compression, and the device's bearer token if it has one."""
+        headers = {"Accept-Encoding": "identity"}
+        if self.bearer_token:
+            headers["Authorization"] = f"Bearer {self.bearer_token}"
+        return headers
 
 
 class _Retry(Exception):
@@ -207,7 +215,7 @@ def _attempt(
     report: Callable[..., None],
 ) -> int:
     """One GET (with Range when resuming); return the byte count on disk afterwards."""
-    headers = {"Accept-Encoding": "identity"}
+    headers = settings.request_headers()
     if have > 0:
         headers["Range"] = f"bytes={have}-"
     timeout = httpx.Timeout(

@@ -119,6 +119,7 @@ class OtaManager:
             backoff_s=cfg.retry_backoff_s,
             disk_margin_bytes=cfg.disk_margin_bytes,
             progress_interval_s=cfg.progress_interval_s,
+            bearer_token=cfg.gateway_token(),
         )
         self._limits = ProbationLimits(
             min_frames=cfg.probation_min_frames,

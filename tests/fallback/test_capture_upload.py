@@ -140,11 +140,11 @@ def _free_port() -> int:
 
 
 def _gateway(tmp_path: Path):
+    from agent.gateway.api.app import create_app
     from agent.gateway.config import GatewayConfig
     from agent.gateway.db import Store
     from agent.gateway.fleet import Fleet
     from agent.gateway.keys import KeyRole, init_keys, load_key
-    from agent.gateway.server import create_app
 
     cfg = GatewayConfig.model_validate(
         {
@@ -161,6 +161,7 @@ def _gateway(tmp_path: Path):
         lambda t, p: None,
         public_url=cfg.http.public_url,
     )
+    fleet.enroll("dev-1", None)  # only enrolled devices may upload
     return cfg, store, create_app(cfg, store, fleet)
 
 

@@ -3,6 +3,7 @@ process and simulated devices (subprocesses, so kill -9 is real)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,10 +21,22 @@ import pytest
 import yaml
 
 from agent.gateway.config import GatewayConfig, parse_gateway_config
+from tests.gateway.sim_device import device_token
 from tests.helpers.broker import Mosquitto, free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_MODEL = REPO / "engines" / "demo" / "model.onnx"
+ADMIN_TOKEN = "test-admin-token-0123456789"  # configured in every test gateway
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def admin_config(**http: Any) -> dict[str, Any]:
+    """The `http` section entries that configure ADMIN_TOKEN (plus any `http` extras)."""
+    return {"admin_tokens_sha256": [sha256_hex(ADMIN_TOKEN)], **http}
 
 
 def wait_for(
@@ -64,11 +77,9 @@ def write_config(tmp: Path, broker_port: int, http_port: int, **extra: Any) -> P
     data: dict[str, Any] = {
         "data_dir": str(tmp / "data"),
         "keys_dir": str(tmp / "keys"),
-        "http": {
-            "host": "127.0.0.1",
-            "port": http_port,
-            "public_url": f"http://127.0.0.1:{http_port}",
-        },
+        "http": admin_config(
+            host="127.0.0.1", port=http_port, public_url=f"http://127.0.0.1:{http_port}"
+        ),
         "mqtt": {"host": "127.0.0.1", "port": broker_port},
         "rollout": {"tick_s": 0.2},
         "logging": {"format": "json", "level": "info"},
@@ -83,13 +94,15 @@ def write_config(tmp: Path, broker_port: int, http_port: int, **extra: Any) -> P
 def cli(
     config: Path, *args: str, check: bool = True, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run `edge-gateway --config CONFIG ARGS...` as a real subprocess."""
+    """Run `edge-gateway --config CONFIG ARGS...` as a real subprocess (admin token in its
+    environment)."""
     proc = subprocess.run(
         [sys.executable, "-m", "agent.gateway.cli", "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=REPO,
+        env={**os.environ, "EDGE_GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN},
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"edge-gateway {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -135,10 +148,19 @@ class GatewayProcess:
         self.proc = None
 
     def get(self, path: str) -> Any:
-        return httpx.get(self.url + path, timeout=10).json()
+        return httpx.get(self.url + path, headers=ADMIN, timeout=10).json()
 
     def post(self, path: str, body: Any) -> httpx.Response:
-        return httpx.post(self.url + path, json=body, timeout=10)
+        return httpx.post(self.url + path, json=body, headers=ADMIN, timeout=10)
+
+    def enroll(self, devices: list[str]) -> None:
+        """Enrol `devices` (each with its `device_token`) unless already enrolled."""
+        known = {d["device"] for d in self.get("/v1/devices")}
+        for d in devices:
+            if d not in known:
+                body = {"device": d, "token_sha256": sha256_hex(device_token(d))}
+                resp = self.post("/v1/devices", body)
+                assert resp.status_code == 201, resp.text
 
 
 class Sims:
@@ -212,6 +234,9 @@ class Site:
         return f"demo-yolov8n@{version}:{self.sha[version]}"
 
     def wait_devices(self, devices: list[str], timeout: float = 20) -> None:
+        """Enrol `devices` and wait until each is online with a model."""
+        self.gateway.enroll(devices)
+
         def ready() -> bool:
             seen = {d["device"]: d for d in self.gateway.get("/v1/devices")}
             return all(d in seen and seen[d]["online"] and seen[d]["model"] for d in devices)

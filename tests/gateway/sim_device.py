@@ -48,6 +48,11 @@ from agent.ota.protocol import (
 from agent.ota.signing import verify_command
 
 
+def device_token(device: str) -> str:
+    """The bearer token test devices (simulated or real) use for downloads and intake."""
+    return f"device-token-of-{device}"
+
+
 @dataclass
 class SimOptions:
     """How a simulated device behaves."""
@@ -236,7 +241,8 @@ class SimDevice:
         n = 0
         try:
             assert cmd.artifact_url is not None
-            with httpx.stream("GET", cmd.artifact_url, timeout=10.0) as resp:
+            auth = {"Authorization": f"Bearer {device_token(self.device)}"}
+            with httpx.stream("GET", cmd.artifact_url, headers=auth, timeout=10.0) as resp:
                 resp.raise_for_status()
                 for chunk in resp.iter_bytes(1 << 20):
                     h.update(chunk)

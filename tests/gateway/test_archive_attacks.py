@@ -74,6 +74,7 @@ def start_archive(site: Site) -> None:
     cfg["archive"] = {"enabled": True, "flush_interval_s": 0.05}
     site.config.write_text(yaml.safe_dump(cfg))
     site.gateway.start()
+    site.gateway.enroll(["good", "evil"])
 
 
 def test_one_poisoned_message_does_not_stop_acks_for_other_devices(site: Site) -> None:

@@ -17,6 +17,7 @@ import yaml
 from agent.messages.payloads import DetectionMessage
 from tests.gateway.conftest import REPO, Site, start_rollout, wait_for
 from tests.gateway.recorder import Recorder
+from tests.gateway.sim_device import device_token
 from tests.helpers.daemon import DEMO_MANIFEST, demo_config
 from tests.helpers.mqtt import Recorder as MqttRecorder
 
@@ -48,6 +49,7 @@ class Fleet3:
                     "validation_frames": 2,
                     "download_deadline_s": 60,
                     "latency_budget_ms": 20000.0,  # a loaded 2-core CI box, not a latency test
+                    "gateway_token_env": "EDGE_GATEWAY_TOKEN",  # artifacts need it
                 },
             )
             cfg["cameras"][0]["fps_cap"] = 4.0
@@ -68,6 +70,7 @@ class Fleet3:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=REPO,
+                    env={**os.environ, "EDGE_GATEWAY_TOKEN": device_token(dev)},
                 )
 
     def explain(self, site: Site, rid: int) -> Callable[[], str]:

@@ -186,8 +186,9 @@ def test_malformed_device_messages_are_counted_and_ignored(site: Site) -> None:
     assert "sim-a" in text and "2 malformed" in text
 
 
-def test_rollouts_and_devices_views_read_state_while_gateway_is_down(site: Site) -> None:
-    """`rollouts` and `devices` read SQLite directly, so they work with the server stopped."""
+def test_rollouts_and_devices_views_go_through_the_server(site: Site) -> None:
+    """`rollouts` and `devices` ask the running server (one client); with it stopped they
+    say so and exit 1."""
     site.sims.start(["sim-a"], site.model_arg(1))
     site.gateway.start()
     site.wait_devices(["sim-a"])
@@ -197,10 +198,12 @@ def test_rollouts_and_devices_views_read_state_while_gateway_is_down(site: Site)
     )
     rid = resp.json()["id"]
     site.wait_rollout(rid)
-    site.gateway.kill(signal.SIGTERM)
     out = cli(site.config, "rollouts", str(rid)).stdout
     assert f"rollout {rid}  demo-yolov8n@2  succeeded" in out and "sim-a" in out
     assert "demo-yolov8n@2" in cli(site.config, "devices").stdout
+    site.gateway.kill(signal.SIGTERM)
+    down = cli(site.config, "devices", check=False)
+    assert down.returncode == 1 and "is `edge-gateway serve` running?" in down.stderr
 
 
 def test_device_on_an_unregistered_model_is_refused(site: Site) -> None:

@@ -17,7 +17,8 @@ MODULES = [
     "agent.gateway.keys",
     "agent.gateway.registry",
     "agent.gateway.rollout",
-    "agent.gateway.server",
+    "agent.gateway.api.app",
+    "agent.gateway.client",
     "agent.gateway.service",
 ]
 FORBIDDEN = ["torch", "onnxruntime", "cv2", "tensorrt", "pycuda", "numpy", "ultralytics"]

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.gateway.api.app import create_app
 from agent.gateway.config import GatewayConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, init_keys, load_key
-from agent.gateway.server import create_app
-from tests.gateway.conftest import ServerThread
+from tests.gateway.conftest import ADMIN, ServerThread, admin_config
 
 TOKEN = "s3cret-token-of-cam-1"
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(2000)
@@ -29,6 +29,7 @@ def server(tmp_path: Path) -> Iterator[tuple[ServerThread, GatewayConfig]]:
         {
             "data_dir": str(tmp_path / "data"),
             "keys_dir": str(tmp_path / "keys"),
+            "http": admin_config(),
             "intake": {
                 "max_bytes": 64 * 1024,
                 "tokens_sha256": {"dev-1": hashlib.sha256(TOKEN.encode()).hexdigest()},
@@ -45,9 +46,13 @@ def server(tmp_path: Path) -> Iterator[tuple[ServerThread, GatewayConfig]]:
             lambda t, p: None,
             public_url=cfg.http.public_url,
         )
+        fleet.enroll("dev-1", None)  # its token is the config's
         app = create_app(cfg, store, fleet, clock=lambda: FIXED_NOW)
         with ServerThread(app) as srv:
             yield srv, cfg
+
+
+DEVICE = {"Authorization": f"Bearer {TOKEN}"}  # artifacts need an enrolled device's token
 
 
 def artifact_url(srv: ServerThread) -> str:
@@ -57,7 +62,7 @@ def artifact_url(srv: ServerThread) -> str:
 def test_artifact_whole_body(server) -> None:
     """GET without Range returns every byte with its length."""
     srv, _ = server
-    r = httpx.get(artifact_url(srv))
+    r = httpx.get(artifact_url(srv), headers=DEVICE)
     assert r.status_code == 200 and r.content == BLOB
     assert r.headers["accept-ranges"] == "bytes"
 
@@ -73,7 +78,7 @@ def test_artifact_whole_body(server) -> None:
 def test_artifact_range(server, header: str, start: int, end: int) -> None:
     """Range requests get 206 with exactly the asked bytes and a matching Content-Range."""
     srv, _ = server
-    r = httpx.get(artifact_url(srv), headers={"Range": header})
+    r = httpx.get(artifact_url(srv), headers={"Range": header, **DEVICE})
     assert r.status_code == 206
     assert r.content == BLOB[start : end + 1]
     assert r.headers["content-range"] == f"bytes {start}-{end}/{len(BLOB)}"
@@ -82,7 +87,7 @@ def test_artifact_range(server, header: str, start: int, end: int) -> None:
 def test_artifact_range_past_the_end_is_416(server) -> None:
     """A range starting beyond the file is refused with 416."""
     srv, _ = server
-    r = httpx.get(artifact_url(srv), headers={"Range": f"bytes={len(BLOB) + 10}-"})
+    r = httpx.get(artifact_url(srv), headers={"Range": f"bytes={len(BLOB) + 10}-", **DEVICE})
     assert r.status_code == 416
 
 
@@ -97,7 +102,7 @@ def test_artifact_range_past_the_end_is_416(server) -> None:
 def test_artifact_bad_addresses(server, address: str, status: int) -> None:
     """Only stored sha256 addresses are served."""
     srv, _ = server
-    assert httpx.get(f"{srv.url}/v1/artifacts/{address}").status_code == status
+    assert httpx.get(f"{srv.url}/v1/artifacts/{address}", headers=DEVICE).status_code == status
 
 
 def upload(
@@ -217,11 +222,15 @@ def test_intake_never_overwrites(server) -> None:
 
 
 def test_deploy_from_a_non_loopback_address_is_forbidden(tmp_path: Path) -> None:
-    """State-changing API calls from another host get 403 (admin_loopback_only)."""
+    """With admin_loopback_only, admin API calls from another host get 403 even with the token."""
     from starlette.testclient import TestClient
 
     cfg = GatewayConfig.model_validate(
-        {"data_dir": str(tmp_path / "data"), "keys_dir": str(tmp_path / "keys")}
+        {
+            "data_dir": str(tmp_path / "data"),
+            "keys_dir": str(tmp_path / "keys"),
+            "http": admin_config(admin_loopback_only=True, allowed_hosts=["testserver"]),
+        }
     )
     init_keys(cfg.keys_dir)
     with Store(cfg.db_path) as store:
@@ -231,8 +240,10 @@ def test_deploy_from_a_non_loopback_address_is_forbidden(tmp_path: Path) -> None
             lambda t, p: None,
             public_url=cfg.http.public_url,
         )
-        client = TestClient(create_app(cfg, store, fleet), client=("192.168.1.50", 5000))
+        client = TestClient(
+            create_app(cfg, store, fleet), client=("192.168.1.50", 5000), headers=ADMIN
+        )
         body = {"model": "m", "version": 1, "devices": ["a"]}
         assert client.post("/v1/rollouts", json=body).status_code == 403
-        assert client.post("/v1/rollouts/1/abort").status_code == 403
-        assert client.get("/v1/devices").status_code == 200  # read-only views stay open
+        assert client.post("/v1/rollouts/1/abort", json={}).status_code == 403
+        assert client.get("/v1/devices").status_code == 403  # the restriction covers every view

@@ -1,0 +1,53 @@
+"""The ASGI app: the routers of each area, the shared context, the error mapping.
+
+Routes:
+    GET    /v1/health                        gateway liveness and counters          (admin)
+    GET    /v1/devices                       fleet view: enrolled devices           (admin)
+    POST   /v1/devices                       enrol a device                         (admin)
+    DELETE /v1/devices/<id>                  remove a device                        (admin)
+    GET    /v1/models                        registered models                      (admin)
+    GET    /v1/models/<name>/<version>       signed manifest envelope               (admin)
+    GET    /v1/rollouts                      every rollout, oldest first            (admin)
+    GET    /v1/rollouts/<id>                 one rollout with each device's state   (admin)
+    POST   /v1/rollouts                      start a rollout                        (admin)
+    POST   /v1/rollouts/<id>/abort           abort a running rollout                (admin)
+    GET    /v1/artifacts/<sha256>            artifact bytes, HTTP Range             (device)
+    POST   /v1/intake/<device>/<camera>      hard-frame upload                      (device)
+Admin and device credentials: `agent.gateway.api.auth`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+
+from agent.gateway.api import artifacts, devices, intake, models, rollouts
+from agent.gateway.api import health as health_routes
+from agent.gateway.api.context import ApiContext
+from agent.gateway.api.errors import EXCEPTION_HANDLERS
+from agent.gateway.config import GatewayConfig
+from agent.gateway.db import Store
+from agent.gateway.fleet import Fleet
+from agent.gateway.quota import IntakeQuota
+
+ROUTERS = (health_routes, devices, models, rollouts, artifacts, intake)
+
+
+def create_app(
+    cfg: GatewayConfig,
+    store: Store,
+    fleet: Fleet,
+    health: Callable[[], dict[str, Any]] = dict,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """Build the ASGI app. `health` adds live fields (e.g. MQTT connected) to /v1/health."""
+    app = Starlette(
+        routes=[route for router in ROUTERS for route in router.ROUTES],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+    )
+    quota = IntakeQuota(store, cfg.intake, cfg.data_dir)
+    app.state.ctx = ApiContext(cfg, store, fleet, quota, health, clock)
+    return app

@@ -1,0 +1,95 @@
+"""Rollouts: list, one, deploy, abort. Admin routes."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agent.gateway.api.auth import admin
+from agent.gateway.api.context import ApiContext, ctx
+from agent.gateway.api.errors import HttpProblem
+from agent.gateway.api.parse import int_param, parse_body
+from agent.gateway.fleet import DeployRequest, rollout_view
+from agent.contracts.ids import SafeId
+from agent.util.models import StrictModel
+
+
+class DeployBody(StrictModel):
+    """Body of POST /v1/rollouts."""
+
+    model: SafeId = Field(description="Model name.")
+    version: int = Field(ge=1, description="Model version to roll out.")
+    devices: list[SafeId] = Field(min_length=1, description="Target devices, canary first.")
+    canary: int | None = Field(None, ge=0, description="Canary devices; config default if null.")
+    wave_size: int | None = Field(None, ge=1, description="Devices per wave after the canary.")
+    max_failures: int | None = Field(None, ge=1, description="Failures that abort the rollout.")
+    timeout_s: float | None = Field(None, gt=0, description="Per-device deadline in seconds.")
+
+
+class AbortBody(StrictModel):
+    """Body of POST /v1/rollouts/<id>/abort (optional)."""
+
+    reason: str = Field("aborted by operator", max_length=500, description="Why, for the record.")
+
+
+def deploy_request(body: DeployBody, c: ApiContext) -> DeployRequest:
+    """The body with the config's defaults filled in."""
+    d = c.cfg.rollout
+    return DeployRequest(
+        model=body.model,
+        version=body.version,
+        devices=list(body.devices),
+        canary=d.canary if body.canary is None else body.canary,
+        wave_size=d.wave_size if body.wave_size is None else body.wave_size,
+        max_failures=d.max_failures if body.max_failures is None else body.max_failures,
+        timeout_s=d.timeout_s if body.timeout_s is None else body.timeout_s,
+    )
+
+
+@admin
+async def list_rollouts(request: Request) -> Response:
+    """GET /v1/rollouts: every rollout, oldest first."""
+    c = ctx(request)
+    now = c.clock()
+    rollouts = (c.fleet.rollout(rid) for rid in c.store.rollout_ids())
+    return JSONResponse([rollout_view(r, now) for r in rollouts if r is not None])
+
+
+@admin
+async def get_rollout(request: Request) -> Response:
+    """GET /v1/rollouts/<id>: one rollout with each device's state."""
+    c = ctx(request)
+    rid = int_param(request, "id", "rollout id")
+    r = c.fleet.rollout(rid)
+    if r is None:
+        raise HttpProblem(404, f"no rollout {rid}")
+    return JSONResponse(rollout_view(r, c.clock()))
+
+
+@admin
+async def post_rollout(request: Request) -> Response:
+    """POST /v1/rollouts: start a rollout (DeployRefused -> a status in `errors`)."""
+    c = ctx(request)
+    body = await parse_body(request, DeployBody)
+    r = c.fleet.deploy(deploy_request(body, c))
+    return JSONResponse(rollout_view(r, c.clock()), status_code=201)
+
+
+@admin
+async def post_abort(request: Request) -> Response:
+    """POST /v1/rollouts/<id>/abort: abort a running rollout."""
+    c = ctx(request)
+    rid = int_param(request, "id", "rollout id")
+    body = await parse_body(request, AbortBody, optional=True)
+    r = c.fleet.abort(rid, body.reason)
+    return JSONResponse(rollout_view(r, c.clock()))
+
+
+ROUTES = [
+    Route("/v1/rollouts", list_rollouts, methods=["GET"]),
+    Route("/v1/rollouts", post_rollout, methods=["POST"]),
+    Route("/v1/rollouts/{id}", get_rollout, methods=["GET"]),
+    Route("/v1/rollouts/{id}/abort", post_abort, methods=["POST"]),
+]

@@ -1,0 +1,46 @@
+"""What every `edge-gateway` command shares: the config of the click context and the client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from agent.gateway.config import GatewayConfig, GatewayConfigError, load_gateway_config
+
+
+def config_of(ctx: click.Context) -> GatewayConfig:
+    """The validated config named by `--config`, or a ClickException listing the problems."""
+    path: Path = ctx.obj["config_path"]
+    try:
+        return load_gateway_config(path)
+    except GatewayConfigError as err:
+        lines = "\n".join(f"  {p}" for p in err.problems)
+        raise click.ClickException(f"{path}: {len(err.problems)} problem(s)\n{lines}") from None
+
+
+@contextmanager
+def gateway_errors() -> Iterator[None]:
+    """Turn a GatewayClientError into a ClickException (exit code 1, the server's words)."""
+    from agent.gateway.client import GatewayClientError
+
+    try:
+        yield
+    except GatewayClientError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@contextmanager
+def client_of(ctx: click.Context):  # noqa: ANN201 - a context manager of GatewayClient
+    """A GatewayClient for the running gateway of this config; errors become ClickExceptions."""
+    from agent.gateway.client import GatewayClient
+
+    cfg = config_of(ctx)
+    with gateway_errors():
+        client = GatewayClient.from_config(cfg)
+        try:
+            yield client
+        finally:
+            client.close()

@@ -1,0 +1,97 @@
+"""`edge-gateway watch`: live detections from the broker, one line per frame, gaps flagged."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from typing import Any
+
+import click
+
+from agent.gateway.cli_common import config_of
+from agent.gateway.config import GatewayMqttConfig
+
+
+def format_detection(msg: Any) -> str:
+    """One compact terminal line for a DetectionMessage."""
+    counts = Counter(d.label for d in msg.detections)
+    objs = " ".join(f"{label}x{n}" for label, n in counts.most_common()) or "-"
+    tag = "" if msg.source == "yolo" else f" florence2(refines #{msg.refines})"
+    hard = " HARD" if msg.hard else ""
+    return (
+        f"{msg.ts[11:23]} {msg.device}/{msg.camera} #{msg.seq} "
+        f"{msg.model.name}@{msg.model.version} {msg.latency_ms.total:.1f}ms{tag}{hard} {objs}"
+    )
+
+
+class Printer:
+    """Prints each detection message as one line and flags gaps in YOLO sequences."""
+
+    def __init__(self, count: int, done: threading.Event) -> None:
+        self.count, self.done = count, done
+        self.seen = 0
+        self.last_seq: dict[tuple[str, str, str], int] = {}
+
+    def on_payload(self, topic: str, payload: bytes) -> None:
+        from pydantic import ValidationError
+
+        from agent.messages.payloads import DetectionMessage
+
+        try:
+            det = DetectionMessage.model_validate_json(payload)
+        except ValidationError as err:
+            click.echo(f"malformed message on {topic}: {err.errors()[0]['msg']}", err=True)
+            return
+        if det.source == "yolo":
+            key = (det.device, det.camera, det.boot_id)
+            prev = self.last_seq.get(key)
+            if prev is not None and det.seq != prev + 1:
+                click.echo(f"  ! gap on {det.device}/{det.camera}: #{prev} -> #{det.seq}")
+            self.last_seq[key] = det.seq
+        click.echo(format_detection(det))
+        self.seen += 1
+        if self.count and self.seen >= self.count:
+            self.done.set()
+
+
+def subscriber(cfg: GatewayMqttConfig, filters: list[str], printer: Printer) -> Any:
+    """A connected paho client that feeds `printer` (network loop started)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-gateway-watch-{os.getpid()}")
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, cfg.password())
+    client.on_connect = lambda c, *_: c.subscribe([(f, 1) for f in filters])
+    client.on_message = lambda _c, _u, msg: printer.on_payload(msg.topic, msg.payload)
+    client.connect(cfg.host, cfg.port, cfg.keepalive_s)
+    client.loop_start()
+    return client
+
+
+@click.command("watch")
+@click.option("--devices", "devices_", default="+", help="Comma-separated device ids (all: +).")
+@click.option("--cameras", default="+", help="Comma-separated camera ids (all: +).")
+@click.option("--count", type=int, default=0, help="Stop after this many messages (0: never).")
+@click.option("--duration", type=float, default=0.0, help="Stop after this many seconds.")
+@click.pass_context
+def watch(ctx: click.Context, devices_: str, cameras: str, count: int, duration: float) -> None:
+    """Live detections from chosen devices/cameras, one line per frame; gaps are flagged."""
+    from agent.messages.topics import detections_filter
+
+    cfg = config_of(ctx)
+    filters = [
+        detections_filter(cfg.mqtt.topic_prefix, d.strip(), c.strip())
+        for d in devices_.split(",")
+        for c in cameras.split(",")
+    ]
+    done = threading.Event()
+    client = subscriber(cfg.mqtt, filters, Printer(count, done))
+    try:
+        done.wait(duration or None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.disconnect()
+        client.loop_stop()
