@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from agent.engines.registry import EngineConfig
 from agent.fallback.config import FallbackConfig
@@ -18,18 +18,13 @@ from agent.ids import SafeId
 from agent.ota.config import OtaConfig
 from agent.publish.config import OutboxConfig
 from agent.sources.config import SourceConfig
+from agent.util.models import FrozenModel
 from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
 
 __all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
 
 
-class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, values are validated."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DeviceConfig(StrictModel):
+class DeviceConfig(FrozenModel):
     id: SafeId = Field(description="Device id: one MQTT topic level, [a-z0-9][a-z0-9-]{0,62}.")
     state_dir: Path = Field(
         Path("/var/lib/edge-agent"),
@@ -37,7 +32,7 @@ class DeviceConfig(StrictModel):
     )
 
 
-class TlsConfig(StrictModel):
+class TlsConfig(FrozenModel):
     ca_file: Path = Field(description="CA certificate the broker's certificate must chain to.")
     cert_file: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
     key_file: Path | None = Field(None, description="Client private key (PEM), for mutual TLS.")
@@ -52,7 +47,7 @@ class TlsConfig(StrictModel):
         return self
 
 
-class MqttConfig(StrictModel):
+class MqttConfig(FrozenModel):
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
     protocol: Literal["v5", "v311"] = Field("v5", description="MQTT protocol version.")
@@ -89,7 +84,7 @@ class MqttConfig(StrictModel):
         return secret_from_env(self.password_env, "mqtt.password_env")
 
 
-class CameraConfig(StrictModel):
+class CameraConfig(FrozenModel):
     id: SafeId = Field(description="Camera id: one MQTT topic level.")
     source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
     fps_cap: float | None = Field(
@@ -108,7 +103,7 @@ class CameraConfig(StrictModel):
         return self
 
 
-class ModelConfig(StrictModel):
+class ModelConfig(FrozenModel):
     path: Path = Field(description="Model file (ONNX, or a TensorRT engine) used at first start.")
     manifest: Path | None = Field(
         None, description="Manifest JSON beside the model (name, version, classes, input size)."
@@ -119,7 +114,7 @@ class ModelConfig(StrictModel):
     max_detections: int = Field(100, ge=1, description="Most boxes kept per frame.")
 
 
-class HealthConfig(StrictModel):
+class HealthConfig(FrozenModel):
     interval_s: float = Field(10.0, gt=0, description="Period of the `health` message.")
     prometheus_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port when set."
@@ -133,14 +128,14 @@ class HealthConfig(StrictModel):
     )
 
 
-class LoggingConfig(StrictModel):
+class LoggingConfig(FrozenModel):
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="`auto`: console on a terminal, JSON otherwise."
     )
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
 
-class AgentConfig(StrictModel):
+class AgentConfig(FrozenModel):
     device: DeviceConfig = Field(description="Who this device is and where it keeps state.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")

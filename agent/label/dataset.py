@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from agent.label.plan import Split
+from agent.util.models import FrozenModel
 
 SPEC_FILE = "edge-label.json"
 DATA_FILE = "data.yaml"
@@ -28,10 +29,8 @@ class LabelError(Exception):
     """Bad input or output for the labeller; the message is meant for the user."""
 
 
-class DatasetSpec(BaseModel):
+class DatasetSpec(FrozenModel):
     """The settings that define a labelled dataset; a resumed run must match them exactly."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str = Field(description="Absolute path of the video file or image folder labelled.")
     source_kind: str = Field(description="'video' or 'images'.")

@@ -6,16 +6,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from agent.util.models import FrozenModel
 
 PASSWORD_PLACEHOLDER = "{password}"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FileSourceConfig(_Strict):
+class FileSourceConfig(FrozenModel):
     type: Literal["file"] = "file"
     path: Path = Field(description="Video file readable by OpenCV (FFmpeg backend).")
     loop: bool = Field(True, description="Start again at the end of the file.")
@@ -27,7 +25,7 @@ class FileSourceConfig(_Strict):
     )
 
 
-class V4l2SourceConfig(_Strict):
+class V4l2SourceConfig(FrozenModel):
     type: Literal["v4l2"] = "v4l2"
     device: Path = Field(Path("/dev/video0"), description="V4L2 device node.")
     width: int | None = Field(None, gt=0, description="Requested capture width.")
@@ -45,7 +43,7 @@ class V4l2SourceConfig(_Strict):
         return value
 
 
-class RtspSourceConfig(_Strict):
+class RtspSourceConfig(FrozenModel):
     type: Literal["rtsp"] = "rtsp"
     url: str = Field(pattern=r"^rtsps?://", description="rtsp:// or rtsps:// URL.")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTP transport.")
@@ -78,7 +76,7 @@ class RtspSourceConfig(_Strict):
         return self
 
 
-class GStreamerSourceConfig(_Strict):
+class GStreamerSourceConfig(FrozenModel):
     type: Literal["gstreamer"] = "gstreamer"
     pipeline: str = Field(
         description="GStreamer pipeline ending in 'appsink' (needs OpenCV built with GStreamer)."

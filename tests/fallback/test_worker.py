@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from agent.fallback.config import FallbackConfig
+from agent.fallback.factory import create_runtime
 from agent.fallback.parse import FlorenceParseError, parse_generation
-from agent.fallback.runtime import create_runtime
-from agent.fallback.worker import Fallback, FallbackState, IllegalTransition, StateMachine
+from agent.fallback.worker import Fallback, FallbackState, StateMachine
 from agent.messages.payloads import DetectionMessage
+from agent.util.transitions import IllegalTransitionError
 from tests.fallback.conftest import dets, make_frame, make_yolo
 from tests.fallback.tiny_florence import CLASS_NAMES
 
@@ -77,7 +78,7 @@ def running(tiny_model: Path, tmp_path: Path):
 def test_state_machine_rejects_illegal() -> None:
     """disabled -> busy is illegal; disabled -> down -> idle -> busy is the normal path."""
     sm = StateMachine()
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransitionError):
         sm.to(FallbackState.BUSY)
     for s in (FallbackState.DOWN, FallbackState.IDLE, FallbackState.BUSY, FallbackState.IDLE):
         sm.to(s)

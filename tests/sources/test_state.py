@@ -9,13 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.sources.state import (
-    TRANSITIONS,
-    CameraState,
-    CameraStateMachine,
-    IllegalTransition,
-    backoff_delay,
-)
+from agent.sources.state import TRANSITIONS, CameraState, CameraStateMachine
+from agent.util.backoff import backoff_delay
+from agent.util.transitions import IllegalTransitionError
 
 S = CameraState
 
@@ -86,7 +82,7 @@ def test_legal_transition_changes_state(old: CameraState, new: CameraState) -> N
 def test_illegal_transition_raises_and_keeps_state(old: CameraState, new: CameraState) -> None:
     """An illegal move (including self-loops and leaving STOPPED) raises and changes nothing."""
     sm = machine_in(old)
-    with pytest.raises(IllegalTransition, match=f"{old.value} -> {new.value}"):
+    with pytest.raises(IllegalTransitionError, match=f"{old.value} -> {new.value}"):
         sm.transition(new)
     assert sm.state is old
 
