@@ -133,6 +133,20 @@ class CameraStateMachine:
         self._since = now
         self.transitions += 1
 
+    def check_stall(self, frame_age_s: float | None, stall_timeout_s: float) -> bool:
+        """Go STALLED if STREAMING with a newest frame older than `stall_timeout_s`; True if so."""
+        if (
+            self._state is not CameraState.STREAMING
+            or frame_age_s is None
+            or frame_age_s <= stall_timeout_s
+        ):
+            return False
+        self.transition(
+            CameraState.STALLED,
+            f"no frame for {frame_age_s:.1f} s (stall_timeout_s={stall_timeout_s:g})",
+        )
+        return True
+
     def enter_backoff(self, error: str) -> float:
         """Go to BACKOFF because of `error`; return the delay before the next attempt."""
         self.transition(CameraState.BACKOFF, error)
