@@ -13,7 +13,6 @@ import os
 import secrets
 import sys
 import time
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -442,18 +441,6 @@ def devices(ctx: click.Context, as_json: bool) -> None:
         )
 
 
-def format_detection(msg: Any) -> str:
-    """One compact terminal line for a DetectionMessage."""
-    counts = Counter(d.label for d in msg.detections)
-    objs = " ".join(f"{label}x{n}" for label, n in counts.most_common()) or "-"
-    tag = "" if msg.source == "yolo" else f" florence2(refines #{msg.refines})"
-    hard = " HARD" if msg.hard else ""
-    return (
-        f"{msg.ts[11:23]} {msg.device}/{msg.camera} #{msg.seq} "
-        f"{msg.model.name}@{msg.model.version} {msg.latency_ms.total:.1f}ms{tag}{hard} {objs}"
-    )
-
-
 @main.command("watch")
 @click.option("--devices", "devices_", default="+", help="Comma-separated device ids (all: +).")
 @click.option("--cameras", default="+", help="Comma-separated camera ids (all: +).")
@@ -469,6 +456,7 @@ def watch(ctx: click.Context, devices_: str, cameras: str, count: int, duration:
     from pydantic import ValidationError
 
     from agent.messages.payloads import DetectionMessage
+    from agent.messages.render import detection_line
     from agent.messages.topics import detections_filter
 
     cfg = _config(ctx)
@@ -498,7 +486,7 @@ def watch(ctx: click.Context, devices_: str, cameras: str, count: int, duration:
             if prev is not None and det.seq != prev + 1:
                 click.echo(f"  ! gap on {det.device}/{det.camera}: #{prev} -> #{det.seq}")
             last_seq[key] = det.seq
-        click.echo(format_detection(det))
+        click.echo(detection_line(det))
         seen += 1
         if count and seen >= count:
             done.set()
