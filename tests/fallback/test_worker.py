@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from agent.messages.payloads import DetectionMessage
 from agent.util.transitions import IllegalTransitionError
 from tests.fallback.conftest import dets, make_frame, make_yolo
 from tests.fallback.tiny_florence import CLASS_NAMES
+from tests.helpers.polling import wait_for
 
 
 class Published:
@@ -36,14 +36,6 @@ class Published:
         self.items.append((camera, seq, payload))
         self.event.set()
         return self.accept
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the timeout")
-        time.sleep(0.02)
 
 
 def make_cfg(model: Path | str, tmp_path: Path, **kw: object) -> FallbackConfig:
@@ -70,7 +62,7 @@ def running(tiny_model: Path, tmp_path: Path):
     pub = Published()
     fb = Fallback(make_cfg(tiny_model, tmp_path), "dev-1", pub, tmp_path / "state")
     fb.start()
-    wait_for(lambda: fb.stats().state == "idle")
+    wait_for(lambda: fb.stats().state == "idle", 120)
     yield fb, pub
     fb.stop(5.0)
 
@@ -163,7 +155,7 @@ def test_unparsable_output_is_an_error(tiny_model: Path, tmp_path: Path, image: 
     pub = Published()
     fb = Fallback(make_cfg(tiny_model, tmp_path, task="<OD>"), "dev-1", pub, tmp_path)
     fb.start()
-    wait_for(lambda: fb.stats().state == "idle")
+    wait_for(lambda: fb.stats().state == "idle", 120)
     fb.submit(make_frame(image), dets(0.4), make_yolo(make_frame(image), 5), CLASS_NAMES)
     wait_for(lambda: fb.stats().errors == 1, 60)
     fb.stop(5.0)
@@ -176,7 +168,7 @@ def test_publisher_refusal_is_counted(tiny_model: Path, tmp_path: Path, image: n
     pub = Published(accept=False)
     fb = Fallback(make_cfg(tiny_model, tmp_path), "dev-1", pub, tmp_path)
     fb.start()
-    wait_for(lambda: fb.stats().state == "idle")
+    wait_for(lambda: fb.stats().state == "idle", 120)
     fb.submit(make_frame(image), dets(0.4), make_yolo(make_frame(image), 5), CLASS_NAMES)
     wait_for(lambda: fb.stats().errors == 1, 60)
     fb.stop(5.0)
