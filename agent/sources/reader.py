@@ -505,7 +505,3 @@ class ReaderGroup:
     def stats(self) -> dict[str, ReaderStats]:
         """Camera id -> stats snapshot, for the health message."""
         return {r.camera_id: r.stats() for r in self.readers}
-
-    def all_in_backoff(self) -> bool:
-        """Whether every camera is legitimately waiting to reconnect (watchdog may still ping)."""
-        return all(r.state is CameraState.BACKOFF for r in self.readers)

@@ -93,8 +93,6 @@ class CameraStateMachine:
         """Why the camera last failed (kept after recovery, for the status topic)."""
         self.last_delay: float | None = None
         """The most recent backoff delay in seconds."""
-        self.transitions = 0
-        """How many state changes happened (for stats)."""
 
     @property
     def state(self) -> CameraState:
@@ -131,7 +129,6 @@ class CameraStateMachine:
             self.last_error = error
         self._state = new
         self._since = now
-        self.transitions += 1
 
     def check_stall(self, frame_age_s: float | None, stall_timeout_s: float) -> bool:
         """Go STALLED if STREAMING with a newest frame older than `stall_timeout_s`; True if so."""

@@ -284,7 +284,7 @@ def test_every_camera_dead_reports_all_in_backoff(make_reader: MakeReader, tmp_p
     ]
     group = ReaderGroup(readers, signal)
     group.start()
-    assert wait_until(group.all_in_backoff, 3.0)
+    assert wait_until(lambda: set(group.states().values()) == {CameraState.BACKOFF}, 3.0)
 
 
 # -- hung reads: stall by frame age, bounded stop, abandon and reconnect ---------------------
