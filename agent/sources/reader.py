@@ -13,7 +13,7 @@ even when nobody asks for frames: a streaming camera with no frame for `stall_ti
 STALLED. A read that is still blocked after twice that (or an open blocked past its open
 timeout plus `stall_timeout_s`) is abandoned: the thread is left to finish on its own (it
 is a daemon thread; it closes its capture and exits if the call ever returns) and a fresh
-thread reconnects after backoff. At most `MAX_ABANDONED` hung threads per camera are
+thread reconnects after backoff. At most `hang.MAX_ABANDONED` hung threads per camera are
 tolerated; past that the camera stays STALLED and says why.
 """
 
