@@ -17,12 +17,13 @@ from agent.fallback.config import FallbackConfig
 from agent.ids import SafeId
 from agent.ota.config import OtaConfig
 from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
-from agent.sources.config import SourceConfig
+from agent.sources.config import CameraConfig
 from agent.util.models import FrozenModel
 from agent.yamlconfig import ConfigError, load_yaml_model, validate_mapping
 
 __all__ = [
     "AgentConfig",
+    "CameraConfig",  # lives in agent.sources.config (sources need no engine import either)
     "ConfigError",
     "MqttConfig",  # lives in agent.publish.config (the publisher must not import this module)
     "TlsConfig",
@@ -37,25 +38,6 @@ class DeviceConfig(FrozenModel):
         Path("/var/lib/edge-agent"),
         description="Writable directory for the outbox, OTA staging, models and captures.",
     )
-
-
-class CameraConfig(FrozenModel):
-    id: SafeId = Field(description="Camera id: one MQTT topic level.")
-    source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
-    fps_cap: float | None = Field(
-        None, gt=0, description="Most frames per second this camera sends to inference."
-    )
-    stall_timeout_s: float = Field(
-        5.0, gt=0, description="A streaming camera with no new frame for this long is stalled."
-    )
-    backoff_min_s: float = Field(0.5, gt=0, description="First reconnect delay after a failure.")
-    backoff_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
-
-    @model_validator(mode="after")
-    def _backoff_order(self) -> CameraConfig:
-        if self.backoff_max_s < self.backoff_min_s:
-            raise ValueError("backoff_max_s must be >= backoff_min_s")
-        return self
 
 
 class ModelConfig(FrozenModel):

@@ -1,4 +1,5 @@
-"""Config models of the frame sources, one per `type`."""
+"""Config models of the frame sources, one per `type`, and of a camera (a source plus pacing,
+stall timeout and reconnect backoff)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.ids import SafeId
 from agent.util.models import FrozenModel
 
 PASSWORD_PLACEHOLDER = "{password}"
@@ -97,3 +99,22 @@ SourceConfig = Annotated[
     FileSourceConfig | V4l2SourceConfig | RtspSourceConfig | GStreamerSourceConfig,
     Field(discriminator="type"),
 ]
+
+
+class CameraConfig(FrozenModel):
+    id: SafeId = Field(description="Camera id: one MQTT topic level.")
+    source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
+    fps_cap: float | None = Field(
+        None, gt=0, description="Most frames per second this camera sends to inference."
+    )
+    stall_timeout_s: float = Field(
+        5.0, gt=0, description="A streaming camera with no new frame for this long is stalled."
+    )
+    backoff_min_s: float = Field(0.5, gt=0, description="First reconnect delay after a failure.")
+    backoff_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraConfig:
+        if self.backoff_max_s < self.backoff_min_s:
+            raise ValueError("backoff_max_s must be >= backoff_min_s")
+        return self

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from agent.config import CameraConfig
-from agent.sources.config import RtspSourceConfig
+from agent.sources.config import CameraConfig, RtspSourceConfig
 
 MAX_ABANDONED = 2
 """Hung reader threads tolerated per camera before it stops starting new ones."""

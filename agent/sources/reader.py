@@ -29,7 +29,6 @@ from typing import TypeVar
 import numpy as np
 import structlog
 
-from agent.config import CameraConfig
 from agent.sources.capture import (
     EndOfStream,
     FrameSource,
@@ -39,6 +38,7 @@ from agent.sources.capture import (
     describe_source,
     open_source,
 )
+from agent.sources.config import CameraConfig
 from agent.sources.hang import HangWatch, hang_limits
 from agent.sources.mailbox import FrameMailbox
 from agent.sources.state import CameraState, CameraStateMachine
