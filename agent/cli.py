@@ -1,4 +1,4 @@
-"""`edge-agent` console command: run, check-config, label, engine, bench.
+"""`edge-agent` console command: run, demo, check-config, label, engine, florence.
 
 Each sub-command lives beside the code it drives; this module only assembles them.
 Heavy imports (OpenCV, ONNX Runtime, torch) happen inside the commands, never at import.

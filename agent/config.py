@@ -10,26 +10,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from agent.contracts.ids import SafeId
 from agent.engines.registry import EngineConfig
 from agent.fallback.config import FallbackConfig
-from agent.contracts.ids import SafeId
 from agent.ota.config import OtaConfig
-from agent.publish.config import OutboxConfig
-from agent.sources.config import SourceConfig
-from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
+from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
+from agent.sources.config import CameraConfig
+from agent.util.models import FrozenModel
+from agent.yamlconfig import ConfigError, load_yaml_model, validate_mapping
 
-__all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
+__all__ = [
+    "AgentConfig",
+    "CameraConfig",  # lives in agent.sources.config (sources need no engine import either)
+    "ConfigError",
+    "MqttConfig",  # lives in agent.publish.config (the publisher must not import this module)
+    "TlsConfig",
+    "load_config",
+    "parse_config",
+]
 
 
-class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, values are validated."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DeviceConfig(StrictModel):
+class DeviceConfig(FrozenModel):
     id: SafeId = Field(description="Device id: one MQTT topic level, [a-z0-9][a-z0-9-]{0,62}.")
     state_dir: Path = Field(
         Path("/var/lib/edge-agent"),
@@ -37,78 +40,7 @@ class DeviceConfig(StrictModel):
     )
 
 
-class TlsConfig(StrictModel):
-    ca_file: Path = Field(description="CA certificate the broker's certificate must chain to.")
-    cert_file: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
-    key_file: Path | None = Field(None, description="Client private key (PEM), for mutual TLS.")
-    insecure_skip_hostname_check: bool = Field(
-        False, description="Do not check the broker's host name against its certificate."
-    )
-
-    @model_validator(mode="after")
-    def _cert_and_key_together(self) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("TLS half-configured: cert_file and key_file must be given together")
-        return self
-
-
-class MqttConfig(StrictModel):
-    host: str = Field("127.0.0.1", description="Broker host name or address.")
-    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
-    protocol: Literal["v5", "v311"] = Field("v5", description="MQTT protocol version.")
-    client_id: str | None = Field(
-        None, description="MQTT client id; defaults to 'edge-agent-<device id>'."
-    )
-    topic_prefix: SafeId = Field("edge", description="First level of every topic.")
-    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
-    detections_qos: Literal[0, 1] = Field(1, description="QoS of detection messages.")
-    publish_empty: bool = Field(
-        True, description="Publish a detections message for frames with no detections."
-    )
-    username: str | None = Field(None, description="Broker user name.")
-    password_env: str | None = Field(
-        None, description="Name of the environment variable holding the broker password."
-    )
-    tls: TlsConfig | None = Field(None, description="TLS settings; plain TCP when absent.")
-    queue_size: int = Field(
-        1000, ge=1, description="Hand-off queue between the inference loop and the publisher."
-    )
-    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
-    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
-
-    @model_validator(mode="after")
-    def _check(self) -> MqttConfig:
-        if self.client_id is not None and any(c in self.client_id for c in "+#/"):
-            raise ValueError("client_id must not contain '+', '#' or '/'")
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
-        return self
-
-    def password(self) -> str | None:
-        """Read the password from the environment variable named by `password_env`."""
-        return secret_from_env(self.password_env, "mqtt.password_env")
-
-
-class CameraConfig(StrictModel):
-    id: SafeId = Field(description="Camera id: one MQTT topic level.")
-    source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
-    fps_cap: float | None = Field(
-        None, gt=0, description="Most frames per second this camera sends to inference."
-    )
-    stall_timeout_s: float = Field(
-        5.0, gt=0, description="A streaming camera with no new frame for this long is stalled."
-    )
-    backoff_min_s: float = Field(0.5, gt=0, description="First reconnect delay after a failure.")
-    backoff_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
-
-    @model_validator(mode="after")
-    def _backoff_order(self) -> CameraConfig:
-        if self.backoff_max_s < self.backoff_min_s:
-            raise ValueError("backoff_max_s must be >= backoff_min_s")
-        return self
-
-
-class ModelConfig(StrictModel):
+class ModelConfig(FrozenModel):
     path: Path = Field(description="Model file (ONNX, or a TensorRT engine) used at first start.")
     manifest: Path | None = Field(
         None, description="Manifest JSON beside the model (name, version, classes, input size)."
@@ -119,7 +51,7 @@ class ModelConfig(StrictModel):
     max_detections: int = Field(100, ge=1, description="Most boxes kept per frame.")
 
 
-class HealthConfig(StrictModel):
+class HealthConfig(FrozenModel):
     interval_s: float = Field(10.0, gt=0, description="Period of the `health` message.")
     prometheus_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port when set."
@@ -133,14 +65,14 @@ class HealthConfig(StrictModel):
     )
 
 
-class LoggingConfig(StrictModel):
+class LoggingConfig(FrozenModel):
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="`auto`: console on a terminal, JSON otherwise."
     )
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
 
-class AgentConfig(StrictModel):
+class AgentConfig(FrozenModel):
     device: DeviceConfig = Field(description="Who this device is and where it keeps state.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")

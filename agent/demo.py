@@ -13,11 +13,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import click
+import paho.mqtt.client as mqtt
 import yaml
 
 from agent.config import ConfigError, load_config
@@ -112,13 +112,10 @@ def start_demo_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]
 )
 def demo_command(config_path: Path, seconds: float | None) -> None:
     """Run the daemon on the bundled clip and model, printing detections as they arrive."""
-    import paho.mqtt.client as mqtt
-
     try:
         cfg = load_config(config_path)
     except ConfigError as err:
         raise click.ClickException(f"{config_path}: " + "; ".join(err.problems)) from None
-    data = yaml.safe_load(config_path.read_text())
     broker: subprocess.Popen[bytes] | None = None
     host, port, protocol = cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.protocol
     with tempfile.TemporaryDirectory(prefix="edge-demo-") as tmp:
@@ -128,55 +125,76 @@ def demo_command(config_path: Path, seconds: float | None) -> None:
         else:
             broker, port, protocol = start_demo_broker(workdir)
             host = "127.0.0.1"
-        data["mqtt"] = {**data.get("mqtt", {}), "host": host, "port": port, "protocol": protocol}
-        run_cfg = workdir / "agent.yaml"
-        run_cfg.write_text(yaml.safe_dump(data))
-
-        received = threading.Event()
-        count = [0]
-
-        def on_message(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
-            try:
-                msg = DetectionMessage.model_validate_json(m.payload)
-            except ValueError as err:
-                click.echo(f"  (unparsable message on {m.topic}: {err})")
-                return
-            count[0] += 1
-            received.set()
-            click.echo(detection_line(msg))
-
-        sub = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            protocol=mqtt.MQTTv5 if protocol == "v5" else mqtt.MQTTv311,
-        )
-        sub.on_message = on_message
-        sub.on_connect = lambda c, *_a: c.subscribe(
-            detections_filter(cfg.mqtt.topic_prefix, cfg.device.id), qos=1
-        )
-        sub.connect(host, port)
-        sub.loop_start()
+        run_cfg = _write_run_config(config_path, workdir / "agent.yaml", host, port, protocol)
+        printer = DetectionPrinter()
+        sub = printer.subscribe(host, port, protocol, cfg.mqtt.topic_prefix, cfg.device.id)
         click.echo(f"demo: starting edge-agent (device {cfg.device.id}); Ctrl-C stops it")
-        daemon = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(run_cfg)])
         try:
-            deadline = None if seconds is None else time.monotonic() + seconds
-            while daemon.poll() is None and (deadline is None or time.monotonic() < deadline):
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+            code = _run_daemon(run_cfg, seconds, cfg.stop_timeout_s + 5)
         finally:
-            if daemon.poll() is None:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(cfg.stop_timeout_s + 5)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
             sub.loop_stop()
             sub.disconnect()
             if broker is not None:
                 broker.terminate()
                 broker.wait(5)
-        click.echo(
-            f"demo: {count[0]} detection message(s) received; daemon exit code {daemon.returncode}"
-        )
-        if daemon.returncode not in (0, -signal.SIGTERM) or count[0] == 0:
+        click.echo(f"demo: {printer.count} detection message(s) received; daemon exit code {code}")
+        if code not in (0, -signal.SIGTERM) or printer.count == 0:
             raise SystemExit(1)
+
+
+def _write_run_config(src: Path, dst: Path, host: str, port: int, protocol: str) -> Path:
+    """Copy the config at `src` to `dst` with the broker the demo uses; return `dst`."""
+    data = yaml.safe_load(src.read_text())
+    data["mqtt"] = {**data.get("mqtt", {}), "host": host, "port": port, "protocol": protocol}
+    dst.write_text(yaml.safe_dump(data))
+    return dst
+
+
+class DetectionPrinter:
+    """Prints every detection message of one device as a line, and counts them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_message(self, _c: object, _u: object, m: mqtt.MQTTMessage) -> None:
+        try:
+            msg = DetectionMessage.model_validate_json(m.payload)
+        except ValueError as err:
+            click.echo(f"  (unparsable message on {m.topic}: {err})")
+            return
+        self.count += 1
+        click.echo(detection_line(msg))
+
+    def subscribe(
+        self, host: str, port: int, protocol: str, prefix: str, device: str
+    ) -> mqtt.Client:
+        """Connect to the broker and subscribe to the device's detections (network loop started)."""
+        sub = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5 if protocol == "v5" else mqtt.MQTTv311,
+        )
+        sub.on_message = self.on_message
+        sub.on_connect = lambda c, *_a: c.subscribe(detections_filter(prefix, device), qos=1)
+        sub.connect(host, port)
+        sub.loop_start()
+        return sub
+
+
+def _run_daemon(run_cfg: Path, seconds: float | None, stop_timeout_s: float) -> int:
+    """Run `python -m agent run` until it exits, `seconds` pass or Ctrl-C; its exit code."""
+    daemon = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(run_cfg)])
+    try:
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while daemon.poll() is None and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+    return daemon.returncode

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import types
 import typing
+from collections.abc import Collection, Iterable
 from pathlib import PurePath
 
 from pydantic import BaseModel
@@ -38,12 +39,31 @@ def _type_name(tp: object) -> str:
 
 
 def nested_models(tp: object) -> list[type[BaseModel]]:
+    """The pydantic models a field annotation refers to (through unions, lists, Annotated)."""
     found: list[type[BaseModel]] = []
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return [tp]
     for a in typing.get_args(tp):
         found += nested_models(a)
     return found
+
+
+def undescribed_fields(roots: Iterable[type[BaseModel]], ignore: Collection[str] = ()) -> list[str]:
+    """`Model.field` for every field without a description in `roots` and the models they nest
+    (fields named in `ignore` aside): what the generated reference would leave blank."""
+    missing = []
+    seen: set[type[BaseModel]] = set()
+    stack = list(roots)
+    while stack:
+        model = stack.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            if name not in ignore and not (field.description or "").strip():
+                missing.append(f"{model.__name__}.{name}")
+            stack += nested_models(field.annotation)
+    return missing
 
 
 def _default(field: typing.Any) -> str:

@@ -13,6 +13,8 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from agent.util.validation import validation_problems
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -23,13 +25,6 @@ class ConfigError(Exception):
         self.path = path
         self.problems = problems
         super().__init__(f"{path}: " + "; ".join(problems))
-
-
-def format_validation_error(err: ValidationError) -> list[str]:
-    """Turn a pydantic error into one line per problem: `field.path: message`."""
-    return [
-        f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()
-    ]
 
 
 def validate_mapping(
@@ -48,7 +43,7 @@ def validate_mapping(
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise error(path, format_validation_error(err)) from None
+        raise error(path, validation_problems(err)) from None
 
 
 def load_yaml_model(

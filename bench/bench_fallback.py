@@ -134,8 +134,8 @@ def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, ob
 
 def latencies(model: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     from agent.fallback.export import export_onnx, quantize_int8
+    from agent.fallback.factory import create_runtime
     from agent.fallback.parse import build_prompt
-    from agent.fallback.runtime import create_runtime
 
     tmp = Path(tempfile.mkdtemp())
     export_onnx(model, tmp / "onnx")

@@ -148,7 +148,11 @@ def main() -> None:
 
     camera = ClockCamera(frames(100), args.fps)
     pipe = Pipeline(
-        PipelineSettings(device="bench", boot_id="000000000000000b"), camera, load(*models[0]), submit, load
+        PipelineSettings(device="bench", boot_id="000000000000000b"),
+        camera,
+        load(*models[0]),
+        submit,
+        load,
     )
     pipe.start()
     time.sleep(args.settle)

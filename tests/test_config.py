@@ -146,3 +146,15 @@ def test_password_comes_from_the_environment(
         cfg.mqtt.password()
     monkeypatch.setenv("EDGE_PW", "s3cret")
     assert cfg.mqtt.password() == "s3cret"
+
+
+def test_publisher_config_loads_no_engine() -> None:
+    """Importing the publisher (and its MQTT/TLS config) loads no engine, ORT or OpenCV."""
+    code = (
+        "import sys, agent.publish.publisher, agent.publish.config; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('onnxruntime', 'cv2', "
+        "'tensorrt', 'torch') or m.startswith('agent.engines') or m == 'agent.config'); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ import structlog
 from agent.fallback.parse import FlorenceResult
 from agent.messages.payloads import DetectionMessage
 from agent.types import Frame
+from agent.util.files import atomic_write, is_temp_leftover
+from agent.util.labels import yolo_label_line
 
 log = structlog.get_logger(__name__)
 
@@ -59,26 +60,19 @@ class Capture:
 
 
 def yolo_label_lines(result: FlorenceResult, width: int, height: int) -> list[str]:
-    """YOLO lines `class cx cy w h` (normalised) for boxes mapped to a YOLO class with area > 0."""
+    """YOLO lines `class cx cy w h` (normalised, clipped to the image) for the boxes mapped to a
+    YOLO class that keep an area inside the image."""
     lines = []
     d = result.detections
     for i in range(len(d)):
         cid = int(d.class_id[i])
-        x1, y1, x2, y2 = (float(v) for v in d.xyxy[i])
-        if cid < 0 or x2 <= x1 or y2 <= y1:
+        if cid < 0:
             continue
-        cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
-        lines.append(f"{cid} {cx:.6f} {cy:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
+        try:
+            lines.append(yolo_label_line(cid, *(float(v) for v in d.xyxy[i]), width, height))
+        except ValueError:  # empty once clipped: no label, as for an unmapped class
+            continue
     return lines
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class CaptureStore:
@@ -117,8 +111,9 @@ class CaptureStore:
                 p.stat().st_size for p in (stem.with_suffix(s) for s in SUFFIXES) if p.exists()
             )
             found.append((sidecar.stat().st_mtime, Capture(camera, day, stem, size)))
-        for part in self.root.glob("*/*/.*.part"):
-            part.unlink(missing_ok=True)
+        for part in self.root.glob("*/*/.*"):  # temp files of a write killed midway
+            if is_temp_leftover(part) or part.name.endswith(".part"):
+                part.unlink(missing_ok=True)
         for orphan in self.root.glob("*/*/*.jpg"):
             if not orphan.with_suffix(".json").exists():
                 orphan.unlink(missing_ok=True)
@@ -174,7 +169,7 @@ class CaptureStore:
             day_dir.mkdir(parents=True, exist_ok=True)
             stem = day_dir / name
             for suffix in SUFFIXES:  # sidecar last: it marks the capture complete
-                _write_atomic(stem.with_suffix(suffix), blobs[suffix])
+                atomic_write(stem.with_suffix(suffix), blobs[suffix])
             cap = Capture(yolo.camera, day, stem, size)
             if self.pending:
                 (self.root / PENDING / cap.ticket_name).touch()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.fallback.runtime import FlorenceModelError, create_runtime
+from agent.fallback.factory import create_runtime
+from agent.fallback.runtime import FlorenceModelError
 
 
 class FlorenceInputError(ValueError):

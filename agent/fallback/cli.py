@@ -81,13 +81,14 @@ def run_command(
     import json
 
     from agent.fallback.capture import CaptureError, read_capture_image
+    from agent.fallback.factory import create_runtime
     from agent.fallback.parse import (
         FlorenceParseError,
         UnknownTaskError,
         build_prompt,
         parse_generation,
     )
-    from agent.fallback.runtime import FlorenceModelError, create_runtime, resolve_model
+    from agent.fallback.runtime import FlorenceModelError, resolve_model
 
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
     try:

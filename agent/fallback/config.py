@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from agent.contracts.ids import SafeId
+from agent.util.models import FrozenModel
 
 Task = Literal[
     "<OD>",
@@ -35,11 +36,7 @@ RuntimeKind = Literal["torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8"
 """How Florence-2 runs: torch (fp32, int8 dynamic on CPU, fp16 on CUDA) or ONNX Runtime."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EmptyRule(_Strict):
+class EmptyRule(FrozenModel):
     """A camera that should see objects but has seen none for a while is hard (sampled)."""
 
     after_s: float = Field(
@@ -50,7 +47,7 @@ class EmptyRule(_Strict):
     )
 
 
-class CameraPolicy(_Strict):
+class CameraPolicy(FrozenModel):
     """When a frame of one camera is hard."""
 
     band_lo: float = Field(
@@ -74,12 +71,12 @@ class CameraPolicy(_Strict):
         return self
 
 
-class RateLimit(_Strict):
+class RateLimit(FrozenModel):
     per_minute: float = Field(6.0, gt=0, description="Escalations per minute (token refill rate).")
     burst: int = Field(2, ge=1, description="Most escalations allowed back to back (bucket size).")
 
 
-class CaptureConfig(_Strict):
+class CaptureConfig(FrozenModel):
     enabled: bool = Field(True, description="Save each escalated frame with its labels.")
     dir: Path | None = Field(
         None, description="Capture root; defaults to <device.state_dir>/captures."
@@ -90,7 +87,7 @@ class CaptureConfig(_Strict):
     jpeg_quality: int = Field(92, ge=10, le=100, description="JPEG quality of saved frames.")
 
 
-class UploadConfig(_Strict):
+class UploadConfig(FrozenModel):
     url: str = Field(
         description="Gateway base URL, e.g. http://gateway:8080; frames go to "
         "POST {url}/v1/intake/{device}/{camera}."
@@ -123,9 +120,7 @@ class UploadConfig(_Strict):
         return value
 
 
-class FallbackConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class FallbackConfig(FrozenModel):
     enabled: bool = Field(False, description="Escalate hard frames to Florence-2.")
     model: str = Field(
         "florence-community/Florence-2-base",

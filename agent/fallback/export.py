@@ -28,7 +28,9 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -39,6 +41,7 @@ from agent.fallback.runtime import (
     check_torch_dir,
     sha256_files,
 )
+from agent.util.files import atomic_write_text
 
 log = structlog.get_logger(__name__)
 
@@ -84,16 +87,19 @@ def _wrappers(model):  # noqa: ANN001, ANN202 - torch modules built lazily (torc
                 inputs_embeds=inputs_embeds, attention_mask=attention_mask
             ).last_hidden_state
 
+    def decode(input_ids, encoder_hidden_states, encoder_attention_mask, cache):  # noqa: ANN001, ANN202
+        return lm.decoder(
+            input_ids=input_ids,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            cache=cache,
+            use_cache=True,
+        )
+
     class Decoder(_Holder):
         def forward(self, input_ids, encoder_hidden_states, encoder_attention_mask):  # noqa: ANN001, ANN202
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-            out = lm.decoder(
-                input_ids=input_ids,
-                encoder_hidden_states=encoder_hidden_states,
-                encoder_attention_mask=encoder_attention_mask,
-                cache=cache,
-                use_cache=True,
-            )
+            out = decode(input_ids, encoder_hidden_states, encoder_attention_mask, cache)
             flat = []
             for sk, sv, _, ck, cv, _ in out.cache:
                 flat += [sk, sv, ck, cv]
@@ -102,13 +108,11 @@ def _wrappers(model):  # noqa: ANN001, ANN202 - torch modules built lazily (torc
     class DecoderWithPast(_Holder):
         def forward(self, input_ids, encoder_hidden_states, encoder_attention_mask, *past):  # noqa: ANN001, ANN202
             layers = [tuple(past[i : i + 4]) for i in range(0, len(past), 4)]
-            cache = EncoderDecoderCache(layers)
-            out = lm.decoder(
-                input_ids=input_ids,
-                encoder_hidden_states=encoder_hidden_states,
-                encoder_attention_mask=encoder_attention_mask,
-                cache=cache,
-                use_cache=True,
+            out = decode(
+                input_ids,
+                encoder_hidden_states,
+                encoder_attention_mask,
+                EncoderDecoderCache(layers),
             )
             flat = []
             for sk, sv, _, _, _, _ in out.cache:
@@ -127,6 +131,109 @@ def _kv_names(n_layers: int, prefix: str, with_cross: bool) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class GraphSpec:
+    """One graph to export: its wrapper module, example inputs, names and dynamic axes."""
+
+    name: str
+    module: Any
+    args: tuple
+    inputs: list[str]
+    outputs: list[str]
+    axes: dict[str, dict[int, str]]
+
+
+def _seq_axes(*names: str) -> dict[str, dict[int, str]]:
+    return {n: {1: "seq"} for n in names}
+
+
+def _graph_specs(modules: tuple, example: dict[str, Any], n_layers: int) -> list[GraphSpec]:
+    """The five graphs of the module docstring, with the example inputs they are traced on."""
+    vision, embed, encoder, decoder, decoder_past = modules
+    ids, emb, mask, dec_ids = example["ids"], example["emb"], example["mask"], example["dec_ids"]
+    present_all = _kv_names(n_layers, "present", True)
+    past_all = _kv_names(n_layers, "past_key_values", True)
+    present_self = _kv_names(n_layers, "present", False)
+    enc_axes = {"encoder_hidden_states": {1: "enc"}, "encoder_attention_mask": {1: "enc"}}
+    enc_inputs = ["encoder_hidden_states", "encoder_attention_mask"]
+    return [
+        GraphSpec(
+            "vision_encoder", vision, (example["pv"],), ["pixel_values"], ["image_features"], {}
+        ),
+        GraphSpec(
+            "embed_tokens",
+            embed,
+            (ids,),
+            ["input_ids"],
+            ["inputs_embeds"],
+            _seq_axes("input_ids", "inputs_embeds"),
+        ),
+        GraphSpec(
+            "encoder",
+            encoder,
+            (emb, mask),
+            ["inputs_embeds", "attention_mask"],
+            ["last_hidden_state"],
+            _seq_axes("inputs_embeds", "attention_mask", "last_hidden_state"),
+        ),
+        GraphSpec(
+            "decoder",
+            decoder,
+            (dec_ids, emb, mask),
+            ["input_ids", *enc_inputs],
+            ["logits", *present_all],
+            {
+                "input_ids": {1: "dec"},
+                **enc_axes,
+                "logits": {1: "dec"},
+                **{n: {2: ("dec" if ".decoder." in n else "enc")} for n in present_all},
+            },
+        ),
+        GraphSpec(
+            "decoder_with_past",
+            decoder_past,
+            (dec_ids[:, :1], emb, mask, *example["past"]),
+            ["input_ids", *enc_inputs, *past_all],
+            ["logits", *present_self],
+            {
+                **enc_axes,
+                **{n: {2: ("past" if ".decoder." in n else "enc")} for n in past_all},
+                **{n: {2: "past_plus_1"} for n in present_self},
+            },
+        ),
+    ]
+
+
+def _export_graph(spec: GraphSpec, out_dir: Path, say: ProgressFn) -> str:
+    """Trace one graph to `out_dir/<name>.onnx` (opset 17, TorchScript exporter); its file name."""
+    import torch
+
+    t0 = time.perf_counter()
+    path = out_dir / f"{spec.name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            spec.module,
+            spec.args,
+            str(path),
+            input_names=spec.inputs,
+            output_names=spec.outputs,
+            dynamic_axes=spec.axes or None,
+            opset_version=17,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    size_mb, took_s = path.stat().st_size / 1e6, time.perf_counter() - t0
+    say(f"exported {spec.name} ({size_mb:.1f} MB, {took_s:.1f} s)")
+    return path.name
+
+
+def _copy_processor_files(src: Path, dst: Path) -> None:
+    for f in COPY_FILES:
+        if (src / f).is_file() and src != dst:
+            shutil.copy2(src / f, dst / f)
+
+
 def export_onnx(model_dir: Path, out_dir: Path, progress: ProgressFn | None = None) -> Path:
     """Export the Florence-2 in `model_dir` (transformers layout) to fp32 ONNX graphs in `out_dir`.
 
@@ -140,110 +247,27 @@ def export_onnx(model_dir: Path, out_dir: Path, progress: ProgressFn | None = No
     model = Florence2ForConditionalGeneration.from_pretrained(
         model_dir, local_files_only=True, dtype=torch.float32, attn_implementation="eager"
     ).eval()
-    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    ip = processor.image_processor
+    ip = AutoProcessor.from_pretrained(model_dir, local_files_only=True).image_processor
     h, w = int(ip.size["height"]), int(ip.size["width"])
     text_cfg = model.config.text_config
-    n_layers = int(text_cfg.decoder_layers)
-    d_model = int(text_cfg.d_model)
+    n_layers, d_model = int(text_cfg.decoder_layers), int(text_cfg.d_model)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vision, embed, encoder, decoder, decoder_past = _wrappers(model)
-
+    modules = _wrappers(model)
     L, S = 6, 2  # example lengths >= 2 so the exporter keeps the axes dynamic
-    pv = torch.randn(1, 3, h, w)
-    ids = torch.randint(3, 100, (1, L))
-    emb = torch.randn(1, L, d_model)
-    mask = torch.ones(1, L, dtype=torch.int64)
-    dec_ids = torch.randint(3, 100, (1, S))
+    example: dict[str, Any] = {
+        "pv": torch.randn(1, 3, h, w),
+        "ids": torch.randint(3, 100, (1, L)),
+        "emb": torch.randn(1, L, d_model),
+        "mask": torch.ones(1, L, dtype=torch.int64),
+        "dec_ids": torch.randint(3, 100, (1, S)),
+    }
     with torch.no_grad():
-        first = decoder(dec_ids, emb, mask)
-    past = list(first[1:])
-    specs: list[tuple[str, torch.nn.Module, tuple, list[str], list[str], dict]] = [
-        ("vision_encoder", vision, (pv,), ["pixel_values"], ["image_features"], {}),
-        (
-            "embed_tokens",
-            embed,
-            (ids,),
-            ["input_ids"],
-            ["inputs_embeds"],
-            {"input_ids": {1: "seq"}, "inputs_embeds": {1: "seq"}},
-        ),
-        (
-            "encoder",
-            encoder,
-            (emb, mask),
-            ["inputs_embeds", "attention_mask"],
-            ["last_hidden_state"],
-            {
-                "inputs_embeds": {1: "seq"},
-                "attention_mask": {1: "seq"},
-                "last_hidden_state": {1: "seq"},
-            },
-        ),
-        (
-            "decoder",
-            decoder,
-            (dec_ids, emb, mask),
-            ["input_ids", "encoder_hidden_states", "encoder_attention_mask"],
-            ["logits", *_kv_names(n_layers, "present", True)],
-            {
-                "input_ids": {1: "dec"},
-                "encoder_hidden_states": {1: "enc"},
-                "encoder_attention_mask": {1: "enc"},
-                "logits": {1: "dec"},
-                **{
-                    n: {2: ("dec" if ".decoder." in n else "enc")}
-                    for n in _kv_names(n_layers, "present", True)
-                },
-            },
-        ),
-        (
-            "decoder_with_past",
-            decoder_past,
-            (dec_ids[:, :1], emb, mask, *past),
-            [
-                "input_ids",
-                "encoder_hidden_states",
-                "encoder_attention_mask",
-                *_kv_names(n_layers, "past_key_values", True),
-            ],
-            ["logits", *_kv_names(n_layers, "present", False)],
-            {
-                "encoder_hidden_states": {1: "enc"},
-                "encoder_attention_mask": {1: "enc"},
-                **{
-                    n: {2: ("past" if ".decoder." in n else "enc")}
-                    for n in _kv_names(n_layers, "past_key_values", True)
-                },
-                **{n: {2: "past_plus_1"} for n in _kv_names(n_layers, "present", False)},
-            },
-        ),
-    ]
-    files = {}
-    for name, module, args, inputs, outputs, axes in specs:
-        t0 = time.perf_counter()
-        path = out_dir / f"{name}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                args,
-                str(path),
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes=axes or None,
-                opset_version=17,
-                dynamo=False,
-                do_constant_folding=True,
-            )
-        files[name] = path.name
-        say(
-            f"exported {name} ({path.stat().st_size / 1e6:.1f} MB, "
-            f"{time.perf_counter() - t0:.1f} s)"
-        )
-    for f in COPY_FILES:
-        if (model_dir / f).is_file():
-            shutil.copy2(model_dir / f, out_dir / f)
+        example["past"] = list(modules[3](example["dec_ids"], example["emb"], example["mask"])[1:])
+    files = {
+        spec.name: _export_graph(spec, out_dir, say)
+        for spec in _graph_specs(modules, example, n_layers)
+    }
+    _copy_processor_files(model_dir, out_dir)
     meta = {
         "format": "edge.florence-onnx/1",
         "precision": "fp32",
@@ -256,7 +280,7 @@ def export_onnx(model_dir: Path, out_dir: Path, progress: ProgressFn | None = No
         "decoder_start_token_id": int(text_cfg.decoder_start_token_id),
         "eos_token_id": int(text_cfg.eos_token_id),
     }
-    (out_dir / ONNX_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    atomic_write_text(out_dir / ONNX_META, json.dumps(meta, indent=1))
     log.info("florence2 exported to onnx", out=str(out_dir), graphs=list(files))
     return out_dir
 
@@ -284,9 +308,7 @@ def quantize_int8(src_dir: Path, out_dir: Path, progress: ProgressFn | None = No
             f"quantised {name} ({graphs[name].stat().st_size / 1e6:.1f} -> "
             f"{target.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s)"
         )
-    for f in COPY_FILES:
-        if (src_dir / f).is_file() and src_dir != out_dir:
-            shutil.copy2(src_dir / f, out_dir / f)
+    _copy_processor_files(src_dir, out_dir)
     meta = {**meta, "precision": "int8", "graphs": files}
-    (out_dir / ONNX_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    atomic_write_text(out_dir / ONNX_META, json.dumps(meta, indent=1))
     return out_dir

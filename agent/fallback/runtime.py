@@ -1,4 +1,4 @@
-"""The Florence-2 runtime interface, model-directory checks and the runtime factory.
+"""The Florence-2 runtime interface and model-directory checks (the factory: `factory.py`).
 
 A runtime turns (BGR frame, task prompt) into Florence-2's decoded text; parsing that text
 is shared (`agent.fallback.parse`). Two backends: `torch_runtime` (transformers' native
@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from agent.fallback.config import RuntimeKind
+from agent.util.files import file_sha256
 
 ONNX_META = "florence_onnx.json"
 ONNX_GRAPHS = ("vision_encoder", "embed_tokens", "encoder", "decoder", "decoder_with_past")
@@ -86,15 +86,13 @@ class FlorenceRuntime(Protocol):
         ...
 
 
-def sha256_files(paths: list[Path], chunk: int = 1 << 20) -> str:
-    """SHA-256 of one file, or of the sorted 'name digest' lines of several files."""
-    digests = []
-    for p in sorted(paths, key=lambda q: q.name):
-        h = hashlib.sha256()
-        with p.open("rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-        digests.append((p.name, h.hexdigest()))
+def sha256_files(paths: list[Path]) -> str:
+    """SHA-256 of one file, or of the sorted 'name digest' lines of several files.
+
+    Not `agent.util.files.files_sha256` (one digest over the concatenated bytes): this form
+    names each file, and it is what FlorenceInfo.sha256 and the export metadata already carry.
+    """
+    digests = [(p.name, file_sha256(p)) for p in sorted(paths, key=lambda q: q.name)]
     if len(digests) == 1:
         return digests[0][1]
     return hashlib.sha256("".join(f"{n} {d}\n" for n, d in digests).encode()).hexdigest()
@@ -186,14 +184,3 @@ def resolve_model(model: str, state_dir: Path | None = None) -> Path:
         raise FlorenceModelError(
             f"cannot fetch {model!r} from the Hugging Face hub and no cached copy: {err}"
         ) from None
-
-
-def create_runtime(kind: RuntimeKind, threads: int = 1) -> FlorenceRuntime:
-    """A runtime of `kind` (not loaded yet). Heavy imports happen here, not at import time."""
-    if kind.startswith("torch-"):
-        from agent.fallback.torch_runtime import TorchRuntime
-
-        return TorchRuntime(kind, threads=threads)
-    from agent.fallback.onnx_runtime import OnnxRuntime
-
-    return OnnxRuntime(kind, threads=threads)

@@ -19,31 +19,27 @@ from __future__ import annotations
 
 import collections
 import enum
-import itertools
-import multiprocessing
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 
-import numpy as np
 import structlog
 
 from agent.fallback.capture import CaptureStore
-from agent.fallback.child import child_main, serve
 from agent.fallback.config import FallbackConfig
 from agent.fallback.message import build_refinement
 from agent.fallback.parse import FlorenceParseError, build_prompt, parse_generation
 from agent.fallback.policy import EmptyTracker, HardReason, Mailbox, TokenBucket, check_frame
-from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, Generation, resolve_model
+from agent.fallback.process import JobFailed, WorkerCrashed, WorkerProcess
+from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, resolve_model
 from agent.messages.payloads import DetectionMessage, dump_payload
 from agent.types import Detections, Frame
+from agent.util.backoff import backoff_delay
+from agent.util.transitions import check_transition
 
 log = structlog.get_logger(__name__)
-
-LOAD_TIMEOUT_S = 600.0
 
 
 class FallbackState(str, enum.Enum):
@@ -63,10 +59,6 @@ _ALLOWED: dict[FallbackState, frozenset[FallbackState]] = {
 }
 
 
-class IllegalTransition(RuntimeError):
-    """A state change the fallback's state machine does not allow."""
-
-
 class StateMachine:
     """Thread-safe holder of a FallbackState that rejects illegal transitions."""
 
@@ -79,20 +71,10 @@ class StateMachine:
         return self._state
 
     def to(self, new: FallbackState) -> None:
+        """Move to `new` (staying put is allowed); raise IllegalTransitionError otherwise."""
         with self._lock:
-            if new == self._state:
-                return
-            if new not in _ALLOWED[self._state]:
-                raise IllegalTransition(f"fallback state {self._state.value} -> {new.value}")
-            self._state = new
-
-
-class WorkerCrashed(Exception):
-    """The worker died, hung past its job timeout, or failed to load."""
-
-
-class JobFailed(Exception):
-    """The worker is alive but this job failed (bad input, generation error)."""
+            if new != self._state:
+                self._state = check_transition(_ALLOWED, "fallback", self._state, new)
 
 
 @dataclass(frozen=True)
@@ -135,97 +117,6 @@ class FallbackStats:
     worker_pid: int | None
 
 
-class _Worker:
-    """A serve() loop behind a Pipe, in a child process or in a thread."""
-
-    def __init__(self, cfg: FallbackConfig, model_dir: Path) -> None:
-        self._cfg = cfg
-        self._ids = itertools.count()
-        parent, child = multiprocessing.Pipe()
-        self._conn: Connection = parent
-        self._child_conn = child
-        if cfg.worker == "process":
-            ctx = multiprocessing.get_context("spawn")
-            self._runner: multiprocessing.process.BaseProcess | threading.Thread = ctx.Process(
-                target=child_main,
-                args=(child, cfg.runtime, str(model_dir), cfg.threads, cfg.nice, cfg.idle_priority),
-                name="florence2-worker",
-                daemon=True,
-            )
-        else:
-            self._runner = threading.Thread(
-                target=serve,
-                args=(child, cfg.runtime, model_dir, cfg.threads),
-                name="florence2-worker",
-                daemon=True,
-            )
-
-    @property
-    def pid(self) -> int | None:
-        return getattr(self._runner, "pid", None)
-
-    def alive(self) -> bool:
-        return self._runner.is_alive()
-
-    @property
-    def exitcode(self) -> int | None:
-        return getattr(self._runner, "exitcode", None)
-
-    def _wait(self, timeout: float, stop: threading.Event) -> tuple:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self._conn.poll(0.05):
-                    return self._conn.recv()
-            except (EOFError, OSError) as err:
-                raise WorkerCrashed(f"worker connection lost: {err!r}") from None
-            if not self.alive():
-                code = getattr(self._runner, "exitcode", None)
-                raise WorkerCrashed(f"worker died (exit code {code})")
-            if time.monotonic() > deadline:
-                raise WorkerCrashed(f"worker did not answer within {timeout:.0f} s")
-            if stop.is_set():
-                raise WorkerCrashed("stopping")
-
-    def start(self, stop: threading.Event) -> FlorenceInfo:
-        self._runner.start()
-        if isinstance(self._runner, multiprocessing.process.BaseProcess):
-            self._child_conn.close()  # the child holds its own copy
-        msg = self._wait(LOAD_TIMEOUT_S, stop)
-        if msg[0] == "load_error":
-            raise FlorenceModelError(msg[1])
-        return msg[1]
-
-    def run(
-        self, image: np.ndarray, prompt: str, max_new_tokens: int, stop: threading.Event
-    ) -> Generation:
-        job_id = next(self._ids)
-        try:
-            self._conn.send(("job", job_id, image, prompt, max_new_tokens))
-        except (OSError, ValueError) as err:
-            raise WorkerCrashed(f"cannot send job to worker: {err!r}") from None
-        msg = self._wait(self._cfg.job_timeout_s, stop)
-        if msg[0] == "error":
-            raise JobFailed(msg[2])
-        return msg[2]
-
-    def stop(self, timeout: float) -> None:
-        try:
-            self._conn.send(("stop",))
-        except (OSError, ValueError):
-            pass
-        self._runner.join(timeout)
-        if (
-            isinstance(self._runner, multiprocessing.process.BaseProcess)
-            and self._runner.is_alive()
-        ):
-            self._runner.kill()
-            self._runner.join(1.0)
-        self._conn.close()
-        if isinstance(self._runner, threading.Thread):
-            self._child_conn.close()
-
-
 class Fallback:
     """Florence-2 for hard frames: policy on the hot path, worker off it.
 
@@ -258,7 +149,7 @@ class Fallback:
         self._recent: collections.deque[float] = collections.deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._worker: _Worker | None = None
+        self._worker: WorkerProcess | None = None
         self._info: FlorenceInfo | None = None
         self._escalations = 0
         self._replaced = 0
@@ -361,10 +252,11 @@ class Fallback:
         log.warning("florence2 fallback error", error=message, **kw)
 
     def _backoff(self, failures: int) -> float:
-        return min(self.cfg.restart_max_s, self.cfg.restart_min_s * 2 ** max(0, failures - 1))
+        """Restart delay after `failures` (>= 1) failures in a row: restart_min_s doubling."""
+        return backoff_delay(max(0, failures - 1), self.cfg.restart_min_s, self.cfg.restart_max_s)
 
     def _ensure_worker(self) -> None:
-        self._worker = _Worker(self.cfg, resolve_model(self.cfg.model))
+        self._worker = WorkerProcess(self.cfg, resolve_model(self.cfg.model))
         self._info = self._worker.start(self._stop)
         self._sm.to(FallbackState.IDLE)
         log.info(
@@ -381,20 +273,13 @@ class Fallback:
             self._worker = None
 
     def _dispatch(self) -> None:
+        """Keep a worker running and feed it jobs until stopped; restart it after failures."""
         failures = 0
         started_once = False
         while not self._stop.is_set():
             if self._worker is None:
-                try:
-                    self._ensure_worker()
-                except (FlorenceModelError, WorkerCrashed) as err:
-                    if self._stop.is_set():
-                        break
-                    self._drop_worker()
+                if not self._start_worker(failures):
                     failures += 1
-                    delay = self._backoff(failures)
-                    self._error(f"worker start failed: {err}", retry_in_s=delay)
-                    self._stop.wait(delay)
                     continue
                 if started_once:
                     with self._lock:
@@ -404,32 +289,46 @@ class Fallback:
             if job is None:
                 if self._worker is not None and not self._worker.alive():
                     code = self._worker.exitcode
-                    self._drop_worker()
-                    self._sm.to(FallbackState.DOWN)
                     failures += 1
-                    delay = self._backoff(failures)
-                    self._error(f"worker died while idle (exit code {code})", retry_in_s=delay)
-                    self._stop.wait(delay)
+                    self._worker_lost(f"worker died while idle (exit code {code})", failures)
                 continue
             self._sm.to(FallbackState.BUSY)
             try:
                 self._run_job(job, self._worker, self._info)
                 failures = 0
             except WorkerCrashed as err:
-                self._drop_worker()
                 if self._stop.is_set():
                     break
-                self._sm.to(FallbackState.DOWN)
                 failures += 1
-                delay = self._backoff(failures)
-                self._error(f"worker crashed: {err}", camera=job.frame.camera, retry_in_s=delay)
-                self._stop.wait(delay)
+                self._worker_lost(f"worker crashed: {err}", failures, camera=job.frame.camera)
                 continue
             if self._sm.state == FallbackState.BUSY:
                 self._sm.to(FallbackState.IDLE)
         self._drop_worker()
 
-    def _run_job(self, job: Job, worker: _Worker | None, info: FlorenceInfo | None) -> None:
+    def _start_worker(self, failures: int) -> bool:
+        """Start and load a worker; on failure count it and wait out the backoff (False)."""
+        try:
+            self._ensure_worker()
+        except (FlorenceModelError, WorkerCrashed) as err:
+            self._drop_worker()
+            if self._stop.is_set():
+                return False
+            delay = self._backoff(failures + 1)
+            self._error(f"worker start failed: {err}", retry_in_s=delay)
+            self._stop.wait(delay)
+            return False
+        return True
+
+    def _worker_lost(self, message: str, failures: int, **kw: object) -> None:
+        """Drop a dead or crashed worker, go DOWN, record why and wait out the backoff."""
+        self._drop_worker()
+        self._sm.to(FallbackState.DOWN)
+        delay = self._backoff(failures)
+        self._error(message, retry_in_s=delay, **kw)
+        self._stop.wait(delay)
+
+    def _run_job(self, job: Job, worker: WorkerProcess | None, info: FlorenceInfo | None) -> None:
         if worker is None or info is None:
             raise WorkerCrashed("no worker")
         task = self.cfg.task

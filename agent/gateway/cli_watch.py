@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
 from typing import Any
 
 import click
 
 from agent.gateway.cli_common import config_of
 from agent.gateway.config import GatewayMqttConfig
-
-
-def format_detection(msg: Any) -> str:
-    """One compact terminal line for a DetectionMessage."""
-    counts = Counter(d.label for d in msg.detections)
-    objs = " ".join(f"{label}x{n}" for label, n in counts.most_common()) or "-"
-    tag = "" if msg.source == "yolo" else f" florence2(refines #{msg.refines})"
-    hard = " HARD" if msg.hard else ""
-    return (
-        f"{msg.ts[11:23]} {msg.device}/{msg.camera} #{msg.seq} "
-        f"{msg.model.name}@{msg.model.version} {msg.latency_ms.total:.1f}ms{tag}{hard} {objs}"
-    )
 
 
 class Printer:
@@ -37,6 +24,7 @@ class Printer:
         from pydantic import ValidationError
 
         from agent.messages.payloads import DetectionMessage
+        from agent.messages.render import detection_line
 
         try:
             det = DetectionMessage.model_validate_json(payload)
@@ -49,7 +37,7 @@ class Printer:
             if prev is not None and det.seq != prev + 1:
                 click.echo(f"  ! gap on {det.device}/{det.camera}: #{prev} -> #{det.seq}")
             self.last_seq[key] = det.seq
-        click.echo(format_detection(det))
+        click.echo(detection_line(det))
         self.seen += 1
         if self.count and self.seen >= self.count:
             self.done.set()

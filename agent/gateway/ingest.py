@@ -19,8 +19,8 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from agent.gateway.devices import DeviceBook
 from agent.contracts.ids import check_id
+from agent.gateway.devices import DeviceBook
 from agent.messages.payloads import HealthMessage, StatusMessage
 from agent.ota.protocol import OtaStateMessage, parse_rfc3339
 

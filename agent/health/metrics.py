@@ -1,7 +1,7 @@
 """In-process metrics of the inference loop: counters, latency percentiles, a time window.
 
 Pure bookkeeping (no I/O): the daemon turns a snapshot into the `health` payload and,
-when configured, into Prometheus gauges (`agent.health.prometheus`).
+when configured, into Prometheus metrics (`agent.health.prometheus`).
 """
 
 from __future__ import annotations

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from agent.label.teachers import teacher_names
+
+if TYPE_CHECKING:
+    from agent.label.dataset import DatasetSpec
+    from agent.label.plan import ClassMap
+    from agent.label.runner import LabelStats
+    from agent.label.teachers import Teacher
 
 DEFAULT_TEACHER = "ssd-mobilenet-v2"
 ASSUMED_FPS = 30.0  # for --gap when a container declares no frame rate
@@ -140,31 +147,20 @@ def label_command(
     Writes images/{train,val}, labels/{train,val} and data.yaml under --out. Videos are
     split by time (the last --val-fraction is val, with --gap seconds dropped between).
     """
-    from agent.label import dataset, media, runner
-    from agent.label.plan import parse_class_map, unknown_labels
-    from agent.label.teachers import TeacherError, create_teacher
+    from agent.label import dataset, runner
+    from agent.label.plan import parse_class_map
+    from agent.label.teachers import TeacherError
 
-    if teacher not in teacher_names():
-        _fail(f"unknown teacher {teacher!r}; choose one of {', '.join(teacher_names())}")
-    given = {"model": teacher_model, "task": task, "runtime": teacher_runtime}
-    options = {k: v for k, v in given.items() if v is not None}
-    if options and teacher != "florence2":
-        flags = ", ".join(f"--{'teacher-' if k != 'task' else ''}{k}" for k in options)
-        _fail(f"{flags}: only for --teacher florence2")
+    options = _teacher_options(teacher, teacher_model, task, teacher_runtime)
     try:
         class_map = parse_class_map(classes)
     except ValueError as err:
         _fail(str(err))
     if not source.exists():
         _fail(f"source {source} does not exist")
-    kind = "images" if source.is_dir() else "video"
-    gap_frames = 0
-    if kind == "video":
-        fps = media.video_fps(source) or ASSUMED_FPS
-        gap_frames = round(gap_s * fps)
     spec = dataset.DatasetSpec(
         source=str(source.resolve()),
-        source_kind=kind,
+        source_kind="images" if source.is_dir() else "video",
         teacher=teacher,
         classes=class_map.spec(),
         class_names=list(class_map.names),
@@ -172,39 +168,77 @@ def label_command(
         every=every,
         min_change=min_change,
         val_fraction=val_fraction,
-        gap_frames=gap_frames,
+        gap_frames=_gap_frames(source, gap_s),
         jpeg_quality=jpeg_quality,
     )
+    model = _open_teacher(source, spec, class_map, options)
     try:
-        if kind == "video":  # fail on an unreadable video before touching --out
-            next(media.iter_video(source))
-        else:
-            media.list_images(source)
-        model = create_teacher(teacher, list(class_map.mapping), **options)
-    except (dataset.LabelError, TeacherError) as err:
-        _fail(str(err))
-    try:
-        missing = unknown_labels(class_map, model.vocabulary)
-        if missing:
-            _fail(
-                f"teacher {teacher!r} has no class {', '.join(map(repr, missing))}; "
-                f"it knows: {', '.join(sorted(model.vocabulary or ()))}"
-            )
         dataset.prepare_output(out, spec, resume)
-        stats = runner.run(
-            source,
-            out,
-            spec,
-            class_map,
-            model,
-            progress=_TqdmProgress if progress else runner.no_progress,
-        )
+        bar = _TqdmProgress if progress else runner.no_progress
+        stats = runner.run(source, out, spec, class_map, model, progress=bar)
     except (dataset.LabelError, TeacherError) as err:
         _fail(str(err))
     finally:
         model.close()
-    boxes = ", ".join(f"{name} {stats.boxes[name]}" for name in class_map.names)
-    click.echo(
+    click.echo(_summary(out, stats, class_map.names))
+
+
+def _teacher_options(
+    teacher: str, model: str | None, task: str | None, runtime: str | None
+) -> dict[str, str]:
+    """The teacher's own options that were given; fail on an unknown teacher or foreign flags."""
+    if teacher not in teacher_names():
+        _fail(f"unknown teacher {teacher!r}; choose one of {', '.join(teacher_names())}")
+    given = {"model": model, "task": task, "runtime": runtime}
+    options = {k: v for k, v in given.items() if v is not None}
+    if options and teacher != "florence2":
+        flags = ", ".join(f"--{'teacher-' if k != 'task' else ''}{k}" for k in options)
+        _fail(f"{flags}: only for --teacher florence2")
+    return options
+
+
+def _gap_frames(source: Path, gap_s: float) -> int:
+    """Frames dropped between train and val: --gap at the video's rate (0 for an image folder)."""
+    from agent.label import media
+
+    if source.is_dir():
+        return 0
+    return round(gap_s * (media.video_fps(source) or ASSUMED_FPS))
+
+
+def _open_teacher(
+    source: Path, spec: DatasetSpec, class_map: ClassMap, options: dict[str, str]
+) -> Teacher:
+    """Check the input is readable, then load the teacher and check it knows every label.
+
+    Runs before anything is written under --out, so bad input leaves no half-made dataset.
+    """
+    from agent.label import dataset, media
+    from agent.label.plan import unknown_labels
+    from agent.label.teachers import TeacherError, create_teacher
+
+    try:
+        if spec.source_kind == "video":
+            next(media.iter_video(source))
+        else:
+            media.list_images(source)
+        model = create_teacher(spec.teacher, list(class_map.mapping), **options)
+    except (dataset.LabelError, TeacherError) as err:
+        _fail(str(err))
+    missing = unknown_labels(class_map, model.vocabulary)
+    if missing:
+        model.close()
+        _fail(
+            f"teacher {spec.teacher!r} has no class {', '.join(map(repr, missing))}; "
+            f"it knows: {', '.join(sorted(model.vocabulary or ()))}"
+        )
+    return model
+
+
+def _summary(out: Path, stats: LabelStats, names: Sequence[str]) -> str:
+    """The one-line report printed when labelling is done."""
+    boxes = ", ".join(f"{name} {stats.boxes[name]}" for name in names)
+    return (
         f"{out}: labelled {stats.labelled} image(s), {stats.already_done} already done; "
         f"train {stats.planned.get('train', 0)}, val {stats.planned.get('val', 0)}, "
         f"{stats.near_duplicates} near-duplicate(s) skipped, {stats.dropped_for_gap} dropped "

@@ -10,17 +10,20 @@ Layout written under the output directory::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from agent.label.plan import Split
+from agent.util.files import atomic_write, is_temp_leftover
+from agent.util.models import FrozenModel
 
 SPEC_FILE = "edge-label.json"
+DATASET_FILE_MODE = 0o644
+"""A dataset is meant to be read by training jobs, not only by its writer."""
 DATA_FILE = "data.yaml"
 
 
@@ -28,10 +31,8 @@ class LabelError(Exception):
     """Bad input or output for the labeller; the message is meant for the user."""
 
 
-class DatasetSpec(BaseModel):
+class DatasetSpec(FrozenModel):
     """The settings that define a labelled dataset; a resumed run must match them exactly."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str = Field(description="Absolute path of the video file or image folder labelled.")
     source_kind: str = Field(description="'video' or 'images'.")
@@ -82,16 +83,19 @@ def prepare_output(out: Path, spec: DatasetSpec, resume: bool) -> None:
         for split in Split:
             folder = out / kind / split.value
             folder.mkdir(parents=True, exist_ok=True)
-            for partial in folder.glob("*.part"):  # left by a run killed mid-write
-                partial.unlink()
-    _write_atomic(spec_path, (spec.model_dump_json(indent=2) + "\n").encode("utf-8"))
+            for partial in folder.glob(".*"):  # left by a run killed mid-write
+                if is_temp_leftover(partial):
+                    partial.unlink()
+    spec_json = spec.model_dump_json(indent=2) + "\n"
+    atomic_write(spec_path, spec_json.encode("utf-8"), DATASET_FILE_MODE)
     data = {
         "train": "images/train",
         "val": "images/val",
         "nc": len(spec.class_names),
         "names": dict(enumerate(spec.class_names)),
     }
-    _write_atomic(out / DATA_FILE, yaml.safe_dump(data, sort_keys=False).encode("utf-8"))
+    data_yaml = yaml.safe_dump(data, sort_keys=False)
+    atomic_write(out / DATA_FILE, data_yaml.encode("utf-8"), DATASET_FILE_MODE)
 
 
 def label_path(out: Path, split: Split, stem: str) -> Path:
@@ -123,14 +127,5 @@ def write_sample(
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
     if not ok:
         raise LabelError(f"could not encode sample {stem} as JPEG")
-    _write_atomic(image_path(out, split, stem), encoded.tobytes())
-    _write_atomic(label_path(out, split, stem), labels.encode("utf-8"))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(image_path(out, split, stem), encoded.tobytes(), DATASET_FILE_MODE)
+    atomic_write(label_path(out, split, stem), labels.encode("utf-8"), DATASET_FILE_MODE)

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.label.teachers import LabelledBox
+from agent.util.labels import yolo_label_line
 
 
 class Split(str, Enum):
@@ -132,15 +133,7 @@ def yolo_line(box: DatasetBox, width: int, height: int) -> str:
     Raises:
         ValueError: the image size is not positive or the clipped box is empty.
     """
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    x1, x2 = min(max(box.x1, 0.0), width), min(max(box.x2, 0.0), width)
-    y1, y2 = min(max(box.y1, 0.0), height), min(max(box.y2, 0.0), height)
-    if x2 <= x1 or y2 <= y1:
-        raise ValueError(f"box {box} is empty inside a {width}x{height} image")
-    cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
-    bw, bh = (x2 - x1) / width, (y2 - y1) / height
-    return f"{box.class_id} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}"
+    return yolo_label_line(box.class_id, box.x1, box.y1, box.x2, box.y2, width, height)
 
 
 def label_text(boxes: Sequence[DatasetBox], width: int, height: int) -> str:

@@ -1,4 +1,5 @@
-"""One-line, human-readable renderings of payloads for terminals (demo, `edge-gateway watch`)."""
+"""One-line, human-readable renderings of payloads for terminals (`edge-agent demo`,
+`edge-gateway watch`): one renderer, so both show a frame the same way."""
 
 from __future__ import annotations
 
@@ -8,21 +9,16 @@ from agent.messages.payloads import DetectionMessage
 
 
 def detection_line(msg: DetectionMessage) -> str:
-    """Render a detection message as one line, e.g.
+    """Render a detection message as one compact line, e.g.
 
-    `demo-device/demo #12 10:52:40.123 yolo v1  3 person, 1 car  (38.2 ms)`
+    `11:17:50.512 jet-0/cam-a #12 demo-yolov8n@2 41.3ms personx2 carx1`; a Florence-2
+    refinement adds ` florence2(refines #N)`, a hard frame ` HARD`.
     """
     counts = Counter(d.label for d in msg.detections)
-    what = ", ".join(f"{n} {label}" for label, n in counts.most_common()) or "nothing"
-    clock = msg.ts[11:23] if len(msg.ts) >= 23 else msg.ts
-    extra = ""
-    if msg.source == "florence2":
-        extra = f"  refines #{msg.refines} {msg.task or ''}".rstrip()
-        if msg.text:
-            extra += f' "{msg.text[:60]}"'
-    elif msg.hard:
-        extra = "  [hard]"
+    objs = " ".join(f"{label}x{n}" for label, n in counts.most_common()) or "-"
+    tag = "" if msg.source == "yolo" else f" florence2(refines #{msg.refines})"
+    hard = " HARD" if msg.hard else ""
     return (
-        f"{msg.device}/{msg.camera} #{msg.seq} {clock} {msg.source} {msg.model.name} "
-        f"v{msg.model.version}  {what}  ({msg.latency_ms.total:.1f} ms){extra}"
+        f"{msg.ts[11:23]} {msg.device}/{msg.camera} #{msg.seq} "
+        f"{msg.model.name}@{msg.model.version} {msg.latency_ms.total:.1f}ms{tag}{hard} {objs}"
     )

@@ -35,11 +35,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
-from agent.config import MqttConfig, TlsConfig
 from agent.messages.payloads import StatusMessage, dump_payload, rfc3339_ms
 from agent.messages.topics import Topics
 from agent.publish.ack import AckMessage
-from agent.publish.config import OutboxConfig
+from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.publish.outbox import Outbox, OutboxMessage, OutboxRow
 
 log = structlog.get_logger(__name__)

@@ -1,4 +1,5 @@
-"""Config models of the frame sources, one per `type`."""
+"""Config models of the frame sources, one per `type`, and of a camera (a source plus pacing,
+stall timeout and reconnect backoff)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from agent.contracts.ids import SafeId
+from agent.util.models import FrozenModel
 
 PASSWORD_PLACEHOLDER = "{password}"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FileSourceConfig(_Strict):
+class FileSourceConfig(FrozenModel):
     type: Literal["file"] = "file"
     path: Path = Field(description="Video file readable by OpenCV (FFmpeg backend).")
     loop: bool = Field(True, description="Start again at the end of the file.")
@@ -27,7 +27,7 @@ class FileSourceConfig(_Strict):
     )
 
 
-class V4l2SourceConfig(_Strict):
+class V4l2SourceConfig(FrozenModel):
     type: Literal["v4l2"] = "v4l2"
     device: Path = Field(Path("/dev/video0"), description="V4L2 device node.")
     width: int | None = Field(None, gt=0, description="Requested capture width.")
@@ -45,7 +45,7 @@ class V4l2SourceConfig(_Strict):
         return value
 
 
-class RtspSourceConfig(_Strict):
+class RtspSourceConfig(FrozenModel):
     type: Literal["rtsp"] = "rtsp"
     url: str = Field(pattern=r"^rtsps?://", description="rtsp:// or rtsps:// URL.")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTP transport.")
@@ -78,7 +78,7 @@ class RtspSourceConfig(_Strict):
         return self
 
 
-class GStreamerSourceConfig(_Strict):
+class GStreamerSourceConfig(FrozenModel):
     type: Literal["gstreamer"] = "gstreamer"
     pipeline: str = Field(
         description="GStreamer pipeline ending in 'appsink' (needs OpenCV built with GStreamer)."
@@ -99,3 +99,22 @@ SourceConfig = Annotated[
     FileSourceConfig | V4l2SourceConfig | RtspSourceConfig | GStreamerSourceConfig,
     Field(discriminator="type"),
 ]
+
+
+class CameraConfig(FrozenModel):
+    id: SafeId = Field(description="Camera id: one MQTT topic level.")
+    source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
+    fps_cap: float | None = Field(
+        None, gt=0, description="Most frames per second this camera sends to inference."
+    )
+    stall_timeout_s: float = Field(
+        5.0, gt=0, description="A streaming camera with no new frame for this long is stalled."
+    )
+    backoff_min_s: float = Field(0.5, gt=0, description="First reconnect delay after a failure.")
+    backoff_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraConfig:
+        if self.backoff_max_s < self.backoff_min_s:
+            raise ValueError("backoff_max_s must be >= backoff_min_s")
+        return self

@@ -13,7 +13,7 @@ even when nobody asks for frames: a streaming camera with no frame for `stall_ti
 STALLED. A read that is still blocked after twice that (or an open blocked past its open
 timeout plus `stall_timeout_s`) is abandoned: the thread is left to finish on its own (it
 is a daemon thread; it closes its capture and exits if the call ever returns) and a fresh
-thread reconnects after backoff. At most `MAX_ABANDONED` hung threads per camera are
+thread reconnects after backoff. At most `hang.MAX_ABANDONED` hung threads per camera are
 tolerated; past that the camera stays STALLED and says why.
 """
 
@@ -22,14 +22,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import structlog
 
-from agent.config import CameraConfig
 from agent.sources.capture import (
     EndOfStream,
     FrameSource,
@@ -39,20 +38,18 @@ from agent.sources.capture import (
     describe_source,
     open_source,
 )
-from agent.sources.config import RtspSourceConfig
+from agent.sources.config import CameraConfig
+from agent.sources.hang import HangWatch, hang_limits
+from agent.sources.mailbox import FrameMailbox
 from agent.sources.state import CameraState, CameraStateMachine
 from agent.types import Frame
 
 log = structlog.get_logger(__name__)
 
+_T = TypeVar("_T")
+
 POLL_INTERVAL_S = 0.25
 """Period of the ReaderGroup's stall checks (and longest sleep in next_frame between them)."""
-
-MAX_ABANDONED = 2
-"""Hung reader threads tolerated per camera before it stops starting new ones."""
-
-FPS_WINDOW_S = 2.0
-"""Delivered-frame rate is measured over this trailing window."""
 
 
 class FrameSignal:
@@ -92,7 +89,8 @@ class ReaderStats:
     Attributes:
         camera: camera id.
         state: lifecycle state.
-        fps: frames put in the mailbox per second over the last FPS_WINDOW_S (0 when none).
+        fps: frames put in the mailbox per second over the last `mailbox.FPS_WINDOW_S` (0 when
+            none).
         frames: frames decoded since start (the newest frame's index).
         delivered: frames taken by the inference loop.
         dropped: frames replaced in the mailbox before anyone took them (newest-frame policy).
@@ -140,11 +138,6 @@ class CameraReader:
             rng: random source for backoff jitter.
             jitter: fraction of each backoff delay that is randomised.
         """
-        if cfg.backoff_max_s < cfg.backoff_min_s:
-            raise ValueError(
-                f"camera {cfg.id}: backoff_max_s ({cfg.backoff_max_s}) < backoff_min_s "
-                f"({cfg.backoff_min_s})"
-            )
         self._cfg = cfg
         self.signal = signal if signal is not None else FrameSignal()
         self._factory = source_factory
@@ -158,41 +151,16 @@ class CameraReader:
         self._stop = threading.Event()
         self._gen = 0
         self._thread: threading.Thread | None = None
-        self._abandoned: list[threading.Thread] = []
-        self._hung_reported = False
-        self._blocked: tuple[str, float] | None = None
         self._source: FrameSource | None = None
-        self._slot: Frame | None = None
-        self._index = -1
-        self._consumed = -1
-        self._last_read: float | None = None
-        self._next_due: float | None = None
-        self._delivered = 0
-        self._dropped = 0
-        self._skipped = 0
+        self._mailbox = FrameMailbox(cfg.fps_cap)
         self._reconnects = 0
-        self._times: deque[float] = deque(maxlen=256)
-        self._cap_interval = None if cfg.fps_cap is None else 1.0 / cfg.fps_cap
-        open_timeout = (
-            cfg.source.open_timeout_s
-            if isinstance(cfg.source, RtspSourceConfig)
-            else cfg.stall_timeout_s
-        )
-        self._hang_limits = {
-            "open": open_timeout + cfg.stall_timeout_s,
-            "read": 2.0 * cfg.stall_timeout_s,
-        }
+        self._hang = HangWatch(hang_limits(cfg))
 
     # -- public API ------------------------------------------------------------------------
     @property
     def camera_id(self) -> str:
         """The camera's id."""
         return self._cfg.id
-
-    @property
-    def config(self) -> CameraConfig:
-        """The camera's config."""
-        return self._cfg
 
     @property
     def started(self) -> bool:
@@ -219,35 +187,26 @@ class CameraReader:
         """The newest frame if its index is greater than `after_index`, else None. Never blocks."""
         self.poll()
         with self._lock:
-            frame = self._slot
-            if frame is None or frame.index <= after_index:
-                return None
-            if frame.index > self._consumed:
-                self._consumed = frame.index
-                self._delivered += 1
-            return frame
+            return self._mailbox.take(after_index)
 
     def stats(self) -> ReaderStats:
         """A snapshot of counters, state and last error (runs the stall check first)."""
         self.poll()
         now = self._clock()
         with self._lock:
-            recent = [t for t in self._times if now - t <= FPS_WINDOW_S]
-            fps = 0.0
-            if len(recent) >= 2 and recent[-1] > recent[0]:
-                fps = (len(recent) - 1) / (recent[-1] - recent[0])
+            box = self._mailbox
             return ReaderStats(
                 camera=self._cfg.id,
                 state=self._sm.state,
-                fps=fps,
-                frames=self._index + 1,
-                delivered=self._delivered,
-                dropped=self._dropped,
-                skipped=self._skipped,
+                fps=box.fps(now),
+                frames=box.index + 1,
+                delivered=box.delivered,
+                dropped=box.dropped,
+                skipped=box.skipped,
                 reconnects=self._reconnects,
                 backoff_attempt=self._sm.attempt,
                 last_error=self._sm.last_error,
-                frame_age_s=None if self._last_read is None else now - self._last_read,
+                frame_age_s=None if box.last_read is None else now - box.last_read,
             )
 
     def poll(self) -> None:
@@ -255,22 +214,14 @@ class CameraReader:
         now = self._clock()
         changed = False
         with self._lock:
-            if (
-                self._sm.state is CameraState.STREAMING
-                and self._last_read is not None
-                and now - self._last_read > self._cfg.stall_timeout_s
-            ):
-                age = now - self._last_read
-                self._sm.transition(
-                    CameraState.STALLED,
-                    f"no frame for {age:.1f} s (stall_timeout_s={self._cfg.stall_timeout_s:g})",
-                )
-                self._log.warning("camera stalled", frame_age_s=round(age, 3))
+            last_read = self._mailbox.last_read
+            age = None if last_read is None else now - last_read
+            if self._sm.check_stall(age, self._cfg.stall_timeout_s):
+                self._log.warning("camera stalled", frame_age_s=round(age or 0.0, 3))
                 changed = True
-            if self._blocked is not None and not self._stop.is_set():
-                op, since = self._blocked
-                if now - since > self._hang_limits[op]:
-                    changed = self._abandon(op, now - since) or changed
+            overdue = self._hang.overdue(now)
+            if overdue is not None and not self._stop.is_set():
+                changed = self._abandon(*overdue) or changed
         if changed:
             self.signal.notify()
 
@@ -289,14 +240,14 @@ class CameraReader:
         """Wait up to `timeout` s for the thread; False (with a warning) if it is still blocked."""
         with self._lock:
             thread = self._thread
-            blocked = self._blocked
+            blocked_in = None if self._hang.blocked is None else self._hang.blocked[0]
         if thread is None:
             return True
         thread.join(max(0.0, timeout))
         if thread.is_alive():
             self._log.warning(
                 "camera reader thread did not stop in time; abandoned (daemon thread)",
-                blocked_in=None if blocked is None else blocked[0],
+                blocked_in=blocked_in,
                 timeout_s=timeout,
             )
             return False
@@ -358,34 +309,23 @@ class CameraReader:
     def _set_blocked(self, gen: int, op: str | None) -> None:
         with self._lock:
             if gen == self._gen:
-                self._blocked = None if op is None else (op, self._clock())
+                self._hang.mark(op, self._clock())
 
     def _stream(self, gen: int, source: FrameSource) -> float | None:
         """Open and read `source` until it fails; return the backoff delay, or None to exit."""
-        self._set_blocked(gen, "open")
         try:
-            source.open()
+            self._blocking(gen, "open", source, source.open)
         except SourceError as err:
             return self._fail(gen, str(err))
-        except Exception as err:  # an unexpected backend error must not kill the reader
-            self._log.exception("unexpected error opening source")
-            return self._fail(gen, f"{source.name}: unexpected {type(err).__name__}: {err}")
-        finally:
-            self._set_blocked(gen, None)
         while not self._stop.is_set():
-            self._set_blocked(gen, "read")
             try:
-                image = source.read()
+                image = self._blocking(gen, "read", source, source.read)
             except EndOfStream as err:
-                self._finish(gen, str(err))
+                if self._enter(gen, CameraState.STOPPED, str(err)):
+                    self._log.info("camera source finished", reason=str(err))
                 return None
             except SourceError as err:
                 return self._fail(gen, str(err))
-            except Exception as err:  # an unexpected backend error must not kill the reader
-                self._log.exception("unexpected error reading source")
-                return self._fail(gen, f"{source.name}: unexpected {type(err).__name__}: {err}")
-            finally:
-                self._set_blocked(gen, None)
             if image is None:
                 return self._fail(
                     gen,
@@ -395,24 +335,35 @@ class CameraReader:
                 return None
         return None
 
+    def _blocking(self, gen: int, op: str, source: FrameSource, call: Callable[[], _T]) -> _T:
+        """Run the source's `op` call marked as blocked (for hang detection); an unexpected
+        backend exception becomes a SourceError, since it must not kill the reader."""
+        self._set_blocked(gen, op)
+        try:
+            return call()
+        except SourceError:
+            raise
+        except Exception as err:
+            self._log.exception("unexpected error in the frame source", call=op)
+            raise SourceError(f"{source.name}: unexpected {type(err).__name__}: {err}") from err
+        finally:
+            self._set_blocked(gen, None)
+
     def _fail(self, gen: int, error: str) -> float | None:
         with self._lock:
             if not self._current(gen):
                 return None
-            delay = self._sm.enter_backoff(error)
-            self._reconnects += 1
-            self._next_due = None
+            delay = self._enter_backoff(error)
         self._log.warning("camera failed; backing off", error=error, retry_in_s=round(delay, 3))
         self.signal.notify()
         return delay
 
-    def _finish(self, gen: int, reason: str) -> None:
-        with self._lock:
-            if not self._current(gen):
-                return
-            self._sm.transition(CameraState.STOPPED, reason)
-        self._log.info("camera source finished", reason=reason)
-        self.signal.notify()
+    def _enter_backoff(self, error: str) -> float:
+        """Go to BACKOFF because of `error` and count a reconnect (lock held); return the delay."""
+        delay = self._sm.enter_backoff(error)
+        self._reconnects += 1
+        self._mailbox.restart_pacing()
+        return delay
 
     def _deliver(self, gen: int, image: Image) -> bool:
         """Put a decoded (h, w, 3) uint8 frame in the mailbox; False if this thread must exit."""
@@ -421,56 +372,42 @@ class CameraReader:
         with self._lock:
             if not self._current(gen):
                 return False
-            self._index += 1
-            self._last_read = now
+            index = self._mailbox.next_index(now)
             if self._sm.state is not CameraState.STREAMING:
                 recovered = self._sm.state is CameraState.STALLED
                 self._sm.transition(CameraState.STREAMING)
                 self._log.info("camera streaming", recovered=recovered, shape=image.shape)
-            if self._cap_interval is not None:
-                if self._next_due is not None and now < self._next_due:
-                    self._skipped += 1
-                    return True
-                if self._next_due is None or now - self._next_due > self._cap_interval:
-                    self._next_due = now
-                self._next_due += self._cap_interval
-            if self._slot is not None and self._slot.index > self._consumed:
-                self._dropped += 1
-            self._slot = Frame(
+            if not self._mailbox.due(now):
+                return True
+            frame = Frame(
                 camera=self._cfg.id,
                 image=np.asarray(image),
                 captured_at=wall,
                 captured_mono=now,
-                index=self._index,
+                index=index,
             )
-            self._times.append(now)
+            self._mailbox.put(frame, now)
         self.signal.notify()
         return True
 
     def _abandon(self, op: str, blocked_s: float) -> bool:
         """Leave a thread blocked in `op` behind and reconnect with a new one (lock held)."""
-        self._abandoned = [t for t in self._abandoned if t.is_alive()]
-        if len(self._abandoned) >= MAX_ABANDONED:
-            if not self._hung_reported:
-                self._hung_reported = True
-                self._sm.last_error = (
-                    f"{op}() blocked for {blocked_s:.1f} s and {len(self._abandoned)} earlier "
-                    "capture threads are still hung; not reconnecting until one returns"
-                )
-                self._log.error("camera capture hung; reconnects suspended", blocked_in=op)
-                return True
-            return False
+        if self._hang.saturated():
+            if not self._hang.first_report():
+                return False
+            self._sm.last_error = (
+                f"{op}() blocked for {blocked_s:.1f} s and {self._hang.still_hung()} earlier "
+                "capture threads are still hung; not reconnecting until one returns"
+            )
+            self._log.error("camera capture hung; reconnects suspended", blocked_in=op)
+            return True
         if not self._sm.can(CameraState.BACKOFF):
             return False
-        self._hung_reported = False
-        if self._thread is not None:
-            self._abandoned.append(self._thread)
+        self._hang.abandon(self._thread)
         self._gen += 1
-        self._blocked = None
-        error = f"{op}() blocked for {blocked_s:.1f} s; capture abandoned, reconnecting"
-        delay = self._sm.enter_backoff(error)
-        self._reconnects += 1
-        self._next_due = None
+        delay = self._enter_backoff(
+            f"{op}() blocked for {blocked_s:.1f} s; capture abandoned, reconnecting"
+        )
         self._log.warning(
             "camera capture hung; abandoning its thread", blocked_in=op, retry_in_s=round(delay, 3)
         )
@@ -568,7 +505,3 @@ class ReaderGroup:
     def stats(self) -> dict[str, ReaderStats]:
         """Camera id -> stats snapshot, for the health message."""
         return {r.camera_id: r.stats() for r in self.readers}
-
-    def all_in_backoff(self) -> bool:
-        """Whether every camera is legitimately waiting to reconnect (watchdog may still ping)."""
-        return all(r.state is CameraState.BACKOFF for r in self.readers)

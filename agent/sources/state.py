@@ -20,6 +20,9 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
+from agent.util.backoff import backoff_delay
+from agent.util.transitions import check_transition
+
 
 class CameraState(str, Enum):
     """Where one camera is in its lifecycle (published in the status topic)."""
@@ -44,40 +47,7 @@ TRANSITIONS: dict[CameraState, frozenset[CameraState]] = {
     CameraState.BACKOFF: frozenset({CameraState.CONNECTING, CameraState.STOPPED}),
     CameraState.STOPPED: frozenset(),
 }
-"""Legal moves: state -> states it may go to. Anything else raises IllegalTransition."""
-
-
-class IllegalTransition(RuntimeError):
-    """A state change the camera lifecycle does not allow (a bug in the caller)."""
-
-    def __init__(self, old: CameraState, new: CameraState) -> None:
-        self.old = old
-        self.new = new
-        super().__init__(f"illegal camera state transition {old.value} -> {new.value}")
-
-
-def backoff_delay(
-    attempt: int,
-    min_s: float,
-    max_s: float,
-    jitter: float,
-    rng: random.Random,
-) -> float:
-    """Delay before reconnect attempt `attempt` (0-based): exponential, capped, jittered.
-
-    The un-jittered delay is `min(max_s, min_s * 2**attempt)`; jitter scales it by a
-    uniform factor in `[1 - jitter, 1]`, so the cap is never exceeded and cameras that
-    failed together do not reconnect in lock-step.
-    """
-    if attempt < 0:
-        raise ValueError(f"attempt must be >= 0, got {attempt}")
-    if not 0 < min_s <= max_s:
-        raise ValueError(f"need 0 < min_s <= max_s, got min_s={min_s}, max_s={max_s}")
-    if not 0 <= jitter <= 1:
-        raise ValueError(f"jitter must be in [0, 1], got {jitter}")
-    # 2**attempt overflows a float near attempt 1024; the cap is reached long before.
-    base = max_s if attempt >= 64 else min(max_s, min_s * (2.0**attempt))
-    return base * (1.0 - jitter * rng.random())
+"""Legal moves: state -> states it may go to. Anything else raises IllegalTransitionError."""
 
 
 class CameraStateMachine:
@@ -123,8 +93,6 @@ class CameraStateMachine:
         """Why the camera last failed (kept after recovery, for the status topic)."""
         self.last_delay: float | None = None
         """The most recent backoff delay in seconds."""
-        self.transitions = 0
-        """How many state changes happened (for stats)."""
 
     @property
     def state(self) -> CameraState:
@@ -144,11 +112,9 @@ class CameraStateMachine:
         """Move to `new`, recording `error` as the last error when given.
 
         Raises:
-            IllegalTransition: the move is not in TRANSITIONS.
+            IllegalTransitionError: the move is not in TRANSITIONS.
         """
-        old = self._state
-        if new not in TRANSITIONS[old]:
-            raise IllegalTransition(old, new)
+        check_transition(TRANSITIONS, "camera", self._state, new)
         now = self._clock()
         if new is CameraState.STREAMING and self._streaming_since is None:
             self._streaming_since = now
@@ -163,7 +129,20 @@ class CameraStateMachine:
             self.last_error = error
         self._state = new
         self._since = now
-        self.transitions += 1
+
+    def check_stall(self, frame_age_s: float | None, stall_timeout_s: float) -> bool:
+        """Go STALLED if STREAMING with a newest frame older than `stall_timeout_s`; True if so."""
+        if (
+            self._state is not CameraState.STREAMING
+            or frame_age_s is None
+            or frame_age_s <= stall_timeout_s
+        ):
+            return False
+        self.transition(
+            CameraState.STALLED,
+            f"no frame for {frame_age_s:.1f} s (stall_timeout_s={stall_timeout_s:g})",
+        )
+        return True
 
     def enter_backoff(self, error: str) -> float:
         """Go to BACKOFF because of `error`; return the delay before the next attempt."""

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from agent.fallback.child import FlorenceInputError, check_image
+from agent.fallback.factory import create_runtime
 from agent.fallback.parse import build_prompt
 from agent.fallback.runtime import (
     ONNX_GRAPHS,
     FlorenceModelError,
     FlorenceRuntime,
     check_onnx_dir,
-    create_runtime,
     resolve_model,
 )
 from tests.fallback.tiny_florence import CLASS_NAMES

@@ -8,19 +8,20 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agent.fallback.config import FallbackConfig
+from agent.fallback.factory import create_runtime
 from agent.fallback.parse import FlorenceParseError, parse_generation
-from agent.fallback.runtime import create_runtime
-from agent.fallback.worker import Fallback, FallbackState, IllegalTransition, StateMachine
+from agent.fallback.worker import Fallback, FallbackState, StateMachine
 from agent.messages.payloads import DetectionMessage
+from agent.util.transitions import IllegalTransitionError
 from tests.fallback.conftest import dets, make_frame, make_yolo
 from tests.fallback.tiny_florence import CLASS_NAMES
+from tests.helpers.polling import wait_for
 
 
 class Published:
@@ -35,14 +36,6 @@ class Published:
         self.items.append((camera, seq, payload))
         self.event.set()
         return self.accept
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the timeout")
-        time.sleep(0.02)
 
 
 def make_cfg(model: Path | str, tmp_path: Path, **kw: object) -> FallbackConfig:
@@ -69,7 +62,7 @@ def running(tiny_model: Path, tmp_path: Path):
     pub = Published()
     fb = Fallback(make_cfg(tiny_model, tmp_path), "dev-1", pub, tmp_path / "state")
     fb.start()
-    wait_for(lambda: fb.stats().state == "idle")
+    wait_for(lambda: fb.stats().state == "idle", 120)
     yield fb, pub
     fb.stop(5.0)
 
@@ -77,7 +70,7 @@ def running(tiny_model: Path, tmp_path: Path):
 def test_state_machine_rejects_illegal() -> None:
     """disabled -> busy is illegal; disabled -> down -> idle -> busy is the normal path."""
     sm = StateMachine()
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransitionError):
         sm.to(FallbackState.BUSY)
     for s in (FallbackState.DOWN, FallbackState.IDLE, FallbackState.BUSY, FallbackState.IDLE):
         sm.to(s)
@@ -162,7 +155,7 @@ def test_unparsable_output_is_an_error(tiny_model: Path, tmp_path: Path, image: 
     pub = Published()
     fb = Fallback(make_cfg(tiny_model, tmp_path, task="<OD>"), "dev-1", pub, tmp_path)
     fb.start()
-    wait_for(lambda: fb.stats().state == "idle")
+    wait_for(lambda: fb.stats().state == "idle", 120)
     fb.submit(make_frame(image), dets(0.4), make_yolo(make_frame(image), 5), CLASS_NAMES)
     wait_for(lambda: fb.stats().errors == 1, 60)
     fb.stop(5.0)
@@ -175,7 +168,7 @@ def test_publisher_refusal_is_counted(tiny_model: Path, tmp_path: Path, image: n
     pub = Published(accept=False)
     fb = Fallback(make_cfg(tiny_model, tmp_path), "dev-1", pub, tmp_path)
     fb.start()
-    wait_for(lambda: fb.stats().state == "idle")
+    wait_for(lambda: fb.stats().state == "idle", 120)
     fb.submit(make_frame(image), dets(0.4), make_yolo(make_frame(image), 5), CLASS_NAMES)
     wait_for(lambda: fb.stats().errors == 1, 60)
     fb.stop(5.0)

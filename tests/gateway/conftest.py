@@ -11,8 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import yaml
 from agent.gateway.config import GatewayConfig, parse_gateway_config
 from tests.gateway.sim_device import device_token
 from tests.helpers.broker import Mosquitto, free_port, wait_port
+from tests.helpers.polling import wait_for as wait_for  # shared by the gateway tests
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_MODEL = REPO / "engines" / "demo" / "model.onnx"
@@ -37,25 +37,6 @@ def sha256_hex(text: str) -> str:
 def admin_config(**http: Any) -> dict[str, Any]:
     """The `http` section entries that configure ADMIN_TOKEN (plus any `http` extras)."""
     return {"admin_tokens_sha256": [sha256_hex(ADMIN_TOKEN)], **http}
-
-
-def wait_for(
-    pred: Callable[[], Any],
-    timeout: float = 20.0,
-    every: float = 0.1,
-    what: str = "",
-    explain: Callable[[], str] | None = None,
-) -> Any:
-    """Poll `pred` until it returns something truthy; fail the test after `timeout`, with
-    `explain()` (the state that did not move: views, log tails) in the message."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    detail = "" if explain is None else "\n" + explain()
-    pytest.fail(f"timed out after {timeout}s waiting for {what or pred}{detail}")
 
 
 @pytest.fixture(scope="session")

@@ -147,7 +147,8 @@ def test_ten_thousand_random_boot_ids_keep_memory_bounded(tmp_path: Path) -> Non
                 detection_payload(5, "noisy", boot_id=boot),
             )
             if i % 2000 == 0:
-                a.on_message("edge/good/cameras/cam-a/detections", message(i // 2000, device="good"))
+                good = message(i // 2000, device="good")
+                a.on_message("edge/good/cameras/cam-a/detections", good)
         wait_for(lambda: a.stats.stored == 10_005, 60)
         wait_for(lambda: acks.upto("good")[-1:] == [4], 10)
         assert a.tracker.open_streams("noisy") == 8

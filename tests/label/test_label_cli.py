@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from agent.label.cli import label_command
 from agent.label.plan import Split, name_split
+from agent.util.files import is_temp_leftover
 from tests.conftest import REPO
 
 CLASSES = "person=person,car=car,truck=car"
@@ -108,7 +109,7 @@ def test_resume_after_kill_redoes_nothing(short_clip: Path, tmp_path: Path) -> N
     assert f"{14 - len(done)} image(s), {len(done)} already done" in result.stdout
     assert {p: p.stat().st_mtime_ns for p in done} == done
     assert len(list(out.glob("labels/*/*.txt"))) == len(list(out.glob("images/*/*.jpg"))) == 14
-    assert not list(out.rglob("*.part"))
+    assert not [p for p in out.rglob(".*") if is_temp_leftover(p)]
 
 
 def test_image_folder_dataset(image_folder: Path, tmp_path: Path) -> None:

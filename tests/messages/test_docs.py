@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.docgen import nested_models
+from agent.docgen import undescribed_fields
 from agent.messages import docs
 
 
@@ -13,19 +13,8 @@ def test_committed_mqtt_doc_matches_the_models() -> None:
 
 def test_every_payload_field_has_a_description() -> None:
     """Each field of each topic's payload (and nested models) is described for operators."""
-    missing = []
-    seen: set[type] = set()
-    stack = [d.model for d in docs.topic_docs() if d.model is not None]
-    while stack:
-        model = stack.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for name, field in model.model_fields.items():
-            if not (field.description or "").strip():
-                missing.append(f"{model.__name__}.{name}")
-            stack += nested_models(field.annotation)
-    assert missing == []
+    models = [d.model for d in docs.topic_docs() if d.model is not None]
+    assert undescribed_fields(models) == []
 
 
 def test_every_topic_of_the_topics_module_is_documented() -> None:

@@ -22,19 +22,10 @@ from agent.config import MqttConfig
 from agent.messages.payloads import StatusMessage, rfc3339_ms
 from agent.publish.ack import AckEntry, AckMessage
 from agent.publish.config import OutboxConfig
+from tests.helpers.polling import wait_for as wait_for  # shared by the publish tests
 
 DEVICE = "dev-a"
 BOOT = "boot-test-1"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str, step: float = 0.02) -> None:
-    """Poll `cond` until it is true; raise AssertionError naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def mqtt_cfg(port: int, **kw: Any) -> MqttConfig:

@@ -80,7 +80,7 @@ def test_bridge_template_forwards_detections_under_the_site_prefix(tmp_path: Pat
                 pub.publish(topic, b"det", qos=1)
                 return any(t == f"sites/site-1/{topic}" for t, _ in got)
 
-            wait_for(delivered, 15, "detection forwarded upstream", step=0.3)
+            wait_for(delivered, 15, "detection forwarded upstream", every=0.3)
             pub.disconnect()
             pub.loop_stop()
         finally:

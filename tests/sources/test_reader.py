@@ -23,19 +23,10 @@ from agent.sources.config import (
 from agent.sources.reader import CameraReader, FrameSignal, ReaderGroup
 from agent.sources.state import CameraState
 from agent.types import Frame
+from tests.helpers.polling import wait_until
 from tests.sources.conftest import frame_number
 
 MakeReader = Callable[..., CameraReader]
-
-
-def wait_until(pred: Callable[[], bool], timeout: float) -> bool:
-    """Poll `pred` every 10 ms until it holds or `timeout` passes; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 def file_cfg(path: Path, loop: bool = True, pace: bool = True) -> FileSourceConfig:
@@ -293,7 +284,7 @@ def test_every_camera_dead_reports_all_in_backoff(make_reader: MakeReader, tmp_p
     ]
     group = ReaderGroup(readers, signal)
     group.start()
-    assert wait_until(group.all_in_backoff, 3.0)
+    assert wait_until(lambda: set(group.states().values()) == {CameraState.BACKOFF}, 3.0)
 
 
 # -- hung reads: stall by frame age, bounded stop, abandon and reconnect ---------------------

@@ -9,13 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.sources.state import (
-    TRANSITIONS,
-    CameraState,
-    CameraStateMachine,
-    IllegalTransition,
-    backoff_delay,
-)
+from agent.sources.state import TRANSITIONS, CameraState, CameraStateMachine
+from agent.util.backoff import backoff_delay
+from agent.util.transitions import IllegalTransitionError
 
 S = CameraState
 
@@ -86,7 +82,7 @@ def test_legal_transition_changes_state(old: CameraState, new: CameraState) -> N
 def test_illegal_transition_raises_and_keeps_state(old: CameraState, new: CameraState) -> None:
     """An illegal move (including self-loops and leaving STOPPED) raises and changes nothing."""
     sm = machine_in(old)
-    with pytest.raises(IllegalTransition, match=f"{old.value} -> {new.value}"):
+    with pytest.raises(IllegalTransitionError, match=f"{old.value} -> {new.value}"):
         sm.transition(new)
     assert sm.state is old
 
@@ -218,3 +214,21 @@ def test_backoff_never_exceeds_the_cap_or_goes_negative(
     delay = backoff_delay(attempt, min_s, max_s, jitter, random.Random(seed))
     assert 0.0 <= delay <= max_s
     assert base * (1 - jitter) - 1e-9 <= delay <= base + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("state", "age", "stalls"),
+    [
+        (S.STREAMING, 5.1, True),  # newest frame older than the timeout
+        (S.STREAMING, 5.0, False),  # exactly the timeout is not a stall yet
+        (S.STREAMING, None, False),  # no frame yet
+        (S.BACKOFF, 60.0, False),  # only a streaming camera can stall
+    ],
+)
+def test_check_stall(state: CameraState, age: float | None, stalls: bool) -> None:
+    """check_stall moves STREAMING to STALLED only when the newest frame is too old."""
+    sm = machine_in(state)
+    assert sm.check_stall(age, 5.0) is stalls
+    assert sm.state is (S.STALLED if stalls else state)
+    if stalls:
+        assert sm.last_error == "no frame for 5.1 s (stall_timeout_s=5)"

@@ -7,13 +7,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agent.contracts.ids import SafeId, check_id
 from agent.gateway.api.auth import admin
 from agent.gateway.api.context import ctx
 from agent.gateway.api.errors import HttpProblem
 from agent.gateway.api.parse import parse_body
 from agent.gateway.api.views import device_view, utc_day
 from agent.gateway.tokens import new_token, token_sha256
-from agent.contracts.ids import SafeId, check_id
 from agent.util.models import StrictModel
 
 

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agent.contracts.ids import check_id
 from agent.gateway.api.context import ctx
 from agent.gateway.api.views import utc_day
 from agent.gateway.intake import (
@@ -27,7 +28,6 @@ from agent.gateway.intake import (
     store_upload,
 )
 from agent.gateway.tokens import bearer
-from agent.contracts.ids import check_id
 
 log = structlog.get_logger(__name__)
 

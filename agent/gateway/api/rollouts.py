@@ -7,12 +7,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agent.contracts.ids import SafeId
 from agent.gateway.api.auth import admin
 from agent.gateway.api.context import ApiContext, ctx
 from agent.gateway.api.errors import HttpProblem
 from agent.gateway.api.parse import int_param, parse_body
 from agent.gateway.fleet import DeployRequest, rollout_view
-from agent.contracts.ids import SafeId
 from agent.util.models import StrictModel
 
 

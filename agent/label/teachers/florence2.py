@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.fallback.child import FlorenceInputError, check_image
+from agent.fallback.factory import create_runtime
 from agent.fallback.parse import (
     FlorenceParseError,
     UnknownTaskError,
@@ -29,12 +30,7 @@ from agent.fallback.parse import (
     check_task,
     parse_generation,
 )
-from agent.fallback.runtime import (
-    FlorenceModelError,
-    FlorenceRuntime,
-    create_runtime,
-    resolve_model,
-)
+from agent.fallback.runtime import FlorenceModelError, FlorenceRuntime, resolve_model
 from agent.label.teachers import LabelledBox, TeacherError
 
 RUNTIMES = ("torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8", "onnx-fp32")

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agent.label.teachers import LabelledBox, TeacherError
+from agent.util.models import FrozenModel
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +45,8 @@ COCO_LABELS: dict[int, str] = {
 }  # fmt: skip
 
 
-class SsdMobileNetV2Config(BaseModel):
+class SsdMobileNetV2Config(FrozenModel):
     """Settings of the SSD-MobileNet-v2 teacher."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_dir: Path | None = Field(
         None,
