@@ -10,6 +10,7 @@ re-dump. A model built in code (the signing side) has nothing received and dumps
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -40,6 +41,14 @@ class SignedModel(BaseModel):
         obj = cls.model_validate(raw)
         _attach_received(obj, raw)
         return obj
+
+    @classmethod
+    def from_json(cls: type[T], data: bytes | str) -> T:
+        """`from_wire` of a JSON text (raises ValueError: bad JSON, or pydantic's error)."""
+        raw = json.loads(data)
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{cls.__name__}: expected a JSON object")
+        return cls.from_wire(raw)
 
     @property
     def received(self) -> dict[str, Any] | None:

@@ -40,7 +40,7 @@ class CommandSigner:
             command_id=a.command_id,
             device=a.device,
             action=OtaAction.DEPLOY if a.kind is CommandKind.DEPLOY else OtaAction.ROLLBACK,
-            manifest=SignedManifest.model_validate(model.signed),
+            manifest=SignedManifest.from_wire(model.signed),
             artifact_url=f"{self.public_url}/v1/artifacts/{model.sha256}",
             sequence=sequence,
             issued=format_rfc3339(now),

@@ -379,9 +379,7 @@ class Fleet:
 
     def _reported_sequence(self, device: str) -> int:
         """The last sequence the device says it accepted (its retained ota/state), or 0."""
-        row = self.store.device(device)
-        reported = None if row is None or row.ota is None else row.ota.get("last_sequence")
-        return reported if isinstance(reported, int) and reported >= 0 else 0
+        return self.ingest.reported_sequence.get(device, 0)
 
     # -- views ----------------------------------------------------------------------------------
 

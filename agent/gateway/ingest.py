@@ -73,6 +73,7 @@ class DeviceIngest:
         self.prefix = prefix
         self.clock = clock
         self.stats = IngestStats()
+        self.reported_sequence: dict[str, int] = {}  # device -> last OTA sequence it accepted
         self._lock = threading.Lock()
 
     def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
@@ -106,6 +107,10 @@ class DeviceIngest:
         elif isinstance(msg, HealthMessage):
             self.devices.record(device, now, health=data)
         elif isinstance(msg, OtaStateMessage):
+            if msg.last_sequence is not None:  # true even of a command this gateway forgot
+                with self._lock:
+                    last = max(msg.last_sequence, self.reported_sequence.get(device, 0))
+                    self.reported_sequence[device] = last
             if msg.command_id is not None and not self.command_sent(device, msg.command_id):
                 self._unknown_command(device, msg.command_id)
                 return

@@ -256,7 +256,6 @@ def _request(opts: dict[str, Any], now: float) -> Any:
 def models_import(ctx: click.Context, file: Path, manifest_path: Path) -> None:
     """Register FILE, signed on the workstation: the release signature (trust.release_keys),
     expiry, sha256 and length are checked, and the model itself (no external data)."""
-    from pydantic import ValidationError
 
     from agent.gateway.db import Store
     from agent.gateway.registry import RegistryError, import_model
@@ -264,8 +263,8 @@ def models_import(ctx: click.Context, file: Path, manifest_path: Path) -> None:
 
     cfg = gateway_config(ctx)
     try:
-        signed = SignedManifest.model_validate_json(manifest_path.read_bytes())
-    except (ValidationError, OSError) as err:
+        signed = SignedManifest.from_json(manifest_path.read_bytes())
+    except (ValueError, OSError) as err:  # bad JSON or pydantic's ValidationError
         first = " ".join(str(err).splitlines()[:3])
         raise click.ClickException(f"{manifest_path}: not a signed manifest: {first}") from None
     try:

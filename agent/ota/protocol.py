@@ -9,10 +9,11 @@ Three payloads cross the wire (documented in `docs/ota.md`):
 * `OtaStateMessage` - the device's position in the OTA state machine, published retained on
   `edge/<device>/ota/state`.
 
-Signatures cover `canonical_bytes(model)`: the model dumped in pydantic "json" mode with field
-aliases, without the `signature` field, serialised as JSON with sorted keys, no whitespace,
-UTF-8 (non-ASCII kept as UTF-8, not escaped). Each signed type carries a distinct `schema`
-value, so a signature over a manifest can never be replayed as a signature over a command.
+Signatures cover `canonical_bytes(model)`: the canonical form (`agent.contracts.canonical`) of
+the JSON object *as received* (`SignedModel.from_wire`), or as built on the signing side, without
+its `signature` field. A newer verifier thus accepts what an older signer wrote. Each signed
+type carries a distinct `schema` value, so a signature over a manifest can never be replayed
+as a signature over a command.
 
 Pure pydantic and hashing: no disk, no network. Signing and verifying live in
 `agent.ota.signing`; the order of checks lives in `agent.ota.validate`.
@@ -25,11 +26,13 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent.contracts.canonical import canonical_json
 from agent.contracts.ids import SafeId
+from agent.contracts.signed import SignedModel
 from agent.manifest import Manifest
 
 SIGNED_MANIFEST_SCHEMA = "edge.signed-manifest/1"
@@ -179,7 +182,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class SignedManifest(_Strict):
+class SignedManifest(SignedModel):
     """A manifest signed by a release key (kept off the device)."""
 
     schema_: Literal["edge.signed-manifest/1"] = Field(
@@ -198,7 +201,7 @@ class SignedManifest(_Strict):
     )
 
 
-class OtaCommand(_Strict):
+class OtaCommand(SignedModel):
     """A deploy or rollback order for one device, signed by a gateway key."""
 
     schema_: Literal["edge.ota-command/1"] = Field(
@@ -337,27 +340,14 @@ class OtaStateMessage(_Strict):
 # canonical form
 
 
-def canonical_json(data: Any) -> bytes:
-    """JSON with sorted keys, no whitespace, UTF-8 (non-ASCII not escaped)."""
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
 def canonical_bytes(model: SignedManifest | OtaCommand) -> bytes:
-    """The bytes a signature covers: the model in JSON mode, by alias, without `signature`.
+    """The bytes a signature covers: the received (or built) JSON without `signature`.
 
     The nested signed manifest inside a command is included whole (with its own signature),
-    so the gateway key vouches for exactly which release signature it forwarded.
+    exactly as the release key's signer wrote it, so the gateway key vouches for exactly which
+    release signature it forwarded.
     """
-    data = model.model_dump(mode="json", by_alias=True, exclude={"signature"})
-    return canonical_json(data)
-
-
-def envelope_digest(envelope: SignedManifest) -> str:
-    """SHA-256 hex of the full signed envelope (signature included), for content addressing."""
-    data = envelope.model_dump(mode="json", by_alias=True)
-    return hashlib.sha256(canonical_json(data)).hexdigest()
+    return model.signed_part()
 
 
 def command_digest(command: OtaCommand) -> str:
@@ -399,7 +389,7 @@ def parse_command(payload: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> OtaComm
     if not isinstance(data, dict):
         raise OtaRejectedError(Reason.MALFORMED, "command must be a JSON object")
     try:
-        return OtaCommand.model_validate(data)
+        return OtaCommand.from_wire(data)
     except ValueError as err:  # pydantic.ValidationError subclasses ValueError
         errors = getattr(err, "errors", None)
         problems = errors() if callable(errors) else []

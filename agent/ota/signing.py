@@ -1,20 +1,18 @@
 """ed25519 signing and verification of OTA manifests and commands.
 
-Keys are raw 32-byte ed25519 keys, written as base64 in config files. A key id is the first
-16 hex digits of sha256 of the raw public key (`key_id`). The device trusts two separate sets
-of public keys from its config: release keys (sign manifests) and gateway keys (sign
-commands); a key from one set is unknown to the other.
+Signatures are made and checked by `agent.trust.signing` over the canonical form of the
+received JSON; this module maps their failures to OTA reason codes. The device trusts two
+separate sets of public keys from its config (`trust:`): release keys (sign manifests) and
+gateway keys (sign commands); a key from one set is unknown to the other.
 
 Used by the device (verify) and by the gateway and tests (sign). No disk, no network.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.manifest import Manifest
@@ -23,23 +21,33 @@ from agent.ota.protocol import (
     OtaRejectedError,
     Reason,
     SignedManifest,
-    canonical_bytes,
     parse_rfc3339,
 )
 from agent.trust.signing import (  # noqa: F401  (re-exported for OTA callers)
     PublicKeyLike,
+    SignatureError,
+    SignatureProblem,
     key_id,
     load_private_key,
     load_public_key,
     private_key_b64,
     public_key_b64,
     public_raw,
+    sign,
     trusted_key_map,
+    verify,
 )
 
-
-def _sign(data: bytes, key: Ed25519PrivateKey) -> str:
-    return base64.b64encode(key.sign(data)).decode("ascii")
+_MANIFEST_REASONS = {
+    SignatureProblem.UNSIGNED: Reason.MANIFEST_UNSIGNED,
+    SignatureProblem.UNKNOWN_KEY: Reason.MANIFEST_UNKNOWN_KEY,
+    SignatureProblem.BAD_SIGNATURE: Reason.BAD_MANIFEST_SIGNATURE,
+}
+_COMMAND_REASONS = {
+    SignatureProblem.UNSIGNED: Reason.UNSIGNED,
+    SignatureProblem.UNKNOWN_KEY: Reason.UNKNOWN_KEY,
+    SignatureProblem.BAD_SIGNATURE: Reason.BAD_SIGNATURE,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,8 +56,7 @@ def _sign(data: bytes, key: Ed25519PrivateKey) -> str:
 
 def sign_manifest(manifest: Manifest, private_key: Ed25519PrivateKey) -> SignedManifest:
     """Wrap `manifest` in an envelope signed by a release key."""
-    unsigned = SignedManifest(manifest=manifest, key_id=key_id(private_key))
-    return unsigned.model_copy(update={"signature": _sign(canonical_bytes(unsigned), private_key)})
+    return sign(SignedManifest(manifest=manifest), private_key)
 
 
 def verify_manifest(
@@ -63,20 +70,10 @@ def verify_manifest(
     `bad_manifest_signature` or `expired_manifest`. `now` defaults to the current UTC time;
     pass None-checking callers a fixed time in tests.
     """
-    if envelope.signature is None or envelope.key_id is None:
-        raise OtaRejectedError(Reason.MANIFEST_UNSIGNED, "manifest has no signature or key id")
-    pub = trusted_keys.get(envelope.key_id)
-    if pub is None:
-        raise OtaRejectedError(
-            Reason.MANIFEST_UNKNOWN_KEY, f"manifest signed by untrusted key {envelope.key_id}"
-        )
     try:
-        load_public_key(pub).verify(base64.b64decode(envelope.signature), canonical_bytes(envelope))
-    except InvalidSignature:
-        raise OtaRejectedError(
-            Reason.BAD_MANIFEST_SIGNATURE,
-            f"manifest signature does not verify with key {envelope.key_id}",
-        ) from None
+        verify(envelope, trusted_keys)
+    except SignatureError as err:
+        raise OtaRejectedError(_MANIFEST_REASONS[err.problem], f"manifest: {err.detail}") from None
     m = envelope.manifest
     if m.expires is not None:
         try:
@@ -97,8 +94,7 @@ def verify_manifest(
 
 def sign_command(command: OtaCommand, private_key: Ed25519PrivateKey) -> OtaCommand:
     """Return `command` with `key_id` and `signature` of the gateway key filled in."""
-    unsigned = command.model_copy(update={"key_id": key_id(private_key), "signature": None})
-    return unsigned.model_copy(update={"signature": _sign(canonical_bytes(unsigned), private_key)})
+    return sign(command, private_key)
 
 
 def verify_command_signature(
@@ -106,19 +102,10 @@ def verify_command_signature(
 ) -> OtaCommand:
     """Check only the gateway signature. Raises OtaRejectedError (unsigned, unknown_key,
     bad_signature)."""
-    if command.signature is None or command.key_id is None:
-        raise OtaRejectedError(Reason.UNSIGNED, "command has no signature or key id")
-    pub = trusted_keys.get(command.key_id)
-    if pub is None:
-        raise OtaRejectedError(
-            Reason.UNKNOWN_KEY, f"command signed by untrusted key {command.key_id}"
-        )
     try:
-        load_public_key(pub).verify(base64.b64decode(command.signature), canonical_bytes(command))
-    except InvalidSignature:
-        raise OtaRejectedError(
-            Reason.BAD_SIGNATURE, f"command signature does not verify with key {command.key_id}"
-        ) from None
+        verify(command, trusted_keys)
+    except SignatureError as err:
+        raise OtaRejectedError(_COMMAND_REASONS[err.problem], f"command: {err.detail}") from None
     return command
 
 

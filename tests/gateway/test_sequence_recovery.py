@@ -5,6 +5,7 @@ its last accepted sequence and the gateway numbers above it (real Mosquitto, rea
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,9 @@ import pytest
 import yaml
 
 from agent.gateway.db import Store
+from agent.gateway.devices import DeviceBook
 from tests.gateway.conftest import DEMO_MODEL, REPO, Site, cli, start_rollout
+from tests.gateway.sim_device import device_token
 from tests.helpers.daemon import DEMO_MANIFEST, demo_config
 from tests.ota.models import retagged
 
@@ -36,6 +39,7 @@ def daemon(site: Site) -> Iterator[subprocess.Popen[bytes]]:
         "probation_min_frames": 2,
         "validation_frames": 2,
         "latency_budget_ms": 20000.0,  # a loaded 2-core CI box, not a latency test
+        "gateway_token_env": "EDGE_GATEWAY_TOKEN",  # artifacts need the device's token
     }
     cfg = demo_config(site.tmp / "state", site.broker.port, device=DEVICE, ota=ota)
     cfg["cameras"][0]["fps_cap"] = 4.0
@@ -51,6 +55,7 @@ def daemon(site: Site) -> Iterator[subprocess.Popen[bytes]]:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
+            env={**os.environ, "EDGE_GATEWAY_TOKEN": device_token(DEVICE)},
         )
     try:
         yield proc
@@ -89,5 +94,5 @@ def test_gateway_restored_from_old_backup_resumes_rollouts(
     view = site.wait_rollout(rid, timeout=120)
     assert view["state"] == "succeeded", view
     with Store(db) as store:
-        row = store.device(DEVICE)
+        row = DeviceBook(store).get(DEVICE)
     assert row is not None and row.ota is not None and row.ota["last_sequence"] == 2
