@@ -16,13 +16,9 @@ import numpy.typing as npt
 import pytest
 
 from agent.engines.base import EngineError
-from agent.engines.build import (
-    BuildOptions,
-    ensure_engine,
-    probe_platform,
-    read_record,
-    sidecar_path,
-)
+from agent.engines.build import ensure_engine, read_record
+from agent.engines.engine_cache import BuildOptions, sidecar_path
+from agent.engines.trt_runtime import probe_platform
 from agent.engines.detector import Detector, load_detector
 from agent.engines.ort import OnnxRuntimeConfig
 from agent.engines.trt import TensorRTConfig, TensorRTEngine
