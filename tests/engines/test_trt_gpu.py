@@ -17,11 +17,11 @@ import pytest
 
 from agent.engines.base import EngineError
 from agent.engines.build import ensure_engine, read_record
-from agent.engines.engine_cache import BuildOptions, sidecar_path
-from agent.engines.trt_runtime import probe_platform
 from agent.engines.detector import Detector, load_detector
+from agent.engines.engine_cache import BuildOptions, sidecar_path
 from agent.engines.ort import OnnxRuntimeConfig
 from agent.engines.trt import TensorRTConfig, TensorRTEngine
+from agent.engines.trt_runtime import probe_platform
 from agent.engines.yolo import box_iou
 from agent.types import Detections
 
