@@ -191,6 +191,59 @@ def resolve_input_shape(
     return shape
 
 
+def cached_engine_for(config: TensorRTConfig, onnx_path: Path) -> Path:
+    """The valid cached engine built from `onnx_path` with this config's build settings.
+
+    Loading never builds (a hot swap must not wait minutes): the engine comes from
+    `ensure_engine` (OTA `building` state, `edge-agent engine build`).
+    """
+    from agent.engines.build import find_cached_engine
+
+    return find_cached_engine(
+        onnx_path,
+        BuildOptions.from_config(config),
+        config.cache_dir,
+        device=config.device,
+    )
+
+
+def check_sidecar(config: TensorRTConfig, model_path: Path, plan: bytes) -> dict[str, str]:
+    """Refuse an engine whose sidecar records another TensorRT/GPU; return its ONNX metadata.
+
+    An engine without a sidecar (e.g. a prebuilt OTA artifact) is loaded on the strength
+    of its manifest's compat check; TensorRT itself refuses a plan from another version.
+    """
+    from agent.engines.build import read_record
+
+    side = sidecar_path(model_path)
+    if not side.exists():
+        log.warning(
+            "engine has no sidecar; relying on its manifest's compat and TensorRT's checks",
+            path=str(model_path),
+        )
+        return {}
+    try:
+        record = read_record(side)
+    except EngineRecordError as exc:
+        raise EngineError(
+            f"engine sidecar {side} is unreadable ({exc}); rebuild the engine"
+        ) from exc
+    problems = platform_mismatches(record.identity, probe_platform(config.device))
+    if problems:
+        raise EngineError(
+            f"engine {model_path} was built for another platform ({'; '.join(problems)}); "
+            "rebuild it on this device (`edge-agent engine build`)"
+        )
+    if hashlib.sha256(plan).hexdigest() != record.engine_sha256:
+        raise EngineError(
+            f"engine {model_path} does not match its sidecar sha256 (truncated or replaced); "
+            "rebuild it"
+        )
+    meta = dict(record.onnx_metadata)
+    meta["source_onnx_sha256"] = record.identity.onnx_sha256
+    return meta
+
+
 @dataclass
 class _Binding:
     """One I/O tensor: its page-locked host array and where the GPU sees it.
@@ -280,7 +333,7 @@ class TensorRTEngine:
         if self._ctx is not None:
             raise EngineError("engine already loaded; close() it first")
         if model_path.suffix.lower() == ".onnx":
-            model_path = self._cached_engine_for(model_path)
+            model_path = cached_engine_for(self.config, model_path)
         if not model_path.is_file():
             raise EngineError(f"engine file not found: {model_path}")
         try:
@@ -290,7 +343,7 @@ class TensorRTEngine:
         metadata, plan = split_ultralytics_header(blob)
         check_header_metadata(metadata)
         self._trt, self._cuda = import_trt()
-        metadata.update(self._check_sidecar(model_path, plan))
+        metadata.update(check_sidecar(self.config, model_path, plan))
         with self._lock:
             io = self._load_locked(model_path, plan, metadata)
         log.info(
@@ -303,57 +356,6 @@ class TensorRTEngine:
             outputs=[o.shape for o in io.outputs],
         )
         return io
-
-    def _cached_engine_for(self, onnx_path: Path) -> Path:
-        """The valid cached engine built from `onnx_path` with this config's build settings.
-
-        Loading never builds (a hot swap must not wait minutes): the engine comes from
-        `ensure_engine` (OTA `building` state, `edge-agent engine build`).
-        """
-        from agent.engines.build import find_cached_engine
-
-        return find_cached_engine(
-            onnx_path,
-            BuildOptions.from_config(self.config),
-            self.config.cache_dir,
-            device=self.config.device,
-        )
-
-    def _check_sidecar(self, model_path: Path, plan: bytes) -> dict[str, str]:
-        """Refuse an engine whose sidecar records another TensorRT/GPU; return its ONNX metadata.
-
-        An engine without a sidecar (e.g. a prebuilt OTA artifact) is loaded on the strength
-        of its manifest's compat check; TensorRT itself refuses a plan from another version.
-        """
-        from agent.engines.build import read_record
-
-        side = sidecar_path(model_path)
-        if not side.exists():
-            log.warning(
-                "engine has no sidecar; relying on its manifest's compat and TensorRT's checks",
-                path=str(model_path),
-            )
-            return {}
-        try:
-            record = read_record(side)
-        except EngineRecordError as exc:
-            raise EngineError(
-                f"engine sidecar {side} is unreadable ({exc}); rebuild the engine"
-            ) from exc
-        problems = platform_mismatches(record.identity, probe_platform(self.config.device))
-        if problems:
-            raise EngineError(
-                f"engine {model_path} was built for another platform ({'; '.join(problems)}); "
-                "rebuild it on this device (`edge-agent engine build`)"
-            )
-        if hashlib.sha256(plan).hexdigest() != record.engine_sha256:
-            raise EngineError(
-                f"engine {model_path} does not match its sidecar sha256 (truncated or replaced); "
-                "rebuild it"
-            )
-        meta = dict(record.onnx_metadata)
-        meta["source_onnx_sha256"] = record.identity.onnx_sha256
-        return meta
 
     def _load_locked(self, model_path: Path, plan: bytes, metadata: dict[str, str]) -> EngineIO:
         """Everything of `load` that runs in the context; undone by `_release` on failure."""
@@ -465,12 +467,36 @@ class TensorRTEngine:
             with context_current(self._cuda, self._ctx):
                 return self._run(tensor)
 
-    def _run(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+    def infer_timed(
+        self, tensor: npt.NDArray[np.float32]
+    ) -> tuple[list[npt.NDArray[np.float32]], dict[str, float]]:
+        """`infer`, plus the GPU-side ms of its stages from CUDA events (for benchmarks).
+
+        Returns:
+            The outputs, and {"h2d", "engine", "d2h"} in ms (h2d and d2h are ~0 with mapped
+            zero-copy buffers on an integrated GPU).
+        """
+        with self._lock:
+            if self._ctx is None:
+                raise EngineError("TensorRT engine is not loaded (or was closed)")
+            with context_current(self._cuda, self._ctx):
+                events = [self._cuda.Event() for _ in range(4)]
+                outputs = self._run(tensor, events)
+                stages = ("h2d", "engine", "d2h")
+                return outputs, {
+                    name: float(events[i].time_till(events[i + 1])) for i, name in enumerate(stages)
+                }
+
+    def _run(
+        self, tensor: npt.NDArray[np.float32], events: list[Any] | None = None
+    ) -> list[npt.NDArray[np.float32]]:
         """Input in, execute_async_v3, outputs out, synchronise (context already current).
 
         Mapped bindings need no copies: the GPU reads the input and writes the outputs in
         place, and the stream synchronisation orders that before the host reads them.
+        `events`: four CUDA events recorded around the copies and the engine (benchmarks).
         """
+        marks = events or []
         cuda, inp = self._cuda, self._input
         if inp is None or self._context is None:
             raise EngineError("TensorRT engine is not loaded (or was closed)")
@@ -478,17 +504,26 @@ class TensorRTEngine:
             raise EngineError(f"input shape {tuple(tensor.shape)} != engine input {inp.shape}")
         np.copyto(inp.host, tensor, casting="same_kind")
         try:
+            self._mark(marks, 0)
             if not inp.mapped:
                 cuda.memcpy_htod_async(inp.device, inp.host, self._stream)
+            self._mark(marks, 1)
             if not self._context.execute_async_v3(stream_handle=self._stream.handle):
                 raise EngineError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+            self._mark(marks, 2)
             for out in self._outputs:
                 if not out.mapped:
                     cuda.memcpy_dtoh_async(out.host, out.device, self._stream)
+            self._mark(marks, 3)
             self._stream.synchronize()
         except cuda.Error as exc:
             raise EngineError(f"CUDA error during inference: {exc}") from exc
         return [out.host.astype(np.float32, copy=True) for out in self._outputs]
+
+    def _mark(self, events: list[Any], i: int) -> None:
+        """Record benchmark event `i` on the stream, when events were given."""
+        if events:
+            events[i].record(self._stream)
 
     # -- close -------------------------------------------------------------------------
     def close(self) -> None:
