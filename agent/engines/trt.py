@@ -351,7 +351,7 @@ class TensorRTEngine:
             path=str(model_path),
             device=self.config.device,
             tensorrt=self._trt.__version__,
-            zero_copy=bool(self._input and self._input.mapped),
+            zero_copy=self.zero_copy,
             input=io.inputs[0].shape,
             outputs=[o.shape for o in io.outputs],
         )
@@ -563,6 +563,11 @@ class TensorRTEngine:
         self._runtime = None
         self._stream = None
         return errors
+
+    @property
+    def zero_copy(self) -> bool:
+        """True when the I/O buffers are mapped pinned host memory (integrated GPU)."""
+        return bool(self._input is not None and self._input.mapped)
 
     @property
     def loaded(self) -> bool:
