@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -144,6 +144,32 @@ class OnnxRuntimeEngine:
         if not model_path.is_file():
             raise EngineError(f"model file not found: {model_path}")
         providers = self._choose_providers()
+        session = self._open_session(ort, model_path, providers)
+        active = session.get_providers()
+        io = self._describe(session, model_path)
+        self._session = session
+        self._input_name = io.inputs[0].name
+        self._output_names = [o.name for o in io.outputs]
+        self.providers = active
+        try:
+            self._warmup(io)
+        except EngineError:
+            self.close()
+            raise
+        log.info(
+            "onnxruntime model loaded",
+            path=str(model_path),
+            providers=active,
+            threads=self.config.threads,
+            input=io.inputs[0].shape,
+            outputs=[o.shape for o in io.outputs],
+        )
+        return io
+
+    def _open_session(
+        self, ort: Any, model_path: Path, providers: list[str]
+    ) -> onnxruntime.InferenceSession:
+        """An InferenceSession on `providers` (TensorRT configured); refuse dropped providers."""
         if TRT_PROVIDER in providers:
             try:
                 self.config.trt_cache_dir.mkdir(parents=True, exist_ok=True)
@@ -177,25 +203,7 @@ class OnnxRuntimeEngine:
             )
         if dropped:
             log.warning("onnxruntime provider fallback", failed=dropped, using=active)
-        io = self._describe(session, model_path)
-        self._session = session
-        self._input_name = io.inputs[0].name
-        self._output_names = [o.name for o in io.outputs]
-        self.providers = active
-        try:
-            self._warmup(io)
-        except EngineError:
-            self.close()
-            raise
-        log.info(
-            "onnxruntime model loaded",
-            path=str(model_path),
-            providers=active,
-            threads=self.config.threads,
-            input=io.inputs[0].shape,
-            outputs=[o.shape for o in io.outputs],
-        )
-        return io
+        return session
 
     @staticmethod
     def _describe(session: onnxruntime.InferenceSession, model_path: Path) -> EngineIO:
