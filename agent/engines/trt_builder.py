@@ -19,7 +19,9 @@ docs/jetson.md.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -230,6 +232,20 @@ def _make_calibrator(
     return _Calibrator()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def end_with_parent() -> None:
+    """Have Linux send this process SIGTERM when its parent dies.
+
+    A builder holds up to gigabytes of GPU memory for minutes: when the agent is stopped or
+    killed mid-build, its builder must not live on beside the restarted agent.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        log.warning("builder cannot follow its parent", errno=ctypes.get_errno())
+
+
 def run_job(job_file: Path, plan_file: Path, result_file: Path) -> int:
     """The builder process's work: build the job, write the plan or the error. Exit code.
 
@@ -248,4 +264,5 @@ def run_job(job_file: Path, plan_file: Path, result_file: Path) -> int:
 if __name__ == "__main__":
     if len(sys.argv) != 4:
         sys.exit("usage: python -m agent.engines.trt_builder JOB.json PLAN RESULT.json")
+    end_with_parent()
     sys.exit(run_job(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
