@@ -22,10 +22,37 @@ DEFAULT_KIND: ModelKind = "detector"
 
 
 class Compat(BaseModel):
-    """Where a prebuilt engine (format "engine") runs; checked by the device before download."""
+    """Where a prebuilt engine (format "engine") runs; checked by the device before download.
+
+    A TensorRT engine runs only on the exact TensorRT version that built it (unless it was
+    built with BuilderFlag.VERSION_COMPATIBLE) and should run only on the device model it was
+    tuned on (an AGX Orin engine on an Orin Nano loads, but with tactics for 16 SMs on 8).
+    So an engine's compat must name both `tensorrt` and `gpu_name`; the device refuses an
+    engine whose compat does not (`engine_compat_problems`), with reason `incompatible`.
+    The gateway's `models add` fills them from the engine's build record.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    tensorrt: str | None = Field(
+        None,
+        pattern=r"^\d+(\.\d+){0,3}$",
+        description="Exact TensorRT version that built the engine, e.g. '10.3.0.30' "
+        "(tensorrt.__version__ on the build device). Required for engines.",
+    )
+    version_compatible: bool = Field(
+        False,
+        description="The engine was built with BuilderFlag.VERSION_COMPATIBLE: it also runs on "
+        "later TensorRT versions of the same major, not only on `tensorrt`.",
+    )
+    gpu_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Device model the engine was built on: CUDA device name and SM count as "
+        "in its build record, e.g. 'Orin (8 SMs)' (AGX Orin: 'Orin (16 SMs)'). Required for "
+        "engines.",
+    )
     min_tensorrt: str | None = Field(
         None,
         pattern=r"^\d+(\.\d+){0,3}$",
@@ -84,6 +111,66 @@ def compat_problems(
             if compat.gpu_arch.rstrip("abcdefghijklmnopqrstuvwxyz") != here:
                 problems.append(f"built for {compat.gpu_arch}, GPU here is {here}")
     return problems
+
+
+def _same_version(a: str, b: str) -> bool:
+    """'10.3' and '10.3.0.0' are the same version; '10.3' and '10.3.0.30' are not."""
+    x, y = _version_tuple(a), _version_tuple(b)
+    width = max(len(x), len(y))
+    return x + (0,) * (width - len(x)) == y + (0,) * (width - len(y))
+
+
+def _tensorrt_problems(compat: Compat, tensorrt_version: str | None) -> list[str]:
+    """The exact-version rule of `engine_compat_problems`."""
+    if compat.tensorrt is None:
+        return [
+            "compat names no TensorRT version (compat.tensorrt): an engine runs only on "
+            "the exact version that built it"
+        ]
+    if tensorrt_version is None:
+        return [f"built with TensorRT {compat.tensorrt}, none here"]
+    if compat.version_compatible:  # later versions of the same major load it too
+        floor = Compat(min_tensorrt=compat.tensorrt)
+        return compat_problems(floor, tensorrt_version=tensorrt_version, compute_capability=None)
+    if not _same_version(compat.tensorrt, tensorrt_version):
+        return [
+            f"built with TensorRT {compat.tensorrt}, here {tensorrt_version} (engines run only "
+            "on the exact version that built them)"
+        ]
+    return []
+
+
+def _device_problems(compat: Compat, gpu_name: str | None) -> list[str]:
+    """The device-model rule of `engine_compat_problems`."""
+    if compat.gpu_name is None:
+        return ["compat names no device model (compat.gpu_name, e.g. 'Orin (8 SMs)')"]
+    if gpu_name is None:
+        return [f"built on {compat.gpu_name}, GPU unknown here"]
+    if compat.gpu_name != gpu_name:
+        return [f"built on {compat.gpu_name}, GPU here is {gpu_name}"]
+    return []
+
+
+def engine_compat_problems(
+    compat: Compat,
+    *,
+    tensorrt_version: str | None,
+    compute_capability: str | None,
+    gpu_name: str | None,
+) -> list[str]:
+    """Why a prebuilt engine with `compat` must not run on this device (empty: it may).
+
+    On top of `compat_problems`: the compat must name the exact TensorRT version (a later
+    version of the same major is accepted only when `version_compatible`) and the device
+    model (`gpu_name`), and both must match this device. Unknown is never a pass.
+    """
+    return (
+        _tensorrt_problems(compat, tensorrt_version)
+        + _device_problems(compat, gpu_name)
+        + compat_problems(
+            compat, tensorrt_version=tensorrt_version, compute_capability=compute_capability
+        )
+    )
 
 
 class Manifest(BaseModel):

@@ -15,7 +15,9 @@
 #   --purge         with --uninstall: also delete /etc/<name> and /var/lib/<name> (engines, outbox!)
 #
 # The Python package must be installed first so that /usr/local/bin/edge-agent (or
-# edge-gateway) exists: e.g. `sudo pip3 install '.[jetson]'` (see docs/jetson.md).
+# edge-gateway) exists. On a Jetson: Ubuntu's python3-opencv and python3-numpy, pycuda and
+# cuda-python first, then `sudo pip3 install '.[jetson]'`, which keeps that cv2 and numpy 1.x
+# (never '.[cpu]' there: a pip OpenCV has no GStreamer). Steps in docs/jetson.md section 1.
 # The service user is never deleted (its UID may still own files).
 set -euo pipefail
 
@@ -86,7 +88,7 @@ user_ids() {
 do_install() {
   for f in "$UNIT_SRC" "$SYSUSERS_SRC" "$CONFIG"; do [ -f "$f" ] || die "missing $f"; done
   if [ ! -x "$P$BIN" ]; then
-    die "$P$BIN not found: install the Python package first (sudo pip3 install '.[jetson]' on a Jetson, '.[gateway]' on the gateway), or link $BIN to it"
+    die "$P$BIN not found: install the Python package first (on a Jetson: docs/jetson.md section 1, ending in sudo pip3 install '.[jetson]'; on the gateway: sudo pip3 install '.[gateway]'), or link $BIN to it"
   fi
   command -v systemd-sysusers >/dev/null || die "systemd-sysusers not found (apt-get install systemd)"
   command -v systemctl >/dev/null || die "systemctl not found (apt-get install systemd)"

@@ -183,6 +183,21 @@ def test_pycuda_built_in_image_and_no_autoinit() -> None:
     assert "pycuda.autoinit" not in DOCKERFILE.read_text()
 
 
+def test_build_needs_no_gpu() -> None:
+    """No RUN imports what needs libcuda.so.1 (absent under BuildKit); pycuda links the stub."""
+    runs = " ".join(args_of("RUN"))
+    for needs_driver in ("import tensorrt", "pycuda.driver", "from cuda import", "cuda.bindings"):
+        assert needs_driver not in runs, f"a build step imports {needs_driver}"
+    envs = " ".join(rest for word, rest in INSTR if word == "ENV")
+    assert "LIBRARY_PATH=/usr/local/cuda/lib64/stubs" in envs
+
+
+def test_documented_gpu_check_at_run_time() -> None:
+    """The header shows how to check TensorRT and the GPU in a running container."""
+    text = DOCKERFILE.read_text().replace("\\\n#", "")
+    assert re.search(r"docker run --rm --runtime nvidia .*pycuda\.driver", text), text[:2000]
+
+
 def test_documented_run_line() -> None:
     """The header's `docker run` line has the GPU runtime, the camera device and the volume."""
     text = DOCKERFILE.read_text()

@@ -88,12 +88,11 @@ def build_command(
     from pydantic import ValidationError
 
     from agent.engines.base import EngineError
-    from agent.engines.build import (
+    from agent.engines.build import ensure_engine, gather_facts
+    from agent.engines.engine_cache import (
         BuildArgsError,
         BuildOptions,
         check_build_args,
-        ensure_engine,
-        gather_facts,
         precision_from_flags,
         sidecar_path,
     )
@@ -138,7 +137,8 @@ def build_command(
 @click.argument("engine", type=click.Path(path_type=Path))
 def show_command(engine: Path) -> None:
     """Print what ENGINE was built from and for (its sidecar JSON)."""
-    from agent.engines.build import EngineRecordError, read_record, sidecar_path
+    from agent.engines.build import read_record
+    from agent.engines.engine_cache import EngineRecordError, sidecar_path
 
     side = sidecar_path(engine) if engine.suffix != ".json" else engine
     try:
@@ -153,6 +153,8 @@ def show_command(engine: Path) -> None:
         f"platform    TensorRT {ident.tensorrt_version}, {ident.gpu_name}, "
         f"compute {ident.compute_capability}"
     )
+    runs_on = "later 10.x too" if record.version_compatible else "this exact version only"
+    click.echo(f"runs on     TensorRT {ident.tensorrt_version} ({runs_on})")
     click.echo(f"precision   {ident.precision}  workspace {ident.workspace_mib} MiB")
     if ident.calibration_sha256:
         click.echo(f"calibration {ident.calibration_sha256[:16]}... ({ident.calib_max_images} max)")

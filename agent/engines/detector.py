@@ -16,6 +16,7 @@ import numpy.typing as npt
 import structlog
 
 from agent.engines.base import Engine, EngineError, EngineIO
+from agent.engines.engine_cache import ENGINE_SUFFIXES, EngineRecordError, sidecar_path
 from agent.engines.model_loading import (
     ModelMetadataError,
     file_sha256,
@@ -153,9 +154,6 @@ class Detector:
         self.close()
 
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
-
 def _artifact_sha256(model_path: Path, file_sha256: str, manifest: Manifest) -> str:
     """The sha256 that identifies the model: the manifest's artifact, checked against the file.
 
@@ -167,7 +165,7 @@ def _artifact_sha256(model_path: Path, file_sha256: str, manifest: Manifest) -> 
         ModelMetadataError: the file is not the manifest's artifact (nor built from it).
     """
     if manifest.format == "onnx" and model_path.suffix in ENGINE_SUFFIXES:
-        from agent.engines.build import EngineRecordError, read_record, sidecar_path
+        from agent.engines.build import read_record
 
         try:
             record = read_record(sidecar_path(model_path))
@@ -260,7 +258,8 @@ def load_detector(
     if not model_path.is_file():
         raise EngineError(f"model file not found: {model_path}")
     sha256 = file_sha256(model_path)
-    engine = create_engine(engine_config)
+    input_hw = None if manifest is None else manifest.input_size
+    engine = create_engine(engine_config, input_hw=input_hw)
     io = engine.load(model_path)
     try:
         info = _model_info(model_path, sha256, io, manifest)

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,8 +14,8 @@ from pydantic import ValidationError
 
 from agent.engines.base import EngineError
 from agent.manifest import Manifest
-
-_CHUNK = 1 << 20
+from agent.util import files
+from agent.util.validation import format_validation_error
 
 
 class ModelMetadataError(EngineError):
@@ -29,14 +28,10 @@ def file_sha256(path: Path) -> str:
     Raises:
         EngineError: the file cannot be read.
     """
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
+        return files.file_sha256(path)
     except OSError as exc:
         raise EngineError(f"cannot read model file {path}: {exc}") from exc
-    return digest.hexdigest()
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -60,17 +55,24 @@ def load_manifest(path: Path) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ModelMetadataError(f"manifest {path} is invalid: {problems}") from exc
+        raise ModelMetadataError(
+            f"manifest {path} is invalid: {format_validation_error(exc)}"
+        ) from exc
+
+
+def _index_key(key: object) -> object:
+    """A class index key as an int: 3 and "3" (JSON objects have string keys) alike."""
+    if isinstance(key, str) and key.isdecimal():
+        return int(key)
+    return key
 
 
 def parse_names(raw: str) -> tuple[str, ...]:
     """Ultralytics `names` metadata ("{0: 'person', 1: 'car'}") -> ('person', 'car').
 
     Parsed with `ast.literal_eval` (literals only, never code). A list literal is accepted
-    too. Keys must be exactly 0..n-1.
+    too. Keys must be exactly 0..n-1, as integers (ONNX metadata: a Python dict repr) or
+    as decimal strings (the JSON header of an Ultralytics `.engine`: `{"0": "person"}`).
 
     Raises:
         ModelMetadataError: not a dict/list literal of strings indexed 0..n-1.
@@ -81,10 +83,18 @@ def parse_names(raw: str) -> tuple[str, ...]:
         raise ModelMetadataError(f"model metadata 'names' is not a literal: {raw[:200]!r}") from exc
     if isinstance(value, (list, tuple)):
         value = dict(enumerate(value))
+    if isinstance(value, dict):
+        indexed = {_index_key(k): v for k, v in value.items()}
+        if len(indexed) != len(value):  # both 0 and "0": which one is meant?
+            raise ModelMetadataError(f"model metadata 'names' repeats an index: {raw[:200]!r}")
+        value = indexed
     if not isinstance(value, dict) or not value:
         raise ModelMetadataError(f"model metadata 'names' is not a non-empty dict: {raw[:200]!r}")
-    if sorted(value) != list(range(len(value))) or not all(
-        isinstance(v, str) for v in value.values()
+    keys_are_ints = all(isinstance(k, int) and not isinstance(k, bool) for k in value)
+    if (
+        not keys_are_ints
+        or sorted(value) != list(range(len(value)))
+        or not all(isinstance(v, str) for v in value.values())
     ):
         raise ModelMetadataError(
             f"model metadata 'names' must map 0..n-1 to strings: {raw[:200]!r}"

@@ -17,8 +17,14 @@ from agent.engines.trt import TensorRTConfig
 EngineConfig = Annotated[OnnxRuntimeConfig | TensorRTConfig, Field(discriminator="type")]
 
 
-def create_engine(config: OnnxRuntimeConfig | TensorRTConfig) -> Engine:
-    """Build the (not yet loaded) engine for a backend config."""
+def create_engine(
+    config: OnnxRuntimeConfig | TensorRTConfig, *, input_hw: tuple[int, int] | None = None
+) -> Engine:
+    """Build the (not yet loaded) engine for a backend config.
+
+    `input_hw`: the model's input (H, W) when known (a manifest's); TensorRT sizes engines
+    with a dynamic input by it. ONNX Runtime takes any size per call and does not need it.
+    """
     if isinstance(config, OnnxRuntimeConfig):
         from agent.engines.ort import OnnxRuntimeEngine
 
@@ -26,5 +32,5 @@ def create_engine(config: OnnxRuntimeConfig | TensorRTConfig) -> Engine:
     if isinstance(config, TensorRTConfig):
         from agent.engines.trt import TensorRTEngine
 
-        return TensorRTEngine(config)
+        return TensorRTEngine(config, input_hw=input_hw)
     raise TypeError(f"unknown engine config {type(config).__name__}")

@@ -7,12 +7,21 @@ refuses (with the build command to run) when there is no valid one: loads never 
 It returns raw output tensors; YOLO decoding is shared with ONNX Runtime in
 `agent.engines.yolo`.
 
-CUDA context: `load()` creates one explicit context on the configured device
-(`pycuda.driver.Device(n).make_context()`, never `pycuda.autoinit`) and pops it again, so
-it is current on no thread between calls. Every call (`load`, `infer`, `close`) pushes it
-on the calling thread for the duration of the call and pops it in `finally`: the thread
-running inference owns the context while it uses it, a lock keeps calls one at a time, and
-a swap or OTA thread can load/close another engine without touching this one.
+CUDA context: every engine of the process uses the device's primary context
+(`agent.engines.trt_runtime.primary_context`, retained once, blocking-sync scheduling).
+Every call (`load`, `infer`, `close`) pushes it on the calling thread for the duration of
+the call and pops it in `finally`, so an engine loaded on one thread, run on another and
+closed on a third (a hot swap from the OTA thread) frees everything it allocated and no
+context is ever left behind. A lock keeps one engine's calls one at a time.
+
+Buffers: on an integrated GPU (Jetson: the device's `INTEGRATED` attribute) inputs and
+outputs live in mapped pinned host memory that the GPU reads and writes directly (no
+host<->device copies on a unified-memory device); a discrete GPU gets device buffers and
+async copies.
+
+Dynamic shapes: a dynamic batch runs at `BATCH` (1) and a dynamic H x W at the model's
+input size (the manifest's, else the `imgsz` metadata), never the optimisation profile's
+`opt` shape (Ultralytics' dynamic export puts batch 16 there).
 
 `tensorrt` and `pycuda` are imported inside the methods: this module imports (and its
 config validates) on machines without a GPU; using the engine there raises EngineError
@@ -21,10 +30,9 @@ config validates) on machines without a GPU; using the engine there raises Engin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,12 +43,28 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.engines.base import EngineError, EngineIO, TensorSpec
+from agent.engines.engine_cache import (
+    BuildOptions,
+    EngineRecordError,
+    platform_mismatches,
+    sidecar_path,
+)
+from agent.engines.model_loading import metadata_imgsz, metadata_names
+from agent.engines.trt_runtime import (
+    context_current,
+    device_is_integrated,
+    import_trt,
+    primary_context,
+    probe_platform,
+    trt_logger,
+)
 
 log = structlog.get_logger(__name__)
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 DEFAULT_ENGINE_CACHE = Path("/var/lib/edge-agent/engines")
 ULTRALYTICS_HEADER_MAX = 1 << 20  # metadata JSON larger than this is not an Ultralytics header
+BATCH = 1  # the batch the pipeline runs; dynamic-batch engines are sized for it
 
 
 class TensorRTConfig(BaseModel):
@@ -84,24 +108,6 @@ class TensorRTConfig(BaseModel):
         return self
 
 
-def trt_missing_error(exc: BaseException) -> EngineError:
-    """The one error raised when TensorRT or pycuda cannot be imported."""
-    return EngineError(
-        f"TensorRT is not installed: {exc}. The tensorrt engine needs a Jetson (JetPack 6) "
-        "or an NVIDIA GPU with TensorRT 10 and pycuda; use engine type onnxruntime elsewhere."
-    )
-
-
-def import_trt() -> tuple[Any, Any]:
-    """Import (tensorrt, pycuda.driver), or raise EngineError naming what is missing."""
-    try:
-        import pycuda.driver as cuda
-        import tensorrt as trt
-    except ImportError as exc:
-        raise trt_missing_error(exc) from exc
-    return trt, cuda
-
-
 def split_ultralytics_header(blob: bytes) -> tuple[dict[str, str], bytes]:
     """Split an Ultralytics `.engine` file into (metadata, serialised engine).
 
@@ -131,28 +137,177 @@ def split_ultralytics_header(blob: bytes) -> tuple[dict[str, str], bytes]:
     ]
 
 
+def check_header_metadata(metadata: dict[str, str]) -> None:
+    """Parse the class names and input size an engine's metadata carries, before any GPU work.
+
+    An Ultralytics `.engine` header is JSON, so its `names` keys are strings
+    (`{"0": "person"}`); a bad header fails here with ModelMetadataError instead of after a
+    deserialisation that takes seconds.
+
+    Raises:
+        ModelMetadataError: `names` or `imgsz` present but unreadable.
+    """
+    metadata_names(metadata)
+    metadata_imgsz(metadata)
+
+
+def resolve_input_shape(
+    engine_shape: tuple[int, ...],
+    profile: tuple[tuple[int, ...], tuple[int, ...]] | None,
+    input_hw: tuple[int, int] | None,
+    batch: int = BATCH,
+) -> tuple[int, ...]:
+    """The concrete (N, 3, H, W) to run a (possibly dynamic) engine input at. Pure.
+
+    Dynamic N becomes `batch`, dynamic C 3, dynamic H x W `input_hw`; the optimisation
+    profile's `opt` shape is never used (Ultralytics' dynamic export puts batch 16 there).
+
+    Args:
+        engine_shape: the engine's input shape, -1 for dynamic dimensions.
+        profile: (min, max) shapes of optimisation profile 0, or None for a static engine.
+        input_hw: the model's input (H, W): manifest, else `imgsz` metadata; None if unknown.
+        batch: the batch the pipeline runs.
+
+    Raises:
+        EngineError: not 4-D, a dynamic size with no known input size, or outside the profile.
+    """
+    if len(engine_shape) != 4:
+        raise EngineError(f"not a detector: input shape {engine_shape}; expected (N, 3, H, W)")
+    n, c, h, w = engine_shape
+    if (h < 0 or w < 0) and input_hw is None:
+        raise EngineError(
+            f"engine input {engine_shape} has a dynamic size and neither a manifest "
+            "input_size nor 'imgsz' metadata says which to run"
+        )
+    hw = input_hw or (h, w)
+    shape = (batch if n < 0 else n, 3 if c < 0 else c, hw[0] if h < 0 else h, hw[1] if w < 0 else w)
+    if profile is not None:
+        low, high = profile
+        if any(not lo <= d <= hi for d, lo, hi in zip(shape, low, high, strict=True)):
+            raise EngineError(
+                f"input shape {shape} is outside the engine's optimisation profile "
+                f"(min {tuple(low)}, max {tuple(high)})"
+            )
+    return shape
+
+
+def cached_engine_for(config: TensorRTConfig, onnx_path: Path) -> Path:
+    """The valid cached engine built from `onnx_path` with this config's build settings.
+
+    Loading never builds (a hot swap must not wait minutes): the engine comes from
+    `ensure_engine` (OTA `building` state, `edge-agent engine build`).
+    """
+    from agent.engines.build import find_cached_engine
+
+    return find_cached_engine(
+        onnx_path,
+        BuildOptions.from_config(config),
+        config.cache_dir,
+        device=config.device,
+    )
+
+
+def check_sidecar(config: TensorRTConfig, model_path: Path, plan: bytes) -> dict[str, str]:
+    """Refuse an engine whose sidecar records another TensorRT/GPU; return its ONNX metadata.
+
+    An engine without a sidecar (e.g. a prebuilt OTA artifact) is loaded on the strength
+    of its manifest's compat check; TensorRT itself refuses a plan from another version.
+    """
+    from agent.engines.build import read_record
+
+    side = sidecar_path(model_path)
+    if not side.exists():
+        log.warning(
+            "engine has no sidecar; relying on its manifest's compat and TensorRT's checks",
+            path=str(model_path),
+        )
+        return {}
+    try:
+        record = read_record(side)
+    except EngineRecordError as exc:
+        raise EngineError(
+            f"engine sidecar {side} is unreadable ({exc}); rebuild the engine"
+        ) from exc
+    problems = platform_mismatches(record.identity, probe_platform(config.device))
+    if problems:
+        raise EngineError(
+            f"engine {model_path} was built for another platform ({'; '.join(problems)}); "
+            "rebuild it on this device (`edge-agent engine build`)"
+        )
+    if hashlib.sha256(plan).hexdigest() != record.engine_sha256:
+        raise EngineError(
+            f"engine {model_path} does not match its sidecar sha256 (truncated or replaced); "
+            "rebuild it"
+        )
+    meta = dict(record.onnx_metadata)
+    meta["source_onnx_sha256"] = record.identity.onnx_sha256
+    return meta
+
+
 @dataclass
 class _Binding:
-    """One I/O tensor: its page-locked host array and device allocation (pycuda objects)."""
+    """One I/O tensor: its page-locked host array and where the GPU sees it.
+
+    `mapped`: the host array is mapped pinned memory the GPU addresses directly
+    (`address` is its device pointer; `device` is None): zero-copy on an integrated GPU.
+    Otherwise `device` is a separate pycuda DeviceAllocation and calls copy.
+    """
 
     name: str
     is_input: bool
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
     host: Any  # numpy array backed by pycuda page-locked memory (host.base.free())
-    device: Any  # pycuda.driver.DeviceAllocation (device.free())
+    device: Any  # pycuda.driver.DeviceAllocation, or None when mapped
+    address: int
+    mapped: bool
+
+
+def _allocate_binding(
+    cuda: Any, name: str, is_input: bool, shape: tuple[int, ...], dtype: Any, mapped: bool
+) -> _Binding:
+    """Page-locked host memory, mapped (zero-copy) or with a device twin (context current)."""
+    try:
+        if mapped:
+            flags = cuda.host_alloc_flags.DEVICEMAP
+            host = cuda.pagelocked_empty(shape, dtype, mem_flags=flags)
+            return _Binding(
+                name, is_input, shape, dtype, host, None, int(host.base.get_device_pointer()), True
+            )
+        host = cuda.pagelocked_empty(shape, dtype)
+        device = cuda.mem_alloc(max(host.nbytes, 1))
+    except cuda.Error as exc:
+        raise EngineError(f"cannot allocate buffers for {name} {shape} {dtype}: {exc}") from exc
+    return _Binding(name, is_input, shape, dtype, host, device, int(device), False)
+
+
+def _free_binding(cuda: Any, b: _Binding) -> list[str]:
+    """Free a binding's memory (context current); the errors, if any."""
+    errors = []
+    frees = [("host", b.host.base.free)]
+    if b.device is not None:
+        frees.insert(0, ("device", b.device.free))
+    for what, free in frees:
+        try:
+            free()
+        except cuda.Error as exc:
+            errors.append(f"free {what} {b.name}: {exc}")
+    return errors
 
 
 class TensorRTEngine:
     """An `Engine` running a serialised TensorRT 10 engine with pycuda buffers.
 
-    Life cycle: `load(path)` -> `infer(tensor)`... -> `close()`. `close()` frees every
-    device and page-locked buffer, the stream, the TensorRT objects and the CUDA context
-    explicitly (no `__del__`); it is safe to call twice and after a failed `load`.
+    Life cycle: `load(path)` -> `infer(tensor)`... -> `close()`, each on any thread.
+    `close()` frees every buffer, the stream and the TensorRT objects explicitly (no
+    `__del__`) inside the process's primary context; it is safe to call twice and after a
+    failed `load`.
     """
 
-    def __init__(self, config: TensorRTConfig) -> None:
+    def __init__(self, config: TensorRTConfig, *, input_hw: tuple[int, int] | None = None) -> None:
+        """`input_hw`: the manifest's input (H, W), used for engines with a dynamic size."""
         self.config = config
+        self.input_hw = input_hw
         self._lock = threading.Lock()
         self._trt: Any = None
         self._cuda: Any = None
@@ -165,165 +320,89 @@ class TensorRTEngine:
         self._input: _Binding | None = None
         self._outputs: list[_Binding] = []
 
-    # -- context handling ----------------------------------------------------------------
-    @contextmanager
-    def _current(self) -> Iterator[None]:
-        """Make our CUDA context current on this thread for the duration of the block."""
-        if self._ctx is None:
-            raise EngineError("TensorRT engine is not loaded (or was closed)")
-        try:
-            self._ctx.push()
-        except self._cuda.Error as exc:
-            raise EngineError(f"cannot make the CUDA context current: {exc}") from exc
-        try:
-            yield
-        finally:
-            self._cuda.Context.pop()
-
     # -- load ------------------------------------------------------------------------------
     def load(self, model_path: Path) -> EngineIO:
         """Deserialise the engine, allocate its buffers, warm it up, describe its I/O.
 
         Raises:
-            EngineError: not an engine file, TensorRT/pycuda missing, the sidecar says it was
-                built for another TensorRT or GPU, deserialisation or any CUDA call failed.
+            EngineError: not an engine file, bad header metadata (ModelMetadataError),
+                TensorRT/pycuda missing, the sidecar says it was built for another TensorRT or
+                GPU, deserialisation or any CUDA call failed.
         """
         model_path = Path(model_path)
         if self._ctx is not None:
             raise EngineError("engine already loaded; close() it first")
         if model_path.suffix.lower() == ".onnx":
-            model_path = self._cached_engine_for(model_path)
+            model_path = cached_engine_for(self.config, model_path)
         if not model_path.is_file():
             raise EngineError(f"engine file not found: {model_path}")
-        self._trt, self._cuda = import_trt()
         try:
             blob = model_path.read_bytes()
         except OSError as exc:
             raise EngineError(f"cannot read engine file {model_path}: {exc}") from exc
         metadata, plan = split_ultralytics_header(blob)
-        sidecar_meta = self._check_sidecar(model_path, plan)
-        metadata.update(sidecar_meta)
+        check_header_metadata(metadata)
+        self._trt, self._cuda = import_trt()
+        metadata.update(check_sidecar(self.config, model_path, plan))
         with self._lock:
-            try:
-                io = self._load_locked(model_path, plan, metadata)
-            except BaseException:
-                self._close_locked()
-                raise
+            io = self._load_locked(model_path, plan, metadata)
         log.info(
             "tensorrt engine loaded",
             path=str(model_path),
             device=self.config.device,
             tensorrt=self._trt.__version__,
+            zero_copy=self.zero_copy,
             input=io.inputs[0].shape,
             outputs=[o.shape for o in io.outputs],
         )
         return io
 
-    def _cached_engine_for(self, onnx_path: Path) -> Path:
-        """The valid cached engine built from `onnx_path` with this config's build settings.
-
-        Loading never builds (a hot swap must not wait minutes): the engine comes from
-        `ensure_engine` (OTA `building` state, `edge-agent engine build`).
-        """
-        from agent.engines.build import BuildOptions, find_cached_engine
-
-        return find_cached_engine(
-            onnx_path,
-            BuildOptions.from_config(self.config),
-            self.config.cache_dir,
-            device=self.config.device,
-        )
-
-    def _check_sidecar(self, model_path: Path, plan: bytes) -> dict[str, str]:
-        """Refuse an engine whose sidecar records another TensorRT/GPU; return its ONNX metadata.
-
-        An engine without a sidecar (e.g. a prebuilt OTA artifact) is loaded on the strength
-        of its manifest's compat check; TensorRT itself refuses a plan from another version.
-        """
-        from agent.engines.build import (
-            EngineRecordError,
-            platform_mismatches,
-            probe_platform,
-            read_record,
-            sidecar_path,
-        )
-
-        side = sidecar_path(model_path)
-        if not side.exists():
-            log.warning(
-                "engine has no sidecar; relying on TensorRT's own version check",
-                path=str(model_path),
-            )
-            return {}
-        try:
-            record = read_record(side)
-        except EngineRecordError as exc:
-            raise EngineError(
-                f"engine sidecar {side} is unreadable ({exc}); rebuild the engine"
-            ) from exc
-        here = probe_platform(self.config.device)
-        problems = platform_mismatches(record.identity, here)
-        if problems:
-            raise EngineError(
-                f"engine {model_path} was built for another platform ({'; '.join(problems)}); "
-                "rebuild it on this device (`edge-agent engine build`)"
-            )
-        import hashlib
-
-        if hashlib.sha256(plan).hexdigest() != record.engine_sha256:
-            raise EngineError(
-                f"engine {model_path} does not match its sidecar sha256 (truncated or replaced); "
-                "rebuild it"
-            )
-        meta = dict(record.onnx_metadata)
-        meta["source_onnx_sha256"] = record.identity.onnx_sha256
-        return meta
-
     def _load_locked(self, model_path: Path, plan: bytes, metadata: dict[str, str]) -> EngineIO:
+        """Everything of `load` that runs in the context; undone by `_release` on failure."""
+        cuda = self._cuda
+        ctx = primary_context(cuda, self.config.device)
+        with context_current(cuda, ctx):
+            try:
+                self._deserialize(model_path, plan)
+                self._allocate(model_path, self._input_hw_for(metadata))
+                io = self._describe(metadata)
+                warm = np.zeros(io.inputs[0].shape, dtype=np.float32)
+                for _ in range(self.config.warmup_runs):
+                    self._run(warm)
+            except BaseException:
+                errors = self._release()
+                if errors:
+                    log.error("tensorrt cleanup after a failed load had errors", errors=errors)
+                raise
+        self._ctx = ctx  # loaded: from now on `infer` and `close` push it
+        return io
+
+    def _input_hw_for(self, metadata: dict[str, str]) -> tuple[int, int] | None:
+        """The input size for a dynamic engine: the manifest's, else the `imgsz` metadata."""
+        return self.input_hw if self.input_hw is not None else metadata_imgsz(metadata)
+
+    def _deserialize(self, model_path: Path, plan: bytes) -> None:
+        """Stream, runtime, engine and execution context (context current)."""
         trt, cuda = self._trt, self._cuda
         try:
-            cuda.init()
-            count = cuda.Device.count()
-            if self.config.device >= count:
-                raise EngineError(
-                    f"CUDA device {self.config.device} requested but {count} device(s) present"
-                )
-            self._ctx = cuda.Device(self.config.device).make_context()
+            self._stream = cuda.Stream()
         except cuda.Error as exc:
+            raise EngineError(f"cannot create a CUDA stream: {exc}") from exc
+        self._runtime = trt.Runtime(trt_logger(trt))
+        if self._runtime is None:
+            raise EngineError("TensorRT could not create a runtime")
+        self._engine = self._runtime.deserialize_cuda_engine(plan)
+        if self._engine is None:
             raise EngineError(
-                f"cannot create a CUDA context on device {self.config.device}: {exc}"
-            ) from exc
-        try:
-            # make_context() leaves the new context current; every call below runs inside it.
-            try:
-                self._stream = cuda.Stream()
-            except cuda.Error as exc:
-                raise EngineError(f"cannot create a CUDA stream: {exc}") from exc
-            self._runtime = trt.Runtime(_trt_logger(trt))
-            if self._runtime is None:
-                raise EngineError("TensorRT could not create a runtime")
-            self._engine = self._runtime.deserialize_cuda_engine(plan)
-            if self._engine is None:
-                raise EngineError(
-                    f"TensorRT {trt.__version__} could not deserialise {model_path}: corrupt, or "
-                    "built with another TensorRT version or for another GPU; rebuild it here"
-                )
-            self._context = self._engine.create_execution_context()
-            if self._context is None:
-                raise EngineError(
-                    f"TensorRT could not create an execution context for {model_path}"
-                )
-            self._allocate(model_path)
-            io = self._describe(metadata)
-            warm = np.zeros(io.inputs[0].shape, dtype=np.float32)
-            for _ in range(self.config.warmup_runs):
-                self._run(warm)
-            return io
-        finally:
-            cuda.Context.pop()
+                f"TensorRT {trt.__version__} could not deserialise {model_path}: corrupt, or "
+                "built with another TensorRT version or for another GPU; rebuild it here"
+            )
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise EngineError(f"TensorRT could not create an execution context for {model_path}")
 
-    def _allocate(self, model_path: Path) -> None:
-        """Discover I/O tensors by name and mode, fix dynamic input shapes, allocate buffers."""
+    def _allocate(self, model_path: Path, input_hw: tuple[int, int] | None) -> None:
+        """Fix the input shape (batch 1, the model's H x W), allocate every I/O tensor."""
         trt, cuda, engine, context = self._trt, self._cuda, self._engine, self._context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -332,42 +411,39 @@ class TensorRTEngine:
                 f"not a detector: {model_path} has {len(inputs)} inputs {inputs}; "
                 "YOLO engines take one"
             )
-        for name in inputs:
-            shape = tuple(engine.get_tensor_shape(name))
-            if any(d < 0 for d in shape):
-                # Dynamic engine: run at the optimisation profile's opt shape (profile 0).
-                _min, opt, _max = engine.get_tensor_profile_shape(name, 0)
-                if not context.set_input_shape(name, tuple(opt)):
-                    raise EngineError(f"TensorRT refused input shape {tuple(opt)} for {name}")
+        engine_shape = tuple(int(d) for d in engine.get_tensor_shape(inputs[0]))
+        profile = None
+        if any(d < 0 for d in engine_shape):
+            low, _opt, high = engine.get_tensor_profile_shape(inputs[0], 0)
+            profile = (tuple(low), tuple(high))
+        shape = resolve_input_shape(engine_shape, profile, input_hw)
+        if not context.set_input_shape(inputs[0], shape):
+            raise EngineError(f"TensorRT refused input shape {shape} for {inputs[0]}")
         missing = context.infer_shapes()
         if missing:
             raise EngineError(f"TensorRT cannot infer shapes; unspecified tensors: {missing}")
+        mapped = device_is_integrated(cuda, self.config.device)
         for name in names:
-            shape = tuple(int(d) for d in context.get_tensor_shape(name))
-            if any(d < 0 for d in shape):
-                raise EngineError(
-                    f"tensor {name} still has a dynamic shape {shape} after set_input_shape"
-                )
-            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            try:
-                host = cuda.pagelocked_empty(shape, dtype)
-                device = cuda.mem_alloc(max(host.nbytes, 1))
-            except cuda.Error as exc:
-                raise EngineError(
-                    f"cannot allocate buffers for {name} {shape} {dtype}: {exc}"
-                ) from exc
-            binding = _Binding(name, is_input, shape, dtype, host, device)
-            self._bindings.append(binding)
-            if not context.set_tensor_address(name, int(device)):
-                raise EngineError(f"TensorRT refused the device address for tensor {name}")
+            self._bind(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT, mapped)
         self._input = next(b for b in self._bindings if b.is_input)
         self._outputs = [b for b in self._bindings if not b.is_input]
-        if self._input.dtype.kind != "f" or len(self._input.shape) != 4:
+        if self._input.dtype.kind != "f":
             raise EngineError(
                 f"not a detector: input {self._input.name} is {self._input.shape} "
-                f"{self._input.dtype}; expected a 4-D float (N, 3, H, W) tensor"
+                f"{self._input.dtype}; expected a float (N, 3, H, W) tensor"
             )
+
+    def _bind(self, name: str, is_input: bool, mapped: bool) -> None:
+        """Allocate one tensor's buffers and give TensorRT its address."""
+        trt, context = self._trt, self._context
+        shape = tuple(int(d) for d in context.get_tensor_shape(name))
+        if any(d < 0 for d in shape):
+            raise EngineError(f"tensor {name} still has a dynamic shape {shape}")
+        dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
+        binding = _allocate_binding(self._cuda, name, is_input, shape, dtype, mapped)
+        self._bindings.append(binding)
+        if not context.set_tensor_address(name, binding.address):
+            raise EngineError(f"TensorRT refused the device address for tensor {name}")
 
     def _describe(self, metadata: dict[str, str]) -> EngineIO:
         if self._input is None:
@@ -386,11 +462,41 @@ class TensorRTEngine:
             Fresh float32 arrays, one per output tensor, shapes as in `load()`'s EngineIO.
         """
         with self._lock:
-            with self._current():
+            if self._ctx is None:
+                raise EngineError("TensorRT engine is not loaded (or was closed)")
+            with context_current(self._cuda, self._ctx):
                 return self._run(tensor)
 
-    def _run(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
-        """H2D copy, execute_async_v3, D2H copies, synchronise (context already current)."""
+    def infer_timed(
+        self, tensor: npt.NDArray[np.float32]
+    ) -> tuple[list[npt.NDArray[np.float32]], dict[str, float]]:
+        """`infer`, plus the GPU-side ms of its stages from CUDA events (for benchmarks).
+
+        Returns:
+            The outputs, and {"h2d", "engine", "d2h"} in ms (h2d and d2h are ~0 with mapped
+            zero-copy buffers on an integrated GPU).
+        """
+        with self._lock:
+            if self._ctx is None:
+                raise EngineError("TensorRT engine is not loaded (or was closed)")
+            with context_current(self._cuda, self._ctx):
+                events = [self._cuda.Event() for _ in range(4)]
+                outputs = self._run(tensor, events)
+                stages = ("h2d", "engine", "d2h")
+                return outputs, {
+                    name: float(events[i].time_till(events[i + 1])) for i, name in enumerate(stages)
+                }
+
+    def _run(
+        self, tensor: npt.NDArray[np.float32], events: list[Any] | None = None
+    ) -> list[npt.NDArray[np.float32]]:
+        """Input in, execute_async_v3, outputs out, synchronise (context already current).
+
+        Mapped bindings need no copies: the GPU reads the input and writes the outputs in
+        place, and the stream synchronisation orders that before the host reads them.
+        `events`: four CUDA events recorded around the copies and the engine (benchmarks).
+        """
+        marks = events or []
         cuda, inp = self._cuda, self._input
         if inp is None or self._context is None:
             raise EngineError("TensorRT engine is not loaded (or was closed)")
@@ -398,92 +504,72 @@ class TensorRTEngine:
             raise EngineError(f"input shape {tuple(tensor.shape)} != engine input {inp.shape}")
         np.copyto(inp.host, tensor, casting="same_kind")
         try:
-            cuda.memcpy_htod_async(inp.device, inp.host, self._stream)
+            self._mark(marks, 0)
+            if not inp.mapped:
+                cuda.memcpy_htod_async(inp.device, inp.host, self._stream)
+            self._mark(marks, 1)
             if not self._context.execute_async_v3(stream_handle=self._stream.handle):
                 raise EngineError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+            self._mark(marks, 2)
             for out in self._outputs:
-                cuda.memcpy_dtoh_async(out.host, out.device, self._stream)
+                if not out.mapped:
+                    cuda.memcpy_dtoh_async(out.host, out.device, self._stream)
+            self._mark(marks, 3)
             self._stream.synchronize()
         except cuda.Error as exc:
             raise EngineError(f"CUDA error during inference: {exc}") from exc
         return [out.host.astype(np.float32, copy=True) for out in self._outputs]
 
+    def _mark(self, events: list[Any], i: int) -> None:
+        """Record benchmark event `i` on the stream, when events were given."""
+        if events:
+            events[i].record(self._stream)
+
     # -- close -------------------------------------------------------------------------
     def close(self) -> None:
-        """Free buffers, stream, TensorRT objects and the CUDA context. Safe to call twice."""
+        """Free buffers, stream and TensorRT objects in the primary context. Safe twice."""
         with self._lock:
-            self._close_locked()
-
-    def _close_locked(self) -> None:
-        if self._ctx is None:
-            return
-        cuda = self._cuda
-        errors: list[str] = []
-        try:
-            self._ctx.push()
-        except cuda.Error as exc:  # context already gone: nothing of ours can be freed
-            errors.append(f"push: {exc}")
-        else:
+            if self._ctx is None:
+                return
             try:
-                if self._stream is not None:
-                    self._stream.synchronize()
-            except cuda.Error as exc:
-                errors.append(f"synchronize: {exc}")
-            for b in self._bindings:
-                for what, free in (("device", b.device.free), ("host", b.host.base.free)):
-                    try:
-                        free()
-                    except cuda.Error as exc:
-                        errors.append(f"free {what} {b.name}: {exc}")
-            # TensorRT objects go before the context they live in: context, engine, runtime.
-            self._bindings, self._input, self._outputs = [], None, []
-            self._context = None
-            self._engine = None
-            self._runtime = None
-            self._stream = None
-            cuda.Context.pop()
-        try:
-            self._ctx.detach()
-        except cuda.Error as exc:
-            errors.append(f"detach: {exc}")
-        self._ctx = None
+                with context_current(self._cuda, self._ctx):
+                    errors = self._release()
+            except EngineError as exc:  # the context cannot be made current: nothing to free
+                errors = [str(exc)]
+            self._ctx = None
         if errors:
             log.error("tensorrt close had errors", errors=errors)
         else:
             log.info("tensorrt engine closed", device=self.config.device)
 
+    def _release(self) -> list[str]:
+        """Drop every buffer and TensorRT object (context current); the errors, if any.
+
+        Order: wait for the stream, free the buffers, then the execution context, engine
+        and runtime (each needs the ones after it), then the stream. The context itself is
+        the process's primary context and stays.
+        """
+        cuda, errors = self._cuda, []
+        try:
+            if self._stream is not None:
+                self._stream.synchronize()
+        except cuda.Error as exc:
+            errors.append(f"synchronize: {exc}")
+        for b in self._bindings:
+            errors.extend(_free_binding(cuda, b))
+        self._bindings, self._input, self._outputs = [], None, []
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        self._stream = None
+        return errors
+
+    @property
+    def zero_copy(self) -> bool:
+        """True when the I/O buffers are mapped pinned host memory (integrated GPU)."""
+        return bool(self._input is not None and self._input.mapped)
+
     @property
     def loaded(self) -> bool:
         """True between a successful `load` and `close`."""
         return self._ctx is not None
-
-
-_LOGGERS: dict[int, Any] = {}
-
-
-def _trt_logger(trt: Any) -> Any:
-    """One TensorRT logger per process that forwards warnings and errors to structlog.
-
-    TensorRT requires the logger to outlive every object created with it, hence the cache.
-    """
-    key = id(trt)
-    if key in _LOGGERS:
-        return _LOGGERS[key]
-    severity = trt.ILogger.Severity
-    levels = {
-        severity.INTERNAL_ERROR: "critical",
-        severity.ERROR: "error",
-        severity.WARNING: "warning",
-    }
-
-    class _StructlogTrtLogger(trt.ILogger):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-
-        def log(self, sev: Any, msg: str) -> None:
-            level = levels.get(sev)
-            if level is not None:  # INFO and VERBOSE are dropped: too chatty for a daemon
-                getattr(log, level)("tensorrt", message=msg)
-
-    _LOGGERS[key] = _StructlogTrtLogger()
-    return _LOGGERS[key]

@@ -254,7 +254,9 @@ def describe_model(path: Path, req: ManifestRequest, created: float) -> Manifest
         length=length,
         input_size=size,
         class_names=class_names,
-        compat=req.compat or Compat(),
+        compat=(
+            engine_compat(path, req.compat) if iface.format == "engine" else req.compat or Compat()
+        ),
         created=format_rfc3339(created),
         expires=req.expires,
         kind=req.kind,
@@ -306,6 +308,24 @@ def _record(
     except ValueError as err:  # a concurrent add won the race
         raise RegistryError(str(err)) from None
     return row
+
+
+def engine_compat(path: Path, given: Compat | None) -> Compat:
+    """An engine's compat, completed from its build record `<engine>.json` when there is one.
+
+    `edge-agent engine build` records the exact TensorRT version and device model the engine
+    was built with; devices refuse engines whose compat does not name both.
+    """
+    compat = given or Compat()
+    try:
+        ident = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))
+        ident, vc = ident["identity"], bool(ident.get("version_compatible", False))
+        found = {"tensorrt": ident["tensorrt_version"], "gpu_name": ident["gpu_name"]}
+        found["gpu_arch"] = "sm_" + str(ident["compute_capability"]).replace(".", "")
+    except (OSError, ValueError, KeyError, TypeError):
+        return compat  # no build record: the compat given is all there is
+    fill = {k: v for k, v in found.items() if getattr(compat, k) is None}
+    return Compat(**{**compat.model_dump(), **fill, "version_compatible": vc})
 
 
 def add_model(

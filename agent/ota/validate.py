@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.manifest import DEFAULT_KIND, Manifest, compat_problems
+from agent.manifest import DEFAULT_KIND, Manifest, engine_compat_problems
 from agent.ota.protocol import (
     OtaAction,
     OtaCommand,
@@ -297,10 +297,11 @@ def check_runnable(
             f"format {manifest.format!r} does not run here (runs: {sorted(runnable_formats)})",
         )
     if manifest.format == "engine":
-        problems = compat_problems(
+        problems = engine_compat_problems(
             manifest.compat,
             tensorrt_version=None if platform is None else platform.tensorrt_version,
             compute_capability=None if platform is None else platform.compute_capability,
+            gpu_name=None if platform is None else platform.gpu_name,
         )
         if problems:
             raise OtaRejectedError(

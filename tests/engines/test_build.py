@@ -8,6 +8,12 @@ import pytest
 
 from agent.engines.base import EngineError
 from agent.engines.build import (
+    calibration_images,
+    calibration_set_digest,
+    needs_build,
+    read_record,
+)
+from agent.engines.engine_cache import (
     Action,
     BuildArgFacts,
     BuildOptions,
@@ -18,16 +24,12 @@ from agent.engines.build import (
     artifact_format_of,
     cache_key,
     calibration_digest,
-    calibration_images,
-    calibration_set_digest,
     check_build_args,
     decide,
     engine_path_for,
     identity_for,
-    needs_build,
     platform_mismatches,
     precision_from_flags,
-    read_record,
     sidecar_path,
 )
 from agent.engines.ort import OnnxRuntimeConfig

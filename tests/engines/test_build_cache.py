@@ -14,15 +14,12 @@ import numpy as np
 import pytest
 
 from agent.engines.base import EngineError
-from agent.engines.build import (
+from agent.engines.build import ensure_engine, find_cached_engine, prepare_model, read_record
+from agent.engines.engine_cache import (
     BuildArgsError,
     BuildJob,
     BuildOptions,
     Platform,
-    ensure_engine,
-    find_cached_engine,
-    prepare_model,
-    read_record,
     sidecar_path,
 )
 from agent.engines.ort import OnnxRuntimeConfig

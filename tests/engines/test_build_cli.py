@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import main
-from agent.engines.build import BuildOptions, Platform, ensure_engine, sidecar_path
+from agent.engines.build import ensure_engine
 from agent.engines.build_cli import parse_input_size
+from agent.engines.engine_cache import BuildOptions, Platform, sidecar_path
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 

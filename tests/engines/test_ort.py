@@ -11,7 +11,7 @@ from onnx import TensorProto
 from structlog.testing import capture_logs
 
 from agent.engines.base import Engine, EngineError
-from agent.engines.ort import OnnxRuntimeConfig, OnnxRuntimeEngine
+from agent.engines.ort import OnnxRuntimeConfig, OnnxRuntimeEngine, provider_entries
 from agent.engines.registry import create_engine
 from tests.engines.synthetic import constant_output_model, ultralytics_metadata
 
@@ -172,3 +172,29 @@ def test_second_load_without_close_is_refused(engine, demo_model: Path):
     engine.load(demo_model)
     with pytest.raises(EngineError, match="already loaded"):
         engine.load(demo_model)
+
+
+def test_tensorrt_provider_is_configured(tmp_path: Path) -> None:
+    """The TensorRT provider gets engine cache, timing cache and fp16; others stay names."""
+    config = OnnxRuntimeConfig(trt_cache_dir=tmp_path / "ort-trt")
+    entries = provider_entries(
+        config, ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    assert entries[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    name, options = entries[0]
+    assert name == "TensorrtExecutionProvider"
+    assert options == {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(tmp_path / "ort-trt"),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(tmp_path / "ort-trt"),
+        "trt_fp16_enable": True,
+    }
+
+
+def test_tensorrt_provider_fp32_when_asked() -> None:
+    """trt_fp16: false builds fp32 engines."""
+    (_, options), *_ = provider_entries(
+        OnnxRuntimeConfig(trt_fp16=False), ["TensorrtExecutionProvider"]
+    )
+    assert options["trt_fp16_enable"] is False

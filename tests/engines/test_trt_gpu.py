@@ -7,8 +7,10 @@ unchanged on a Jetson or any machine with an NVIDIA GPU, TensorRT 10 and pycuda.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -16,25 +18,30 @@ import numpy.typing as npt
 import pytest
 
 from agent.engines.base import EngineError
-from agent.engines.build import (
-    BuildOptions,
-    ensure_engine,
-    probe_platform,
-    read_record,
-    sidecar_path,
-)
+from agent.engines.build import ensure_engine, read_record
 from agent.engines.detector import Detector, load_detector
+from agent.engines.engine_cache import BuildOptions, sidecar_path
 from agent.engines.ort import OnnxRuntimeConfig
 from agent.engines.trt import TensorRTConfig, TensorRTEngine
+from agent.engines.trt_runtime import (
+    context_current,
+    device_is_integrated,
+    import_trt,
+    primary_context,
+    probe_platform,
+    trt_logger,
+)
 from agent.engines.yolo import box_iou
 from agent.types import Detections
+from tests.engines.synthetic import constant_output_model
 
-HAS_GPU_STACK = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "pycuda"))
+HAS_GPU_STACK = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "pycuda", "cuda"))
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(
         not HAS_GPU_STACK,
-        reason="TensorRT/pycuda not installed: GPU tests need a Jetson or an NVIDIA GPU",
+        reason="TensorRT/pycuda/cuda-python not installed: GPU tests need a Jetson or an "
+        "NVIDIA GPU",
     ),
 ]
 
@@ -234,3 +241,108 @@ def test_daemon_path_onnx_model_with_cached_engine(
         assert timings.infer > 0 and len(dets.class_id) >= 0
     finally:
         det.close()
+
+
+T = TypeVar("T")
+
+
+def on_new_thread(fn: Callable[[], T]) -> T:
+    """Run `fn` on a fresh thread (as the pipeline, OTA and swap threads do); its result."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
+
+
+def device_free_bytes() -> int:
+    """Free device memory, read inside the process's primary context."""
+    _, cuda = import_trt()
+    with context_current(cuda, primary_context(cuda, 0)):
+        return int(cuda.mem_get_info()[0])
+
+
+def test_swaps_across_threads_leak_no_context(gpu: None, tmp_path: Path, demo_model: Path) -> None:
+    """Load on thread A, infer on B, close on C, 50 times: device memory back to baseline."""
+    path = ensure_engine(demo_model, BuildOptions(precision="fp16"), tmp_path / "cache")
+
+    def cycle() -> None:
+        engine = TensorRTEngine(TensorRTConfig())
+        io = on_new_thread(lambda: engine.load(path))
+        on_new_thread(lambda: engine.infer(np.zeros(io.inputs[0].shape, dtype=np.float32)))
+        on_new_thread(engine.close)
+        assert not engine.loaded
+
+    cycle()  # TensorRT loads its kernels and libraries once per process
+    baseline = device_free_bytes()
+    for _ in range(50):
+        cycle()
+    leaked = baseline - device_free_bytes()
+    assert leaked < 64 << 20, f"{leaked >> 20} MiB not returned after 50 swaps"
+
+
+def test_primary_context_blocks_instead_of_spinning(
+    gpu: None, tmp_path: Path, demo_model: Path
+) -> None:
+    """The engine's context waits for the GPU with blocking sync (no core spinning on Tegra)."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        from cuda import cuda as driver
+    path = ensure_engine(demo_model, BuildOptions(precision="fp16"), tmp_path / "cache")
+    engine = TensorRTEngine(TensorRTConfig())
+    engine.load(path)
+    try:
+        err, dev = driver.cuDeviceGet(0)
+        assert err == driver.CUresult.CUDA_SUCCESS
+        err, flags, active = driver.cuDevicePrimaryCtxGetState(dev)
+        assert err == driver.CUresult.CUDA_SUCCESS and active
+        assert flags & int(driver.CUctx_flags.CU_CTX_SCHED_BLOCKING_SYNC)
+    finally:
+        engine.close()
+
+
+def test_zero_copy_exactly_on_integrated_gpus(gpu: None, tmp_path: Path, demo_model: Path) -> None:
+    """Mapped pinned buffers on an integrated GPU (Jetson), device buffers on a discrete one."""
+    _, cuda = import_trt()
+    path = ensure_engine(demo_model, BuildOptions(precision="fp16"), tmp_path / "cache")
+    engine = TensorRTEngine(TensorRTConfig())
+    io = engine.load(path)
+    try:
+        assert engine.zero_copy is device_is_integrated(cuda, 0)
+        out = engine.infer(np.zeros(io.inputs[0].shape, dtype=np.float32))
+        assert all(np.isfinite(o).all() for o in out)
+    finally:
+        engine.close()
+
+
+def build_dynamic_engine(onnx_path: Path, out: Path) -> Path:
+    """An engine with a dynamic batch and size, profile opt at batch 16 (as Ultralytics')."""
+    trt, cuda = import_trt()
+    with context_current(cuda, primary_context(cuda, 0)):
+        builder = trt.Builder(trt_logger(trt))
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, trt_logger(trt))
+        assert parser.parse_from_file(str(onnx_path))
+        config = builder.create_builder_config()
+        profile = builder.create_optimization_profile()
+        profile.set_shape("images", (1, 3, 32, 32), (16, 3, 64, 64), (16, 3, 128, 128))
+        config.add_optimization_profile(profile)
+        plan = builder.build_serialized_network(network, config)
+        assert plan is not None
+        out.write_bytes(bytes(plan))
+        del parser, network, config, builder, plan
+    return out
+
+
+def test_dynamic_engine_runs_batch_one_at_the_manifest_size(gpu: None, tmp_path: Path) -> None:
+    """A dynamic engine is sized for batch 1 and the manifest's H x W, not the profile's opt."""
+    boxes = np.zeros((1, 6, 8), dtype=np.float32)
+    onnx_path = constant_output_model(
+        tmp_path / "dyn.onnx", boxes, input_shape=("batch", 3, "height", "width")
+    )
+    path = build_dynamic_engine(onnx_path, tmp_path / "dyn.engine")
+    engine = TensorRTEngine(TensorRTConfig(warmup_runs=1), input_hw=(96, 64))
+    try:
+        io = engine.load(path)
+        assert io.inputs[0].shape == (1, 3, 96, 64)
+        assert engine.infer(np.zeros((1, 3, 96, 64), dtype=np.float32))[0].shape == (1, 6, 8)
+    finally:
+        engine.close()

@@ -30,7 +30,7 @@ GEN2 = ModelView(active=ACTIVE, previous=PREVIOUS, active_generation=2)
 ORIN = Platform(tensorrt_version="10.3.0.30", gpu_name="Orin (8 SMs)", compute_capability="8.7")
 
 
-def engine(**compat: str) -> object:
+def engine(**compat: str | bool) -> object:
     """A prebuilt TensorRT engine manifest with these compat needs."""
     return manifest(format="engine", compat=Compat(**compat))
 
@@ -307,6 +307,28 @@ REJECTED: list[tuple[str, Callable[[Forge], Case], Reason]] = [
         lambda f: Case(good(f, m=engine(min_tensorrt="10.7")), platform=ORIN),
         Reason.INCOMPATIBLE,
     ),
+    # an engine whose compat names no exact TensorRT version nor device model
+    (
+        "engine-loose-compat",
+        lambda f: Case(good(f, m=engine(min_tensorrt="10.3", gpu_arch="sm_87")), platform=ORIN),
+        Reason.INCOMPATIBLE,
+    ),
+    # an engine built by another TensorRT patch release
+    (
+        "engine-other-tensorrt-build",
+        lambda f: Case(
+            good(f, m=engine(tensorrt="10.3.0.26", gpu_name="Orin (8 SMs)")), platform=ORIN
+        ),
+        Reason.INCOMPATIBLE,
+    ),
+    # an AGX Orin engine (16 SMs) on an Orin Nano (8 SMs): same sm_87, another device model
+    (
+        "engine-other-device-model",
+        lambda f: Case(
+            good(f, m=engine(tensorrt="10.3.0.30", gpu_name="Orin (16 SMs)")), platform=ORIN
+        ),
+        Reason.INCOMPATIBLE,
+    ),
     # an artifact larger than the device accepts
     ("huge-artifact", lambda f: Case(good(f, m=manifest(length=10**9))), Reason.OVERSIZED),
 ]
@@ -362,10 +384,13 @@ ACCEPTED: list[tuple[str, Callable[[Forge], Case], Delivery]] = [
         ),
         Delivery.NEW,
     ),
-    # a prebuilt engine whose compat needs this Orin meets (TensorRT 10.3.0.30 >= 10.3, sm_87)
+    # a prebuilt engine built on this very platform (exact TensorRT, device model, sm_87)
     (
         "engine-compatible",
-        lambda f: Case(good(f, m=engine(min_tensorrt="10.3", gpu_arch="sm_87")), platform=ORIN),
+        lambda f: Case(
+            good(f, m=engine(tensorrt="10.3.0.30", gpu_name="Orin (8 SMs)", gpu_arch="sm_87")),
+            platform=ORIN,
+        ),
         Delivery.NEW,
     ),
     # another model name starts its own version line (no generation floor known here)

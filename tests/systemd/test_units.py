@@ -62,6 +62,13 @@ def test_agent_unit_setting(section: str, key: str, value: str) -> None:
     assert AGENT[section].get(key) == [value]
 
 
+@pytest.mark.parametrize("key", ["After", "Wants", "PartOf"])
+def test_agent_unit_follows_nvargus_daemon(key: str) -> None:
+    """The agent starts after nvargus-daemon, pulls it in and restarts with it (Argus socket)."""
+    values = " ".join(AGENT["Unit"].get(key, [])).split()
+    assert "nvargus-daemon.service" in values
+
+
 @pytest.mark.parametrize(
     "device",
     [
