@@ -9,7 +9,12 @@ Figures: wall time from the first publish to the last ack covering every message
 messages/s; gateway CPU seconds per 1,000 messages; gateway peak RSS; rows in the archive.
 A site of 10 devices x 4 cameras x 10 fps needs 400 msg/s.
 
+`--sync-cost` measures, side by side in this process, what the archive's durability costs: the
+same batches written by `ArchiveDb` with `synchronous=FULL` (fsync per batch: an ack means
+durably stored) and with `NORMAL` (what the archive used before), interleaved.
+
     python bench/bench_archive.py --devices 10 --messages 3000 [--markdown]
+    python bench/bench_archive.py --sync-cost [--batches 200 --batch 50]
 """
 
 from __future__ import annotations
@@ -41,12 +46,45 @@ def payload(device: str, seq: int) -> bytes:
     return detection_payload(seq, device, boot_id="00000000be9c4b00")
 
 
+def sync_cost(batches: int, batch: int) -> None:
+    """ArchiveDb.insert with synchronous=FULL vs NORMAL, interleaved batch by batch."""
+    from agent.gateway.archive_store import ArchiveDb, ArchivedRow
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        dbs = {"FULL": ArchiveDb(Path(tmpdir) / "full.sqlite3")}
+        dbs["NORMAL"] = ArchiveDb(Path(tmpdir) / "normal.sqlite3")
+        dbs["NORMAL"]._db.execute("PRAGMA synchronous=NORMAL")  # the archive's old setting
+        spent = dict.fromkeys(dbs, 0.0)
+        for i in range(batches):
+            rows = [
+                ArchivedRow("dev", "cam", "00000000be9c4b00", "detections", s, "t", p, None)
+                for s in range(i * batch, (i + 1) * batch)
+                for p in [payload("dev", s)]
+            ]
+            for mode, db in dbs.items():
+                t0 = time.perf_counter()
+                db.insert(rows, time.time())
+                spent[mode] += time.perf_counter() - t0
+        for db in dbs.values():
+            db.close()
+    n = batches * batch
+    for mode, s in spent.items():
+        print(f"{mode:6}: {s / batches * 1000:.2f} ms per batch of {batch}, {n / s:,.0f} msg/s")
+    print(f"FULL / NORMAL time: {spent['FULL'] / spent['NORMAL']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=10)
     ap.add_argument("--messages", type=int, default=3000, help="per device")
     ap.add_argument("--markdown", action="store_true", help="print a docs/benchmarks.md row")
+    ap.add_argument("--sync-cost", action="store_true", help="FULL vs NORMAL, in process")
+    ap.add_argument("--batches", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=50)
     args = ap.parse_args()
+    if args.sync_cost:
+        sync_cost(args.batches, args.batch)
+        return
 
     with tempfile.TemporaryDirectory() as tmpdir, Mosquitto(Path(tmpdir) / "broker") as broker:
         tmp = Path(tmpdir)
