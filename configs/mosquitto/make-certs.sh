@@ -85,8 +85,10 @@ user $cn
 topic deny edge/$cn/#
 topic read edge/+/status
 topic read edge/+/health
-topic read edge/+/cameras/+/detections
+topic read edge/+/cameras/#
 topic read edge/+/ota/state
+topic read edge/+/config/state
+topic read homeassistant/#
 ACL
     fi
     ;;
