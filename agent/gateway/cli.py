@@ -23,8 +23,8 @@ from agent.gateway.cli_common import config_of
 from agent.gateway.config import (
     DEFAULT_CONFIG_PATH,
 )
+from agent.gateway.signing_cli import parse_compat, parse_size, release_options
 from agent.gateway.signing_cli import register as register_signing
-from agent.gateway.signing_cli import release_options
 
 CONFIG_ENV = "EDGE_GATEWAY_CONFIG"
 _config = config_of
@@ -66,20 +66,6 @@ def models_group() -> None:
     """The model registry."""
 
 
-def _parse_imgsz(value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        parts = [int(p) for p in value.replace("x", ",").split(",")]
-    except ValueError:
-        raise click.BadParameter("use H,W (e.g. 320,320) or one number") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise click.BadParameter("use H,W (e.g. 320,320) or one number")
-    return parts[0], parts[1]
-
-
 @models_group.command("add")
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--name", required=True, help="Model name ([a-z0-9-]); versions are per name.")
@@ -110,21 +96,12 @@ def models_add(
     """Store FILE (content-addressed), write and sign its manifest HERE: for a single-box lab
     that keeps the release key on the gateway. In production sign on the workstation (`models
     sign`) and `models import` here."""
-    from pydantic import ValidationError
-
     from agent.gateway.db import Store
     from agent.gateway.keys import KeyFileError, KeyRole, load_key
     from agent.gateway.registry import RegistryError, add_model, expires_after, parse_labels
-    from agent.manifest import Compat
 
     cfg = _config(ctx)
-    try:
-        compat = Compat(min_tensorrt=min_tensorrt, gpu_arch=gpu_arch)
-    except ValidationError as err:
-        option = {"min_tensorrt": "--min-tensorrt", "gpu_arch": "--gpu-arch"}
-        raise click.ClickException(
-            "; ".join(f"{option[str(e['loc'][0])]}: {e['msg']}" for e in err.errors())
-        ) from None
+    compat = parse_compat(min_tensorrt, gpu_arch)
     try:
         key = load_key(cfg.keys_dir, KeyRole.RELEASE)
         names = parse_labels(labels) if labels else None
@@ -138,7 +115,7 @@ def models_add(
                 name=name,
                 version=version,
                 labels=names,
-                input_size=_parse_imgsz(imgsz),
+                input_size=parse_size(imgsz),
                 compat=compat,
                 expires=expires,
                 kind=kind,  # type: ignore[arg-type]

@@ -24,22 +24,12 @@ from typing import Any, TypeVar
 
 import click
 
-from agent.gateway.config import GatewayConfig, GatewayConfigError, load_gateway_config
+from agent.gateway.cli_common import config_of
 
 DEFAULT_EXPIRES_DAYS = 365.0
 """Manifests expire by default; a device refuses an expired manifest (`expired_manifest`)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def gateway_config(ctx: click.Context) -> GatewayConfig:
-    """The gateway config named by the group's --config, or a ClickException listing problems."""
-    path: Path = ctx.obj["config_path"]
-    try:
-        return load_gateway_config(path)
-    except GatewayConfigError as err:
-        lines = "\n".join(f"  {p}" for p in err.problems)
-        raise click.ClickException(f"{path}: {len(err.problems)} problem(s)\n{lines}") from None
 
 
 def release_options(fn: F) -> F:
@@ -127,7 +117,7 @@ def keys_init(ctx: click.Context, gateway_only: bool, release_only: bool, out: P
         return
     if out is not None:
         raise click.UsageError("--out goes with --release-only")
-    cfg = gateway_config(ctx)
+    cfg = config_of(ctx)
     roles = (KeyRole.GATEWAY,) if gateway_only else tuple(KeyRole)
     try:
         result = init_keys(cfg.keys_dir, roles)
@@ -168,7 +158,7 @@ def keys_export(ctx: click.Context, as_json: bool) -> None:
     trusted release keys (trust.release_keys, plus a lab release key in keys_dir)."""
     from agent.gateway.keys import KeyFileError, device_trust, export_yaml
 
-    cfg = gateway_config(ctx)
+    cfg = config_of(ctx)
     try:
         if as_json:
             click.echo(json.dumps(device_trust(cfg.keys_dir, cfg.trust.release_keys), indent=2))
@@ -261,7 +251,7 @@ def models_import(ctx: click.Context, file: Path, manifest_path: Path) -> None:
     from agent.gateway.registry import RegistryError, import_model
     from agent.ota.protocol import SignedManifest
 
-    cfg = gateway_config(ctx)
+    cfg = config_of(ctx)
     try:
         signed = SignedManifest.from_json(manifest_path.read_bytes())
     except (ValueError, OSError) as err:  # bad JSON or pydantic's ValidationError
