@@ -16,11 +16,18 @@ from agent.engines.registry import EngineConfig
 from agent.fallback.config import FallbackConfig
 from agent.contracts.ids import SafeId
 from agent.ota.config import OtaConfig
-from agent.publish.config import OutboxConfig
+from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.sources.config import SourceConfig
 from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
 
-__all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
+__all__ = [
+    "AgentConfig",
+    "ConfigError",
+    "MqttConfig",
+    "TlsConfig",
+    "load_config",
+    "parse_config",
+]
 
 
 class StrictModel(BaseModel):
@@ -35,58 +42,6 @@ class DeviceConfig(StrictModel):
         Path("/var/lib/edge-agent"),
         description="Writable directory for the outbox, OTA staging, models and captures.",
     )
-
-
-class TlsConfig(StrictModel):
-    ca_file: Path = Field(description="CA certificate the broker's certificate must chain to.")
-    cert_file: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
-    key_file: Path | None = Field(None, description="Client private key (PEM), for mutual TLS.")
-    insecure_skip_hostname_check: bool = Field(
-        False, description="Do not check the broker's host name against its certificate."
-    )
-
-    @model_validator(mode="after")
-    def _cert_and_key_together(self) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("TLS half-configured: cert_file and key_file must be given together")
-        return self
-
-
-class MqttConfig(StrictModel):
-    host: str = Field("127.0.0.1", description="Broker host name or address.")
-    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
-    protocol: Literal["v5", "v311"] = Field("v5", description="MQTT protocol version.")
-    client_id: str | None = Field(
-        None, description="MQTT client id; defaults to 'edge-agent-<device id>'."
-    )
-    topic_prefix: SafeId = Field("edge", description="First level of every topic.")
-    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
-    detections_qos: Literal[0, 1] = Field(1, description="QoS of detection messages.")
-    publish_empty: bool = Field(
-        True, description="Publish a detections message for frames with no detections."
-    )
-    username: str | None = Field(None, description="Broker user name.")
-    password_env: str | None = Field(
-        None, description="Name of the environment variable holding the broker password."
-    )
-    tls: TlsConfig | None = Field(None, description="TLS settings; plain TCP when absent.")
-    queue_size: int = Field(
-        1000, ge=1, description="Hand-off queue between the inference loop and the publisher."
-    )
-    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
-    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
-
-    @model_validator(mode="after")
-    def _check(self) -> MqttConfig:
-        if self.client_id is not None and any(c in self.client_id for c in "+#/"):
-            raise ValueError("client_id must not contain '+', '#' or '/'")
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
-        return self
-
-    def password(self) -> str | None:
-        """Read the password from the environment variable named by `password_env`."""
-        return secret_from_env(self.password_env, "mqtt.password_env")
 
 
 class CameraConfig(StrictModel):
@@ -166,6 +121,15 @@ class AgentConfig(StrictModel):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _gateway_ack_needs_a_key(self) -> AgentConfig:
+        if self.outbox.require_gateway_ack and not self.ota.gateway_keys:
+            raise ValueError(
+                "outbox.require_gateway_ack needs a gateway key to verify acks with: "
+                "set ota.gateway_keys (or turn require_gateway_ack off)"
+            )
         return self
 
 

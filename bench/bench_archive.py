@@ -37,7 +37,7 @@ from tests.helpers.messages import detection_payload  # noqa: E402
 
 
 def payload(device: str, seq: int) -> bytes:
-    return detection_payload(seq, device, boot_id="bench-boot")
+    return detection_payload(seq, device, boot_id="be4c0b007")
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, ob
                 yolo = DetectionMessage(
                     device="bench",
                     camera="cam",
-                    boot_id="bench",
+                    boot_id="be4c0b00",
                     seq=i,
                     ts=rfc3339_ms(frame.captured_at),
                     frame=FrameSize(width=768, height=576),

@@ -148,7 +148,7 @@ def main() -> None:
 
     camera = ClockCamera(frames(100), args.fps)
     pipe = Pipeline(
-        PipelineSettings(device="bench", boot_id="b"), camera, load(*models[0]), submit, load
+        PipelineSettings(device="bench", boot_id="b007b007"), camera, load(*models[0]), submit, load
     )
     pipe.start()
     time.sleep(args.settle)

@@ -1,6 +1,8 @@
-"""Config of the on-disk outbox that sits between the inference loop and MQTT.
+"""Config of the publisher: the broker connection (`mqtt:`) and the on-disk outbox (`outbox:`).
 
-See docs/delivery.md for what each setting means for delivery guarantees.
+Both live here, beside the code that uses them, so `agent.publish` never imports `agent.config`
+(which pulls in the engine registry). See docs/delivery.md for what each outbox setting means
+for delivery guarantees.
 """
 
 from __future__ import annotations
@@ -8,7 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.contracts.ids import SafeId
+from agent.util.models import FrozenModel
+from agent.yamlconfig import secret_from_env
 
 
 class OutboxConfig(BaseModel):
@@ -48,3 +54,55 @@ class OutboxConfig(BaseModel):
     batch_max: int = Field(
         256, ge=1, le=10_000, description="Most messages committed in one SQLite transaction."
     )
+
+
+class TlsConfig(FrozenModel):
+    ca_file: Path = Field(description="CA certificate the broker's certificate must chain to.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
+    key_file: Path | None = Field(None, description="Client private key (PEM), for mutual TLS.")
+    insecure_skip_hostname_check: bool = Field(
+        False, description="Do not check the broker's host name against its certificate."
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("TLS half-configured: cert_file and key_file must be given together")
+        return self
+
+
+class MqttConfig(FrozenModel):
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    protocol: Literal["v5", "v311"] = Field("v5", description="MQTT protocol version.")
+    client_id: str | None = Field(
+        None, description="MQTT client id; defaults to 'edge-agent-<device id>'."
+    )
+    topic_prefix: SafeId = Field("edge", description="First level of every topic.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    detections_qos: Literal[0, 1] = Field(1, description="QoS of detection messages.")
+    publish_empty: bool = Field(
+        True, description="Publish a detections message for frames with no detections."
+    )
+    username: str | None = Field(None, description="Broker user name.")
+    password_env: str | None = Field(
+        None, description="Name of the environment variable holding the broker password."
+    )
+    tls: TlsConfig | None = Field(None, description="TLS settings; plain TCP when absent.")
+    queue_size: int = Field(
+        1000, ge=1, description="Hand-off queue between the inference loop and the publisher."
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttConfig:
+        if self.client_id is not None and any(c in self.client_id for c in "+#/"):
+            raise ValueError("client_id must not contain '+', '#' or '/'")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+    def password(self) -> str | None:
+        """Read the password from the environment variable named by `password_env`."""
+        return secret_from_env(self.password_env, "mqtt.password_env")

@@ -33,11 +33,13 @@ from typing import Literal
 
 import structlog
 
+from agent.publish.store import ROW_OVERHEAD, OutboxMessage, OutboxRow, StreamKey, row_of
+
+__all__ = ["ROW_OVERHEAD", "Budget", "Outbox", "OutboxError", "OutboxMessage", "OutboxRow"]
+
 log = structlog.get_logger(__name__)
 
 PAGE_SIZE = 4096
-ROW_OVERHEAD = 48
-"""Bytes added to each row's accounted size for the row header, rowid and index entry."""
 DATA_FILL = 0.6
 """Share of the database pages the accounted row bytes may fill (b-tree slack, free pages)."""
 
@@ -58,50 +60,49 @@ CREATE TABLE IF NOT EXISTS outbox (
     qos INTEGER NOT NULL,
     size INTEGER NOT NULL,
     pubacked INTEGER NOT NULL DEFAULT 0,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    stream TEXT NOT NULL DEFAULT 'detections'
 );
--- Only rows waiting for a gateway ack are indexed, so a plain insert touches one b-tree.
-CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (boot_id, camera, seq) WHERE pubacked = 1;
 """
+# Only rows waiting for a gateway ack are indexed, so a plain insert touches one b-tree.
+_INDEX = """
+DROP INDEX IF EXISTS outbox_acked;
+CREATE INDEX IF NOT EXISTS outbox_acked_stream ON outbox (boot_id, camera, stream, seq)
+    WHERE pubacked = 1;
+"""
+_ROW_COLUMNS = "id, topic, camera, boot_id, seq, qos, payload, stream"
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an outbox written by an older agent up to date: rows without a stream are
+    `detections` (the only stream that existed), and the ack index covers the stream."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
+    if "stream" not in columns:
+        db.execute("ALTER TABLE outbox ADD COLUMN stream TEXT NOT NULL DEFAULT 'detections'")
+        log.info("outbox.migrated", added="stream")
+    db.executescript(_INDEX)
+
+
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
 
 
 class OutboxError(Exception):
-    """The outbox file cannot be opened or is not an outbox."""
+    """The outbox file cannot be opened or is not an outbox; `corrupt` when its bytes are bad
+    (not an SQLite database, or a damaged one), as opposed to a path that cannot be opened."""
+
+    def __init__(self, message: str, corrupt: bool = False) -> None:
+        super().__init__(message)
+        self.corrupt = corrupt
 
 
-@dataclass(frozen=True)
-class OutboxMessage:
-    """A message to commit: its topic, dedup key (camera, boot_id, seq), QoS and JSON bytes."""
-
-    topic: str
-    camera: str
-    boot_id: str
-    seq: int
-    qos: int
-    payload: bytes
-
-    @property
-    def size(self) -> int:
-        """Bytes this message is accounted for against `max_bytes`."""
-        return (
-            len(self.payload)
-            + len(self.topic)
-            + 2 * (len(self.boot_id) + len(self.camera))
-            + ROW_OVERHEAD
-        )
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    """A committed message with its row id (commit order)."""
-
-    id: int
-    topic: str
-    camera: str
-    boot_id: str
-    seq: int
-    qos: int
-    payload: bytes
+def _is_corrupt(err: sqlite3.Error) -> bool:
+    """True for SQLITE_CORRUPT and SQLITE_NOTADB: the file's content is not a usable database."""
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is None:
+        text = str(err)
+        return "not a database" in text or "malformed" in text
+    return (code & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Outbox:
             self._db.execute(f"PRAGMA wal_autocheckpoint={auto}")
             self._db.execute(f"PRAGMA journal_size_limit={self.budget.wal_pages * PAGE_SIZE}")
             self._db.executescript(_SCHEMA)
+            _migrate(self._db)
             self._db.execute(f"PRAGMA max_page_count={self.budget.max_page_count}")
             row = self._db.execute(
                 "SELECT count(*), total(size), coalesce(max(id), 0) FROM outbox"
@@ -168,7 +170,9 @@ class Outbox:
         except sqlite3.DatabaseError as err:
             with contextlib.suppress(Exception):
                 self._db.close()
-            raise OutboxError(f"{path}: cannot open the outbox: {err}") from None
+            raise OutboxError(
+                f"{path}: cannot open the outbox: {err}", corrupt=_is_corrupt(err)
+            ) from None
         self._count = int(row[0])
         self._bytes = int(row[1])
         self._next_id = int(row[2]) + 1
@@ -287,8 +291,8 @@ class Outbox:
                         )
                     first = self._next_id
                     self._db.executemany(
-                        "INSERT INTO outbox (id, topic, camera, boot_id, seq, qos, size, payload) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO outbox (id, topic, camera, boot_id, seq, qos, size, payload, "
+                        "stream) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [
                             (
                                 first + i,
@@ -299,6 +303,7 @@ class Outbox:
                                 m.qos,
                                 m.size,
                                 m.payload,
+                                m.stream,
                             )
                             for i, m in enumerate(msgs)
                         ],
@@ -316,10 +321,7 @@ class Outbox:
                 log.warning("outbox.full", error=str(err), attempt=attempt, rows=self._count)
                 self._recover_full(max(size, self.budget.data_bytes // 20))
                 continue
-            self._appended.extend(
-                OutboxRow(first + i, m.topic, m.camera, m.boot_id, m.seq, m.qos, m.payload)
-                for i, m in enumerate(msgs)
-            )
+            self._appended.extend(row_of(first + i, m) for i, m in enumerate(msgs))
             self._next_id += len(msgs)
             n, freed, _ = self._pending_drop
             self._pending_drop = (0, 0, 0)
@@ -412,13 +414,14 @@ class Outbox:
         except sqlite3.Error as err:
             log.error("outbox.mark_failed", error=str(err))
 
-    def delete_acked(self, boot_id: str, camera: str, seq_upto: int) -> int:
-        """Delete PUBACKed rows of (boot_id, camera) with seq <= seq_upto (a gateway ack)."""
+    def delete_acked(self, key: StreamKey, seq_upto: int) -> int:
+        """Delete PUBACKed rows of stream `key` = (boot_id, camera, stream) with
+        seq <= seq_upto (a gateway ack)."""
         try:
             cur = self._db.execute(
-                "DELETE FROM outbox WHERE boot_id = ? AND camera = ? AND seq <= ? "
+                "DELETE FROM outbox WHERE boot_id = ? AND camera = ? AND stream = ? AND seq <= ? "
                 "AND pubacked = 1 RETURNING size",
-                (boot_id, camera, seq_upto),
+                (*key, seq_upto),
             )
             sizes = [r[0] for r in cur.fetchall()]
         except sqlite3.Error as err:
@@ -450,14 +453,29 @@ class Outbox:
         """The next `limit` rows with id > after_id, in commit order."""
         try:
             cur = self._db.execute(
-                "SELECT id, topic, camera, boot_id, seq, qos, payload FROM outbox "
-                "WHERE id > ? ORDER BY id LIMIT ?",
+                f"SELECT {_ROW_COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             )
             return [OutboxRow(*r) for r in cur.fetchall()]
         except sqlite3.Error as err:
             log.error("outbox.read_failed", error=str(err))
             return []
+
+    def lowest_seqs(self) -> dict[StreamKey, int]:
+        """The lowest seq stored per stream (one pass over the table)."""
+        try:
+            cur = self._db.execute(
+                "SELECT boot_id, camera, stream, min(seq) FROM outbox "
+                "GROUP BY boot_id, camera, stream"
+            )
+            return {(b, c, st): int(low) for b, c, st, low in cur.fetchall()}
+        except sqlite3.Error as err:
+            log.error("outbox.read_failed", error=str(err))
+            return {}
+
+    def room(self) -> int | None:
+        """No limit: the caps drop the oldest rows instead."""
+        return None
 
     def oldest_pubacked(self) -> int | None:
         """Id of the oldest row the broker acknowledged that still waits for a gateway ack."""
@@ -510,3 +528,47 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def quarantine(path: Path, now: float) -> Path:
+    """Move a corrupt outbox (and its -wal/-shm files) aside to `<path>.corrupt-<ts>`."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    for suffix in ("-wal", "-shm", ""):
+        src = Path(str(path) + suffix)
+        if src.exists():
+            os.replace(src, Path(str(aside) + suffix))
+    return aside
+
+
+def open_outbox(
+    path: Path,
+    max_bytes: int,
+    max_rows: int,
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    autocheckpoint: bool = True,
+) -> tuple[Outbox, Path | None]:
+    """Open the outbox; a corrupt file is moved aside (logged) and a fresh one created.
+
+    Returns the outbox and where a corrupt file went (None when there was none). Raises
+    OutboxError when the path itself cannot be used (permissions, a directory, ...).
+    """
+    try:
+        return Outbox(path, max_bytes, max_rows, synchronous, autocheckpoint), None
+    except OutboxError as err:
+        if not err.corrupt:
+            raise
+        aside = quarantine(path, time.time())
+        log.error(
+            "outbox.corrupt_moved_aside",
+            path=str(path),
+            moved_to=str(aside),
+            error=str(err),
+            note="the messages in the corrupt file are lost; a fresh outbox was created",
+        )
+    return Outbox(path, max_bytes, max_rows, synchronous, autocheckpoint), aside
+

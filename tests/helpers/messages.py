@@ -26,7 +26,7 @@ def detection_payload(
     device: str = "jet-0",
     camera: str = "cam-a",
     *,
-    boot_id: str = "b1",
+    boot_id: str = "b1b1b1b1",
     source: Literal["yolo", "florence2"] = "yolo",
     detections: list[Detection] | None = None,
 ) -> bytes:

@@ -111,7 +111,7 @@ class Rig:
 
         path, m = ModelStore(state_dir / "models").resolve_startup(model, manifest)
         self.pipeline = Pipeline(
-            PipelineSettings(device=DEVICE, boot_id="b"),
+            PipelineSettings(device=DEVICE, boot_id="b007b007"),
             feed=LoopFeed(images),
             detector=self.load(path, m),
             submit=self._submit,

@@ -116,8 +116,8 @@ def test_gateway_ack_deletes_only_pubacked_rows_of_that_camera_and_boot(tmp_path
         box.append([msg(i) for i in range(5)] + [msg(i, camera="cam2") for i in range(5)])
         rows = box.next_batch(0, 100)
         box.mark_pubacked([r.id for r in rows if r.seq <= 3])  # seq 4 not PUBACKed yet
-        assert box.delete_acked("b1", "cam1", 10) == 4
-        assert box.delete_acked("other-boot", "cam2", 10) == 0
+        assert box.delete_acked(("b1", "cam1", "detections"), 10) == 4
+        assert box.delete_acked(("other-boot", "cam2", "detections"), 10) == 0
         left = [(r.camera, r.seq) for r in box.next_batch(0, 100)]
         assert left == [("cam1", 4)] + [("cam2", i) for i in range(5)]
 

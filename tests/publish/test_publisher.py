@@ -15,21 +15,20 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from agent.config import MqttConfig, TlsConfig
 from agent.messages.topics import Topics
-from agent.publish.ack import AckEntry, AckMessage
-from agent.publish.config import OutboxConfig
+from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.publish.publisher import Publisher, PublisherConfigError, build_tls_context
 from tests.helpers.broker import Mosquitto, free_port
 from tests.publish.support import (
     BOOT,
     DEVICE,
+    GATEWAY_KEYS,
     Collector,
+    ack_bytes,
     mqtt_cfg,
     outbox_cfg,
     payload,
     retained_status,
-    status_provider,
     wait_for,
 )
 
@@ -43,7 +42,7 @@ def make(
         Topics(DEVICE),
         tmp_path,
         BOOT,
-        status_provider(),
+        GATEWAY_KEYS,
     )
 
 
@@ -185,16 +184,10 @@ def test_gateway_ack_mode_keeps_rows_until_acked(tmp_path: Path, mosquitto: Mosq
             assert pub.stats().outbox_depth == 20
             bad = [
                 b"not json",  # garbage is ignored
-                AckMessage(
-                    device="other", acks=[AckEntry(boot_id=BOOT, camera="cam1", seq_upto=99)]
-                )
-                .model_dump_json(by_alias=True)
-                .encode(),  # an ack for another device is ignored
+                ack_bytes("other", [(BOOT, "cam1", 99)]),  # an ack for another device is ignored
             ]
-            good = AckMessage(
-                device=DEVICE, acks=[AckEntry(boot_id=BOOT, camera="cam1", seq_upto=9)]
-            )
-            for data in [*bad, good.model_dump_json(by_alias=True).encode()]:
+            good = ack_bytes(DEVICE, [(BOOT, "cam1", 9)])
+            for data in [*bad, good]:
                 send(mosquitto.port, Topics(DEVICE).ack, data)
             wait_for(lambda: pub.stats().outbox_depth == 10, 5, "rows 0..9 deleted")
             assert pub.stats().acked == 10
@@ -220,13 +213,9 @@ def test_gateway_ack_timeout_is_per_row_not_reset_by_other_streams(
             seq = 0
             while time.monotonic() < deadline:
                 pub.submit_detection("cam2", seq, payload("cam2", seq))
-                ack = AckMessage(
-                    device=DEVICE, acks=[AckEntry(boot_id=BOOT, camera="cam2", seq_upto=seq)]
-                )
+                ack = ack_bytes(DEVICE, [(BOOT, "cam2", seq)])
                 time.sleep(0.2)
-                send(
-                    mosquitto.port, Topics(DEVICE).ack, ack.model_dump_json(by_alias=True).encode()
-                )
+                send(mosquitto.port, Topics(DEVICE).ack, ack)
                 seq += 1
             assert len(col.seqs("cam1")) >= 10, "cam1 was not replayed while cam2 was acked"
         finally:
