@@ -28,8 +28,8 @@ class TopicDoc:
 
 def topic_docs() -> list[TopicDoc]:
     """Every topic of the product with its payload model."""
-    from agent.ota.protocol import OtaCommand, OtaStateMessage
     from agent.contracts.ack import AckMessage
+    from agent.ota.protocol import OtaCommand, OtaStateMessage
 
     return [
         TopicDoc(

@@ -132,7 +132,8 @@ class DetectionMessage(Payload):
     def _consistent(self) -> DetectionMessage:
         want = Stream.FLORENCE2 if self.source == "florence2" else Stream.DETECTIONS
         if self.stream != want:
-            raise ValueError(f"source {self.source} belongs to stream {want.value}, not {self.stream}")
+            got = Stream(self.stream).value
+            raise ValueError(f"source {self.source} belongs to stream {want.value}, not {got}")
         if self.oldest_unacked_seq is not None and self.oldest_unacked_seq > self.seq:
             raise ValueError("oldest_unacked_seq must be <= seq")
         return self

@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from agent.messages.payloads import OLDEST_UNACKED_FIELD
 from agent.publish.store import OutboxRow, StreamKey
 
-_KEY = f',"{OLDEST_UNACKED_FIELD}":'.encode()
+_NAME = f'"{OLDEST_UNACKED_FIELD}"'.encode()
+_KEY = b"," + _NAME + b":"
 
 
 def stamp_oldest_unacked(payload: bytes, oldest: int) -> bytes:
@@ -31,11 +32,12 @@ def stamp_oldest_unacked(payload: bytes, oldest: int) -> bytes:
     place; a payload whose field is not last is re-serialised compactly.
     """
     at = payload.rfind(_KEY)
-    if at < 0:
+    if at >= 0 and payload.endswith(b"}"):
+        value = payload[at + len(_KEY) : -1]
+        if value == b"null" or value.isdigit():
+            return b"%s%d}" % (payload[: at + len(_KEY)], oldest)
+    if _NAME not in payload:
         return payload
-    value = payload[at + len(_KEY) : -1]
-    if payload.endswith(b"}") and (value == b"null" or value.isdigit()):
-        return b"%s%d}" % (payload[: at + len(_KEY)], oldest)
     data = json.loads(payload)
     if not isinstance(data, dict) or OLDEST_UNACKED_FIELD not in data:
         return payload

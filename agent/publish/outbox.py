@@ -571,4 +571,3 @@ def open_outbox(
             note="the messages in the corrupt file are lost; a fresh outbox was created",
         )
     return Outbox(path, max_bytes, max_rows, synchronous, autocheckpoint), aside
-

@@ -237,4 +237,3 @@ class Publisher:
             self._store.close()
         elif isinstance(self._store, MemoryStore):
             self._store.dropped += remaining
-

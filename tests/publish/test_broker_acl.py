@@ -18,8 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.messages.topics import Topics
-from agent.publish.config import OutboxConfig
-from agent.publish.config import MqttConfig, TlsConfig
+from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.publish.publisher import Publisher, build_tls_context
 from tests.publish.shipped import ShippedMosquitto, client_context, fleet_certs, make_certs
 from tests.publish.support import BOOT, Collector, payload, wait_for
