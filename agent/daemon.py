@@ -23,6 +23,7 @@ import structlog
 
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, load_config
+from agent.contracts.streams import Stream
 from agent.health.metrics import FrameWindow
 from agent.health.notify import Notifier
 from agent.logs import configure_logging
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from agent.engines.build import Platform
     from agent.engines.trt import TensorRTConfig
     from agent.ota.manager import OtaManager
+    from agent.publish.publisher import Publisher
 
 log = structlog.get_logger(__name__)
 
@@ -208,25 +210,7 @@ class Daemon:
         return msg
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def _make_publisher(self) -> Any:
-        """The publisher, with the gateway keys that verify acks and a first status snapshot."""
-        from agent.publish.publisher import Publisher
-
-        cfg = self.cfg
-        publisher = Publisher(
-            cfg.mqtt,
-            cfg.outbox,
-            self.topics,
-            cfg.device.state_dir,
-            self.boot_id,
-            gateway_keys=cfg.ota.gateway_keys,  # the lead re-points this at trust: when merging
-        )
-        self.publisher = publisher
-        self.push_status()
-        return publisher
-
     def start(self) -> None:
-        from agent.contracts.streams import Stream
         from agent.sources.reader import ReaderGroup
 
         cfg = self.cfg
@@ -238,19 +222,15 @@ class Daemon:
         self.notifier.status(f"preparing model {model_path.name}")
         prepare_model(cfg.model.engine, model_path)  # TensorRT: build or reuse the cached engine
         detector = self._load_detector(model_path, manifest)
-        self._make_publisher()
+        self.publisher = build_publisher(cfg, self.topics, self.boot_id)
         group = ReaderGroup.from_configs(cfg.cameras)
         self.group = group
         self.readers = {r.camera_id: r for r in group.readers}
         if cfg.fallback.enabled:
             from agent.fallback.worker import Fallback
 
-            self.fallback = Fallback(
-                cfg.fallback,
-                cfg.device.id,
-                self.publisher.submitter(Stream.FLORENCE2),
-                cfg.device.state_dir,
-            )
+            submit = self.publisher.submitter(Stream.FLORENCE2)  # its own stream and seq
+            self.fallback = Fallback(cfg.fallback, cfg.device.id, submit, cfg.device.state_dir)
         self.pipeline = Pipeline(
             PipelineSettings(
                 device=cfg.device.id, boot_id=self.boot_id, publish_empty=cfg.mqtt.publish_empty
@@ -386,6 +366,15 @@ class Daemon:
             self.pipeline.active_detector().close()
         self.notifier.close()
         log.info("stopped")
+
+
+def build_publisher(cfg: AgentConfig, topics: Topics, boot_id: str) -> Publisher:
+    """The publisher of `cfg`, with the gateway keys that verify signed acks."""
+    from agent.publish.publisher import Publisher
+
+    # The lead re-points the keys at the `trust:` section when merging.
+    keys = cfg.ota.gateway_keys
+    return Publisher(cfg.mqtt, cfg.outbox, topics, cfg.device.state_dir, boot_id, keys)
 
 
 def _probe_platform(engine_cfg: TensorRTConfig) -> Platform | None:

@@ -28,9 +28,11 @@ class TopicDoc:
 
 def topic_docs() -> list[TopicDoc]:
     """Every topic of the product with its payload model."""
-    from agent.contracts.ack import AckMessage
-    from agent.ota.protocol import OtaCommand, OtaStateMessage
+    return _device_topics() + _ota_and_ack_topics()
 
+
+def _device_topics() -> list[TopicDoc]:
+    """What the device publishes on its own: status, detections, health."""
     return [
         TopicDoc(
             "edge/<device>/status",
@@ -61,6 +63,15 @@ def topic_docs() -> list[TopicDoc]:
             payloads.HealthMessage,
             "Periodic metrics every `health.interval_s`.",
         ),
+    ]
+
+
+def _ota_and_ack_topics() -> list[TopicDoc]:
+    """The device's exchanges with the gateway: OTA commands and state, signed acks."""
+    from agent.contracts.ack import AckMessage
+    from agent.ota.protocol import OtaCommand, OtaStateMessage
+
+    return [
         TopicDoc(
             "edge/<device>/ota/command",
             "gateway → device",

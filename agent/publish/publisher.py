@@ -117,7 +117,7 @@ class Publisher:
         )
         self._checkpointer: Checkpointer | None = None
         if isinstance(self._store, Outbox):
-            self._checkpointer = Checkpointer(self._store)
+            self._checkpointer = Checkpointer(self._store.path)
             self._pump.on_round = self._wal_hint(self._store, self._checkpointer)
         if outbox.require_gateway_ack:
             self._session.subscribe(topics.ack, self._inbox.on_ack_payload, 1)

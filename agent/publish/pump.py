@@ -17,7 +17,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +28,8 @@ from agent.publish.config import OutboxConfig
 from agent.publish.events import AckReceived, Connected, Disconnected, Inbox, Puback
 from agent.publish.lowwater import LowWater
 from agent.publish.session import MqttSession
-from agent.publish.store import OutboxMessage, OutboxRow, Store
+from agent.publish.store import OutboxMessage, Store
+from agent.publish.window import Window
 
 log = structlog.get_logger(__name__)
 
@@ -99,20 +99,16 @@ class DeliveryPump:
         self._session = session
         self._inbox = inbox
         self._cfg = cfg
-        self._window = cfg.inflight
         self._check_ack = check_ack
         self._queue: queue.Queue[OutboxMessage] = queue.Queue(maxsize=queue_size)
         self._drop_lock = threading.Lock()
         self.queue_dropped = 0
         self.published = self.acked = self.rejected = self.acks_refused = 0
         # Pump-thread state (only the pump touches these).
-        self._inflight: dict[int, int] = {}
-        self._cursor = 0
+        self._window = Window(cfg.inflight)
         self._gen: int | None = None  # the connection being published on; None: down
         self._to_delete: list[int] = []
         self._to_delete_since = 0.0
-        self._fresh: deque[OutboxRow] = deque()
-        self._last_appended = -1
         self._gw = GatewayAckWatch(cfg.gateway_ack_timeout_s)
         self._low = LowWater()
         self._low.refresh(store.lowest_seqs())
@@ -146,7 +142,7 @@ class DeliveryPump:
     @property
     def inflight(self) -> int:
         """Messages published and not yet PUBACKed."""
-        return len(self._inflight)
+        return len(self._window.inflight)
 
     def start(self) -> None:
         """Start the pump thread."""
@@ -159,7 +155,7 @@ class DeliveryPump:
         while time.monotonic() < until:
             if self._queue.empty() and (self.store.count == 0 or not self._session.connected):
                 return
-            if self._cfg.require_gateway_ack and not self._inflight and self._queue.empty():
+            if self._cfg.require_gateway_ack and not self.inflight and self._queue.empty():
                 return
             self._inbox.wake.set()
             time.sleep(0.01)
@@ -214,8 +210,7 @@ class DeliveryPump:
                 self._on_connected(ev.gen)
             elif isinstance(ev, Disconnected):
                 self._gen = None
-                self._inflight.clear()
-                self._cursor = 0
+                self._window.reset()
             elif isinstance(ev, AckReceived):
                 self._mark(mark)  # PUBACKs before this ack must count for it
                 self._on_ack(ev.payload)
@@ -225,16 +220,16 @@ class DeliveryPump:
         if self._to_delete:  # acked before the reconnect: do not replay them
             self._delete_now()
         self._gen = gen
-        self._inflight.clear()
+        self._window.reset()
         self._replay(time.monotonic())
 
     def _replay(self, now: float) -> None:
         """Publish again from the oldest stored row, with fresh low-water marks."""
-        self._cursor = 0
+        self._window.rewind()
         self._refresh_low(now)
 
     def _on_puback(self, ev: Puback, mark: list[int]) -> None:
-        row_id = self._inflight.pop(ev.mid, None)
+        row_id = self._window.pubacked(ev.mid)
         if row_id is None:
             return  # from a previous connection: that row is replayed anyway
         if ev.failed:
@@ -317,55 +312,24 @@ class DeliveryPump:
             if self.store.append(batch):
                 self._low.deleted()  # the caps dropped old rows
             appended = self.store.take_appended()
-            if appended:
-                self._last_appended = appended[-1].id
             self._low.appended(appended)
-            self._fresh.extend(appended)
-            if len(self._fresh) > 2 * self._window:
-                self._fresh.clear()  # a backlog: read it back from the store instead
+            self._window.appended(appended)
             if len(batch) < limit:
                 return
 
     def _fill_window(self) -> None:
         """Publish rows after the cursor while connected and the window has room."""
-        if self._gen is None:
-            return
-        while (room := self._window - len(self._inflight)) > 0:
-            rows = self._next_rows(room)
-            if not rows or not self._publish(rows):
-                return
-
-    def _next_rows(self, room: int) -> list[OutboxRow]:
-        fresh = self._fresh
-        while fresh and fresh[0].id <= self._cursor:
-            fresh.popleft()
-        if fresh and fresh[0].id == self._cursor + 1:
-            # Fast path: the rows just committed follow the cursor directly (ids are
-            # consecutive within a process), so nothing older is unsent: no read-back.
-            rows = []
-            expect = self._cursor + 1
-            while fresh and len(rows) < room and fresh[0].id == expect:
-                rows.append(fresh.popleft())
-                expect += 1
-            return rows
-        if not fresh and self._cursor == self._last_appended:
-            return []  # everything committed in this process is handed over already
-        fresh.clear()
-        return self.store.next_batch(self._cursor, min(room, 256))
-
-    def _publish(self, rows: list[OutboxRow]) -> bool:
-        """Publish `rows` in order; False when the connection went away meanwhile."""
         gen = self._gen
-        if gen is None:
-            return False
-        for row in rows:
-            mid = self._session.publish_row(gen, row.topic, self._low.stamp(row), row.qos)
-            if mid is None:
-                return False  # a disconnect or a new connection: wait for its event
-            self._inflight[mid] = row.id
-            self._cursor = row.id
-            self.published += 1
-        return True
+        while gen is not None and self._window.room() > 0:
+            rows = self._window.next_rows(self.store)
+            if not rows:
+                return
+            for row in rows:
+                mid = self._session.publish_row(gen, row.topic, self._low.stamp(row), row.qos)
+                if mid is None:
+                    return  # a disconnect or a new connection: wait for its event
+                self._window.sent(mid, row)
+                self.published += 1
 
     def counters(self) -> dict[str, Any]:
         """The pump's counters (cheap; any thread)."""
@@ -374,7 +338,7 @@ class DeliveryPump:
             "queue_dropped": self.queue_dropped,
             "published": self.published,
             "acked": self.acked,
-            "inflight": len(self._inflight),
+            "inflight": len(self._window.inflight),
             "rejected": self.rejected,
             "acks_refused": self.acks_refused,
         }
