@@ -147,7 +147,9 @@ def test_newest_only(running, image: np.ndarray) -> None:
         )
     wait_for(lambda: len(pub.items) >= 2, 60)
     time.sleep(0.5)  # give a wrongly queued extra frame the chance to show up
-    assert [s for _, s, _ in pub.items] == [1, 4]
+    msgs = [DetectionMessage.model_validate_json(p) for _, _, p in pub.items]
+    assert [m.refines for m in msgs] == [1, 4]  # the YOLO frames refined
+    assert [s for _, s, _ in pub.items] == [0, 1]  # the camera's own florence2 stream
     assert fb.stats().replaced == 2
 
 
