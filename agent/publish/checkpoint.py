@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from pathlib import Path
 
 import structlog
+
+from agent.publish.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
 CHECKPOINT_EVERY_S = 2.0
+WAL_LOOK_S = 0.1
+"""Shortest time between two looks at the WAL size from the pump (`on_round`)."""
 
 
 class Checkpointer:
-    """Checkpoints the outbox at `path` when asked (`poke`: the WAL passed its budget) or
-    every 2 s, PASSIVE (never blocks the writer), on a connection of its own."""
+    """Checkpoints `outbox` when its WAL passed its budget (seen by `on_round`) or every 2 s,
+    PASSIVE (never blocks the writer), on a connection of its own."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._path = outbox.path
+        self._looked = 0.0
         self._wake = threading.Event()
         self._exit = threading.Event()
         self._thread: threading.Thread | None = None
@@ -29,9 +34,12 @@ class Checkpointer:
         self._thread = threading.Thread(target=self._main, name="outbox-checkpoint", daemon=True)
         self._thread.start()
 
-    def poke(self) -> None:
-        """Checkpoint soon."""
-        self._wake.set()
+    def on_round(self, now: float) -> None:
+        """The pump's end-of-round hook: ask for a checkpoint once the WAL passed its budget."""
+        if now - self._looked >= WAL_LOOK_S:
+            self._looked = now
+            if self._outbox.wal_over_budget():
+                self._wake.set()
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread (the outbox's own close does the final checkpoint)."""

@@ -117,8 +117,8 @@ class Publisher:
         )
         self._checkpointer: Checkpointer | None = None
         if isinstance(self._store, Outbox):
-            self._checkpointer = Checkpointer(self._store.path)
-            self._pump.on_round = self._wal_hint(self._store, self._checkpointer)
+            self._checkpointer = Checkpointer(self._store)
+            self._pump.on_round = self._checkpointer.on_round
         if outbox.require_gateway_ack:
             self._session.subscribe(topics.ack, self._inbox.on_ack_payload, 1)
         self._topic_cache: dict[tuple[str, str], str] = {}
@@ -130,19 +130,6 @@ class Publisher:
             gateway_ack=outbox.require_gateway_ack,
             gateway_keys=sorted(keys),
         )
-
-    @staticmethod
-    def _wal_hint(outbox: Outbox, ckpt: Checkpointer) -> Callable[[float], None]:
-        """A pump-round hook that asks for a checkpoint when the WAL passed its budget."""
-        last = [0.0]
-
-        def hint(now: float) -> None:
-            if now - last[0] >= 0.1:
-                last[0] = now
-                if outbox.wal_over_budget():
-                    ckpt.poke()
-
-        return hint
 
     # -- hand-off ----------------------------------------------------------------------------
     def submit(self, stream: Stream, camera: str, seq: int, payload: bytes) -> bool:

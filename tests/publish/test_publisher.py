@@ -443,3 +443,24 @@ def test_pushed_status_snapshot_is_what_is_retained(tmp_path: Path, mosquitto: M
         assert got.state == "online" and got.boot_id == BOOT
     finally:
         pub.stop(1)
+
+
+def test_reconnect_republishes_the_last_pushed_snapshot(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """After a broker restart the retained status is the snapshot pushed before it (the
+    network thread never asks the daemon for one)."""
+    pub = make(tmp_path, mosquitto.port)
+    pub.set_status(status().model_copy(update={"outbox_dropped": 3}))
+    pub.start()
+    try:
+        wait_for(lambda: pub.stats().connected, 10, "connected")
+        mosquitto.restart(signal.SIGKILL)  # no persistence: the retained status is gone
+        wait_for(lambda: pub.stats().connects >= 2, 15, "reconnected")
+        wait_for(
+            lambda: retained(mosquitto.port, Topics(DEVICE).status) is not None, 5, "re-retained"
+        )
+        got = StatusMessage.model_validate_json(retained(mosquitto.port, Topics(DEVICE).status))
+        assert got.state == "online" and got.outbox_dropped == 3
+    finally:
+        pub.stop(1)
