@@ -74,5 +74,7 @@ class LowWater:
         return min(self._low.get(row.key, row.seq), row.seq)
 
     def stamp(self, row: OutboxRow) -> bytes:
-        """`row`'s payload stamped with its stream's mark."""
+        """`row`'s payload stamped with its stream's mark (unchanged if it has no such field)."""
+        if _NAME not in row.payload:
+            return row.payload
         return stamp_oldest_unacked(row.payload, self.mark_for(row))

@@ -48,6 +48,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+_DETECTIONS = Stream.DETECTIONS.value
+
 SubmitFn = Callable[[str, int, bytes], bool]
 """submit(camera, seq, payload) -> accepted, for one stream; never blocks."""
 
@@ -121,7 +123,7 @@ class Publisher:
             self._pump.on_round = self._checkpointer.on_round
         if outbox.require_gateway_ack:
             self._session.subscribe(topics.ack, self._inbox.on_ack_payload, 1)
-        self._topic_cache: dict[tuple[str, str], str] = {}
+        self._topic_cache: dict[str, str] = {}
         self._started = self._stopped = False
         log.info(
             "publisher.configured",
@@ -134,17 +136,19 @@ class Publisher:
     # -- hand-off ----------------------------------------------------------------------------
     def submit(self, stream: Stream, camera: str, seq: int, payload: bytes) -> bool:
         """Hand a message of `stream` over without blocking; False (counted) when full."""
-        key = (stream.value, camera)
-        topic = self._topic_cache.get(key)
-        if topic is None:
-            topic = self._topics.detections(camera)  # detections and florence2 share it
-            self._topic_cache[key] = topic
-        msg = OutboxMessage(topic, camera, self._boot_id, seq, self._qos, payload, stream.value)
-        return self._pump.submit(msg)
+        return self._submit(stream.value, camera, seq, payload)
 
     def submit_detection(self, camera: str, seq: int, payload: bytes) -> bool:
-        """Hand a YOLO detection message over (stream `detections`)."""
-        return self.submit(Stream.DETECTIONS, camera, seq, payload)
+        """Hand a YOLO detection message over (stream `detections`); the inference loop's."""
+        return self._submit(_DETECTIONS, camera, seq, payload)
+
+    def _submit(self, stream: str, camera: str, seq: int, payload: bytes) -> bool:
+        topic = self._topic_cache.get(camera)
+        if topic is None:
+            topic = self._topics.detections(camera)  # detections and florence2 share it
+            self._topic_cache[camera] = topic
+        msg = OutboxMessage(topic, camera, self._boot_id, seq, self._qos, payload, stream)
+        return self._pump.submit(msg)
 
     def submitter(self, stream: Stream) -> SubmitFn:
         """A `submit(camera, seq, payload)` for one stream (the Florence-2 worker's)."""

@@ -319,16 +319,17 @@ class DeliveryPump:
 
     def _fill_window(self) -> None:
         """Publish rows after the cursor while connected and the window has room."""
-        gen = self._gen
-        while gen is not None and self._window.room() > 0:
-            rows = self._window.next_rows(self.store)
+        gen, window = self._gen, self._window
+        publish, stamp = self._session.publish_row, self._low.stamp
+        while gen is not None and window.room() > 0:
+            rows = window.next_rows(self.store)
             if not rows:
                 return
             for row in rows:
-                mid = self._session.publish_row(gen, row.topic, self._low.stamp(row), row.qos)
+                mid = publish(gen, row.topic, stamp(row), row.qos)
                 if mid is None:
                     return  # a disconnect or a new connection: wait for its event
-                self._window.sent(mid, row)
+                window.sent(mid, row)
                 self.published += 1
 
     def counters(self) -> dict[str, Any]:

@@ -106,10 +106,6 @@ class MqttSession:
         """Whether a connection is up now."""
         return self._connected.is_set()
 
-    def current(self, gen: int) -> bool:
-        """Whether connection `gen` is the one up now."""
-        return self._connected.is_set() and self._gen == gen
-
     # -- the application's side --------------------------------------------------------------
     def set_status(self, status: StatusMessage) -> None:
         """Take a new status snapshot; publish it (retained, online) now if connected.
@@ -147,7 +143,7 @@ class MqttSession:
     def publish_row(self, gen: int, topic: str, payload: bytes, qos: int) -> int | None:
         """Publish one stored message on connection `gen`; its mid, or None when that
         connection is gone (the pump waits for the event that resets its replay)."""
-        if not self.current(gen):
+        if self._gen != gen or not self._connected.is_set():
             return None
         info = self._client.publish(topic, payload, qos=qos)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
