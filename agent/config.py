@@ -12,13 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agent.contracts.ids import SafeId
 from agent.engines.registry import EngineConfig
 from agent.fallback.config import FallbackConfig
-from agent.contracts.ids import SafeId
 from agent.ota.config import OtaConfig
 from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.sources.config import SourceConfig
-from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping
+from agent.yamlconfig import ConfigError, load_yaml_model, validate_mapping
 
 __all__ = [
     "AgentConfig",

@@ -101,7 +101,10 @@ class Publisher:
         boot_id: str,
         gateway_keys: Mapping[str, str] | None = None,
     ) -> None:
-        keys = trusted_key_map(gateway_keys or {})
+        try:
+            keys = trusted_key_map(gateway_keys or {})
+        except ValueError as err:
+            raise PublisherConfigError(f"gateway keys: {err}") from None
         if outbox.require_gateway_ack and not keys:
             raise PublisherConfigError(
                 "outbox.require_gateway_ack needs at least one gateway key to verify acks "
@@ -123,7 +126,7 @@ class Publisher:
             self._pump.on_round = self._checkpointer.on_round
         if outbox.require_gateway_ack:
             self._session.subscribe(topics.ack, self._inbox.on_ack_payload, 1)
-        self._topic_cache: dict[str, str] = {}
+        self._topic_cache: dict[tuple[str, str], str] = {}
         self._started = self._stopped = False
         log.info(
             "publisher.configured",
@@ -143,10 +146,10 @@ class Publisher:
         return self._submit(_DETECTIONS, camera, seq, payload)
 
     def _submit(self, stream: str, camera: str, seq: int, payload: bytes) -> bool:
-        topic = self._topic_cache.get(camera)
+        topic = self._topic_cache.get((stream, camera))
         if topic is None:
-            topic = self._topics.detections(camera)  # detections and florence2 share it
-            self._topic_cache[camera] = topic
+            topic = self._topics.stream(stream, camera)
+            self._topic_cache[(stream, camera)] = topic
         msg = OutboxMessage(topic, camera, self._boot_id, seq, self._qos, payload, stream)
         return self._pump.submit(msg)
 
