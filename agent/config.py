@@ -100,6 +100,15 @@ class AgentConfig(FrozenModel):
             raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
         return self
 
+    @model_validator(mode="after")
+    def _gateway_ack_needs_a_key(self) -> AgentConfig:
+        if self.outbox.require_gateway_ack and not self.ota.gateway_keys:
+            raise ValueError(
+                "outbox.require_gateway_ack needs a gateway key to verify acks with: "
+                "set ota.gateway_keys (or turn require_gateway_ack off)"
+            )
+        return self
+
 
 def parse_config(data: object, path: Path) -> AgentConfig:
     """Validate already-parsed YAML data (relative paths stay relative to the working directory)."""

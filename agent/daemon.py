@@ -23,6 +23,7 @@ import structlog
 
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, load_config
+from agent.contracts.streams import Stream
 from agent.health.metrics import FrameWindow
 from agent.health.notify import Notifier
 from agent.logs import configure_logging
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from agent.engines.build import Platform
     from agent.engines.trt import TensorRTConfig
     from agent.ota.manager import OtaManager
+    from agent.publish.publisher import Publisher
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +101,7 @@ class Daemon:
         self.fallback: Any = None
         self.ota: OtaManager | None = None
         self._last_states: dict[str, str] = {}
+        self._last_dropped = 0
 
     # -- building blocks -----------------------------------------------------------------
     def _load_detector(self, model_path: Path, manifest: Any) -> Any:
@@ -146,7 +149,7 @@ class Daemon:
         model = None
         if self.pipeline is not None:
             model = model_ref(self.pipeline.active_detector().info)
-        dropped = self.publisher.stats().outbox_dropped if self.publisher is not None else 0
+        pstats = self.publisher.stats() if self.publisher is not None else None
         return StatusMessage(
             device=self.cfg.device.id,
             state="online",
@@ -155,8 +158,13 @@ class Daemon:
             agent_version=__version__,
             model=model,
             cameras=self.camera_statuses(),
-            outbox_dropped=dropped,
+            outbox_dropped=pstats.outbox_dropped if pstats is not None else 0,
+            outbox_quarantined=pstats.outbox_quarantined if pstats is not None else 0,
         )
+
+    def push_status(self) -> None:
+        """Hand the publisher a fresh status snapshot (it publishes it retained, online)."""
+        self.publisher.set_status(self.status())
 
     def health(self, counters: _Counters) -> HealthMessage:
         now = time.monotonic()
@@ -191,6 +199,8 @@ class Daemon:
             outbox_depth=pstats.outbox_depth,
             outbox_bytes=pstats.outbox_bytes,
             outbox_dropped=pstats.outbox_dropped,
+            outbox_quarantined=pstats.outbox_quarantined,
+            acks_refused=pstats.acks_refused,
             fallback_rate_per_min=round(fb_rate, 3),
             fallback_state=fb_state,
             rss_mb=round(rss_mb(), 1),
@@ -201,7 +211,6 @@ class Daemon:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        from agent.publish.publisher import Publisher
         from agent.sources.reader import ReaderGroup
 
         cfg = self.cfg
@@ -213,18 +222,15 @@ class Daemon:
         self.notifier.status(f"preparing model {model_path.name}")
         prepare_model(cfg.model.engine, model_path)  # TensorRT: build or reuse the cached engine
         detector = self._load_detector(model_path, manifest)
-        self.publisher = Publisher(
-            cfg.mqtt, cfg.outbox, self.topics, cfg.device.state_dir, self.boot_id, self.status
-        )
+        self.publisher = build_publisher(cfg, self.topics, self.boot_id)
         group = ReaderGroup.from_configs(cfg.cameras)
         self.group = group
         self.readers = {r.camera_id: r for r in group.readers}
         if cfg.fallback.enabled:
             from agent.fallback.worker import Fallback
 
-            self.fallback = Fallback(
-                cfg.fallback, cfg.device.id, self.publisher.submit_detection, cfg.device.state_dir
-            )
+            submit = self.publisher.submitter(Stream.FLORENCE2)  # its own stream and seq
+            self.fallback = Fallback(cfg.fallback, cfg.device.id, submit, cfg.device.state_dir)
         self.pipeline = Pipeline(
             PipelineSettings(
                 device=cfg.device.id, boot_id=self.boot_id, publish_empty=cfg.mqtt.publish_empty
@@ -236,12 +242,13 @@ class Daemon:
             fallback=self.fallback,
             window=self.window,
         )
-        self.pipeline.on_model_change = lambda _info: self.publisher.republish_status()
+        self.pipeline.on_model_change = lambda _info: self.push_status()
         if cfg.ota.enabled:
             self.ota = self._ota_manager()
             # Subscribed before the first connect, so a command sent the moment the gateway
             # sees this device online is queued, not lost; it is handled once OTA starts.
             self.ota.listen()
+        self.push_status()  # now with the model
         self.publisher.start()
         self.group.start()
         if self.fallback is not None:
@@ -275,10 +282,7 @@ class Daemon:
         while not self.stop_event.is_set():
             now = time.monotonic()
             states = {cid: r.state.value for cid, r in self.readers.items()}
-            if states != self._last_states:
-                self._last_states = states
-                self.publisher.republish_status()
-                log.info("camera states", **states)
+            self._status_on_change(states)
             if now >= next_ping:
                 next_ping = now + ping_every
                 if watchdog_ok(
@@ -299,6 +303,16 @@ class Daemon:
                     f"outbox {msg.outbox_depth}"
                 )
             self.stop_event.wait(0.1)
+
+    def _status_on_change(self, states: dict[str, str]) -> None:
+        """Push a new status snapshot when a camera changed state or the outbox dropped more."""
+        dropped = self.publisher.stats().outbox_dropped
+        if states == self._last_states and dropped == self._last_dropped:
+            return
+        if states != self._last_states:
+            log.info("camera states", **states)
+        self._last_states, self._last_dropped = states, dropped
+        self.push_status()
 
     def _ota_manager(self) -> OtaManager:
         """The OTA manager for this device's engine: formats it runs, TensorRT build hook,
@@ -352,6 +366,15 @@ class Daemon:
             self.pipeline.active_detector().close()
         self.notifier.close()
         log.info("stopped")
+
+
+def build_publisher(cfg: AgentConfig, topics: Topics, boot_id: str) -> Publisher:
+    """The publisher of `cfg`, with the gateway keys that verify signed acks."""
+    from agent.publish.publisher import Publisher
+
+    # The lead re-points the keys at the `trust:` section when merging.
+    keys = cfg.ota.gateway_keys
+    return Publisher(cfg.mqtt, cfg.outbox, topics, cfg.device.state_dir, boot_id, keys)
 
 
 def _probe_platform(engine_cfg: TensorRTConfig) -> Platform | None:

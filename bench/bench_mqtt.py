@@ -45,10 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from agent.config import MqttConfig  # noqa: E402
-from agent.messages.payloads import StatusMessage, rfc3339_ms  # noqa: E402
 from agent.messages.topics import Topics  # noqa: E402
-from agent.publish.config import OutboxConfig  # noqa: E402
+from agent.publish.config import MqttConfig, OutboxConfig  # noqa: E402
 from agent.publish.publisher import Publisher  # noqa: E402
 from tests.helpers.broker import Mosquitto  # noqa: E402
 
@@ -198,7 +196,6 @@ class AgentSender:
             Topics(DEVICE),
             state,
             BOOT,
-            lambda: StatusMessage(device=DEVICE, state="online", ts=rfc3339_ms(time.time())),
         )
         self.pub.start()
         deadline = time.monotonic() + 10

@@ -30,7 +30,6 @@ from agent.daemon import rss_mb  # noqa: E402
 from agent.engines.detector import load_detector  # noqa: E402
 from agent.engines.model_loading import load_manifest  # noqa: E402
 from agent.engines.ort import OnnxRuntimeConfig  # noqa: E402
-from agent.messages.payloads import StatusMessage, rfc3339_ms  # noqa: E402
 from agent.messages.topics import Topics  # noqa: E402
 from agent.pipeline import Pipeline, PipelineSettings  # noqa: E402
 from agent.publish.config import OutboxConfig  # noqa: E402
@@ -62,17 +61,13 @@ def main() -> None:
         state = Path(tmp) / "state"
         state.mkdir()
         topics = Topics("soak-dev")
-        boot = "soak"
-        status = lambda: StatusMessage(  # noqa: E731
-            device="soak-dev", state="online", ts=rfc3339_ms(time.time()), boot_id=boot
-        )
+        boot = "50a450a4"
         pub = Publisher(
             MqttConfig(port=broker.port, keepalive_s=5, reconnect_min_s=0.2, reconnect_max_s=1.0),
             OutboxConfig(path=state / "outbox.sqlite3"),
             topics,
             state,
             boot,
-            status,
         )
         cam = CameraConfig(id="cam", source=FileSourceConfig(path=DEMO / "clip.mp4"))
         group = ReaderGroup.from_configs([cam])

@@ -54,7 +54,7 @@ def test_build_message_maps_detections_and_validates() -> None:
     )
     frame = Frame("cam-1", np.zeros((48, 64, 3), np.uint8), 1_700_000_000.5, 0.0, 7)
     msg = build_message(
-        PipelineSettings("dev", "boot"), frame, 5, dets, Timings(1, 2, 3), info, hard=True
+        PipelineSettings("dev", "b007b007"), frame, 5, dets, Timings(1, 2, 3), info, hard=True
     )
     again = DetectionMessage.model_validate_json(msg.model_dump_json(by_alias=True))
     assert again.seq == 5 and again.hard and again.source == "yolo"
@@ -84,7 +84,7 @@ def test_swap_happens_between_frames_without_a_gap(tmp_path: Path) -> None:
         return True
 
     old = _detector(1)
-    pipe = Pipeline(PipelineSettings("dev", "boot"), group, old, submit, lambda *_a: None)
+    pipe = Pipeline(PipelineSettings("dev", "b007b007"), group, old, submit, lambda *_a: None)
     seen: list[int] = []
     # the daemon's listener republishes status, which reads the active model: no deadlock
     pipe.on_model_change = lambda _info: seen.append(pipe.active_detector().info.version)
@@ -134,7 +134,7 @@ def test_inference_errors_are_counted_not_fatal(tmp_path: Path, make) -> None:  
         sent.append(seq)
         return True
 
-    pipe = Pipeline(PipelineSettings("dev", "boot"), group, broken, submit, lambda *_a: None)
+    pipe = Pipeline(PipelineSettings("dev", "b007b007"), group, broken, submit, lambda *_a: None)
     group.start()
     pipe.start()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from agent.contracts.streams import Stream
 from agent.fallback.parse import FlorenceResult
 from agent.fallback.runtime import FlorenceInfo, Generation
 from agent.messages.payloads import Detection, DetectionMessage, Latency, ModelRef
@@ -36,14 +37,18 @@ def build_refinement(
     gen: Generation,
     post_ms: float,
     class_names: tuple[str, ...],
+    *,
+    seq: int,
 ) -> DetectionMessage:
-    """The `source: florence2` message: same device/camera/boot_id/ts/frame and seq as the
-    YOLO message, `refines` = its seq, `hard` true, Florence-2's model and latency."""
+    """The `source: florence2` message: same device/camera/boot_id/ts/frame as the YOLO
+    message, its own `seq` in the camera's `florence2` stream, `refines` = the YOLO seq,
+    `hard` true, Florence-2's model and latency."""
     return DetectionMessage(
         device=yolo.device,
         camera=yolo.camera,
         boot_id=yolo.boot_id,
-        seq=yolo.seq,
+        stream=Stream.FLORENCE2,
+        seq=seq,
         ts=yolo.ts,
         frame=yolo.frame,
         model=ModelRef(name=info.name, version=model_version, sha256=info.sha256),

@@ -123,7 +123,8 @@ class Fallback:
     Args:
         cfg: the fallback config.
         device: device id (for capture paths and uploads).
-        publish: the publisher's non-blocking submit: (camera, seq, payload) -> accepted.
+        publish: the publisher's non-blocking submit for the `florence2` stream:
+            (camera, seq, payload) -> accepted.
         state_dir: the daemon's state directory (captures default to state_dir/captures).
         clock: monotonic clock, injectable for tests.
     """
@@ -139,6 +140,7 @@ class Fallback:
         self.cfg = cfg
         self.device = device
         self._publish = publish
+        self._f2_seq: dict[str, int] = {}  # next seq of each camera's florence2 stream
         self._state_dir = state_dir
         self._clock = clock
         self._sm = StateMachine()
@@ -345,10 +347,13 @@ class Fallback:
             self._error(str(err), camera=job.frame.camera, seq=job.yolo.seq)
             return
         post_ms = (time.perf_counter() - t0) * 1e3
+        # The camera's florence2 stream: its own seq, +1 per message (a refusal leaves a gap).
+        seq = self._f2_seq.get(job.frame.camera, 0)
+        self._f2_seq[job.frame.camera] = seq + 1
         msg = build_refinement(
-            job.yolo, result, info, self.cfg.model_version, gen, post_ms, job.class_names
+            job.yolo, result, info, self.cfg.model_version, gen, post_ms, job.class_names, seq=seq
         )
-        accepted = self._publish(job.frame.camera, job.yolo.seq, dump_payload(msg))
+        accepted = self._publish(job.frame.camera, seq, dump_payload(msg))
         with self._lock:
             self._last_latency = msg.latency_ms.total
             if accepted:

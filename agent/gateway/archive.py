@@ -27,6 +27,7 @@ import structlog
 from pydantic import ValidationError
 
 from agent.contracts.ack import AckEntry, AckMessage
+from agent.contracts.streams import Stream
 from agent.gateway.acks import AckDue, AckTracker
 from agent.gateway.archive_store import ArchiveDb, ArchivedRow
 from agent.gateway.config import ArchiveConfig
@@ -78,7 +79,7 @@ def parse_detection(topic: str, payload: bytes, prefix: str) -> ArchivedRow:
         device=msg.device,
         camera=msg.camera,
         boot_id=msg.boot_id,
-        stream=msg.stream,
+        stream=Stream(msg.stream).value,
         seq=msg.seq,
         ts=msg.ts,
         payload=payload,

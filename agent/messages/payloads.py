@@ -8,14 +8,19 @@ Models here never touch disk or network.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.contracts.ids import SafeId
+from agent.contracts.streams import BootId, Stream
 
 from agent.contracts.ids import SafeId
 from agent.contracts.streams import BootId
 
 DETECTIONS_SCHEMA = "edge.detections/1"
+OLDEST_UNACKED_FIELD = "oldest_unacked_seq"
+"""The last field of a detection message: filled in by the publisher at (re)publish time."""
 STATUS_SCHEMA = "edge.status/1"
 HEALTH_SCHEMA = "edge.health/1"
 
@@ -79,21 +84,16 @@ class DetectionMessage(Payload):
         description="Random id of this daemon start (8-64 hex digits); with stream and seq, "
         "identifies the message for dedup."
     )
-    stream: Literal["detections", "florence2"] = Field(
-        "detections",
-        description="Stream of this message: `detections` (source yolo) or `florence2`; "
-        "consumers dedup by (device, camera, boot_id, stream, seq).",
+    stream: Literal[Stream.DETECTIONS, Stream.FLORENCE2] = Field(
+        Stream.DETECTIONS,
+        description="The stream this message belongs to: `detections` for source yolo, "
+        "`florence2` for source florence2 (derived from source when absent).",
     )
     seq: int = Field(
         ge=0,
-        description="Per camera, stream and boot, grows by exactly 1 per message; a gap means "
-        "a lost (counted) message.",
-    )
-    oldest_unacked_seq: int | None = Field(
-        None,
-        ge=0,
-        description="Lowest seq of this stream the device still held when it (re)published this "
-        "message: the gateway may skip a hole only below it.",
+        description="Per stream (boot, camera, stream): starts at 0 and grows by exactly 1 for "
+        "each message; a gap means a lost message. A florence2 message has its own seq "
+        "(its `refines` names the YOLO seq).",
     )
     ts: str = Field(description="Capture time, UTC, RFC 3339 with milliseconds.")
     frame: FrameSize = Field(description="Size of the original frame.")
@@ -113,8 +113,33 @@ class DetectionMessage(Payload):
     text: str | None = Field(
         None, description="On florence2 messages: text output of caption/OCR tasks."
     )
+    oldest_unacked_seq: int | None = Field(
+        None,
+        ge=0,
+        description="Low-water mark: the lowest seq of this stream the device still held in its "
+        "outbox when it (re)published this message (<= seq; a replay carries a fresh value). "
+        "Anything of the stream below it that a consumer lacks is gone for good. Null where "
+        "the device has no outbox entry for it.",
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stream_from_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "stream" not in data and data.get("source") == "florence2":
+            return {**data, "stream": Stream.FLORENCE2}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DetectionMessage:
+        want = Stream.FLORENCE2 if self.source == "florence2" else Stream.DETECTIONS
+        if self.stream != want:
+            got = Stream(self.stream).value
+            raise ValueError(f"source {self.source} belongs to stream {want.value}, not {got}")
+        if self.oldest_unacked_seq is not None and self.oldest_unacked_seq > self.seq:
+            raise ValueError("oldest_unacked_seq must be <= seq")
+        return self
 
 
 class CameraStatus(Payload):
@@ -141,6 +166,12 @@ class StatusMessage(Payload):
     cameras: list[CameraStatus] = Field(default_factory=list, description="Each camera's state.")
     outbox_dropped: int = Field(
         0, ge=0, description="Messages dropped by the outbox cap since this boot."
+    )
+    outbox_quarantined: int = Field(
+        0,
+        ge=0,
+        description="Outbox files found corrupt at this start and moved aside "
+        "(`<outbox>.corrupt-<ts>`); the messages in them are lost.",
     )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -176,6 +207,15 @@ class HealthMessage(Payload):
     outbox_depth: int = Field(ge=0, description="Messages in the outbox awaiting delivery.")
     outbox_bytes: int = Field(0, ge=0, description="Payload bytes stored in the outbox.")
     outbox_dropped: int = Field(ge=0, description="Messages dropped by the outbox cap since start.")
+    outbox_quarantined: int = Field(
+        0, ge=0, description="Corrupt outbox files moved aside at start (their messages are lost)."
+    )
+    acks_refused: int = Field(
+        0,
+        ge=0,
+        description="Acks on edge/<device>/ack refused since start (malformed, unsigned, badly "
+        "signed, unknown key or for another device); they deleted nothing.",
+    )
     fallback_rate_per_min: float = Field(
         0.0, ge=0, description="Florence-2 escalations per minute over the last interval."
     )

@@ -56,6 +56,16 @@ class Topics:
         check_id(camera, "camera id")
         return f"{self.base}/cameras/{camera}/detections"
 
+    def events(self, camera: str) -> str:
+        """Tracked-object events of one camera."""
+        check_id(camera, "camera id")
+        return f"{self.base}/cameras/{camera}/events"
+
+    def stream(self, stream: str, camera: str) -> str:
+        """The topic a message of `stream` (detections|florence2|events) goes to: YOLO and
+        Florence-2 messages share the detections topic, events have their own."""
+        return self.events(camera) if stream == "events" else self.detections(camera)
+
 
 def detections_filter(prefix: str = "edge", device: str = "+", camera: str = "+") -> str:
     """Subscription filter for detections; `+` matches every device or camera."""

@@ -1,7 +1,9 @@
 """Config of the publisher: the broker connection (MQTT, TLS) and the on-disk outbox that sits
 between the inference loop and MQTT. Light on purpose: importing it loads no engine.
 
-See docs/delivery.md for what each setting means for delivery guarantees.
+Both live here, beside the code that uses them, so `agent.publish` never imports `agent.config`
+(which pulls in the engine registry). See docs/delivery.md for what each outbox setting means
+for delivery guarantees.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.contracts.ids import SafeId
+from agent.trust.tls import TlsConfig
 from agent.util.models import FrozenModel
 from agent.yamlconfig import secret_from_env
 
@@ -35,8 +38,9 @@ class OutboxConfig(BaseModel):
     )
     require_gateway_ack: bool = Field(
         False,
-        description="Delete a message only after the gateway acks it on edge/<device>/ack "
-        "(PUBACK alone otherwise); needs the gateway's archive.enabled.",
+        description="Delete a message only after a signed gateway ack (edge.ack/2) for its "
+        "stream covers it on edge/<device>/ack (PUBACK alone otherwise); needs the gateway's "
+        "archive.enabled and at least one gateway key (ota.gateway_keys) to verify acks with.",
     )
     gateway_ack_timeout_s: float = Field(
         30.0,
@@ -53,21 +57,6 @@ class OutboxConfig(BaseModel):
     batch_max: int = Field(
         256, ge=1, le=10_000, description="Most messages committed in one SQLite transaction."
     )
-
-
-class TlsConfig(FrozenModel):
-    ca_file: Path = Field(description="CA certificate the broker's certificate must chain to.")
-    cert_file: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
-    key_file: Path | None = Field(None, description="Client private key (PEM), for mutual TLS.")
-    insecure_skip_hostname_check: bool = Field(
-        False, description="Do not check the broker's host name against its certificate."
-    )
-
-    @model_validator(mode="after")
-    def _cert_and_key_together(self) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("TLS half-configured: cert_file and key_file must be given together")
-        return self
 
 
 class MqttConfig(FrozenModel):

@@ -72,7 +72,7 @@ def make_frame(img: np.ndarray, camera: str = "cam-1", index: int = 0) -> Frame:
 
 
 def make_yolo(
-    frame: Frame, seq: int, device: str = "dev-1", boot_id: str = "b00tb00tb00tb00t"
+    frame: Frame, seq: int, device: str = "dev-1", boot_id: str = "b00fb00fb00fb00f"
 ) -> DetectionMessage:
     return DetectionMessage(
         device=device,

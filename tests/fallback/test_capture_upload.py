@@ -29,7 +29,7 @@ def capture_one(store: CaptureStore, image: np.ndarray, seq: int, index: int = 0
     res = parse_generation("<OD>", OD_TEXT, (frame.width, frame.height), CLASS_NAMES)
     gen = Generation(OD_TEXT, (2, 0), (frame.width, frame.height), 1.0, 2.0)
     info = FlorenceInfo("florence-2-base", "cd" * 32, "onnx-int8", Path("."))
-    msg = build_refinement(yolo, res, info, 0, gen, 0.5, CLASS_NAMES)
+    msg = build_refinement(yolo, res, info, 0, gen, 0.5, CLASS_NAMES, seq=0)
     return store.save(frame, yolo, msg, res, CLASS_NAMES), msg
 
 

@@ -44,9 +44,11 @@ def test_daemon_publishes_refinements(
     yolo = {m.seq: m for m in msgs if m.source == "yolo"}
     refs = [m for m in msgs if m.source == "florence2"]
     assert sorted(yolo) == list(range(len(yolo)))  # florence2 messages do not consume seq
+    assert [r.seq for r in refs] == list(range(len(refs)))  # their own stream, from 0
     for r in refs:
         y = yolo[r.refines]
-        assert y.hard and r.hard and r.seq == y.seq and r.boot_id == y.boot_id and r.ts == y.ts
+        assert y.hard and r.hard and r.stream == "florence2" and r.boot_id == y.boot_id
+        assert r.ts == y.ts
         assert r.model.name == "tiny-florence2" and r.task == "<CAPTION>"
     captured = [
         int(p.stem.rsplit("-", 1)[1]) for p in (tmp_path / "cap" / "cam-a").glob("*/*.json")

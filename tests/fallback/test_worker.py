@@ -88,7 +88,8 @@ def test_disabled_never_escalates(tiny_model: Path, tmp_path: Path) -> None:
 def test_refinement_message_links_to_yolo(
     running, tiny_model: Path, image: np.ndarray, tmp_path: Path
 ) -> None:
-    """The florence2 message validates and carries the YOLO message's identity and seq."""
+    """The florence2 message validates, carries the YOLO message's identity, refines its seq
+    and has the first seq of the camera's own florence2 stream."""
     fb, pub = running
     frame = make_frame(image)
     yolo = make_yolo(frame, seq=41)
@@ -97,8 +98,9 @@ def test_refinement_message_links_to_yolo(
     assert pub.event.wait(60)
     camera, seq, payload = pub.items[0]
     msg = DetectionMessage.model_validate_json(payload)
-    assert (camera, seq) == ("cam-1", 41)
-    assert msg.source == "florence2" and msg.refines == 41 and msg.seq == 41 and msg.hard
+    assert (camera, seq) == ("cam-1", 0)
+    assert msg.source == "florence2" and msg.refines == 41 and msg.hard
+    assert msg.stream == "florence2" and msg.seq == 0
     for field in ("device", "camera", "boot_id", "ts", "frame"):
         assert getattr(msg, field) == getattr(yolo, field)
     assert msg.model.name == "tiny-florence2"
@@ -138,7 +140,9 @@ def test_newest_only(running, image: np.ndarray) -> None:
         )
     wait_for(lambda: len(pub.items) >= 2, 60)
     time.sleep(0.5)  # give a wrongly queued extra frame the chance to show up
-    assert [s for _, s, _ in pub.items] == [1, 4]
+    msgs = [DetectionMessage.model_validate_json(p) for _, _, p in pub.items]
+    assert [m.refines for m in msgs] == [1, 4]  # the YOLO frames refined
+    assert [s for _, s, _ in pub.items] == [0, 1]  # the camera's own florence2 stream
     assert fb.stats().replaced == 2
 
 
@@ -233,7 +237,8 @@ def test_worker_kill_9_daemon_keeps_detecting(
     fb.stop(5.0)
     assert frames_while_down > 0 and s.restarts == 1
     assert s.worker_pid != pid and "exit code -9" in (s.last_error or "")
-    assert [seq for _, seq, _ in pub.items] == [9]  # waited in the slot, ran after the restart
+    refined = [DetectionMessage.model_validate_json(p).refines for _, _, p in pub.items]
+    assert refined == [9]  # waited in the slot, ran after the restart
 
 
 def test_hung_worker_is_killed_and_restarted(

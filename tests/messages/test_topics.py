@@ -46,3 +46,11 @@ def test_filters_and_parsing() -> None:
     assert parse_device("edge/jetson-1/status") == "jetson-1"
     assert parse_device("other/jetson-1/status") is None
     assert parse_device("edge/BAD/status") is None
+
+
+def test_each_stream_has_its_topic() -> None:
+    """YOLO and Florence-2 messages share the detections topic; events have their own."""
+    t = Topics("dev-a")
+    assert t.stream("detections", "cam1") == "edge/dev-a/cameras/cam1/detections"
+    assert t.stream("florence2", "cam1") == "edge/dev-a/cameras/cam1/detections"
+    assert t.stream("events", "cam1") == "edge/dev-a/cameras/cam1/events"

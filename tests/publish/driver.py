@@ -3,7 +3,7 @@
 It creates a `Publisher` (as the daemon does), submits `--count` detection-like messages for one
 camera (retrying while the hand-off queue is full, so every message gets committed), then keeps
 running and prints one JSON line of stats every 50 ms on stdout until SIGTERM (orderly stop) or
-SIGKILL. The status provider reports `outbox_dropped` the way the daemon does.
+SIGKILL. It pushes a status snapshot with `outbox_dropped` when that changes, as the daemon does.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import threading
 import time
 from pathlib import Path
 
-from agent.config import MqttConfig
 from agent.messages.payloads import StatusMessage, rfc3339_ms
 from agent.messages.topics import Topics
-from agent.publish.config import OutboxConfig
+from agent.publish.config import MqttConfig, OutboxConfig
 from agent.publish.publisher import Publisher
-from tests.publish.support import DEVICE, payload
+from tests.publish.support import DEVICE, GATEWAY_KEYS, payload
 
 
 def rss_kb() -> int:
@@ -47,16 +46,13 @@ def main() -> int:
     ap.add_argument("--keepalive", type=int, default=5)
     args = ap.parse_args()
 
-    holder: dict[str, Publisher] = {}
-
-    def status() -> StatusMessage:
-        pub = holder.get("pub")
+    def status(dropped: int) -> StatusMessage:
         return StatusMessage(
             device=DEVICE,
             state="online",
             ts=rfc3339_ms(time.time()),
             boot_id=args.boot_id,
-            outbox_dropped=pub.stats().outbox_dropped if pub else 0,
+            outbox_dropped=dropped,
         )
 
     pub = Publisher(
@@ -73,9 +69,9 @@ def main() -> int:
         Topics(DEVICE),
         args.state_dir,
         args.boot_id,
-        status,
+        GATEWAY_KEYS,
     )
-    holder["pub"] = pub
+    pushed = [-1]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pub.start()
@@ -83,6 +79,9 @@ def main() -> int:
 
     def report() -> None:
         s = pub.stats()
+        if s.outbox_dropped != pushed[0]:
+            pushed[0] = s.outbox_dropped
+            pub.set_status(status(s.outbox_dropped))
         line = dict(s.__dict__, submitted=submitted, rss_kb=rss_kb(), pid=os.getpid())
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()

@@ -16,16 +16,40 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.config import MqttConfig
+from agent.contracts.ack import AckEntry, AckMessage
 from agent.messages.payloads import StatusMessage, rfc3339_ms
-from agent.publish.ack import AckEntry, AckMessage
-from agent.publish.config import OutboxConfig
+from agent.publish.config import MqttConfig, OutboxConfig
+from agent.trust.signing import key_id, public_key_b64, sign
 from tests.helpers.polling import wait_for as wait_for  # shared by the publish tests
 
 DEVICE = "dev-a"
-BOOT = "boot-test-1"
+BOOT = "b0070000000000a1"
+
+GATEWAY_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+"""The test gateway's signing key (a fixed real ed25519 key)."""
+GATEWAY_KEYS = {key_id(GATEWAY_KEY): public_key_b64(GATEWAY_KEY)}
+"""What a device trusts: {key id: base64 public key}."""
+
+
+def ack_bytes(
+    device: str,
+    entries: list[tuple[str, str, int]],
+    stream: str = "detections",
+    key: Ed25519PrivateKey | None = GATEWAY_KEY,
+) -> bytes:
+    """An edge.ack/2 payload for (boot_id, camera, seq_upto) entries, signed with `key`
+    (unsigned when None)."""
+    msg = AckMessage(
+        device=device,
+        issued=rfc3339_ms(time.time()),
+        acks=[AckEntry(boot_id=b, camera=c, stream=stream, seq_upto=s) for b, c, s in entries],
+    )
+    if key is not None:
+        msg = sign(msg, key)
+    return msg.model_dump_json(by_alias=True).encode()
 
 
 def mqtt_cfg(port: int, **kw: Any) -> MqttConfig:
@@ -46,11 +70,9 @@ def outbox_cfg(tmp: Path, **kw: Any) -> OutboxConfig:
     return OutboxConfig(path=tmp / "outbox.sqlite3", **kw)
 
 
-def status_provider(device: str = DEVICE, boot_id: str = BOOT) -> Callable[[], StatusMessage]:
-    """A status provider like the daemon's: online, no cameras."""
-    return lambda: StatusMessage(
-        device=device, state="online", ts=rfc3339_ms(time.time()), boot_id=boot_id
-    )
+def status(device: str = DEVICE, boot_id: str = BOOT) -> StatusMessage:
+    """A status snapshot like the daemon's: online, no cameras."""
+    return StatusMessage(device=device, state="online", ts=rfc3339_ms(time.time()), boot_id=boot_id)
 
 
 def payload(camera: str, seq: int, boot_id: str = BOOT, pad: int = 0) -> bytes:
@@ -116,13 +138,8 @@ class Collector:
                 todo = [(k, v) for k, v in self._max.items() if self._acked.get(k) != v]
             if not todo:
                 continue
-            msg = AckMessage(
-                device=self.ack_device or "",
-                acks=[AckEntry(boot_id=k[0], camera=k[1], seq_upto=v) for k, v in todo],
-            )
-            info = self.client.publish(
-                f"edge/{self.ack_device}/ack", msg.model_dump_json(by_alias=True), qos=1
-            )
+            data = ack_bytes(self.ack_device or "", [(k[0], k[1], v) for k, v in todo])
+            info = self.client.publish(f"edge/{self.ack_device}/ack", data, qos=1)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
                 for k, v in todo:
                     self._acked[k] = v

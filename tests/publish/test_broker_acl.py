@@ -17,12 +17,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.config import MqttConfig, TlsConfig
 from agent.messages.topics import Topics
-from agent.publish.config import OutboxConfig
+from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.publish.publisher import Publisher, build_tls_context
 from tests.publish.shipped import ShippedMosquitto, client_context, fleet_certs, make_certs
-from tests.publish.support import Collector, payload, status_provider, wait_for
+from tests.publish.support import BOOT, Collector, payload, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -259,8 +258,7 @@ def test_publisher_over_mutual_tls_delivers_and_counts_rejections(
                 OutboxConfig(path=tmp_path / f"{device}.sqlite3"),
                 Topics(device),
                 tmp_path,
-                "boot-test-1",
-                status_provider(device),
+                BOOT,
             )
             pubs.append(pub)
         good, bad = pubs

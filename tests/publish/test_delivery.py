@@ -26,13 +26,13 @@ from tests.helpers.proxy import TcpProxy
 from tests.publish.support import (
     BOOT,
     DEVICE,
+    GATEWAY_KEYS,
     Collector,
     first_occurrences,
     mqtt_cfg,
     outbox_cfg,
     payload,
     retained_status,
-    status_provider,
     wait_for,
 )
 
@@ -114,7 +114,7 @@ def test_broker_restart_mid_stream_loses_nothing(
         Topics(DEVICE),
         tmp_path,
         BOOT,
-        status_provider(),
+        GATEWAY_KEYS,
     )
     try:
         pub.start()
@@ -180,7 +180,6 @@ def test_network_cut_longer_than_keepalive_reconnects_and_replays(
             Topics(DEVICE),
             tmp_path,
             BOOT,
-            status_provider(),
         )
         pub.start()
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from agent.publish.outbox import Budget, Outbox, OutboxError, OutboxMessage
+from agent.publish.outbox import Budget, Outbox, OutboxError, OutboxMessage, open_outbox
 from tests.helpers.tmpfs import small_tmpfs
 
 TOPIC = "edge/dev-a/cameras/cam1/detections"
@@ -116,8 +116,8 @@ def test_gateway_ack_deletes_only_pubacked_rows_of_that_camera_and_boot(tmp_path
         box.append([msg(i) for i in range(5)] + [msg(i, camera="cam2") for i in range(5)])
         rows = box.next_batch(0, 100)
         box.mark_pubacked([r.id for r in rows if r.seq <= 3])  # seq 4 not PUBACKed yet
-        assert box.delete_acked("b1", "cam1", 10) == 4
-        assert box.delete_acked("other-boot", "cam2", 10) == 0
+        assert box.delete_acked(("b1", "cam1", "detections"), 10) == 4
+        assert box.delete_acked(("other-boot", "cam2", "detections"), 10) == 0
         left = [(r.camera, r.seq) for r in box.next_batch(0, 100)]
         assert left == [("cam1", 4)] + [("cam2", i) for i in range(5)]
 
@@ -171,3 +171,90 @@ def test_a_really_full_disk_keeps_the_newest_and_counts_the_rest(small_fs: Path)
         for i in range(n, n + 1000):
             box.append([msg(i, 600)])
         assert box.count > pinned
+
+
+OLD_SCHEMA = """
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY, topic TEXT NOT NULL, camera TEXT NOT NULL, boot_id TEXT NOT NULL,
+    seq INTEGER NOT NULL, qos INTEGER NOT NULL, size INTEGER NOT NULL,
+    pubacked INTEGER NOT NULL DEFAULT 0, payload BLOB NOT NULL
+);
+CREATE INDEX outbox_acked ON outbox (boot_id, camera, seq) WHERE pubacked = 1;
+"""
+
+
+def test_an_outbox_from_before_streams_is_migrated(tmp_path: Path) -> None:
+    """An outbox written without the stream column opens with its rows as `detections`."""
+    path = tmp_path / "outbox.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.executemany(
+        "INSERT INTO outbox (id, topic, camera, boot_id, seq, qos, size, payload) "
+        "VALUES (?, ?, 'cam1', 'b1', ?, 1, 10, x'7b7d')",
+        [(i + 1, TOPIC, i) for i in range(3)],
+    )
+    db.commit()
+    db.close()
+    with Outbox(path, 4 << 20, 1000) as box:
+        assert [(r.seq, r.stream) for r in box.next_batch(0, 10)] == [
+            (0, "detections"),
+            (1, "detections"),
+            (2, "detections"),
+        ]
+        box.append([OutboxMessage(TOPIC, "cam1", "b1", 0, 1, b"{}", "florence2")])
+        assert box.next_batch(3, 10)[0].stream == "florence2"
+
+
+def test_gateway_ack_deletes_only_rows_of_its_stream(tmp_path: Path) -> None:
+    """A detections ack never deletes florence2 rows of the same camera and boot."""
+    with open_box(tmp_path) as box:
+        box.append(
+            [msg(i) for i in range(5)]
+            + [OutboxMessage(TOPIC, "cam1", "b1", i, 1, b"{}", "florence2") for i in range(3)]
+        )
+        box.mark_pubacked(r.id for r in box.next_batch(0, 100))
+        assert box.delete_acked(("b1", "cam1", "detections"), 10) == 5
+        assert [(r.stream, r.seq) for r in box.next_batch(0, 100)] == [
+            ("florence2", 0),
+            ("florence2", 1),
+            ("florence2", 2),
+        ]
+        assert box.delete_acked(("b1", "cam1", "florence2"), 1) == 2
+
+
+def test_lowest_seqs_are_per_stream(tmp_path: Path) -> None:
+    """lowest_seqs gives the lowest seq stored of each (boot, camera, stream)."""
+    with open_box(tmp_path) as box:
+        box.append([msg(i) for i in range(5)] + [msg(i, camera="cam2") for i in range(2, 4)])
+        box.append([OutboxMessage(TOPIC, "cam1", "b1", 7, 1, b"{}", "florence2")])
+        box.delete([box.next_batch(0, 1)[0].id])  # cam1 detections seq 0 delivered
+        assert box.lowest_seqs() == {
+            ("b1", "cam1", "detections"): 1,
+            ("b1", "cam2", "detections"): 2,
+            ("b1", "cam1", "florence2"): 7,
+        }
+
+
+def test_a_corrupt_outbox_is_moved_aside_and_replaced(tmp_path: Path) -> None:
+    """open_outbox moves random bytes aside (kept for inspection) and opens a fresh outbox."""
+    path = tmp_path / "outbox.sqlite3"
+    junk = bytes(range(256)) * 64
+    path.write_bytes(junk)
+    with structlog.testing.capture_logs() as events:
+        box, aside = open_outbox(path, 4 << 20, 1000)
+    with box:
+        assert aside is not None and aside.name.startswith("outbox.sqlite3.corrupt-")
+        assert aside.read_bytes() == junk
+        assert box.count == 0
+        box.append([msg(0)])
+        assert box.count == 1
+    assert any(e["event"] == "outbox.corrupt_moved_aside" for e in events)
+
+
+def test_an_unusable_outbox_path_is_not_moved_aside(tmp_path: Path) -> None:
+    """A path that cannot be opened (a directory) is an error, not corruption: nothing moves."""
+    path = tmp_path / "outbox.sqlite3"
+    path.mkdir()
+    with pytest.raises(OutboxError) as info:
+        open_outbox(path, 4 << 20, 1000)
+    assert not info.value.corrupt and path.is_dir()

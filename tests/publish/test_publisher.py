@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -15,21 +16,25 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from agent.config import MqttConfig, TlsConfig
+from agent.contracts.streams import Stream
+from agent.messages.payloads import DetectionMessage, StatusMessage
 from agent.messages.topics import Topics
-from agent.publish.ack import AckEntry, AckMessage
-from agent.publish.config import OutboxConfig
+from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.publish.publisher import Publisher, PublisherConfigError, build_tls_context
 from tests.helpers.broker import Mosquitto, free_port
+from tests.helpers.messages import detection_payload
+from tests.helpers.mqtt import Recorder, retained
 from tests.publish.support import (
     BOOT,
     DEVICE,
+    GATEWAY_KEYS,
     Collector,
+    ack_bytes,
     mqtt_cfg,
     outbox_cfg,
     payload,
     retained_status,
-    status_provider,
+    status,
     wait_for,
 )
 
@@ -43,7 +48,7 @@ def make(
         Topics(DEVICE),
         tmp_path,
         BOOT,
-        status_provider(),
+        GATEWAY_KEYS,
     )
 
 
@@ -185,16 +190,10 @@ def test_gateway_ack_mode_keeps_rows_until_acked(tmp_path: Path, mosquitto: Mosq
             assert pub.stats().outbox_depth == 20
             bad = [
                 b"not json",  # garbage is ignored
-                AckMessage(
-                    device="other", acks=[AckEntry(boot_id=BOOT, camera="cam1", seq_upto=99)]
-                )
-                .model_dump_json(by_alias=True)
-                .encode(),  # an ack for another device is ignored
+                ack_bytes("other", [(BOOT, "cam1", 99)]),  # an ack for another device is ignored
             ]
-            good = AckMessage(
-                device=DEVICE, acks=[AckEntry(boot_id=BOOT, camera="cam1", seq_upto=9)]
-            )
-            for data in [*bad, good.model_dump_json(by_alias=True).encode()]:
+            good = ack_bytes(DEVICE, [(BOOT, "cam1", 9)])
+            for data in [*bad, good]:
                 send(mosquitto.port, Topics(DEVICE).ack, data)
             wait_for(lambda: pub.stats().outbox_depth == 10, 5, "rows 0..9 deleted")
             assert pub.stats().acked == 10
@@ -220,13 +219,9 @@ def test_gateway_ack_timeout_is_per_row_not_reset_by_other_streams(
             seq = 0
             while time.monotonic() < deadline:
                 pub.submit_detection("cam2", seq, payload("cam2", seq))
-                ack = AckMessage(
-                    device=DEVICE, acks=[AckEntry(boot_id=BOOT, camera="cam2", seq_upto=seq)]
-                )
+                ack = ack_bytes(DEVICE, [(BOOT, "cam2", seq)])
                 time.sleep(0.2)
-                send(
-                    mosquitto.port, Topics(DEVICE).ack, ack.model_dump_json(by_alias=True).encode()
-                )
+                send(mosquitto.port, Topics(DEVICE).ack, ack)
                 seq += 1
             assert len(col.seqs("cam1")) >= 10, "cam1 was not replayed while cam2 was acked"
         finally:
@@ -323,3 +318,149 @@ def test_bad_tls_files_are_clear_errors(tmp_path: Path, files: dict[str, str], m
     tls = TlsConfig(**{k: tmp_path / v for k, v in files.items()})
     with pytest.raises(PublisherConfigError, match=match):
         build_tls_context(tls)
+
+
+def _sent(pub: Publisher, n: int) -> bool:
+    """All `n` messages published and PUBACKed (waiting for a gateway ack)."""
+    st = pub.stats()
+    return st.published >= n and st.inflight == 0
+
+
+def test_signed_ack_deletes_exactly_its_streams_rows(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A signed detections ack deletes the camera's detections rows, never its florence2 rows;
+    a florence2 ack then deletes those up to its seq."""
+    pub = make(tmp_path, mosquitto.port, outbox_cfg(tmp_path, require_gateway_ack=True))
+    pub.start()
+    try:
+        for seq in range(10):
+            pub.submit_detection("cam1", seq, payload("cam1", seq))
+        for seq in range(5):
+            pub.submit(Stream.FLORENCE2, "cam1", seq, payload("cam1", seq))
+        wait_for(lambda: _sent(pub, 15), 10, "15 messages PUBACKed")
+        send(mosquitto.port, Topics(DEVICE).ack, ack_bytes(DEVICE, [(BOOT, "cam1", 10**6)]))
+        wait_for(lambda: pub.stats().outbox_depth == 5, 5, "detections rows deleted")
+        send(
+            mosquitto.port,
+            Topics(DEVICE).ack,
+            ack_bytes(DEVICE, [(BOOT, "cam1", 2)], stream="florence2"),
+        )
+        wait_for(lambda: pub.stats().outbox_depth == 2, 5, "florence2 rows 0..2 deleted")
+    finally:
+        pub.stop(1)
+    db = sqlite3.connect(tmp_path / "outbox.sqlite3")
+    left = db.execute("SELECT stream, seq FROM outbox ORDER BY id").fetchall()
+    db.close()
+    assert left == [("florence2", 3), ("florence2", 4)]
+
+
+def test_refused_acks_delete_nothing_and_are_counted(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Old-format, unsigned and rogue-signed acks delete no row; each one is counted."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    rogue = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
+    old = {
+        "schema": "edge.ack/1",
+        "device": DEVICE,
+        "acks": [{"boot_id": BOOT, "camera": "cam1", "seq_upto": 10**6}],
+    }
+    forged = [
+        json.dumps(old).encode(),
+        ack_bytes(DEVICE, [(BOOT, "cam1", 10**6)], key=None),
+        ack_bytes(DEVICE, [(BOOT, "cam1", 10**6)], key=rogue),
+    ]
+    pub = make(tmp_path, mosquitto.port, outbox_cfg(tmp_path, require_gateway_ack=True))
+    pub.start()
+    try:
+        for seq in range(10):
+            pub.submit_detection("cam1", seq, payload("cam1", seq))
+        wait_for(lambda: _sent(pub, 10), 10, "10 messages PUBACKed")
+        for data in forged:
+            send(mosquitto.port, Topics(DEVICE).ack, data)
+        wait_for(lambda: pub.stats().acks_refused == 3, 5, "3 refused acks counted")
+        assert pub.stats().outbox_depth == 10
+        assert pub.stats().acked == 0
+    finally:
+        pub.stop(1)
+
+
+def test_gateway_ack_mode_without_a_gateway_key_is_refused(tmp_path: Path) -> None:
+    """require_gateway_ack with no key to verify acks fails at construction, naming both."""
+    with pytest.raises(PublisherConfigError, match="require_gateway_ack.*gateway_keys"):
+        Publisher(
+            mqtt_cfg(1883),
+            outbox_cfg(tmp_path, require_gateway_ack=True),
+            Topics(DEVICE),
+            tmp_path,
+            BOOT,
+        )
+
+
+def test_replays_carry_a_fresh_oldest_unacked_seq(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """First deliveries declare the oldest held seq (0); after an ack up to 4, the replay of
+    the rest declares 5, the lowest seq the device still holds."""
+    topic = Topics(DEVICE).detections("cam-a")
+    rec = Recorder(mosquitto.port, [topic])
+    ocfg = outbox_cfg(tmp_path, require_gateway_ack=True, gateway_ack_timeout_s=1.0)
+    pub = make(tmp_path, mosquitto.port, ocfg)
+    pub.start()
+
+    def marks(seq: int) -> list[int | None]:
+        msgs = [DetectionMessage.model_validate_json(m.payload) for m in rec.on(topic)]
+        return [m.oldest_unacked_seq for m in msgs if m.seq == seq]
+
+    try:
+        for seq in range(10):
+            pub.submit_detection("cam-a", seq, detection_payload(seq, DEVICE, boot_id=BOOT))
+        wait_for(lambda: _sent(pub, 10), 10, "10 messages PUBACKed")
+        send(mosquitto.port, Topics(DEVICE).ack, ack_bytes(DEVICE, [(BOOT, "cam-a", 4)]))
+        wait_for(lambda: len(marks(9)) >= 2, 15, "a replay of seq 9")
+    finally:
+        pub.stop(1)
+        rec.close()
+    assert marks(0) == [0] and marks(9)[:2] == [0, 5]
+    assert all(m == [0] or m[1:] and set(m[1:]) == {5} for m in map(marks, range(5, 10)))
+
+
+def test_pushed_status_snapshot_is_what_is_retained(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """set_status publishes the daemon's snapshot retained, state online."""
+    pub = make(tmp_path, mosquitto.port)
+    pub.start()
+    try:
+        wait_for(lambda: pub.stats().connected, 10, "connected")
+        snap = status().model_copy(update={"outbox_dropped": 7, "state": "offline"})
+        pub.set_status(snap)
+        wait_for(
+            lambda: (
+                json.loads(retained(mosquitto.port, Topics(DEVICE).status) or b"{}").get(
+                    "outbox_dropped"
+                )
+                == 7
+            ),
+            5,
+            "the pushed snapshot retained",
+        )
+        got = StatusMessage.model_validate_json(retained(mosquitto.port, Topics(DEVICE).status))
+        assert got.state == "online" and got.boot_id == BOOT
+    finally:
+        pub.stop(1)
+
+
+def test_reconnect_republishes_the_last_pushed_snapshot(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """After a broker restart the retained status is the snapshot pushed before it (the
+    network thread never asks the daemon for one)."""
+    pub = make(tmp_path, mosquitto.port)
+    pub.set_status(status().model_copy(update={"outbox_dropped": 3}))
+    pub.start()
+    try:
+        wait_for(lambda: pub.stats().connected, 10, "connected")
+        mosquitto.restart(signal.SIGKILL)  # no persistence: the retained status is gone
+        wait_for(lambda: pub.stats().connects >= 2, 15, "reconnected")
+        wait_for(
+            lambda: retained(mosquitto.port, Topics(DEVICE).status) is not None, 5, "re-retained"
+        )
+        got = StatusMessage.model_validate_json(retained(mosquitto.port, Topics(DEVICE).status))
+        assert got.state == "online" and got.outbox_dropped == 3
+    finally:
+        pub.stop(1)
