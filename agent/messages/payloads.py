@@ -15,9 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from agent.contracts.ids import SafeId
 from agent.contracts.streams import BootId, Stream
 
-from agent.contracts.ids import SafeId
-from agent.contracts.streams import BootId
-
 DETECTIONS_SCHEMA = "edge.detections/1"
 OLDEST_UNACKED_FIELD = "oldest_unacked_seq"
 """The last field of a detection message: filled in by the publisher at (re)publish time."""
