@@ -123,8 +123,12 @@ class Daemon:
         if self.cfg.ota.enabled:
             from agent.ota.store import ModelStore
 
+            from agent.ota.store import CrashLoopLimit
+
             store = ModelStore(self.cfg.device.state_dir / "models")
-            return store.resolve_startup(self.cfg.model.path, default_manifest)
+            ota = self.cfg.ota
+            limit = CrashLoopLimit(ota.committed_crashes, ota.committed_crash_window_s)
+            return store.resolve_startup(self.cfg.model.path, default_manifest, limit)
         return self.cfg.model.path, default_manifest
 
     def camera_statuses(self) -> list[CameraStatus]:
@@ -306,6 +310,7 @@ class Daemon:
         from agent.engines.build import needs_build, prepare_model
         from agent.engines.trt import TensorRTConfig
         from agent.ota.manager import OtaManager
+        from agent.ota.sandbox import CandidateSpec
 
         cfg = self.cfg
         engine_cfg = cfg.model.engine
@@ -325,6 +330,12 @@ class Daemon:
             self.pipeline,
             self.publisher,
             build=build,
+            candidate=CandidateSpec(
+                engine=engine_cfg,
+                conf_threshold=cfg.model.conf_threshold,
+                iou_threshold=cfg.model.iou_threshold,
+                max_detections=cfg.model.max_detections,
+            ),
             runnable_formats=formats,
             platform=platform,
         )
@@ -340,6 +351,7 @@ class Daemon:
 
         if self.group is not None:
             self.group.stop(timeout=min(left(), 2.0))
+        # the pipeline owns the detectors: stopping it closes the active one
         if self.pipeline is not None and not self.pipeline.stop(timeout=min(left(), 5.0)):
             log.warning("inference thread did not stop in time")
         if self.ota is not None:
@@ -348,8 +360,6 @@ class Daemon:
             self.fallback.stop(timeout=min(left(), 2.0))
         if self.publisher is not None:
             self.publisher.stop(timeout=left())
-        if self.pipeline is not None:
-            self.pipeline.active_detector().close()
         self.notifier.close()
         log.info("stopped")
 
