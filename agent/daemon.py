@@ -121,9 +121,7 @@ class Daemon:
             load_manifest(self.cfg.model.manifest) if self.cfg.model.manifest else None
         )
         if self.cfg.ota.enabled:
-            from agent.ota.store import ModelStore
-
-            from agent.ota.store import CrashLoopLimit
+            from agent.ota.store import CrashLoopLimit, ModelStore
 
             store = ModelStore(self.cfg.device.state_dir / "models")
             ota = self.cfg.ota
@@ -385,12 +383,38 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+class StartupError(Exception):
+    """A subsystem failed while the daemon started; `edge-agent run` prints one line, exits 1."""
+
+    def __init__(self, subsystem: str, cause: BaseException) -> None:
+        self.subsystem = subsystem
+        super().__init__(f"{subsystem}: {type(cause).__name__}: {cause}")
+
+
+def subsystem_of(err: BaseException) -> str:
+    """The agent package where `err` was raised (`publish`, `sources`, `ota`...), from its
+    traceback's innermost frame inside `agent` outside the daemon itself."""
+    found = "daemon"
+    tb = err.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        parts = module.split(".")
+        if parts[0] == "agent" and len(parts) > 1 and parts[1] != "daemon":
+            found = parts[1]
+        tb = tb.tb_next
+    return found
+
+
 def run(config: AgentConfig, on_ready: Callable[[Daemon], None] | None = None) -> None:
-    """Run the daemon until SIGTERM/SIGINT (main thread only)."""
+    """Run the daemon until SIGTERM/SIGINT (main thread only). A failure while starting
+    raises StartupError naming the subsystem."""
     daemon = Daemon(config)
     install_signal_handlers(daemon.stop_event)
     try:
-        daemon.start()
+        try:
+            daemon.start()
+        except Exception as err:  # any subsystem: reported in one line by `run_command`
+            raise StartupError(subsystem_of(err), err) from err
         if on_ready is not None:
             on_ready(daemon)
         daemon.supervise()
@@ -409,8 +433,6 @@ def run(config: AgentConfig, on_ready: Callable[[Daemon], None] | None = None) -
 )
 def run_command(config_path: Path) -> None:
     """Run the daemon until SIGTERM/SIGINT."""
-    from agent.engines.base import EngineError
-
     try:
         cfg = load_config(config_path)
     except ConfigError as err:
@@ -421,6 +443,7 @@ def run_command(config_path: Path) -> None:
     configure_logging(cfg.logging.format, cfg.logging.level)
     try:
         run(cfg)
-    except EngineError as err:
-        log.error("cannot load model", error=str(err))
+    except StartupError as err:
+        log.error("cannot start", subsystem=err.subsystem, error=str(err.__cause__))
+        click.echo(f"edge-agent: cannot start: {err}", err=True)
         raise SystemExit(1) from None
