@@ -169,7 +169,8 @@ def count_start(
     """Record this start; return the new runs record and the crashes that call for a rollback
     (0: no rollback) (pure).
 
-    A previous run with no clean stop on the same committed model is a crash. With `limit`
+    A previous run with no clean stop is a crash of the model the (settled) pointer runs now:
+    the one that ran last, even when it was committed during that run. With `limit`
     crashes within `window_s` seconds and a previous model kept, the model is rolled back
     (once: the pointer keeps no previous model after it). Runs on probation are not counted
     here (`settle` has its own limit for them).
@@ -177,7 +178,7 @@ def count_start(
     running = pointer.running()
     sha = running.sha256 if running is not None else None
     crashes = list(runs.crashes) if runs.sha256 == sha else []
-    if runs.started is not None and runs.sha256 == sha:
+    if runs.started is not None:  # it crashed on what it ran last: what the pointer runs now
         crashes.append(runs.started)
     crashes = [t for t in crashes if now - t <= window_s]
     if pointer.probation is not None:

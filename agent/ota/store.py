@@ -310,10 +310,17 @@ class ModelStore:
         self.write_pointer(Pointer(active=new, previous=None, probation=None, default=p.default))
 
     def end_probation(self) -> None:
-        """Commit: clear the probation record and prune versions beyond active + previous."""
+        """Commit: clear the probation record and prune versions beyond active + previous.
+        From here on, a crash of this run counts against the committed model."""
         p = self.read_pointer()
         self.write_pointer(p.model_copy(update={"probation": None}))
         self.prune()
+        try:
+            runs = self._read(RUNS, Runs)
+        except StoreError:
+            runs = None
+        if runs is not None and p.active is not None:
+            self._write(RUNS, Runs(sha256=p.active.sha256, started=runs.started, crashes=[]))
 
     def revert(self) -> ModelRecord | None:
         """Roll the pointer back to the previous model; return it (None if nothing kept)."""

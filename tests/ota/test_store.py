@@ -243,7 +243,7 @@ DAMAGE = [
 def test_damaged_pointer_or_journal_starts_on_the_configured_model(
     tmp_path: Path, name: str, content: bytes
 ) -> None:
-    """A damaged pointer or journal is set aside; the start goes on with model.path, damage noted."""
+    """A damaged pointer or journal is set aside; the start runs model.path, damage noted."""
     store = ModelStore(tmp_path / "models")
     old_file, old_m = artifact(tmp_path, "v2", b"old")
     new_file, new_m = artifact(tmp_path, "v3", b"new")
