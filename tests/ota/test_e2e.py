@@ -383,9 +383,8 @@ def test_model_allocating_gigabytes_fails_validation_and_daemon_lives(
     big = variants.hungry(demo_model, tmp_path / "hungry.onnx", gib=4.0)
     m2 = variants.manifest_for(big, demo_manifest, 2)
     url = server.add(m2.sha256, big.read_bytes())
-    with address_space_cap(12.0):
-        d = DaemonProcess(tmp_path / "d", config(tmp_path, mosquitto.port, forge)).start()
-    with d:
+    d = DaemonProcess(tmp_path / "d", config(tmp_path, mosquitto.port, forge))
+    with address_space_cap(12.0), d:  # the daemon inherits the cap
         recorder.wait_for(n_detections_after(recorder, 0, 3), timeout=60)
         send(mosquitto.port, forge.command(m2, url=url, device=DEV))
         wait_state(recorder, "cmd-1", TERMINAL, 120)
@@ -466,25 +465,26 @@ def test_committed_model_that_keeps_crashing_is_rolled_back(
     demo_model: Path,
     demo_manifest: Manifest,
 ) -> None:
-    """kill -9 of the daemon twice after a commit: the third start runs the previous model
-    and the OTA state says rolled_back(crash_loop)."""
+    """kill -9 of the daemon after a commit, as often as `committed_crashes` (default 3): the
+    next start runs the previous model and the OTA state says rolled_back(crash_loop)."""
     m2 = variants.manifest_for(zoo["v2"], demo_manifest, 2)
     url = server.add(m2.sha256, zoo["v2"].read_bytes())
-    cfg = config(tmp_path, mosquitto.port, forge, committed_crashes=2)
+    cfg = config(tmp_path, mosquitto.port, forge)
     with DaemonProcess(tmp_path / "d1", cfg) as d:
         recorder.wait_for(n_detections_after(recorder, 0, 2), timeout=60)
         send(mosquitto.port, forge.command(m2, url=url, device=DEV))
         wait_state(recorder, "cmd-1", TERMINAL, 60)
         d.kill()  # crash 1, on the committed model
     assert terminal(recorder, "cmd-1") == {(OtaState.COMMITTED, None)}
+    for run in (2, 3):  # crashes 2 and 3, each once the new start runs frames
+        boots = {m.boot_id for _, m in detections(recorder)}
+        with DaemonProcess(tmp_path / f"d{run}", cfg) as d:
+            recorder.wait_for(
+                lambda _m, b=boots: any(m.boot_id not in b for _, m in detections(recorder)), 60
+            )
+            d.kill()
     boots = {m.boot_id for _, m in detections(recorder)}
-    with DaemonProcess(tmp_path / "d2", cfg) as d:
-        recorder.wait_for(
-            lambda _m: any(m.boot_id not in boots for _, m in detections(recorder)), timeout=60
-        )
-        d.kill()  # crash 2
-    boots = {m.boot_id for _, m in detections(recorder)}
-    with DaemonProcess(tmp_path / "d3", cfg) as d:
+    with DaemonProcess(tmp_path / "d4", cfg) as d:
         recorder.wait_for(
             lambda _m: sum(m.boot_id not in boots for _, m in detections(recorder)) >= 3,
             timeout=60,
