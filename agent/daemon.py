@@ -121,12 +121,13 @@ class Daemon:
             load_manifest(self.cfg.model.manifest) if self.cfg.model.manifest else None
         )
         if self.cfg.ota.enabled:
+            from agent.ota.startup import resolve_startup
             from agent.ota.store import CrashLoopLimit, ModelStore
 
             store = ModelStore(self.cfg.device.state_dir / "models")
             ota = self.cfg.ota
             limit = CrashLoopLimit(ota.committed_crashes, ota.committed_crash_window_s)
-            return store.resolve_startup(self.cfg.model.path, default_manifest, limit)
+            return resolve_startup(store, self.cfg.model.path, default_manifest, limit)
         return self.cfg.model.path, default_manifest
 
     def camera_statuses(self) -> list[CameraStatus]:

@@ -64,7 +64,7 @@ class StateJournal:
         self.job: Job | None = None
 
     def load(self) -> Job | None:
-        """Read the journal at start (after `ModelStore.resolve_startup` settled it)."""
+        """Read the journal at start (after `agent.ota.startup.resolve_startup` settled it)."""
         with self.lock:
             self.job = self.store.read_job()
         return self.job

@@ -9,7 +9,7 @@ It wires four parts with one job each and owns their threads' lifecycle:
 
 with `StateJournal` (`journal.py`) as the single writer of state: every change goes to the
 journal (`job.json`) before it is published retained on `edge/<device>/ota/state`, so a restart
-resolves an interrupted command to exactly one terminal state (`ModelStore.resolve_startup`).
+resolves an interrupted command to exactly one terminal state (`agent.ota.startup.resolve_startup`).
 Detectors belong to the host (the pipeline); the manager asks it to load, swap and discard.
 """
 

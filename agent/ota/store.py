@@ -12,10 +12,11 @@ Layout under `root` (`<state_dir>/models`)::
     damage.json                                what the last start found damaged (if anything)
 
 Every JSON file is replaced atomically (`agent.util.files.atomic_write`). `resolve_startup`
-runs before the first model loads: it cleans leftovers of an interrupted update, sets aside a
-damaged pointer or journal (`<file>.corrupt-<unix time>`, the configured model runs), resolves
-an interrupted command to exactly one terminal state, counts starts on probation and crashes
-on a committed model (a crash loop rolls back), and checks the active artifact's sha256.
+(`agent/ota/startup.py`) runs before the first model loads: it cleans leftovers of an
+interrupted update, sets aside a damaged pointer or journal (`<file>.corrupt-<unix time>`, the
+configured model runs), resolves an interrupted command to exactly one terminal state, counts
+starts on probation and crashes on a committed model (a crash loop rolls back), and checks
+the active artifact's sha256.
 The ledger is never reset by the device: when neither it nor its `.bak` can be read, commands
 are refused (`ledger_unreadable`) until an operator clears it (docs/ota.md).
 """
@@ -42,8 +43,6 @@ from agent.ota.records import (
     Pointer,
     Probation,
     Runs,
-    count_start,
-    crash_loop_job,
     reverted,
     settle,
 )
@@ -146,18 +145,6 @@ class ModelStore:
     def _write(self, name: str, value: BaseModel) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write(self.root / name, value.model_dump_json(by_alias=True).encode("utf-8"))
-
-    def _read_or_set_aside(self, name: str, model: type[M], damage: list[str]) -> M | None:
-        """At start: a damaged record is renamed `<name>.corrupt-<unix time>` and noted."""
-        try:
-            return self._read(name, model)
-        except StoreError as err:
-            aside = self.root / f"{name}.corrupt-{int(time.time())}"
-            os.replace(self.root / name, aside)
-            fsync_dir(self.root)
-            damage.append(f"{err}; moved to {aside.name}")
-            log.error("OTA store file damaged; set aside", file=name, error=str(err))
-            return None
 
     def read_pointer(self) -> Pointer:
         return self._read(POINTER, Pointer) or Pointer()
@@ -329,83 +316,24 @@ class ModelStore:
         return p.previous
 
     # -- startup -----------------------------------------------------------------------------
-    def resolve_startup(
-        self,
-        default_model: Path,
-        default_manifest: Manifest | None,
-        crash_loop: CrashLoopLimit | None = None,
-    ) -> tuple[Path, Manifest | None]:
-        """Clean up, settle an interrupted command, count starts and crashes; pick the model.
-
-        Returns the artifact path and manifest to load: the pointer's active model when its
-        file exists with the right sha256, else the previous one, else the configured default.
-        Damaged records are set aside and listed in `damage.json` (`read_damage`).
-        """
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.staging_dir.mkdir(exist_ok=True)
-        removed = self.clean_leftovers()
-        if removed:
-            log.info("removed leftovers of an interrupted update", paths=[str(p) for p in removed])
-        damage: list[str] = []
-        pointer = self._read_or_set_aside(POINTER, Pointer, damage) or Pointer()
-        noted = len(damage)
-        job = self._read_or_set_aside(JOB, Job, damage)
-        if len(damage) > noted and pointer.probation is not None:
-            pointer = reverted(pointer)  # the journal of an uncommitted model is gone: go back
-        pointer, job = settle(pointer, job, format_rfc3339(time.time()))
-        if crash_loop is not None:
-            pointer, job = self._count_start(pointer, job, crash_loop, damage)
-        pointer = pointer.model_copy(
-            update={"default": default_record(Path(default_model), default_manifest)}
-        )
-        self.write_pointer(pointer)
-        if job is not None:
-            self.write_job(job)
-        self._record_damage(damage)
-        self.prune()
-        return self._pick(pointer, Path(default_model), default_manifest)
-
-    def _count_start(
-        self, pointer: Pointer, job: Job | None, limit: CrashLoopLimit, damage: list[str]
-    ) -> tuple[Pointer, Job | None]:
-        """Count this start against the committed model; roll back once on a crash loop."""
-        runs = self._read_or_set_aside(RUNS, Runs, damage) or Runs()
-        now = time.time()
-        runs, crashes = count_start(runs, pointer, now, limit.crashes, limit.window_s)
-        self._write(RUNS, runs)
-        if not crashes:
-            return pointer, job
-        job = crash_loop_job(pointer, crashes, limit.window_s, format_rfc3339(now), int(now))
-        log.error("committed model in a crash loop; rolling back", detail=job.detail)
-        return reverted(pointer), job
-
-    def _record_damage(self, damage: list[str]) -> None:
+    def read_or_set_aside(self, name: str, model: type[M], damage: list[str]) -> M | None:
+        """At start: a damaged record is renamed `<name>.corrupt-<unix time>` and noted."""
         try:
-            self.read_ledger()
-        except LedgerUnreadableError as err:
-            damage.append(f"{err}; commands are refused until an operator clears it")
-        if damage:
-            self._write(DAMAGE, Damage(notes=damage, ts=format_rfc3339(time.time())))
-        else:
-            (self.root / DAMAGE).unlink(missing_ok=True)
+            return self._read(name, model)
+        except StoreError as err:
+            aside = self.root / f"{name}.corrupt-{int(time.time())}"
+            os.replace(self.root / name, aside)
+            fsync_dir(self.root)
+            damage.append(f"{err}; moved to {aside.name}")
+            log.error("OTA store file damaged; set aside", file=name, error=str(err))
+            return None
 
-    @staticmethod
-    def _pick(
-        pointer: Pointer, default_model: Path, default_manifest: Manifest | None
-    ) -> tuple[Path, Manifest | None]:
-        for record in (pointer.active, pointer.previous):
-            if record is None:
-                continue
-            path = Path(record.path)
-            if path.is_file() and file_sha256(path) == record.sha256:
-                if record is not pointer.active:
-                    log.error(
-                        "active model missing or corrupt; running the previous one",
-                        active=pointer.active.path if pointer.active else None,
-                    )
-                return path, record.manifest
-            log.error("kept model missing or corrupt", path=record.path, sha256=record.sha256)
-        return default_model, default_manifest
+    def write_record(self, name: str, value: BaseModel) -> None:
+        """Replace the JSON record `name` atomically."""
+        self._write(name, value)
+
+    def clear_record(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
 
 
 def default_record(path: Path, manifest: Manifest | None) -> ModelRecord | None:

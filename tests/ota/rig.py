@@ -108,9 +108,10 @@ class Rig:
         self.cfg = cfg
         self.engine = OnnxRuntimeConfig(type="onnxruntime", threads=1, warmup_runs=1)
         self.messages: list[tuple[str, int, dict]] = []
+        from agent.ota.startup import resolve_startup
         from agent.ota.store import ModelStore
 
-        path, m = ModelStore(state_dir / "models").resolve_startup(model, manifest)
+        path, m = resolve_startup(ModelStore(state_dir / "models"), model, manifest)
         self.pipeline = Pipeline(
             PipelineSettings(device=DEVICE, boot_id="b"),
             feed=LoopFeed(images),

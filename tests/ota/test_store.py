@@ -15,6 +15,7 @@ import pytest
 
 from agent.manifest import Manifest
 from agent.ota.protocol import ModelId, OtaAction, OtaState, Reason
+from agent.ota.startup import resolve_startup
 from agent.ota.store import (
     Job,
     ModelRecord,
@@ -143,7 +144,7 @@ def test_crash_loop_rolls_back_on_third_start(tmp_path: Path) -> None:
     )
     default = tmp_path / "default.onnx"
     default.write_bytes(b"default")
-    seen = [store.resolve_startup(default, None)[0] for _ in range(3)]
+    seen = [resolve_startup(store, default, None)[0] for _ in range(3)]
     assert seen == [Path(new.path), Path(new.path), Path(old.path)]
     j = store.read_job()
     assert j is not None and j.state is OtaState.ROLLED_BACK and j.reason is Reason.CRASH_LOOP
@@ -162,7 +163,7 @@ def test_startup_cleans_leftovers_and_unreferenced_versions(tmp_path: Path) -> N
     (store.staging_dir / "c9.part").write_bytes(b"partial")
     (store.root / ".pointer.json.tmp-999").write_bytes(b"{half")
     (store.root / "demo-yolov8n" / ".4.tmp-999").mkdir()
-    path, m = store.resolve_startup(tmp_path / "nowhere.onnx", None)
+    path, m = resolve_startup(store, tmp_path / "nowhere.onnx", None)
     assert path == Path(kept.path) and m == m2
     assert list(store.staging_dir.iterdir()) == []
     assert not Path(orphan.path).exists()
@@ -177,7 +178,7 @@ def test_corrupt_active_falls_back_to_previous(tmp_path: Path) -> None:
     old, new = store.install(f2, m2), store.install(f3, m3)
     store.write_pointer(Pointer(active=new, previous=old))
     Path(new.path).write_bytes(b"thre3")
-    path, _ = store.resolve_startup(tmp_path / "nowhere.onnx", None)
+    path, _ = resolve_startup(store, tmp_path / "nowhere.onnx", None)
     assert path == Path(old.path)
 
 
@@ -255,12 +256,12 @@ def test_damaged_pointer_or_journal_starts_on_the_configured_model(
         store.write_pointer(Pointer())  # nothing to fall back on but the default
     default = tmp_path / "default.onnx"
     default.write_bytes(b"default")
-    path, m = store.resolve_startup(default, None)
+    path, m = resolve_startup(store, default, None)
     assert (path, m) == (default, None)
     damage = store.read_damage()
     assert damage is not None and name in damage.notes[0] and "corrupt" in damage.notes[0]
     assert [p.name.split(".corrupt-")[0] for p in store.root.glob("*.corrupt-*")] == [name]
-    store.resolve_startup(default, None)  # the next start is clean again
+    resolve_startup(store, default, None)  # the next start is clean again
     assert store.read_damage() is None
 
 
@@ -272,7 +273,7 @@ def test_damaged_journal_on_probation_goes_back_to_previous(tmp_path: Path) -> N
     old = store.install(old_file, old_m)
     store.activate(store.install(new_file, new_m), old, "c1", 3)
     (store.root / "job.json").write_bytes(b"\x00\x01")
-    path, _ = store.resolve_startup(tmp_path / "nowhere.onnx", None)
+    path, _ = resolve_startup(store, tmp_path / "nowhere.onnx", None)
     assert path == Path(old.path)
 
 
@@ -319,7 +320,7 @@ def test_unreadable_ledger_is_reported_as_damage_at_start(tmp_path: Path) -> Non
     store = ModelStore(tmp_path / "models")
     store.root.mkdir()
     (store.root / "ledger.json").write_bytes(b"\xff")
-    store.resolve_startup(tmp_path / "nowhere.onnx", None)
+    resolve_startup(store, tmp_path / "nowhere.onnx", None)
     damage = store.read_damage()
     assert damage is not None and "operator" in damage.notes[-1]
 
@@ -342,7 +343,7 @@ def test_committed_model_crashing_rolls_back_once(tmp_path: Path) -> None:
     old, new = _committed(store, tmp_path)
     limit = CrashLoopLimit(crashes=2, window_s=600)
     default = tmp_path / "nowhere.onnx"
-    seen = [store.resolve_startup(default, None, limit)[0] for _ in range(5)]
+    seen = [resolve_startup(store, default, None, limit)[0] for _ in range(5)]
     assert seen == [Path(new.path)] * 2 + [Path(old.path)] * 3
     job = store.read_job()
     assert job is not None and job.state is OtaState.ROLLED_BACK
@@ -357,7 +358,7 @@ def test_clean_stops_are_not_crashes(tmp_path: Path) -> None:
     _old, new = _committed(store, tmp_path)
     limit = CrashLoopLimit(crashes=2, window_s=600)
     for _ in range(4):
-        assert store.resolve_startup(tmp_path / "nowhere.onnx", None, limit)[0] == Path(new.path)
+        assert resolve_startup(store, tmp_path / "nowhere.onnx", None, limit)[0] == Path(new.path)
         store.mark_clean_stop()
 
 
