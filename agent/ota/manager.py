@@ -102,8 +102,10 @@ class OtaManager:
             elif job.state is OtaState.ACTIVE:
                 log.info("resuming probation after a restart", command_id=job.command_id)
                 self.runner.resume_probation(job)
+        in_progress = job is not None and not job.state.terminal
         if damage is not None:
             log.error("OTA store damaged at start", notes=damage.notes)
+        if damage is not None and not in_progress:  # a probation's state stays on top
             self.journal.publish_idle("store damaged: " + " | ".join(damage.notes))
         elif job is None:
             self.journal.publish_idle()
