@@ -336,9 +336,7 @@ def _occupied_port() -> tuple[socket.socket, int]:
         ("metrics_port_taken", "health"),  # the Prometheus server cannot bind
     ],
 )
-def test_startup_errors_exit_1_with_one_line(
-    tmp_path: Path, breakage: str, subsystem: str
-) -> None:
+def test_startup_errors_exit_1_with_one_line(tmp_path: Path, breakage: str, subsystem: str) -> None:
     """A subsystem failing at start ends the daemon with exit 1 and one line, no traceback."""
     holder = None
     cfg = demo_config(tmp_path / "state", free_port())
