@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.ota.signing import trusted_key_map
+from agent.util.models import FrozenModel
 
 
-class OtaConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class OtaConfig(FrozenModel):
+    """The `ota:` section (unknown keys are errors)."""
 
     enabled: bool = Field(False, description="Accept OTA commands on edge/<device>/ota/command.")
     release_keys: dict[str, str] = Field(
