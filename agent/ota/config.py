@@ -124,7 +124,7 @@ class OtaConfig(FrozenModel):
         3072,
         ge=256,
         description="Memory limit of that child in MiB: address space (RLIMIT_AS) on CPU, "
-        "cgroup MemoryMax on TensorRT. A CPU child with the demo model peaks near 1 GiB of "
+        "cgroup MemoryMax on TensorRT. A CPU child with the demo model peaks near 0.45 GiB of "
         "address space.",
     )
     candidate_limit: Literal["auto", "rlimit", "cgroup"] = Field(
