@@ -124,10 +124,13 @@ class Daemon:
             load_manifest(self.cfg.model.manifest) if self.cfg.model.manifest else None
         )
         if self.cfg.ota.enabled:
-            from agent.ota.store import ModelStore
+            from agent.ota.startup import resolve_startup
+            from agent.ota.store import CrashLoopLimit, ModelStore
 
             store = ModelStore(self.cfg.device.state_dir / "models")
-            return store.resolve_startup(self.cfg.model.path, default_manifest)
+            ota = self.cfg.ota
+            limit = CrashLoopLimit(ota.committed_crashes, ota.committed_crash_window_s)
+            return resolve_startup(store, self.cfg.model.path, default_manifest, limit)
         return self.cfg.model.path, default_manifest
 
     def camera_statuses(self) -> list[CameraStatus]:
@@ -320,6 +323,7 @@ class Daemon:
         from agent.engines.build import needs_build, prepare_model
         from agent.engines.trt import TensorRTConfig
         from agent.ota.manager import OtaManager
+        from agent.ota.sandbox import CandidateSpec
 
         cfg = self.cfg
         engine_cfg = cfg.model.engine
@@ -339,6 +343,12 @@ class Daemon:
             self.pipeline,
             self.publisher,
             build=build,
+            candidate=CandidateSpec(
+                engine=engine_cfg,
+                conf_threshold=cfg.model.conf_threshold,
+                iou_threshold=cfg.model.iou_threshold,
+                max_detections=cfg.model.max_detections,
+            ),
             runnable_formats=formats,
             platform=platform,
         )
@@ -354,6 +364,7 @@ class Daemon:
 
         if self.group is not None:
             self.group.stop(timeout=min(left(), 2.0))
+        # the pipeline owns the detectors: stopping it closes the active one
         if self.pipeline is not None and not self.pipeline.stop(timeout=min(left(), 5.0)):
             log.warning("inference thread did not stop in time")
         if self.ota is not None:
@@ -362,8 +373,6 @@ class Daemon:
             self.fallback.stop(timeout=min(left(), 2.0))
         if self.publisher is not None:
             self.publisher.stop(timeout=left())
-        if self.pipeline is not None:
-            self.pipeline.active_detector().close()
         self.notifier.close()
         log.info("stopped")
 
@@ -398,12 +407,38 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+class StartupError(Exception):
+    """A subsystem failed while the daemon started; `edge-agent run` prints one line, exits 1."""
+
+    def __init__(self, subsystem: str, cause: BaseException) -> None:
+        self.subsystem = subsystem
+        super().__init__(f"{subsystem}: {type(cause).__name__}: {cause}")
+
+
+def subsystem_of(err: BaseException) -> str:
+    """The agent package where `err` was raised (`publish`, `sources`, `ota`...), from its
+    traceback's innermost frame inside `agent` outside the daemon itself."""
+    found = "daemon"
+    tb = err.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        parts = module.split(".")
+        if parts[0] == "agent" and len(parts) > 1 and parts[1] != "daemon":
+            found = parts[1]
+        tb = tb.tb_next
+    return found
+
+
 def run(config: AgentConfig, on_ready: Callable[[Daemon], None] | None = None) -> None:
-    """Run the daemon until SIGTERM/SIGINT (main thread only)."""
+    """Run the daemon until SIGTERM/SIGINT (main thread only). A failure while starting
+    raises StartupError naming the subsystem."""
     daemon = Daemon(config)
     install_signal_handlers(daemon.stop_event)
     try:
-        daemon.start()
+        try:
+            daemon.start()
+        except Exception as err:  # any subsystem: reported in one line by `run_command`
+            raise StartupError(subsystem_of(err), err) from err
         if on_ready is not None:
             on_ready(daemon)
         daemon.supervise()
@@ -422,8 +457,6 @@ def run(config: AgentConfig, on_ready: Callable[[Daemon], None] | None = None) -
 )
 def run_command(config_path: Path) -> None:
     """Run the daemon until SIGTERM/SIGINT."""
-    from agent.engines.base import EngineError
-
     try:
         cfg = load_config(config_path)
     except ConfigError as err:
@@ -434,6 +467,7 @@ def run_command(config_path: Path) -> None:
     configure_logging(cfg.logging.format, cfg.logging.level)
     try:
         run(cfg)
-    except EngineError as err:
-        log.error("cannot load model", error=str(err))
+    except StartupError as err:
+        log.error("cannot start", subsystem=err.subsystem, error=str(err.__cause__))
+        click.echo(f"edge-agent: cannot start: {err}", err=True)
         raise SystemExit(1) from None

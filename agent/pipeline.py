@@ -4,6 +4,11 @@ One thread runs the loop. It never waits on the network: messages go to a non-bl
 `submit` callable (the publisher's hand-off). Model swaps happen between two frames: a
 swap request is applied at the top of the next iteration, so no frame is dropped and no
 frame ever runs on a half-swapped model. The class implements `agent.ota.host.ModelHost`.
+
+The pipeline owns every detector it is given: the one it starts with, each one handed to
+`swap`, and each candidate it loads for the OTA manager. It alone closes them - the old one
+after a swap, a candidate the manager `discard`s, the active one on `unload` (pause mode) and
+at `stop`. Nobody else calls `Detector.close()`.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
 from agent.health.metrics import FrameRecord, FrameWindow, WindowSummary
+from agent.manifest import Manifest
 from agent.messages.payloads import (
     Detection,
     DetectionMessage,
@@ -148,6 +155,7 @@ class Pipeline:
         self._recent: deque[Frame] = deque(maxlen=settings.recent_frames)
         self._lock = threading.Lock()
         self._pending: Detector | None = None
+        self._closed = False
         self._swapped = threading.Condition(self._lock)
         self._paused = threading.Event()
         self._idle = threading.Event()
@@ -165,13 +173,23 @@ class Pipeline:
         self._thread.start()
 
     def stop(self, timeout: float) -> bool:
-        """Stop after the current frame; True if the thread ended within `timeout`."""
+        """Stop after the current frame and close the active detector; True if the thread
+        ended within `timeout` (otherwise the detector may still be in use and stays open)."""
         self._stop.set()
         self._paused.clear()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("inference thread still running; its detector is left open")
+                return False
+        with self._lock:
+            self._closed = True
+            detector, pending = self._detector, self._pending
+            self._pending = None
+        for d in (detector, pending):
+            if d is not None:
+                d.close()
+        return True
 
     @property
     def running(self) -> bool:
@@ -187,13 +205,35 @@ class Pipeline:
             frames = list(self._recent)
         return frames[-n:]
 
-    def load_detector(self, model_path, manifest):  # type: ignore[no-untyped-def]
-        """Load a model with the daemon's engine config and thresholds."""
+    def load_detector(self, model_path: Path, manifest: Manifest | None) -> Detector:
+        """Load a candidate with the daemon's engine config and thresholds.
+
+        The pipeline owns it from here: `swap` installs it, `discard` closes it.
+        """
         return self._load(model_path, manifest)
 
-    def swap(self, new: Detector, timeout: float) -> Detector:
-        """Install `new` between two frames; return the previous detector (caller closes it)."""
+    def discard(self, candidate: Detector) -> None:
+        """Close a candidate that will not be installed (failed validation, aborted swap)."""
         with self._lock:
+            if candidate is self._detector or candidate is self._pending:
+                raise ValueError("cannot discard the installed detector")
+        candidate.close()
+
+    def unload(self) -> None:
+        """Pause mode: close the active detector to free its memory (the loop must be paused;
+        `swap` installs the next one before `resume`)."""
+        if self.running and not self._paused.is_set():
+            raise RuntimeError("unload needs a paused inference loop")
+        self.active_detector().close()
+
+    def swap(self, new: Detector, timeout: float) -> ModelInfo:
+        """Install `new` between two frames and close the one it replaces; return the old
+        model's info. On TimeoutError (no frame boundary in `timeout` s) `new` is closed and
+        the old detector stays installed."""
+        with self._lock:
+            if self._closed:
+                new.close()
+                raise TimeoutError("the pipeline is stopped")
             direct = not self.running or self._paused.is_set()
             old = self._detector
             if direct:
@@ -202,12 +242,14 @@ class Pipeline:
                 self._pending = new
                 if not self._swapped.wait_for(lambda: self._pending is None, timeout):
                     self._pending = None
+                    new.close()
                     raise TimeoutError(
                         f"the inference loop did not reach a frame boundary in {timeout}s"
                     )
         if direct:
             self._after_swap(new)  # outside the lock: listeners may call active_detector()
-        return old
+        old.close()  # the loop has moved on to `new`: nobody runs `old` any more
+        return old.info
 
     def pause(self) -> None:
         """Stop taking frames after the current one (readers keep their newest frame)."""

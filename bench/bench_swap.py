@@ -178,11 +178,10 @@ def main() -> None:
             worker = threading.Thread(target=prepare)
             worker.start()
             worker.join()
-            old = pipe.swap(prepared[0], 10.0)
-            old.close()
+            pipe.swap(prepared[0], 10.0)  # the pipeline closes the old detector
         else:
             pipe.pause()
-            pipe.active_detector().close()
+            pipe.unload()
             new = pipe.load_detector(path, manifest)
             pipe.swap(new, 10.0)
             pipe.resume()
@@ -195,8 +194,7 @@ def main() -> None:
             time.sleep(span)
             windows.append(Window("none", t0, time.monotonic()))
             time.sleep(args.settle)
-    pipe.stop(5.0)
-    pipe.active_detector().close()
+    pipe.stop(5.0)  # closes the active detector
 
     times = [t for t, _, _ in published]
     seqs = [s for _, s, _ in published]

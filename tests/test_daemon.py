@@ -320,3 +320,40 @@ def test_unreachable_broker_keeps_running_and_delivers_later(
     msgs = detections(recorder)
     seqs = sorted({m.seq for m in msgs})
     assert seqs[0] == 0 and seqs == list(range(len(seqs)))
+
+
+def _occupied_port() -> tuple[socket.socket, int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock, sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "subsystem"),
+    [
+        ("state_dir_is_a_file", "daemon"),  # mkdir of the state dir fails
+        ("metrics_port_taken", "health"),  # the Prometheus server cannot bind
+    ],
+)
+def test_startup_errors_exit_1_with_one_line(tmp_path: Path, breakage: str, subsystem: str) -> None:
+    """A subsystem failing at start ends the daemon with exit 1 and one line, no traceback."""
+    holder = None
+    cfg = demo_config(tmp_path / "state", free_port())
+    if breakage == "state_dir_is_a_file":
+        (tmp_path / "state").write_text("not a directory")
+    else:
+        holder, port = _occupied_port()
+        cfg["health"] = {**cfg["health"], "prometheus_port": port}
+    d = DaemonProcess(tmp_path / "d", cfg).start()
+    try:
+        code = d.wait(60)
+    finally:
+        d.kill()
+        if holder is not None:
+            holder.close()
+    log = d.log()
+    assert code == 1, log[-2000:]
+    assert "Traceback" not in log, log[-3000:]
+    lines = [ln for ln in log.splitlines() if ln.startswith("edge-agent: cannot start: ")]
+    assert len(lines) == 1 and lines[0].split(": ")[2] == subsystem, log[-2000:]

@@ -96,15 +96,13 @@ def test_swap_happens_between_frames_without_a_gap(tmp_path: Path) -> None:
             time.sleep(0.05)
         new = _detector(2)
         returned = pipe.swap(new, timeout=10)
-        assert returned is old
+        assert returned is old.info
         n = len(got)
         while len(got) < n + 5 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         pipe.stop(5)
         group.stop(5)
-    old.close()
-    pipe.active_detector().close()
     versions = [m.model.version for m in got]
     assert [m.seq for m in got] == list(range(len(got)))
     switch = versions.index(2)
@@ -147,3 +145,50 @@ def test_inference_errors_are_counted_not_fatal(tmp_path: Path, make) -> None:  
         group.stop(5)
         broken.close()
     assert pipe.window.total_errors >= 3 and sent == []
+
+
+class _NoFrames:
+    """A feed with no camera: the loop idles, swaps apply directly."""
+
+    def next_frame(self, timeout: float) -> Frame | None:
+        time.sleep(min(timeout, 0.01))
+        return None
+
+
+def _closed(detector) -> bool:  # noqa: ANN001
+    """A closed detector's engine refuses to run."""
+    from agent.engines.base import EngineError
+
+    blank = np.zeros((1, 3, 320, 320), np.float32)
+    try:
+        detector.engine.infer(blank)
+    except EngineError:
+        return True
+    return False
+
+
+def test_the_pipeline_closes_what_it_replaces_and_holds() -> None:
+    """The pipeline owns detectors: a swap closes the old one, stop closes the active one."""
+    old, new = _detector(1), _detector(2)
+    pipe = Pipeline(PipelineSettings("dev", "boot"), _NoFrames(), old, lambda *_a: True, _detector)
+    pipe.start()
+    try:
+        pipe.swap(new, timeout=10)
+        assert _closed(old) and not _closed(new)
+    finally:
+        pipe.stop(5)
+    assert _closed(new)
+
+
+def test_a_discarded_candidate_is_closed_the_active_one_refused() -> None:
+    """`discard` closes a candidate that never got in and refuses the installed detector."""
+    active, candidate = _detector(1), _detector(2)
+    pipe = Pipeline(
+        PipelineSettings("dev", "boot"), _NoFrames(), active, lambda *_a: True, _detector
+    )
+    pipe.discard(candidate)
+    assert _closed(candidate)
+    with pytest.raises(ValueError, match="installed"):
+        pipe.discard(active)
+    assert not _closed(active)
+    pipe.stop(5)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.contracts.ids import SafeId
 from agent.ota.signing import trusted_key_map
+from agent.util.models import FrozenModel
 
 
-class OtaConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class OtaConfig(FrozenModel):
+    """The `ota:` section (unknown keys are errors)."""
 
     enabled: bool = Field(False, description="Accept OTA commands on edge/<device>/ota/command.")
     release_keys: dict[str, str] = Field(
@@ -116,6 +117,37 @@ class OtaConfig(BaseModel):
         le=100,
         description="Starts on probation without a commit before the next "
         "start rolls back to the previous model.",
+    )
+    committed_crashes: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Daemon crashes (a run that ends without an orderly stop) on a committed "
+        "model within `committed_crash_window_s` after which the next start rolls back to "
+        "the previous model, once (`rolled_back: crash_loop`).",
+    )
+    committed_crash_window_s: float = Field(
+        900.0, gt=0, description="Window in which `committed_crashes` crashes count."
+    )
+    candidate_check: bool = Field(
+        True,
+        description="Load and try each candidate in a memory-limited child process before "
+        "the daemon loads it (a failure there is `validation_failed`).",
+    )
+    candidate_memory_mb: int = Field(
+        3072,
+        ge=256,
+        description="Memory limit of that child in MiB: address space (RLIMIT_AS) on CPU, "
+        "cgroup MemoryMax on TensorRT. A CPU child with the demo model peaks near 0.45 GiB of "
+        "address space.",
+    )
+    candidate_limit: Literal["auto", "rlimit", "cgroup"] = Field(
+        "auto",
+        description="How the limit is applied: auto = cgroup (a transient systemd scope) for "
+        "TensorRT, whose CUDA context cannot start under RLIMIT_AS, rlimit otherwise.",
+    )
+    candidate_timeout_s: float = Field(
+        300.0, gt=0, description="Longest the child may take to load and try the candidate."
     )
 
     @field_validator("release_keys", "gateway_keys")

@@ -10,7 +10,6 @@ anything else touches it.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import threading
@@ -18,11 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import structlog
 
 from agent.ota.protocol import OtaRejectedError, Reason
+from agent.util.backoff import backoff_delay
+from agent.util.files import file_sha256
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +32,7 @@ ProgressFn = Callable[[int, int], None]
 """progress(bytes received so far, total length)."""
 
 CHUNK = 64 * 1024
+BACKOFF_CAP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -127,178 +130,215 @@ def _download(
             f"{free} bytes free in {dest.parent}, need {length} + margin "
             f"{settings.disk_margin_bytes}",
         )
-    start = time.monotonic()
-    deadline = start + settings.deadline_s
-    last_progress = 0.0
-    have = 0
-    last: _Retry | None = None
-
-    def report(received: int, force: bool = False) -> None:
-        nonlocal last_progress
-        now = time.monotonic()
-        if progress is not None and (force or now - last_progress >= settings.progress_interval_s):
-            last_progress = now
-            progress(received, length)
-
-    report(0, force=True)
     with (
         open(dest, "wb") as out,
         httpx.Client(transport=transport, follow_redirects=True) as client,
     ):
-        for attempt in range(settings.attempts):
-            if cancel is not None and cancel.is_set():
-                raise OtaRejectedError(Reason.INTERRUPTED, "download cancelled (daemon stopping)")
-            if attempt > 0:
-                pause = min(settings.backoff_s * 2 ** (attempt - 1), 10.0)
-                if time.monotonic() + pause >= deadline:
-                    break
-                if cancel is None:
-                    time.sleep(pause)
-                elif cancel.wait(pause):
-                    raise OtaRejectedError(
-                        Reason.INTERRUPTED, "download cancelled (daemon stopping)"
-                    )
-            left = deadline - time.monotonic()
+        _Transfer(client, url, out, length, settings, progress, cancel).run()
+
+
+def _cancelled() -> OtaRejectedError:
+    return OtaRejectedError(Reason.INTERRUPTED, "download cancelled (daemon stopping)")
+
+
+class _Transfer:
+    """One download: attempts with Range resume until `length` bytes are on disk."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        url: str,
+        out: BinaryIO,
+        length: int,
+        settings: DownloadSettings,
+        progress: ProgressFn | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.client = client
+        self.url = url
+        self.out = out
+        self.length = length
+        self.settings = settings
+        self.progress = progress
+        self.cancel = cancel
+        self.start = time.monotonic()
+        self.deadline = self.start + settings.deadline_s
+        self.have = 0
+        self._last_progress = 0.0
+
+    def report(self, force: bool = False) -> None:
+        """Progress at most every `progress_interval_s` (always when `force`)."""
+        now = time.monotonic()
+        if self.progress is None:
+            return
+        if force or now - self._last_progress >= self.settings.progress_interval_s:
+            self._last_progress = now
+            self.progress(self.have, self.length)
+
+    def run(self) -> None:
+        """Attempts until done; raise the reason of the last failure when they run out."""
+        self.report(force=True)
+        last: _Retry | None = None
+        for attempt in range(self.settings.attempts):
+            if self.cancel is not None and self.cancel.is_set():
+                raise _cancelled()
+            if attempt > 0 and not self._pause(attempt):
+                break
+            left = self.deadline - time.monotonic()
             if left <= 0:
                 break
             try:
-                have = _attempt(
-                    client, url, out, have, length, settings, left, deadline, cancel, report
-                )
+                self._attempt(left)
             except _Retry as retry:
                 last = retry
-                have = out.tell()
+                self.have = self.out.tell()
                 log.warning(
                     "download attempt ended early",
                     attempt=attempt + 1,
                     kind=retry.kind,
                     detail=retry.detail,
-                    have=have,
-                    length=length,
+                    have=self.have,
+                    length=self.length,
                 )
                 continue
-            if have == length:
-                out.flush()
-                os.fsync(out.fileno())
-                report(have, force=True)
-                return
-    elapsed = time.monotonic() - start
-    if time.monotonic() >= deadline:
-        raise OtaRejectedError(
-            Reason.DEADLINE_EXCEEDED,
-            f"{have} of {length} bytes after {elapsed:.1f} s (deadline {settings.deadline_s} s)",
-        )
-    if last is None or last.kind == "closed":
-        raise OtaRejectedError(
-            Reason.TRUNCATED,
-            f"body ended at {have} of {length} bytes on each of {settings.attempts} attempts",
-        )
-    if last.kind == "stalled":
-        raise OtaRejectedError(
-            Reason.DOWNLOAD_STALLED,
-            f"no data for {settings.read_timeout_s} s, {have} of {length} bytes, "
-            f"{settings.attempts} attempts",
-        )
-    raise OtaRejectedError(Reason.DOWNLOAD_FAILED, f"{last.detail} ({have} of {length} bytes)")
+            self.out.flush()
+            os.fsync(self.out.fileno())
+            self.report(force=True)
+            return
+        raise self._give_up(last)
 
+    def _pause(self, attempt: int) -> bool:
+        """Back off before `attempt` (>= 1); False when the deadline would pass meanwhile."""
+        b = self.settings.backoff_s
+        pause = 0.0 if b <= 0 else backoff_delay(attempt - 1, min(b, BACKOFF_CAP_S), BACKOFF_CAP_S)
+        if time.monotonic() + pause >= self.deadline:
+            return False
+        if self.cancel is None:
+            time.sleep(pause)
+        elif self.cancel.wait(pause):
+            raise _cancelled()
+        return True
 
-def _attempt(
-    client: httpx.Client,
-    url: str,
-    out,  # noqa: ANN001 - a binary file opened for writing
-    have: int,
-    length: int,
-    settings: DownloadSettings,
-    left: float,
-    deadline: float,
-    cancel: threading.Event | None,
-    report: Callable[..., None],
-) -> int:
-    """One GET (with Range when resuming); return the byte count on disk afterwards."""
-    headers = settings.request_headers()
-    if have > 0:
-        headers["Range"] = f"bytes={have}-"
-    timeout = httpx.Timeout(
-        connect=min(settings.connect_timeout_s, left),
-        read=min(settings.read_timeout_s, left),
-        write=min(settings.connect_timeout_s, left),
-        pool=min(settings.connect_timeout_s, left),
-    )
-    try:
-        with client.stream("GET", url, headers=headers, timeout=timeout) as resp:
-            if resp.status_code == 206 and have > 0:
-                cr = _parse_content_range(resp.headers.get("content-range"))
-                if cr is None:
-                    raise _Retry("error", "206 without a valid Content-Range")
-                if cr[1] is not None and cr[1] != length:
-                    raise OtaRejectedError(
-                        Reason.ARTIFACT_MISMATCH,
-                        f"server's artifact has {cr[1]} bytes, the manifest says {length}",
-                    )
-                if cr[0] != have:
-                    out.seek(0)
-                    out.truncate()
-                    raise _Retry("error", f"server resumed at {cr[0]}, asked for {have}")
-            elif resp.status_code == 200:
-                if have > 0:  # the server ignored Range: start over
-                    out.seek(0)
-                    out.truncate()
-                    have = 0
-                declared = resp.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) != length:
-                    raise OtaRejectedError(
-                        Reason.ARTIFACT_MISMATCH,
-                        f"server's artifact has {declared} bytes, the manifest says {length}",
-                    )
-            elif resp.status_code >= 500 or resp.status_code == 429:
-                raise _Retry("error", f"HTTP {resp.status_code} from {url}")
-            else:
+    def _give_up(self, last: _Retry | None) -> OtaRejectedError:
+        """The reason when no attempt finished: deadline, truncated, stalled or failed."""
+        have, length, s = self.have, self.length, self.settings
+        if time.monotonic() >= self.deadline:
+            elapsed = time.monotonic() - self.start
+            return OtaRejectedError(
+                Reason.DEADLINE_EXCEEDED,
+                f"{have} of {length} bytes after {elapsed:.1f} s (deadline {s.deadline_s} s)",
+            )
+        if last is None or last.kind == "closed":
+            return OtaRejectedError(
+                Reason.TRUNCATED,
+                f"body ended at {have} of {length} bytes on each of {s.attempts} attempts",
+            )
+        if last.kind == "stalled":
+            return OtaRejectedError(
+                Reason.DOWNLOAD_STALLED,
+                f"no data for {s.read_timeout_s} s, {have} of {length} bytes, "
+                f"{s.attempts} attempts",
+            )
+        return OtaRejectedError(Reason.DOWNLOAD_FAILED, f"{last.detail} ({have} of {length} bytes)")
+
+    def _attempt(self, left: float) -> None:
+        """One GET (with Range when resuming); transport errors become _Retry."""
+        s = self.settings
+        headers = self.settings.request_headers()
+        if self.have > 0:
+            headers["Range"] = f"bytes={self.have}-"
+        connect = min(s.connect_timeout_s, left)
+        timeout = httpx.Timeout(
+            connect=connect, read=min(s.read_timeout_s, left), write=connect, pool=connect
+        )
+        try:
+            with self.client.stream("GET", self.url, headers=headers, timeout=timeout) as resp:
+                self._accept(resp)
+                self._copy(resp)
+        except httpx.TimeoutException as err:
+            self.out.flush()
+            if time.monotonic() >= self.deadline:
                 raise OtaRejectedError(
-                    Reason.DOWNLOAD_FAILED, f"HTTP {resp.status_code} from {url}"
-                )
-            encoding = resp.headers.get("content-encoding", "identity").lower()
-            if encoding not in ("identity", ""):
+                    Reason.DEADLINE_EXCEEDED,
+                    f"{self.out.tell()} of {self.length} bytes when the deadline passed",
+                ) from None
+            kind = "stalled" if isinstance(err, httpx.ReadTimeout) else "error"
+            raise _Retry(kind, f"{type(err).__name__}: {err}") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as err:
+            self.out.flush()
+            raise _Retry("closed", f"{type(err).__name__}: {err}") from None
+        except httpx.TransportError as err:
+            self.out.flush()
+            raise _Retry("error", f"{type(err).__name__}: {err}") from None
+        except httpx.InvalidURL as err:
+            raise OtaRejectedError(Reason.DOWNLOAD_FAILED, f"invalid URL: {err}") from None
+        self.out.flush()
+        if self.have < self.length:
+            raise _Retry("closed", f"body ended at {self.have} of {self.length} bytes")
+
+    def _accept(self, resp: httpx.Response) -> None:
+        """Check status, size and encoding of a response before its body is written."""
+        length = self.length
+        if resp.status_code == 206 and self.have > 0:
+            self._check_resume(resp)
+        elif resp.status_code == 200:
+            if self.have > 0:  # the server ignored Range: start over
+                self._restart()
+            declared = resp.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) != length:
                 raise OtaRejectedError(
-                    Reason.DOWNLOAD_FAILED, f"unexpected Content-Encoding {encoding!r}"
+                    Reason.ARTIFACT_MISMATCH,
+                    f"server's artifact has {declared} bytes, the manifest says {length}",
                 )
-            for chunk in resp.iter_raw():  # as read from the socket: no buffering to a size
-                if have + len(chunk) > length:
-                    raise OtaRejectedError(
-                        Reason.OVERSIZED,
-                        f"server sent more than the manifest's {length} bytes",
-                    )
-                out.write(chunk)
-                have += len(chunk)
-                report(have)
-                if time.monotonic() >= deadline:
-                    raise OtaRejectedError(
-                        Reason.DEADLINE_EXCEEDED,
-                        f"{have} of {length} bytes when the deadline passed",
-                    )
-                if cancel is not None and cancel.is_set():
-                    raise OtaRejectedError(
-                        Reason.INTERRUPTED, "download cancelled (daemon stopping)"
-                    )
-    except httpx.TimeoutException as err:
-        out.flush()
-        if time.monotonic() >= deadline:
+        elif resp.status_code >= 500 or resp.status_code == 429:
+            raise _Retry("error", f"HTTP {resp.status_code} from {self.url}")
+        else:
             raise OtaRejectedError(
-                Reason.DEADLINE_EXCEEDED, f"{out.tell()} of {length} bytes when the deadline passed"
-            ) from None
-        kind = "stalled" if isinstance(err, httpx.ReadTimeout) else "error"
-        raise _Retry(kind, f"{type(err).__name__}: {err}") from None
-    except (httpx.RemoteProtocolError, httpx.ReadError) as err:
-        out.flush()
-        raise _Retry("closed", f"{type(err).__name__}: {err}") from None
-    except httpx.TransportError as err:
-        out.flush()
-        raise _Retry("error", f"{type(err).__name__}: {err}") from None
-    except httpx.InvalidURL as err:
-        raise OtaRejectedError(Reason.DOWNLOAD_FAILED, f"invalid URL: {err}") from None
-    out.flush()
-    if have < length:
-        raise _Retry("closed", f"body ended at {have} of {length} bytes")
-    return have
+                Reason.DOWNLOAD_FAILED, f"HTTP {resp.status_code} from {self.url}"
+            )
+        encoding = resp.headers.get("content-encoding", "identity").lower()
+        if encoding not in ("identity", ""):
+            raise OtaRejectedError(
+                Reason.DOWNLOAD_FAILED, f"unexpected Content-Encoding {encoding!r}"
+            )
+
+    def _check_resume(self, resp: httpx.Response) -> None:
+        """A 206 must resume exactly where we are, of an artifact of the manifest's size."""
+        cr = _parse_content_range(resp.headers.get("content-range"))
+        if cr is None:
+            raise _Retry("error", "206 without a valid Content-Range")
+        if cr[1] is not None and cr[1] != self.length:
+            raise OtaRejectedError(
+                Reason.ARTIFACT_MISMATCH,
+                f"server's artifact has {cr[1]} bytes, the manifest says {self.length}",
+            )
+        if cr[0] != self.have:
+            self._restart()
+            raise _Retry("error", f"server resumed at {cr[0]}, asked for {self.have}")
+
+    def _restart(self) -> None:
+        self.out.seek(0)
+        self.out.truncate()
+        self.have = 0
+
+    def _copy(self, resp: httpx.Response) -> None:
+        """Write the body as read from the socket, never past `length` or the deadline."""
+        for chunk in resp.iter_raw():  # as read from the socket: no buffering to a size
+            if self.have + len(chunk) > self.length:
+                raise OtaRejectedError(
+                    Reason.OVERSIZED,
+                    f"server sent more than the manifest's {self.length} bytes",
+                )
+            self.out.write(chunk)
+            self.have += len(chunk)
+            self.report()
+            if time.monotonic() >= self.deadline:
+                raise OtaRejectedError(
+                    Reason.DEADLINE_EXCEEDED,
+                    f"{self.have} of {self.length} bytes when the deadline passed",
+                )
+            if self.cancel is not None and self.cancel.is_set():
+                raise _cancelled()
 
 
 def verify_artifact(path: Path, length: int, sha256: str, chunk: int = 1 << 20) -> None:
@@ -306,14 +346,8 @@ def verify_artifact(path: Path, length: int, sha256: str, chunk: int = 1 << 20) 
     size = path.stat().st_size
     if size != length:
         raise OtaRejectedError(Reason.TRUNCATED, f"file has {size} bytes, manifest {length}")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    if h.hexdigest() != sha256:
+    digest = file_sha256(path, chunk)
+    if digest != sha256:
         raise OtaRejectedError(
-            Reason.HASH_MISMATCH, f"sha256 {h.hexdigest()} differs from the manifest's {sha256}"
+            Reason.HASH_MISMATCH, f"sha256 {digest} differs from the manifest's {sha256}"
         )

@@ -1,4 +1,7 @@
-"""What the OTA manager needs from the running inference loop (`agent.pipeline.Pipeline`)."""
+"""What the OTA manager needs from the running inference loop (`agent.pipeline.Pipeline`).
+
+The host owns every detector: the manager never closes one, it asks the host (`swap`,
+`discard`, `unload`)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from agent.health.metrics import WindowSummary
 from agent.manifest import Manifest
-from agent.types import Frame
+from agent.types import Frame, ModelInfo
 
 if TYPE_CHECKING:
     from agent.engines.detector import Detector
@@ -28,12 +31,21 @@ class ModelHost(Protocol):
         """Up to `n` of the latest real frames inferred (oldest first)."""
         ...
 
-    def swap(self, new: Detector, timeout: float) -> Detector:
-        """Install `new` between two frames (no frame dropped); return the old detector.
+    def swap(self, new: Detector, timeout: float) -> ModelInfo:
+        """Install `new` between two frames (no frame dropped) and close the old detector;
+        return the old model's info.
 
-        The caller closes the old one. Raises TimeoutError if the loop did not reach a
-        frame boundary in `timeout` seconds (the old detector stays installed).
+        Raises TimeoutError if the loop did not reach a frame boundary in `timeout` seconds
+        (the old detector stays installed, `new` is closed).
         """
+        ...
+
+    def discard(self, candidate: Detector) -> None:
+        """Close a candidate from `load_detector` that will not be installed."""
+        ...
+
+    def unload(self) -> None:
+        """Close the active detector while paused (pause-mode swaps free memory first)."""
         ...
 
     def pause(self) -> None:
@@ -49,7 +61,8 @@ class ModelHost(Protocol):
         ...
 
     def load_detector(self, model_path: Path, manifest: Manifest) -> Detector:
-        """Load and warm a model with the daemon's engine config and thresholds.
+        """Load and warm a candidate with the daemon's engine config and thresholds; the
+        host owns it (it is closed by `swap` later, or by `discard`).
 
         Raises agent.engines.base.EngineError (or a subclass) when the model cannot load.
         """

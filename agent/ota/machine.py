@@ -12,6 +12,10 @@ Every command ends in exactly one terminal state: committed, failed, rolled_back
 from __future__ import annotations
 
 from agent.ota.protocol import OtaState
+from agent.util import transitions
+from agent.util.transitions import IllegalTransitionError
+
+__all__ = ["TRANSITIONS", "IllegalTransitionError", "check_transition"]
 
 _S = OtaState
 TRANSITIONS: dict[OtaState, frozenset[OtaState]] = {
@@ -29,12 +33,6 @@ TRANSITIONS: dict[OtaState, frozenset[OtaState]] = {
 }
 
 
-class IllegalTransitionError(RuntimeError):
-    """A state change the OTA state machine does not allow (a bug, never bad input)."""
-
-
 def check_transition(old: OtaState, new: OtaState) -> OtaState:
     """Return `new` if `old -> new` is legal, else raise IllegalTransitionError."""
-    if new not in TRANSITIONS[old]:
-        raise IllegalTransitionError(f"illegal OTA transition {old.value} -> {new.value}")
-    return new
+    return transitions.check_transition(TRANSITIONS, "OTA", old, new)

@@ -81,6 +81,7 @@ class Reason(str, Enum):
     REPLAYED = "replayed"  # a command id this device already handled (not the latest)
     OLD_SEQUENCE = "old_sequence"  # sequence not greater than the last accepted one
     BUSY = "busy"  # another command is in progress
+    LEDGER_UNREADABLE = "ledger_unreadable"  # the command ledger is damaged: operator must clear
     # -- the manifest signature (release key)
     MANIFEST_UNSIGNED = "manifest_unsigned"  # manifest has no signature or no key id
     MANIFEST_UNKNOWN_KEY = "manifest_unknown_key"  # manifest key id not trusted as release key
@@ -108,7 +109,7 @@ class Reason(str, Enum):
     VALIDATION_FAILED = "validation_failed"  # crashes / garbage / too slow on recent frames
     SWAP_FAILED = "swap_failed"  # the pipeline did not take the new model in time
     PROBATION_FAILED = "probation_failed"  # health after the swap below thresholds
-    CRASH_LOOP = "crash_loop"  # the daemon restarted too often during probation
+    CRASH_LOOP = "crash_loop"  # the daemon crashed too often on probation or after a commit
     INTERRUPTED = "interrupted"  # the daemon stopped (or was killed) before the swap
     INTERNAL_ERROR = "internal_error"  # a bug on the device; the detail says where
 

@@ -7,154 +7,97 @@ Layout under `root` (`<state_dir>/models`)::
     .staging/<command id>.part                 downloads in progress
     pointer.json                               active + previous model, probation record
     job.json                                   the latest command and its state
-    ledger.json                                sequence, seen command ids, committed versions
+    ledger.json, ledger.json.bak               sequence, seen command ids, committed versions
+    runs.json                                  daemon runs (and crashes) on the committed model
+    damage.json                                what the last start found damaged (if anything)
 
-Every JSON file is replaced atomically (temp file, fsync, rename, fsync of the directory).
-`resolve_startup` runs before the first model loads: it cleans leftovers of an interrupted
-update, resolves an interrupted command to exactly one terminal state, counts starts on
-probation (a crash loop rolls back), and checks the active artifact's sha256.
+Every JSON file is replaced atomically (`agent.util.files.atomic_write`). `resolve_startup`
+(`agent/ota/startup.py`) runs before the first model loads: it cleans leftovers of an
+interrupted update, sets aside a damaged pointer or journal (`<file>.corrupt-<unix time>`, the
+configured model runs), resolves an interrupted command to exactly one terminal state, counts
+starts on probation and crashes on a committed model (a crash loop rolls back), and checks
+the active artifact's sha256.
+The ledger is never reset by the device: when neither it nor its `.bak` can be read, commands
+are refused (`ledger_unreadable`) until an operator clears it (docs/ota.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from agent.contracts.ids import check_id
 from agent.manifest import Manifest
-from agent.ota.protocol import (
-    ModelId,
-    OtaAction,
-    OtaState,
-    Reason,
-    SwapReport,
-    check_command_id,
-    format_rfc3339,
+from agent.ota.protocol import check_command_id, format_rfc3339
+from agent.ota.records import (
+    Baseline,
+    Job,
+    ModelRecord,
+    Pointer,
+    Probation,
+    Runs,
+    reverted,
+    settle,
 )
 from agent.ota.validate import Ledger
+from agent.util.files import TMP_MARK, atomic_write, file_sha256, fsync_dir, is_temp_leftover
+from agent.util.models import FrozenModel
+
+__all__ = [
+    "Baseline",
+    "CrashLoopLimit",
+    "Job",
+    "LedgerUnreadableError",
+    "ModelRecord",
+    "ModelStore",
+    "Pointer",
+    "Probation",
+    "StoreError",
+    "settle",
+]
 
 log = structlog.get_logger(__name__)
 
 POINTER = "pointer.json"
 JOB = "job.json"
 LEDGER = "ledger.json"
+LEDGER_BAK = "ledger.json.bak"
+RUNS = "runs.json"
+DAMAGE = "damage.json"
 STAGING = ".staging"
-TMP_MARK = ".tmp-"
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelRecord(_Strict):
-    """A model the device can run."""
-
-    name: str = Field(description="Model name.")
-    version: int = Field(ge=0, description="Model version.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the artifact.")
-    path: str = Field(description="Absolute path of the artifact.")
-    manifest: Manifest | None = Field(None, description="Its manifest, if it has one.")
-
-    def model_id(self) -> ModelId:
-        return ModelId(name=self.name, version=self.version, sha256=self.sha256)
-
-
-class Probation(_Strict):
-    """The active model was swapped in by `command_id` and is not committed yet."""
-
-    command_id: str = Field(description="Command that swapped it in.")
-    boots: int = Field(0, ge=0, description="Daemon starts since the swap.")
-    max_boots: int = Field(ge=1, description="Starts at which the next start rolls back.")
-
-
-class Pointer(_Strict):
-    """Which model runs, which is kept for rollback."""
-
-    active: ModelRecord | None = Field(None, description="Model to load at start; None: default.")
-    previous: ModelRecord | None = Field(None, description="Model kept for rollback.")
-    probation: Probation | None = Field(
-        None, description="Set while the active one is on probation."
-    )
-    default: ModelRecord | None = Field(
-        None, description="The configured model (model.path), recorded at each start."
-    )
-
-    def running(self) -> ModelRecord | None:
-        """The model that runs: the active one, else the configured default."""
-        return self.active or self.default
-
-
-class Baseline(_Strict):
-    """The old model's health just before a swap, for the probation detection-rate check."""
-
-    frames: int = Field(ge=0, description="Frames in the baseline window.")
-    detections_per_frame: float | None = Field(None, description="Mean detections per frame.")
-
-
-class Job(_Strict):
-    """The latest command and where it is (journal, rewritten at every state change)."""
-
-    command_id: str = Field(description="Command id.")
-    digest: str = Field(description="command_digest of the command.")
-    action: OtaAction = Field(description="deploy or rollback.")
-    model: ModelId = Field(description="Target model.")
-    manifest: Manifest = Field(description="Target manifest.")
-    state: OtaState = Field(description="Current state.")
-    reason: Reason | None = Field(None, description="Reason of a failed/rolled back/rejected end.")
-    detail: str | None = Field(None, description="Human-readable explanation.")
-    swap: SwapReport | None = Field(None, description="Swap measurements.")
-    baseline: Baseline | None = Field(None, description="Old model's health before the swap.")
-    ts: str = Field(description="When the state was entered (UTC RFC 3339).")
-    published: bool = Field(False, description="The terminal state was handed to MQTT.")
-
-
-# ---------------------------------------------------------------------------------------------
-# atomic file helpers
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename inside it is durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: temp file beside it, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 class StoreError(Exception):
     """The model store is unusable (unreadable files, unsafe names)."""
+
+
+class LedgerUnreadableError(StoreError):
+    """Neither the ledger nor its backup can be read: commands are refused until an operator
+    clears it (docs/ota.md, "Damaged state files")."""
+
+
+class Damage(FrozenModel):
+    """What the last start found damaged and set aside (`damage.json`)."""
+
+    notes: list[str] = Field(description="One line per damaged file and what was done.")
+    ts: str = Field(description="When the start found it (UTC RFC 3339).")
+
+
+@dataclass(frozen=True)
+class CrashLoopLimit:
+    """Roll a committed model back after `crashes` daemon crashes within `window_s`."""
+
+    crashes: int
+    window_s: float
 
 
 class ModelStore:
@@ -184,15 +127,20 @@ class ModelStore:
 
     # -- JSON records -----------------------------------------------------------------------
     def _read(self, name: str, model: type[M]) -> M | None:
+        """The record in `name`, None if absent; StoreError if it is truncated, not UTF-8,
+        not JSON or not a valid record."""
         path = self.root / name
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise StoreError(f"{path} cannot be read: {err}") from None
         try:
-            return model.model_validate_json(text)
+            return model.model_validate_json(data)
         except ValidationError as err:
-            raise StoreError(f"{path} is corrupt: {err}") from None
+            first = err.errors()[0]["msg"] if err.errors() else str(err)
+            raise StoreError(f"{path} is corrupt ({len(data)} bytes): {first}") from None
 
     def _write(self, name: str, value: BaseModel) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -210,11 +158,49 @@ class ModelStore:
     def write_job(self, job: Job) -> None:
         self._write(JOB, job)
 
+    def read_damage(self) -> Damage | None:
+        """What the last start found damaged (None: nothing)."""
+        try:
+            return self._read(DAMAGE, Damage)
+        except StoreError as err:
+            return Damage(notes=[str(err)], ts=format_rfc3339(time.time()))
+
     def read_ledger(self) -> Ledger:
-        return self._read(LEDGER, Ledger) or Ledger()
+        """The ledger; its `.bak` when it is damaged (and rewritten from it). Raises
+        LedgerUnreadableError when a ledger existed but neither copy can be read."""
+        try:
+            main = self._read(LEDGER, Ledger)
+        except StoreError as err:
+            main, problem = None, str(err)
+        else:
+            if main is not None:
+                return main
+            problem = None
+        try:
+            bak = self._read(LEDGER_BAK, Ledger)
+        except StoreError as err:
+            raise LedgerUnreadableError(f"{problem or 'ledger missing'}; backup: {err}") from None
+        if bak is None:
+            if problem is None:
+                return Ledger()  # a device that never took a command
+            raise LedgerUnreadableError(f"{problem}; no backup")
+        log.error("ledger damaged; restored from its backup", problem=problem)
+        self._write(LEDGER, bak)
+        return bak
 
     def write_ledger(self, ledger: Ledger) -> None:
+        """Write the backup first, then the ledger: the backup is never older than the ledger."""
+        self._write(LEDGER_BAK, ledger)
         self._write(LEDGER, ledger)
+
+    def mark_clean_stop(self) -> None:
+        """The daemon stops in order: this run on the committed model was no crash."""
+        try:
+            runs = self._read(RUNS, Runs)
+        except StoreError:
+            runs = None
+        if runs is not None and runs.started is not None:
+            self._write(RUNS, runs.model_copy(update={"started": None}))
 
     # -- installing --------------------------------------------------------------------------
     def install(self, staged: Path, manifest: Manifest) -> ModelRecord:
@@ -283,7 +269,8 @@ class ModelStore:
                 f.unlink() if f.is_file() else shutil.rmtree(f, ignore_errors=True)
                 removed.append(f)
         if self.root.exists():
-            for path in sorted(self.root.rglob(f"*{TMP_MARK}*"), reverse=True):
+            leftovers = [p for p in self.root.rglob(f"*{TMP_MARK}*") if is_temp_leftover(p)]
+            for path in sorted(leftovers, reverse=True):
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
                 else:
@@ -310,61 +297,43 @@ class ModelStore:
         self.write_pointer(Pointer(active=new, previous=None, probation=None, default=p.default))
 
     def end_probation(self) -> None:
-        """Commit: clear the probation record and prune versions beyond active + previous."""
+        """Commit: clear the probation record and prune versions beyond active + previous.
+        From here on, a crash of this run counts against the committed model."""
         p = self.read_pointer()
         self.write_pointer(p.model_copy(update={"probation": None}))
         self.prune()
+        try:
+            runs = self._read(RUNS, Runs)
+        except StoreError:
+            runs = None
+        if runs is not None and p.active is not None:
+            self._write(RUNS, Runs(sha256=p.active.sha256, started=runs.started, crashes=[]))
 
     def revert(self) -> ModelRecord | None:
         """Roll the pointer back to the previous model; return it (None if nothing kept)."""
         p = self.read_pointer()
-        if p.previous is None:
-            self.write_pointer(p.model_copy(update={"probation": None}))
-            return None
-        self.write_pointer(_reverted(p))
+        self.write_pointer(reverted(p))
         return p.previous
 
     # -- startup -----------------------------------------------------------------------------
-    def resolve_startup(
-        self, default_model: Path, default_manifest: Manifest | None
-    ) -> tuple[Path, Manifest | None]:
-        """Clean up, settle an interrupted command, count probation starts; pick the model.
+    def read_or_set_aside(self, name: str, model: type[M], damage: list[str]) -> M | None:
+        """At start: a damaged record is renamed `<name>.corrupt-<unix time>` and noted."""
+        try:
+            return self._read(name, model)
+        except StoreError as err:
+            aside = self.root / f"{name}.corrupt-{int(time.time())}"
+            os.replace(self.root / name, aside)
+            fsync_dir(self.root)
+            damage.append(f"{err}; moved to {aside.name}")
+            log.error("OTA store file damaged; set aside", file=name, error=str(err))
+            return None
 
-        Returns the artifact path and manifest to load: the pointer's active model when its
-        file exists with the right sha256, else the previous one, else the configured default.
-        """
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.staging_dir.mkdir(exist_ok=True)
-        removed = self.clean_leftovers()
-        if removed:
-            log.info("removed leftovers of an interrupted update", paths=[str(p) for p in removed])
-        pointer = self.read_pointer()
-        job = self.read_job()
-        pointer, job = settle(pointer, job, format_rfc3339_now())
-        pointer = pointer.model_copy(
-            update={"default": default_record(Path(default_model), default_manifest)}
-        )
-        self.write_pointer(pointer)
-        if job is not None:
-            self.write_job(job)
-        self.prune()
-        for record in (pointer.active, pointer.previous):
-            if record is None:
-                continue
-            path = Path(record.path)
-            if path.is_file() and file_sha256(path) == record.sha256:
-                if record is not pointer.active:
-                    log.error(
-                        "active model missing or corrupt; running the previous one",
-                        active=pointer.active.path if pointer.active else None,
-                    )
-                return path, record.manifest
-            log.error("kept model missing or corrupt", path=record.path, sha256=record.sha256)
-        return Path(default_model), default_manifest
+    def write_record(self, name: str, value: BaseModel) -> None:
+        """Replace the JSON record `name` atomically."""
+        self._write(name, value)
 
-
-def format_rfc3339_now() -> str:
-    return format_rfc3339(time.time())
+    def clear_record(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
 
 
 def default_record(path: Path, manifest: Manifest | None) -> ModelRecord | None:
@@ -377,73 +346,4 @@ def default_record(path: Path, manifest: Manifest | None) -> ModelRecord | None:
         sha256=file_sha256(path),
         path=str(path.absolute()),
         manifest=manifest,
-    )
-
-
-def settle(pointer: Pointer, job: Job | None, now: str) -> tuple[Pointer, Job | None]:
-    """Pure start-up resolution of the pointer and the journal (see docs/ota.md).
-
-    * the active model is on probation for the journal's command: count this start; at
-      `max_boots` starts roll back (rolled_back: crash_loop), else stay active;
-    * the journal says active but probation is over: committed if the pointer runs its model,
-      else rolled_back (interrupted);
-    * any other unfinished state: failed (interrupted), pointer untouched;
-    * a terminal journal with a stale probation record: finish what the journal says.
-    """
-    prob = pointer.probation
-    if job is None:
-        if prob is not None:  # no journal to go with it: treat as committed
-            pointer = pointer.model_copy(update={"probation": None})
-        return pointer, None
-    on_probation = prob is not None and prob.command_id == job.command_id
-    if job.state.terminal:
-        if on_probation:
-            if job.state is OtaState.COMMITTED:
-                pointer = pointer.model_copy(update={"probation": None})
-            else:
-                pointer = _reverted(pointer)
-        elif prob is not None:
-            pointer = pointer.model_copy(update={"probation": None})
-        return pointer, job
-    if on_probation and prob is not None:
-        boots = prob.boots + 1
-        if boots >= prob.max_boots:
-            pointer = _reverted(pointer)
-            job = _end(
-                job,
-                OtaState.ROLLED_BACK,
-                Reason.CRASH_LOOP,
-                f"{boots} starts on probation without a commit",
-                now,
-            )
-            return pointer, job
-        pointer = pointer.model_copy(update={"probation": prob.model_copy(update={"boots": boots})})
-        return pointer, job.model_copy(update={"state": OtaState.ACTIVE})
-    if prob is not None:
-        pointer = pointer.model_copy(update={"probation": None})
-    if job.state is OtaState.ACTIVE:
-        runs_new = pointer.active is not None and pointer.active.sha256 == job.model.sha256
-        if runs_new:
-            return pointer, _end(job, OtaState.COMMITTED, None, None, now)
-        return pointer, _end(
-            job,
-            OtaState.ROLLED_BACK,
-            Reason.INTERRUPTED,
-            "stopped during probation; the previous model runs",
-            now,
-        )
-    return pointer, _end(
-        job, OtaState.FAILED, Reason.INTERRUPTED, f"the daemon stopped while {job.state.value}", now
-    )
-
-
-def _reverted(pointer: Pointer) -> Pointer:
-    if pointer.previous is None:
-        return pointer.model_copy(update={"probation": None})
-    return Pointer(active=pointer.previous, previous=None, probation=None, default=pointer.default)
-
-
-def _end(job: Job, state: OtaState, reason: Reason | None, detail: str | None, now: str) -> Job:
-    return job.model_copy(
-        update={"state": state, "reason": reason, "detail": detail, "ts": now, "published": False}
     )

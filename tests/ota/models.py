@@ -191,3 +191,35 @@ def manifest_for(path: Path, base: Manifest, version: int, **changes: object) ->
     fields.update(changes)
     fields.pop("schema_", None)
     return Manifest(**fields)
+
+
+def hungry(src: Path, dst: Path, gib: float = 4.0) -> Path:
+    """Same outputs as `src`, but every inference first allocates a `gib` GiB tensor.
+
+    ConstantOfShape of float32 zeros, reduced to a scalar and added as 0 to the output. The
+    shape is computed from the input (max * 0 + n), so ONNX Runtime cannot fold it at load:
+    the memory is taken at warm-up and on every frame.
+    """
+    model, inp, out, _nc, meta = _load(src)
+    _rename_output(model, out, "raw_out")
+    n = int(gib * (1 << 30) / 4)
+    model.graph.node.extend(
+        [
+            helper.make_node("ReduceMax", [inp], ["h_max"], keepdims=0),
+            _const("h_zero", np.array(0.0, dtype=np.float32)),
+            helper.make_node("Mul", ["h_max", "h_zero"], ["h_nil"]),
+            _const("h_n", np.array(float(n), dtype=np.float32)),
+            helper.make_node("Add", ["h_nil", "h_n"], ["h_nf"]),
+            helper.make_node("Cast", ["h_nf"], ["h_ni"], to=TensorProto.INT64),
+            _const("h_shape1", np.array([1], dtype=np.int64)),
+            helper.make_node("Reshape", ["h_ni", "h_shape1"], ["h_shape"]),
+            helper.make_node("ConstantOfShape", ["h_shape"], ["h_big"]),
+            helper.make_node("ReduceSum", ["h_big"], ["h_sum"], keepdims=0),
+            helper.make_node("Mul", ["h_sum", "h_zero"], ["h_none"]),
+            helper.make_node("Add", ["raw_out", "h_none"], ["output0"]),
+        ]
+    )
+    meta["ota_test_variant"] = f"hungry-{gib:g}GiB"
+    _set_meta(model, meta)
+    onnx.save(model, str(dst))
+    return dst

@@ -24,6 +24,7 @@ from agent.messages.topics import Topics
 from agent.ota.config import OtaConfig
 from agent.ota.manager import OtaManager
 from agent.ota.protocol import OtaCommand, OtaStateMessage
+from agent.ota.sandbox import CandidateSpec
 from agent.pipeline import Pipeline, PipelineSettings
 from agent.types import Frame
 
@@ -107,9 +108,10 @@ class Rig:
         self.cfg = cfg
         self.engine = OnnxRuntimeConfig(type="onnxruntime", threads=1, warmup_runs=1)
         self.messages: list[tuple[str, int, dict]] = []
+        from agent.ota.startup import resolve_startup
         from agent.ota.store import ModelStore
 
-        path, m = ModelStore(state_dir / "models").resolve_startup(model, manifest)
+        path, m = resolve_startup(ModelStore(state_dir / "models"), model, manifest)
         self.pipeline = Pipeline(
             PipelineSettings(device=DEVICE, boot_id="000000000000000b"),
             feed=LoopFeed(images),
@@ -132,6 +134,9 @@ class Rig:
             self.pipeline,
             self.publisher,
             build=build,  # type: ignore[arg-type]
+            candidate=CandidateSpec(
+                engine=self.engine, conf_threshold=0.25, iou_threshold=0.45, max_detections=100
+            ),
         )
 
     def load(self, path: Path, manifest: Manifest | None) -> Detector:
@@ -180,8 +185,7 @@ class Rig:
         tb: TracebackType | None,
     ) -> None:
         self.manager.stop(5.0)
-        if self.pipeline.stop(5.0):
-            self.pipeline.active_detector().close()
+        self.pipeline.stop(5.0)  # closes the active detector (the pipeline owns it)
 
 
 def files_under(path: Path) -> Iterator[Path]:

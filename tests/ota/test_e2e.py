@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import resource
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +354,151 @@ def test_command_sent_the_instant_the_device_is_online_is_answered(
         gateway.loop_stop()
         gateway.disconnect()
     assert terminal(recorder, "cmd-1") == {(OtaState.COMMITTED, None)}, log[-3000:]
+
+
+# -- untrusted models, damaged state, crash loops (issue 19) --------------------------------
+@contextmanager
+def address_space_cap(gib: float) -> Iterator[None]:
+    """Processes started inside inherit a soft RLIMIT_AS of `gib` GiB (a safety net so a
+    regression cannot take this machine's memory; the device itself has no such cap)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (int(gib * (1 << 30)), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_model_allocating_gigabytes_fails_validation_and_daemon_lives(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    recorder: Recorder,
+    server: ArtifactServer,
+    forge: Forge,
+    demo_model: Path,
+    demo_manifest: Manifest,
+) -> None:
+    """A signed model that allocates 4 GiB per inference fails validation_failed in the
+    memory-limited child; the daemon never loads it and keeps running the old model."""
+    big = variants.hungry(demo_model, tmp_path / "hungry.onnx", gib=4.0)
+    m2 = variants.manifest_for(big, demo_manifest, 2)
+    url = server.add(m2.sha256, big.read_bytes())
+    d = DaemonProcess(tmp_path / "d", config(tmp_path, mosquitto.port, forge))
+    with address_space_cap(12.0), d:  # the daemon inherits the cap
+        recorder.wait_for(n_detections_after(recorder, 0, 3), timeout=60)
+        send(mosquitto.port, forge.command(m2, url=url, device=DEV))
+        wait_state(recorder, "cmd-1", TERMINAL, 120)
+        done = len(recorder.on(DET))
+        recorder.wait_for(n_detections_after(recorder, done, 3), timeout=30)
+        alive = d.proc is not None and d.proc.poll() is None
+        log = d.log()
+    assert terminal(recorder, "cmd-1") == {(OtaState.FAILED, Reason.VALIDATION_FAILED)}, log[-3000:]
+    (failed,) = [s for s in states(recorder, "cmd-1") if s.state is OtaState.FAILED]
+    assert failed.detail is not None and "memory-limited" in failed.detail
+    assert alive
+    assert {m.model.sha256 for _, m in detections(recorder)} == {sha(demo_model)}
+
+
+TERMINAL = {OtaState.COMMITTED, OtaState.FAILED, OtaState.ROLLED_BACK, OtaState.REJECTED}
+
+
+@pytest.mark.parametrize("name", ["pointer.json", "job.json"])
+def test_damaged_store_file_starts_on_model_path_and_says_so(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    recorder: Recorder,
+    forge: Forge,
+    demo_model: Path,
+    name: str,
+) -> None:
+    """A non-UTF-8 pointer or journal: the daemon runs model.path and its OTA state says the
+    store is damaged."""
+    models = tmp_path / "state" / "models"
+    models.mkdir(parents=True)
+    (models / name).write_bytes(b'{"active": \xff\xfe truncated')
+    with DaemonProcess(tmp_path / "d", config(tmp_path, mosquitto.port, forge)) as d:
+        recorder.wait_for(n_detections_after(recorder, 0, 3), timeout=60)
+        recorder.wait_for(lambda msgs: any(m.topic == STATE for m in msgs), timeout=30)
+        log = d.log()
+    got = [OtaStateMessage.model_validate_json(m.payload) for m in recorder.on(STATE)]
+    assert got and got[-1].state is OtaState.IDLE, log[-3000:]
+    assert got[-1].detail is not None and "store damaged" in got[-1].detail
+    assert name in got[-1].detail
+    assert {m.model.sha256 for _, m in detections(recorder)} == {sha(demo_model)}
+
+
+def test_unreadable_ledger_refuses_commands_until_cleared(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    recorder: Recorder,
+    server: ArtifactServer,
+    forge: Forge,
+    zoo: dict[str, Path],
+    demo_manifest: Manifest,
+) -> None:
+    """With ledger.json and its .bak damaged, a valid command is rejected ledger_unreadable and
+    the sequence files are left for the operator."""
+    models = tmp_path / "state" / "models"
+    models.mkdir(parents=True)
+    (models / "ledger.json").write_bytes(b'{"last_sequence": 4')
+    (models / "ledger.json.bak").write_bytes(b"\x80\x81")
+    m2 = variants.manifest_for(zoo["v2"], demo_manifest, 2)
+    url = server.add(m2.sha256, zoo["v2"].read_bytes())
+    with DaemonProcess(tmp_path / "d", config(tmp_path, mosquitto.port, forge)) as d:
+        recorder.wait_for(n_detections_after(recorder, 0, 3), timeout=60)
+        send(mosquitto.port, forge.command(m2, url=url, device=DEV))
+        wait_state(recorder, "cmd-1", TERMINAL, 30)
+        log = d.log()
+    assert terminal(recorder, "cmd-1") == {(OtaState.REJECTED, Reason.LEDGER_UNREADABLE)}, log[
+        -3000:
+    ]
+    assert (models / "ledger.json").read_bytes() == b'{"last_sequence": 4'
+
+
+def test_committed_model_that_keeps_crashing_is_rolled_back(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    recorder: Recorder,
+    server: ArtifactServer,
+    forge: Forge,
+    zoo: dict[str, Path],
+    demo_model: Path,
+    demo_manifest: Manifest,
+) -> None:
+    """kill -9 of the daemon after a commit, as often as `committed_crashes` (default 3): the
+    next start runs the previous model and the OTA state says rolled_back(crash_loop)."""
+    m2 = variants.manifest_for(zoo["v2"], demo_manifest, 2)
+    url = server.add(m2.sha256, zoo["v2"].read_bytes())
+    cfg = config(tmp_path, mosquitto.port, forge)
+    with DaemonProcess(tmp_path / "d1", cfg) as d:
+        recorder.wait_for(n_detections_after(recorder, 0, 2), timeout=60)
+        send(mosquitto.port, forge.command(m2, url=url, device=DEV))
+        wait_state(recorder, "cmd-1", TERMINAL, 60)
+        d.kill()  # crash 1, on the committed model
+    assert terminal(recorder, "cmd-1") == {(OtaState.COMMITTED, None)}
+    for run in (2, 3):  # crashes 2 and 3, each once the new start runs frames
+        boots = {m.boot_id for _, m in detections(recorder)}
+        with DaemonProcess(tmp_path / f"d{run}", cfg) as d:
+            recorder.wait_for(
+                lambda _m, b=boots: any(m.boot_id not in b for _, m in detections(recorder)), 60
+            )
+            d.kill()
+    boots = {m.boot_id for _, m in detections(recorder)}
+    with DaemonProcess(tmp_path / "d4", cfg) as d:
+        recorder.wait_for(
+            lambda _m: sum(m.boot_id not in boots for _, m in detections(recorder)) >= 3,
+            timeout=60,
+        )
+        recorder.wait_for(
+            lambda msgs: any(m.topic == STATE and b"crash_loop" in m.payload for m in msgs), 30
+        )
+        log = d.log()
+    last = [m for _, m in detections(recorder) if m.boot_id not in boots]
+    assert {m.model.sha256 for m in last} == {sha(demo_model)}, log[-3000:]
+    rolled = [
+        s
+        for s in (OtaStateMessage.model_validate_json(m.payload) for m in recorder.on(STATE))
+        if s.reason is Reason.CRASH_LOOP
+    ]
+    assert rolled and rolled[-1].state is OtaState.ROLLED_BACK
+    assert rolled[-1].model is not None and rolled[-1].model.sha256 == sha(demo_model)

@@ -15,6 +15,7 @@ import pytest
 
 from agent.manifest import Manifest
 from agent.ota.protocol import ModelId, OtaAction, OtaState, Reason
+from agent.ota.startup import resolve_startup
 from agent.ota.store import (
     Job,
     ModelRecord,
@@ -143,7 +144,7 @@ def test_crash_loop_rolls_back_on_third_start(tmp_path: Path) -> None:
     )
     default = tmp_path / "default.onnx"
     default.write_bytes(b"default")
-    seen = [store.resolve_startup(default, None)[0] for _ in range(3)]
+    seen = [resolve_startup(store, default, None)[0] for _ in range(3)]
     assert seen == [Path(new.path), Path(new.path), Path(old.path)]
     j = store.read_job()
     assert j is not None and j.state is OtaState.ROLLED_BACK and j.reason is Reason.CRASH_LOOP
@@ -162,7 +163,7 @@ def test_startup_cleans_leftovers_and_unreferenced_versions(tmp_path: Path) -> N
     (store.staging_dir / "c9.part").write_bytes(b"partial")
     (store.root / ".pointer.json.tmp-999").write_bytes(b"{half")
     (store.root / "demo-yolov8n" / ".4.tmp-999").mkdir()
-    path, m = store.resolve_startup(tmp_path / "nowhere.onnx", None)
+    path, m = resolve_startup(store, tmp_path / "nowhere.onnx", None)
     assert path == Path(kept.path) and m == m2
     assert list(store.staging_dir.iterdir()) == []
     assert not Path(orphan.path).exists()
@@ -177,7 +178,7 @@ def test_corrupt_active_falls_back_to_previous(tmp_path: Path) -> None:
     old, new = store.install(f2, m2), store.install(f3, m3)
     store.write_pointer(Pointer(active=new, previous=old))
     Path(new.path).write_bytes(b"thre3")
-    path, _ = store.resolve_startup(tmp_path / "nowhere.onnx", None)
+    path, _ = resolve_startup(store, tmp_path / "nowhere.onnx", None)
     assert path == Path(old.path)
 
 
@@ -228,3 +229,148 @@ def test_pointer_survives_kill_during_writes(tmp_path: Path) -> None:
     pointer = ModelStore(root).read_pointer()
     assert pointer.active is not None and pointer.active.version >= 1
     json.loads((root / "pointer.json").read_text())
+
+
+# -- damaged files -------------------------------------------------------------------------
+DAMAGE = [
+    b'{"active": {"name": "demo-yolov8n", "vers',  # truncated mid-write by a bad disk
+    b"\xff\xfe\x00garbage\x80\x81",  # not UTF-8
+    b"",  # empty
+]
+
+
+@pytest.mark.parametrize("name", ["pointer.json", "job.json"])
+@pytest.mark.parametrize("content", DAMAGE, ids=["truncated", "not-utf8", "empty"])
+def test_damaged_pointer_or_journal_starts_on_the_configured_model(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    """A damaged pointer or journal is set aside; the start runs model.path, damage noted."""
+    store = ModelStore(tmp_path / "models")
+    old_file, old_m = artifact(tmp_path, "v2", b"old")
+    new_file, new_m = artifact(tmp_path, "v3", b"new")
+    store.activate(store.install(new_file, new_m), store.install(old_file, old_m), "c1", 3)
+    if name == "pointer.json":
+        (store.root / name).write_bytes(content)
+    else:
+        (store.root / name).write_bytes(content)
+        store.write_pointer(Pointer())  # nothing to fall back on but the default
+    default = tmp_path / "default.onnx"
+    default.write_bytes(b"default")
+    path, m = resolve_startup(store, default, None)
+    assert (path, m) == (default, None)
+    damage = store.read_damage()
+    assert damage is not None and name in damage.notes[0] and "corrupt" in damage.notes[0]
+    assert [p.name.split(".corrupt-")[0] for p in store.root.glob("*.corrupt-*")] == [name]
+    resolve_startup(store, default, None)  # the next start is clean again
+    assert store.read_damage() is None
+
+
+def test_damaged_journal_on_probation_goes_back_to_previous(tmp_path: Path) -> None:
+    """Without the journal of an uncommitted model, the start runs the kept previous model."""
+    store = ModelStore(tmp_path / "models")
+    old_file, old_m = artifact(tmp_path, "v2", b"old")
+    new_file, new_m = artifact(tmp_path, "v3", b"new")
+    old = store.install(old_file, old_m)
+    store.activate(store.install(new_file, new_m), old, "c1", 3)
+    (store.root / "job.json").write_bytes(b"\x00\x01")
+    path, _ = resolve_startup(store, tmp_path / "nowhere.onnx", None)
+    assert path == Path(old.path)
+
+
+def _ledger_with_sequence(store: ModelStore, seq: int) -> None:
+    from agent.ota.validate import Ledger
+
+    store.write_ledger(Ledger(last_sequence=seq))
+
+
+def test_damaged_ledger_is_restored_from_its_backup(tmp_path: Path) -> None:
+    """A truncated ledger is read from ledger.json.bak: the sequence is never reset."""
+    store = ModelStore(tmp_path)
+    _ledger_with_sequence(store, 41)
+    (tmp_path / "ledger.json").write_bytes(b'{"last_sequ')
+    assert store.read_ledger().last_sequence == 41
+    assert json.loads((tmp_path / "ledger.json").read_text())["last_sequence"] == 41
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"ledger.json": b"\xff\xfe", "ledger.json.bak": b"{"},  # both damaged
+        {"ledger.json": b"{trunc"},  # damaged, no backup
+        {"ledger.json.bak": b"\x80"},  # ledger gone, backup damaged
+    ],
+    ids=["both-damaged", "no-backup", "backup-only-damaged"],
+)
+def test_unreadable_ledger_refuses_instead_of_resetting(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    """When no copy of the ledger can be read, reading it raises; nothing is rewritten."""
+    from agent.ota.store import LedgerUnreadableError
+
+    store = ModelStore(tmp_path)
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(LedgerUnreadableError):
+        store.read_ledger()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+
+
+def test_unreadable_ledger_is_reported_as_damage_at_start(tmp_path: Path) -> None:
+    """The start notes an unreadable ledger in damage.json (the OTA state's detail)."""
+    store = ModelStore(tmp_path / "models")
+    store.root.mkdir()
+    (store.root / "ledger.json").write_bytes(b"\xff")
+    resolve_startup(store, tmp_path / "nowhere.onnx", None)
+    damage = store.read_damage()
+    assert damage is not None and "operator" in damage.notes[-1]
+
+
+# -- crash loop on a committed model --------------------------------------------------------
+def _committed(store: ModelStore, tmp_path: Path) -> tuple[ModelRecord, ModelRecord]:
+    old_file, old_m = artifact(tmp_path, "v2", b"old")
+    new_file, new_m = artifact(tmp_path, "v3", b"new")
+    old, new = store.install(old_file, old_m), store.install(new_file, new_m)
+    store.activate(new, old, "c1", 3)
+    store.end_probation()
+    return old, new
+
+
+def test_committed_model_crashing_rolls_back_once(tmp_path: Path) -> None:
+    """N starts without a clean stop roll the committed model back, once, as crash_loop."""
+    from agent.ota.store import CrashLoopLimit
+
+    store = ModelStore(tmp_path / "models")
+    old, new = _committed(store, tmp_path)
+    limit = CrashLoopLimit(crashes=2, window_s=600)
+    default = tmp_path / "nowhere.onnx"
+    seen = [resolve_startup(store, default, None, limit)[0] for _ in range(5)]
+    assert seen == [Path(new.path)] * 2 + [Path(old.path)] * 3
+    job = store.read_job()
+    assert job is not None and job.state is OtaState.ROLLED_BACK
+    assert job.reason is Reason.CRASH_LOOP and job.model.sha256 == old.sha256
+
+
+def test_clean_stops_are_not_crashes(tmp_path: Path) -> None:
+    """Orderly stops between starts never count as crashes."""
+    from agent.ota.store import CrashLoopLimit
+
+    store = ModelStore(tmp_path / "models")
+    _old, new = _committed(store, tmp_path)
+    limit = CrashLoopLimit(crashes=2, window_s=600)
+    for _ in range(4):
+        assert resolve_startup(store, tmp_path / "nowhere.onnx", None, limit)[0] == Path(new.path)
+        store.mark_clean_stop()
+
+
+def test_crashes_outside_the_window_do_not_count() -> None:
+    """Crashes older than the window are forgotten (pure decision)."""
+    from agent.ota.records import Runs, count_start
+
+    a = ModelRecord(name="m", version=1, sha256="aa" * 32, path="/a")
+    b = ModelRecord(name="m", version=2, sha256="bb" * 32, path="/b")
+    pointer = Pointer(active=b, previous=a)
+    runs = Runs(sha256=b.sha256, started=1000.0, crashes=[10.0])
+    after, crashes = count_start(runs, pointer, now=1500.0, limit=2, window_s=600)
+    assert crashes == 0 and after.crashes == [1000.0]
+    _, crashes = count_start(runs, pointer, now=1500.0, limit=2, window_s=2000)
+    assert crashes == 2

@@ -47,8 +47,10 @@ GATEWAY = parse_unit(GATEWAY_UNIT)
         ("Service", "NotifyAccess", "main"),  # only the daemon may notify
         ("Service", "WatchdogSec", "30s"),  # WATCHDOG=1 while frames flow
         ("Service", "Restart", "on-failure"),
-        ("Unit", "StartLimitBurst", "5"),  # start limits
-        ("Unit", "StartLimitIntervalSec", "600"),
+        ("Unit", "StartLimitIntervalSec", "0"),  # retries for hours, never gives up
+        ("Service", "RestartSec", "30s"),
+        ("Service", "MemoryMax", "5G"),  # Orin Nano 8 GB (docs/jetson.md)
+        ("Service", "TasksMax", "512"),
         ("Service", "User", "edge-agent"),  # never root
         ("Service", "ProtectSystem", "strict"),
         ("Service", "ReadWritePaths", "/var/lib/edge-agent"),

@@ -1,0 +1,208 @@
+"""The job runner: carries out one accepted command on its own thread.
+
+deploy: download -> verify -> install -> (build) -> activation (`Activator`) -> probation;
+rollback: the kept previous model -> activation -> committed. Every failure ends the job in
+exactly one terminal state with a reason; a bug ends it as `internal_error`, never a hang.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from agent.manifest import Manifest
+from agent.ota.activation import Activator, SwitchPlan
+from agent.ota.config import OtaConfig
+from agent.ota.download import DownloadSettings, download_artifact, verify_artifact
+from agent.ota.host import ModelHost
+from agent.ota.journal import StateJournal
+from agent.ota.model_check import check_artifact
+from agent.ota.probation import ProbationWatch
+from agent.ota.protocol import OtaAction, OtaCommand, OtaRejectedError, OtaState, Progress, Reason
+from agent.ota.store import Baseline, Job, ModelRecord, ModelStore
+
+log = structlog.get_logger(__name__)
+
+BuildHook = Callable[[Path, Manifest], object]
+"""Prepare an installed, verified artifact for loading (TensorRT: build or reuse the cached
+engine, e.g. `agent.engines.build.prepare_model(engine_cfg, path)`); `host.load_detector`
+is then called with the same artifact path. Raises on failure (reported as build_failed)."""
+
+
+def download_settings(cfg: OtaConfig) -> DownloadSettings:
+    return DownloadSettings(
+        connect_timeout_s=cfg.connect_timeout_s,
+        read_timeout_s=cfg.read_timeout_s,
+        deadline_s=cfg.download_deadline_s,
+        attempts=cfg.download_attempts,
+        backoff_s=cfg.retry_backoff_s,
+        disk_margin_bytes=cfg.disk_margin_bytes,
+        progress_interval_s=cfg.progress_interval_s,
+        bearer_token=cfg.gateway_token(),
+    )
+
+
+class JobRunner:
+    """One job thread at a time; `busy` while a command has not reached its terminal state."""
+
+    def __init__(
+        self,
+        cfg: OtaConfig,
+        host: ModelHost,
+        store: ModelStore,
+        journal: StateJournal,
+        activator: Activator,
+        stop: threading.Event,
+        build: BuildHook | None,
+    ) -> None:
+        self.cfg = cfg
+        self.host = host
+        self.store = store
+        self.journal = journal
+        self.activator = activator
+        self.stop = stop
+        self.build = build
+        self.probation = ProbationWatch(cfg, host, store, journal, activator, stop)
+        self._download = download_settings(cfg)
+        self.thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A command is being carried out (it has not reached its terminal state)."""
+        job = self.journal.job
+        alive = self.thread is not None and self.thread.is_alive()
+        return alive and job is not None and not job.state.terminal
+
+    def start(self, command: OtaCommand) -> None:
+        """Carry out the accepted command (the journal's current job) on the job thread."""
+        self._spawn(self._run, command)
+
+    def resume_probation(self, job: Job) -> None:
+        """After a restart with the active model on probation: watch it again."""
+        self._spawn(self.probation.watch, job, time.monotonic())
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name="ota-job", daemon=True)
+        self.thread = thread
+        thread.start()
+
+    def _run(self, command: OtaCommand) -> None:
+        job = self.journal.job
+        assert job is not None
+        bound = log.bind(command_id=job.command_id, model=job.model.name, version=job.model.version)
+        installed: ModelRecord | None = None
+        try:
+            if command.action is OtaAction.ROLLBACK:
+                self._roll_back_to_previous(job)
+                return
+            installed = self._fetch_and_install(job, command)
+            self._build(installed)
+            self._deploy(installed)
+        except OtaRejectedError as err:
+            bound.warning("OTA update failed", reason=err.reason.value, detail=err.detail)
+            self._cleanup(job.command_id, installed)
+            self.journal.fail(err.reason, err.detail)
+        except Exception as err:  # a bug: report it as a terminal state, never hang
+            bound.exception("OTA update crashed")
+            self._cleanup(job.command_id, installed)
+            self.journal.fail(Reason.INTERNAL_ERROR, repr(err))
+
+    def _fetch_and_install(self, job: Job, command: OtaCommand) -> ModelRecord:
+        """downloading -> verifying -> install; return the installed record."""
+        manifest = job.manifest
+        assert manifest is not None and command.artifact_url is not None
+        staged = self.store.staging_path(job.command_id)
+        job = self.journal.advance(OtaState.DOWNLOADING)
+        download_artifact(
+            command.artifact_url,
+            staged,
+            manifest.length,
+            self._download,
+            progress=lambda have, total: self.journal.publish(
+                job, Progress(bytes=have, total=total)
+            ),
+            cancel=self.stop,
+        )
+        self.journal.advance(OtaState.VERIFYING)
+        verify_artifact(staged, manifest.length, manifest.sha256)
+        check_artifact(staged, manifest)
+        with self.journal.lock:
+            return self.store.install(staged, manifest)
+
+    def _build(self, installed: ModelRecord) -> None:
+        """building (TensorRT: the engine from the installed ONNX), when there is a hook."""
+        if self.build is None:
+            return
+        assert installed.manifest is not None
+        self.journal.advance(OtaState.BUILDING)
+        try:
+            self.build(Path(installed.path), installed.manifest)
+        except Exception as err:  # any build failure is reported, not raised
+            raise OtaRejectedError(Reason.BUILD_FAILED, repr(err)) from None
+
+    def _deploy(self, record: ModelRecord) -> None:
+        """loading -> validating -> pointer -> swap -> active -> probation."""
+        job = self.journal.advance(OtaState.LOADING)
+        old = self.store.read_pointer().running()
+        if old is None:
+            raise OtaRejectedError(Reason.INTERNAL_ERROR, "the running model is not recorded")
+        s = self.host.window_stats(time.monotonic() - self.cfg.baseline_window_s)
+        baseline = Baseline(frames=s.frames, detections_per_frame=s.detections_per_frame)
+
+        def point_at_new() -> None:
+            with self.journal.lock:
+                self.store.activate(record, old, job.command_id, self.cfg.crash_loop_boots)
+
+        plan = SwitchPlan(
+            validate=True,
+            on_validating=lambda: self.journal.advance(OtaState.VALIDATING),
+            before_swap=point_at_new,
+            restore=old,
+        )
+        try:
+            report = self.activator.switch(record, plan)
+        except TimeoutError as err:
+            with self.journal.lock:
+                self.store.revert()
+            raise OtaRejectedError(Reason.SWAP_FAILED, str(err)) from None
+        swapped = time.monotonic()
+        job = self.journal.advance(OtaState.ACTIVE, swap=report, baseline=baseline)
+        self.probation.watch(job, swapped)
+
+    def _roll_back_to_previous(self, job: Job) -> None:
+        """A signed rollback to the kept previous model: load, validate, swap, commit."""
+        pointer = self.store.read_pointer()
+        previous = pointer.previous
+        if previous is None or previous.sha256 != job.model.sha256:
+            raise OtaRejectedError(Reason.ROLLBACK_UNAVAILABLE, "the previous model is gone")
+        self.journal.advance(OtaState.LOADING)
+        plan = SwitchPlan(
+            validate=True,
+            on_validating=lambda: self.journal.advance(OtaState.VALIDATING),
+            restore=pointer.running(),
+        )
+        try:
+            self.activator.switch(previous, plan)
+        except TimeoutError as err:
+            raise OtaRejectedError(Reason.SWAP_FAILED, str(err)) from None
+        # journal first: a kill before the pointer write settles as rolled_back (old model runs)
+        self.journal.advance(OtaState.ACTIVE)
+        with self.journal.lock:
+            self.store.set_active(previous)
+            self.journal.advance(OtaState.COMMITTED)
+            self.store.prune()
+
+    def _cleanup(self, command_id: str, installed: ModelRecord | None) -> None:
+        """Remove what a failed command left: its staging file and an unused installed copy."""
+        with self.journal.lock:
+            self.store.staging_path(command_id).unlink(missing_ok=True)
+            if installed is not None:
+                self.store.remove(installed)
