@@ -18,6 +18,7 @@ from agent.fallback.config import FallbackConfig
 from agent.ota.config import OtaConfig
 from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.sources.config import CameraConfig
+from agent.trust.config import TrustConfig
 from agent.util.models import FrozenModel
 from agent.yamlconfig import ConfigError, load_yaml_model, validate_mapping
 
@@ -84,6 +85,11 @@ class AgentConfig(FrozenModel):
         default_factory=HealthConfig, description="Health topic, watchdog and Prometheus."
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
+    trust: TrustConfig = Field(
+        default_factory=TrustConfig,
+        description="Every public key the device trusts (release keys, gateway keys) and the "
+        "model-name pin; used by OTA, delivery acks and config pushes (docs/trust.md).",
+    )
     ota: OtaConfig = Field(default_factory=OtaConfig, description="Over-the-air model updates.")
     fallback: FallbackConfig = Field(
         default_factory=FallbackConfig, description="Florence-2 fallback for hard frames."
@@ -101,11 +107,16 @@ class AgentConfig(FrozenModel):
         return self
 
     @model_validator(mode="after")
-    def _gateway_ack_needs_a_key(self) -> AgentConfig:
-        if self.outbox.require_gateway_ack and not self.ota.gateway_keys:
+    def _keys_for_what_needs_them(self) -> AgentConfig:
+        if self.outbox.require_gateway_ack and not self.trust.gateway_keys:
             raise ValueError(
                 "outbox.require_gateway_ack needs a gateway key to verify acks with: "
-                "set ota.gateway_keys (or turn require_gateway_ack off)"
+                "set trust.gateway_keys (or turn require_gateway_ack off)"
+            )
+        if self.ota.enabled and (not self.trust.release_keys or not self.trust.gateway_keys):
+            raise ValueError(
+                "ota.enabled needs at least one release key and one gateway key: set "
+                "trust.release_keys and trust.gateway_keys (`edge-gateway keys export`)"
             )
         return self
 

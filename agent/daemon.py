@@ -337,6 +337,7 @@ class Daemon:
             platform = _probe_platform(engine_cfg)
         return OtaManager(
             cfg.ota,
+            cfg.trust,
             self.topics,
             cfg.device.id,
             cfg.device.state_dir,
@@ -382,7 +383,7 @@ def build_publisher(cfg: AgentConfig, topics: Topics, boot_id: str) -> Publisher
     from agent.publish.publisher import Publisher
 
     # The lead re-points the keys at the `trust:` section when merging.
-    keys = cfg.ota.gateway_keys
+    keys = cfg.trust.gateway_keys
     return Publisher(cfg.mqtt, cfg.outbox, topics, cfg.device.state_dir, boot_id, keys)
 
 

@@ -205,5 +205,5 @@ class Manifest(BaseModel):
         exclude_if=lambda v: v == 0,
         description="Release generation, monotonic across all names of one kind: a device "
         "accepts a model under another name only with a generation above the one it runs "
-        "(unless the name is pinned in `ota.allowed_models`).",
+        "(unless the name is pinned in `trust.allowed_models`).",
     )

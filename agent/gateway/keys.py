@@ -145,9 +145,10 @@ def device_trust(keys_dir: Path, release_keys: dict[str, str] | None = None) -> 
 
 
 def export_yaml(keys_dir: Path, release_keys: dict[str, str] | None = None) -> str:
-    """The `ota:` lines a device config needs to trust this gateway (public keys only)."""
+    """The `trust:` and `ota:` lines a device config needs to trust this gateway (public keys
+    only)."""
     trust = device_trust(keys_dir, release_keys)
-    lines = ["ota:", "  enabled: true", "  release_keys:"]
+    lines = ["ota:", "  enabled: true", "trust:", "  release_keys:"]
     lines += [f"    {kid}: {pub}" for kid, pub in trust["release_keys"].items()]
     lines += ["  gateway_keys:"]
     lines += [f"    {kid}: {pub}" for kid, pub in trust["gateway_keys"].items()]

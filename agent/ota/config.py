@@ -5,31 +5,19 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from agent.contracts.ids import SafeId
-from agent.ota.signing import trusted_key_map
 from agent.util.models import FrozenModel
+
+MOVED_TO_TRUST = ("release_keys", "gateway_keys", "allowed_models")
 
 
 class OtaConfig(FrozenModel):
     """The `ota:` section (unknown keys are errors)."""
 
-    enabled: bool = Field(False, description="Accept OTA commands on edge/<device>/ota/command.")
-    release_keys: dict[str, str] = Field(
-        default_factory=dict,
-        description="Trusted release public keys that sign manifests: {key id: base64 of the raw "
-        "32-byte ed25519 key}. The key id is the first 16 hex digits of sha256 of the raw key.",
-    )
-    gateway_keys: dict[str, str] = Field(
-        default_factory=dict,
-        description="Trusted gateway public keys that sign commands: {key id: base64 raw key}.",
-    )
-    allowed_models: list[SafeId] = Field(
-        default_factory=list,
-        description="Pin: the only model names this device accepts (a command for any other "
-        "name is rejected `model_not_allowed`). Empty: any name, but a change of name needs "
-        "a manifest generation above the running one (see docs/ota.md).",
+    enabled: bool = Field(
+        False,
+        description="Accept OTA commands on edge/<device>/ota/command (needs `trust:` keys).",
     )
     gateway_token_env: str | None = Field(
         None,
@@ -150,17 +138,16 @@ class OtaConfig(FrozenModel):
         300.0, gt=0, description="Longest the child may take to load and try the candidate."
     )
 
-    @field_validator("release_keys", "gateway_keys")
+    @model_validator(mode="before")
     @classmethod
-    def _keys_valid(cls, v: dict[str, str]) -> dict[str, str]:
-        trusted_key_map(v)  # raises ValueError on bad base64, wrong length or a wrong key id
-        return v
-
-    @model_validator(mode="after")
-    def _keys_when_enabled(self) -> OtaConfig:
-        if self.enabled and (not self.release_keys or not self.gateway_keys):
-            raise ValueError("ota.enabled needs at least one release key and one gateway key")
-        return self
+    def _keys_moved(cls, data: object) -> object:
+        moved = sorted(k for k in MOVED_TO_TRUST if isinstance(data, dict) and k in data)
+        if moved:
+            raise ValueError(
+                f"{', '.join(moved)} moved to the `trust:` section (trust.{moved[0]}; "
+                "docs/trust.md): one place for every key the device trusts"
+            )
+        return data
 
     def gateway_token(self) -> str | None:
         """The token from the environment variable named by `gateway_token_env` (None if unset)."""

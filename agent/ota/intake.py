@@ -30,6 +30,7 @@ from agent.ota.runner import JobRunner
 from agent.ota.signing import trusted_key_map
 from agent.ota.store import Job, LedgerUnreadableError, ModelRecord, ModelStore
 from agent.ota.validate import SEQUENCE_CONSUMING, Delivery, ModelView, validate_command
+from agent.trust.config import TrustConfig
 
 if TYPE_CHECKING:
     from agent.engines.build import Platform
@@ -49,6 +50,7 @@ class CommandIntake:
     def __init__(
         self,
         cfg: OtaConfig,
+        trust: TrustConfig,
         device: str,
         store: ModelStore,
         journal: StateJournal,
@@ -64,8 +66,9 @@ class CommandIntake:
         self.runner = runner
         self.runnable_formats = runnable_formats
         self.platform = platform  # TensorRT + GPU, for prebuilt engines' compat
-        self._gateway_keys = trusted_key_map(cfg.gateway_keys)
-        self._release_keys = trusted_key_map(cfg.release_keys)
+        self._gateway_keys = trusted_key_map(trust.gateway_keys)
+        self._release_keys = trusted_key_map(trust.release_keys)
+        self._allowed_models = frozenset(trust.allowed_models)
         self._inbox: queue.Queue[object] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self.thread: threading.Thread | None = None
@@ -131,7 +134,7 @@ class CommandIntake:
             runnable_formats=self.runnable_formats,
             max_artifact_bytes=self.cfg.max_artifact_bytes,
             platform=self.platform,
-            allowed_models=frozenset(self.cfg.allowed_models),
+            allowed_models=self._allowed_models,
         )
         if verdict.delivery is Delivery.DUPLICATE:
             log.info(

@@ -32,6 +32,7 @@ from agent.ota.protocol import OtaState
 from agent.ota.runner import BuildHook, JobRunner
 from agent.ota.sandbox import CandidateSpec
 from agent.ota.store import ModelStore
+from agent.trust.config import TrustConfig
 
 if TYPE_CHECKING:
     from agent.engines.build import Platform
@@ -47,6 +48,7 @@ class OtaManager:
     def __init__(
         self,
         cfg: OtaConfig,
+        trust: TrustConfig,
         topics: Topics,
         device: str,
         state_dir: Path,
@@ -75,6 +77,7 @@ class OtaManager:
         self.runner = JobRunner(cfg, host, self.store, self.journal, activator, self._stop, build)
         self.intake = CommandIntake(
             cfg,
+            trust,
             device,
             self.store,
             self.journal,

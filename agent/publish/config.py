@@ -40,7 +40,7 @@ class OutboxConfig(BaseModel):
         False,
         description="Delete a message only after a signed gateway ack (edge.ack/2) for its "
         "stream covers it on edge/<device>/ack (PUBACK alone otherwise); needs the gateway's "
-        "archive.enabled and at least one gateway key (ota.gateway_keys) to verify acks with.",
+        "archive.enabled and at least one gateway key (trust.gateway_keys) to verify acks with.",
     )
     gateway_ack_timeout_s: float = Field(
         30.0,

@@ -108,7 +108,7 @@ class Publisher:
         if outbox.require_gateway_ack and not keys:
             raise PublisherConfigError(
                 "outbox.require_gateway_ack needs at least one gateway key to verify acks "
-                "(ota.gateway_keys)"
+                "(trust.gateway_keys)"
             )
         self._topics = topics
         self._boot_id = boot_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from agent.contracts.ids import SafeId
 from agent.trust.signing import trusted_key_map
 from agent.util.models import FrozenModel
 
@@ -26,10 +27,11 @@ class TrustConfig(FrozenModel):
         description="Trusted gateway public keys that sign OTA commands, delivery acks "
         "(edge.ack/2) and config pushes: {key id: base64 raw key}.",
     )
-    allowed_models: list[str] | None = Field(
-        None,
-        description="If set, the only model names OTA may install (others are rejected "
-        "`model_not_allowed`); unset, a new name needs a higher signed `generation`.",
+    allowed_models: list[SafeId] = Field(
+        default_factory=list,
+        description="Pin: the only model names this device accepts (a command for any other "
+        "name is rejected `model_not_allowed`). Empty: any name, but a change of name needs "
+        "a manifest generation above the running one (see docs/ota.md).",
     )
 
     @field_validator("release_keys", "gateway_keys")

@@ -9,6 +9,7 @@ with every seq of the stream.
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import time
@@ -32,7 +33,8 @@ def archived_seqs(site: Site) -> dict[str, list[int]]:
         return {}
     with sqlite3.connect(path) as db:
         rows = db.execute(
-            "SELECT boot_id, seq FROM detections WHERE device = ? AND source = 'yolo'", (DEV,)
+            "SELECT boot_id, seq FROM detections WHERE device = ? AND stream = 'detections'",
+            (DEV,),
         ).fetchall()
     out: dict[str, list[int]] = {}
     for boot, seq in rows:
@@ -57,9 +59,11 @@ def test_gateway_down_then_back_archive_gets_every_seq_and_outbox_drains(
         site.broker.port,
         device=DEV,
         outbox={"require_gateway_ack": True, "gateway_ack_timeout_s": 2.0},
+        trust={"gateway_keys": json.loads(site.keys_file.read_text())["gateway_keys"]},
     )
     agent_cfg["cameras"][0]["fps_cap"] = 6.0
     site.gateway.start()
+    site.gateway.enroll([DEV])
     with DaemonProcess(tmp_path / "d", agent_cfg) as d:
         wait_for(lambda: sum(map(len, archived_seqs(site).values())) >= 10, 60, what="archived")
         wait_for(lambda: outbox_rows(state) < 10, 30, what="acks draining the outbox")

@@ -41,9 +41,9 @@ class Fleet3:
                 site.tmp / f"state-{dev}",
                 site.broker.port,
                 device=dev,
+                trust=keys,
                 ota={
                     "enabled": True,
-                    **keys,
                     "probation_s": 2.0,
                     "probation_min_frames": 3,
                     "validation_frames": 2,

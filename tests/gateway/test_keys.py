@@ -11,6 +11,7 @@ import yaml
 from agent.gateway.keys import KeyFileError, KeyRole, export_yaml, init_keys, key_path, load_key
 from agent.ota.config import OtaConfig
 from agent.ota.signing import key_id
+from agent.trust.config import TrustConfig
 
 
 def test_init_creates_private_files_0600_in_a_0700_dir(tmp_path: Path) -> None:
@@ -37,11 +38,12 @@ def test_release_and_gateway_keys_differ(tmp_path: Path) -> None:
     assert info[KeyRole.RELEASE][0].key_id != info[KeyRole.GATEWAY][0].key_id
 
 
-def test_export_is_a_valid_device_ota_section_without_private_material(tmp_path: Path) -> None:
-    """The exported YAML validates as the device's OtaConfig and holds no private key."""
+def test_export_is_a_valid_device_trust_section_without_private_material(tmp_path: Path) -> None:
+    """The exported YAML validates as the device's trust and ota sections, no private key."""
     init_keys(tmp_path)
     text = export_yaml(tmp_path)
-    cfg = OtaConfig.model_validate(yaml.safe_load(text)["ota"])
+    assert OtaConfig.model_validate(yaml.safe_load(text)["ota"]).enabled
+    cfg = TrustConfig.model_validate(yaml.safe_load(text)["trust"])
     assert list(cfg.release_keys) == [key_id(load_key(tmp_path, KeyRole.RELEASE))]
     assert list(cfg.gateway_keys) == [key_id(load_key(tmp_path, KeyRole.GATEWAY))]
     for role in KeyRole:

@@ -82,6 +82,7 @@ def agent_config(site: Site, certs: Path, state: Path) -> dict[str, object]:
     cfg["cameras"][0]["fps_cap"] = 4.0  # type: ignore[index]
     manifest = json.loads(DEMO_MANIFEST.read_text())
     manifest.update(name="demo-yolov8n", version=1)  # the registry's v1
+    state.parent.mkdir(parents=True, exist_ok=True)
     (state.parent / "manifest.json").write_text(json.dumps(manifest))
     cfg["model"]["manifest"] = str(state.parent / "manifest.json")  # type: ignore[index]
     return cfg

@@ -34,14 +34,13 @@ def daemon(site: Site) -> Iterator[subprocess.Popen[bytes]]:
     keys = json.loads(site.keys_file.read_text())
     ota = {
         "enabled": True,
-        **keys,
         "probation_s": 1.0,
         "probation_min_frames": 2,
         "validation_frames": 2,
         "latency_budget_ms": 20000.0,  # a loaded 2-core CI box, not a latency test
         "gateway_token_env": "EDGE_GATEWAY_TOKEN",  # artifacts need the device's token
     }
-    cfg = demo_config(site.tmp / "state", site.broker.port, device=DEVICE, ota=ota)
+    cfg = demo_config(site.tmp / "state", site.broker.port, device=DEVICE, ota=ota, trust=keys)
     cfg["cameras"][0]["fps_cap"] = 4.0
     manifest = json.loads(DEMO_MANIFEST.read_text())
     manifest.update(name="demo-yolov8n", version=1)

@@ -16,6 +16,7 @@ from agent.manifest import Manifest
 from agent.ota.config import OtaConfig
 from agent.ota.protocol import OtaAction, OtaCommand, SignedManifest
 from agent.ota.signing import key_id, public_key_b64, sign_command, sign_manifest
+from agent.trust.config import TrustConfig
 
 DEVICE = "dev-1"
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
@@ -59,7 +60,10 @@ class Forge:
         }
 
     def config(self, **changes: object) -> OtaConfig:
-        return OtaConfig(enabled=True, **self.keys(), **changes)  # type: ignore[arg-type]
+        return OtaConfig(enabled=True, **changes)  # type: ignore[arg-type]
+
+    def trust(self, **changes: object) -> TrustConfig:
+        return TrustConfig(**self.keys(), **changes)  # type: ignore[arg-type]
 
     def envelope(self, m: Manifest, key: Ed25519PrivateKey | None = None) -> SignedManifest:
         return sign_manifest(m, key or self.release)

@@ -26,6 +26,7 @@ from agent.ota.manager import OtaManager
 from agent.ota.protocol import OtaCommand, OtaStateMessage
 from agent.ota.sandbox import CandidateSpec
 from agent.pipeline import Pipeline, PipelineSettings
+from agent.trust.config import TrustConfig
 from agent.types import Frame
 
 DEVICE = "dev-1"
@@ -103,6 +104,8 @@ class Rig:
         images: list[np.ndarray],
         listen: bool = False,
         build: object = None,
+        *,
+        trust: TrustConfig,
     ) -> None:
         self.state_dir = state_dir
         self.cfg = cfg
@@ -128,6 +131,7 @@ class Rig:
         self.topics = Topics(DEVICE)
         self.manager = OtaManager(
             cfg,
+            trust,
             self.topics,
             DEVICE,
             state_dir,

@@ -62,7 +62,6 @@ def config(tmp_path: Path, port: int, forge: Forge, **ota: Any) -> dict[str, Any
     keys = forge.keys()
     section = {
         "enabled": True,
-        **keys,
         "probation_s": 2.0,
         "probation_min_frames": 3,
         "read_timeout_s": 5.0,
@@ -73,7 +72,7 @@ def config(tmp_path: Path, port: int, forge: Forge, **ota: Any) -> dict[str, Any
         "latency_budget_ms": 5000.0,
     }
     section.update(ota)
-    return demo_config(tmp_path / "state", port, ota=section)
+    return demo_config(tmp_path / "state", port, ota=section, trust=keys)
 
 
 def send(port: int, cmd: OtaCommand) -> None:

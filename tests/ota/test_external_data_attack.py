@@ -40,7 +40,7 @@ def test_device_refuses_escaping_model_before_loading(
     url = server.add(m.sha256, evil.read_bytes(), "ok")
     images: list[np.ndarray] = clip_frames(demo_clip, 10)
     conf = forge.config(read_timeout_s=3.0, download_deadline_s=30.0, disk_margin_bytes=0)
-    with Rig(tmp_path / "state", demo_model, demo_manifest, conf, images) as r:
+    with Rig(tmp_path / "state", demo_model, demo_manifest, conf, images, trust=forge.trust()) as r:
         r.send(forge.command(m, url=url))
         end = r.wait_terminal("cmd-1")
         running = r.pipeline.active_detector().info

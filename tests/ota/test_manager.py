@@ -81,8 +81,8 @@ def serve(
     return server.add(f"{m.sha256}", path.read_bytes(), fault), m
 
 
-def rig(tmp_path: Path, model: Path, manifest: Manifest, conf, images) -> Rig:  # noqa: ANN001
-    return Rig(tmp_path / "state", model, manifest, conf, images)
+def rig(tmp_path: Path, model: Path, manifest: Manifest, conf, images, trust) -> Rig:  # noqa: ANN001
+    return Rig(tmp_path / "state", model, manifest, conf, images, trust=trust)
 
 
 def test_deploy_commits_and_swaps_between_frames(
@@ -96,7 +96,7 @@ def test_deploy_commits_and_swaps_between_frames(
 ) -> None:
     """A valid deploy walks every state to committed; frames switch model with no seq gap."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images) as r:
+    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images, forge.trust()) as r:
         r.wait_frames(3)
         r.send(forge.command(m2, url=url))
         end = r.wait_terminal("cmd-1")
@@ -136,7 +136,15 @@ def test_swap_with_model_change_listener(
     """A model-change listener that reads the active model (as the daemon's status does) sees
     the new model, and the loop keeps running."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
-    with Rig(tmp_path / "state", demo_model, demo_manifest, cfg(forge), images, listen=True) as r:
+    with Rig(
+        tmp_path / "state",
+        demo_model,
+        demo_manifest,
+        cfg(forge),
+        images,
+        listen=True,
+        trust=forge.trust(),
+    ) as r:
         r.wait_frames(2)
         r.send(forge.command(m2, url=url))
         end = r.wait_terminal("cmd-1", 30)
@@ -163,7 +171,7 @@ def test_swap_across_input_size_and_class_count(
         input_size=(256, 256),
         class_names=["person", "car", "bicycle"],
     )
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images) as r:
+    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images, forge.trust()) as r:
         r.wait_frames(2)
         r.send(forge.command(m, url=url))
         end = r.wait_terminal("cmd-1")
@@ -197,7 +205,7 @@ def test_bad_model_fails_and_old_keeps_running(
 ) -> None:
     """A model that does not load or misbehaves on recent frames fails; the old one runs on."""
     url, m = serve(server, zoo[variant], demo_manifest, 2)
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images) as r:
+    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images, forge.trust()) as r:
         r.wait_frames(3)
         r.send(forge.command(m, url=url))
         end = r.wait_terminal("cmd-1")
@@ -222,7 +230,7 @@ def test_flipped_artifact_fails_hash_untouched(
     """A download with one flipped byte ends failed(hash_mismatch); nothing is installed."""
     m = variants.manifest_for(zoo["v2"], demo_manifest, 2)
     url = server.add("flip", zoo["v2"].read_bytes(), "flip", flip_at=m.length // 2)
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images) as r:
+    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images, forge.trust()) as r:
         r.send(forge.command(m, url=url))
         end = r.wait_terminal("cmd-1")
     assert end.state is OtaState.FAILED and end.reason is Reason.HASH_MISMATCH
@@ -240,7 +248,9 @@ def test_probation_failure_rolls_back(
     """A model whose detection rate collapses after the swap is rolled back automatically."""
     base = variants.manifest_for(zoo["boosted"], demo_manifest, 1)
     url, m = serve(server, zoo["silent"], demo_manifest, 2)
-    with rig(tmp_path, zoo["boosted"], base, cfg(forge, baseline_window_s=60.0), images) as r:
+    with rig(
+        tmp_path, zoo["boosted"], base, cfg(forge, baseline_window_s=60.0), images, forge.trust()
+    ) as r:
         r.wait_frames(5)
         r.send(forge.command(m, url=url))
         end = r.wait_terminal("cmd-1")
@@ -266,7 +276,9 @@ def test_second_command_while_busy_is_rejected(
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
     data = zoo["v2"].read_bytes()
     slow = server.add("slow", data, "reset", reset_at=len(data) // 3)
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge, retry_backoff_s=0.5), images) as r:
+    with rig(
+        tmp_path, demo_model, demo_manifest, cfg(forge, retry_backoff_s=0.5), images, forge.trust()
+    ) as r:
         r.send(forge.command(m2, url=slow))
         time.sleep(0.05)
         r.send(forge.command(m2, url=url))
@@ -288,7 +300,7 @@ def test_redelivered_command_is_not_redone(
     """The same command delivered twice downloads once and re-announces its state."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
     cmd = forge.command(m2, url=url)
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images) as r:
+    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images, forge.trust()) as r:
         r.send(cmd)
         r.wait_terminal("cmd-1")
         before = len(r.publisher.states("cmd-1"))
@@ -314,10 +326,10 @@ def test_sequence_survives_restart(
     """After a restart, a command with an older sequence is still refused (old_sequence)."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
     url3, m3 = serve(server, zoo["v3"], demo_manifest, 3)
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images) as r:
+    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images, forge.trust()) as r:
         r.send(forge.command(m2, url=url, sequence=5))
         assert r.wait_terminal("cmd-5").state is OtaState.COMMITTED
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images) as r:
+    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images, forge.trust()) as r:
         assert r.pipeline.active_detector().info.version == 2
         r.send(forge.command(m3, url=url3, sequence=4))
         end = r.wait_terminal("cmd-4", 10)
@@ -335,7 +347,9 @@ def test_pause_mode_swap_reports_pause(
 ) -> None:
     """In pause mode the old model is unloaded first and the pause is measured."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge, swap_mode="pause"), images) as r:
+    with rig(
+        tmp_path, demo_model, demo_manifest, cfg(forge, swap_mode="pause"), images, forge.trust()
+    ) as r:
         r.wait_frames(3)
         r.send(forge.command(m2, url=url))
         end = r.wait_terminal("cmd-1")
@@ -356,7 +370,7 @@ def test_signed_rollback_returns_to_previous(
 ) -> None:
     """After a deploy, a signed rollback to the kept previous version runs it again."""
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
-    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images) as r:
+    with rig(tmp_path, demo_model, demo_manifest, cfg(forge), images, forge.trust()) as r:
         r.send(forge.command(m2, url=url))
         assert r.wait_terminal("cmd-1").state is OtaState.COMMITTED
         r.send(forge.command(demo_manifest, action=OtaAction.ROLLBACK, url=None))
@@ -391,7 +405,15 @@ def test_build_step_runs_between_verify_and_load(
         return prepare_model(OnnxRuntimeConfig(), path)
 
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
-    with Rig(tmp_path / "state", demo_model, demo_manifest, cfg(forge), images, build=build) as r:
+    with Rig(
+        tmp_path / "state",
+        demo_model,
+        demo_manifest,
+        cfg(forge),
+        images,
+        build=build,
+        trust=forge.trust(),
+    ) as r:
         r.send(forge.command(m2, url=url))
         end = r.wait_terminal("cmd-1")
     states = [s.state for s in r.publisher.states("cmd-1")]
@@ -417,7 +439,15 @@ def test_failed_build_is_reported(
         raise EngineError("TensorRT builder ran out of workspace")
 
     url, m2 = serve(server, zoo["v2"], demo_manifest, 2)
-    with Rig(tmp_path / "state", demo_model, demo_manifest, cfg(forge), images, build=build) as r:
+    with Rig(
+        tmp_path / "state",
+        demo_model,
+        demo_manifest,
+        cfg(forge),
+        images,
+        build=build,
+        trust=forge.trust(),
+    ) as r:
         r.send(forge.command(m2, url=url))
         end = r.wait_terminal("cmd-1")
     assert end.state is OtaState.FAILED and end.reason is Reason.BUILD_FAILED

@@ -81,7 +81,7 @@ def gateway_ack_config(state: Path, port: int) -> dict[str, Any]:
         state,
         port,
         outbox={"require_gateway_ack": True, "gateway_ack_timeout_s": 600},
-        ota={"gateway_keys": {key_id(GATEWAY): public_key_b64(GATEWAY)}},
+        trust={"gateway_keys": {key_id(GATEWAY): public_key_b64(GATEWAY)}},
     )
 
 
@@ -153,4 +153,4 @@ def test_gateway_acks_without_a_gateway_key_refuse_to_start(tmp_path: Path) -> N
     finally:
         d.kill()
     assert code == 1, d.log()[-2000:]
-    assert "require_gateway_ack" in d.log() and "gateway_keys" in d.log()
+    assert "require_gateway_ack" in d.log() and "trust.gateway_keys" in d.log()
