@@ -39,6 +39,7 @@ from agent.pipeline import Pipeline, PipelineSettings, model_ref
 
 if TYPE_CHECKING:
     from agent.engines.build import Platform
+    from agent.engines.detector import Detector
     from agent.engines.trt import TensorRTConfig
     from agent.ota.manager import OtaManager
     from agent.publish.publisher import Publisher
@@ -214,8 +215,6 @@ class Daemon:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        from agent.sources.reader import ReaderGroup
-
         cfg = self.cfg
         structlog.contextvars.bind_contextvars(device=cfg.device.id)
         cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
@@ -226,6 +225,36 @@ class Daemon:
         prepare_model(cfg.model.engine, model_path)  # TensorRT: build or reuse the cached engine
         detector = self._load_detector(model_path, manifest)
         self.publisher = build_publisher(cfg, self.topics, self.boot_id)
+        self._build_pipeline(detector)
+        if cfg.ota.enabled:
+            self.ota = build_ota_manager(cfg, self.topics, self.pipeline, self.publisher)
+            # Subscribed before the first connect, so a command sent the moment the gateway
+            # sees this device online is queued, not lost; it is handled once OTA starts.
+            self.ota.listen()
+        self.push_status()  # now with the model
+        self._start_threads()
+        info = detector.info
+        log.info(
+            "edge-agent running",
+            boot_id=self.boot_id,
+            model=info.name,
+            version=info.version,
+            cameras=list(self.readers),
+            broker=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
+            ota="on" if cfg.ota.enabled else "off",
+            trusted_release_keys=sorted(cfg.trust.release_keys),
+            trusted_gateway_keys=sorted(cfg.trust.gateway_keys),
+        )
+        self.notifier.ready(
+            f"running model {info.name} v{info.version}, {len(self.readers)} camera(s)"
+        )
+
+    def _build_pipeline(self, detector: Detector) -> None:
+        """Camera readers, the Florence-2 fallback (its own stream) and the inference loop."""
+        from agent.sources.reader import ReaderGroup
+
+        cfg = self.cfg
+        assert self.publisher is not None
         group = ReaderGroup.from_configs(cfg.cameras)
         self.group = group
         self.readers = {r.camera_id: r for r in group.readers}
@@ -246,12 +275,11 @@ class Daemon:
             window=self.window,
         )
         self.pipeline.on_model_change = lambda _info: self.push_status()
-        if cfg.ota.enabled:
-            self.ota = self._ota_manager()
-            # Subscribed before the first connect, so a command sent the moment the gateway
-            # sees this device online is queued, not lost; it is handled once OTA starts.
-            self.ota.listen()
-        self.push_status()  # now with the model
+
+    def _start_threads(self) -> None:
+        """Publisher first (it connects), then cameras, fallback, inference, OTA, metrics."""
+        assert self.publisher is not None and self.group is not None
+        assert self.pipeline is not None
         self.publisher.start()
         self.group.start()
         if self.fallback is not None:
@@ -259,22 +287,11 @@ class Daemon:
         self.pipeline.start()
         if self.ota is not None:
             self.ota.start()
-        if cfg.health.prometheus_port is not None:
+        if self.cfg.health.prometheus_port is not None:
             from agent.health.prometheus import PrometheusExporter
 
-            PrometheusExporter(self, cfg.health.prometheus_addr, cfg.health.prometheus_port).start()
-        info = detector.info
-        log.info(
-            "edge-agent running",
-            boot_id=self.boot_id,
-            model=info.name,
-            version=info.version,
-            cameras=list(self.readers),
-            broker=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
-        )
-        self.notifier.ready(
-            f"running model {info.name} v{info.version}, {len(self.readers)} camera(s)"
-        )
+            health = self.cfg.health
+            PrometheusExporter(self, health.prometheus_addr, health.prometheus_port).start()
 
     def supervise(self) -> None:
         """Main-thread loop until stop: health, watchdog, status on camera state change."""
@@ -317,43 +334,6 @@ class Daemon:
         self._last_states, self._last_dropped = states, dropped
         self.push_status()
 
-    def _ota_manager(self) -> OtaManager:
-        """The OTA manager for this device's engine: formats it runs, TensorRT build hook,
-        platform for prebuilt engines' compat."""
-        from agent.engines.build import needs_build, prepare_model
-        from agent.engines.trt import TensorRTConfig
-        from agent.ota.manager import OtaManager
-        from agent.ota.sandbox import CandidateSpec
-
-        cfg = self.cfg
-        engine_cfg = cfg.model.engine
-        build = None
-        if needs_build(engine_cfg, "onnx"):
-            build = lambda path, _manifest: prepare_model(engine_cfg, path)  # noqa: E731
-        formats = frozenset({"onnx"})
-        platform = None
-        if isinstance(engine_cfg, TensorRTConfig):
-            formats = frozenset({"onnx", "engine"})
-            platform = _probe_platform(engine_cfg)
-        return OtaManager(
-            cfg.ota,
-            cfg.trust,
-            self.topics,
-            cfg.device.id,
-            cfg.device.state_dir,
-            self.pipeline,
-            self.publisher,
-            build=build,
-            candidate=CandidateSpec(
-                engine=engine_cfg,
-                conf_threshold=cfg.model.conf_threshold,
-                iou_threshold=cfg.model.iou_threshold,
-                max_detections=cfg.model.max_detections,
-            ),
-            runnable_formats=formats,
-            platform=platform,
-        )
-
     def stop(self) -> None:
         """Orderly stop within `stop_timeout_s`: sources, inference, fallback, OTA, publisher."""
         deadline = time.monotonic() + self.cfg.stop_timeout_s
@@ -376,6 +356,45 @@ class Daemon:
             self.publisher.stop(timeout=left())
         self.notifier.close()
         log.info("stopped")
+
+
+def build_ota_manager(
+    cfg: AgentConfig, topics: Topics, pipeline: Pipeline, publisher: Publisher
+) -> OtaManager:
+    """The OTA manager for this device's engine: formats it runs, TensorRT build hook,
+    platform for prebuilt engines' compat."""
+    from agent.engines.build import needs_build, prepare_model
+    from agent.engines.trt import TensorRTConfig
+    from agent.ota.manager import OtaManager
+    from agent.ota.sandbox import CandidateSpec
+
+    engine_cfg = cfg.model.engine
+    build = None
+    if needs_build(engine_cfg, "onnx"):
+        build = lambda path, _manifest: prepare_model(engine_cfg, path)  # noqa: E731
+    formats = frozenset({"onnx"})
+    platform = None
+    if isinstance(engine_cfg, TensorRTConfig):
+        formats = frozenset({"onnx", "engine"})
+        platform = _probe_platform(engine_cfg)
+    return OtaManager(
+        cfg.ota,
+        cfg.trust,
+        topics,
+        cfg.device.id,
+        cfg.device.state_dir,
+        pipeline,
+        publisher,
+        build=build,
+        candidate=CandidateSpec(
+            engine=engine_cfg,
+            conf_threshold=cfg.model.conf_threshold,
+            iou_threshold=cfg.model.iou_threshold,
+            max_detections=cfg.model.max_detections,
+        ),
+        runnable_formats=formats,
+        platform=platform,
+    )
 
 
 def build_publisher(cfg: AgentConfig, topics: Topics, boot_id: str) -> Publisher:

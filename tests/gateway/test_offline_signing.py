@@ -132,7 +132,7 @@ def test_models_add_on_a_gateway_without_release_key_says_to_import(machines: di
 
 def test_keys_export_carries_the_trusted_release_key(machines: dict) -> None:
     """`keys export` on a gateway-only gateway gives devices the workstation's release key."""
-    out = yaml.safe_load(cli(machines["config"], "keys", "export").stdout)["ota"]
+    out = yaml.safe_load(cli(machines["config"], "keys", "export").stdout)["trust"]
     assert out["release_keys"] == machines["trusted"]
     assert len(out["gateway_keys"]) == 1
 
