@@ -23,18 +23,18 @@ import structlog
 
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, load_config
-from agent.contracts.streams import Stream
-from agent.health.metrics import FrameWindow
-from agent.health.notify import Notifier
-from agent.logs import configure_logging
-from agent.messages.payloads import (
+from agent.contracts.payloads import (
     CameraStatus,
     HealthMessage,
     StatusMessage,
     dump_payload,
     rfc3339_ms,
 )
-from agent.messages.topics import Topics
+from agent.contracts.streams import Stream
+from agent.contracts.topics import Topics
+from agent.health.metrics import FrameWindow
+from agent.health.notify import Notifier
+from agent.logs import configure_logging
 from agent.pipeline import Pipeline, PipelineSettings, model_ref
 
 if TYPE_CHECKING:

@@ -21,9 +21,9 @@ import paho.mqtt.client as mqtt
 import yaml
 
 from agent.config import ConfigError, load_config
-from agent.messages.payloads import DetectionMessage
+from agent.contracts.payloads import DetectionMessage
+from agent.contracts.topics import detections_filter
 from agent.messages.render import detection_line
-from agent.messages.topics import detections_filter
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from agent.health.metrics import FrameRecord, FrameWindow, WindowSummary
-from agent.manifest import Manifest
-from agent.messages.payloads import (
+from agent.contracts.manifest import Manifest
+from agent.contracts.payloads import (
     Detection,
     DetectionMessage,
     FrameSize,
@@ -34,6 +33,7 @@ from agent.messages.payloads import (
     dump_payload,
     rfc3339_ms,
 )
+from agent.health.metrics import FrameRecord, FrameWindow, WindowSummary
 from agent.types import Detections, Frame, ModelInfo, Timings
 
 if TYPE_CHECKING:

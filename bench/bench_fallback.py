@@ -59,9 +59,9 @@ def run_window(sess, name: str, x: np.ndarray, seconds: float, on_frame=None) ->
 
 
 def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, object]:
+    from agent.contracts.payloads import DetectionMessage, FrameSize, Latency, ModelRef, rfc3339_ms
     from agent.fallback.config import FallbackConfig
     from agent.fallback.worker import Fallback
-    from agent.messages.payloads import DetectionMessage, FrameSize, Latency, ModelRef, rfc3339_ms
     from agent.types import Detections, Frame
 
     cfg = FallbackConfig.model_validate(

@@ -4,7 +4,7 @@ What runs (all real processes except the devices, which are threads in this proc
 - a private Mosquitto (tests.helpers.broker.Mosquitto);
 - `edge-gateway serve` as a subprocess (keys and a small signed model made with the real CLI);
 - N simulated devices (tests.gateway.sim_device.SimDevice): one paho client each, verifying
-  every command with agent.ota.signing, downloading the artifact over HTTP and checking its
+  every command with agent.trust.ota, downloading the artifact over HTTP and checking its
   sha256, walking the OTA states, committing after `--probation` seconds.
 
 Figures: wall time from the deploy request to `succeeded`; the devices' own time (for each

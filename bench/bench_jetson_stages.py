@@ -45,13 +45,13 @@ sys.path.insert(0, str(REPO))
 
 import cv2  # noqa: E402
 
+from agent.contracts.payloads import dump_payload  # noqa: E402
 from agent.engines.base import EngineError  # noqa: E402
 from agent.engines.detector import Detector  # noqa: E402
 from agent.engines.model_loading import load_manifest  # noqa: E402
 from agent.engines.trt import TensorRTConfig, TensorRTEngine  # noqa: E402
 from agent.engines.trt_runtime import probe_platform  # noqa: E402
 from agent.engines.yolo import Letterboxer, decode  # noqa: E402
-from agent.messages.payloads import dump_payload  # noqa: E402
 from agent.pipeline import PipelineSettings, build_message  # noqa: E402
 from agent.types import Frame, ModelInfo, Timings  # noqa: E402
 

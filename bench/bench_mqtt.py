@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from agent.messages.topics import Topics  # noqa: E402
+from agent.contracts.topics import Topics  # noqa: E402
 from agent.publish.config import MqttConfig, OutboxConfig  # noqa: E402
 from agent.publish.publisher import Publisher  # noqa: E402
 from tests.helpers.broker import Mosquitto  # noqa: E402

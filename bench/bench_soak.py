@@ -26,11 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.config import CameraConfig, MqttConfig  # noqa: E402
+from agent.contracts.topics import Topics  # noqa: E402
 from agent.daemon import rss_mb  # noqa: E402
 from agent.engines.detector import load_detector  # noqa: E402
 from agent.engines.model_loading import load_manifest  # noqa: E402
 from agent.engines.ort import OnnxRuntimeConfig  # noqa: E402
-from agent.messages.topics import Topics  # noqa: E402
 from agent.pipeline import Pipeline, PipelineSettings  # noqa: E402
 from agent.publish.config import OutboxConfig  # noqa: E402
 from agent.publish.publisher import Publisher  # noqa: E402

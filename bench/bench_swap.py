@@ -36,10 +36,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from agent.contracts.manifest import Manifest  # noqa: E402
 from agent.engines.detector import Detector, load_detector  # noqa: E402
 from agent.engines.model_loading import load_manifest  # noqa: E402
 from agent.engines.ort import OnnxRuntimeConfig  # noqa: E402
-from agent.manifest import Manifest  # noqa: E402
 from agent.ota.priority import lowered_priority  # noqa: E402
 from agent.pipeline import Pipeline, PipelineSettings  # noqa: E402
 from agent.types import Frame  # noqa: E402

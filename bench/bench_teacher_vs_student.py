@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from agent.contracts.manifest import Manifest
 from agent.engines.yolo import DecodeParams, Layout, decode, letterbox
 from agent.label.teachers import create_teacher
-from agent.manifest import Manifest
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "engines" / "demo"

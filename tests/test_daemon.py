@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.contracts.payloads import DetectionMessage, HealthMessage, StatusMessage
 from agent.engines.model_loading import file_sha256
-from agent.messages.payloads import DetectionMessage, HealthMessage, StatusMessage
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.daemon import DEMO_CLIP, DEMO_MODEL, DaemonProcess, demo_config
 from tests.helpers.models import classifier, slow_yolo

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agent.manifest import Compat, compat_problems, gpu_arch_of
+from agent.contracts.manifest import Compat, compat_problems, gpu_arch_of
 
 
 @pytest.mark.parametrize(

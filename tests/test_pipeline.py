@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from agent.config import CameraConfig
+from agent.contracts.payloads import DetectionMessage
 from agent.daemon import watchdog_ok
 from agent.engines.detector import load_detector
 from agent.engines.model_loading import load_manifest
 from agent.engines.ort import OnnxRuntimeConfig
-from agent.messages.payloads import DetectionMessage
 from agent.pipeline import Pipeline, PipelineSettings, build_message
 from agent.sources.config import FileSourceConfig
 from agent.sources.reader import ReaderGroup

@@ -24,10 +24,13 @@ WALLS: list[tuple[str, tuple[str, ...]]] = [
     (
         "agent.gateway",
         ("agent.engines", "agent.fallback", "agent.sources", "agent.publish", "agent.pipeline")
+        + ("agent.ota",)
         + ("agent.daemon",)
         + HEAVY,
     ),
     ("agent.publish", ("agent.engines", "agent.ota", "agent.fallback", "agent.config") + HEAVY),
+    # what both sides share: keys, signatures, TLS, the untrusted-model check
+    ("agent.trust", ("agent.ota", "agent.gateway", "agent.publish", "agent.engines") + HEAVY),
     # cv2 is allowed there for its pure image ops (resize); no file, socket or camera I/O
     ("agent.engines.yolo", ("agent.sources", "agent.publish", "agent.ota") + STDLIB_IO),
 ]

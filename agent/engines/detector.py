@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from agent.contracts.manifest import Manifest
 from agent.engines.base import Engine, EngineError, EngineIO
 from agent.engines.engine_cache import ENGINE_SUFFIXES, EngineRecordError, sidecar_path
 from agent.engines.model_loading import (
@@ -34,7 +35,6 @@ from agent.engines.yolo import (
     detect_layout,
     layout_num_classes,
 )
-from agent.manifest import Manifest
 from agent.memtrim import trim_heap
 from agent.types import Detections, ModelInfo, Timings
 

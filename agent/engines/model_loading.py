@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from agent.contracts.manifest import Manifest
 from agent.engines.base import EngineError
-from agent.manifest import Manifest
 from agent.util import files
 from agent.util.validation import format_validation_error
 

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 import structlog
 
+from agent.contracts.payloads import DetectionMessage
 from agent.fallback.parse import FlorenceResult
-from agent.messages.payloads import DetectionMessage
 from agent.types import Frame
 from agent.util.files import atomic_write, is_temp_leftover
 from agent.util.labels import yolo_label_line

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
+from agent.contracts.payloads import Detection, DetectionMessage, Latency, ModelRef
 from agent.contracts.streams import Stream
 from agent.fallback.parse import FlorenceResult
 from agent.fallback.runtime import FlorenceInfo, Generation
-from agent.messages.payloads import Detection, DetectionMessage, Latency, ModelRef
 
 
 def florence_detections(result: FlorenceResult, class_names: tuple[str, ...]) -> list[Detection]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import structlog
 
+from agent.contracts.payloads import DetectionMessage, dump_payload
 from agent.fallback.capture import CaptureStore
 from agent.fallback.config import FallbackConfig
 from agent.fallback.message import build_refinement
@@ -34,7 +35,6 @@ from agent.fallback.parse import FlorenceParseError, build_prompt, parse_generat
 from agent.fallback.policy import EmptyTracker, HardReason, Mailbox, TokenBucket, check_frame
 from agent.fallback.process import JobFailed, WorkerCrashed, WorkerProcess
 from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, resolve_model
-from agent.messages.payloads import DetectionMessage, dump_payload
 from agent.types import Detections, Frame
 from agent.util.backoff import backoff_delay
 from agent.util.transitions import check_transition

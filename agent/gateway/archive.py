@@ -27,12 +27,12 @@ import structlog
 from pydantic import ValidationError
 
 from agent.contracts.ack import AckEntry, AckMessage
+from agent.contracts.payloads import DetectionMessage
 from agent.contracts.streams import Stream
+from agent.contracts.topics import Topics
 from agent.gateway.acks import AckDue, AckTracker
 from agent.gateway.archive_store import ArchiveDb, ArchivedRow
 from agent.gateway.config import ArchiveConfig
-from agent.messages.payloads import DetectionMessage
-from agent.messages.topics import Topics
 
 log = structlog.get_logger(__name__)
 

@@ -23,7 +23,7 @@ class Printer:
     def on_payload(self, topic: str, payload: bytes) -> None:
         from pydantic import ValidationError
 
-        from agent.messages.payloads import DetectionMessage
+        from agent.contracts.payloads import DetectionMessage
         from agent.messages.render import detection_line
 
         try:
@@ -66,7 +66,7 @@ def subscriber(cfg: GatewayMqttConfig, filters: list[str], printer: Printer) -> 
 @click.pass_context
 def watch(ctx: click.Context, devices_: str, cameras: str, count: int, duration: float) -> None:
     """Live detections from chosen devices/cameras, one line per frame; gaps are flagged."""
-    from agent.messages.topics import detections_filter
+    from agent.contracts.topics import detections_filter
 
     cfg = config_of(ctx)
     filters = [

@@ -7,11 +7,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.contracts.ota import OtaAction, OtaCommand, SignedManifest, format_rfc3339
 from agent.gateway.db import ModelRow
 from agent.gateway.deploy_checks import DeployRefusal, DeployRefused
 from agent.gateway.rollout import CommandKind, Rollout, Send
-from agent.ota.protocol import OtaAction, OtaCommand, SignedManifest, format_rfc3339
-from agent.ota.signing import sign_command
+from agent.trust.ota import sign_command
 
 
 def command_target(r: Rollout, a: Send) -> tuple[str, int]:

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 
 from agent.contracts.ids import SafeId, check_id
 from agent.gateway.tokens import is_sha256_hex
-from agent.ota.signing import trusted_key_map
+from agent.trust.signing import trusted_key_map
 from agent.trust.tls import TlsConfig
 from agent.util.models import FrozenModel
 from agent.yamlconfig import ConfigError, load_yaml_model, secret_from_env, validate_mapping

@@ -22,6 +22,12 @@ from typing import Any
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.contracts.ota import (
+    OtaState,
+    OtaStateMessage,
+    canonical_json,
+)
+from agent.contracts.topics import Topics
 from agent.gateway.commands import CommandSigner, command_target
 from agent.gateway.db import Store
 from agent.gateway.deploy_checks import DeployRefusal, DeployRefused, check_deploy
@@ -35,12 +41,6 @@ from agent.gateway.rollout import (
     Rollout,
     RolloutState,
     Send,
-)
-from agent.messages.topics import Topics
-from agent.ota.protocol import (
-    OtaState,
-    OtaStateMessage,
-    canonical_json,
 )
 
 log = structlog.get_logger(__name__)

@@ -20,9 +20,9 @@ import structlog
 from pydantic import ValidationError
 
 from agent.contracts.ids import check_id
+from agent.contracts.ota import OtaStateMessage, parse_rfc3339
+from agent.contracts.payloads import HealthMessage, StatusMessage
 from agent.gateway.devices import DeviceBook
-from agent.messages.payloads import HealthMessage, StatusMessage
-from agent.ota.protocol import OtaStateMessage, parse_rfc3339
 
 log = structlog.get_logger(__name__)
 

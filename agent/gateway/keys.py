@@ -8,7 +8,7 @@ just the gateway key. A single-box lab may keep both in `keys_dir` (`keys init`)
 Private keys are files holding base64 of the raw 32-byte key, created with mode 0600 (inside a
 directory of mode 0700 for `keys_dir`), never overwritten and never printed. Public keys are
 exported in the form the device config wants: `{key id: base64 raw public key}` under
-`ota.release_keys` and `ota.gateway_keys` (see `agent.ota.config.OtaConfig`).
+`trust.release_keys` and `trust.gateway_keys` (see `agent.trust.config.TrustConfig`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.ota.signing import key_id, load_private_key, private_key_b64, public_key_b64
+from agent.trust.signing import key_id, load_private_key, private_key_b64, public_key_b64
 from agent.util.files import fsync_dir
 
 

@@ -1,7 +1,7 @@
 """The model registry: content-addressed artifacts and release-signed manifests.
 
 `describe_model` checks the file is an ONNX model (without external data: see
-`agent.ota.model_check`) or a TensorRT engine, reads class names and input size from the
+`agent.trust.model_check`) or a TensorRT engine, reads class names and input size from the
 Ultralytics export metadata where present (`names` "{0: 'person', 1: 'car'}", `imgsz`
 "[320, 320]") and hashes it: the unsigned manifest. `models sign` does that on the workstation
 and signs it with the release key there; `import_model` verifies such a signed manifest against
@@ -26,11 +26,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.contracts.ids import check_id
+from agent.contracts.manifest import DEFAULT_KIND, Compat, Manifest, ModelKind
+from agent.contracts.ota import OtaRejectedError, SignedManifest, format_rfc3339
 from agent.gateway.db import ModelRow, Store
-from agent.manifest import DEFAULT_KIND, Compat, Manifest, ModelKind
-from agent.ota.model_check import NotOnnxError, load_onnx_proto, onnx_problems
-from agent.ota.protocol import OtaRejectedError, SignedManifest, format_rfc3339
-from agent.ota.signing import PublicKeyLike, sign_manifest, verify_manifest
+from agent.trust.model_check import NotOnnxError, load_onnx_proto, onnx_problems
+from agent.trust.ota import sign_manifest, verify_manifest
+from agent.trust.signing import PublicKeyLike
 from agent.util.files import file_sha256, fsync_dir
 
 ONNX_SUFFIXES = (".onnx",)

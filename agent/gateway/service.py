@@ -20,18 +20,18 @@ import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.gateway.archive import DetectionArchive
-from agent.gateway.config import GatewayConfig, GatewayMqttConfig
-from agent.gateway.db import Store
-from agent.gateway.fleet import Fleet
-from agent.gateway.keys import KeyRole, load_key
-from agent.messages.topics import (
+from agent.contracts.topics import (
     Topics,
     detections_filter,
     health_filter,
     ota_state_filter,
     status_filter,
 )
+from agent.gateway.archive import DetectionArchive
+from agent.gateway.config import GatewayConfig, GatewayMqttConfig
+from agent.gateway.db import Store
+from agent.gateway.fleet import Fleet
+from agent.gateway.keys import KeyRole, load_key
 from agent.trust.signing import sign
 from agent.trust.tls import build_tls_context
 

@@ -77,7 +77,7 @@ def parse_compat(min_tensorrt: str | None, gpu_arch: str | None) -> Any:
     """`--min-tensorrt` / `--gpu-arch` -> Compat, or a ClickException naming the option."""
     from pydantic import ValidationError
 
-    from agent.manifest import Compat
+    from agent.contracts.manifest import Compat
 
     try:
         return Compat(min_tensorrt=min_tensorrt, gpu_arch=gpu_arch)
@@ -199,7 +199,7 @@ def models_sign(file: Path, release_key: Path, out: Path, **opts: Any) -> None:
     """
     from agent.gateway.keys import KeyFileError, load_key_file
     from agent.gateway.registry import RegistryError, describe_model
-    from agent.ota.signing import sign_manifest
+    from agent.trust.ota import sign_manifest
     from agent.util.files import atomic_write_text
 
     now = time.time()
@@ -247,9 +247,9 @@ def models_import(ctx: click.Context, file: Path, manifest_path: Path) -> None:
     """Register FILE, signed on the workstation: the release signature (trust.release_keys),
     expiry, sha256 and length are checked, and the model itself (no external data)."""
 
+    from agent.contracts.ota import SignedManifest
     from agent.gateway.db import Store
     from agent.gateway.registry import RegistryError, import_model
-    from agent.ota.protocol import SignedManifest
 
     cfg = config_of(ctx)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from agent.messages.payloads import DetectionMessage
+from agent.contracts.payloads import DetectionMessage
 
 
 def detection_line(msg: DetectionMessage) -> str:

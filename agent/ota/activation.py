@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from agent.contracts.ota import OtaRejectedError, Reason, SwapReport
 from agent.ota.config import OtaConfig
 from agent.ota.host import ModelHost
 from agent.ota.priority import lowered_priority
-from agent.ota.protocol import OtaRejectedError, Reason, SwapReport
 from agent.ota.sandbox import CandidateSpec, TrialRequest, limit_mode, run_trial
 from agent.ota.store import ModelRecord
 from agent.ota.trial import trial

@@ -22,7 +22,7 @@ from typing import BinaryIO
 import httpx
 import structlog
 
-from agent.ota.protocol import OtaRejectedError, Reason
+from agent.contracts.ota import OtaRejectedError, Reason
 from agent.util.backoff import backoff_delay
 from agent.util.files import file_sha256
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from agent.contracts.manifest import Manifest
 from agent.health.metrics import WindowSummary
-from agent.manifest import Manifest
 from agent.types import Frame, ModelInfo
 
 if TYPE_CHECKING:

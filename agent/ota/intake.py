@@ -15,10 +15,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from agent.manifest import DEFAULT_KIND, Manifest
-from agent.ota.config import OtaConfig
-from agent.ota.journal import StateJournal, model_id, now_rfc3339
-from agent.ota.protocol import (
+from agent.contracts.manifest import DEFAULT_KIND, Manifest
+from agent.contracts.ota import (
     OtaCommand,
     OtaRejectedError,
     OtaState,
@@ -26,11 +24,13 @@ from agent.ota.protocol import (
     command_digest,
     parse_command,
 )
+from agent.ota.config import OtaConfig
+from agent.ota.journal import StateJournal, model_id, now_rfc3339
 from agent.ota.runner import JobRunner
-from agent.ota.signing import trusted_key_map
 from agent.ota.store import Job, LedgerUnreadableError, ModelRecord, ModelStore
 from agent.ota.validate import SEQUENCE_CONSUMING, Delivery, ModelView, validate_command
 from agent.trust.config import TrustConfig
+from agent.trust.signing import trusted_key_map
 
 if TYPE_CHECKING:
     from agent.engines.build import Platform

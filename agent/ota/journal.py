@@ -13,11 +13,8 @@ import time
 
 import structlog
 
-from agent.manifest import Manifest
-from agent.messages.topics import Topics
-from agent.ota.host import ModelHost, RetainedPublisher
-from agent.ota.machine import check_transition
-from agent.ota.protocol import (
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import (
     ModelId,
     OtaCommand,
     OtaRejectedError,
@@ -29,6 +26,9 @@ from agent.ota.protocol import (
     format_rfc3339,
     state_bytes,
 )
+from agent.contracts.topics import Topics
+from agent.ota.host import ModelHost, RetainedPublisher
+from agent.ota.machine import check_transition
 from agent.ota.store import Baseline, Job, LedgerUnreadableError, ModelStore
 
 log = structlog.get_logger(__name__)

@@ -11,7 +11,7 @@ Every command ends in exactly one terminal state: committed, failed, rolled_back
 
 from __future__ import annotations
 
-from agent.ota.protocol import OtaState
+from agent.contracts.ota import OtaState
 from agent.util import transitions
 from agent.util.transitions import IllegalTransitionError
 

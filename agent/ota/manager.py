@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from agent.messages.topics import Topics
+from agent.contracts.ota import OtaState
+from agent.contracts.topics import Topics
 from agent.ota.activation import Activator
 from agent.ota.config import OtaConfig
 from agent.ota.host import ModelHost, RetainedPublisher
 from agent.ota.intake import CommandIntake
 from agent.ota.journal import StateJournal
-from agent.ota.protocol import OtaState
 from agent.ota.runner import BuildHook, JobRunner
 from agent.ota.sandbox import CandidateSpec
 from agent.ota.store import ModelStore

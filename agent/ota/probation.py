@@ -7,11 +7,11 @@ import time
 
 import structlog
 
+from agent.contracts.ota import OtaRejectedError, OtaState, Reason
 from agent.ota.activation import Activator, SwitchPlan
 from agent.ota.config import OtaConfig
 from agent.ota.host import ModelHost
 from agent.ota.journal import StateJournal
-from agent.ota.protocol import OtaRejectedError, OtaState, Reason
 from agent.ota.store import Job, LedgerUnreadableError, ModelStore
 from agent.ota.validate import Health, ProbationLimits, judge_probation
 

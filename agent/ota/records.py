@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from agent.manifest import Manifest
-from agent.ota.protocol import ModelId, OtaAction, OtaState, Reason, SwapReport
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import ModelId, OtaAction, OtaState, Reason, SwapReport
 from agent.util.models import FrozenModel
 
 

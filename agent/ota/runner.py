@@ -14,16 +14,16 @@ from pathlib import Path
 
 import structlog
 
-from agent.manifest import Manifest
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import OtaAction, OtaCommand, OtaRejectedError, OtaState, Progress, Reason
 from agent.ota.activation import Activator, SwitchPlan
 from agent.ota.config import OtaConfig
 from agent.ota.download import DownloadSettings, download_artifact, verify_artifact
 from agent.ota.host import ModelHost
 from agent.ota.journal import StateJournal
-from agent.ota.model_check import check_artifact
 from agent.ota.probation import ProbationWatch
-from agent.ota.protocol import OtaAction, OtaCommand, OtaRejectedError, OtaState, Progress, Reason
 from agent.ota.store import Baseline, Job, ModelRecord, ModelStore
+from agent.trust.model_check import check_artifact
 
 log = structlog.get_logger(__name__)
 

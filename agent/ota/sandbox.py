@@ -33,9 +33,9 @@ import numpy as np
 import structlog
 from pydantic import Field
 
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import OtaRejectedError, Reason
 from agent.engines.registry import EngineConfig
-from agent.manifest import Manifest
-from agent.ota.protocol import OtaRejectedError, Reason
 from agent.util.models import FrozenModel
 
 log = structlog.get_logger(__name__)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import structlog
 
-from agent.manifest import Manifest
-from agent.ota.protocol import format_rfc3339
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import format_rfc3339
 from agent.ota.records import (
     Job,
     Pointer,

@@ -34,8 +34,8 @@ import structlog
 from pydantic import BaseModel, Field, ValidationError
 
 from agent.contracts.ids import check_id
-from agent.manifest import Manifest
-from agent.ota.protocol import check_command_id, format_rfc3339
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import check_command_id, format_rfc3339
 from agent.ota.records import (
     Baseline,
     Job,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agent.ota.protocol import OtaRejectedError, Reason
+from agent.contracts.ota import OtaRejectedError, Reason
 from agent.ota.validate import check_detections, check_latency, check_raw_outputs
 
 if TYPE_CHECKING:

@@ -2,13 +2,13 @@
 
 The manager calls these in the protocol's order and persists what they decide:
 
-1. `parse_command` (payload size, JSON, types, path tricks) - in `agent.ota.protocol`
+1. `parse_command` (payload size, JSON, types, path tricks) - in `agent.contracts.ota`
 2. command signature, then device id                         - `check_authentic`
 3. redelivery of the latest command (idempotent) or a replay  - `classify_delivery`
 4. busy                                                        - the manager
 5. command expiry, then sequence                              - `check_fresh`
    (from here on the command consumes its sequence number)
-6. manifest signature and expiry                               - `agent.ota.signing`
+6. manifest signature and expiry                               - `agent.trust.ota`
 7. pin, version monotonic per name, generation monotonic per    - `check_target`
    kind across names, rollback target kept, compat
 """
@@ -25,20 +25,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.manifest import DEFAULT_KIND, Manifest, engine_compat_problems
-from agent.ota.protocol import (
+from agent.contracts.manifest import DEFAULT_KIND, Manifest, engine_compat_problems
+from agent.contracts.ota import (
     OtaAction,
     OtaCommand,
     OtaRejectedError,
     Reason,
     command_digest,
 )
-from agent.ota.signing import (
-    PublicKeyLike,
-    check_command_expiry,
-    verify_command_signature,
-    verify_manifest,
-)
+from agent.trust.ota import check_command_expiry, verify_command_signature, verify_manifest
+from agent.trust.signing import PublicKeyLike
 from agent.types import Detections
 
 if TYPE_CHECKING:

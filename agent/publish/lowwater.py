@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from agent.messages.payloads import OLDEST_UNACKED_FIELD
+from agent.contracts.payloads import OLDEST_UNACKED_FIELD
 from agent.publish.store import OutboxRow, StreamKey
 
 _NAME = f'"{OLDEST_UNACKED_FIELD}"'.encode()

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import structlog
 
+from agent.contracts.payloads import StatusMessage
 from agent.contracts.streams import Stream
-from agent.messages.payloads import StatusMessage
-from agent.messages.topics import Topics
+from agent.contracts.topics import Topics
 from agent.publish.acks import accept_ack
 from agent.publish.checkpoint import Checkpointer
 from agent.publish.config import MqttConfig, OutboxConfig

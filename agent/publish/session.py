@@ -20,8 +20,8 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.messages.payloads import StatusMessage, dump_payload, rfc3339_ms
-from agent.messages.topics import Topics
+from agent.contracts.payloads import StatusMessage, dump_payload, rfc3339_ms
+from agent.contracts.topics import Topics
 from agent.publish.config import MqttConfig
 from agent.publish.events import Connected, Disconnected, Inbox, Puback
 from agent.publish.tls import broker_password, build_tls_context

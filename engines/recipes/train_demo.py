@@ -100,7 +100,7 @@ def export(best: Path, out: Path, imgsz: int, name: str, version: int) -> Path:
     """Export best.pt to OUT/model.onnx and write OUT/manifest.json."""
     from ultralytics import YOLO
 
-    from agent.manifest import Manifest
+    from agent.contracts.manifest import Manifest
 
     onnx_path = Path(YOLO(str(best)).export(format="onnx", imgsz=imgsz))
     out.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, ValidationError
 
 from agent.contracts.canonical import canonical_json, signed_bytes
+from agent.contracts.manifest import Compat, Manifest
+from agent.contracts.ota import OtaAction, OtaCommand, SignedManifest, parse_command
 from agent.contracts.signed import SignedModel
-from agent.manifest import Compat, Manifest
-from agent.ota.protocol import OtaAction, OtaCommand, SignedManifest, parse_command
-from agent.ota.signing import sign_command, sign_manifest, verify_command, verify_manifest
+from agent.trust.ota import sign_command, sign_manifest, verify_command, verify_manifest
 from agent.trust.signing import SignatureError, key_id, public_key_b64, sign, verify
 
 RELEASE = Ed25519PrivateKey.generate()

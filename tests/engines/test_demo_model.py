@@ -11,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from agent.contracts.manifest import Manifest
 from agent.engines.yolo import DecodeParams, Layout, decode, detect_layout, letterbox
-from agent.manifest import Manifest
 from tests.conftest import DEMO_DIR
 
 SAMPLED_FRAMES = 10

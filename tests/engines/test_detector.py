@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from agent.contracts.manifest import Manifest
 from agent.engines.base import EngineError
 from agent.engines.detector import Detector, load_detector
 from agent.engines.model_loading import (
@@ -21,7 +22,6 @@ from agent.engines.model_loading import (
 )
 from agent.engines.ort import OnnxRuntimeConfig
 from agent.engines.yolo import Layout
-from agent.manifest import Manifest
 from tests.engines.synthetic import (
     E2E_OUT,
     EXPECTED_CLASS,

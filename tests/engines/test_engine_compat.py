@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.contracts.manifest import Compat, engine_compat_problems
 from agent.engines.build import ensure_engine, read_record
 from agent.engines.engine_cache import BuildJob, BuildOptions, Platform, sidecar_path
 from agent.gateway.registry import engine_compat
-from agent.manifest import Compat, engine_compat_problems
 
 NANO = Platform(tensorrt_version="10.3.0.30", gpu_name="Orin (8 SMs)", compute_capability="8.7")
 AGX = Platform(tensorrt_version="10.3.0.30", gpu_name="Orin (16 SMs)", compute_capability="8.7")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.messages.payloads import DetectionMessage, FrameSize, Latency, ModelRef, rfc3339_ms
+from agent.contracts.payloads import DetectionMessage, FrameSize, Latency, ModelRef, rfc3339_ms
 from agent.types import Detections, Frame
 from tests.fallback.tiny_florence import CLASS_NAMES, cached_tiny_florence
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.messages.payloads import DetectionMessage, HealthMessage
+from agent.contracts.payloads import DetectionMessage, HealthMessage
 from tests.helpers.broker import Mosquitto
 from tests.helpers.daemon import DaemonProcess, demo_config
 from tests.helpers.mqtt import Recorder

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.contracts.payloads import DetectionMessage
 from agent.fallback.config import FallbackConfig
 from agent.fallback.factory import create_runtime
 from agent.fallback.parse import FlorenceParseError, parse_generation
 from agent.fallback.worker import Fallback, FallbackState, StateMachine
-from agent.messages.payloads import DetectionMessage
 from agent.util.transitions import IllegalTransitionError
 from tests.fallback.conftest import dets, make_frame, make_yolo
 from tests.fallback.tiny_florence import CLASS_NAMES

@@ -2,7 +2,7 @@
 
 Each simulated device is one paho-mqtt client with the device's last will, retained
 `status` (with its active model) and retained `ota/state`. It verifies every command with the
-real `agent.ota.signing` code and the trusted public keys it is given (signature, device id,
+real `agent.trust.ota` code and the trusted public keys it is given (signature, device id,
 expiry, manifest signature), checks the sequence is increasing, treats a redelivery of the
 latest command as the same command, and walks the real OTA state sequence
 (downloading -> verifying -> loading -> validating -> active -> committed, or rolled_back with
@@ -30,9 +30,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.messages.payloads import CameraStatus, ModelRef, StatusMessage, dump_payload, rfc3339_ms
-from agent.messages.topics import Topics
-from agent.ota.protocol import (
+from agent.contracts.ota import (
     ModelId,
     OtaAction,
     OtaCommand,
@@ -45,7 +43,9 @@ from agent.ota.protocol import (
     parse_command,
     state_bytes,
 )
-from agent.ota.signing import verify_command
+from agent.contracts.payloads import CameraStatus, ModelRef, StatusMessage, dump_payload, rfc3339_ms
+from agent.contracts.topics import Topics
+from agent.trust.ota import verify_command
 
 
 def device_token(device: str) -> str:

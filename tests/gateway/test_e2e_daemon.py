@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.messages.payloads import DetectionMessage
+from agent.contracts.payloads import DetectionMessage
 from tests.gateway.conftest import REPO, Site, start_rollout, wait_for
 from tests.gateway.recorder import Recorder
 from tests.gateway.sim_device import device_token

@@ -1,5 +1,5 @@
 """End to end with real processes: Mosquitto, `edge-gateway serve`, and simulated devices that
-speak the real protocol (signatures verified with agent.ota.signing)."""
+speak the real protocol (signatures verified with agent.trust.ota)."""
 
 from __future__ import annotations
 

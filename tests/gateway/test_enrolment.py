@@ -13,12 +13,12 @@ from pathlib import Path
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
+from agent.contracts.ota import ModelId, OtaState, OtaStateMessage, state_bytes
+from agent.contracts.payloads import CameraStatus, ModelRef, StatusMessage, dump_payload, rfc3339_ms
 from agent.gateway.db import MIGRATIONS, Store
 from agent.gateway.devices import EnrolmentError
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, init_keys, load_key
-from agent.messages.payloads import CameraStatus, ModelRef, StatusMessage, dump_payload, rfc3339_ms
-from agent.ota.protocol import ModelId, OtaState, OtaStateMessage, state_bytes
 from tests.gateway.conftest import Site, cli, sha256_hex, wait_for
 from tests.gateway.sim_device import device_token
 

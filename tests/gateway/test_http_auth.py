@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.contracts.ota import OtaRejectedError, Reason
 from agent.gateway.api.app import create_app
 from agent.gateway.config import GatewayConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, init_keys, load_key
 from agent.ota.download import DownloadSettings, download_artifact
-from agent.ota.protocol import OtaRejectedError, Reason
 from tests.gateway.conftest import ADMIN, ServerThread, Site, admin_config, sha256_hex
 
 BLOB = os.urandom(50_000)

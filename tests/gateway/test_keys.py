@@ -10,8 +10,8 @@ import yaml
 
 from agent.gateway.keys import KeyFileError, KeyRole, export_yaml, init_keys, key_path, load_key
 from agent.ota.config import OtaConfig
-from agent.ota.signing import key_id
 from agent.trust.config import TrustConfig
+from agent.trust.signing import key_id
 
 
 def test_init_creates_private_files_0600_in_a_0700_dir(tmp_path: Path) -> None:

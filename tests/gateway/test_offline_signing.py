@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import SignedManifest, parse_rfc3339
 from agent.gateway.db import Store
 from agent.gateway.keys import KeyRole, key_path, load_key_file
-from agent.manifest import Manifest
-from agent.ota.protocol import SignedManifest, parse_rfc3339
-from agent.ota.signing import sign_manifest, verify_manifest
+from agent.trust.ota import sign_manifest, verify_manifest
 from agent.util.files import file_sha256
 from tests.gateway.conftest import DEMO_MODEL, cli, write_config
 from tests.helpers.external_data import external_data_model

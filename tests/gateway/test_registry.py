@@ -8,11 +8,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from agent.contracts.ota import SignedManifest
 from agent.gateway.db import Store
 from agent.gateway.keys import KeyRole, init_keys, load_key, public_info
 from agent.gateway.registry import RegistryError, add_model, parse_imgsz, parse_names
-from agent.ota.protocol import SignedManifest
-from agent.ota.signing import verify_manifest
+from agent.trust.ota import verify_manifest
 
 
 def tiny_onnx(path: Path, meta: dict[str, str], nc: int = 2, hw: int = 64) -> Path:

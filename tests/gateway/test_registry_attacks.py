@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from agent.ota.protocol import parse_rfc3339
+from agent.contracts.ota import parse_rfc3339
 from tests.gateway.conftest import DEMO_MODEL, cli, write_config
 from tests.helpers.external_data import external_data_model
 

@@ -211,7 +211,7 @@ def test_illegal_device_transitions_raise(start: DeviceState, target: DeviceStat
 
 def test_command_ids_fit_the_protocol() -> None:
     """Command ids are short, unique per device and kind, and valid protocol ids."""
-    from agent.ota.protocol import check_command_id
+    from agent.contracts.ota import check_command_id
 
     r = plan([f"device-{'x' * 50}-{i}" for i in range(3)])
     ids = {r.command_id(d, k) for d in r.slots for k in CommandKind}

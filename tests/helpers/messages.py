@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from agent.messages.payloads import (
+from agent.contracts.payloads import (
     Detection,
     DetectionMessage,
     FrameSize,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.messages.payloads import DetectionMessage
+from agent.contracts.payloads import DetectionMessage
 from tests.helpers.messages import detection_payload
 
 

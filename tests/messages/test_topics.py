@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.messages.topics import Topics, detections_filter, parse_device
+from agent.contracts.topics import Topics, detections_filter, parse_device
 
 
 def test_topics_follow_the_contract() -> None:

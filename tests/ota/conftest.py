@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.manifest import Manifest
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import OtaAction, OtaCommand, SignedManifest
 from agent.ota.config import OtaConfig
-from agent.ota.protocol import OtaAction, OtaCommand, SignedManifest
-from agent.ota.signing import key_id, public_key_b64, sign_command, sign_manifest
 from agent.trust.config import TrustConfig
+from agent.trust.ota import sign_command, sign_manifest
+from agent.trust.signing import key_id, public_key_b64
 
 DEVICE = "dev-1"
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)

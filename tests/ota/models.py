@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from agent.manifest import Manifest
+from agent.contracts.manifest import Manifest
 
 
 def _load(src: Path) -> tuple[onnx.ModelProto, str, str, int, dict[str, str]]:

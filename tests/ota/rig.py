@@ -17,13 +17,13 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import OtaCommand, OtaStateMessage
+from agent.contracts.topics import Topics
 from agent.engines.detector import Detector, load_detector
 from agent.engines.ort import OnnxRuntimeConfig
-from agent.manifest import Manifest
-from agent.messages.topics import Topics
 from agent.ota.config import OtaConfig
 from agent.ota.manager import OtaManager
-from agent.ota.protocol import OtaCommand, OtaStateMessage
 from agent.ota.sandbox import CandidateSpec
 from agent.pipeline import Pipeline, PipelineSettings
 from agent.trust.config import TrustConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.ota.protocol import OtaRejectedError, Reason
+from agent.contracts.ota import OtaRejectedError, Reason
 from agent.ota.validate import Ledger, ModelView, validate_command
 from tests.ota.conftest import DEVICE, Forge, manifest
 

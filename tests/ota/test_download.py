@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.contracts.ota import OtaRejectedError, Reason
 from agent.ota.download import DownloadSettings, download_artifact, verify_artifact
-from agent.ota.protocol import OtaRejectedError, Reason
 from tests.helpers.broker import free_port
 from tests.helpers.tmpfs import small_tmpfs
 from tests.ota.artifact_server import ArtifactServer

@@ -16,9 +16,9 @@ from typing import Any
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
-from agent.manifest import Manifest
-from agent.messages.payloads import DetectionMessage
-from agent.ota.protocol import OtaCommand, OtaState, OtaStateMessage, Reason
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import OtaCommand, OtaState, OtaStateMessage, Reason
+from agent.contracts.payloads import DetectionMessage
 from agent.ota.store import ModelStore
 from tests.helpers.broker import Mosquitto
 from tests.helpers.daemon import DaemonProcess, demo_config

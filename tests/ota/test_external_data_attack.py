@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.manifest import Manifest
-from agent.ota.protocol import OtaState, Reason
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import OtaState, Reason
 from agent.ota.store import ModelStore
 from tests.helpers.external_data import external_data_model
 from tests.ota import models as variants

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.manifest import Manifest
-from agent.ota.protocol import OtaAction, OtaState, Reason
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import OtaAction, OtaState, Reason
 from agent.ota.store import ModelStore
 from tests.ota import models as variants
 from tests.ota.artifact_server import ArtifactServer

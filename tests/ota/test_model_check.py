@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.ota.model_check import (
+from agent.trust.model_check import (
     ExternalDataError,
     NotOnnxError,
     check_onnx_file,

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import OtaRejectedError, Reason
 from agent.engines.ort import OnnxRuntimeConfig
 from agent.engines.trt import TensorRTConfig
-from agent.manifest import Manifest
-from agent.ota.protocol import OtaRejectedError, Reason
 from agent.ota.sandbox import CandidateSpec, TrialRequest, child_command, limit_mode, run_trial
 from tests.ota import models as variants
 

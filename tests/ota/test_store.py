@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.manifest import Manifest
-from agent.ota.protocol import ModelId, OtaAction, OtaState, Reason
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import ModelId, OtaAction, OtaState, Reason
 from agent.ota.startup import resolve_startup
 from agent.ota.store import (
     Job,

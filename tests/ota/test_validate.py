@@ -9,9 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agent.engines.build import Platform
-from agent.manifest import Compat
-from agent.ota.protocol import (
+from agent.contracts.manifest import Compat
+from agent.contracts.ota import (
     OtaAction,
     OtaRejectedError,
     Reason,
@@ -19,8 +18,9 @@ from agent.ota.protocol import (
     canonical_bytes,
     parse_command,
 )
-from agent.ota.signing import sign_command
+from agent.engines.build import Platform
 from agent.ota.validate import Delivery, Ledger, ModelView, validate_command
+from agent.trust.ota import sign_command
 from tests.ota.conftest import DEVICE, Forge, edit, manifest, to_bytes
 
 ACTIVE = ("demo-yolov8n", 2, "11" * 32)

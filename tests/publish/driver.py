@@ -17,8 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from agent.messages.payloads import StatusMessage, rfc3339_ms
-from agent.messages.topics import Topics
+from agent.contracts.payloads import StatusMessage, rfc3339_ms
+from agent.contracts.topics import Topics
 from agent.publish.config import MqttConfig, OutboxConfig
 from agent.publish.publisher import Publisher
 from tests.publish.support import DEVICE, GATEWAY_KEYS, payload

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.contracts.ack import AckEntry, AckMessage
-from agent.messages.payloads import StatusMessage, rfc3339_ms
+from agent.contracts.payloads import StatusMessage, rfc3339_ms
 from agent.publish.config import MqttConfig, OutboxConfig
 from agent.trust.signing import key_id, public_key_b64, sign
 from tests.helpers.polling import wait_for as wait_for  # shared by the publish tests

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.messages.topics import Topics
+from agent.contracts.topics import Topics
 from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.publish.publisher import Publisher, build_tls_context
 from tests.publish.shipped import ShippedMosquitto, client_context, fleet_certs, make_certs

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.contracts.ack import AckEntry, AckMessage
-from agent.messages.payloads import HealthMessage, StatusMessage
+from agent.contracts.payloads import HealthMessage, StatusMessage
 from agent.trust.signing import key_id, public_key_b64, sign
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.daemon import DaemonProcess, demo_config

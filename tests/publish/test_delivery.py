@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agent.messages.topics import Topics
+from agent.contracts.topics import Topics
 from agent.publish.publisher import Publisher
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.proxy import TcpProxy

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.messages.payloads import DetectionMessage
+from agent.contracts.payloads import DetectionMessage
 from agent.publish.lowwater import LowWater, stamp_oldest_unacked
 from agent.publish.memory import MemoryStore
 from agent.publish.store import OutboxMessage

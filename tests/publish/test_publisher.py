@@ -16,9 +16,9 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
+from agent.contracts.payloads import DetectionMessage, StatusMessage
 from agent.contracts.streams import Stream
-from agent.messages.payloads import DetectionMessage, StatusMessage
-from agent.messages.topics import Topics
+from agent.contracts.topics import Topics
 from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.publish.publisher import Publisher, PublisherConfigError, build_tls_context
 from tests.helpers.broker import Mosquitto, free_port

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from agent.manifest import Manifest
-from agent.ota.protocol import OtaRejectedError, Reason
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import OtaRejectedError, Reason
 
 EXTERNAL = 1  # onnx.TensorProto.EXTERNAL (DataLocation); kept here so the walk needs no import
 

@@ -15,26 +15,19 @@ from datetime import datetime, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.manifest import Manifest
-from agent.ota.protocol import (
+from agent.contracts.manifest import Manifest
+from agent.contracts.ota import (
     OtaCommand,
     OtaRejectedError,
     Reason,
     SignedManifest,
     parse_rfc3339,
 )
-from agent.trust.signing import (  # noqa: F401  (re-exported for OTA callers)
+from agent.trust.signing import (
     PublicKeyLike,
     SignatureError,
     SignatureProblem,
-    key_id,
-    load_private_key,
-    load_public_key,
-    private_key_b64,
-    public_key_b64,
-    public_raw,
     sign,
-    trusted_key_map,
     verify,
 )
 

@@ -1,7 +1,7 @@
 """The model manifest: what a model artifact is, independent of how it is signed or shipped.
 
 The same model is used for `engines/demo/manifest.json`, the gateway's registry and the
-OTA protocol (which wraps it in a signature envelope, see `agent.ota.protocol`).
+OTA protocol (which wraps it in a signature envelope, see `agent.contracts.ota`).
 Pure pydantic: reading files is the caller's job.
 """
 

@@ -2,8 +2,8 @@
 
 Three payloads cross the wire (documented in `docs/ota.md`):
 
-* `SignedManifest` - a `agent.manifest.Manifest` wrapped with the id of the **release key**
-  that signed it and an ed25519 signature.
+* `SignedManifest` - an `agent.contracts.manifest.Manifest` wrapped with the id of the
+  **release key** that signed it and an ed25519 signature.
 * `OtaCommand` - a deploy or rollback order for one device, carrying the signed manifest,
   signed as a whole by the **gateway key**. Published on `edge/<device>/ota/command`.
 * `OtaStateMessage` - the device's position in the OTA state machine, published retained on
@@ -16,7 +16,7 @@ type carries a distinct `schema` value, so a signature over a manifest can never
 as a signature over a command.
 
 Pure pydantic and hashing: no disk, no network. Signing and verifying live in
-`agent.ota.signing`; the order of checks lives in `agent.ota.validate`.
+`agent.trust.ota`; the order of checks lives in `agent.ota.validate`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agent.contracts.canonical import canonical_json
 from agent.contracts.ids import SafeId
+from agent.contracts.manifest import Manifest
 from agent.contracts.signed import SignedModel
-from agent.manifest import Manifest
 
 SIGNED_MANIFEST_SCHEMA = "edge.signed-manifest/1"
 COMMAND_SCHEMA = "edge.ota-command/1"
@@ -189,7 +189,7 @@ class SignedManifest(SignedModel):
     schema_: Literal["edge.signed-manifest/1"] = Field(
         SIGNED_MANIFEST_SCHEMA, alias="schema", description="Envelope schema id."
     )
-    manifest: Manifest = Field(description="The signed manifest (agent.manifest.Manifest).")
+    manifest: Manifest = Field(description="The signed manifest (contracts.manifest.Manifest).")
     key_id: str | None = Field(
         None,
         pattern=KEY_ID_PATTERN,
@@ -377,7 +377,7 @@ def parse_command(payload: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> OtaComm
 
     Reasons: `payload_too_large` (more than `max_bytes`), `path_traversal` (a name or id
     holding '/', '\\', '..', a leading '.' or NUL), `malformed` (anything else invalid).
-    The signature is not checked here (see `agent.ota.signing.verify_command`).
+    The signature is not checked here (see `agent.trust.ota.verify_command`).
     """
     if len(payload) > max_bytes:
         raise OtaRejectedError(
