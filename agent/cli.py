@@ -12,8 +12,7 @@ from pathlib import Path
 import click
 
 from agent import __version__
-
-DEFAULT_CONFIG = Path("configs/agent.yaml")
+from agent.cli_common import DEFAULT_CONFIG
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,6 +22,7 @@ import click
 import structlog
 
 from agent import __version__
+from agent.cli_common import config_option
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.contracts.payloads import (
     CameraStatus,
@@ -467,14 +468,7 @@ def run(config: AgentConfig, on_ready: Callable[[Daemon], None] | None = None) -
 
 
 @click.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=Path("configs/agent.yaml"),
-    show_default=True,
-    help="Agent config file (YAML).",
-)
+@config_option("Agent config file (YAML).")
 def run_command(config_path: Path) -> None:
     """Run the daemon until SIGTERM/SIGINT."""
     try:

@@ -1,0 +1,27 @@
+"""What the `edge-agent` sub-commands share: the `--config` option. Only click here: every
+command keeps its heavy imports to itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+DEFAULT_CONFIG = Path("configs/agent.yaml")
+"""The agent config a command reads when none is named."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(help_text: str) -> Callable[[F], F]:
+    """`--config` (into `config_path`), defaulting to `DEFAULT_CONFIG`."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        help=help_text,
+    )
