@@ -1,9 +1,9 @@
-"""What the `edge-agent` sub-commands share: the `--config` option. Only click here: every
-command keeps its heavy imports to itself."""
+"""What the `edge-agent` sub-commands share: the `--config` option and problem lists.
+Only click here: every command keeps its heavy imports to itself."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,3 +25,10 @@ def config_option(help_text: str) -> Callable[[F], F]:
         show_default=True,
         help=help_text,
     )
+
+
+def echo_problems(header: str, problems: Iterable[str]) -> None:
+    """Print `header`, then each problem indented on its own line, to stderr."""
+    click.echo(header, err=True)
+    for p in problems:
+        click.echo(f"  {p}", err=True)

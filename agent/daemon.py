@@ -22,7 +22,7 @@ import click
 import structlog
 
 from agent import __version__
-from agent.cli_common import config_option
+from agent.cli_common import config_option, echo_problems
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.contracts.payloads import (
     CameraStatus,
@@ -474,9 +474,7 @@ def run_command(config_path: Path) -> None:
     try:
         cfg = load_config(config_path)
     except ConfigError as err:
-        click.echo(f"{config_path}: invalid config:", err=True)
-        for p in err.problems:
-            click.echo(f"  {p}", err=True)
+        echo_problems(f"{config_path}: invalid config:", err.problems)
         raise SystemExit(1) from None
     configure_logging(cfg.logging.format, cfg.logging.level)
     try:
