@@ -1,11 +1,12 @@
-"""What the `edge-agent` sub-commands share: the `--config` option and problem lists.
-Only click here: every command keeps its heavy imports to itself."""
+"""What the `edge-agent` sub-commands share: the `--config` option, problem lists, the
+one-line error exit. Only click here: every command keeps its heavy imports to itself."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -32,3 +33,9 @@ def echo_problems(header: str, problems: Iterable[str]) -> None:
     click.echo(header, err=True)
     for p in problems:
         click.echo(f"  {p}", err=True)
+
+
+def fail(command: str, message: str) -> NoReturn:
+    """Print `edge-agent <command>: error: <message>` to stderr and exit 1."""
+    click.echo(f"edge-agent {command}: error: {message}", err=True)
+    sys.exit(1)
