@@ -12,8 +12,7 @@ from pathlib import Path
 import click
 
 from agent import __version__
-
-DEFAULT_CONFIG = Path("configs/agent.yaml")
+from agent.cli_common import DEFAULT_CONFIG, echo_problems
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,9 +30,7 @@ def check_config(config: Path) -> None:
     try:
         cfg = load_config(config)
     except ConfigError as err:
-        click.echo(f"{config}: {len(err.problems)} problem(s)", err=True)
-        for p in err.problems:
-            click.echo(f"  {p}", err=True)
+        echo_problems(f"{config}: {len(err.problems)} problem(s)", err.problems)
         sys.exit(1)
     click.echo(f"{config}: OK (device {cfg.device.id}, {len(cfg.cameras)} camera(s))")
 

@@ -22,6 +22,7 @@ import click
 import structlog
 
 from agent import __version__
+from agent.cli_common import config_option, echo_problems
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.contracts.payloads import (
     CameraStatus,
@@ -467,22 +468,13 @@ def run(config: AgentConfig, on_ready: Callable[[Daemon], None] | None = None) -
 
 
 @click.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=Path("configs/agent.yaml"),
-    show_default=True,
-    help="Agent config file (YAML).",
-)
+@config_option("Agent config file (YAML).")
 def run_command(config_path: Path) -> None:
     """Run the daemon until SIGTERM/SIGINT."""
     try:
         cfg = load_config(config_path)
     except ConfigError as err:
-        click.echo(f"{config_path}: invalid config:", err=True)
-        for p in err.problems:
-            click.echo(f"  {p}", err=True)
+        echo_problems(f"{config_path}: invalid config:", err.problems)
         raise SystemExit(1) from None
     configure_logging(cfg.logging.format, cfg.logging.level)
     try:

@@ -20,6 +20,7 @@ import click
 import paho.mqtt.client as mqtt
 import yaml
 
+from agent.cli_common import config_option
 from agent.config import ConfigError, load_config
 from agent.contracts.payloads import DetectionMessage
 from agent.contracts.topics import detections_filter
@@ -96,14 +97,7 @@ def start_demo_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]
 
 
 @click.command("demo")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=Path("configs/agent.yaml"),
-    show_default=True,
-    help="Agent config to run.",
-)
+@config_option("Agent config to run.")
 @click.option(
     "--seconds",
     type=float,

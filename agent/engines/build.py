@@ -42,6 +42,7 @@ from agent.engines.engine_cache import (
     EngineRecord,
     EngineRecordError,
     Platform,
+    TrtBuildSettings,
     artifact_format_of,
     build_needed,
     cache_key,
@@ -70,17 +71,10 @@ class EngineSettings(Protocol):
     def type(self) -> str: ...
 
 
-class TrtEngineSettings(EngineSettings, Protocol):
-    """The TensorRT config's fields `prepare_model` builds with."""
+class TrtEngineSettings(EngineSettings, TrtBuildSettings, Protocol):
+    """The TensorRT config's fields `prepare_model` builds with: the build fields
+    (`TrtBuildSettings`) plus where the engine is cached and on which GPU."""
 
-    @property
-    def precision(self) -> str: ...
-    @property
-    def workspace_mib(self) -> int: ...
-    @property
-    def calib_images(self) -> Path | None: ...
-    @property
-    def calib_max_images(self) -> int: ...
     @property
     def cache_dir(self) -> Path: ...
     @property
@@ -456,7 +450,7 @@ def prepare_model(engine_config: EngineSettings, model_path: Path) -> Path:
     trt_config: TrtEngineSettings = engine_config  # type: ignore[assignment]
     return ensure_engine(
         model_path,
-        BuildOptions.from_config(trt_config),  # type: ignore[arg-type]
+        BuildOptions.from_config(trt_config),
         trt_config.cache_dir,
         device=trt_config.device,
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from agent.cli_common import echo_problems
 from agent.engines.trt import DEFAULT_ENGINE_CACHE as DEFAULT_CACHE_DIR
 
 
@@ -117,9 +118,7 @@ def build_command(
             raise BuildArgsError(problems)
         options = BuildOptions.model_validate(options.model_dump())
     except BuildArgsError as err:
-        click.echo(f"engine build: {len(err.problems)} problem(s)", err=True)
-        for p in err.problems:
-            click.echo(f"  {p}", err=True)
+        echo_problems(f"engine build: {len(err.problems)} problem(s)", err.problems)
         sys.exit(2)
     except ValidationError as err:
         click.echo(f"engine build: invalid options: {err}", err=True)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from agent.contracts.manifest import Manifest
 from agent.engines.base import EngineError
 from agent.util import files
+from agent.util.model_meta import imgsz_pair
 from agent.util.validation import format_validation_error
 
 
@@ -112,15 +113,10 @@ def parse_imgsz(raw: str) -> tuple[int, int]:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
         raise ModelMetadataError(f"model metadata 'imgsz' is not a literal: {raw[:100]!r}") from exc
-    if isinstance(value, int):
-        value = [value, value]
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
+    pair = imgsz_pair(value)
+    if pair is None:
         raise ModelMetadataError(f"model metadata 'imgsz' must be [H, W] > 0: {raw[:100]!r}")
-    return int(value[0]), int(value[1])
+    return pair
 
 
 def metadata_names(metadata: Mapping[str, str]) -> tuple[str, ...] | None:

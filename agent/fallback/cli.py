@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-
-def _fail(message: str) -> None:
-    click.echo(f"edge-agent florence: error: {message}", err=True)
-    sys.exit(1)
+from agent.cli_common import fail
 
 
 @click.group("florence")
@@ -53,7 +49,7 @@ def export_command(model: str, out: Path, int8: bool, int8_out: Path | None) -> 
             quantize_int8(out, target, progress=click.echo)
             click.echo(f"int8 export: {target}  (runtime: onnx-int8)")
     except FlorenceModelError as err:
-        _fail(str(err))
+        fail("florence", str(err))
     click.echo(f"fp32 export: {out}  (runtime: onnx-fp32)")
 
 
@@ -106,7 +102,7 @@ def run_command(
         CaptureError,
         ValueError,
     ) as err:
-        _fail(str(err))
+        fail("florence", str(err))
     d = res.detections
     click.echo(
         json.dumps(

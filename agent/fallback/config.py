@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from agent.contracts.ids import SafeId
 from agent.util.models import FrozenModel
+from agent.util.validation import check_min_max
 
 Task = Literal[
     "<OD>",
@@ -104,8 +105,7 @@ class UploadConfig(FrozenModel):
     def _check(self) -> UploadConfig:
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"upload.url must start with http:// or https://, got {self.url!r}")
-        if self.retry_max_s < self.retry_min_s:
-            raise ValueError("retry_max_s must be >= retry_min_s")
+        check_min_max(self, "retry_min_s", "retry_max_s")
         return self
 
     def token(self) -> str | None:
@@ -161,8 +161,7 @@ class FallbackConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _check(self) -> FallbackConfig:
-        if self.restart_max_s < self.restart_min_s:
-            raise ValueError("restart_max_s must be >= restart_min_s")
+        check_min_max(self, "restart_min_s", "restart_max_s")
         return self
 
     def policy_for(self, camera: str) -> CameraPolicy:

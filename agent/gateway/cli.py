@@ -23,7 +23,12 @@ from agent.gateway.cli_common import config_of
 from agent.gateway.config import (
     DEFAULT_CONFIG_PATH,
 )
-from agent.gateway.signing_cli import parse_compat, parse_size, release_options
+from agent.gateway.signing_cli import (
+    model_options,
+    parse_compat,
+    parse_size,
+    release_options,
+)
 from agent.gateway.signing_cli import register as register_signing
 
 CONFIG_ENV = "EDGE_GATEWAY_CONFIG"
@@ -68,16 +73,7 @@ def models_group() -> None:
 
 @models_group.command("add")
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--name", required=True, help="Model name ([a-z0-9-]); versions are per name.")
-@click.option("--version", "version", required=True, type=int, help="Integer, above the last.")
-@click.option(
-    "--labels",
-    default=None,
-    help="Class names: 'a,b,c' or a file, one per line. Default: the ONNX/engine metadata.",
-)
-@click.option("--imgsz", default=None, help="Input size H,W when the file does not say it.")
-@click.option("--min-tensorrt", default=None, help="Engines: lowest TensorRT version.")
-@click.option("--gpu-arch", default=None, help="Engines: GPU arch built for, e.g. sm_87.")
+@model_options("Class names: 'a,b,c' or a file, one per line. Default: the ONNX/engine metadata.")
 @release_options
 @click.pass_context
 def models_add(

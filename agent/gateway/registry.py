@@ -33,6 +33,7 @@ from agent.trust.model_check import NotOnnxError, load_onnx_proto, onnx_problems
 from agent.trust.ota import sign_manifest, verify_manifest
 from agent.trust.signing import PublicKeyLike
 from agent.util.files import file_sha256, fsync_dir
+from agent.util.model_meta import imgsz_pair
 
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -78,15 +79,10 @@ def parse_imgsz(text: str) -> tuple[int, int]:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError) as err:
         raise RegistryError(f"imgsz metadata {text!r} is not a literal: {err}") from None
-    if isinstance(value, int):
-        value = [value, value]
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, int) and v > 0 for v in value)
-    ):
+    pair = imgsz_pair(value)
+    if pair is None:
         raise RegistryError(f"imgsz metadata {text!r} is not [height, width]")
-    return int(value[0]), int(value[1])
+    return pair
 
 
 def _static_dims(value_info: object) -> list[int | None]:

@@ -10,7 +10,8 @@ Two machines (docs/gateway.md):
   MANIFEST` verifies the signature, the file's sha256 and length, and registers it.
 
 `models add` (in `agent.gateway.cli`) still signs on the gateway, for a single-box lab;
-`release_options` gives it the same expiry, generation and kind options as `models sign`.
+`model_options` and `release_options` give it the same model, expiry, generation and kind
+options as `models sign`.
 `register` adds these commands to the click groups of `agent.gateway.cli`.
 """
 
@@ -56,6 +57,30 @@ def release_options(fn: F) -> F:
         show_default=True,
         help="The manifest expires this many days after signing.",
     )(fn)
+
+
+def model_options(labels_help: str) -> Callable[[F], F]:
+    """--name, --version, --labels, --imgsz, --min-tensorrt, --gpu-arch: what describes the
+    model file, shared by `models sign`/`add` (`labels_help` says where labels default from)."""
+    options = (
+        click.option(
+            "--name", required=True, help="Model name ([a-z0-9-]); versions are per name."
+        ),
+        click.option(
+            "--version", "version", required=True, type=int, help="Integer, above the last."
+        ),
+        click.option("--labels", default=None, help=labels_help),
+        click.option("--imgsz", default=None, help="Input size H,W when the file does not say it."),
+        click.option("--min-tensorrt", default=None, help="Engines: lowest TensorRT version."),
+        click.option("--gpu-arch", default=None, help="Engines: GPU arch built for, e.g. sm_87."),
+    )
+
+    def apply(fn: F) -> F:
+        for option in reversed(options):  # the first listed is the outermost, as with @-stacking
+            fn = option(fn)
+        return fn
+
+    return apply
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -173,8 +198,6 @@ def keys_export(ctx: click.Context, as_json: bool) -> None:
 
 @click.command("sign")
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--name", required=True, help="Model name ([a-z0-9-]); versions are per name.")
-@click.option("--version", "version", required=True, type=int, help="Integer, above the last.")
 @click.option(
     "--release-key",
     required=True,
@@ -187,10 +210,7 @@ def keys_export(ctx: click.Context, as_json: bool) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Where to write the signed manifest (JSON).",
 )
-@click.option("--labels", default=None, help="Class names: 'a,b,c' or a file, one per line.")
-@click.option("--imgsz", default=None, help="Input size H,W when the file does not say it.")
-@click.option("--min-tensorrt", default=None, help="Engines: lowest TensorRT version.")
-@click.option("--gpu-arch", default=None, help="Engines: GPU arch built for, e.g. sm_87.")
+@model_options("Class names: 'a,b,c' or a file, one per line.")
 @release_options
 def models_sign(file: Path, release_key: Path, out: Path, **opts: Any) -> None:
     """Sign FILE's manifest with the release key, on the workstation (no gateway needed).

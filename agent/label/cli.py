@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from agent.cli_common import fail
 from agent.label.teachers import teacher_names
 
 if TYPE_CHECKING:
@@ -37,8 +38,7 @@ class _TqdmProgress:
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"edge-agent label: error: {message}", err=True)
-    sys.exit(1)
+    fail("label", message)
 
 
 @click.command("label")

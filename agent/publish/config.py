@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from agent.contracts.ids import SafeId
 from agent.trust.tls import TlsConfig
 from agent.util.models import FrozenModel
+from agent.util.validation import check_min_max
 from agent.yamlconfig import secret_from_env
 
 
@@ -87,8 +88,7 @@ class MqttConfig(FrozenModel):
     def _check(self) -> MqttConfig:
         if self.client_id is not None and any(c in self.client_id for c in "+#/"):
             raise ValueError("client_id must not contain '+', '#' or '/'")
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        check_min_max(self, "reconnect_min_s", "reconnect_max_s")
         return self
 
     def password(self) -> str | None:

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.contracts.ids import SafeId
 from agent.util.models import FrozenModel
+from agent.util.validation import check_min_max
 
 PASSWORD_PLACEHOLDER = "{password}"
 
@@ -115,6 +116,5 @@ class CameraConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraConfig:
-        if self.backoff_max_s < self.backoff_min_s:
-            raise ValueError("backoff_max_s must be >= backoff_min_s")
+        check_min_max(self, "backoff_min_s", "backoff_max_s")
         return self

@@ -15,3 +15,10 @@ def validation_problems(err: ValidationError) -> list[str]:
 def format_validation_error(err: ValidationError) -> str:
     """All problems of `err` on one line, separated by `; `."""
     return "; ".join(validation_problems(err))
+
+
+def check_min_max(model: object, low: str, high: str) -> None:
+    """Raise `ValueError("<high> must be >= <low>")` when `model.<high>` is below `model.<low>`
+    (a delay window's bounds, for a model validator)."""
+    if getattr(model, high) < getattr(model, low):
+        raise ValueError(f"{high} must be >= {low}")
