@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from agent.engines.build import Platform
     from agent.engines.detector import Detector
     from agent.engines.trt import TensorRTConfig
-    from agent.ota.manager import OtaManager
+    from agent.ota.manager import OtaManager, OtaSlots
     from agent.publish.publisher import Publisher
 
 log = structlog.get_logger(__name__)
@@ -101,7 +101,7 @@ class Daemon:
         self.publisher: Any = None
         self.pipeline: Pipeline | None = None
         self.fallback: Any = None
-        self.ota: OtaManager | None = None
+        self.ota: OtaSlots | None = None
         self._last_states: dict[str, str] = {}
         self._last_dropped = 0
 
@@ -228,7 +228,9 @@ class Daemon:
         self.publisher = build_publisher(cfg, self.topics, self.boot_id)
         self._build_pipeline(detector)
         if cfg.ota.enabled:
-            self.ota = build_ota_manager(cfg, self.topics, self.pipeline, self.publisher)
+            self.ota = build_ota_slots(
+                cfg, self.topics, self.pipeline, self.publisher, self.fallback
+            )
             # Subscribed before the first connect, so a command sent the moment the gateway
             # sees this device online is queued, not lost; it is handled once OTA starts.
             self.ota.listen()
@@ -260,10 +262,14 @@ class Daemon:
         self.group = group
         self.readers = {r.camera_id: r for r in group.readers}
         if cfg.fallback.enabled:
+            from agent.fallback.ota_host import florence_startup
             from agent.fallback.worker import Fallback
 
             submit = self.publisher.submitter(Stream.FLORENCE2)  # its own stream and seq
-            self.fallback = Fallback(cfg.fallback, cfg.device.id, submit, cfg.device.state_dir)
+            model = florence_startup(cfg)  # the Florence-2 OTA slot's model, when it has one
+            self.fallback = Fallback(
+                cfg.fallback, cfg.device.id, submit, cfg.device.state_dir, model=model
+            )
         self.pipeline = Pipeline(
             PipelineSettings(
                 device=cfg.device.id, boot_id=self.boot_id, publish_empty=cfg.mqtt.publish_empty
@@ -357,6 +363,21 @@ class Daemon:
             self.publisher.stop(timeout=left())
         self.notifier.close()
         log.info("stopped")
+
+
+def build_ota_slots(
+    cfg: AgentConfig, topics: Topics, pipeline: Pipeline, publisher: Publisher, fallback: Any
+) -> OtaSlots:
+    """The detector's OTA manager, and the Florence-2 fallback's when its slot is on."""
+    from agent.ota.manager import OtaSlots
+
+    managers = [build_ota_manager(cfg, topics, pipeline, publisher)]
+    if fallback is not None and fallback.model.model_dir is not None:
+        from agent.fallback.ota_host import build_florence_ota, slot_enabled
+
+        if slot_enabled(cfg):
+            managers.append(build_florence_ota(cfg, topics, publisher, fallback, pipeline))
+    return OtaSlots(managers)
 
 
 def build_ota_manager(

@@ -183,7 +183,11 @@ class Manifest(BaseModel):
     )
     name: SafeId = Field(description="Model name; versions are monotonic per name.")
     version: int = Field(ge=1, description="Integer version, monotonic per name.")
-    format: Literal["onnx", "engine"] = Field(description="Artifact format.")
+    format: Literal["onnx", "engine", "tar"] = Field(
+        description="Artifact format: `onnx`, `engine` (TensorRT plan), or `tar` (a multi-file "
+        "model such as a Florence-2 directory, packed as one uncompressed tar: "
+        "`edge-agent florence pack`)."
+    )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the artifact bytes.")
     length: int = Field(gt=0, description="Artifact size in bytes.")
     input_size: tuple[int, int] = Field(description="Network input (height, width) in pixels.")

@@ -105,6 +105,8 @@ class Reason(str, Enum):
     DISK_FULL = "disk_full"  # not enough free space before, or ENOSPC during, the download
     # -- activation
     BUILD_FAILED = "build_failed"  # TensorRT engine build failed
+    BAD_ARCHIVE = "bad_archive"  # a multi-file artifact (tar) is unsafe or broken: path tricks,
+    # links, special files, over its size cap, not a tar, or no loadable model inside
     LOAD_FAILED = "load_failed"  # the new model does not load
     VALIDATION_FAILED = "validation_failed"  # crashes / garbage / too slow on recent frames
     SWAP_FAILED = "swap_failed"  # the pipeline did not take the new model in time

@@ -46,6 +46,14 @@ class Topics:
         """Retained OTA state machine position."""
         return f"{self.base}/ota/state"
 
+    def ota_state_of(self, kind: str) -> str:
+        """Retained OTA state of the model slot `kind`: the detector's on `ota/state`, the
+        Florence-2 fallback's on `ota/florence2/state` (each slot runs its own commands)."""
+        if kind == "detector":
+            return self.ota_state
+        check_id(kind, "model kind")
+        return f"{self.base}/ota/{kind}/state"
+
     @property
     def ack(self) -> str:
         """Application acks from the gateway that let the outbox delete delivered messages."""
@@ -80,6 +88,11 @@ def status_filter(prefix: str = "edge") -> str:
 def ota_state_filter(prefix: str = "edge") -> str:
     """Subscription filter for every device's retained OTA state."""
     return f"{prefix}/+/ota/state"
+
+
+def florence_ota_state_filter(prefix: str = "edge") -> str:
+    """Subscription filter for every device's retained Florence-2 OTA state."""
+    return f"{prefix}/+/ota/florence2/state"
 
 
 def health_filter(prefix: str = "edge") -> str:

@@ -31,10 +31,12 @@ from agent.contracts.payloads import DetectionMessage, dump_payload
 from agent.fallback.capture import CaptureStore
 from agent.fallback.config import FallbackConfig
 from agent.fallback.message import build_refinement
+from agent.fallback.model_swap import FlorenceModel, SwapSlot
 from agent.fallback.parse import FlorenceParseError, build_prompt, parse_generation
 from agent.fallback.policy import EmptyTracker, HardReason, Mailbox, TokenBucket, check_frame
 from agent.fallback.process import JobFailed, WorkerCrashed, WorkerProcess
 from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, resolve_model
+from agent.health.metrics import FrameRecord, FrameWindow
 from agent.types import Detections, Frame
 from agent.util.backoff import backoff_delay
 from agent.util.transitions import check_transition
@@ -136,8 +138,12 @@ class Fallback:
         publish: Callable[[str, int, bytes], bool],
         state_dir: Path,
         clock: Callable[[], float] = time.monotonic,
+        model: FlorenceModel | None = None,
     ) -> None:
         self.cfg = cfg
+        self.model = model or FlorenceModel(None, None, cfg.model_version)
+        self.swaps = SwapSlot()  # the OTA slot's replacements, taken between two jobs
+        self.jobs = FrameWindow()  # one record per job: the OTA slot's probation reads it
         self.device = device
         self._publish = publish
         self._f2_seq: dict[str, int] = {}  # next seq of each camera's florence2 stream
@@ -258,7 +264,8 @@ class Fallback:
         return backoff_delay(max(0, failures - 1), self.cfg.restart_min_s, self.cfg.restart_max_s)
 
     def _ensure_worker(self) -> None:
-        self._worker = WorkerProcess(self.cfg, resolve_model(self.cfg.model))
+        model_dir = self.model.model_dir or resolve_model(self.cfg.model)
+        self._worker = WorkerProcess(self.cfg, model_dir)
         self._info = self._worker.start(self._stop)
         self._sm.to(FallbackState.IDLE)
         log.info(
@@ -279,6 +286,8 @@ class Fallback:
         failures = 0
         started_once = False
         while not self._stop.is_set():
+            if self._install_swap():
+                failures = 0
             if self._worker is None:
                 if not self._start_worker(failures):
                     failures += 1
@@ -301,12 +310,35 @@ class Fallback:
             except WorkerCrashed as err:
                 if self._stop.is_set():
                     break
+                self._job_done(job, ok=False)
                 failures += 1
                 self._worker_lost(f"worker crashed: {err}", failures, camera=job.frame.camera)
                 continue
             if self._sm.state == FallbackState.BUSY:
                 self._sm.to(FallbackState.IDLE)
         self._drop_worker()
+
+    def _install_swap(self) -> bool:
+        """Put a candidate the OTA slot offered in service (between two jobs); True if one was."""
+        candidate = self.swaps.take()
+        if candidate is None:
+            return False
+        old = self._worker
+        self._worker, self._info, self.model = (
+            candidate.worker,
+            candidate.runtime_info,
+            candidate.model,
+        )
+        if old is not None:
+            old.stop(2.0)
+        self._sm.to(FallbackState.IDLE)
+        log.info("florence2 model replaced", model=self.model.name, version=self.model.version)
+        return True
+
+    def _job_done(self, job: Job, ok: bool, latency_ms: float = 0.0, found: int = 0) -> None:
+        """One record per finished job for the OTA probation (errors, latency, detections)."""
+        age_ms = (self._clock() - job.submitted_mono) * 1e3
+        self.jobs.add(FrameRecord(self._clock(), latency_ms, found, age_ms, error=not ok))
 
     def _start_worker(self, failures: int) -> bool:
         """Start and load a worker; on failure count it and wait out the backoff (False)."""
@@ -338,12 +370,14 @@ class Fallback:
             prompt = build_prompt(task, job.class_names)
             gen = worker.run(job.frame.image, prompt, self.cfg.max_new_tokens, self._stop)
         except (JobFailed, ValueError) as err:
+            self._job_done(job, ok=False)
             self._error(f"job failed: {err}", camera=job.frame.camera, seq=job.yolo.seq)
             return
         t0 = time.perf_counter()
         try:
             result = parse_generation(task, gen.text, gen.image_size, job.class_names)
         except FlorenceParseError as err:
+            self._job_done(job, ok=False)
             self._error(str(err), camera=job.frame.camera, seq=job.yolo.seq)
             return
         post_ms = (time.perf_counter() - t0) * 1e3
@@ -351,8 +385,16 @@ class Fallback:
         seq = self._f2_seq.get(job.frame.camera, 0)
         self._f2_seq[job.frame.camera] = seq + 1
         msg = build_refinement(
-            job.yolo, result, info, self.cfg.model_version, gen, post_ms, job.class_names, seq=seq
+            job.yolo,
+            result,
+            self.model.report(info),
+            self.model.version,
+            gen,
+            post_ms,
+            job.class_names,
+            seq=seq,
         )
+        self._job_done(job, ok=True, latency_ms=msg.latency_ms.total, found=len(msg.detections))
         accepted = self._publish(job.frame.camera, seq, dump_payload(msg))
         with self._lock:
             self._last_latency = msg.latency_ms.total

@@ -86,7 +86,16 @@ def _ota_and_ack_topics() -> list[TopicDoc]:
             "1",
             "yes",
             OtaStateMessage,
-            "OTA state machine position, progress and reason on failure.",
+            "OTA state machine position, progress and reason on failure (the detector).",
+        ),
+        TopicDoc(
+            "edge/<device>/ota/florence2/state",
+            "device → gateway",
+            "1",
+            "yes",
+            OtaStateMessage,
+            "The same for the Florence-2 fallback model (`kind: florence2` manifests), which "
+            "has its own slot: commands, probation and rollback (docs/ota.md).",
         ),
         TopicDoc(
             "edge/<device>/ack",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from agent.engines.detector import Detector
 
 log = structlog.get_logger(__name__)
+
+TrialFn = Callable[[Any, list, float], None]  # type: ignore[type-arg]
+"""trial(candidate, recent images, latency budget ms): raises OtaRejectedError when the
+candidate must not go in (`agent.ota.trial.trial` for detectors)."""
 
 
 def _nothing() -> None:
@@ -72,6 +76,7 @@ class Activator:
         workdir: Path,
         candidate: CandidateSpec | None,
         loader_nice: int,
+        trial_fn: TrialFn = trial,
     ) -> None:
         if cfg.candidate_check and candidate is None:
             raise ValueError("ota.candidate_check needs the daemon's CandidateSpec")
@@ -80,6 +85,7 @@ class Activator:
         self.workdir = workdir
         self.candidate = candidate
         self.loader_nice = loader_nice  # hot swaps load/validate below the loop's priority
+        self.trial_fn = trial_fn
 
     @property
     def pause(self) -> bool:
@@ -97,7 +103,7 @@ class Activator:
             try:
                 if plan.validate:
                     plan.on_validating()
-                    trial(new, self._recent_images(), self.cfg.latency_budget_ms)
+                    self.trial_fn(new, self._recent_images(), self.cfg.latency_budget_ms)
                 plan.before_swap()
             except BaseException:
                 self.host.discard(new)

@@ -12,6 +12,64 @@ from agent.util.models import FrozenModel
 MOVED_TO_TRUST = ("release_keys", "gateway_keys", "allowed_models")
 
 
+class FlorenceOtaConfig(FrozenModel):
+    """Over-the-air updates of the Florence-2 fallback model (its own slot, docs/ota.md)."""
+
+    enabled: bool = Field(
+        True,
+        description="Take signed `kind: florence2` models (needs `ota.enabled` and "
+        "`fallback.enabled`); off: such commands are refused as `incompatible`.",
+    )
+    max_unpacked_bytes: int = Field(
+        8 * 1024**3,
+        gt=0,
+        description="Cap on the bytes written while unpacking an archive (an uncompressed "
+        "tar never unpacks to more than its signed length; this is a second bound).",
+    )
+    validation_frames: int = Field(
+        2, ge=1, le=20, description="Recent frames the new model must answer before the swap."
+    )
+    latency_budget_ms: float = Field(
+        120000.0,
+        gt=0,
+        description="Largest job time (pre + generation) in validation and as p99 during "
+        "probation.",
+    )
+    probation_s: float = Field(
+        300.0, ge=0, description="How long the new model's jobs are watched before committing."
+    )
+    probation_min_jobs: int = Field(
+        3,
+        ge=0,
+        description="Jobs the new model must finish before it can be committed; probation is "
+        "extended (up to 3x) to reach them (hard frames are rare: size it to your rate).",
+    )
+    probation_max_error_rate: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Largest share of jobs that may fail (worker errors, crashes, answers that "
+        "do not parse) during probation.",
+    )
+
+    def slot_config(self, ota: OtaConfig) -> OtaConfig:
+        """The OTA settings the Florence-2 slot's manager runs with: downloads and keys as
+        `ota`, trial and probation from this section, hot swaps between jobs, no detector
+        child trial (the worker loads every candidate in its own process)."""
+        return ota.model_copy(
+            update={
+                "validation_frames": self.validation_frames,
+                "latency_budget_ms": self.latency_budget_ms,
+                "probation_s": self.probation_s,
+                "probation_min_frames": self.probation_min_jobs,
+                "probation_max_error_rate": self.probation_max_error_rate,
+                "probation_min_detection_ratio": 0.0,  # finding nothing is a valid answer
+                "swap_mode": "hot",
+                "candidate_check": False,
+            }
+        )
+
+
 class OtaConfig(FrozenModel):
     """The `ota:` section (unknown keys are errors)."""
 
@@ -136,6 +194,10 @@ class OtaConfig(FrozenModel):
     )
     candidate_timeout_s: float = Field(
         300.0, gt=0, description="Longest the child may take to load and try the candidate."
+    )
+    florence2: FlorenceOtaConfig = Field(
+        default_factory=FlorenceOtaConfig,
+        description="Updates of the Florence-2 fallback model (`kind: florence2`).",
     )
 
     @model_validator(mode="before")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from agent.contracts.manifest import DEFAULT_KIND, Manifest
+from agent.contracts.manifest import DEFAULT_KIND, Manifest, ModelKind
 from agent.contracts.ota import (
     OtaCommand,
     OtaRejectedError,
@@ -58,6 +58,7 @@ class CommandIntake:
         *,
         runnable_formats: frozenset[str],
         platform: Platform | None,
+        kind: ModelKind = DEFAULT_KIND,
     ) -> None:
         self.cfg = cfg
         self.device = device
@@ -65,6 +66,7 @@ class CommandIntake:
         self.journal = journal
         self.runner = runner
         self.runnable_formats = runnable_formats
+        self.kind = kind  # the model slot this intake serves: detector or florence2
         self.platform = platform  # TensorRT + GPU, for prebuilt engines' compat
         self._gateway_keys = trusted_key_map(trust.gateway_keys)
         self._release_keys = trusted_key_map(trust.release_keys)
@@ -129,12 +131,13 @@ class CommandIntake:
             gateway_keys=self._gateway_keys,
             release_keys=self._release_keys,
             ledger=ledger,
-            models=_model_view(pointer.running(), pointer.previous),
+            models=_model_view(pointer.running(), pointer.previous, self.kind),
             busy=self.runner.busy,
             runnable_formats=self.runnable_formats,
             max_artifact_bytes=self.cfg.max_artifact_bytes,
             platform=self.platform,
             allowed_models=self._allowed_models,
+            runnable_kinds=frozenset({self.kind}),
         )
         if verdict.delivery is Delivery.DUPLICATE:
             log.info(
@@ -185,12 +188,14 @@ def _job(command: OtaCommand, state: OtaState, manifest: Manifest) -> Job:
     )
 
 
-def _model_view(running: ModelRecord | None, previous: ModelRecord | None) -> ModelView:
+def _model_view(
+    running: ModelRecord | None, previous: ModelRecord | None, kind: ModelKind = DEFAULT_KIND
+) -> ModelView:
     """What validation needs of the models on disk: triples, and the running generation/kind."""
     manifest = None if running is None else running.manifest
     return ModelView(
         active=_triple(running),
         previous=_triple(previous),
         active_generation=None if running is None or manifest is None else manifest.generation,
-        active_kind=DEFAULT_KIND if manifest is None else manifest.kind,
+        active_kind=kind if manifest is None else manifest.kind,
     )

@@ -54,9 +54,11 @@ class StateJournal:
         device: str,
         host: ModelHost,
         publisher: RetainedPublisher,
+        state_topic: str | None = None,
     ) -> None:
         self.store = store
         self.topics = topics
+        self.state_topic = state_topic or topics.ota_state  # the slot's retained state topic
         self.device = device
         self.host = host
         self.publisher = publisher
@@ -143,7 +145,7 @@ class StateJournal:
             ts=job.ts,
             last_sequence=self.last_sequence(),
         )
-        self.publisher.publish_retained(self.topics.ota_state, state_bytes(msg))
+        self.publisher.publish_retained(self.state_topic, state_bytes(msg))
 
     def publish_idle(self, detail: str | None = None) -> None:
         """No command yet (or a damaged store, said in `detail`)."""
@@ -155,7 +157,7 @@ class StateJournal:
             ts=now_rfc3339(),
             last_sequence=self.last_sequence(),
         )
-        self.publisher.publish_retained(self.topics.ota_state, state_bytes(msg))
+        self.publisher.publish_retained(self.state_topic, state_bytes(msg))
 
     def publish_rejection(self, command: OtaCommand | None, err: OtaRejectedError) -> None:
         """A rejection that is not journaled (it consumed no sequence number)."""
@@ -171,7 +173,7 @@ class StateJournal:
             ts=now_rfc3339(),
             last_sequence=self.last_sequence(),
         )
-        self.publisher.publish_retained(self.topics.ota_state, state_bytes(msg))
+        self.publisher.publish_retained(self.state_topic, state_bytes(msg))
 
     def last_sequence(self) -> int | None:
         """Highest command sequence accepted (the ledger), so a gateway restored from an old

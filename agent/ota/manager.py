@@ -31,13 +31,14 @@ from agent.ota.intake import CommandIntake
 from agent.ota.journal import StateJournal
 from agent.ota.runner import BuildHook, JobRunner
 from agent.ota.sandbox import CandidateSpec
+from agent.ota.slot import CommandRouter, MessageCallback, ModelSlot
 from agent.ota.store import ModelStore
 from agent.trust.config import TrustConfig
 
 if TYPE_CHECKING:
     from agent.engines.build import Platform
 
-__all__ = ["BuildHook", "OtaManager"]
+__all__ = ["BuildHook", "ModelSlot", "OtaManager", "OtaSlots"]
 
 log = structlog.get_logger(__name__)
 
@@ -60,19 +61,25 @@ class OtaManager:
         runnable_formats: frozenset[str] = frozenset({"onnx"}),
         platform: Platform | None = None,
         loader_nice: int = 10,
+        slot: ModelSlot | None = None,
     ) -> None:
+        slot = slot or ModelSlot()
         self.cfg = cfg
+        self.kind = slot.kind
         self.topics = topics
         self.publisher = publisher
-        self.store = ModelStore(Path(state_dir) / "models")
+        self.store = ModelStore(slot.store_dir(Path(state_dir)))
         self._stop = threading.Event()
-        self.journal = StateJournal(self.store, topics, device, host, publisher)
+        self.journal = StateJournal(
+            self.store, topics, device, host, publisher, topics.ota_state_of(slot.kind)
+        )
         activator = Activator(
             cfg,
             host,
             workdir=self.store.staging_dir,
             candidate=candidate,
             loader_nice=loader_nice,
+            trial_fn=slot.trial,
         )
         self.runner = JobRunner(cfg, host, self.store, self.journal, activator, self._stop, build)
         self.intake = CommandIntake(
@@ -84,15 +91,21 @@ class OtaManager:
             self.runner,
             runnable_formats=runnable_formats,
             platform=platform,
+            kind=slot.kind,
         )
         self._listening = False
 
-    def listen(self) -> None:
-        """Subscribe to this device's command topic. Safe before the publisher connects and
+    def listen(self, via: MessageCallback | None = None) -> None:
+        """Subscribe to this device's command topic (through `via`, a `CommandRouter`'s
+        callback, when several slots share it). Safe before the publisher connects and
         before `start`: commands wait in the inbox until the intake thread runs."""
         if not self._listening:
             self._listening = True
-            self.publisher.subscribe(self.topics.ota_command, self.intake.on_message)
+            self.publisher.subscribe(self.topics.ota_command, via or self.intake.on_message)
+
+    def routed(self) -> None:
+        """Commands reach this manager through another manager's router: never subscribe."""
+        self._listening = True
 
     def start(self) -> None:
         """Publish the current state (and store damage), resume a probation, take commands."""
@@ -133,3 +146,35 @@ class OtaManager:
     def handle_payload(self, payload: bytes) -> None:
         """Validate one command payload and answer it (normally on the intake thread)."""
         self.intake.handle_payload(payload)
+
+
+class OtaSlots:
+    """The device's OTA managers, one per model slot (the detector's first), behind one
+    subscription to the command topic: a `CommandRouter` hands each command to its kind."""
+
+    def __init__(self, managers: list[OtaManager]) -> None:
+        if not managers or managers[0].kind != "detector":
+            raise ValueError("the detector's manager comes first")
+        self.managers = managers
+
+    def listen(self) -> None:
+        first, *others = self.managers
+        if not others:
+            first.listen()
+            return
+        router = CommandRouter({m.kind: m.intake.on_message for m in self.managers})
+        first.listen(router.on_message)
+        for m in others:
+            m.routed()
+
+    def start(self) -> None:
+        for m in self.managers:
+            m.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        for m in self.managers:
+            m.stop(timeout / len(self.managers))
+
+    @property
+    def busy(self) -> bool:
+        return any(m.busy for m in self.managers)

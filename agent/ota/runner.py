@@ -29,8 +29,9 @@ log = structlog.get_logger(__name__)
 
 BuildHook = Callable[[Path, Manifest], object]
 """Prepare an installed, verified artifact for loading (TensorRT: build or reuse the cached
-engine, e.g. `agent.engines.build.prepare_model(engine_cfg, path)`); `host.load_detector`
-is then called with the same artifact path. Raises on failure (reported as build_failed)."""
+engine, e.g. `agent.engines.build.prepare_model(engine_cfg, path)`; Florence-2: unpack the
+archive); `host.load_detector` is then called with the same artifact path. Raises on failure
+(reported as build_failed, or the OtaRejectedError's own reason)."""
 
 
 def download_settings(cfg: OtaConfig) -> DownloadSettings:
@@ -145,6 +146,8 @@ class JobRunner:
         self.journal.advance(OtaState.BUILDING)
         try:
             self.build(Path(installed.path), installed.manifest)
+        except OtaRejectedError:  # the hook's own reason (e.g. bad_archive) stands
+            raise
         except Exception as err:  # any build failure is reported, not raised
             raise OtaRejectedError(Reason.BUILD_FAILED, repr(err)) from None
 

@@ -47,6 +47,7 @@ from agent.ota.records import (
     settle,
 )
 from agent.ota.validate import Ledger
+from agent.util.archive import tree_sha256
 from agent.util.files import TMP_MARK, atomic_write, file_sha256, fsync_dir, is_temp_leftover
 from agent.util.models import FrozenModel
 
@@ -72,6 +73,8 @@ LEDGER_BAK = "ledger.json.bak"
 RUNS = "runs.json"
 DAMAGE = "damage.json"
 STAGING = ".staging"
+ARTIFACT_SUFFIX = {"onnx": "onnx", "engine": "engine", "tar": "tar"}
+"""Installed file name per manifest format: `<name>/<version>/model.<suffix>`."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -210,7 +213,7 @@ class ModelStore:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        artifact = tmp / ("model.onnx" if manifest.format == "onnx" else "model.engine")
+        artifact = tmp / f"model.{ARTIFACT_SUFFIX[manifest.format]}"
         os.replace(staged, artifact)
         atomic_write(tmp / "manifest.json", manifest.model_dump_json(by_alias=True).encode())
         with open(artifact, "rb") as f:
@@ -337,13 +340,14 @@ class ModelStore:
 
 
 def default_record(path: Path, manifest: Manifest | None) -> ModelRecord | None:
-    """Record of the configured model (None if its file is missing)."""
-    if not path.is_file():
+    """Record of the configured model (None if it is missing). A model directory (the
+    Florence-2 fallback's) is identified by `tree_sha256` over its files."""
+    if not path.is_file() and not path.is_dir():
         return None
     return ModelRecord(
         name=manifest.name if manifest else path.stem,
         version=manifest.version if manifest else 0,
-        sha256=file_sha256(path),
+        sha256=file_sha256(path) if path.is_file() else tree_sha256(path),
         path=str(path.absolute()),
         manifest=manifest,
     )

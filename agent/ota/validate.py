@@ -174,7 +174,8 @@ def check_fresh(command: OtaCommand, ledger: Ledger, now: datetime | None = None
 
 
 RUNNABLE_KINDS = frozenset({DEFAULT_KIND})
-"""Model kinds this OTA manager swaps in (it replaces the detector; Florence-2 is not yet)."""
+"""Model kinds the detector's OTA manager swaps in (the Florence-2 slot has its own manager,
+built with `runnable_kinds={"florence2"}`; a device without it refuses florence2 models)."""
 
 
 def check_target(
@@ -186,6 +187,7 @@ def check_target(
     max_artifact_bytes: int,
     platform: Platform | None = None,
     allowed_models: frozenset[str] | None = None,
+    runnable_kinds: frozenset[str] = RUNNABLE_KINDS,
 ) -> None:
     """Pin, then version and generation (or a rollback to the kept previous), then what runs.
 
@@ -210,7 +212,7 @@ def check_target(
                 Reason.OVERSIZED,
                 f"artifact of {manifest.length} bytes exceeds the limit of {max_artifact_bytes}",
             )
-    check_runnable(manifest, runnable_formats, platform)
+    check_runnable(manifest, runnable_formats, platform, runnable_kinds)
 
 
 def check_rollback_target(manifest: Manifest, models: ModelView) -> None:
@@ -278,14 +280,17 @@ def check_generation(manifest: Manifest, ledger: Ledger, models: ModelView) -> N
 
 
 def check_runnable(
-    manifest: Manifest, runnable_formats: frozenset[str], platform: Platform | None
+    manifest: Manifest,
+    runnable_formats: frozenset[str],
+    platform: Platform | None,
+    runnable_kinds: frozenset[str] = RUNNABLE_KINDS,
 ) -> None:
     """The model's kind and format run here, and a prebuilt engine's compat holds."""
-    if manifest.kind not in RUNNABLE_KINDS:
+    if manifest.kind not in runnable_kinds:
         raise OtaRejectedError(
             Reason.INCOMPATIBLE,
             f"kind {manifest.kind!r} is not swapped by this device's OTA (runs: "
-            f"{sorted(RUNNABLE_KINDS)})",
+            f"{sorted(runnable_kinds)})",
         )
     if manifest.format not in runnable_formats:
         raise OtaRejectedError(
@@ -328,6 +333,7 @@ def validate_command(
     now: datetime | None = None,
     platform: Platform | None = None,
     allowed_models: frozenset[str] | None = None,
+    runnable_kinds: frozenset[str] = RUNNABLE_KINDS,
 ) -> Accepted:
     """Every check, in the protocol's order. Raises OtaRejectedError with the first failure.
 
@@ -350,6 +356,7 @@ def validate_command(
         max_artifact_bytes,
         platform,
         allowed_models,
+        runnable_kinds=runnable_kinds,
     )
     return Accepted(Delivery.NEW, manifest)
 
