@@ -9,13 +9,17 @@ Protocol over a `multiprocessing` connection (pickled tuples):
 from __future__ import annotations
 
 import os
+import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
 
 from agent.fallback.factory import create_runtime
-from agent.fallback.runtime import FlorenceModelError
+
+_LOAD_LOCK = threading.Lock()
+"""One model load at a time per process: transformers' lazy imports are not safe to run from
+two threads at once (thread mode, where an OTA candidate loads beside the running model)."""
 
 
 class FlorenceInputError(ValueError):
@@ -62,8 +66,9 @@ def serve(
     jobs on `conn` until 'stop' or the parent goes away."""
     runtime = create_runtime(kind, threads=threads)  # type: ignore[arg-type]
     try:
-        info = runtime.load(model_dir)
-    except (FlorenceModelError, ImportError, RuntimeError, OSError, ValueError) as err:
+        with _LOAD_LOCK:  # thread mode: an OTA candidate may load while the first model does
+            info = runtime.load(model_dir)
+    except Exception as err:  # any failure to load is the model's load error, never a hang
         conn.send(("load_error", f"{type(err).__name__}: {err}"))
         return
     if nice:

@@ -123,3 +123,35 @@ def run_command(
             indent=1,
         )
     )
+
+
+@florence_group.command("pack")
+@click.argument(
+    "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR"
+)
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Archive to write (.tar): sign it with `edge-gateway models sign OUT --kind florence2`.",
+)
+def pack_command(model_dir: Path, out: Path) -> None:
+    """Pack a Florence-2 model DIR (transformers layout, or an ONNX export with its tokenizer)
+    into one deterministic, uncompressed tar: the artifact of an over-the-air update."""
+    from agent.util.archive import ArchiveError, pack, tree_sha256
+
+    if out.suffix != ".tar":
+        fail("florence", f"--out {out}: the archive name must end in .tar")
+    if not ((model_dir / "config.json").is_file() or (model_dir / "florence_onnx.json").is_file()):
+        fail(
+            "florence", f"{model_dir}: no config.json or florence_onnx.json: not a Florence-2 model"
+        )
+    try:
+        length = pack(model_dir, out)
+    except ArchiveError as err:
+        fail("florence", str(err))
+    from agent.util.files import file_sha256
+
+    click.echo(f"packed {model_dir} -> {out}: {length} bytes, sha256 {file_sha256(out)}")
+    click.echo(f"content digest (tree_sha256): {tree_sha256(model_dir)}")

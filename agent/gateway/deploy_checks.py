@@ -55,9 +55,14 @@ def check_deploy(
     rows: Mapping[str, DeviceRow | None],
     registered: Callable[[str, int], bool],
     busy: Mapping[str, int],
+    kind: str = "detector",
 ) -> DeployTarget:
     """Refuse (DeployRefused) or return the rollback targets. `rows` maps every requested device
-    to its enrolled row (None: not enrolled); `busy` maps devices to their running rollout."""
+    to its enrolled row (None: not enrolled); `busy` maps devices to their running rollout.
+
+    A Florence-2 model (`kind` florence2) has no gateway-side rollback target: devices do not
+    report their fallback model in `status`, and the device's own probation rolls a bad one
+    back (docs/ota.md); an abort stops the waves."""
     _check_list(devices)
     if not registered(*model):
         raise DeployRefused(
@@ -65,6 +70,8 @@ def check_deploy(
             f"model {model[0]}@{model[1]} is not in the registry (edge-gateway models list)",
         )
     _check_devices(rows, busy)
+    if kind != "detector":
+        return DeployTarget({d: None for d in rows}, frozenset())
     return _targets(model, rows, registered)
 
 

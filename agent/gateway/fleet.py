@@ -247,6 +247,7 @@ class Fleet:
                 {d: self.devices.get(d) for d in req.devices},
                 lambda name, version: self.store.model(name, version) is not None,
                 busy,
+                kind=self._kind(req.model, req.version),
             )
             r = self._start(req, target.previous, target.already)
             log.info(
@@ -259,6 +260,11 @@ class Fleet:
             )
             self._retire(r)
             return r
+
+    def _kind(self, name: str, version: int) -> str:
+        """The registered model's kind (detector when unknown: check_deploy refuses it)."""
+        row = self.store.model(name, version)
+        return "detector" if row is None else str(row.manifest.get("kind", "detector"))
 
     def _start(
         self,

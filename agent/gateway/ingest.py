@@ -34,6 +34,7 @@ PARSERS: dict[str, type[StatusMessage] | type[HealthMessage] | type[OtaStateMess
     "status": StatusMessage,
     "health": HealthMessage,
     "ota/state": OtaStateMessage,
+    "ota/florence2/state": OtaStateMessage,  # the Florence-2 slot: rollouts only, not `ota`
 }
 
 
@@ -96,9 +97,11 @@ class DeviceIngest:
         if not self.devices.is_enrolled(device):
             self._unknown_device(device, topic)
             return
-        self._apply(device, msg, retained)
+        self._apply(device, msg, retained, florence=kind == "ota/florence2/state")
 
-    def _apply(self, device: str, msg: DeviceMessage, retained: bool) -> None:
+    def _apply(
+        self, device: str, msg: DeviceMessage, retained: bool, florence: bool = False
+    ) -> None:
         now = self.clock()
         data = msg.model_dump(mode="json", by_alias=True)
         if isinstance(msg, StatusMessage):
@@ -115,7 +118,7 @@ class DeviceIngest:
                 self._unknown_command(device, msg.command_id)
                 return
             seen = _ts(msg.ts, now) if retained else now
-            self.devices.record(device, seen, ota=data)
+            self.devices.record(device, seen, ota=None if florence else data)
             self.on_ota_state(device, msg)
 
     def _malformed(self, device: str, topic: str, why: str) -> None:

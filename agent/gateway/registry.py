@@ -32,11 +32,14 @@ from agent.gateway.db import ModelRow, Store
 from agent.trust.model_check import NotOnnxError, load_onnx_proto, onnx_problems
 from agent.trust.ota import sign_manifest, verify_manifest
 from agent.trust.signing import PublicKeyLike
+from agent.util.archive import ArchiveError, list_archive
 from agent.util.files import file_sha256, fsync_dir
 from agent.util.model_meta import imgsz_pair
 
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan")
+ARCHIVE_SUFFIXES = (".tar",)
+FLORENCE_DEFAULT_SIZE = (768, 768)  # Florence-2's processor input; the manifest needs one
 _CHUNK = 1024 * 1024
 
 
@@ -150,9 +153,27 @@ def inspect(path: Path) -> ModelInterface:
         return inspect_onnx(path)
     if suffix in ENGINE_SUFFIXES:
         return inspect_engine(path)
+    if suffix in ARCHIVE_SUFFIXES:
+        return inspect_archive(path)
     raise RegistryError(
-        f"{path}: not an ONNX model (.onnx) or a TensorRT engine (.engine/.plan); refusing"
+        f"{path}: not an ONNX model (.onnx), a TensorRT engine (.engine/.plan) or a Florence-2 "
+        "archive (.tar, edge-agent florence pack); refusing"
     )
+
+
+def inspect_archive(path: Path) -> ModelInterface:
+    """A Florence-2 archive: every member passes the device's unpacking rules, and it holds a
+    model (a transformers `config.json` or an ONNX set's `florence_onnx.json`)."""
+    try:
+        entries = list_archive(path)
+    except ArchiveError as err:
+        raise RegistryError(f"{path}: {err}") from None
+    names = {e.name.rsplit("/", 1)[-1] for e in entries if not e.is_dir}
+    if not names & {"config.json", "florence_onnx.json"}:
+        raise RegistryError(
+            f"{path}: no config.json or florence_onnx.json inside: not a Florence-2 model"
+        )
+    return ModelInterface("tar", FLORENCE_DEFAULT_SIZE, None, None)
 
 
 def parse_labels(value: str) -> list[str]:
@@ -229,7 +250,15 @@ def describe_model(path: Path, req: ManifestRequest, created: float) -> Manifest
     if req.generation < 0:
         raise RegistryError(f"generation must be >= 0, got {req.generation}")
     iface = inspect(path)
+    if (iface.format == "tar") != (req.kind == "florence2"):
+        raise RegistryError(
+            f"{path}: a .tar archive is a Florence-2 model (--kind florence2) and a florence2 "
+            f"model is a .tar archive (edge-agent florence pack); got {iface.format} for kind "
+            f"{req.kind}"
+        )
     class_names = req.labels or iface.class_names
+    if class_names is None and iface.format == "tar":
+        class_names = ["object"]  # Florence-2 is open-vocabulary: the list is informative
     if class_names is None:
         raise RegistryError(f"{path}: no class names in the file's metadata; pass --labels")
     size = req.input_size or iface.input_size

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.contracts.topics import (
     Topics,
     detections_filter,
+    florence_ota_state_filter,
     health_filter,
     ota_state_filter,
     status_filter,
@@ -104,7 +105,12 @@ class MqttLink:
         self.connected = True
         self.subscribed_at = None
         p = self.cfg.topic_prefix
-        subs = [(status_filter(p), 1), (ota_state_filter(p), 1), (health_filter(p), 0)]
+        subs = [
+            (status_filter(p), 1),
+            (ota_state_filter(p), 1),
+            (florence_ota_state_filter(p), 1),
+            (health_filter(p), 0),
+        ]
         if self._on_detection is not None:
             subs.append((detections_filter(p), 1))
         client.subscribe(subs)
