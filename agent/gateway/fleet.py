@@ -75,6 +75,12 @@ class DeployRequest:
     timeout_s: float
 
 
+def registered_kind(store: Store, name: str, version: int) -> str:
+    """The registered model's kind (detector when unknown: check_deploy refuses it)."""
+    row = store.model(name, version)
+    return "detector" if row is None else str(row.manifest.get("kind", "detector"))
+
+
 def outcome_of(state: OtaState, kind: CommandKind) -> Outcome:
     """What a device's OTA state means for our command of `kind`."""
     if state in PROGRESS_STATES:
@@ -247,7 +253,7 @@ class Fleet:
                 {d: self.devices.get(d) for d in req.devices},
                 lambda name, version: self.store.model(name, version) is not None,
                 busy,
-                kind=self._kind(req.model, req.version),
+                kind=registered_kind(self.store, req.model, req.version),
             )
             r = self._start(req, target.previous, target.already)
             log.info(
@@ -260,11 +266,6 @@ class Fleet:
             )
             self._retire(r)
             return r
-
-    def _kind(self, name: str, version: int) -> str:
-        """The registered model's kind (detector when unknown: check_deploy refuses it)."""
-        row = self.store.model(name, version)
-        return "detector" if row is None else str(row.manifest.get("kind", "detector"))
 
     def _start(
         self,
