@@ -256,14 +256,8 @@ class Fleet:
                 kind=registered_kind(self.store, req.model, req.version),
             )
             r = self._start(req, target.previous, target.already)
-            log.info(
-                "rollout started",
-                rollout=r.id,
-                model=req.model,
-                version=req.version,
-                devices=len(req.devices),
-                canary=req.canary,
-            )
+            log.info("rollout started", rollout=r.id, model=f"{req.model}@{req.version}",
+                     devices=len(req.devices), canary=req.canary)  # fmt: skip
             self._retire(r)
             return r
 
