@@ -207,7 +207,8 @@ def report(res: Results, command: str) -> str:
 
     machine = (
         f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores (pinned to one), "
-        f"Python {platform.python_version()}, trackers {version('trackers')}, motmetrics {version('motmetrics')}"
+        f"Python {platform.python_version()}, trackers {version('trackers')}, "
+        f"motmetrics {version('motmetrics')}"
     )
     scene_lines = [
         f"- `{s.name}` ({s.frames} frames at {s.fps:g} fps): {s.about}" for s in res.scenes
