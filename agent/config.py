@@ -15,8 +15,10 @@ from pydantic import Field, model_validator
 from agent.contracts.ids import SafeId
 from agent.engines.registry import EngineConfig
 from agent.fallback.config import FallbackConfig
+from agent.homeassistant.config import HomeAssistantConfig
 from agent.ota.config import OtaConfig
 from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
+from agent.snapshots.config import SnapshotsConfig
 from agent.sources.config import CameraConfig
 from agent.trust.config import TrustConfig
 from agent.util.models import FrozenModel
@@ -93,6 +95,14 @@ class AgentConfig(FrozenModel):
     ota: OtaConfig = Field(default_factory=OtaConfig, description="Over-the-air model updates.")
     fallback: FallbackConfig = Field(
         default_factory=FallbackConfig, description="Florence-2 fallback for hard frames."
+    )
+    snapshots: SnapshotsConfig = Field(
+        default_factory=SnapshotsConfig,
+        description="Best-frame JPEG per event, kept under the state dir and published retained.",
+    )
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig,
+        description="Home Assistant MQTT device discovery (docs/homeassistant.md).",
     )
     stop_timeout_s: Annotated[float, Field(gt=0)] = Field(
         10.0, description="Longest orderly shutdown before the daemon gives up waiting."

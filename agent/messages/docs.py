@@ -28,7 +28,7 @@ class TopicDoc:
 
 def topic_docs() -> list[TopicDoc]:
     """Every topic of the product with its payload model."""
-    return _device_topics() + _ota_and_ack_topics()
+    return _device_topics() + _snapshot_and_ha_topics() + _ota_and_ack_topics()
 
 
 def _device_topics() -> list[TopicDoc]:
@@ -62,6 +62,45 @@ def _device_topics() -> list[TopicDoc]:
             "no",
             payloads.HealthMessage,
             "Periodic metrics every `health.interval_s`.",
+        ),
+    ]
+
+
+def _snapshot_and_ha_topics() -> list[TopicDoc]:
+    """Snapshots, camera-wide counts and Home Assistant discovery."""
+    return [
+        TopicDoc(
+            "edge/<device>/cameras/<camera>/objects/<label>",
+            "device → operators",
+            "1",
+            "yes",
+            None,
+            "Number of confirmed tracked `<label>` objects now on the camera (events open), as "
+            "plain integer text (`0` when the last one ended). `<label>` as in zone counts: "
+            "lower case, every character outside `[a-z0-9-]` replaced by `-`.",
+        ),
+        TopicDoc(
+            "edge/<device>/cameras/<camera>/snapshot/<label>",
+            "device → operators",
+            "1",
+            "yes",
+            None,
+            "The JPEG bytes (not JSON) of the latest event snapshot of `<label>` on the camera: "
+            "the full frame with the box drawn. Published once the file under "
+            "`<state_dir>/snapshots/` is completely written (the event's `snapshot.path`), at "
+            "the event's `end` and on a better frame at most every `snapshots.min_interval_s`; "
+            "at most `snapshots.publish_max_bytes` (re-encoded smaller when needed).",
+        ),
+        TopicDoc(
+            "homeassistant/device/<device>/config",
+            "device → Home Assistant",
+            "1",
+            "yes",
+            None,
+            "Home Assistant device discovery (`homeassistant.enabled`; the prefix is "
+            "`homeassistant.discovery_prefix`): `dev`, `o`, `availability` (the status topic) "
+            "and `cmps` with stable `unique_id`s. Published again whenever `online` arrives on "
+            "`homeassistant/status`. See docs/homeassistant.md.",
         ),
     ]
 
