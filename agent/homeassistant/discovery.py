@@ -154,3 +154,16 @@ def build(info: DeviceInfo, topics: Topics) -> dict[str, Any]:
         "qos": 1,
         "cmps": {c["unique_id"]: c for c in comps},
     }
+
+
+def pick_labels(
+    own: list[str] | None, wanted: list[str] | None, classes: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Labels a camera, zone or line gets entities for: its own filter (`own`, a zone's or
+    line's `labels`) narrowed to `homeassistant.labels` when both are set; else whichever is
+    set; else every class of the model. Order kept, no repeats."""
+    if own is not None and wanted is not None:
+        chosen = [x for x in own if x in wanted]
+    else:
+        chosen = list(own if own is not None else wanted if wanted is not None else classes)
+    return tuple(dict.fromkeys(chosen))

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from agent.contracts.topics import Topics
-from agent.homeassistant.discovery import Area, CameraEntities, DeviceInfo, build
+from agent.homeassistant.counts import ObjectCounts
+from agent.homeassistant.discovery import Area, CameraEntities, DeviceInfo, build, pick_labels
 
 TOPICS = Topics("dev-1")
 INFO = DeviceInfo(
@@ -110,3 +111,29 @@ def test_value_templates_render_like_home_assistant(uid: str, message: str, stat
         value_json = None
     out = jinja2.Environment().from_string(comp["value_template"])
     assert out.render(value=message, value_json=value_json).strip() == state
+
+
+@pytest.mark.parametrize(
+    ("own", "wanted", "expect"),
+    [
+        (None, None, ("person", "car", "dog")),  # nothing set: every class of the model
+        (["car"], None, ("car",)),  # the zone's own filter
+        (None, ["person"], ("person",)),  # homeassistant.labels
+        (["car", "person"], ["person"], ("person",)),  # both: the intersection
+        (["car", "car"], None, ("car",)),  # no repeats
+    ],
+)
+def test_pick_labels(
+    own: list[str] | None, wanted: list[str] | None, expect: tuple[str, ...]
+) -> None:
+    """Which labels get entities."""
+    assert pick_labels(own, wanted, ("person", "car", "dog")) == expect
+
+
+def test_object_counts_follow_new_and_end() -> None:
+    """`new` adds, `end` removes, a repeated end never goes below zero; cameras are separate."""
+    c = ObjectCounts()
+    assert c.new("yard", "person", 1) == 1 and c.new("yard", "person", 2) == 2
+    assert c.new("door", "person", 1) == 1
+    assert c.end("yard", "person", 1) == 1 and c.end("yard", "person", 1) == 1
+    assert c.end("yard", "person", 2) == 0 and c.count("door", "person") == 1
