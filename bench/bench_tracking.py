@@ -218,7 +218,8 @@ def report(res: Results, command: str) -> str:
             SECTION,
             "",
             f"Command: `{command}` ({time.strftime('%Y-%m-%d', time.gmtime())}; {machine}; "
-            "a 2-core VM shared with other engineers' jobs, so absolute times are noisy).",
+            "a 2-core VM shared with other engineers' jobs, load average "
+            f"{os.getloadavg()[0]:.1f} at the end of the run, so absolute times are noisy).",
             "",
             "Synthetic scenes with known ground truth (`bench/tracking_scenes.py`, seeded):",
             "",
