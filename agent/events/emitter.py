@@ -20,6 +20,7 @@ from agent.contracts.events import (
     EventType,
     LineCount,
     LineCrossing,
+    SnapshotRef,
     event_id,
 )
 from agent.contracts.payloads import dump_payload, rfc3339_ms
@@ -61,6 +62,9 @@ class EventEmitter:
         self._journal = journal
         self.refused = 0
         self.sent = 0
+        self.event_listeners: list[Callable[[EventMessage], None]] = []
+        """Called (in the emitting thread) with each event after it was handed to the outbox,
+        e.g. to publish the snapshot of an ended event; must not block."""
 
     def _machine(self, camera: str) -> CameraEvents:
         m = self._machines.get(camera)
@@ -77,6 +81,16 @@ class EventEmitter:
         """End every open event of `camera` (model swap)."""
         if camera in self._machines:
             self._emit(camera, self._machines[camera].end_all(ts, reason))
+
+    def snapshot_kept(self, camera: str, track_id: int, snapshot: SnapshotRef, ts: float) -> bool:
+        """A better snapshot of the open event of `track_id` was written: send its `update`
+        (with `snapshot`); False when that track has no open event."""
+        m = self._machines.get(camera)
+        d = None if m is None else m.snapshot_changed(track_id, snapshot, ts)
+        if d is None:
+            return False
+        self._send(self._message(camera, d))
+        return True
 
     def close(self, ts: float) -> None:
         """Clean stop: one `end` (`end_reason: stop`) per open event, every camera."""
@@ -118,7 +132,7 @@ class EventEmitter:
             ],
             stationary=d.stationary,
             dwell_s=d.dwell_s,
-            snapshot=d.snapshot,  # type: ignore[arg-type]
+            snapshot=d.snapshot,
             end_reason=d.end_reason,
         )
 
@@ -139,6 +153,8 @@ class EventEmitter:
         else:
             self.refused += 1  # the seq gap shows consumers the counted loss
         self._seq[msg.camera] = seq + 1
+        for listener in self.event_listeners:
+            listener(msg)
 
     # -- after a crash -------------------------------------------------------------------
     def close_previous(self) -> int:

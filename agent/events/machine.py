@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from agent.contracts.events import EndReason, EventType
+from agent.contracts.events import EndReason, EventType, SnapshotRef
 from agent.events.config import LineConfig, ZoneConfig
 from agent.events.geometry import reference_point
 from agent.events.zones import Crossing, Membership
@@ -66,7 +66,7 @@ class Track:
     open: bool = False  # its `new` was emitted
     stationary: bool = False
     zones: Membership = field(default_factory=Membership)
-    snapshot: object | None = None  # a contracts SnapshotRef, set by snapshot_changed
+    snapshot: SnapshotRef | None = None  # set by snapshot_changed
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class EventDraft:
     crossings: tuple[Crossing, ...]
     stationary: bool
     dwell_s: dict[str, float]
-    snapshot: object | None
+    snapshot: SnapshotRef | None
     end_reason: EndReason | None = None
 
 
@@ -201,7 +201,9 @@ class CameraEvents:
         self._recount_zones(out)
         return out
 
-    def snapshot_changed(self, track_id: int, snapshot: object, ts: float) -> EventDraft | None:
+    def snapshot_changed(
+        self, track_id: int, snapshot: SnapshotRef, ts: float
+    ) -> EventDraft | None:
         """A better snapshot of an open event was kept: its `update` (None if not open)."""
         t = self.tracks.get(track_id)
         if t is None or not t.open:

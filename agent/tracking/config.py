@@ -13,8 +13,12 @@ class TrackingConfig(FrozenModel):
         description="Track objects per camera (ByteTrack, `trackers` package): every YOLO "
         "detection gets a `track_id`. Needs the `tracking` extra.",
     )
-    lost_track_s: float = Field(
-        2.0, gt=0, description="Keep a track that is not detected for this long (seconds)."
+    lost_track_frames: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Keep a track that is not detected for this many processed frames of its "
+        "camera (then its id is gone; a later box gets a new one).",
     )
     min_hits: int = Field(
         3, ge=1, le=30, description="Consecutive detections before a track gets an id."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -61,7 +62,10 @@ class TrackingStage:
 
     def __init__(self, tracker: Tracker, emitter: EventEmitter | None = None) -> None:
         self._tracker = tracker
-        self._emitter = emitter
+        self.emitter = emitter
+        self.frame_listeners: list[Callable[[Frame, list[Observation]], None]] = []
+        """Called with each frame and its tracked detections after the events of that frame
+        (e.g. the snapshot store picking best frames); run on the inference path: keep cheap."""
         self._model: dict[str, tuple[str, int, str]] = {}
         self.cost_s = 0.0
         """Seconds spent in `on_result` since start (for the overhead figure)."""
@@ -86,16 +90,19 @@ class TrackingStage:
         previous = self._model.get(cam)
         if previous is not None and previous != model:
             self._tracker.reset(cam)
-            if self._emitter is not None:
-                self._emitter.end_camera(cam, frame.captured_at, EndReason.MODEL_SWAP)
+            if self.emitter is not None:
+                self.emitter.end_camera(cam, frame.captured_at, EndReason.MODEL_SWAP)
         self._model[cam] = model
-        ids = self._tracker.update(cam, detections, frame.captured_mono)
-        if self._emitter is not None:
+        ids = self._tracker.update(cam, detections)
+        if self.emitter is not None or self.frame_listeners:
             obs = observations(detections, ids, info.class_names)
-            self._emitter.on_frame(cam, frame.captured_at, obs)
+            if self.emitter is not None:
+                self.emitter.on_frame(cam, frame.captured_at, obs)
+            for listener in self.frame_listeners:
+                listener(frame, obs)
         return ids
 
     def close(self) -> None:
         """Clean stop (after the last result): end every open event."""
-        if self._emitter is not None:
-            self._emitter.close(time.time())
+        if self.emitter is not None:
+            self.emitter.close(time.time())
