@@ -101,6 +101,7 @@ class Daemon:
         self.publisher: Any = None
         self.pipeline: Pipeline | None = None
         self.fallback: Any = None
+        self.tracking: Any = None
         self.ota: OtaManager | None = None
         self._last_states: dict[str, str] = {}
         self._last_dropped = 0
@@ -264,6 +265,9 @@ class Daemon:
 
             submit = self.publisher.submitter(Stream.FLORENCE2)  # its own stream and seq
             self.fallback = Fallback(cfg.fallback, cfg.device.id, submit, cfg.device.state_dir)
+        from agent.tracking.build import build_tracking
+
+        self.tracking = build_tracking(cfg, self.topics, self.boot_id, self.publisher)
         self.pipeline = Pipeline(
             PipelineSettings(
                 device=cfg.device.id, boot_id=self.boot_id, publish_empty=cfg.mqtt.publish_empty
@@ -274,6 +278,7 @@ class Daemon:
             load_detector=self._load_detector,
             fallback=self.fallback,
             window=self.window,
+            tracking=self.tracking,
         )
         self.pipeline.on_model_change = lambda _info: self.push_status()
 
@@ -349,6 +354,8 @@ class Daemon:
         # the pipeline owns the detectors: stopping it closes the active one
         if self.pipeline is not None and not self.pipeline.stop(timeout=min(left(), 5.0)):
             log.warning("inference thread did not stop in time")
+        elif self.tracking is not None:
+            self.tracking.close()  # one `end` (stop) per open event, before the publisher drains
         if self.ota is not None:
             self.ota.stop(timeout=min(left(), 2.0))
         if self.fallback is not None:
