@@ -129,6 +129,11 @@ class AgentConfig(FrozenModel):
     def _events_need_tracking(self) -> AgentConfig:
         if self.events.enabled and not self.tracking.enabled:
             raise ValueError("events.enabled needs tracking.enabled (events follow tracks)")
+        if self.homeassistant.enabled and not self.events.enabled:
+            raise ValueError(
+                "homeassistant.enabled needs events.enabled (and tracking.enabled): its "
+                "occupancy, counts and snapshots come from events"
+            )
         return self
 
     @model_validator(mode="after")

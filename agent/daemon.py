@@ -102,6 +102,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.fallback: Any = None
         self.tracking: Any = None
+        self.announcer: Any = None
         self.ota: OtaManager | None = None
         self._last_states: dict[str, str] = {}
         self._last_dropped = 0
@@ -234,6 +235,7 @@ class Daemon:
             # sees this device online is queued, not lost; it is handled once OTA starts.
             self.ota.listen()
         self.push_status()  # now with the model
+        self._home_assistant(detector.info.class_names)
         self._start_threads()
         info = detector.info
         log.info(
@@ -250,6 +252,17 @@ class Daemon:
         self.notifier.ready(
             f"running model {info.name} v{info.version}, {len(self.readers)} camera(s)"
         )
+
+    def _home_assistant(self, classes: tuple[str, ...]) -> None:
+        """Discovery (retained; again on Home Assistant's birth) and the initial zero counts,
+        queued before the pipeline runs so a real count never precedes a zero."""
+        from agent.homeassistant.build import build_announcer, initial_states
+
+        self.announcer = build_announcer(self.cfg, self.topics, self.publisher, classes)
+        if self.announcer is not None:
+            for topic, payload in initial_states(self.cfg, self.topics, classes):
+                self.publisher.publish_retained(topic, payload)
+            self.announcer.start()
 
     def _build_pipeline(self, detector: Detector) -> None:
         """Camera readers, the Florence-2 fallback (its own stream) and the inference loop."""
@@ -360,6 +373,8 @@ class Daemon:
             self.ota.stop(timeout=min(left(), 2.0))
         if self.fallback is not None:
             self.fallback.stop(timeout=min(left(), 2.0))
+        if self.announcer is not None:
+            self.announcer.stop(timeout=min(left(), 1.0))
         if self.publisher is not None:
             self.publisher.stop(timeout=left())
         self.notifier.close()

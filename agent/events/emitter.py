@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,6 +28,12 @@ from agent.contracts.payloads import dump_payload, rfc3339_ms
 from agent.contracts.topics import Topics
 from agent.events.journal import OpenEvents
 from agent.events.machine import CameraEvents, EventDraft, EventRules, FrameOutcome, Observation
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from agent.snapshots.lifecycle import EventExtras
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +59,7 @@ class EventEmitter:
         submit: SubmitFn,
         publish_retained: PublishRetained,
         journal: OpenEvents | None = None,
+        extras: EventExtras | None = None,
     ) -> None:
         self._ctx = ctx
         self._rules = rules
@@ -60,6 +68,7 @@ class EventEmitter:
         self._submit = submit
         self._retain = publish_retained
         self._journal = journal
+        self._extras = extras
         self.refused = 0
         self.sent = 0
         self.event_listeners: list[Callable[[EventMessage], None]] = []
@@ -73,14 +82,30 @@ class EventEmitter:
         return m
 
     # -- the frame path ------------------------------------------------------------------
-    def on_frame(self, camera: str, ts: float, observations: list[Observation]) -> None:
-        """Feed one processed frame of `camera` (capture time `ts`, wall clock)."""
-        self._emit(camera, self._machine(camera).observe(ts, observations))
+    def on_frame(
+        self,
+        camera: str,
+        ts: float,
+        observations: list[Observation],
+        image: npt.NDArray[np.uint8] | None = None,
+    ) -> None:
+        """Feed one processed frame of `camera` (capture time `ts`, wall clock); `image` is
+        the frame itself, for snapshots."""
+        machine = self._machine(camera)
+        outcome = machine.observe(ts, observations)
+        if self._extras is not None:
+            frame = None if image is None else (image, observations)
+            outcome = self._extras.after_frame(camera, ts, machine, outcome, frame)
+        self._emit(camera, outcome)
 
     def end_camera(self, camera: str, ts: float, reason: EndReason) -> None:
         """End every open event of `camera` (model swap)."""
         if camera in self._machines:
-            self._emit(camera, self._machines[camera].end_all(ts, reason))
+            machine = self._machines[camera]
+            outcome = machine.end_all(ts, reason)
+            if self._extras is not None:
+                outcome = self._extras.after_frame(camera, ts, machine, outcome, None)
+            self._emit(camera, outcome)
 
     def snapshot_kept(self, camera: str, track_id: int, snapshot: SnapshotRef, ts: float) -> bool:
         """A better snapshot of the open event of `track_id` was written: send its `update`
@@ -180,6 +205,8 @@ class EventEmitter:
             self._seq[end.camera] = seq + 1
             for zone in old.zones_current:
                 self._retain(self._ctx.topics.zone_count(old.camera, zone, old.label), b"0")
+            if self._extras is not None:
+                self._extras.closed_at_restart(old.camera, old.label)
         self._journal.clear()
         if previous:
             log.info("events left open by the previous run closed", count=len(previous))

@@ -104,10 +104,6 @@ class SnapshotKeeper:
             self._publish_file(ev, ev.saved)
         return ev.written
 
-    def forget(self, event_id: str) -> None:
-        """Drop an event's state without writing or publishing (its frames are not wanted)."""
-        self._events.pop(event_id, None)
-
     @property
     def open_events(self) -> int:
         return len(self._events)

@@ -46,12 +46,16 @@ def build_tracking(
         for cam in cfg.cameras
     }
     journal = OpenEvents(cfg.device.state_dir) if ev.persist_open else None
+    from agent.snapshots.build import build_event_extras
+
+    extras = build_event_extras(cfg, topics, boot_id, publisher.publish_retained)
     emitter = EventEmitter(
         EmitterContext(cfg.device.id, boot_id, topics, time.time()),
         rules,
         publisher.submitter(Stream.EVENTS),
         publisher.publish_retained,
         journal,
+        extras,
     )
     emitter.close_previous()
     return TrackingStage(tracker, emitter)

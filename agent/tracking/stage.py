@@ -97,7 +97,7 @@ class TrackingStage:
         if self.emitter is not None or self.frame_listeners:
             obs = observations(detections, ids, info.class_names)
             if self.emitter is not None:
-                self.emitter.on_frame(cam, frame.captured_at, obs)
+                self.emitter.on_frame(cam, frame.captured_at, obs, frame.image)
             for listener in self.frame_listeners:
                 listener(frame, obs)
         return ids

@@ -1,0 +1,24 @@
+"""Wire snapshots and camera-wide counts into the events emitter from the agent config."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent.contracts.topics import Topics
+from agent.snapshots.keeper import PublishRetained, SnapshotKeeper
+from agent.snapshots.lifecycle import EventExtras
+from agent.snapshots.store import SnapshotStore
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+
+
+def build_event_extras(
+    cfg: AgentConfig, topics: Topics, boot_id: str, publish_retained: PublishRetained
+) -> EventExtras:
+    """Camera-wide counts always (with events), snapshots with `snapshots.enabled`."""
+    keeper = None
+    if cfg.snapshots.enabled:
+        store = SnapshotStore(cfg.device.state_dir, cfg.snapshots.quota_bytes)
+        keeper = SnapshotKeeper(cfg.snapshots, store, topics, publish_retained)
+    return EventExtras(boot_id, topics, publish_retained, keeper)
