@@ -91,7 +91,7 @@ def ours_runner(fps: float) -> Runner | None:
 
     def run(xyxy: np.ndarray, confidence: np.ndarray, ts: float) -> np.ndarray:
         dets = Detections(xyxy, confidence, np.zeros(len(xyxy), np.int64))
-        ids = tracker.update("bench", dets, ts)
+        ids = tracker.update("bench", dets)
         return np.array([-1 if i is None else i for i in ids], np.int64)
 
     return run

@@ -88,6 +88,8 @@ class ByteTracker:
         )
         out = cam.tracker.update(sv_dets)
         ids: list[int | None] = [None] * n
+        if len(out) == 0:  # an empty result carries no `data` columns at all
+            return ids
         for index, lib_id in zip(out.data["index"].tolist(), out.tracker_id.tolist(), strict=True):
             if lib_id >= 0:
                 ids[index] = self._ours(camera, cam, lib_id)
