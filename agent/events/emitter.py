@@ -121,6 +121,8 @@ class EventEmitter:
         """Clean stop: one `end` (`end_reason: stop`) per open event, every camera."""
         for camera in list(self._machines):
             self.end_camera(camera, ts, EndReason.STOP)
+        if self._extras is not None:
+            self._extras.close()  # the ended events' snapshots: written and published
 
     def _emit(self, camera: str, outcome: FrameOutcome) -> None:
         for d in outcome.events:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent.contracts.topics import Topics
-from agent.snapshots.keeper import PublishRetained, SnapshotKeeper
+from agent.snapshots.keeper import SnapshotKeeper
 from agent.snapshots.lifecycle import EventExtras
 from agent.snapshots.store import SnapshotStore
+from agent.snapshots.writer import PublishRetained, SnapshotWriter
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -20,5 +21,6 @@ def build_event_extras(
     keeper = None
     if cfg.snapshots.enabled:
         store = SnapshotStore(cfg.device.state_dir, cfg.snapshots.quota_bytes)
-        keeper = SnapshotKeeper(cfg.snapshots, store, topics, publish_retained)
+        writer = SnapshotWriter(cfg.snapshots, store, topics, publish_retained)
+        keeper = SnapshotKeeper(cfg.snapshots, writer)
     return EventExtras(boot_id, topics, publish_retained, keeper)

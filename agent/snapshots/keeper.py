@@ -1,11 +1,12 @@
-"""Per event: keep the best frame, write it, publish it retained.
+"""Per event: which frame to keep, and when to write and publish it.
 
-`offer` runs for every tracked box of a frame (in the thread that handles the camera's
-results, frame order); it copies the frame only when it is the event's new best. A better
-frame is written and published at most every `min_interval_s` per event; `finish` (at the
-event's `end`) writes whatever better frame is still pending and publishes the event's
-snapshot. The retained message is read back from the written file, so it is only published
-once the file is complete, and is re-encoded smaller when it exceeds `publish_max_bytes`.
+`offer` runs for every tracked box of an open event (in the thread that handles the camera's
+results, frame order); it copies the frame only when it is the event's new best. The first
+frame is written at once, a better one at most every `min_interval_s` per event; `finish` (at
+the event's `end`) writes whatever better frame is still pending and publishes the event's
+snapshot. The file name is known when the decision is made (`snapshots/<camera>/<event
+id>.jpg`), so the event message names it; the writer (`writer.py`) encodes, writes and then
+publishes off the frame path.
 """
 
 from __future__ import annotations
@@ -14,17 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
-from agent.contracts.topics import Topics
 from agent.snapshots.choice import Box, Candidate, better, due, is_cut
 from agent.snapshots.config import SnapshotsConfig
-from agent.snapshots.encode import EncodeError, Image, fit, render
-from agent.snapshots.store import Saved, SnapshotStore
-
-log = structlog.get_logger(__name__)
-
-PublishRetained = Callable[[str, bytes], None]
+from agent.snapshots.encode import Image
+from agent.snapshots.writer import SnapshotWriter, WriteJob
 
 
 @dataclass(frozen=True)
@@ -44,29 +38,22 @@ class _Event:
     best: Candidate | None = None
     pending: Image | None = None  # the best frame, not yet written
     written: SnapshotInfo | None = None
-    saved: Saved | None = None
     last_write: float | None = None
 
 
 class SnapshotKeeper:
-    """Best frames of the open events of every camera."""
+    """Best frames of the open events of every camera (decisions only; I/O in the writer)."""
 
     def __init__(
         self,
         cfg: SnapshotsConfig,
-        store: SnapshotStore,
-        topics: Topics,
-        publish_retained: PublishRetained,
+        writer: SnapshotWriter,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cfg = cfg
-        self._store = store
-        self._topics = topics
-        self._publish = publish_retained
+        self._writer = writer
         self._clock = clock
         self._events: dict[str, _Event] = {}
-        self.published = 0
-        self.failures = 0
 
     def offer(
         self,
@@ -78,7 +65,7 @@ class SnapshotKeeper:
         score: float,
         ts: float,
     ) -> SnapshotInfo | None:
-        """One frame of an open event. Returns the new snapshot when one was written now (the
+        """One frame of an open event. Returns the new snapshot when one is written now (the
         event gets an `update`), else None."""
         ev = self._events.get(event_id)
         if ev is None:
@@ -99,10 +86,16 @@ class SnapshotKeeper:
         if ev is None:
             return None
         if ev.pending is not None:
-            self._write(event_id, ev, publish=False)
-        if ev.saved is not None:
-            self._publish_file(ev, ev.saved)
+            return self._write(event_id, ev, publish=True)
+        if ev.written is not None:
+            self._writer.submit(
+                WriteJob(ev.camera, event_id, ev.label, None, ev.written.box, "", publish=True)
+            )
         return ev.written
+
+    def close(self, timeout: float) -> bool:
+        """Let the writer finish what was handed over (clean stop)."""
+        return self._writer.close(timeout)
 
     @property
     def open_events(self) -> int:
@@ -115,29 +108,9 @@ class SnapshotKeeper:
         ev.pending = None
         ev.last_write = self._clock()
         caption = f"{ev.label} {best.score:.2f}"
-        try:
-            full, crop = render(
-                image, best.box, caption, self._cfg.jpeg_quality, self._cfg.crop_padding
-            )
-            saved = self._store.save(ev.camera, event_id, full, crop)
-        except (OSError, EncodeError) as err:  # a full disk must not stop the frame path
-            self.failures += 1
-            log.error("snapshot not written", camera=ev.camera, event_id=event_id, error=str(err))
-            return None
-        ev.saved = saved
-        ev.written = SnapshotInfo(best.ts, best.box, best.score, saved.path)
-        if publish:
-            self._publish_file(ev, saved)
+        self._writer.submit(
+            WriteJob(ev.camera, event_id, ev.label, image, best.box, caption, publish)
+        )
+        full, _crop = self._writer.store.paths(ev.camera, event_id)
+        ev.written = SnapshotInfo(best.ts, best.box, best.score, self._writer.store.relative(full))
         return ev.written
-
-    def _publish_file(self, ev: _Event, saved: Saved) -> None:
-        if not self._cfg.publish:
-            return
-        try:
-            payload = fit(saved.full.read_bytes(), self._cfg.publish_max_bytes)
-        except (OSError, EncodeError) as err:  # evicted already, or unreadable
-            self.failures += 1
-            log.error("snapshot not published", camera=ev.camera, path=saved.path, error=str(err))
-            return
-        self._publish(self._topics.snapshot(ev.camera, ev.label), payload)
-        self.published += 1

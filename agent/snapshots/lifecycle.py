@@ -21,6 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from agent.contracts.events import EventType, SnapshotRef, event_id
 from agent.contracts.payloads import rfc3339_ms
@@ -30,6 +31,7 @@ from agent.homeassistant.counts import ObjectCounts
 from agent.snapshots.keeper import SnapshotInfo, SnapshotKeeper
 
 PublishRetained = Callable[[str, bytes], None]
+log = structlog.get_logger(__name__)
 
 
 def snapshot_ref(info: SnapshotInfo) -> SnapshotRef:
@@ -114,6 +116,12 @@ class EventExtras:
             else:
                 updates.append(update)
         return updates
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Clean stop, after the last `end`: the snapshot writer finishes its queue (bounded
+        by `timeout`, so the publisher still gets to send the retained snapshots)."""
+        if self._keeper is not None and not self._keeper.close(timeout):
+            log.warning("snapshot writer did not finish in time")
 
     def closed_at_restart(self, camera: str, label: str) -> None:
         """An event the previous run left open was closed: its camera-wide count restarts."""

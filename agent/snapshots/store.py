@@ -81,6 +81,10 @@ class SnapshotStore:
         folder = self._root / camera
         return folder / f"{event_id}{FULL}", folder / f"{event_id}{CROP}"
 
+    def relative(self, path: Path) -> str:
+        """`path` relative to the state dir, as events name it."""
+        return path.relative_to(self._state_dir).as_posix()
+
     def save(self, camera: str, event_id: str, full: bytes, crop: bytes) -> Saved:
         """Write (or replace) an event's two files durably, then apply the quota."""
         full_path, crop_path = self.paths(camera, event_id)
@@ -92,8 +96,7 @@ class SnapshotStore:
             self._sizes.pop(key, None)
             self._sizes[key] = len(full) + len(crop)  # now the newest
             self._evict(keep={key})
-        rel = full_path.relative_to(self._state_dir).as_posix()
-        return Saved(rel, full_path, crop_path, len(full) + len(crop))
+        return Saved(self.relative(full_path), full_path, crop_path, len(full) + len(crop))
 
     def _evict(self, keep: set[str]) -> None:
         for key in plan_eviction(list(self._sizes.items()), self._quota, keep):

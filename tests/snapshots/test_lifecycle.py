@@ -13,6 +13,7 @@ from agent.snapshots.config import SnapshotsConfig
 from agent.snapshots.keeper import SnapshotKeeper
 from agent.snapshots.lifecycle import EventExtras
 from agent.snapshots.store import SnapshotStore
+from agent.snapshots.writer import SnapshotWriter
 
 BOOT = "0123456789abcdef"
 RULES = EventRules(
@@ -37,13 +38,14 @@ def setup(tmp_path: Path) -> tuple[EventExtras, CameraEvents, list[tuple[str, by
     published: list[tuple[str, bytes]] = []
     clock = Clock()
     cfg = SnapshotsConfig(min_interval_s=10.0)
-    keeper = SnapshotKeeper(
+    writer = SnapshotWriter(
         cfg,
         SnapshotStore(tmp_path, cfg.quota_bytes),
         Topics("dev1"),
         lambda t, p: published.append((t, p)),
-        clock=clock,
+        threaded=False,
     )
+    keeper = SnapshotKeeper(cfg, writer, clock=clock)
     extras = EventExtras(BOOT, Topics("dev1"), lambda t, p: published.append((t, p)), keeper)
     return extras, CameraEvents(RULES), published, clock
 

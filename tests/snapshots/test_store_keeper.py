@@ -13,6 +13,7 @@ from agent.snapshots.config import SnapshotsConfig
 from agent.snapshots.encode import fit, render
 from agent.snapshots.keeper import SnapshotKeeper
 from agent.snapshots.store import SnapshotStore
+from agent.snapshots.writer import SnapshotWriter
 
 CAM = "yard"
 
@@ -46,9 +47,10 @@ def keeper(
 ) -> SnapshotKeeper:
     cfg = SnapshotsConfig(**kw)  # type: ignore[arg-type]
     store = SnapshotStore(tmp_path, cfg.quota_bytes)
-    return SnapshotKeeper(
-        cfg, store, Topics("dev1"), lambda t, p: published.append((t, p)), clock=clock
+    writer = SnapshotWriter(
+        cfg, store, Topics("dev1"), lambda t, p: published.append((t, p)), threaded=False
     )
+    return SnapshotKeeper(cfg, writer, clock=clock)
 
 
 def test_render_draws_the_box_and_crops() -> None:
@@ -153,5 +155,26 @@ def test_keeper_survives_an_unwritable_store(
     """A failed write is counted and logged; nothing is published and the frame path goes on."""
     k = keeper(tmp_path, published, Clock())
     (tmp_path / "snapshots" / CAM).write_bytes(b"not a folder")
-    assert k.offer(CAM, "b-yard-5", "person", frame(5), (100, 100, 200, 300), 0.7, 1.0) is None
-    assert k.failures == 1 and published == []
+    k.offer(CAM, "b-yard-5", "person", frame(5), (100, 100, 200, 300), 0.7, 1.0)
+    assert k._writer.failures == 1 and published == []
+
+
+def test_threaded_writer_publishes_after_the_file_and_drains_at_close(tmp_path: Path) -> None:
+    """Off the frame path: the offer returns at once with the file name; the file is complete
+    before its retained message, and `close` finishes the queued jobs."""
+    published: list[tuple[str, bytes, bool]] = []
+    cfg = SnapshotsConfig(min_interval_s=0, publish_max_bytes=900 * 1024)
+    store = SnapshotStore(tmp_path, cfg.quota_bytes)
+
+    def publish(topic: str, payload: bytes) -> None:
+        on_disk = (tmp_path / "snapshots" / CAM / "b-yard-6.jpg").read_bytes()
+        published.append((topic, payload, payload == on_disk))
+
+    k = SnapshotKeeper(cfg, SnapshotWriter(cfg, store, Topics("dev1"), publish))
+    for i in range(5):
+        k.offer(CAM, "b-yard-6", "person", frame(i), (100, 100, 200, 300), 0.5 + i / 10, i)
+    final = k.finish("b-yard-6")
+    assert final is not None and final.score == 0.9
+    assert k.close(10)
+    assert len(published) == 6 and all(same for _t, _p, same in published)
+    assert decode((tmp_path / final.path).read_bytes()).shape == (576, 768, 3)
