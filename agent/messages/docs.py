@@ -130,7 +130,9 @@ def _snapshot_and_ha_topics() -> list[TopicDoc]:
             "the full frame with the box drawn. Published once the file under "
             "`<state_dir>/snapshots/` is completely written (the event's `snapshot.path`), at "
             "the event's `end` and on a better frame at most every `snapshots.min_interval_s`; "
-            "at most `snapshots.publish_max_bytes` (re-encoded smaller when needed).",
+            "at most `snapshots.publish_max_bytes` (re-encoded smaller when needed). Files are "
+            "written off the inference thread, so the event naming a file may arrive a moment "
+            "before the file is complete; the retained JPEG never does.",
         ),
         TopicDoc(
             "homeassistant/device/<device>/config",
