@@ -11,6 +11,13 @@ from agent.contracts.topics import Topics, discovery_topic
 from agent.homeassistant.announcer import Announcer, RetainedPublisher
 from agent.homeassistant.discovery import Area, CameraEntities, DeviceInfo, build, pick_labels
 
+MAX_DISCOVERY_BYTES = 768 * 1024
+
+
+class DiscoveryTooLarge(ValueError):
+    """Too many entities for one MQTT message."""
+
+
 if TYPE_CHECKING:
     from agent.config import AgentConfig
     from agent.sources.config import CameraConfig
@@ -45,7 +52,14 @@ def build_announcer(
     if not ha.enabled:
         return None
     topic = discovery_topic(ha.discovery_prefix, cfg.device.id)
-    return Announcer(publisher, topic, discovery_payload(cfg, topics, classes), ha.birth_topic)
+    payload = discovery_payload(cfg, topics, classes)
+    if len(payload) > MAX_DISCOVERY_BYTES:
+        raise DiscoveryTooLarge(
+            f"the Home Assistant discovery message would be {len(payload)} bytes, over "
+            f"{MAX_DISCOVERY_BYTES} (the broker's packet limit is 1 MiB): set "
+            "homeassistant.labels to the classes you need"
+        )
+    return Announcer(publisher, topic, payload, ha.birth_topic)
 
 
 def initial_states(
