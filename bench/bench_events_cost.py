@@ -8,7 +8,8 @@ frames with the order alternated each turn:
 - **(b)** the same plus `TrackingStage.on_result` as the daemon wires it (ByteTrack, the event
   state machine with the demo config's zone and line, event messages serialised and handed to
   a no-op submit, retained counts to a no-op publish, the open-event file written atomically
-  under a temporary state dir).
+  under a temporary state dir; with `snapshots.enabled` the best-frame snapshots too, their
+  JPEGs encoded and written by the snapshot writer thread under that state dir).
 
 Prints fps of both, their ratio, and the stage's own cost per frame (mean, p50, p99). Nothing
 is asserted. `python bench/bench_events_cost.py --frames 120 --rounds 3`.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import cv2
 
-from agent.config import load_config
+from agent.config import AgentConfig, load_config
 from agent.contracts.payloads import dump_payload
 from agent.contracts.topics import Topics
 from agent.engines.detector import load_detector
@@ -34,6 +35,10 @@ from agent.events.emitter import EmitterContext, EventEmitter
 from agent.events.journal import OpenEvents
 from agent.events.machine import EventRules
 from agent.pipeline import PipelineSettings, build_message
+from agent.snapshots.keeper import SnapshotKeeper
+from agent.snapshots.lifecycle import EventExtras
+from agent.snapshots.store import SnapshotStore
+from agent.snapshots.writer import SnapshotWriter
 from agent.tracking.stage import TrackingStage
 from agent.tracking.tracker import ByteTracker
 from agent.types import Frame
@@ -52,6 +57,16 @@ def frames_of(clip: Path, n: int) -> list[Frame]:
         out.append(Frame("demo", img, now, time.monotonic(), len(out)))
     cap.release()
     return out
+
+
+def extras(cfg: AgentConfig, state: Path) -> EventExtras:
+    """Snapshots and camera-wide counts as the daemon wires them (publishing to a no-op)."""
+    keeper = None
+    if cfg.snapshots.enabled:
+        store = SnapshotStore(state, cfg.snapshots.quota_bytes)
+        writer = SnapshotWriter(cfg.snapshots, store, Topics("bench"), lambda _t, _p: None)
+        keeper = SnapshotKeeper(cfg.snapshots, writer)
+    return EventExtras("0" * 16, Topics("bench"), lambda _t, _p: None, keeper)
 
 
 def build_stage(cfg_path: Path, state: Path) -> TrackingStage:
@@ -73,6 +88,7 @@ def build_stage(cfg_path: Path, state: Path) -> TrackingStage:
         lambda _c, _s, _p: True,
         lambda _t, _p: None,
         OpenEvents(state),
+        extras(cfg, state),
     )
     return TrackingStage(ByteTracker(tr), emitter)
 
