@@ -6,8 +6,8 @@ to `EventExtras.after_frame`, with the frame's image and observations:
 - each `end` draft gets the event's final snapshot (`SnapshotKeeper.finish`: the pending best
   frame is written, then published retained);
 - each observed box of an open event is offered to the keeper; a snapshot written now goes
-  into the frame's `new` draft when the event starts in this frame, else it becomes an
-  `update` (`CameraEvents.snapshot_changed`);
+  into the track's `new` or `update` draft of this frame when there is one, else it becomes an
+  `update` of its own (`CameraEvents.snapshot_changed`);
 - `new` and `end` move the camera-wide count of the label, published retained on
   `edge/<device>/cameras/<camera>/objects/<label>`.
 
@@ -97,7 +97,8 @@ class EventExtras:
         frame: tuple[npt.NDArray[np.uint8], list[Observation]],
     ) -> list[EventDraft]:
         image, observations = frame
-        started = {d.track_id: i for i, d in enumerate(drafts) if d.type == EventType.NEW}
+        # a `new` or `update` of the track in this frame carries the snapshot (no second message)
+        this_frame = {d.track_id: i for i, d in enumerate(drafts) if d.type != EventType.END}
         updates = []
         for ob in observations:
             track = machine.tracks.get(ob.track_id)
@@ -110,8 +111,8 @@ class EventExtras:
             update = machine.snapshot_changed(ob.track_id, snapshot_ref(info), ts)
             if update is None:
                 continue
-            if ob.track_id in started:  # its `new` is in this frame: carry the snapshot there
-                i = started[ob.track_id]
+            if ob.track_id in this_frame:
+                i = this_frame[ob.track_id]
                 drafts[i] = replace(drafts[i], snapshot=update.snapshot)
             else:
                 updates.append(update)

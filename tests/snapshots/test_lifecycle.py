@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from agent.contracts.events import EndReason, EventType
 from agent.contracts.topics import Topics
+from agent.events.config import ZoneConfig
 from agent.events.machine import CameraEvents, EventRules, Observation
 from agent.snapshots.config import SnapshotsConfig
 from agent.snapshots.keeper import SnapshotKeeper
@@ -95,3 +97,17 @@ def test_camera_counts_follow_new_and_end(tmp_path: Path) -> None:
     assert end.type == EventType.END and end.snapshot is not None
     counts = [p for t, p in published if t == "edge/dev1/cameras/yard/objects/person"]
     assert counts == [b"1", b"0"]
+
+
+def test_a_snapshot_rides_on_an_update_of_the_same_frame(tmp_path: Path) -> None:
+    """A better snapshot in the frame where the object enters a zone: one `update`, with both."""
+    extras, _machine, _published, clock = setup(tmp_path)
+    zone = ZoneConfig(id="lower", polygon=[(0, 400), (768, 400), (768, 576), (0, 576)])
+    machine = CameraEvents(replace(RULES, zones=(zone,)))
+    step(extras, machine, 1.0, [person(0.5)])
+    step(extras, machine, 2.0, [person(0.6)])
+    clock.t = 11.0
+    inside = Observation(track_id=7, label="person", score=0.9, box=(100, 300, 180, 450))
+    (update,) = step(extras, machine, 3.0, [inside])
+    assert update.type == EventType.UPDATE and update.zones_current == ("lower",)
+    assert update.snapshot is not None and update.snapshot.score == 0.9
