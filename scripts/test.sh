@@ -9,11 +9,7 @@ if ! python3 -c "import torch" >/dev/null 2>&1; then
   python3 -m pip install -q torch==2.14.1
 fi
 python3 -m pip install -q -e '.[cpu,dev,florence,teacher,gateway]'
-if ! python3 -c "import trackers" >/dev/null 2>&1; then
-  # The `tracking` extra without its declared opencv-python/numpy>=2 (see pyproject.toml).
-  python3 -m pip install -q --no-deps trackers==2.6.1 supervision==0.31.2 \
-    'pydeprecate>=0.9,<0.14' 'defusedxml>=0.7.1'
-fi
+scripts/install-tracking.sh  # the `tracking` extra, without its opencv-python/numpy>=2
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null

@@ -248,7 +248,8 @@ class DetectionArchive:
     def _enforce_size_cap(self) -> None:
         before = self.stats.pruned
         while self.db.size_bytes() > self.cfg.max_bytes:
-            pruned = self.db.prune_oldest(PRUNE_CHUNK)
+            # a tenth of the rows at a time at most: a fixed chunk could empty a small archive
+            pruned = self.db.prune_oldest(max(1, min(PRUNE_CHUNK, self.db.count() // 10)))
             self.stats.pruned += pruned
             if not pruned:
                 break

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import structlog
+
 from agent.contracts.streams import Stream
 from agent.contracts.topics import Topics
 from agent.tracking.stage import TrackingStage
@@ -13,6 +15,8 @@ if TYPE_CHECKING:
     from agent.config import AgentConfig
     from agent.publish.publisher import Publisher
 
+log = structlog.get_logger(__name__)
+
 
 def build_tracking(
     cfg: AgentConfig, topics: Topics, boot_id: str, publisher: Publisher
@@ -20,6 +24,11 @@ def build_tracking(
     """The pipeline's tracking stage, or None with `tracking.enabled: false`. With events on,
     events a previous run left open are closed (`end_reason: restart`) here, before the first
     frame, so they come first on each camera's `events` stream."""
+    unused = [c.id for c in cfg.cameras if (c.zones or c.lines) and not cfg.events.enabled]
+    if unused:
+        log.warning(
+            "zones/lines configured but events.enabled is false: not counted", cameras=unused
+        )
     if not cfg.tracking.enabled:
         return None
     from agent.tracking.tracker import ByteTracker

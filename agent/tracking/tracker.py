@@ -29,6 +29,10 @@ REFERENCE_FPS = 30.0
 """`trackers` scales its lost-track buffer by frame_rate / 30: at 30 it is taken as it is."""
 
 
+class TrackerMissing(RuntimeError):
+    """The tracker's package is not installed."""
+
+
 class Tracker(Protocol):
     """What the pipeline's tracking stage needs from a multi-object tracker."""
 
@@ -52,8 +56,14 @@ class ByteTracker:
     """`Tracker` on `trackers.ByteTrackTracker`, one instance per camera."""
 
     def __init__(self, cfg: TrackingConfig) -> None:
-        import supervision as sv  # noqa: F401 - fail at start, not on the first frame
-        import trackers  # noqa: F401
+        try:  # fail at start, not on the first frame
+            import supervision as sv  # noqa: F401
+            import trackers  # noqa: F401
+        except ImportError as err:
+            raise TrackerMissing(
+                f"tracking.enabled needs the `trackers` package ({err}); install it with "
+                "scripts/install-tracking.sh (docs/events.md)"
+            ) from err
 
         self._cfg = cfg
         self._cameras: dict[str, _CameraTracks] = {}
