@@ -324,6 +324,8 @@ class Daemon:
             self._status_on_change(states)
             if now >= next_ping:
                 next_ping = now + ping_every
+                if self.tracking is not None:  # events of cameras without frames expire
+                    self.tracking.tick(time.time())
                 if watchdog_ok(
                     now,
                     self.pipeline.last_loop_mono,

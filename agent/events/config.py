@@ -64,7 +64,10 @@ class EventsConfig(FrozenModel):
         "`tracking.enabled`).",
     )
     min_hits: int = Field(
-        3, ge=1, description="Frames a tracked object must be seen before its `new` event."
+        3,
+        ge=1,
+        description="Frames in which an object must carry its track id before its `new` event "
+        "(counted after the tracker's own `tracking.min_hits`).",
     )
     max_disappeared_frames: int = Field(
         15, ge=1, description="End an event after this many processed frames without it..."

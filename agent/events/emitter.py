@@ -98,6 +98,11 @@ class EventEmitter:
             outcome = self._extras.after_frame(camera, ts, machine, outcome, frame)
         self._emit(camera, outcome)
 
+    def expire(self, now: float) -> None:
+        """End the events of cameras that delivered no frame for `max_disappeared_s`."""
+        for camera, m in list(self._machines.items()):
+            self._emit(camera, m.expire(now))
+
     def end_camera(self, camera: str, ts: float, reason: EndReason) -> None:
         """End every open event of `camera` (model swap)."""
         if camera in self._machines:

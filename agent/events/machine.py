@@ -130,10 +130,12 @@ class CameraEvents:
         self._ended: OrderedDict[int, None] = OrderedDict()
         self._zone_counts: dict[ZoneKey, int] = {}
         self.line_counts: dict[LineKey, tuple[int, int]] = {}
+        self.last_frame_ts = float("-inf")
 
     def observe(self, ts: float, observations: list[Observation]) -> FrameOutcome:
         """Feed one frame (capture time `ts`) and its tracked detections."""
         out = FrameOutcome()
+        self.last_frame_ts = ts
         seen: set[int] = set()
         for ob in observations:
             if ob.track_id in self._ended or ob.track_id in seen:
@@ -192,6 +194,18 @@ class CameraEvents:
         if t.open:
             t.zones.leave_all(t.last_ts)
             out.events.append(draft(t, EventType.END, ts, reason))
+
+    def expire(self, now: float) -> FrameOutcome:
+        """The camera delivered no frame for `max_disappeared_s` (stalled, in backoff, a file at
+        its end): end the tracks unseen that long (`lost`; `end_ts` = last seen)."""
+        out = FrameOutcome()
+        if now - self.last_frame_ts < self.rules.max_disappeared_s:
+            return out
+        for t in list(self.tracks.values()):
+            if now - t.last_ts >= self.rules.max_disappeared_s:
+                self._end(t, now, EndReason.LOST, out)
+        self._recount_zones(out)
+        return out
 
     def end_all(self, ts: float, reason: EndReason) -> FrameOutcome:
         """End every track now (clean stop, model swap): one `end` per open event."""

@@ -9,6 +9,7 @@ that camera's events (`end_reason: model_swap`) and starts its tracker afresh.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -67,6 +68,7 @@ class TrackingStage:
         """Called with each frame and its tracked detections after the events of that frame
         (e.g. the snapshot store picking best frames); run on the inference path: keep cheap."""
         self._model: dict[str, tuple[str, int, str]] = {}
+        self._lock = threading.Lock()  # the inference thread's results vs the supervisor's tick
         self.cost_s = 0.0
         """Seconds spent in `on_result` since start (for the overhead figure)."""
         self.failures = 0
@@ -76,7 +78,8 @@ class TrackingStage:
         effect. Never raises: a failure is logged and the frame's boxes stay untracked."""
         start = time.perf_counter()
         try:
-            return self._on_result(frame, detections, info)
+            with self._lock:
+                return self._on_result(frame, detections, info)
         except Exception as err:  # the inference loop must go on; counted and logged
             self.failures += 1
             log.error("tracking failed", camera=frame.camera, error=repr(err)[:300])
@@ -102,7 +105,20 @@ class TrackingStage:
                 listener(frame, obs)
         return ids
 
+    def tick(self, now: float) -> None:
+        """From the supervising thread, about once a second: end the events of cameras that
+        delivered no frame for `events.max_disappeared_s` (stalled, backoff, end of file)."""
+        if self.emitter is None:
+            return
+        try:
+            with self._lock:
+                self.emitter.expire(now)
+        except Exception as err:  # the supervisor must go on; counted and logged
+            self.failures += 1
+            log.error("event expiry failed", error=repr(err)[:300])
+
     def close(self) -> None:
         """Clean stop (after the last result): end every open event."""
         if self.emitter is not None:
-            self.emitter.close(time.time())
+            with self._lock:
+                self.emitter.close(time.time())

@@ -73,7 +73,7 @@ def config(state: Path, port: int, clip: Path) -> dict[str, Any]:
         state,
         port,
         tracking={"enabled": True, "min_hits": 2},
-        events={"enabled": True, "max_disappeared_s": 1.5},
+        events={"enabled": True, "max_disappeared_s": 4.0},  # > the wait before the kill
     )
     cfg["cameras"] = [
         {

@@ -139,3 +139,16 @@ def test_stationary_toggles_update() -> None:
         ("update", True),
         ("update", False),
     ]
+
+
+def test_a_camera_without_frames_ends_its_events_by_time() -> None:
+    """No frame for max_disappeared_s (a stalled camera): expire ends the event, lost, with
+    end_ts the last sighting; while frames still come, expire does nothing."""
+    m = CameraEvents(rules(max_disappeared_s=3.0))
+    for i in range(3):
+        m.observe(i * 0.1, [person(100, 200)])
+    m.observe(2.0, [])  # a recent frame without the person
+    assert m.expire(4.0).events == []  # the camera delivered a frame 2 s ago
+    (end,) = m.expire(5.1).events
+    assert (end.type, end.end_reason, end.end_ts) == (EventType.END, EndReason.LOST, 0.2)
+    assert m.expire(9.0).events == []

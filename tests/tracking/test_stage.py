@@ -55,3 +55,17 @@ def test_a_failure_leaves_boxes_untracked_and_is_counted() -> None:
     stage = TrackingStage(ByteTracker(TrackingConfig(enabled=True, min_hits=1)), emitter)
     ids = [stage.on_result(frame(i), person(i), OLD) for i in range(5)]
     assert [None] in ids and stage.failures == 1
+
+
+def test_tick_ends_the_events_of_a_silent_camera(tmp_path: Path) -> None:
+    """The supervisor's tick ends events of a camera that stopped delivering frames."""
+    out = Outbox()
+    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
+    emitter = EventEmitter(ctx, {"cam": RULES}, out.submit, out.retain)
+    stage = TrackingStage(ByteTracker(TrackingConfig(enabled=True, min_hits=2)), emitter)
+    for i in range(6):
+        stage.on_result(frame(i), person(i), OLD)
+    stage.tick(1_800_000_050.0)  # RULES: 100 s
+    assert [e.type.value for _, _, e in out.sent] == ["new"]
+    stage.tick(1_800_000_200.0)
+    assert [(e.type.value, e.end_reason) for _, _, e in out.sent][-1] == ("end", EndReason.LOST)
