@@ -92,25 +92,32 @@ class EventEmitter:
         """Feed one processed frame of `camera` (capture time `ts`, wall clock); `image` is
         the frame itself, for snapshots."""
         machine = self._machine(camera)
-        outcome = machine.observe(ts, observations)
-        if self._extras is not None:
-            frame = None if image is None else (image, observations)
-            outcome = self._extras.after_frame(camera, ts, machine, outcome, frame)
-        self._emit(camera, outcome)
+        frame = None if image is None else (image, observations)
+        self._emit_with_extras(camera, ts, machine, machine.observe(ts, observations), frame)
 
     def expire(self, now: float) -> None:
         """End the events of cameras that delivered no frame for `max_disappeared_s`."""
         for camera, m in list(self._machines.items()):
-            self._emit(camera, m.expire(now))
+            self._emit_with_extras(camera, now, m, m.expire(now), None)
 
     def end_camera(self, camera: str, ts: float, reason: EndReason) -> None:
         """End every open event of `camera` (model swap)."""
         if camera in self._machines:
             machine = self._machines[camera]
-            outcome = machine.end_all(ts, reason)
-            if self._extras is not None:
-                outcome = self._extras.after_frame(camera, ts, machine, outcome, None)
-            self._emit(camera, outcome)
+            self._emit_with_extras(camera, ts, machine, machine.end_all(ts, reason), None)
+
+    def _emit_with_extras(
+        self,
+        camera: str,
+        ts: float,
+        machine: CameraEvents,
+        outcome: FrameOutcome,
+        frame: tuple[npt.NDArray[np.uint8], list[Observation]] | None,
+    ) -> None:
+        """Snapshots and camera-wide counts (the extras) see every outcome before it is sent."""
+        if self._extras is not None:
+            outcome = self._extras.after_frame(camera, ts, machine, outcome, frame)
+        self._emit(camera, outcome)
 
     def snapshot_kept(self, camera: str, track_id: int, snapshot: SnapshotRef, ts: float) -> bool:
         """A better snapshot of the open event of `track_id` was written: send its `update`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 from agent.contracts.events import EndReason, EventType
 from agent.contracts.topics import Topics
 from agent.events.config import ZoneConfig
+from agent.events.emitter import EmitterContext, EventEmitter
 from agent.events.machine import CameraEvents, EventRules, Observation
 from agent.snapshots.config import SnapshotsConfig
 from agent.snapshots.keeper import SnapshotKeeper
@@ -111,3 +113,24 @@ def test_a_snapshot_rides_on_an_update_of_the_same_frame(tmp_path: Path) -> None
     (update,) = step(extras, machine, 3.0, [inside])
     assert update.type == EventType.UPDATE and update.zones_current == ("lower",)
     assert update.snapshot is not None and update.snapshot.score == 0.9
+
+
+def test_events_ended_by_expiry_get_their_snapshot_and_count(tmp_path: Path) -> None:
+    """A camera that stops delivering frames: the emitter's expiry ends the event through the
+    extras too (final snapshot in the `end`, camera count back to 0)."""
+    extras, _machine, published, _clock = setup(tmp_path)
+    sent: list[dict] = []
+
+    def submit(_camera: str, _seq: int, payload: bytes) -> bool:
+        sent.append(json.loads(payload))
+        return True
+
+    ctx = EmitterContext("dev1", BOOT, Topics("dev1"), 1_800_000_000.0)
+    emitter = EventEmitter(ctx, {"yard": RULES}, submit, lambda t, p: None, None, extras)
+    for i in range(3):
+        emitter.on_frame("yard", 1_800_000_001.0 + i, [person(0.5 + i / 10)], IMAGE)
+    emitter.expire(1_800_000_500.0)
+    assert [e["type"] for e in sent] == ["new", "end"]
+    assert sent[-1]["snapshot"]["path"] == f"snapshots/yard/{BOOT}-yard-7.jpg"
+    counts = [p for t, p in published if t == "edge/dev1/cameras/yard/objects/person"]
+    assert counts == [b"1", b"0"]
