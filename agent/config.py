@@ -14,10 +14,14 @@ from pydantic import Field, model_validator
 
 from agent.contracts.ids import SafeId
 from agent.engines.registry import EngineConfig
+from agent.events.config import EventsConfig
 from agent.fallback.config import FallbackConfig
+from agent.homeassistant.config import HomeAssistantConfig
 from agent.ota.config import OtaConfig
 from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
+from agent.snapshots.config import SnapshotsConfig
 from agent.sources.config import CameraConfig
+from agent.tracking.config import TrackingConfig
 from agent.trust.config import TrustConfig
 from agent.util.models import FrozenModel
 from agent.yamlconfig import ConfigError, load_yaml_model, validate_mapping
@@ -94,6 +98,21 @@ class AgentConfig(FrozenModel):
     fallback: FallbackConfig = Field(
         default_factory=FallbackConfig, description="Florence-2 fallback for hard frames."
     )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Multi-object tracking per camera."
+    )
+    events: EventsConfig = Field(
+        default_factory=EventsConfig,
+        description="Tracked-object events, zone and line counts (zones and lines are per camera).",
+    )
+    snapshots: SnapshotsConfig = Field(
+        default_factory=SnapshotsConfig,
+        description="Best-frame JPEG per event, kept under the state dir and published retained.",
+    )
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig,
+        description="Home Assistant MQTT device discovery (docs/homeassistant.md).",
+    )
     stop_timeout_s: Annotated[float, Field(gt=0)] = Field(
         10.0, description="Longest orderly shutdown before the daemon gives up waiting."
     )
@@ -104,6 +123,17 @@ class AgentConfig(FrozenModel):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _events_need_tracking(self) -> AgentConfig:
+        if self.events.enabled and not self.tracking.enabled:
+            raise ValueError("events.enabled needs tracking.enabled (events follow tracks)")
+        if self.homeassistant.enabled and not self.events.enabled:
+            raise ValueError(
+                "homeassistant.enabled needs events.enabled (and tracking.enabled): its "
+                "occupancy, counts and snapshots come from events"
+            )
         return self
 
     @model_validator(mode="after")

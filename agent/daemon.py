@@ -101,6 +101,8 @@ class Daemon:
         self.publisher: Any = None
         self.pipeline: Pipeline | None = None
         self.fallback: Any = None
+        self.tracking: Any = None
+        self.announcer: Any = None
         self.ota: OtaSlots | None = None
         self._last_states: dict[str, str] = {}
         self._last_dropped = 0
@@ -235,6 +237,7 @@ class Daemon:
             # sees this device online is queued, not lost; it is handled once OTA starts.
             self.ota.listen()
         self.push_status()  # now with the model
+        self._home_assistant(detector.info.class_names)
         self._start_threads()
         info = detector.info
         log.info(
@@ -251,6 +254,17 @@ class Daemon:
         self.notifier.ready(
             f"running model {info.name} v{info.version}, {len(self.readers)} camera(s)"
         )
+
+    def _home_assistant(self, classes: tuple[str, ...]) -> None:
+        """Discovery (retained; again on Home Assistant's birth) and the initial zero counts,
+        queued before the pipeline runs so a real count never precedes a zero."""
+        from agent.homeassistant.build import build_announcer, initial_states
+
+        self.announcer = build_announcer(self.cfg, self.topics, self.publisher, classes)
+        if self.announcer is not None:
+            for topic, payload in initial_states(self.cfg, self.topics, classes):
+                self.publisher.publish_retained(topic, payload)
+            self.announcer.start()
 
     def _build_pipeline(self, detector: Detector) -> None:
         """Camera readers, the Florence-2 fallback (its own stream) and the inference loop."""
@@ -270,6 +284,9 @@ class Daemon:
             self.fallback = Fallback(
                 cfg.fallback, cfg.device.id, submit, cfg.device.state_dir, model=model
             )
+        from agent.tracking.build import build_tracking
+
+        self.tracking = build_tracking(cfg, self.topics, self.boot_id, self.publisher)
         self.pipeline = Pipeline(
             PipelineSettings(
                 device=cfg.device.id, boot_id=self.boot_id, publish_empty=cfg.mqtt.publish_empty
@@ -280,6 +297,7 @@ class Daemon:
             load_detector=self._load_detector,
             fallback=self.fallback,
             window=self.window,
+            tracking=self.tracking,
         )
         self.pipeline.on_model_change = lambda _info: self.push_status()
 
@@ -312,6 +330,8 @@ class Daemon:
             self._status_on_change(states)
             if now >= next_ping:
                 next_ping = now + ping_every
+                if self.tracking is not None:  # events of cameras without frames expire
+                    self.tracking.tick(time.time())
                 if watchdog_ok(
                     now,
                     self.pipeline.last_loop_mono,
@@ -355,10 +375,14 @@ class Daemon:
         # the pipeline owns the detectors: stopping it closes the active one
         if self.pipeline is not None and not self.pipeline.stop(timeout=min(left(), 5.0)):
             log.warning("inference thread did not stop in time")
+        elif self.tracking is not None:
+            self.tracking.close()  # one `end` (stop) per open event, before the publisher drains
         if self.ota is not None:
             self.ota.stop(timeout=min(left(), 2.0))
         if self.fallback is not None:
             self.fallback.stop(timeout=min(left(), 2.0))
+        if self.announcer is not None:
+            self.announcer.stop(timeout=min(left(), 1.0))
         if self.publisher is not None:
             self.publisher.stop(timeout=left())
         self.notifier.close()

@@ -22,9 +22,10 @@ import yaml
 
 from agent.cli_common import config_option
 from agent.config import ConfigError, load_config
+from agent.contracts.events import EventMessage
 from agent.contracts.payloads import DetectionMessage
-from agent.contracts.topics import detections_filter
-from agent.messages.render import detection_line
+from agent.contracts.topics import detections_filter, events_filter
+from agent.messages.render import detection_line, event_line
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -145,13 +146,17 @@ def _write_run_config(src: Path, dst: Path, host: str, port: int, protocol: str)
 
 
 class DetectionPrinter:
-    """Prints every detection message of one device as a line, and counts them."""
+    """Prints every detection message and event of one device as a line, and counts the
+    detection messages."""
 
     def __init__(self) -> None:
         self.count = 0
 
     def on_message(self, _c: object, _u: object, m: mqtt.MQTTMessage) -> None:
         try:
+            if m.topic.endswith("/events"):
+                click.echo(event_line(EventMessage.model_validate_json(m.payload)))
+                return
             msg = DetectionMessage.model_validate_json(m.payload)
         except ValueError as err:
             click.echo(f"  (unparsable message on {m.topic}: {err})")
@@ -162,13 +167,15 @@ class DetectionPrinter:
     def subscribe(
         self, host: str, port: int, protocol: str, prefix: str, device: str
     ) -> mqtt.Client:
-        """Connect to the broker and subscribe to the device's detections (network loop started)."""
+        """Connect to the broker and subscribe to the device's detections and events (network
+        loop started)."""
         sub = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             protocol=mqtt.MQTTv5 if protocol == "v5" else mqtt.MQTTv311,
         )
         sub.on_message = self.on_message
-        sub.on_connect = lambda c, *_a: c.subscribe(detections_filter(prefix, device), qos=1)
+        topics = [(detections_filter(prefix, device), 1), (events_filter(prefix, device), 1)]
+        sub.on_connect = lambda c, *_a: c.subscribe(topics)
         sub.connect(host, port)
         sub.loop_start()
         return sub

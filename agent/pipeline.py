@@ -50,6 +50,14 @@ class FrameFeed(Protocol):
         ...
 
 
+class ResultHook(Protocol):
+    """Per-camera, in-frame-order post-processing of a result (`agent.tracking.stage`)."""
+
+    def on_result(
+        self, frame: Frame, detections: Detections, info: ModelInfo
+    ) -> list[int | None]: ...
+
+
 class HardFrameHook(Protocol):
     """The Florence-2 fallback as the loop sees it (see `agent.fallback.worker.Fallback`)."""
 
@@ -89,9 +97,11 @@ def build_message(
     timings: Timings,
     info: ModelInfo,
     hard: bool,
+    track_ids: list[int | None] | None = None,
 ) -> DetectionMessage:
     """Build the YOLO detection message of one frame (pure)."""
     names = info.class_names
+    tids = track_ids if track_ids is not None else [None] * len(detections)
     dets = [
         Detection(
             label=names[c] if 0 <= c < len(names) else str(c),
@@ -103,11 +113,13 @@ def build_message(
                 round(float(b[2]), 1),
                 round(float(b[3]), 1),
             ),
+            track_id=t,
         )
-        for b, s, c in zip(
+        for b, s, c, t in zip(
             detections.xyxy.tolist(),
             detections.confidence.tolist(),
             detections.class_id.tolist(),
+            tids,
             strict=True,
         )
     ]
@@ -143,8 +155,10 @@ class Pipeline:
         load_detector: Callable[..., Detector],
         fallback: HardFrameHook | None = None,
         window: FrameWindow | None = None,
+        tracking: ResultHook | None = None,
     ) -> None:
         self._settings = settings
+        self._tracking = tracking
         self._feed = feed
         self._detector = detector
         self._submit = submit
@@ -310,6 +324,9 @@ class Pipeline:
             self._recent.append(frame)
         self.last_frame_mono = time.monotonic()
         self.window.add(FrameRecord(start, timings.total, len(detections), age_ms))
+        track_ids = None
+        if self._tracking is not None:  # every frame, empty ones too: tracks age in them
+            track_ids = self._tracking.on_result(frame, detections, detector.info)
         if len(detections) == 0 and not self._settings.publish_empty:
             return
         hard = False
@@ -318,7 +335,7 @@ class Pipeline:
         seq = self._seq.get(frame.camera, 0)
         try:
             msg = build_message(
-                self._settings, frame, seq, detections, timings, detector.info, hard
+                self._settings, frame, seq, detections, timings, detector.info, hard, track_ids
             )
         except ValueError as err:  # e.g. a model scoring outside [0, 1]: counted, loop goes on
             self.window.add(FrameRecord(start, timings.total, 0, age_ms, error=True))

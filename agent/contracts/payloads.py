@@ -67,6 +67,13 @@ class Detection(Payload):
     box: tuple[float, float, float, float] = Field(
         description="[x1, y1, x2, y2] in pixels of the original frame."
     )
+    track_id: int | None = Field(
+        None,
+        ge=0,
+        description="Tracker id, stable while the object is tracked (per camera and boot); "
+        "null when tracking is off or the track is not confirmed yet. Florence-2 messages "
+        "carry the ids of the YOLO message they refine (matched by box).",
+    )
 
 
 class DetectionMessage(Payload):

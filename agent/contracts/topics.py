@@ -6,6 +6,7 @@ extra level in it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from agent.contracts.ids import check_id
@@ -69,6 +70,28 @@ class Topics:
         check_id(camera, "camera id")
         return f"{self.base}/cameras/{camera}/events"
 
+    def zone_count(self, camera: str, zone: str, label: str) -> str:
+        """Retained number of `label` objects now in `zone` (plain integer text)."""
+        check_id(camera, "camera id")
+        check_id(zone, "zone id")
+        return f"{self.base}/cameras/{camera}/zones/{zone}/{label_level(label)}"
+
+    def line_count(self, camera: str, line: str, label: str) -> str:
+        """Retained `{"in": n, "out": m, "since": ts}` crossings of `line` by `label`."""
+        check_id(camera, "camera id")
+        check_id(line, "line id")
+        return f"{self.base}/cameras/{camera}/lines/{line}/{label_level(label)}"
+
+    def camera_count(self, camera: str, label: str) -> str:
+        """Retained number of confirmed `label` objects now tracked on `camera` (integer text)."""
+        check_id(camera, "camera id")
+        return f"{self.base}/cameras/{camera}/objects/{label_level(label)}"
+
+    def snapshot(self, camera: str, label: str) -> str:
+        """Retained JPEG of the latest snapshot of a `label` event on `camera`."""
+        check_id(camera, "camera id")
+        return f"{self.base}/cameras/{camera}/snapshot/{label_level(label)}"
+
     def stream(self, stream: str, camera: str) -> str:
         """The topic a message of `stream` (detections|florence2|events) goes to: YOLO and
         Florence-2 messages share the detections topic, events have their own."""
@@ -78,6 +101,25 @@ class Topics:
 def detections_filter(prefix: str = "edge", device: str = "+", camera: str = "+") -> str:
     """Subscription filter for detections; `+` matches every device or camera."""
     return f"{prefix}/{device}/cameras/{camera}/detections"
+
+
+def events_filter(prefix: str = "edge", device: str = "+", camera: str = "+") -> str:
+    """Subscription filter for tracked-object events; `+` matches every device or camera."""
+    return f"{prefix}/{device}/cameras/{camera}/events"
+
+
+def label_level(label: str) -> str:
+    """A class name as one topic level: lower case, every character outside [a-z0-9-]
+    replaced by `-` (`traffic light` -> `traffic-light`; never a wildcard or a `/`)."""
+    level = re.sub(r"[^a-z0-9-]", "-", label.lower())
+    return level or "-"
+
+
+def discovery_topic(prefix: str, device: str) -> str:
+    """Home Assistant device discovery: `<prefix>/device/<device>/config` (retained)."""
+    check_id(prefix, "discovery prefix")
+    check_id(device, "device id")
+    return f"{prefix}/device/{device}/config"
 
 
 def status_filter(prefix: str = "edge") -> str:

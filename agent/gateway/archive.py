@@ -1,7 +1,8 @@
 """The detection archive: every detection message of the site, stored durably, then acked.
 
-With `archive.enabled` the gateway subscribes to `edge/+/cameras/+/detections` (QoS 1), checks
-each message (valid `edge.detections/1` for its topic, from an enrolled device), writes it to
+With `archive.enabled` the gateway subscribes to `edge/+/cameras/+/detections` and
+`edge/+/cameras/+/events` (QoS 1), checks each message (valid `edge.detections/1` or
+`edge.event/1` for its topic, from an enrolled device), writes it to
 `<data_dir>/detections.sqlite3` (`ArchiveDb`: WAL, fsynced per batch; the key
 (device, camera, boot_id, stream, seq) drops redeliveries) and then sends each device the
 signed, per-stream cumulative acks that `AckTracker` allows on `edge/<device>/ack`
@@ -27,6 +28,7 @@ import structlog
 from pydantic import ValidationError
 
 from agent.contracts.ack import AckEntry, AckMessage
+from agent.contracts.events import EventMessage
 from agent.contracts.payloads import DetectionMessage
 from agent.contracts.streams import Stream
 from agent.contracts.topics import Topics
@@ -67,10 +69,14 @@ class MessageRefused(ValueError):
 
 
 def parse_detection(topic: str, payload: bytes, prefix: str) -> ArchivedRow:
-    """Check one received message against its topic; raise MessageRefused."""
+    """Check one received message (a detection message, or an event on an `events` topic)
+    against its topic; raise MessageRefused."""
     parts = topic.split("/")
+    model: type[DetectionMessage] | type[EventMessage] = (
+        EventMessage if topic.endswith("/events") else DetectionMessage
+    )
     try:
-        msg = DetectionMessage.model_validate_json(payload)
+        msg = model.model_validate_json(payload)
     except ValidationError as err:
         raise MessageRefused(str(err).splitlines()[0][:200]) from None
     if len(parts) != 5 or parts[0] != prefix or (parts[1], parts[3]) != (msg.device, msg.camera):
@@ -242,7 +248,8 @@ class DetectionArchive:
     def _enforce_size_cap(self) -> None:
         before = self.stats.pruned
         while self.db.size_bytes() > self.cfg.max_bytes:
-            pruned = self.db.prune_oldest(PRUNE_CHUNK)
+            # a tenth of the rows at a time at most: a fixed chunk could empty a small archive
+            pruned = self.db.prune_oldest(max(1, min(PRUNE_CHUNK, self.db.count() // 10)))
             self.stats.pruned += pruned
             if not pruned:
                 break

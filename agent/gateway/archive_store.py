@@ -143,6 +143,10 @@ class ArchiveDb:
         size = self._db.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
 
+    def count(self) -> int:
+        """Stored messages."""
+        return int(self._db.execute("SELECT COUNT(*) FROM detections").fetchone()[0])
+
     def prune_oldest(self, rows: int) -> int:
         """Delete the `rows` oldest stored messages (by arrival); return how many went."""
         cur = self._db.execute(

@@ -1,4 +1,5 @@
-"""`edge-gateway watch`: live detections from the broker, one line per frame, gaps flagged."""
+"""`edge-gateway watch`: live detections from the broker, one line per frame, gaps flagged;
+with `--events`, tracked-object events instead, one line per event."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class Printer:
         from agent.contracts.payloads import DetectionMessage
         from agent.messages.render import detection_line
 
+        if topic.endswith("/events"):
+            self.on_event(topic, payload)
+            return
         try:
             det = DetectionMessage.model_validate_json(payload)
         except ValidationError as err:
@@ -38,6 +42,28 @@ class Printer:
                 click.echo(f"  ! gap on {det.device}/{det.camera}: #{prev} -> #{det.seq}")
             self.last_seq[key] = det.seq
         click.echo(detection_line(det))
+        self._count()
+
+    def on_event(self, topic: str, payload: bytes) -> None:
+        from pydantic import ValidationError
+
+        from agent.contracts.events import EventMessage
+        from agent.messages.render import event_line
+
+        try:
+            ev = EventMessage.model_validate_json(payload)
+        except ValidationError as err:
+            click.echo(f"malformed event on {topic}: {err.errors()[0]['msg']}", err=True)
+            return
+        key = (ev.device, ev.camera, ev.boot_id + "/events")
+        prev = self.last_seq.get(key)
+        if prev is not None and ev.seq != prev + 1:
+            click.echo(f"  ! gap in events of {ev.device}/{ev.camera}: #{prev} -> #{ev.seq}")
+        self.last_seq[key] = ev.seq
+        click.echo(event_line(ev))
+        self._count()
+
+    def _count(self) -> None:
         self.seen += 1
         if self.count and self.seen >= self.count:
             self.done.set()
@@ -63,14 +89,21 @@ def subscriber(cfg: GatewayMqttConfig, filters: list[str], printer: Printer) -> 
 @click.option("--cameras", default="+", help="Comma-separated camera ids (all: +).")
 @click.option("--count", type=int, default=0, help="Stop after this many messages (0: never).")
 @click.option("--duration", type=float, default=0.0, help="Stop after this many seconds.")
+@click.option(
+    "--events", "events_", is_flag=True, help="Show tracked-object events instead, one line each."
+)
 @click.pass_context
-def watch(ctx: click.Context, devices_: str, cameras: str, count: int, duration: float) -> None:
-    """Live detections from chosen devices/cameras, one line per frame; gaps are flagged."""
-    from agent.contracts.topics import detections_filter
+def watch(
+    ctx: click.Context, devices_: str, cameras: str, count: int, duration: float, events_: bool
+) -> None:
+    """Live detections from chosen devices/cameras, one line per frame; gaps are flagged.
+    With --events: their tracked-object events (new/update/end), one line per event."""
+    from agent.contracts.topics import detections_filter, events_filter
 
     cfg = config_of(ctx)
+    make = events_filter if events_ else detections_filter
     filters = [
-        detections_filter(cfg.mqtt.topic_prefix, d.strip(), c.strip())
+        make(cfg.mqtt.topic_prefix, d.strip(), c.strip())
         for d in devices_.split(",")
         for c in cameras.split(",")
     ]

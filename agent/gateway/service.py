@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.contracts.topics import (
     Topics,
     detections_filter,
+    events_filter,
     florence_ota_state_filter,
     health_filter,
     ota_state_filter,
@@ -112,7 +113,7 @@ class MqttLink:
             (health_filter(p), 0),
         ]
         if self._on_detection is not None:
-            subs.append((detections_filter(p), 1))
+            subs += [(detections_filter(p), 1), (events_filter(p), 1)]
         client.subscribe(subs)
         log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port)
 
@@ -134,7 +135,8 @@ class MqttLink:
 
     def _message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
         try:
-            if self._on_detection is not None and msg.topic.endswith("/detections"):
+            archived = msg.topic.endswith(("/detections", "/events"))
+            if self._on_detection is not None and archived:
                 self._on_detection(msg.topic, msg.payload)
                 return
             self._on_message(msg.topic, msg.payload, bool(msg.retain))

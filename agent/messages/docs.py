@@ -28,7 +28,7 @@ class TopicDoc:
 
 def topic_docs() -> list[TopicDoc]:
     """Every topic of the product with its payload model."""
-    return _device_topics() + _ota_and_ack_topics()
+    return _device_topics() + _event_topics() + _snapshot_and_ha_topics() + _ota_and_ack_topics()
 
 
 def _device_topics() -> list[TopicDoc]:
@@ -62,6 +62,88 @@ def _device_topics() -> list[TopicDoc]:
             "no",
             payloads.HealthMessage,
             "Periodic metrics every `health.interval_s`.",
+        ),
+    ]
+
+
+def _event_topics() -> list[TopicDoc]:
+    """What tracking and events add: events (outbox stream `events`), zone and line counts."""
+    from agent.contracts.events import EventMessage, LineCount
+
+    return [
+        TopicDoc(
+            "edge/<device>/cameras/<camera>/events",
+            "device → operators",
+            "`mqtt.detections_qos` (default 1)",
+            "no",
+            EventMessage,
+            "Tracked-object events (`events.enabled`, needs `tracking.enabled`): one `new` when "
+            "a track is confirmed, `update` only on a meaningful change (zone entered or left, "
+            "line crossed, stationary toggled, better snapshot), exactly one `end` per `new` "
+            "(lost, clean stop, model swap, or `restart`: closed by the next start after a "
+            "crash). Through the outbox on the camera's own stream `events` (own `seq`, "
+            "`oldest_unacked_seq`), with the guarantees of detections.",
+        ),
+        TopicDoc(
+            "edge/<device>/cameras/<camera>/zones/<zone>/<label>",
+            "device → operators",
+            "1",
+            "yes",
+            None,
+            "Number of tracked `<label>` objects now in the zone, as plain integer text (`0` "
+            "when the last one left). `<label>` is the class name in lower case with every "
+            "character outside `[a-z0-9-]` replaced by `-`. Published on change.",
+        ),
+        TopicDoc(
+            "edge/<device>/cameras/<camera>/lines/<line>/<label>",
+            "device → operators",
+            "1",
+            "yes",
+            LineCount,
+            "Crossings of the line by tracked `<label>` objects since this daemon started "
+            "(counts are per boot, not persisted). `in` is a crossing from the right of the "
+            "line's direction (first point to second) to its left. Published on change.",
+        ),
+    ]
+
+
+def _snapshot_and_ha_topics() -> list[TopicDoc]:
+    """Snapshots, camera-wide counts and Home Assistant discovery."""
+    return [
+        TopicDoc(
+            "edge/<device>/cameras/<camera>/objects/<label>",
+            "device → operators",
+            "1",
+            "yes",
+            None,
+            "Number of confirmed tracked `<label>` objects now on the camera (events open), as "
+            "plain integer text (`0` when the last one ended). `<label>` as in zone counts: "
+            "lower case, every character outside `[a-z0-9-]` replaced by `-`.",
+        ),
+        TopicDoc(
+            "edge/<device>/cameras/<camera>/snapshot/<label>",
+            "device → operators",
+            "1",
+            "yes",
+            None,
+            "The JPEG bytes (not JSON) of the latest event snapshot of `<label>` on the camera: "
+            "the full frame with the box drawn. Published once the file under "
+            "`<state_dir>/snapshots/` is completely written (the event's `snapshot.path`), at "
+            "the event's `end` and on a better frame at most every `snapshots.min_interval_s`; "
+            "at most `snapshots.publish_max_bytes` (re-encoded smaller when needed). Files are "
+            "written off the inference thread, so the event naming a file may arrive a moment "
+            "before the file is complete; the retained JPEG never does.",
+        ),
+        TopicDoc(
+            "homeassistant/device/<device>/config",
+            "device → Home Assistant",
+            "1",
+            "yes",
+            None,
+            "Home Assistant device discovery (`homeassistant.enabled`; the prefix is "
+            "`homeassistant.discovery_prefix`): `dev`, `o`, `availability` (the status topic) "
+            "and `cmps` with stable `unique_id`s. Published again whenever `online` arrives on "
+            "`homeassistant/status`. See docs/homeassistant.md.",
         ),
     ]
 
@@ -130,7 +212,8 @@ def render() -> str:
         "Delivery is at-least-once (see `docs/delivery.md`): after a reconnect or a restart the",
         "device replays what it has not seen acknowledged, so **consumers must drop duplicates**",
         "by the key `(device, camera, boot_id, stream, seq)`. Each stream of a camera",
-        "(`detections` for `source: yolo`, `florence2` for `source: florence2`) starts at seq 0",
+        "(`detections` for `source: yolo`, `florence2` for `source: florence2`, `events`)",
+        "starts at seq 0",
         "at boot and grows by exactly 1 per message: a gap is a message lost to a counted",
         "overflow (`publish_queue_dropped`, `outbox_dropped` in `health`). A gap below a",
         "message's `oldest_unacked_seq` will never be filled (the device no longer holds it).",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from agent.contracts.events import EventMessage
 from agent.contracts.payloads import DetectionMessage
 
 
@@ -22,3 +23,23 @@ def detection_line(msg: DetectionMessage) -> str:
         f"{msg.ts[11:23]} {msg.device}/{msg.camera} #{msg.seq} "
         f"{msg.model.name}@{msg.model.version} {msg.latency_ms.total:.1f}ms{tag}{hard} {objs}"
     )
+
+
+def event_line(msg: EventMessage) -> str:
+    """Render an event as one line, e.g.
+
+    `11:17:50.512 jet-0/cam-a event #3 new person track 7 0.81 zones=driveway`; an `end`
+    adds its reason, line crossings show as `gate:in`, a stationary object ` stationary`.
+    """
+    kind = msg.type.value if msg.end_reason is None else f"end({msg.end_reason.value})"
+    parts = [
+        f"{msg.ts[11:23]} {msg.device}/{msg.camera} event #{msg.seq} {kind} {msg.label} "
+        f"track {msg.track_id} {msg.score:.2f}"
+    ]
+    if msg.zones_current:
+        parts.append("zones=" + ",".join(msg.zones_current))
+    if msg.lines_crossed:
+        parts.append("lines=" + ",".join(f"{c.line}:{c.direction}" for c in msg.lines_crossed))
+    if msg.stationary:
+        parts.append("stationary")
+    return " ".join(parts)

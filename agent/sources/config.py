@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from agent.contracts.ids import SafeId
+from agent.events.config import LineConfig, ZoneConfig, check_unique_ids
 from agent.util.models import FrozenModel
 from agent.util.validation import check_min_max
 
@@ -113,8 +114,19 @@ class CameraConfig(FrozenModel):
     )
     backoff_min_s: float = Field(0.5, gt=0, description="First reconnect delay after a failure.")
     backoff_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+    zones: list[ZoneConfig] = Field(
+        default_factory=list, description="Zones of this camera (events and zone counts)."
+    )
+    lines: list[LineConfig] = Field(
+        default_factory=list, description="Counting lines of this camera (events, line counts)."
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraConfig:
         check_min_max(self, "backoff_min_s", "backoff_max_s")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_zones_and_lines(self) -> CameraConfig:
+        check_unique_ids(self.zones, self.lines)
         return self

@@ -51,12 +51,16 @@ def is_temp_leftover(path: Path) -> bool:
     return path.name.startswith(".") and TMP_MARK in path.name
 
 
-def atomic_write(path: Path | str, data: bytes, mode: int | None = None) -> None:
+def atomic_write(
+    path: Path | str, data: bytes, mode: int | None = None, *, durable: bool = True
+) -> None:
     """Replace `path` with `data` durably: temp file beside it, fsync, rename, fsync the folder.
 
     A reader sees the old content or the new one, never a mix; after a crash at any point the
     target holds one of the two. The temp file is removed when anything fails. `mode` sets the
-    permission bits before the rename (e.g. 0o600 for secrets).
+    permission bits before the rename (e.g. 0o600 for secrets). `durable=False` skips both
+    fsyncs: still all-or-nothing for readers and across a crash of the process (kill -9), but a
+    power cut may leave the previous content; for small state rewritten on a hot path.
     """
     path = Path(path)
     tmp = temp_path(path)
@@ -67,13 +71,15 @@ def atomic_write(path: Path | str, data: bytes, mode: int | None = None) -> None
             f.flush()
             if mode is not None:
                 os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path | str, text: str, mode: int | None = None) -> None:

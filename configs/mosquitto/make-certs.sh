@@ -6,9 +6,10 @@
 #   make-certs.sh [-o DIR] device ID               client certificate with CN=ID (a device id)
 #   make-certs.sh [-o DIR] gateway                 client certificate with CN=gateway
 #   make-certs.sh [-o DIR] operator [NAME]         client certificate with CN=operator[-NAME]
+#   make-certs.sh [-o DIR] homeassistant           client certificate with CN=homeassistant
 # DIR defaults to ./certs. The CN becomes the MQTT user name and client id on the broker
 # (use_identity_as_username, use_username_as_clientid), so it is checked against the id rule
-# [a-z0-9][a-z0-9-]{0,62}; `gateway` and `operator*` are reserved for those roles.
+# [a-z0-9][a-z0-9-]{0,62}; `gateway`, `operator*` and `homeassistant` are reserved for those roles.
 # Environment: DAYS (client/server validity, default 825), CA_DAYS (default 3650).
 set -euo pipefail
 
@@ -66,7 +67,8 @@ case "$cmd" in
     need_ca
     id=${1:?usage: make-certs.sh device ID}
     check_id "$id"
-    [[ "$id" == gateway || "$id" == operator* ]] && die "'$id' is reserved for the gateway/operators"
+    [[ "$id" == gateway || "$id" == operator* || "$id" == homeassistant ]] &&
+      die "'$id' is reserved for the gateway/operators/Home Assistant"
     client "device-$id" "$id"
     ;;
   gateway)
@@ -91,6 +93,10 @@ topic read edge/+/config/state
 topic read homeassistant/#
 ACL
     fi
+    ;;
+  homeassistant)
+    need_ca
+    client homeassistant homeassistant
     ;;
   *)
     sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'

@@ -33,7 +33,8 @@ def make_certs(out: Path, *commands: list[str]) -> None:
 
 
 def fleet_certs(out: Path) -> Path:
-    """A CA, a localhost server cert, devices dev-a and dev-b, the gateway and an operator."""
+    """A CA, a localhost server cert, devices dev-a and dev-b, the gateway, an operator and
+    Home Assistant."""
     make_certs(
         out,
         ["ca"],
@@ -42,6 +43,7 @@ def fleet_certs(out: Path) -> Path:
         ["device", "dev-b"],
         ["gateway"],
         ["operator"],
+        ["homeassistant"],
     )
     return out
 

@@ -6,6 +6,7 @@ certificates whose CN is their identity (dev-a, dev-b, gateway, operator).
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 from collections.abc import Iterator
@@ -13,13 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.contracts.topics import Topics
+from agent.contracts.topics import Topics, discovery_topic
+from agent.homeassistant.announcer import Announcer
+from agent.homeassistant.discovery import CameraEntities, DeviceInfo, build
 from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.publish.publisher import Publisher, build_tls_context
+from agent.snapshots.config import SnapshotsConfig
+from agent.snapshots.keeper import SnapshotKeeper
+from agent.snapshots.store import SnapshotStore
+from agent.snapshots.writer import SnapshotWriter
 from tests.publish.shipped import ShippedMosquitto, client_context, fleet_certs, make_certs
 from tests.publish.support import BOOT, Collector, payload, wait_for
 
@@ -118,6 +127,15 @@ def connect(fleet: Fleet, name: str, client_id: str = "") -> Client:
         ("device-dev-a", "homeassistant/device/dev-b/config", False),  # another's discovery
         ("device-dev-a", "edge/dev-b/cameras/cam1/events", False),  # another's events
         ("device-dev-a", "edge/dev-b/cameras/cam1/zones/yard/person", False),  # another's zones
+        ("device-dev-a", "edge/dev-a/cameras/cam1/objects/person", True),  # own camera count
+        ("device-dev-a", "edge/dev-b/cameras/cam1/lines/gate/car", False),  # another's lines
+        ("device-dev-a", "edge/dev-b/cameras/cam1/snapshot/person", False),  # another's snapshot
+        ("device-dev-a", "edge/dev-b/cameras/cam1/objects/person", False),  # another's count
+        ("device-dev-a", "homeassistant/status", False),  # cannot fake Home Assistant's birth
+        ("device-dev-a", "homeassistant/device/dev-a/other", False),  # only its config topic
+        ("homeassistant", "homeassistant/status", True),  # Home Assistant's birth message
+        ("homeassistant", "homeassistant/device/dev-a/config", False),  # not a device's config
+        ("homeassistant", "edge/dev-a/status", False),  # nor anything under edge/
         ("device-dev-a", "edge/dev-a/config/command", False),  # a device cannot push config
         ("device-dev-a", "edge/dev-b/status", False),  # another device's status
         ("device-dev-a", "edge/dev-b/cameras/cam1/detections", False),  # another's detections
@@ -278,3 +296,66 @@ def test_publisher_over_mutual_tls_delivers_and_counts_rejections(
             wait_for(lambda: bad.stats().outbox_depth == 0, 5, "refused rows removed")
         finally:
             bad.stop(2)
+
+
+def test_discovery_and_snapshot_reach_home_assistant_through_mutual_tls(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """dev-a's publisher delivers its discovery and a snapshot JPEG, retained, through the
+    shipped mTLS listener; Home Assistant's `online` birth makes it publish the discovery again."""
+    topics = Topics("dev-a")
+    tls = TlsConfig(
+        ca_file=fleet.certs / "ca.crt",
+        cert_file=fleet.certs / "device-dev-a.crt",
+        key_file=fleet.certs / "device-dev-a.key",
+    )
+    pub = Publisher(
+        MqttConfig(host="localhost", port=fleet.broker.port, tls=tls),
+        OutboxConfig(path=tmp_path / "outbox.sqlite3"),
+        topics,
+        tmp_path,
+        BOOT,
+    )
+    ha = connect(fleet, "homeassistant")
+    ha.subscribe("homeassistant/device/+/config", "edge/+/cameras/+/snapshot/+")
+    info = DeviceInfo("dev-a", "dev-a", "0.1.0", cameras=(CameraEntities("cam1", ("person",)),))
+    config_topic = discovery_topic("homeassistant", "dev-a")
+    announcer = Announcer(
+        pub, config_topic, json.dumps(build(info, topics)).encode(), "homeassistant/status"
+    )
+    cfg = SnapshotsConfig()
+    writer = SnapshotWriter(
+        cfg, SnapshotStore(tmp_path, cfg.quota_bytes), topics, pub.publish_retained
+    )
+    keeper = SnapshotKeeper(cfg, writer)
+    image = np.random.default_rng(0).integers(0, 255, (576, 768, 3), dtype=np.uint8)
+    pub.start()
+    try:
+        wait_for(lambda: pub.stats().connected, 10, "dev-a connected")
+        announcer.start()
+        keeper.offer("cam1", f"{BOOT}-cam1-1", "person", image, (100, 100, 220, 400), 0.9, 1.0)
+        snap_topic = topics.snapshot("cam1", "person")
+
+        def on(topic: str) -> list[bytes]:
+            return [p for t, p in list(ha.messages) if t == topic]
+
+        wait_for(lambda: on(config_topic) and on(snap_topic), 10, "discovery and snapshot")
+        assert json.loads(on(config_topic)[0])["cmps"]["edge_dev-a_cam1_person_snapshot"]
+        jpeg = on(snap_topic)[0]
+        assert len(jpeg) <= cfg.publish_max_bytes
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (576, 768, 3)
+        assert not ha.publish("homeassistant/status", b"online").is_failure
+        wait_for(lambda: len(on(config_topic)) == 2, 10, "discovery again after the birth message")
+        fresh = connect(fleet, "operator")  # a new subscription: both are retained
+        try:
+            fresh.subscribe(config_topic, snap_topic)
+            wait_for(
+                lambda: {t for t, _ in fresh.messages} == {config_topic, snap_topic}, 10, "retained"
+            )
+        finally:
+            fresh.close()
+    finally:
+        announcer.stop()
+        keeper.close(5)
+        pub.stop(2)
+        ha.close()

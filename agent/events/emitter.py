@@ -1,0 +1,227 @@
+"""Events out: the per-camera state machines' drafts become `edge.event/1` messages on the
+camera's outbox stream `events` (own seq), and zone/line counts become retained messages.
+
+Runs in the thread that processes a camera's results (frame order per camera); `close` runs
+after that thread stopped. Nothing here blocks on the network: events go to the publisher's
+non-blocking hand-off, retained counts to the session (published when connected, re-published
+on reconnect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from agent.contracts.events import (
+    EndReason,
+    EventMessage,
+    EventType,
+    LineCount,
+    LineCrossing,
+    SnapshotRef,
+    event_id,
+)
+from agent.contracts.payloads import dump_payload, rfc3339_ms
+from agent.contracts.topics import Topics
+from agent.events.journal import OpenEvents
+from agent.events.machine import CameraEvents, EventDraft, EventRules, FrameOutcome, Observation
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from agent.snapshots.lifecycle import EventExtras
+
+log = structlog.get_logger(__name__)
+
+SubmitFn = Callable[[str, int, bytes], bool]
+PublishRetained = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class EmitterContext:
+    device: str
+    boot_id: str
+    topics: Topics
+    started_at: float  # wall clock of this boot: the `since` of line counts
+
+
+class EventEmitter:
+    """Owns the cameras' event machines, the events streams' seqs and the open-event file."""
+
+    def __init__(
+        self,
+        ctx: EmitterContext,
+        rules: dict[str, EventRules],
+        submit: SubmitFn,
+        publish_retained: PublishRetained,
+        journal: OpenEvents | None = None,
+        extras: EventExtras | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._rules = rules
+        self._machines: dict[str, CameraEvents] = {}
+        self._seq: dict[str, int] = {}
+        self._submit = submit
+        self._retain = publish_retained
+        self._journal = journal
+        self._extras = extras
+        self.refused = 0
+        self.sent = 0
+        self.event_listeners: list[Callable[[EventMessage], None]] = []
+        """Called (in the emitting thread) with each event after it was handed to the outbox,
+        e.g. to publish the snapshot of an ended event; must not block."""
+
+    def _machine(self, camera: str) -> CameraEvents:
+        m = self._machines.get(camera)
+        if m is None:
+            m = self._machines[camera] = CameraEvents(self._rules[camera])
+        return m
+
+    # -- the frame path ------------------------------------------------------------------
+    def on_frame(
+        self,
+        camera: str,
+        ts: float,
+        observations: list[Observation],
+        image: npt.NDArray[np.uint8] | None = None,
+    ) -> None:
+        """Feed one processed frame of `camera` (capture time `ts`, wall clock); `image` is
+        the frame itself, for snapshots."""
+        machine = self._machine(camera)
+        frame = None if image is None else (image, observations)
+        self._emit_with_extras(camera, ts, machine, machine.observe(ts, observations), frame)
+
+    def expire(self, now: float) -> None:
+        """End the events of cameras that delivered no frame for `max_disappeared_s`."""
+        for camera, m in list(self._machines.items()):
+            self._emit_with_extras(camera, now, m, m.expire(now), None)
+
+    def end_camera(self, camera: str, ts: float, reason: EndReason) -> None:
+        """End every open event of `camera` (model swap)."""
+        if camera in self._machines:
+            machine = self._machines[camera]
+            self._emit_with_extras(camera, ts, machine, machine.end_all(ts, reason), None)
+
+    def _emit_with_extras(
+        self,
+        camera: str,
+        ts: float,
+        machine: CameraEvents,
+        outcome: FrameOutcome,
+        frame: tuple[npt.NDArray[np.uint8], list[Observation]] | None,
+    ) -> None:
+        """Snapshots and camera-wide counts (the extras) see every outcome before it is sent."""
+        if self._extras is not None:
+            outcome = self._extras.after_frame(camera, ts, machine, outcome, frame)
+        self._emit(camera, outcome)
+
+    def snapshot_kept(self, camera: str, track_id: int, snapshot: SnapshotRef, ts: float) -> bool:
+        """A better snapshot of the open event of `track_id` was written: send its `update`
+        (with `snapshot`); False when that track has no open event."""
+        m = self._machines.get(camera)
+        d = None if m is None else m.snapshot_changed(track_id, snapshot, ts)
+        if d is None:
+            return False
+        self._send(self._message(camera, d))
+        return True
+
+    def close(self, ts: float) -> None:
+        """Clean stop: one `end` (`end_reason: stop`) per open event, every camera."""
+        for camera in list(self._machines):
+            self.end_camera(camera, ts, EndReason.STOP)
+        if self._extras is not None:
+            self._extras.close()  # the ended events' snapshots: written and published
+
+    def _emit(self, camera: str, outcome: FrameOutcome) -> None:
+        for d in outcome.events:
+            self._send(self._message(camera, d))
+        t = self._ctx.topics
+        for (zone, label), n in outcome.zone_counts.items():
+            self._retain(t.zone_count(camera, zone, label), str(n).encode())
+        since = rfc3339_ms(self._ctx.started_at)
+        for (line, label), (n_in, n_out) in outcome.line_counts.items():
+            body = LineCount(in_=n_in, out=n_out, since=since)
+            self._retain(t.line_count(camera, line, label), dump_payload(body))
+
+    def _message(self, camera: str, d: EventDraft) -> EventMessage:
+        return EventMessage(
+            type=d.type,
+            id=event_id(self._ctx.boot_id, camera, d.track_id),
+            device=self._ctx.device,
+            camera=camera,
+            boot_id=self._ctx.boot_id,
+            seq=0,  # set by _send
+            ts=rfc3339_ms(d.ts),
+            label=d.label,
+            track_id=d.track_id,
+            start_ts=rfc3339_ms(d.start_ts),
+            end_ts=None if d.end_ts is None else rfc3339_ms(d.end_ts),
+            score=round(d.score, 4),
+            top_score=round(d.top_score, 4),
+            box=d.box,
+            zones_current=list(d.zones_current),
+            zones_entered=list(d.zones_entered),
+            lines_crossed=[
+                LineCrossing(line=c.line, direction=c.direction, ts=rfc3339_ms(c.ts))
+                for c in d.crossings
+            ],
+            stationary=d.stationary,
+            dwell_s=d.dwell_s,
+            snapshot=d.snapshot,
+            end_reason=d.end_reason,
+        )
+
+    def _send(self, msg: EventMessage) -> None:
+        """Journal first, then hand over, on the camera's events stream with its next seq."""
+        seq = self._seq.get(msg.camera, 0)
+        msg = msg.model_copy(update={"seq": seq})
+        if self._journal is not None:
+            try:
+                if msg.type == EventType.END:
+                    self._journal.remove(msg.id)
+                else:
+                    self._journal.put(msg)
+            except OSError as err:  # a full disk must not stop events; the crash case degrades
+                log.error("open-event file not written", error=str(err))
+        if self._submit(msg.camera, seq, dump_payload(msg)):
+            self.sent += 1
+        else:
+            self.refused += 1  # the seq gap shows consumers the counted loss
+        self._seq[msg.camera] = seq + 1
+        for listener in self.event_listeners:
+            listener(msg)
+
+    # -- after a crash -------------------------------------------------------------------
+    def close_previous(self) -> int:
+        """Send `end` (`end_reason: restart`) for every event a previous run left open, reset
+        their zones' retained counts to 0, empty the file; return how many were closed."""
+        if self._journal is None:
+            return 0
+        previous = self._journal.load_previous()
+        for old in previous:
+            end = old.model_copy(
+                update={
+                    "type": EventType.END,
+                    "boot_id": self._ctx.boot_id,
+                    "end_ts": old.ts,
+                    "end_reason": EndReason.RESTART,
+                    "zones_current": [],
+                    "oldest_unacked_seq": None,
+                }
+            )
+            seq = self._seq.get(end.camera, 0)
+            if not self._submit(end.camera, seq, dump_payload(end.model_copy(update={"seq": seq}))):
+                self.refused += 1
+            self._seq[end.camera] = seq + 1
+            for zone in old.zones_current:
+                self._retain(self._ctx.topics.zone_count(old.camera, zone, old.label), b"0")
+            if self._extras is not None:
+                self._extras.closed_at_restart(old.camera, old.label)
+        self._journal.clear()
+        if previous:
+            log.info("events left open by the previous run closed", count=len(previous))
+        return len(previous)

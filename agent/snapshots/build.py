@@ -1,0 +1,26 @@
+"""Wire snapshots and camera-wide counts into the events emitter from the agent config."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent.contracts.topics import Topics
+from agent.snapshots.keeper import SnapshotKeeper
+from agent.snapshots.lifecycle import EventExtras
+from agent.snapshots.store import SnapshotStore
+from agent.snapshots.writer import PublishRetained, SnapshotWriter
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+
+
+def build_event_extras(
+    cfg: AgentConfig, topics: Topics, boot_id: str, publish_retained: PublishRetained
+) -> EventExtras:
+    """Camera-wide counts always (with events), snapshots with `snapshots.enabled`."""
+    keeper = None
+    if cfg.snapshots.enabled:
+        store = SnapshotStore(cfg.device.state_dir, cfg.snapshots.quota_bytes)
+        writer = SnapshotWriter(cfg.snapshots, store, topics, publish_retained)
+        keeper = SnapshotKeeper(cfg.snapshots, writer)
+    return EventExtras(boot_id, topics, publish_retained, keeper)

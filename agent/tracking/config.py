@@ -1,0 +1,47 @@
+"""The `tracking:` section of the agent config."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from agent.util.models import FrozenModel
+
+
+class TrackingConfig(FrozenModel):
+    enabled: bool = Field(
+        False,
+        description="Track objects per camera (ByteTrack, `trackers` package): every YOLO "
+        "detection gets a `track_id`. Needs the `tracking` extra.",
+    )
+    lost_track_frames: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Keep a track that is not detected for this many processed frames of its "
+        "camera (then its id is gone; a later box gets a new one).",
+    )
+    min_hits: int = Field(
+        3, ge=1, le=30, description="Consecutive detections before a track gets an id."
+    )
+    activation_threshold: float = Field(
+        0.35, ge=0, le=1, description="Lowest score that may start a new track."
+    )
+    high_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Boxes at or above this score are matched first; the ones below it only "
+        "keep existing tracks alive (ByteTrack's second stage).",
+    )
+    min_iou: float = Field(
+        0.1, ge=0, le=1, description="Lowest IoU between a track's prediction and a box to match."
+    )
+    stationary_s: float = Field(
+        10.0,
+        gt=0,
+        description="A track whose reference point stays within `stationary_px` for this long "
+        "is stationary (events: `stationary: true`; a parked car makes no updates).",
+    )
+    stationary_px: float = Field(
+        10.0, gt=0, description="Movement below this many pixels counts as standing still."
+    )

@@ -1,0 +1,28 @@
+"""Frames without detections go through the ByteTrack adapter (found by bench_tracking.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.tracking.config import TrackingConfig
+from agent.tracking.tracker import ByteTracker
+from agent.types import Detections
+
+
+def box(x: float) -> Detections:
+    return Detections(
+        np.array([[x, 100, x + 50, 200]], np.float32),
+        np.array([0.9], np.float32),
+        np.array([0], np.int64),
+    )
+
+
+def test_an_empty_frame_returns_no_ids_and_keeps_the_track() -> None:
+    """An empty frame (the library returns detections without `data` columns) gives [] and
+    the track keeps its id on the next frame."""
+    tracker = ByteTracker(TrackingConfig(enabled=True, min_hits=1))
+    assert tracker.update("cam", Detections.empty()) == []
+    ids = [tracker.update("cam", box(100 + 3 * i))[0] for i in range(4)]
+    assert tracker.update("cam", Detections.empty()) == []
+    after = tracker.update("cam", box(115))[0]
+    assert ids[-1] is not None and after == ids[-1]
