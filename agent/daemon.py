@@ -96,6 +96,7 @@ class Daemon:
         self.cfg = config
         self.config_path = config_path  # re-read on SIGHUP (agent.live_reload)
         self.reloader: Reloader | None = None
+        self.config_push: Any = None  # agent.config_push.ConfigPushHandler
         self.boot_id = uuid.uuid4().hex[:16]
         self.topics = Topics(config.device.id, config.mqtt.topic_prefix)
         self.notifier = notifier or Notifier()
@@ -175,11 +176,6 @@ class Daemon:
             restart_required=[] if self.reloader is None else list(self.reloader.restart_required),
         )
 
-    def request_reload(self) -> None:
-        """SIGHUP: reload at the next supervision turn (ignored before the pipeline exists)."""
-        if self.reloader is not None:
-            self.reloader.request()
-
     def push_status(self) -> None:
         """Hand the publisher a fresh status snapshot (it publishes it retained, online)."""
         self.publisher.set_status(self.status())
@@ -245,6 +241,7 @@ class Daemon:
             # Subscribed before the first connect, so a command sent the moment the gateway
             # sees this device online is queued, not lost; it is handled once OTA starts.
             self.ota.listen()
+        self.config_push = listen_for_config_pushes(self)  # handled in `supervise`
         self.push_status()  # now with the model
         self._start_threads()
         info = detector.info
@@ -319,6 +316,8 @@ class Daemon:
         while not self.stop_event.is_set():
             if self.reloader is not None:
                 self.reloader.tick()  # SIGHUP: re-read the config between two supervision turns
+            if self.config_push is not None:
+                self.config_push.tick()  # pushed cameras: check, write, reload, answer
             now = time.monotonic()
             states = {cid: r.state.value for cid, r in self.readers.items()}
             self._status_on_change(states)
@@ -416,6 +415,23 @@ def build_ota_manager(
     )
 
 
+def listen_for_config_pushes(daemon: Daemon) -> Any:
+    """The handler of camera config pushed from the gateway, subscribed."""
+    from agent.config_push import ConfigPushHandler
+
+    cfg = daemon.cfg
+    handler = ConfigPushHandler(
+        cfg.device.id,
+        dict(cfg.trust.gateway_keys),
+        cfg.device.state_dir,
+        daemon.topics,
+        daemon.publisher,
+        daemon.reloader,  # type: ignore[arg-type]
+    )
+    handler.listen()
+    return handler
+
+
 def build_publisher(cfg: AgentConfig, topics: Topics, boot_id: str) -> Publisher:
     """The publisher of `cfg`, with the gateway keys that verify signed acks."""
     from agent.publish.publisher import Publisher
@@ -484,7 +500,9 @@ def run(
     """Run the daemon until SIGTERM/SIGINT (main thread only); SIGHUP re-reads `config_path`.
     A failure while starting raises StartupError naming the subsystem."""
     daemon = Daemon(config, config_path=config_path)
-    install_signal_handlers(daemon.stop_event, daemon.request_reload)
+    install_signal_handlers(
+        daemon.stop_event, lambda: daemon.reloader is not None and daemon.reloader.request()
+    )
     try:
         try:
             daemon.start()
