@@ -52,8 +52,9 @@ def require_rtsp() -> None:
         pytest.fail(why)
 
 
-def scaled_clip(dst: Path, width: int, height: int, src: Path = DEMO_CLIP) -> Path:
-    """Write `src` scaled to `width` x `height` (H.264 MP4) at `dst`, once; return `dst`."""
+def scaled_clip(dst: Path, width: int, height: int, fps: int = 10, src: Path = DEMO_CLIP) -> Path:
+    """Write `src` scaled to `width` x `height` at `fps` (H.264 MP4) at `dst`, once; return
+    `dst` (the demo clip is 768x576 at 10 fps)."""
     if not dst.exists():
         tmp = dst.with_suffix(".part.mp4")
         subprocess.run(
@@ -65,6 +66,7 @@ def scaled_clip(dst: Path, width: int, height: int, src: Path = DEMO_CLIP) -> Pa
                 str(tmp),
                 str(width),
                 str(height),
+                str(fps),
             ],
             check=True,
             capture_output=True,

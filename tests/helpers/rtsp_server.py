@@ -5,7 +5,7 @@ Runs under Debian's `/usr/bin/python3` (where `gi` lives; packages `python3-gi`,
 the project's venv, and imports nothing from the project. Driven by `tests/helpers/rtsp.py`.
 
     rtsp_server.py serve PORT CLIP      serve CLIP on rtsp://127.0.0.1:PORT/live until killed
-    rtsp_server.py scale IN OUT W H     write IN scaled to W x H (H.264 MP4, openh264)
+    rtsp_server.py scale IN OUT W H FPS write IN scaled to W x H at FPS (H.264 MP4, openh264)
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ LAUNCH = (
 )
 SCALE = (
     "filesrc location={src} ! qtdemux ! h264parse ! openh264dec ! videoconvert ! videoscale ! "
-    "video/x-raw,width={w},height={h} ! openh264enc ! h264parse ! mp4mux ! filesink location={dst}"
+    "videorate ! video/x-raw,width={w},height={h},framerate={fps}/1 ! openh264enc ! h264parse ! "
+    "mp4mux ! filesink location={dst}"
 )
 
 
@@ -34,7 +35,7 @@ def serve(port: int, clip: str) -> None:
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(LAUNCH.format(clip=clip))
-    factory.set_shared(True)
+    factory.set_shared(False)  # one pipeline per client: a second client never disturbs the first
     server.get_mount_points().add_factory("/live", factory)
     if server.attach(None) == 0:
         print(f"cannot listen on port {port}", file=sys.stderr, flush=True)
@@ -43,8 +44,8 @@ def serve(port: int, clip: str) -> None:
     GLib.MainLoop().run()
 
 
-def scale(src: str, dst: str, width: int, height: int) -> None:
-    pipeline = Gst.parse_launch(SCALE.format(src=src, dst=dst, w=width, h=height))
+def scale(src: str, dst: str, width: int, height: int, fps: int) -> None:
+    pipeline = Gst.parse_launch(SCALE.format(src=src, dst=dst, w=width, h=height, fps=fps))
     pipeline.set_state(Gst.State.PLAYING)
     bus = pipeline.get_bus()
     msg = bus.timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
@@ -59,8 +60,8 @@ def main(argv: list[str]) -> None:
     Gst.init(None)
     if len(argv) == 3 and argv[0] == "serve":
         serve(int(argv[1]), argv[2])
-    elif len(argv) == 5 and argv[0] == "scale":
-        scale(argv[1], argv[2], int(argv[3]), int(argv[4]))
+    elif len(argv) == 6 and argv[0] == "scale":
+        scale(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]))
     else:
         print(__doc__, file=sys.stderr)
         raise SystemExit(2)
