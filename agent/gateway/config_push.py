@@ -26,6 +26,7 @@ from agent.contracts.config_command import ConfigCommand, ConfigStateMessage
 from agent.contracts.ota import format_rfc3339
 from agent.contracts.topics import Topics
 from agent.gateway.db import Store
+from agent.gateway.fleet import Fleet
 from agent.trust.signing import sign
 
 log = structlog.get_logger(__name__)
@@ -64,6 +65,22 @@ class ConfigPushes:
         self._sent: dict[str, dict[str, Any]] = {}  # device -> last push sent
         self._answers: dict[str, dict[str, Any]] = {}  # device -> its retained config/state
         self._reported: dict[str, int] = {}  # device -> last config sequence it accepted
+
+    @classmethod
+    def of_fleet(
+        cls, fleet: Fleet, key: Ed25519PrivateKey, publish: Publish, ttl_s: float
+    ) -> ConfigPushes:
+        """Pushes for the fleet's devices, in its store and sequence space."""
+        return cls(
+            fleet.store,
+            key,
+            publish,
+            is_enrolled=fleet.is_enrolled,
+            ota_sequence=fleet.ingest.reported_sequence,
+            prefix=fleet.prefix,
+            ttl_s=ttl_s,
+            clock=fleet.clock,
+        )
 
     def push(self, device: str, cameras: list[Any]) -> dict[str, Any]:
         """Sign and publish `cameras` for `device`; the signed command as sent."""

@@ -220,14 +220,8 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             resend_s=cfg.rollout.resend_s,
         )
         fleet.load()
-        pushes = ConfigPushes(
-            store,
-            gateway_key,
-            lambda topic, payload: holder["link"].publish(topic, payload),
-            is_enrolled=fleet.is_enrolled,
-            ota_sequence=fleet.ingest.reported_sequence,
-            prefix=cfg.mqtt.topic_prefix,
-            ttl_s=cfg.rollout.command_ttl_s,
+        pushes = ConfigPushes.of_fleet(
+            fleet, gateway_key, lambda t, p: holder["link"].publish(t, p), cfg.rollout.command_ttl_s
         )
         archive = None
         if cfg.archive.enabled:
