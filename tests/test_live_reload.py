@@ -46,7 +46,12 @@ class Reloading:
         self.d.config_path.write_text(yaml.safe_dump(self.cfg))
         before = self.d.log().count(marker)
         self.d.signal(signal.SIGHUP)
-        wait_for(lambda: self.d.log().count(marker) > before, 30, f"{marker} in the log")
+        wait_for(
+            lambda: self.d.log().count(marker) > before,
+            30,
+            f"{marker} in the log",
+            explain=lambda: f"daemon exit code: {self.d.proc.poll() if self.d.proc else None}",
+        )
         assert self.d.proc is not None and self.d.proc.poll() is None, self.d.log()[-2000:]
 
 
@@ -59,8 +64,8 @@ def test_sighup_reloads_cameras_and_thresholds_live(tmp_path: Path, mosquitto: M
         r = Reloading(d, cfg)
         wait_for(lambda: len(seqs(rec, "cam-a")) >= 3, 60, "cam-a detections")
         first = status(mosquitto.port)
-        assert first.config_sha256 is not None
         r.reload()  # the same file: the daemon survives SIGHUP and nothing changes
+        assert first.config_sha256 is not None
         assert status(mosquitto.port).config_sha256 == first.config_sha256
 
         r.reload(

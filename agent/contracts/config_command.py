@@ -14,6 +14,7 @@ The device answers on the retained `edge/<device>/config/state` (`edge.config-st
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -52,17 +53,24 @@ def secret_problems(cameras: list[Any]) -> list[str]:
     for path, key, value in _walk(cameras, "cameras"):
         if key.lower() in SECRET_KEYS and value not in (None, ""):
             out.append(f"{path}: secrets are never pushed; name an environment variable instead")
-        if isinstance(value, str) and "://" in value:
-            try:
-                userinfo = urlsplit(value).netloc.rpartition("@")[0]
-            except ValueError:
-                continue
-            if ":" in userinfo and userinfo.partition(":")[2] != PASSWORD_PLACEHOLDER:
-                out.append(
-                    f"{path}: the URL holds a literal password; write '{PASSWORD_PLACEHOLDER}' "
-                    "and set password_env (the device reads the variable)"
-                )
+        if isinstance(value, str) and any(_has_password(u) for u in _URL.findall(value)):
+            out.append(
+                f"{path}: a URL holds a literal password; write '{PASSWORD_PLACEHOLDER}' "
+                "and set password_env (the device reads the variable)"
+            )
     return out
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s!\"']+")
+"""URLs inside a string (a source URL, or one inside a GStreamer pipeline)."""
+
+
+def _has_password(url: str) -> bool:
+    try:
+        userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    except ValueError:
+        return "@" in url  # unparseable with credentials-like parts: refuse, never guess
+    return ":" in userinfo and userinfo.partition(":")[2] != PASSWORD_PLACEHOLDER
 
 
 def _walk(node: Any, path: str, key: str = "") -> Iterator[tuple[str, str, Any]]:
