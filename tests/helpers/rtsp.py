@@ -53,8 +53,8 @@ def require_rtsp() -> None:
 
 
 def scaled_clip(dst: Path, width: int, height: int, fps: int = 10, src: Path = DEMO_CLIP) -> Path:
-    """Write `src` scaled to `width` x `height` at `fps` (H.264 MP4) at `dst`, once; return
-    `dst` (the demo clip is 768x576 at 10 fps)."""
+    """Write the first 10 s of `src` scaled to `width` x `height` at `fps` (H.264 MP4) at `dst`,
+    once; return `dst` (the demo clip is 768x576 at 10 fps)."""
     if not dst.exists():
         tmp = dst.with_suffix(".part.mp4")
         subprocess.run(

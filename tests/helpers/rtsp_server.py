@@ -5,7 +5,7 @@ Runs under Debian's `/usr/bin/python3` (where `gi` lives; packages `python3-gi`,
 the project's venv, and imports nothing from the project. Driven by `tests/helpers/rtsp.py`.
 
     rtsp_server.py serve PORT CLIP      serve CLIP on rtsp://127.0.0.1:PORT/live until killed
-    rtsp_server.py scale IN OUT W H FPS write IN scaled to W x H at FPS (H.264 MP4, openh264)
+    rtsp_server.py scale IN OUT W H FPS write IN's first 10 s scaled to W x H at FPS (H.264 MP4)
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ LAUNCH = (
 )
 SCALE = (
     "filesrc location={src} ! qtdemux ! h264parse ! openh264dec ! videoconvert ! videoscale ! "
-    "videorate ! video/x-raw,width={w},height={h},framerate={fps}/1 ! openh264enc ! h264parse ! "
-    "mp4mux ! filesink location={dst}"
+    "videorate ! video/x-raw,width={w},height={h},framerate={fps}/1 ! identity eos-after={n} ! "
+    "openh264enc ! h264parse ! mp4mux ! filesink location={dst}"
 )
 
 
@@ -45,7 +45,8 @@ def serve(port: int, clip: str) -> None:
 
 
 def scale(src: str, dst: str, width: int, height: int, fps: int) -> None:
-    pipeline = Gst.parse_launch(SCALE.format(src=src, dst=dst, w=width, h=height, fps=fps))
+    n = 10 * fps  # the first 10 s: short to make, long enough to loop
+    pipeline = Gst.parse_launch(SCALE.format(src=src, dst=dst, w=width, h=height, fps=fps, n=n))
     pipeline.set_state(Gst.State.PLAYING)
     bus = pipeline.get_bus()
     msg = bus.timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
