@@ -45,8 +45,8 @@ def read_pushed_cameras(state_dir: Path) -> PushedCameras | None:
     path = overlay_path(state_dir)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # nothing pushed (a state dir that is no directory fails at start)
     except OSError as err:
         raise ConfigError(path, [f"cannot read pushed cameras: {err.strerror}"]) from None
     try:

@@ -53,8 +53,8 @@ def require_rtsp() -> None:
 
 
 def scaled_clip(dst: Path, width: int, height: int, fps: int = 10, src: Path = DEMO_CLIP) -> Path:
-    """Write the first 10 s of `src` scaled to `width` x `height` at `fps` (H.264 MP4) at `dst`,
-    once; return `dst` (the demo clip is 768x576 at 10 fps)."""
+    """Write `src` scaled to `width` x `height` at `fps` (H.264 MP4) at `dst`, once; return
+    `dst` (the demo clip is 768x576 at 10 fps)."""
     if not dst.exists():
         tmp = dst.with_suffix(".part.mp4")
         subprocess.run(
@@ -79,7 +79,9 @@ def scaled_clip(dst: Path, width: int, height: int, fps: int = 10, src: Path = D
 class RtspServer:
     """One GStreamer RTSP server process on a fixed port; `start` again after `kill`."""
 
-    def __init__(self, clip: Path = DEMO_CLIP, port: int | None = None) -> None:
+    def __init__(self, clip: Path | str = DEMO_CLIP, port: int | None = None) -> None:
+        """`clip`: an H.264 MP4 served in a loop, or `test:WxH@FPS` for a live test pattern
+        at exactly FPS (a re-encoded MP4 does not loop cleanly: the stream breaks at its end)."""
         self.clip = clip
         self.port = port or free_port()
         self.proc: subprocess.Popen[str] | None = None
@@ -89,7 +91,7 @@ class RtspServer:
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}/live"
 
-    def start(self, clip: Path | None = None) -> RtspServer:
+    def start(self, clip: Path | str | None = None) -> RtspServer:
         """Start serving (`clip` replaces the served file); returns once it listens."""
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("the RTSP server is already running")

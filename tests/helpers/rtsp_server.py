@@ -4,8 +4,9 @@ Runs under Debian's `/usr/bin/python3` (where `gi` lives; packages `python3-gi`,
 `gir1.2-gst-rtsp-server-1.0`, `gstreamer1.0-plugins-good`, `gstreamer1.0-plugins-bad`), never
 the project's venv, and imports nothing from the project. Driven by `tests/helpers/rtsp.py`.
 
-    rtsp_server.py serve PORT CLIP      serve CLIP on rtsp://127.0.0.1:PORT/live until killed
-    rtsp_server.py scale IN OUT W H FPS write IN's first 10 s scaled to W x H at FPS (H.264 MP4)
+    rtsp_server.py serve PORT CLIP      serve CLIP on rtsp://127.0.0.1:PORT/live until killed;
+                                        CLIP `test:WxH@FPS`: a live test pattern (never loops)
+    rtsp_server.py scale IN OUT W H FPS write IN scaled to W x H at FPS (H.264 MP4, openh264)
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ LAUNCH = (
     "( multifilesrc location={clip} loop=true ! qtdemux ! h264parse ! "
     "rtph264pay name=pay0 pt=96 config-interval=1 )"
 )
+LIVE = (
+    "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={w},height={h},"
+    "framerate={fps}/1 ! openh264enc gop-size={fps} ! h264parse ! "
+    "rtph264pay name=pay0 pt=96 config-interval=1 )"
+)
 SCALE = (
     "filesrc location={src} ! qtdemux ! h264parse ! openh264dec ! videoconvert ! videoscale ! "
-    "videorate ! video/x-raw,width={w},height={h},framerate={fps}/1 ! identity eos-after={n} ! "
-    "openh264enc ! h264parse ! mp4mux ! filesink location={dst}"
+    "videorate ! video/x-raw,width={w},height={h},framerate={fps}/1 ! openh264enc ! h264parse ! "
+    "mp4mux ! filesink location={dst}"
 )
 
 
@@ -34,7 +40,12 @@ def serve(port: int, clip: str) -> None:
     server.set_address("127.0.0.1")
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(LAUNCH.format(clip=clip))
+    if clip.startswith("test:"):
+        size, _, fps = clip[5:].partition("@")
+        w, _, h = size.partition("x")
+        factory.set_launch(LIVE.format(w=w, h=h, fps=fps))
+    else:
+        factory.set_launch(LAUNCH.format(clip=clip))
     factory.set_shared(False)  # one pipeline per client: a second client never disturbs the first
     server.get_mount_points().add_factory("/live", factory)
     if server.attach(None) == 0:
@@ -45,8 +56,7 @@ def serve(port: int, clip: str) -> None:
 
 
 def scale(src: str, dst: str, width: int, height: int, fps: int) -> None:
-    n = 10 * fps  # the first 10 s: short to make, long enough to loop
-    pipeline = Gst.parse_launch(SCALE.format(src=src, dst=dst, w=width, h=height, fps=fps, n=n))
+    pipeline = Gst.parse_launch(SCALE.format(src=src, dst=dst, w=width, h=height, fps=fps))
     pipeline.set_state(Gst.State.PLAYING)
     bus = pipeline.get_bus()
     msg = bus.timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)

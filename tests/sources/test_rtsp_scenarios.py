@@ -2,7 +2,7 @@
 faults a field engineer sees, and cameras changed by reload while another streams.
 
 One daemon and two servers serve every scenario, in order (lean): cam-r1 reads server 1 (the
-demo clip, 768x576 at 10 fps), cam-r2 reads server 2 (a 384x288 variant at 2 fps).
+demo clip, 768x576 at 10 fps), cam-r2 reads server 2 (a live 384x288 test pattern at 2 fps).
 """
 
 from __future__ import annotations
@@ -92,9 +92,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     require_rtsp()
     tmp = tmp_path_factory.mktemp("rtsp")
     small = scaled_clip(tmp / "small-10fps.mp4", 384, 288, 10)
-    slow = scaled_clip(tmp / f"small-{R2_FPS}fps.mp4", 384, 288, R2_FPS)
     with Mosquitto(tmp / "broker") as broker:
-        s1, s2 = RtspServer(), RtspServer(slow)  # server 1 is absent when the daemon starts
+        # server 1 is absent when the daemon starts; server 2 streams a live pattern
+        s1, s2 = RtspServer(), RtspServer(f"test:384x288@{R2_FPS}")
         s2.start()
         rec = Recorder(broker.port, [f"edge/{DEV}/cameras/+/detections"])
         cfg = demo_config(tmp / "state", broker.port, DEV)
