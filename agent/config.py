@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from agent.camera_overlay import read_pushed_cameras
 from agent.contracts.ids import SafeId
 from agent.engines.registry import EngineConfig
 from agent.events.config import EventsConfig
@@ -156,6 +157,20 @@ def parse_config(data: object, path: Path) -> AgentConfig:
     return validate_mapping(AgentConfig, data, path)
 
 
-def load_config(path: Path) -> AgentConfig:
-    """Read and validate a YAML config file. Raises ConfigError listing every problem."""
-    return load_yaml_model(AgentConfig, path)
+def load_config(path: Path, *, pushed: bool = True) -> AgentConfig:
+    """Read and validate a YAML config file. Raises ConfigError listing every problem.
+
+    With `pushed` (the default), cameras pushed from the gateway and kept under the state dir
+    (`agent.camera_overlay`) replace the file's `cameras:` section.
+    """
+    cfg = load_yaml_model(AgentConfig, path)
+    overlay = read_pushed_cameras(cfg.device.state_dir) if pushed else None
+    return cfg if overlay is None else with_cameras(cfg, overlay.cameras, overlay.path)
+
+
+def with_cameras(cfg: AgentConfig, cameras: object, source: Path) -> AgentConfig:
+    """`cfg` with its `cameras:` section replaced by `cameras` (validated; problems name
+    `source`)."""
+    data = cfg.model_dump(mode="python", by_alias=True)
+    data["cameras"] = cameras
+    return validate_mapping(AgentConfig, data, source)

@@ -35,6 +35,8 @@ from agent.contracts.streams import Stream
 from agent.contracts.topics import Topics
 from agent.health.metrics import FrameWindow
 from agent.health.notify import Notifier
+from agent.live import LiveConfig, LiveConfigBox
+from agent.live_reload import Reloader
 from agent.logs import configure_logging
 from agent.pipeline import Pipeline, PipelineSettings, model_ref
 
@@ -88,8 +90,13 @@ class _Counters:
 class Daemon:
     """Owns every component of a running agent; `run()` blocks until stopped."""
 
-    def __init__(self, config: AgentConfig, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, notifier: Notifier | None = None, config_path: Path | None = None
+    ) -> None:
         self.cfg = config
+        self.config_path = config_path  # re-read on SIGHUP (agent.live_reload)
+        self.reloader: Reloader | None = None
+        self.config_push: Any = None  # agent.config_push.ConfigPushHandler
         self.boot_id = uuid.uuid4().hex[:16]
         self.topics = Topics(config.device.id, config.mqtt.topic_prefix)
         self.notifier = notifier or Notifier()
@@ -167,6 +174,8 @@ class Daemon:
             cameras=self.camera_statuses(),
             outbox_dropped=pstats.outbox_dropped if pstats is not None else 0,
             outbox_quarantined=pstats.outbox_quarantined if pstats is not None else 0,
+            config_sha256=None if self.reloader is None else self.reloader.config_sha256,
+            restart_required=[] if self.reloader is None else list(self.reloader.restart_required),
         )
 
     def push_status(self) -> None:
@@ -236,6 +245,7 @@ class Daemon:
             # Subscribed before the first connect, so a command sent the moment the gateway
             # sees this device online is queued, not lost; it is handled once OTA starts.
             self.ota.listen()
+        self.config_push = listen_for_config_pushes(self)  # handled in `supervise`
         self.push_status()  # now with the model
         self._home_assistant(detector.info.class_names)
         self._start_threads()
@@ -287,6 +297,8 @@ class Daemon:
         from agent.tracking.build import build_tracking
 
         self.tracking = build_tracking(cfg, self.topics, self.boot_id, self.publisher)
+        box = LiveConfigBox(LiveConfig.of(cfg))
+        self.reloader = Reloader(self, self.config_path, group, box)
         self.pipeline = Pipeline(
             PipelineSettings(
                 device=cfg.device.id, boot_id=self.boot_id, publish_empty=cfg.mqtt.publish_empty
@@ -298,6 +310,7 @@ class Daemon:
             fallback=self.fallback,
             window=self.window,
             tracking=self.tracking,
+            live=box.get,
         )
         self.pipeline.on_model_change = lambda _info: self.push_status()
 
@@ -325,6 +338,10 @@ class Daemon:
         ping_every = min(self.notifier.watchdog_interval() or 1.0, 1.0)
         next_ping = 0.0
         while not self.stop_event.is_set():
+            if self.reloader is not None:
+                self.reloader.tick()  # SIGHUP: re-read the config between two supervision turns
+            if self.config_push is not None:
+                self.config_push.tick()  # pushed cameras: check, write, reload, answer
             now = time.monotonic()
             states = {cid: r.state.value for cid, r in self.readers.items()}
             self._status_on_change(states)
@@ -443,6 +460,23 @@ def build_ota_manager(
     )
 
 
+def listen_for_config_pushes(daemon: Daemon) -> Any:
+    """The handler of camera config pushed from the gateway, subscribed."""
+    from agent.config_push import ConfigPushHandler
+
+    cfg = daemon.cfg
+    handler = ConfigPushHandler(
+        cfg.device.id,
+        dict(cfg.trust.gateway_keys),
+        cfg.device.state_dir,
+        daemon.topics,
+        daemon.publisher,
+        daemon.reloader,  # type: ignore[arg-type]
+    )
+    handler.listen()
+    return handler
+
+
 def build_publisher(cfg: AgentConfig, topics: Topics, boot_id: str) -> Publisher:
     """The publisher of `cfg`, with the gateway keys that verify signed acks."""
     from agent.publish.publisher import Publisher
@@ -464,13 +498,21 @@ def _probe_platform(engine_cfg: TensorRTConfig) -> Platform | None:
         return None
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
+def install_signal_handlers(
+    stop: threading.Event, reload: Callable[[], None] | None = None
+) -> None:
     def handler(signum: int, _frame: object) -> None:
         log.info("signal received", signal=signal.Signals(signum).name)
         stop.set()
 
+    def on_hup(_signum: int, _frame: object) -> None:
+        log.info("signal received", signal="SIGHUP")
+        if reload is not None:
+            reload()
+
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGHUP, on_hup)  # `systemctl reload`: never the default (terminate)
 
 
 class StartupError(Exception):
@@ -495,11 +537,17 @@ def subsystem_of(err: BaseException) -> str:
     return found
 
 
-def run(config: AgentConfig, on_ready: Callable[[Daemon], None] | None = None) -> None:
-    """Run the daemon until SIGTERM/SIGINT (main thread only). A failure while starting
-    raises StartupError naming the subsystem."""
-    daemon = Daemon(config)
-    install_signal_handlers(daemon.stop_event)
+def run(
+    config: AgentConfig,
+    on_ready: Callable[[Daemon], None] | None = None,
+    config_path: Path | None = None,
+) -> None:
+    """Run the daemon until SIGTERM/SIGINT (main thread only); SIGHUP re-reads `config_path`.
+    A failure while starting raises StartupError naming the subsystem."""
+    daemon = Daemon(config, config_path=config_path)
+    install_signal_handlers(
+        daemon.stop_event, lambda: daemon.reloader is not None and daemon.reloader.request()
+    )
     try:
         try:
             daemon.start()
@@ -523,7 +571,7 @@ def run_command(config_path: Path) -> None:
         raise SystemExit(1) from None
     configure_logging(cfg.logging.format, cfg.logging.level)
     try:
-        run(cfg)
+        run(cfg, config_path=config_path)
     except StartupError as err:
         log.error("cannot start", subsystem=err.subsystem, error=str(err.__cause__))
         click.echo(f"edge-agent: cannot start: {err}", err=True)

@@ -34,6 +34,7 @@ from agent.contracts.payloads import (
     rfc3339_ms,
 )
 from agent.health.metrics import FrameRecord, FrameWindow, WindowSummary
+from agent.live import LiveConfig, apply_thresholds
 from agent.types import Detections, Frame, ModelInfo, Timings
 
 if TYPE_CHECKING:
@@ -156,9 +157,11 @@ class Pipeline:
         fallback: HardFrameHook | None = None,
         window: FrameWindow | None = None,
         tracking: ResultHook | None = None,
+        live: Callable[[], LiveConfig] | None = None,
     ) -> None:
         self._settings = settings
         self._tracking = tracking
+        self._live = live  # read before every frame: thresholds (and camera settings) of reloads
         self._feed = feed
         self._detector = detector
         self._submit = submit
@@ -313,6 +316,8 @@ class Pipeline:
 
     def _process(self, detector: Detector, frame: Frame) -> None:
         start = time.monotonic()
+        if self._live is not None:
+            apply_thresholds(detector, self._live())  # a reload applies between two frames
         age_ms = (start - frame.captured_mono) * 1000.0
         try:
             detections, timings = detector.detect(frame.image)

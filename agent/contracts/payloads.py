@@ -177,6 +177,17 @@ class StatusMessage(Payload):
         description="Outbox files found corrupt at this start and moved aside "
         "(`<outbox>.corrupt-<ts>`); the messages in them are lost.",
     )
+    config_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the canonical JSON of the running config (pushed cameras "
+        "included, defaults filled in): which config this device runs.",
+    )
+    restart_required: list[str] = Field(
+        default_factory=list,
+        description="Config paths changed by a reload that only a restart applies (e.g. "
+        "`device.id`, `model.path`); their running values stay in force until then.",
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -60,6 +60,16 @@ class Topics:
         """Application acks from the gateway that let the outbox delete delivered messages."""
         return f"{self.base}/ack"
 
+    @property
+    def config_command(self) -> str:
+        """Signed camera-config pushes from the gateway (`edge.config-command/1`)."""
+        return f"{self.base}/config/command"
+
+    @property
+    def config_state(self) -> str:
+        """Retained answer to the latest config push (`edge.config-state/1`)."""
+        return f"{self.base}/config/state"
+
     def detections(self, camera: str) -> str:
         """Detection messages of one camera."""
         check_id(camera, "camera id")
@@ -135,6 +145,11 @@ def ota_state_filter(prefix: str = "edge") -> str:
 def florence_ota_state_filter(prefix: str = "edge") -> str:
     """Subscription filter for every device's retained Florence-2 OTA state."""
     return f"{prefix}/+/ota/florence2/state"
+
+
+def config_state_filter(prefix: str = "edge") -> str:
+    """Subscription filter for every device's retained config-push answer."""
+    return f"{prefix}/+/config/state"
 
 
 def health_filter(prefix: str = "edge") -> str:

@@ -90,9 +90,11 @@ def device_line(v: dict[str, Any], now: float) -> str:
     upload = f"{intake['files']}f/{intake['bytes'] // 1024}KiB" + (
         f" ({refused} refused)" if refused else ""
     )
+    from agent.gateway.cli_config import push_summary
+
     return (
         f"{v['device']:<24} {state:<8} {v['model'] or '-':<24} {fps:>6} {seen:>6}  "
-        f"{upload:<22} {ota}"
+        f"{upload:<22} {ota}  {push_summary(v)}"
     )
 
 

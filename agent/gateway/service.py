@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.contracts.topics import (
     Topics,
+    config_state_filter,
     detections_filter,
     events_filter,
     florence_ota_state_filter,
@@ -31,6 +32,7 @@ from agent.contracts.topics import (
 )
 from agent.gateway.archive import DetectionArchive
 from agent.gateway.config import GatewayConfig, GatewayMqttConfig
+from agent.gateway.config_push import ConfigPushes
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, load_key
@@ -90,7 +92,7 @@ class MqttLink:
         what it sent before was ignored). The extra subscriptions end at their SUBACK, after
         the broker has queued the retained messages."""
         own = Topics(device, self.cfg.topic_prefix)
-        topics = [own.status, own.ota_state]
+        topics = [own.status, own.ota_state, own.config_state]
         _, mid = self.client.subscribe([(t, 1) for t in topics])
         self._refresh_mids[mid] = topics
 
@@ -112,6 +114,7 @@ class MqttLink:
             (florence_ota_state_filter(p), 1),
             (health_filter(p), 0),
         ]
+        subs.append((config_state_filter(p), 1))  # answers to camera config pushes
         if self._on_detection is not None:
             subs += [(detections_filter(p), 1), (events_filter(p), 1)]
         client.subscribe(subs)
@@ -178,6 +181,21 @@ def _live_fields(
     return live
 
 
+def route_config_state(
+    pushes: ConfigPushes, on_message: MessageHandler, prefix: str
+) -> MessageHandler:
+    """Device messages: `config/state` to the config pushes, the rest to `on_message`."""
+
+    def route(topic: str, payload: bytes, retained: bool) -> None:
+        parts = topic.split("/")
+        if len(parts) == 4 and parts[0] == prefix and parts[2:] == ["config", "state"]:
+            pushes.on_state(parts[1], payload)
+        else:
+            on_message(topic, payload, retained)
+
+    return route
+
+
 def _http_server(cfg: GatewayConfig, app: object) -> Any:
     """A uvicorn server for `app` on the configured address (its own signal handling)."""
     import uvicorn
@@ -210,6 +228,9 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             resend_s=cfg.rollout.resend_s,
         )
         fleet.load()
+        pushes = ConfigPushes.of_fleet(
+            fleet, gateway_key, lambda t, p: holder["link"].publish(t, p), cfg.rollout.command_ttl_s
+        )
         archive = None
         if cfg.archive.enabled:
             archive = DetectionArchive(
@@ -223,7 +244,7 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             archive.start()
         link = MqttLink(
             cfg.mqtt,
-            fleet.on_message,
+            route_config_state(pushes, fleet.on_message, cfg.mqtt.topic_prefix),
             fleet.resend,
             on_detection=None if archive is None else archive.on_message,
         )
@@ -234,7 +255,9 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
         ticker.start()
         from agent.gateway.api.app import create_app
 
-        app = create_app(cfg, store, fleet, health=_live_fields(link, archive))
+        app = create_app(
+            cfg, store, fleet, health=_live_fields(link, archive), config_pushes=pushes
+        )
         server = _http_server(cfg, app)
         log.info(
             "gateway serving", host=cfg.http.host, port=cfg.http.port, rollouts=len(fleet.active)

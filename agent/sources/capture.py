@@ -33,16 +33,17 @@ from agent.sources.config import (
     SourceConfig,
     V4l2SourceConfig,
 )
+from agent.sources.ffmpeg_options import OptionsBusyError, OptionsGate
 
 log = structlog.get_logger(__name__)
 
 Image = npt.NDArray[np.uint8]
 """(h, w, 3) uint8 BGR pixels."""
 
-_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 # OpenCV reads OPENCV_FFMPEG_CAPTURE_OPTIONS from the process environment at open time;
-# cameras with different transports must not interleave setting it and opening.
-_FFMPEG_ENV_LOCK = threading.Lock()
+# cameras with different transports must not interleave setting it and opening, and one hung
+# open must not block the other cameras (agent/sources/ffmpeg_options.py).
+_FFMPEG_OPTIONS = OptionsGate()
 
 
 class SourceError(Exception):
@@ -345,16 +346,11 @@ class RtspSource(_OpenCvSource):
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(cfg.read_timeout_s * 1000),
         ]
-        with _FFMPEG_ENV_LOCK:
-            previous = os.environ.get(_FFMPEG_OPTIONS_ENV)
-            os.environ[_FFMPEG_OPTIONS_ENV] = f"rtsp_transport;{cfg.transport}"
-            try:
+        try:
+            with _FFMPEG_OPTIONS.holding(f"rtsp_transport;{cfg.transport}", cfg.open_timeout_s):
                 self._cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
-            finally:
-                if previous is None:
-                    os.environ.pop(_FFMPEG_OPTIONS_ENV, None)
-                else:
-                    os.environ[_FFMPEG_OPTIONS_ENV] = previous
+        except OptionsBusyError as err:
+            raise SourceError(f"{self.name}: cannot open now: {err}") from None
         if not self._cap.isOpened():
             self.close()
             raise SourceError(

@@ -483,12 +483,13 @@ class ReaderGroup:
         Sleeps on the shared signal, waking at least every POLL_INTERVAL_S to run stall checks.
         """
         deadline = time.monotonic() + timeout
-        n = len(self.readers)
         while True:
             version = self.signal.version
+            readers = self.readers  # one snapshot per pass: `add`/`remove` replace the tuple
+            n = len(readers)
             for k in range(n):
-                reader = self.readers[(self._next + k) % n]
-                frame = reader.latest(self._seen[reader.camera_id])
+                reader = readers[(self._next + k) % n]
+                frame = reader.latest(self._seen.get(reader.camera_id, -1))
                 if frame is not None:
                     self._seen[reader.camera_id] = frame.index
                     self._next = (self._next + k + 1) % n
@@ -497,6 +498,27 @@ class ReaderGroup:
             if remaining <= 0:
                 return None
             self.signal.wait(version, min(remaining, POLL_INTERVAL_S))
+
+    def add(self, reader: CameraReader) -> None:
+        """Add a camera at run time (config reload); started at once if the group runs."""
+        if reader.signal is not self.signal:
+            raise ValueError(f"camera {reader.camera_id}: reader does not share the group's signal")
+        if any(r.camera_id == reader.camera_id for r in self.readers):
+            raise ValueError(f"camera {reader.camera_id} is already in the group")
+        self._seen[reader.camera_id] = -1  # a new reader counts its frames from 0 again
+        if self._watcher is not None and not reader.started:
+            reader.start()
+        self.readers = (*self.readers, reader)
+        self.signal.notify()
+
+    def remove(self, camera_id: str, timeout: float) -> bool:
+        """Stop and drop a camera at run time (config reload); True if its thread ended within
+        `timeout` s. A frame of it already taken by the loop is still processed and published."""
+        found = [r for r in self.readers if r.camera_id == camera_id]
+        if not found:
+            raise KeyError(camera_id)
+        self.readers = tuple(r for r in self.readers if r.camera_id != camera_id)
+        return found[0].stop(timeout)
 
     def states(self) -> dict[str, CameraState]:
         """Camera id -> state, for the status topic."""

@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SYSTEMD_DIR = REPO / "systemd"
 INSTALL_SH = SYSTEMD_DIR / "install.sh"
+SYSTEM_TOOLS = ("/bin/kill",)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +45,12 @@ def stage_root(root: Path, binaries: tuple[str, ...] = ("edge-agent", "edge-gate
         else:
             target.write_text("#!/bin/sh\nexit 0\n")
         target.chmod(0o755)
+    for tool in SYSTEM_TOOLS:  # system binaries the units run (ExecReload=/bin/kill)
+        target = root / tool.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            shutil.copyfile(tool, target)
+            target.chmod(0o755)
     units = Path("/usr/lib/systemd/system")
     if units.is_dir():
         shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True, dirs_exist_ok=True)

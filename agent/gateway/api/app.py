@@ -5,6 +5,7 @@ Routes:
     GET    /v1/devices                       fleet view: enrolled devices           (admin)
     POST   /v1/devices                       enrol a device                         (admin)
     DELETE /v1/devices/<id>                  remove a device                        (admin)
+    POST   /v1/devices/<id>/config           push a camera config                   (admin)
     GET    /v1/models                        registered models                      (admin)
     GET    /v1/models/<name>/<version>       signed manifest envelope               (admin)
     GET    /v1/rollouts                      every rollout, oldest first            (admin)
@@ -24,16 +25,17 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from agent.gateway.api import artifacts, devices, intake, models, rollouts
+from agent.gateway.api import artifacts, config, devices, intake, models, rollouts
 from agent.gateway.api import health as health_routes
 from agent.gateway.api.context import ApiContext
 from agent.gateway.api.errors import EXCEPTION_HANDLERS
 from agent.gateway.config import GatewayConfig
+from agent.gateway.config_push import ConfigPushes
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.quota import IntakeQuota
 
-ROUTERS = (health_routes, devices, models, rollouts, artifacts, intake)
+ROUTERS = (health_routes, devices, config, models, rollouts, artifacts, intake)
 
 
 def create_app(
@@ -42,6 +44,7 @@ def create_app(
     fleet: Fleet,
     health: Callable[[], dict[str, Any]] = dict,
     clock: Callable[[], float] = time.time,
+    config_pushes: ConfigPushes | None = None,
 ) -> Starlette:
     """Build the ASGI app. `health` adds live fields (e.g. MQTT connected) to /v1/health."""
     app = Starlette(
@@ -49,5 +52,5 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     quota = IntakeQuota(store, cfg.intake, cfg.data_dir)
-    app.state.ctx = ApiContext(cfg, store, fleet, quota, health, clock)
+    app.state.ctx = ApiContext(cfg, store, fleet, quota, health, clock, config_pushes)
     return app

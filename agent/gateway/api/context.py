@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 
 from agent.gateway.config import GatewayConfig
+from agent.gateway.config_push import ConfigPushes
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.quota import IntakeQuota
@@ -25,6 +26,7 @@ class ApiContext:
     quota: IntakeQuota
     health: Callable[[], dict[str, Any]] = dict
     clock: Callable[[], float] = field(default=time.time)
+    config_pushes: ConfigPushes | None = None
 
 
 def ctx(request: Request) -> ApiContext:

@@ -35,9 +35,16 @@ async def list_devices(request: Request) -> Response:
     c = ctx(request)
     now = c.clock()
     day = utc_day(now)
+    pushes = c.config_pushes
     return JSONResponse(
         [
-            device_view(d, now, c.cfg.offline_after_s, c.quota.usage(d.id, day))
+            device_view(
+                d,
+                now,
+                c.cfg.offline_after_s,
+                c.quota.usage(d.id, day),
+                None if pushes is None else pushes.view(d.id),
+            )
             for d in c.fleet.devices.all()
         ]
     )

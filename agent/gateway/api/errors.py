@@ -11,6 +11,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from agent.gateway.config_push import ConfigPushRefused
 from agent.gateway.deploy_checks import DeployRefusal, DeployRefused
 from agent.gateway.devices import EnrolmentError
 from agent.gateway.intake import IntakeRefusal, IntakeRejected
@@ -101,8 +102,14 @@ async def _enrolment(request: Request, exc: Exception) -> Response:
     return error(ENROLMENT_STATUS[exc.reason], exc.message, exc.reason)
 
 
+async def _config_push(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConfigPushRefused)
+    return error(400, str(exc), "config_push_refused")
+
+
 EXCEPTION_HANDLERS = {
     HttpProblem: _problem,
+    ConfigPushRefused: _config_push,
     DeployRefused: _deploy,
     IntakeRejected: _intake,
     EnrolmentError: _enrolment,

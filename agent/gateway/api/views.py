@@ -16,7 +16,11 @@ def utc_day(now: float) -> str:
 
 
 def device_view(
-    row: DeviceRow, now: float, offline_after_s: float, intake: IntakeUsage
+    row: DeviceRow,
+    now: float,
+    offline_after_s: float,
+    intake: IntakeUsage,
+    config_push: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One enrolled device for `edge-gateway devices`."""
     status = row.status or {}
@@ -36,6 +40,8 @@ def device_view(
         "ota_reason": ota.get("reason"),
         "ota_command": ota.get("command_id"),
         "malformed": row.malformed,
+        "config_sha256": status.get("config_sha256"),
+        "config_push": config_push,
         "intake": {
             "day": intake.day,
             "bytes": intake.bytes,
