@@ -34,6 +34,7 @@ from agent.fallback.message import build_refinement
 from agent.fallback.parse import FlorenceParseError, build_prompt, parse_generation
 from agent.fallback.policy import EmptyTracker, HardReason, Mailbox, TokenBucket, check_frame
 from agent.fallback.process import JobFailed, WorkerCrashed, WorkerProcess
+from agent.fallback.prompts import pick_region
 from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, resolve_model
 from agent.types import Detections, Frame
 from agent.util.backoff import backoff_delay
@@ -335,14 +336,18 @@ class Fallback:
             raise WorkerCrashed("no worker")
         task = self.cfg.task
         try:
-            prompt = build_prompt(task, job.class_names)
+            region = pick_region(job.yolo)  # the box region tasks refine
+            size = (job.frame.width, job.frame.height)
+            prompt = build_prompt(task, job.class_names, region=region, image_size=size)
             gen = worker.run(job.frame.image, prompt, self.cfg.max_new_tokens, self._stop)
         except (JobFailed, ValueError) as err:
             self._error(f"job failed: {err}", camera=job.frame.camera, seq=job.yolo.seq)
             return
         t0 = time.perf_counter()
         try:
-            result = parse_generation(task, gen.text, gen.image_size, job.class_names)
+            result = parse_generation(
+                task, gen.text, gen.image_size, job.class_names, region=region
+            )
         except FlorenceParseError as err:
             self._error(str(err), camera=job.frame.camera, seq=job.yolo.seq)
             return

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.label.teachers import LabelledBox
-from agent.util.labels import yolo_label_line
+from agent.util.labels import yolo_label_line, yolo_segment_line
 
 
 class Split(str, Enum):
@@ -77,7 +77,7 @@ def unknown_labels(class_map: ClassMap, vocabulary: frozenset[str] | None) -> li
 
 @dataclass(frozen=True)
 class DatasetBox:
-    """One box of the dataset: class id, score and corners in pixels."""
+    """One box of the dataset: class id, score, corners and outline polygons in pixels."""
 
     class_id: int
     confidence: float
@@ -85,6 +85,7 @@ class DatasetBox:
     y1: float
     x2: float
     y2: float
+    polygons: tuple[tuple[tuple[float, float], ...], ...] = ()
 
 
 def _iou(a: DatasetBox, b: DatasetBox) -> float:
@@ -116,7 +117,9 @@ def select_boxes(
             continue
         if box.x2 - box.x1 <= 0 or box.y2 - box.y1 <= 0:
             continue
-        kept.append(DatasetBox(class_id, box.confidence, box.x1, box.y1, box.x2, box.y2))
+        kept.append(
+            DatasetBox(class_id, box.confidence, box.x1, box.y1, box.x2, box.y2, box.polygons)
+        )
     order = sorted(kept, key=lambda b: -b.confidence if not math.isnan(b.confidence) else 0.0)
     merged: list[DatasetBox] = []
     for box in order:
@@ -136,9 +139,29 @@ def yolo_line(box: DatasetBox, width: int, height: int) -> str:
     return yolo_label_line(box.class_id, box.x1, box.y1, box.x2, box.y2, width, height)
 
 
-def label_text(boxes: Sequence[DatasetBox], width: int, height: int) -> str:
-    """The whole label file for one image: one YOLO line per box ('' when there are none)."""
-    return "".join(yolo_line(b, width, height) + "\n" for b in boxes)
+def label_text(boxes: Sequence[DatasetBox], width: int, height: int, task: str = "detect") -> str:
+    """The whole label file for one image ('' when there are none).
+
+    `detect`: one YOLO box line per box. `segment`: one Ultralytics segment line per polygon
+    (an object in several parts gives several lines); boxes without a polygon, and polygons
+    with fewer than 3 distinct vertices inside the image, are left out (count them with
+    `unsegmented`).
+    """
+    if task == "detect":
+        return "".join(yolo_line(b, width, height) + "\n" for b in boxes)
+    lines = []
+    for b in boxes:
+        for poly in b.polygons:
+            try:
+                lines.append(yolo_segment_line(b.class_id, poly, width, height))
+            except ValueError:
+                continue
+    return "".join(line + "\n" for line in lines)
+
+
+def unsegmented(boxes: Sequence[DatasetBox], width: int, height: int) -> int:
+    """How many boxes give no segment line (no polygon, or none with an area in the image)."""
+    return sum(1 for b in boxes if not label_text([b], width, height, "segment"))
 
 
 THUMB_SIZE = (64, 48)
