@@ -1,4 +1,4 @@
-"""`edge-agent florence ...`: export Florence-2 to ONNX (+ int8), try it on an image."""
+"""`edge-agent florence ...`: export Florence-2 to ONNX (+ int8), try it on an image, fine-tune."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from agent.cli_common import fail
 
 @click.group("florence")
 def florence_group() -> None:
-    """Florence-2 fallback model tools (export to ONNX, int8, run once)."""
+    """Florence-2 fallback model tools (export to ONNX, int8, run once, fine-tune)."""
 
 
 @florence_group.command("export")
@@ -122,4 +122,65 @@ def run_command(
             },
             indent=1,
         )
+    )
+
+
+@florence_group.command("finetune")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--base",
+    required=True,
+    type=str,
+    help="Model to start from: a transformers Florence-2 directory or hub id.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="New directory for the fine-tuned model (transformers layout + finetune_report.json).",
+)
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    default=("<OD>",),
+    show_default=True,
+    help="Target task, repeatable: '<OD>' and/or '<CAPTION_TO_PHRASE_GROUNDING>'.",
+)
+@click.option("--lora", is_flag=True, help="Train LoRA adapters (merged into the result).")
+@click.option("--lora-rank", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--train-vision", is_flag=True, help="Also train the vision tower (frozen by default)."
+)
+@click.option("--split", default="train", show_default=True, help="Dataset split to train on.")
+@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+def finetune_command(
+    dataset: Path,
+    base: str,
+    out: Path,
+    tasks: tuple[str, ...],
+    train_vision: bool,
+    progress: bool,
+    **options: object,
+) -> None:
+    """Fine-tune Florence-2 on DATASET (an Ultralytics YOLO dataset) into --out."""
+    from agent.fallback.finetune import FinetuneError, FinetuneOptions, finetune
+    from agent.fallback.runtime import FlorenceModelError, resolve_model
+
+    try:
+        opts = FinetuneOptions(tasks=tasks, freeze_vision=not train_vision, **options)
+        report = finetune(dataset, resolve_model(base), out, opts, progress=progress)
+    except (FinetuneError, FlorenceModelError, ValueError) as err:
+        fail("florence", str(err))
+    losses = ", ".join(f"{v:.4f}" for v in report.loss_per_epoch)
+    click.echo(
+        f"{out}: fine-tuned on {report.images} image(s), {report.pairs} pair(s), "
+        f"{report.steps} step(s) in {report.seconds:.1f} s; trained {report.params_trained:,} of "
+        f"{report.params_total:,} parameters; loss per epoch: {losses}"
     )

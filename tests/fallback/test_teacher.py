@@ -168,35 +168,6 @@ def test_label_cli_refuses_florence_options_for_other_teachers(tmp_path: Path) -
     assert "--teacher-task: only for --teacher florence2" in result.output
 
 
-def test_label_cli_segment_writes_polygon_labels(tiny_model: Path, tmp_path: Path) -> None:
-    """`label --task segment` records the kind and writes only Ultralytics segment lines."""
-    import json
-
-    import cv2
-    from click.testing import CliRunner
-
-    from agent.label.cli import label_command
-    from agent.util.labels import segment_line_to_box_line
-
-    src = tmp_path / "imgs"
-    src.mkdir()
-    rs = np.random.RandomState(2)
-    for i in range(2):
-        cv2.imwrite(str(src / f"f{i}.png"), rs.randint(0, 255, (48, 64, 3), dtype=np.uint8))
-    out = tmp_path / "ds"
-    args = [str(src), "-o", str(out), "--teacher", "florence2", "--classes", "person,car"]
-    args += ["--teacher-model", str(tiny_model), "--teacher-runtime", "torch-fp32"]
-    args += ["--task", "segment", "--teacher-task", "<OD>", "--no-progress"]
-    result = CliRunner().invoke(label_command, args)
-    assert result.exit_code == 0, result.output
-    assert json.loads((out / "edge-label.json").read_text())["task"] == "segment"
-    labels = list((out / "labels").glob("*/*.txt"))
-    assert len(labels) == 2
-    for path in labels:
-        for line in path.read_text().splitlines():
-            segment_line_to_box_line(line)  # raises unless `class x y x y x y ...` in 0..1
-
-
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

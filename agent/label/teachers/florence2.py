@@ -14,6 +14,7 @@ does not pass them, from the environment:
     EDGE_AGENT_FLORENCE_TASK     task token (default <CAPTION_TO_PHRASE_GROUNDING>)
     EDGE_AGENT_FLORENCE_RUNTIME  torch-fp32 | torch-int8 | torch-fp16-cuda | onnx-int8 | onnx-fp32
                                  (default torch-int8)
+    EDGE_AGENT_FLORENCE_THREADS  CPU threads (default: one per core)
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ class Florence2Teacher:
             "EDGE_AGENT_FLORENCE_RUNTIME", "torch-int8"
         )
         segment = str(kwargs.pop("segment", "")).lower() in ("1", "true", "yes")
+        threads = os.environ.get("EDGE_AGENT_FLORENCE_THREADS")
+        if threads and "threads" not in kwargs:
+            if not threads.isdigit() or int(threads) < 1:
+                raise TeacherError(f"EDGE_AGENT_FLORENCE_THREADS must be >= 1, got {threads!r}")
+            kwargs["threads"] = int(threads)
         return cls(
             labels,
             str(model),
