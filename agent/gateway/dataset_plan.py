@@ -74,8 +74,7 @@ def merge_classes(
     """The merged class list: fixed maps (`(who, names)`) agree id by id, then new used names.
 
     Raises:
-        BuildError: a name twice in one map, or two maps naming one id differently (or one
-            name with two ids).
+        BuildError: a name twice in one map, or two maps naming one id differently.
     """
     merged: list[str] = []
     owner: list[str] = []
@@ -89,13 +88,7 @@ def merge_classes(
                     f"class map conflict: class {i} is {merged[i]!r} in {owner[i]} but "
                     f"{name!r} in {who}"
                 )
-            if i >= len(merged):
-                if name in merged:
-                    j = merged.index(name)
-                    raise BuildError(
-                        f"class map conflict: {name!r} is class {j} in {owner[j]} but class {i} "
-                        f"in {who}"
-                    )
+            if i >= len(merged):  # not in merged: it would clash at an id above, or twice here
                 merged.append(name)
                 owner.append(who)
     for names in used:
