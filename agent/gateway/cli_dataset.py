@@ -86,6 +86,14 @@ class ProgressLine:
     type=click.IntRange(min=0),
     help="Move N more images into the held-out gate set (never trained on).",
 )
+@click.option(
+    "--task",
+    type=click.Choice(["detect", "segment"]),
+    default="detect",
+    show_default=True,
+    help="Label kind: detect (boxes; polygons become their boxes) or segment (Ultralytics "
+    "polygons only; images with box labels are left out and counted).",
+)
 @click.pass_context
 def dataset_build(
     ctx: click.Context,
@@ -97,6 +105,7 @@ def dataset_build(
     val_fraction: float,
     min_change: float,
     grow_gate: int,
+    task: str,
     **flt: Any,
 ) -> None:
     """Build dataset NAME in OUT from accepted and relabelled intake items (and --base)."""
@@ -126,6 +135,7 @@ def dataset_build(
         min_change,
         grow_gate,
         f"{source}: {text}, accepted+relabelled",
+        task,
     )
     try:
         m = build_dataset(opts, rows, cfg.intake_dir, ProgressLine())

@@ -42,6 +42,7 @@ from agent.gateway.review import LabelLine
 from agent.gateway.review_store import ItemRow
 from agent.util.dataset_hash import gate_set_sha256, tree_digests
 from agent.util.files import atomic_write
+from agent.util.labels import segment_line_to_box_line
 
 FILE_MODE = 0o644
 GATE_FOLDERS = {"train": "images", "val": "images", "test": "images"}
@@ -60,6 +61,7 @@ class BuildOptions:
     min_change: float
     grow_gate: int
     filter_text: str  # the intake filters, for dataset.json's sources
+    task: str = "detect"  # detect: box lines (segments -> their boxes); segment: polygons only
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -123,12 +125,34 @@ def load_gate(gate: Path) -> GateManifest:
     return manifest
 
 
-def label_text(src: Source, classes: list[str]) -> str:
-    """The source's labels with class ids remapped by name into `classes`."""
+def label_text(src: Source, classes: list[str], task: str = "detect") -> str:
+    """The source's labels with class ids remapped by name into `classes`; for `detect`,
+    segment lines become the box bounding them (segment sources are filtered beforehand)."""
     names = src.cand.class_names
-    return "".join(
-        LabelLine(classes.index(names[ln.class_id]), ln.rest).text() + "\n" for ln in src.lines
-    )
+    out = []
+    for ln in src.lines:
+        line = LabelLine(classes.index(names[ln.class_id]), ln.rest).text()
+        out.append(segment_line_to_box_line(line) if ln.is_segment and task == "detect" else line)
+    return "".join(line + "\n" for line in out)
+
+
+def outlined(sources: list[Source], task: str) -> tuple[list[Source], int]:
+    """For `segment`: the sources whose every label line is a polygon (images without labels
+    stay: negatives), and how many were left out for a box line. `detect` keeps all."""
+    if task == "detect":
+        return sources, 0
+    kept = [s for s in sources if all(ln.is_segment for ln in s.lines)]
+    return kept, len(sources) - len(kept)
+
+
+def check_task(previous: DatasetManifest | None, task: str) -> None:
+    """A rebuild keeps the label kind of the build it continues (its gate holds that kind)."""
+    before = previous.settings.get("task", "detect") if previous is not None else task
+    if before != task:
+        raise BuildError(
+            f"the dataset was built with --task {before}; a rebuild cannot switch to --task "
+            f"{task} (its gate set holds {before} labels): build into a new --out"
+        )
 
 
 def _data_yaml(classes: list[str], folders: dict[str, str]) -> bytes:
@@ -149,7 +173,9 @@ def _put(path: Path, data: bytes) -> None:
     path.chmod(FILE_MODE)
 
 
-def write_split(out: Path, plan: Plan, by_key: dict[str, Source], progress: Progress) -> None:
+def write_split(
+    out: Path, plan: Plan, by_key: dict[str, Source], progress: Progress, task: str = "detect"
+) -> None:
     """images/{train,val} and labels/{train,val} of the plan; a rebuild rewrites only what
     changed and removes what is no longer planned."""
     wanted: dict[Path, tuple[Source, str]] = {}
@@ -165,13 +191,17 @@ def write_split(out: Path, plan: Plan, by_key: dict[str, Source], progress: Prog
                 if old not in wanted:
                     shutil.rmtree(old) if old.is_dir() else old.unlink()
     for n, (path, (src, what)) in enumerate(sorted(wanted.items()), 1):
-        data = label_text(src, plan.classes).encode() if what else src.image.read_bytes()
+        data = label_text(src, plan.classes, task).encode() if what else src.image.read_bytes()
         _put(path, data)
         progress("writing", n, len(wanted))
 
 
 def grow_gate(
-    gate: Path, manifest: GateManifest, plan: Plan, by_key: dict[str, Source]
+    gate: Path,
+    manifest: GateManifest,
+    plan: Plan,
+    by_key: dict[str, Source],
+    task: str = "detect",
 ) -> GateManifest:
     """Add the plan's new gate images; the updated (and written) gate manifest."""
     if not plan.new_gate and (gate / GATE_MANIFEST).is_file():
@@ -183,7 +213,7 @@ def grow_gate(
         image = f"images/{src.out_stem}{src.image.suffix.lower()}"
         label = f"labels/{src.out_stem}.txt"
         _put(gate / image, src.image.read_bytes())
-        _put(gate / label, label_text(src, plan.classes).encode())
+        _put(gate / label, label_text(src, plan.classes, task).encode())
         items.append(GateItem(source=key, image=image, label=label, added_in=version))
     classes = plan.classes if plan.new_gate else manifest.classes
     for folder in ("images", "labels"):
@@ -214,6 +244,7 @@ def build_dataset(
 ) -> DatasetManifest:
     """Build OUT (see the module docstring); the manifest written. BuildError on bad input."""
     previous = previous_manifest(opts.out)
+    check_task(previous, opts.task)
     gate_dir = opts.out / GATE_DIR
     gate = load_gate(gate_dir)
     sources, unreadable = intake_sources(rows, intake_dir, progress)
@@ -225,7 +256,8 @@ def build_dataset(
     if opts.base is not None:
         base, names = base_sources(opts.base, progress)
         fixed.append((f"the base dataset {opts.base / 'data.yaml'}", names))
-    by_key = {s.cand.key: s for s in [*sources, *base]}
+    kept, no_outline = outlined([*sources, *base], opts.task)
+    by_key = {s.cand.key: s for s in kept}
     plan = plan_dataset(
         [s.cand for s in by_key.values()],
         {i.source for i in gate.items},
@@ -237,11 +269,13 @@ def build_dataset(
     )
     if unreadable:
         plan.dropped["unreadable"] = len(unreadable)
+    if no_outline:
+        plan.dropped["no outline (box labels, --task segment)"] = no_outline
     opts.out.mkdir(parents=True, exist_ok=True)
     if (opts.out / DATASET_MANIFEST).is_file():  # incomplete until written again
         (opts.out / DATASET_MANIFEST).replace(opts.out / PREVIOUS)
-    write_split(opts.out, plan, by_key, progress)
-    gate = grow_gate(gate_dir, gate, plan, by_key)
+    write_split(opts.out, plan, by_key, progress, opts.task)
+    gate = grow_gate(gate_dir, gate, plan, by_key, opts.task)
     folders = {"train": "images/train", "val": "images/val"}
     if gate.items:
         folders["test"] = f"{GATE_DIR}/images"
@@ -283,6 +317,7 @@ def _manifest(
             "gap_s": opts.gap_s,
             "val_fraction": opts.val_fraction,
             "min_change": opts.min_change,
+            "task": opts.task,
         },
         gate_sha256=gate.sha256,
         files=tree_digests(opts.out, frozenset({DATASET_MANIFEST})),

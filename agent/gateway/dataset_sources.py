@@ -50,7 +50,7 @@ def _labels(path: Path, who: str) -> tuple[LabelLine, ...]:
     if not path.is_file():
         return ()
     try:
-        return tuple(parse_label_text(path.read_text(encoding="utf-8")))
+        return tuple(parse_label_text(path.read_text(encoding="utf-8"), segments=True))
     except (UnicodeDecodeError, ValueError) as err:
         raise BuildError(f"{who}: bad label file {path}: {err}") from None
 

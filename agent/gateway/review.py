@@ -211,7 +211,8 @@ class LabelEdit(StrictModel):
 
 @dataclass(frozen=True)
 class LabelLine:
-    """One YOLO label line: class id and the four normalised numbers, kept as written."""
+    """One YOLO label line: class id and the normalised numbers (a box's four, or a segment's
+    polygon), kept as written."""
 
     class_id: int
     rest: str
@@ -219,16 +220,28 @@ class LabelLine:
     def text(self) -> str:
         return f"{self.class_id} {self.rest}"
 
+    @property
+    def is_segment(self) -> bool:
+        """An Ultralytics segment line (polygon) rather than a box."""
+        return len(self.rest.split()) > 4
 
-def parse_label_text(text: str) -> list[LabelLine]:
-    """YOLO label lines (blank lines skipped); ValueError on a line without an integer class."""
+
+def parse_label_text(text: str, segments: bool = False) -> list[LabelLine]:
+    """YOLO label lines (blank lines skipped); ValueError on a line without an integer class.
+
+    With `segments`, Ultralytics segment lines (`class x1 y1 x2 y2 x3 y3 ...`) are accepted
+    too (`LabelLine.is_segment`)."""
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) != 5 or not parts[0].isdigit():
-            raise ValueError(f"label line {n}: expected 'class cx cy w h'")
+        segment = segments and len(parts) >= 7 and len(parts) % 2 == 1
+        if (len(parts) != 5 and not segment) or not parts[0].isdigit():
+            raise ValueError(
+                f"label line {n}: expected 'class cx cy w h'"
+                + (" or 'class x1 y1 x2 y2 x3 y3 ...'" if segments else "")
+            )
         out.append(LabelLine(int(parts[0]), " ".join(parts[1:])))
     return out
 

@@ -60,3 +60,23 @@ def test_tampered_gate_and_foreign_folder_refused(tmp_path: Path, base: Path) ->
     (foreign / "holiday.jpg").write_bytes(b"x")
     with pytest.raises(BuildError, match="not part of a dataset"):
         build(foreign, base)
+
+
+def test_segment_task_keeps_polygons_and_drops_box_images(tmp_path: Path, base: Path) -> None:
+    """--task segment writes polygon lines only (images with box labels left out, counted);
+    --task detect turns polygons into their boxes; a rebuild cannot switch the kind."""
+    tri = "0.1 0.2 0.5 0.2 0.3 0.6"
+    for label in sorted((base / "labels" / "train").iterdir())[:2]:
+        label.write_text(f"{label.read_text().split()[0]} {tri}\n")  # outlined by the labeller
+    seg = BuildOptions("t", tmp_path / "seg", base, 10.0, 0.2, 1.0, 0, "intake: none", "segment")
+    m = build_dataset(seg, [], tmp_path / "no-intake", lambda *a: None)
+    assert m.dropped == {"no outline (box labels, --task segment)": 4}
+    assert m.settings["task"] == "segment" and m.splits["train"].images == 2
+    lines = [p.read_text() for p in (tmp_path / "seg" / "labels" / "train").iterdir()]
+    assert sorted(lines) == [f"0 {tri}\n", f"1 {tri}\n"]
+    m = build(tmp_path / "det", base)
+    boxes = {p.read_text() for p in (tmp_path / "det" / "labels" / "train").iterdir()}
+    assert "0 0.300000 0.400000 0.400000 0.400000\n" in boxes  # the triangle's bounding box
+    switch = BuildOptions("t", tmp_path / "det", base, 10.0, 0.2, 1.0, 0, "intake: none", "segment")
+    with pytest.raises(BuildError, match="cannot switch to --task segment"):
+        build_dataset(switch, [], tmp_path / "no-intake", lambda *a: None)
