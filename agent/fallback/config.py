@@ -138,7 +138,11 @@ class FallbackConfig(FrozenModel):
     )
     model_version: int = Field(0, ge=0, description="Version reported in ModelRef of messages.")
     runtime: RuntimeKind = Field("torch-int8", description="How Florence-2 runs.")
-    task: Task = Field("<OD>", description="Task run on each hard frame.")
+    task: Task = Field(
+        "<OD>",
+        description="Task run on each hard frame; region tasks (<REGION_TO_...>) get the box "
+        "of its least confident YOLO detection (a frame without one fails the job).",
+    )
     max_new_tokens: int = Field(128, ge=1, le=1024, description="Longest generated answer.")
     policy: CameraPolicy = Field(
         default_factory=CameraPolicy, description="Hard-frame policy for cameras not listed below."

@@ -94,7 +94,7 @@ def strip_specials(text: str) -> str:
 def _coords(bins: list[int], size: tuple[int, int]) -> list[float]:
     """Flat x, y, x, y ... bins -> flat pixel coordinates (floats, bin centres)."""
     arr = np.array(bins, dtype=np.int64).reshape(-1, 2)
-    return [float(v) for v in dequantize(arr, size).ravel()]
+    return [round(float(v), 4) for v in dequantize(arr, size).ravel()]
 
 
 def _ascii(phrase: str) -> str:

@@ -159,12 +159,7 @@ def label_command(
     from agent.label.plan import parse_class_map
     from agent.label.teachers import TeacherError
 
-    kind, florence_task = _label_kind(task, teacher_task)
-    options = _teacher_options(teacher, teacher_model, florence_task, teacher_runtime)
-    if kind == "segment":
-        if teacher != "florence2":
-            _fail("--task segment needs --teacher florence2 (the only teacher that outlines)")
-        options["segment"] = "true"
+    kind, options = _kind_and_options(teacher, task, teacher_task, teacher_model, teacher_runtime)
     try:
         class_map = parse_class_map(classes)
     except ValueError as err:
@@ -209,6 +204,20 @@ def _teacher_options(
         flags = ", ".join(f"--teacher-{k}" for k in options)
         _fail(f"{flags}: only for --teacher florence2")
     return options
+
+
+def _kind_and_options(
+    teacher: str, task: str | None, teacher_task: str | None, model: str | None, runtime: str | None
+) -> tuple[str, dict[str, str]]:
+    """(label kind, the teacher's options) from the flags; fail on a combination that cannot
+    work (segment needs Florence-2, the only teacher that outlines)."""
+    kind, florence_task = _label_kind(task, teacher_task)
+    options = _teacher_options(teacher, model, florence_task, runtime)
+    if kind == "segment":
+        if teacher != "florence2":
+            _fail("--task segment needs --teacher florence2 (the only teacher that outlines)")
+        options["segment"] = "true"
+    return kind, options
 
 
 def _label_kind(task: str | None, teacher_task: str | None) -> tuple[str, str | None]:
