@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from agent.cli_common import fail
 
@@ -69,32 +70,41 @@ def export_command(model: str, out: Path, int8: bool, int8_out: Path | None) -> 
     show_default=True,
     help="Class names (the grounding phrase; labels mapped to their index).",
 )
+@click.option("--phrase", default=None, help="Phrase of the phrase tasks (default: --classes).")
+@click.option(
+    "--region",
+    default=None,
+    help="Region tasks: the box 'x1,y1,x2,y2' in pixels of IMAGE.",
+)
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1, 1024))
 def run_command(
-    model: str, image: Path, runtime: str, task: str, classes: str, max_new_tokens: int
+    model: str,
+    image: Path,
+    runtime: str,
+    task: str,
+    classes: str,
+    phrase: str | None,
+    region: str | None,
+    max_new_tokens: int,
 ) -> None:
     """Run Florence-2 once on IMAGE and print the parsed detections as JSON."""
-    import json
-
     from agent.fallback.capture import CaptureError, read_capture_image
     from agent.fallback.factory import create_runtime
-    from agent.fallback.parse import (
-        FlorenceParseError,
-        UnknownTaskError,
-        build_prompt,
-        parse_generation,
-    )
+    from agent.fallback.parse import FlorenceParseError, UnknownTaskError, parse_generation
+    from agent.fallback.prompts import build_prompt
     from agent.fallback.runtime import FlorenceModelError, resolve_model
 
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
     try:
-        prompt = build_prompt(task, names)
         img = read_capture_image(image)
+        size = (int(img.shape[1]), int(img.shape[0]))
+        box = _region(region)
+        prompt = build_prompt(task, names, phrase=phrase, region=box, image_size=size)
         rt = create_runtime(runtime)  # type: ignore[arg-type]
         rt.load(resolve_model(model))
         gen = rt.generate(img, prompt, max_new_tokens)
         rt.close()
-        res = parse_generation(task, gen.text, gen.image_size, names)
+        res = parse_generation(task, gen.text, gen.image_size, names, region=box)
     except (
         FlorenceModelError,
         UnknownTaskError,
@@ -103,26 +113,40 @@ def run_command(
         ValueError,
     ) as err:
         fail("florence", str(err))
+    click.echo(_result_json(res, round(gen.pre_ms + gen.infer_ms, 1)))
+
+
+def _region(text: str | None):  # noqa: ANN202 - Region | None (lazy import)
+    """--region 'x1,y1,x2,y2' -> a Region (None when not given); ValueError when malformed."""
+    from agent.fallback.prompts import Region
+
+    if text is None:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--region must be 'x1,y1,x2,y2' in pixels, got {text!r}") from None
+    return Region(box=(x1, y1, x2, y2))
+
+
+def _result_json(res, latency_ms: float) -> str:  # noqa: ANN001 - FlorenceResult
+    """The printed answer: task, text, detections (with polygons for polygon tasks)."""
+    import json
+
     d = res.detections
-    click.echo(
-        json.dumps(
-            {
-                "task": task,
-                "text": res.text,
-                "latency_ms": round(gen.pre_ms + gen.infer_ms, 1),
-                "detections": [
-                    {
-                        "label": res.labels[i],
-                        "class_id": int(d.class_id[i]),
-                        "confidence": None,
-                        "box": [round(float(v), 1) for v in d.xyxy[i]],
-                    }
-                    for i in range(len(d))
-                ],
-            },
-            indent=1,
-        )
-    )
+    dets = []
+    for i in range(len(d)):
+        det = {
+            "label": res.labels[i],
+            "class_id": int(d.class_id[i]),
+            "confidence": None,
+            "box": [round(float(v), 1) for v in d.xyxy[i]],
+        }
+        if res.polygons:
+            det["polygons"] = [np.round(p, 1).tolist() for p in res.polygons[i]]
+        dets.append(det)
+    out = {"task": res.task, "text": res.text, "latency_ms": latency_ms, "detections": dets}
+    return json.dumps(out, indent=1)
 
 
 @florence_group.command("finetune")

@@ -168,6 +168,24 @@ def test_processor_accepts_prompt(processor, task: str) -> None:  # noqa: ANN001
         assert processor.tokenizer.convert_tokens_to_ids("<loc_100>") in ids
 
 
+def test_region_is_the_least_confident_yolo_detection() -> None:
+    """The fallback refines the box YOLO is least sure of; a frame without one has no region."""
+    from agent.contracts.payloads import Detection
+    from agent.fallback.prompts import pick_region
+    from agent.types import Frame
+    from tests.fallback.conftest import make_frame, make_yolo
+
+    frame: Frame = make_frame(np.zeros((48, 64, 3), dtype=np.uint8))
+    yolo = make_yolo(frame, seq=3)
+    assert pick_region(yolo) is None
+    dets = [
+        Detection(label="person", class_id=0, confidence=0.9, box=(1, 2, 3, 4)),
+        Detection(label="car", class_id=1, confidence=0.3, box=(5, 6, 7, 8)),
+    ]
+    region = pick_region(yolo.model_copy(update={"detections": dets}))
+    assert region == Region(box=(5, 6, 7, 8), label="car", class_id=1)
+
+
 def test_region_task_needs_a_box() -> None:
     """A region task without a box is refused before anything runs."""
     with pytest.raises(ValueError, match="needs a region box"):
