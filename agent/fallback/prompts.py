@@ -125,3 +125,18 @@ def build_prompt(
             raise ValueError(f"{task} needs a region box (a YOLO detection) and the image size")
         return task + region_tokens(region.box, image_size)
     return task
+
+
+def job_prompt(
+    task: str, class_names: tuple[str, ...], yolo: DetectionMessage
+) -> tuple[str, Region | None]:
+    """The fallback's prompt for a hard frame and the region it refines (region tasks: the
+    least confident YOLO detection of `yolo`, in its frame's size; None otherwise).
+
+    Raises:
+        UnknownTaskError, ValueError: as `build_prompt` (a region task on a frame without
+            detections among them).
+    """
+    region = pick_region(yolo) if task in REGION_TASKS else None
+    size = (yolo.frame.width, yolo.frame.height)
+    return build_prompt(task, class_names, region=region, image_size=size), region

@@ -31,10 +31,10 @@ from agent.contracts.payloads import DetectionMessage, dump_payload
 from agent.fallback.capture import CaptureStore
 from agent.fallback.config import FallbackConfig
 from agent.fallback.message import build_refinement
-from agent.fallback.parse import FlorenceParseError, build_prompt, parse_generation
+from agent.fallback.parse import FlorenceParseError, parse_generation
 from agent.fallback.policy import EmptyTracker, HardReason, Mailbox, TokenBucket, check_frame
 from agent.fallback.process import JobFailed, WorkerCrashed, WorkerProcess
-from agent.fallback.prompts import pick_region
+from agent.fallback.prompts import job_prompt
 from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, resolve_model
 from agent.types import Detections, Frame
 from agent.util.backoff import backoff_delay
@@ -336,9 +336,7 @@ class Fallback:
             raise WorkerCrashed("no worker")
         task = self.cfg.task
         try:
-            region = pick_region(job.yolo)  # the box region tasks refine
-            size = (job.frame.width, job.frame.height)
-            prompt = build_prompt(task, job.class_names, region=region, image_size=size)
+            prompt, region = job_prompt(task, job.class_names, job.yolo)
             gen = worker.run(job.frame.image, prompt, self.cfg.max_new_tokens, self._stop)
         except (JobFailed, ValueError) as err:
             self._error(f"job failed: {err}", camera=job.frame.camera, seq=job.yolo.seq)

@@ -171,7 +171,7 @@ def test_processor_accepts_prompt(processor, task: str) -> None:  # noqa: ANN001
 def test_region_is_the_least_confident_yolo_detection() -> None:
     """The fallback refines the box YOLO is least sure of; a frame without one has no region."""
     from agent.contracts.payloads import Detection
-    from agent.fallback.prompts import pick_region
+    from agent.fallback.prompts import job_prompt, pick_region
     from agent.types import Frame
     from tests.fallback.conftest import make_frame, make_yolo
 
@@ -184,6 +184,15 @@ def test_region_is_the_least_confident_yolo_detection() -> None:
     ]
     region = pick_region(yolo.model_copy(update={"detections": dets}))
     assert region == Region(box=(5, 6, 7, 8), label="car", class_id=1)
+    prompt, used = job_prompt(
+        "<REGION_TO_SEGMENTATION>", CLASS_NAMES, yolo.model_copy(update={"detections": dets})
+    )
+    assert used == region and prompt == "<REGION_TO_SEGMENTATION>" + region_tokens(
+        (5, 6, 7, 8), (64, 48)
+    )
+    assert job_prompt("<OD>", CLASS_NAMES, yolo) == ("<OD>", None)
+    with pytest.raises(ValueError, match="needs a region box"):
+        job_prompt("<REGION_TO_DESCRIPTION>", CLASS_NAMES, yolo)  # a frame without detections
 
 
 def test_region_task_needs_a_box() -> None:
