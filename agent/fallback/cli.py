@@ -1,17 +1,18 @@
-"""`edge-agent florence ...`: export Florence-2 to ONNX (+ int8), try it on an image."""
+"""`edge-agent florence ...`: export Florence-2 to ONNX (+ int8), try it on an image, fine-tune."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+import numpy as np
 
 from agent.cli_common import fail
 
 
 @click.group("florence")
 def florence_group() -> None:
-    """Florence-2 fallback model tools (export to ONNX, int8, run once)."""
+    """Florence-2 fallback model tools (export to ONNX, int8, run once, fine-tune)."""
 
 
 @florence_group.command("export")
@@ -69,32 +70,41 @@ def export_command(model: str, out: Path, int8: bool, int8_out: Path | None) -> 
     show_default=True,
     help="Class names (the grounding phrase; labels mapped to their index).",
 )
+@click.option("--phrase", default=None, help="Phrase of the phrase tasks (default: --classes).")
+@click.option(
+    "--region",
+    default=None,
+    help="Region tasks: the box 'x1,y1,x2,y2' in pixels of IMAGE.",
+)
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1, 1024))
 def run_command(
-    model: str, image: Path, runtime: str, task: str, classes: str, max_new_tokens: int
+    model: str,
+    image: Path,
+    runtime: str,
+    task: str,
+    classes: str,
+    phrase: str | None,
+    region: str | None,
+    max_new_tokens: int,
 ) -> None:
     """Run Florence-2 once on IMAGE and print the parsed detections as JSON."""
-    import json
-
     from agent.fallback.capture import CaptureError, read_capture_image
     from agent.fallback.factory import create_runtime
-    from agent.fallback.parse import (
-        FlorenceParseError,
-        UnknownTaskError,
-        build_prompt,
-        parse_generation,
-    )
+    from agent.fallback.parse import FlorenceParseError, UnknownTaskError, parse_generation
+    from agent.fallback.prompts import build_prompt
     from agent.fallback.runtime import FlorenceModelError, resolve_model
 
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
     try:
-        prompt = build_prompt(task, names)
         img = read_capture_image(image)
+        size = (int(img.shape[1]), int(img.shape[0]))
+        box = _region(region)
+        prompt = build_prompt(task, names, phrase=phrase, region=box, image_size=size)
         rt = create_runtime(runtime)  # type: ignore[arg-type]
         rt.load(resolve_model(model))
         gen = rt.generate(img, prompt, max_new_tokens)
         rt.close()
-        res = parse_generation(task, gen.text, gen.image_size, names)
+        res = parse_generation(task, gen.text, gen.image_size, names, region=box)
     except (
         FlorenceModelError,
         UnknownTaskError,
@@ -103,25 +113,100 @@ def run_command(
         ValueError,
     ) as err:
         fail("florence", str(err))
+    click.echo(_result_json(res, round(gen.pre_ms + gen.infer_ms, 1)))
+
+
+def _region(text: str | None):  # noqa: ANN202 - Region | None (lazy import)
+    """--region 'x1,y1,x2,y2' -> a Region (None when not given); ValueError when malformed."""
+    from agent.fallback.prompts import Region
+
+    if text is None:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--region must be 'x1,y1,x2,y2' in pixels, got {text!r}") from None
+    return Region(box=(x1, y1, x2, y2))
+
+
+def _result_json(res, latency_ms: float) -> str:  # noqa: ANN001 - FlorenceResult
+    """The printed answer: task, text, detections (with polygons for polygon tasks)."""
+    import json
+
     d = res.detections
+    dets = []
+    for i in range(len(d)):
+        det = {
+            "label": res.labels[i],
+            "class_id": int(d.class_id[i]),
+            "confidence": None,
+            "box": [round(float(v), 1) for v in d.xyxy[i]],
+        }
+        if res.polygons:
+            det["polygons"] = [np.round(p, 1).tolist() for p in res.polygons[i]]
+        dets.append(det)
+    out = {"task": res.task, "text": res.text, "latency_ms": latency_ms, "detections": dets}
+    return json.dumps(out, indent=1)
+
+
+@florence_group.command("finetune")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--base",
+    required=True,
+    type=str,
+    help="Model to start from: a transformers Florence-2 directory or hub id.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="New directory for the fine-tuned model (transformers layout + finetune_report.json).",
+)
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    default=("<OD>",),
+    show_default=True,
+    help="Target task, repeatable: '<OD>' and/or '<CAPTION_TO_PHRASE_GROUNDING>'.",
+)
+@click.option("--lora", is_flag=True, help="Train LoRA adapters (merged into the result).")
+@click.option("--lora-rank", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--train-vision", is_flag=True, help="Also train the vision tower (frozen by default)."
+)
+@click.option("--split", default="train", show_default=True, help="Dataset split to train on.")
+@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+def finetune_command(
+    dataset: Path,
+    base: str,
+    out: Path,
+    tasks: tuple[str, ...],
+    train_vision: bool,
+    progress: bool,
+    **options: object,
+) -> None:
+    """Fine-tune Florence-2 on DATASET (an Ultralytics YOLO dataset) into --out."""
+    from agent.fallback.finetune import FinetuneError, FinetuneOptions, finetune
+    from agent.fallback.runtime import FlorenceModelError, resolve_model
+
+    try:
+        opts = FinetuneOptions(tasks=tasks, freeze_vision=not train_vision, **options)
+        report = finetune(dataset, resolve_model(base), out, opts, progress=progress)
+    except (FinetuneError, FlorenceModelError, ValueError) as err:
+        fail("florence", str(err))
+    losses = ", ".join(f"{v:.4f}" for v in report.loss_per_epoch)
     click.echo(
-        json.dumps(
-            {
-                "task": task,
-                "text": res.text,
-                "latency_ms": round(gen.pre_ms + gen.infer_ms, 1),
-                "detections": [
-                    {
-                        "label": res.labels[i],
-                        "class_id": int(d.class_id[i]),
-                        "confidence": None,
-                        "box": [round(float(v), 1) for v in d.xyxy[i]],
-                    }
-                    for i in range(len(d))
-                ],
-            },
-            indent=1,
-        )
+        f"{out}: fine-tuned on {report.images} image(s), {report.pairs} pair(s), "
+        f"{report.steps} step(s) in {report.seconds:.1f} s; trained {report.params_trained:,} of "
+        f"{report.params_total:,} parameters; loss per epoch: {losses}"
     )
 
 

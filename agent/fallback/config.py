@@ -7,6 +7,7 @@ never in YAML: `upload.token_env` names the environment variable holding the bea
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -22,16 +23,24 @@ Task = Literal[
     "<OCR_WITH_REGION>",
     "<DENSE_REGION_CAPTION>",
     "<CAPTION>",
+    "<DETAILED_CAPTION>",
+    "<MORE_DETAILED_CAPTION>",
+    "<OCR>",
+    "<REGION_PROPOSAL>",
+    "<OPEN_VOCABULARY_DETECTION>",
+    "<REFERRING_EXPRESSION_SEGMENTATION>",
+    "<REGION_TO_SEGMENTATION>",
+    "<REGION_TO_CATEGORY>",
+    "<REGION_TO_DESCRIPTION>",
+    "<REGION_TO_OCR>",
 ]
-"""The Florence-2 tasks the fallback and the label teacher run."""
+"""The Florence-2 tasks the fallback and the label teacher run (all of transformers' table).
 
-TASKS: tuple[str, ...] = (
-    "<OD>",
-    "<CAPTION_TO_PHRASE_GROUNDING>",
-    "<OCR_WITH_REGION>",
-    "<DENSE_REGION_CAPTION>",
-    "<CAPTION>",
-)
+Tasks with a phrase (grounding, open-vocabulary detection, referring segmentation) get the
+YOLO class names; region tasks (`<REGION_TO_...>`) get the box of the hard frame's least
+confident YOLO detection as location tokens."""
+
+TASKS: tuple[str, ...] = typing.get_args(Task)
 
 RuntimeKind = Literal["torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8", "onnx-fp32"]
 """How Florence-2 runs: torch (fp32, int8 dynamic on CPU, fp16 on CUDA) or ONNX Runtime."""
@@ -129,7 +138,11 @@ class FallbackConfig(FrozenModel):
     )
     model_version: int = Field(0, ge=0, description="Version reported in ModelRef of messages.")
     runtime: RuntimeKind = Field("torch-int8", description="How Florence-2 runs.")
-    task: Task = Field("<OD>", description="Task run on each hard frame.")
+    task: Task = Field(
+        "<OD>",
+        description="Task run on each hard frame; region tasks (<REGION_TO_...>) get the box "
+        "of its least confident YOLO detection (a frame without one fails the job).",
+    )
     max_new_tokens: int = Field(128, ge=1, le=1024, description="Longest generated answer.")
     policy: CameraPolicy = Field(
         default_factory=CameraPolicy, description="Hard-frame policy for cameras not listed below."

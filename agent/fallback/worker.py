@@ -32,9 +32,10 @@ from agent.fallback.capture import CaptureStore
 from agent.fallback.config import FallbackConfig
 from agent.fallback.message import build_refinement
 from agent.fallback.model_swap import FlorenceModel, SwapSlot
-from agent.fallback.parse import FlorenceParseError, build_prompt, parse_generation
+from agent.fallback.parse import FlorenceParseError, parse_generation
 from agent.fallback.policy import EmptyTracker, HardReason, Mailbox, TokenBucket, check_frame
 from agent.fallback.process import JobFailed, WorkerCrashed, WorkerProcess
+from agent.fallback.prompts import job_prompt
 from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, resolve_model
 from agent.health.metrics import FrameRecord, FrameWindow
 from agent.types import Detections, Frame
@@ -367,7 +368,7 @@ class Fallback:
             raise WorkerCrashed("no worker")
         task = self.cfg.task
         try:
-            prompt = build_prompt(task, job.class_names)
+            prompt, region = job_prompt(task, job.class_names, job.yolo)
             gen = worker.run(job.frame.image, prompt, self.cfg.max_new_tokens, self._stop)
         except (JobFailed, ValueError) as err:
             self._job_done(job, ok=False)
@@ -375,7 +376,9 @@ class Fallback:
             return
         t0 = time.perf_counter()
         try:
-            result = parse_generation(task, gen.text, gen.image_size, job.class_names)
+            result = parse_generation(
+                task, gen.text, gen.image_size, job.class_names, region=region
+            )
         except FlorenceParseError as err:
             self._job_done(job, ok=False)
             self._error(str(err), camera=job.frame.camera, seq=job.yolo.seq)

@@ -116,7 +116,14 @@ def _fail(message: str) -> NoReturn:
 @click.option(
     "--task",
     default=None,
-    help="florence2: task token, e.g. '<CAPTION_TO_PHRASE_GROUNDING>' (default) or '<OD>'.",
+    help="Label kind: 'detect' (YOLO boxes, default) or 'segment' (Ultralytics polygons; "
+    "florence2 only: each box is outlined with <REGION_TO_SEGMENTATION>). A Florence-2 task "
+    "token here (e.g. '<OD>') is the same as --teacher-task.",
+)
+@click.option(
+    "--teacher-task",
+    default=None,
+    help="florence2: box task token, e.g. '<CAPTION_TO_PHRASE_GROUNDING>' (default) or '<OD>'.",
 )
 @click.option(
     "--teacher-runtime",
@@ -138,6 +145,7 @@ def label_command(
     jpeg_quality: int,
     teacher_model: str | None,
     task: str | None,
+    teacher_task: str | None,
     teacher_runtime: str | None,
     resume: bool,
     progress: bool,
@@ -151,7 +159,7 @@ def label_command(
     from agent.label.plan import parse_class_map
     from agent.label.teachers import TeacherError
 
-    options = _teacher_options(teacher, teacher_model, task, teacher_runtime)
+    kind, options = _kind_and_options(teacher, task, teacher_task, teacher_model, teacher_runtime)
     try:
         class_map = parse_class_map(classes)
     except ValueError as err:
@@ -170,6 +178,7 @@ def label_command(
         val_fraction=val_fraction,
         gap_frames=_gap_frames(source, gap_s),
         jpeg_quality=jpeg_quality,
+        task=kind,
     )
     model = _open_teacher(source, spec, class_map, options)
     try:
@@ -192,9 +201,34 @@ def _teacher_options(
     given = {"model": model, "task": task, "runtime": runtime}
     options = {k: v for k, v in given.items() if v is not None}
     if options and teacher != "florence2":
-        flags = ", ".join(f"--{'teacher-' if k != 'task' else ''}{k}" for k in options)
+        flags = ", ".join(f"--teacher-{k}" for k in options)
         _fail(f"{flags}: only for --teacher florence2")
     return options
+
+
+def _kind_and_options(
+    teacher: str, task: str | None, teacher_task: str | None, model: str | None, runtime: str | None
+) -> tuple[str, dict[str, str]]:
+    """(label kind, the teacher's options) from the flags; fail on a combination that cannot
+    work (segment needs Florence-2, the only teacher that outlines)."""
+    kind, florence_task = _label_kind(task, teacher_task)
+    options = _teacher_options(teacher, model, florence_task, runtime)
+    if kind == "segment":
+        if teacher != "florence2":
+            _fail("--task segment needs --teacher florence2 (the only teacher that outlines)")
+        options["segment"] = "true"
+    return kind, options
+
+
+def _label_kind(task: str | None, teacher_task: str | None) -> tuple[str, str | None]:
+    """(dataset kind, Florence-2 task token or None) from --task and --teacher-task."""
+    if task is None or task in ("detect", "segment"):
+        return task or "detect", teacher_task
+    if task.startswith("<") and teacher_task is None:
+        return "detect", task
+    _fail(
+        f"--task must be 'detect' or 'segment' (Florence-2 tokens go to --teacher-task): {task!r}"
+    )
 
 
 def _gap_frames(source: Path, gap_s: float) -> int:
@@ -243,4 +277,9 @@ def _summary(out: Path, stats: LabelStats, names: Sequence[str]) -> str:
         f"train {stats.planned.get('train', 0)}, val {stats.planned.get('val', 0)}, "
         f"{stats.near_duplicates} near-duplicate(s) skipped, {stats.dropped_for_gap} dropped "
         f"for the split gap; boxes: {boxes}"
+        + (
+            f"; {stats.unsegmented} box(es) without an outline left out"
+            if stats.unsegmented
+            else ""
+        )
     )

@@ -11,6 +11,7 @@ Layout written under the output directory::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,9 @@ class DatasetSpec(FrozenModel):
     val_fraction: float = Field(ge=0, lt=1, description="Share of samples held out for val.")
     gap_frames: int = Field(ge=0, description="Video: frames dropped between train and val.")
     jpeg_quality: int = Field(ge=1, le=100, description="JPEG quality of written images.")
+    task: Literal["detect", "segment"] = Field(
+        "detect", description="Label kind: YOLO boxes, or Ultralytics segment polygons."
+    )
 
 
 def _differences(a: DatasetSpec, b: DatasetSpec) -> list[str]:

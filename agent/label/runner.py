@@ -25,6 +25,7 @@ from agent.label.plan import (
     name_split,
     select_boxes,
     time_split,
+    unsegmented,
 )
 from agent.label.teachers import Teacher
 
@@ -58,6 +59,7 @@ class LabelStats:
     already_done: int = 0
     labelled: int = 0
     boxes: Counter[str] = field(default_factory=Counter)
+    unsegmented: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,9 +133,10 @@ def run(
     for sample, image in _load(source, spec, todo):
         h, w = image.shape[:2]
         boxes = select_boxes(teacher.detect(image), class_map, spec.min_confidence)
-        dataset.write_sample(
-            out, sample.split, sample.stem, image, label_text(boxes, w, h), spec.jpeg_quality
-        )
+        text = label_text(boxes, w, h, spec.task)
+        dataset.write_sample(out, sample.split, sample.stem, image, text, spec.jpeg_quality)
+        if spec.task == "segment":
+            stats.unsegmented += unsegmented(boxes, w, h)
         stats.labelled += 1
         stats.boxes.update(class_map.names[b.class_id] for b in boxes)
         bar.update(1)

@@ -107,7 +107,7 @@ def test_unknown_task() -> None:
     with pytest.raises(UnknownTaskError, match="<OD>"):
         parse_generation("<SEGMENT_EVERYTHING>", "", SIZE, NAMES)
     with pytest.raises(UnknownTaskError):
-        build_prompt("<REFERRING_EXPRESSION_SEGMENTATION>", NAMES)
+        build_prompt("<SEGMENT_EVERYTHING>", NAMES)
 
 
 def test_grounding_prompt_uses_class_names() -> None:

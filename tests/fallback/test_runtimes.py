@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from agent.fallback.child import FlorenceInputError, check_image
+from agent.fallback.config import TASKS
 from agent.fallback.factory import create_runtime
-from agent.fallback.parse import build_prompt
+from agent.fallback.parse import Region, build_prompt
 from agent.fallback.runtime import (
     ONNX_GRAPHS,
     FlorenceModelError,
@@ -21,14 +22,6 @@ from agent.fallback.runtime import (
     resolve_model,
 )
 from tests.fallback.tiny_florence import CLASS_NAMES
-
-TASKS = (
-    "<OD>",
-    "<CAPTION_TO_PHRASE_GROUNDING>",
-    "<OCR_WITH_REGION>",
-    "<DENSE_REGION_CAPTION>",
-    "<CAPTION>",
-)
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +102,10 @@ def test_int8_vision_keeps_conv_float(onnx_exports: tuple[Path, Path]) -> None:
 @pytest.mark.parametrize("task", TASKS)
 def test_onnx_fp32_same_tokens_as_torch(runtimes: dict[str, FlorenceRuntime], task: str) -> None:
     """Greedy decoding of the fp32 export gives exactly torch's tokens for each task."""
-    prompt = build_prompt(task, CLASS_NAMES)
-    for img in _images(3):
+    region = Region(box=(5.0, 6.0, 30.0, 33.0))
+    for img in _images(2):
+        size = (img.shape[1], img.shape[0])
+        prompt = build_prompt(task, CLASS_NAMES, region=region, image_size=size)
         ref = runtimes["torch-fp32"].generate(img, prompt, 24)
         got = runtimes["onnx-fp32"].generate(img, prompt, 24)
         assert got.token_ids == ref.token_ids

@@ -165,4 +165,23 @@ def test_label_cli_refuses_florence_options_for_other_teachers(tmp_path: Path) -
         [str(tmp_path), "-o", str(tmp_path / "ds"), "--classes", "person", "--task", "<OD>"],
     )
     assert result.exit_code == 1
-    assert "--task: only for --teacher florence2" in result.output
+    assert "--teacher-task: only for --teacher florence2" in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--task", "segment"], "--task segment needs --teacher florence2"),  # SSD cannot outline
+        (["--task", "masks"], "--task must be 'detect' or 'segment'"),  # unknown kind
+    ],
+)
+def test_label_cli_refuses_bad_task(tmp_path: Path, extra: list[str], message: str) -> None:
+    """A label kind the teacher cannot produce, or an unknown one, exits 1 with the reason."""
+    from click.testing import CliRunner
+
+    from agent.label.cli import label_command
+
+    args = [str(tmp_path), "-o", str(tmp_path / "ds"), "--classes", "person", *extra]
+    result = CliRunner().invoke(label_command, args)
+    assert result.exit_code == 1
+    assert message in result.output

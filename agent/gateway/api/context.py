@@ -14,6 +14,7 @@ from agent.gateway.config_push import ConfigPushes
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.quota import IntakeQuota
+from agent.gateway.review_store import ReviewStore
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ApiContext:
     store: Store
     fleet: Fleet
     quota: IntakeQuota
+    review: ReviewStore
     health: Callable[[], dict[str, Any]] = dict
     clock: Callable[[], float] = field(default=time.time)
     config_pushes: ConfigPushes | None = None

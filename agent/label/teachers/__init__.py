@@ -28,6 +28,8 @@ class LabelledBox:
         label: the teacher's own class name (e.g. COCO 'person', 'truck').
         confidence: score in [0, 1]; NaN when the teacher gives no score (Florence-2).
         x1, y1, x2, y2: box corners in pixels, x1 <= x2 and y1 <= y2.
+        polygons: the object's outline(s) as (x, y) pixel vertices, when the teacher
+            segments (Florence-2 with `--task segment`); () otherwise.
     """
 
     label: str
@@ -36,6 +38,7 @@ class LabelledBox:
     y1: float
     x2: float
     y2: float
+    polygons: tuple[tuple[tuple[float, float], ...], ...] = ()
 
 
 @runtime_checkable

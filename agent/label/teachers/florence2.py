@@ -4,6 +4,9 @@ Open vocabulary: it is told the wanted labels. With `<CAPTION_TO_PHRASE_GROUNDIN
 the phrase; with `<OD>` / `<DENSE_REGION_CAPTION>` / `<OCR_WITH_REGION>` Florence-2 names
 what it sees and the labels keep the matches (case-insensitive, plural 's' tolerated).
 Florence-2 gives no scores: confidence is NaN, which passes any `--conf` threshold.
+With `segment` (`edge-agent label --task segment`) each wanted box is then outlined by a
+second run, `<REGION_TO_SEGMENTATION>` prompted with the box's location tokens; polygon tasks
+(`<REFERRING_EXPRESSION_SEGMENTATION>`, `<OPEN_VOCABULARY_DETECTION>`) keep their own polygons.
 
 The registry constructor reads its settings from keyword arguments or, when the label CLI
 does not pass them, from the environment:
@@ -11,6 +14,7 @@ does not pass them, from the environment:
     EDGE_AGENT_FLORENCE_TASK     task token (default <CAPTION_TO_PHRASE_GROUNDING>)
     EDGE_AGENT_FLORENCE_RUNTIME  torch-fp32 | torch-int8 | torch-fp16-cuda | onnx-int8 | onnx-fp32
                                  (default torch-int8)
+    EDGE_AGENT_FLORENCE_THREADS  CPU threads (default: one per core)
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from agent.fallback.child import FlorenceInputError, check_image
 from agent.fallback.factory import create_runtime
 from agent.fallback.parse import (
     FlorenceParseError,
+    Region,
     UnknownTaskError,
     build_prompt,
     check_task,
@@ -34,7 +39,15 @@ from agent.fallback.runtime import FlorenceModelError, FlorenceRuntime, resolve_
 from agent.label.teachers import LabelledBox, TeacherError
 
 RUNTIMES = ("torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8", "onnx-fp32")
-BOX_TASKS = ("<OD>", "<CAPTION_TO_PHRASE_GROUNDING>", "<OCR_WITH_REGION>", "<DENSE_REGION_CAPTION>")
+BOX_TASKS = (
+    "<OD>",
+    "<CAPTION_TO_PHRASE_GROUNDING>",
+    "<OCR_WITH_REGION>",
+    "<DENSE_REGION_CAPTION>",
+    "<OPEN_VOCABULARY_DETECTION>",
+    "<REFERRING_EXPRESSION_SEGMENTATION>",
+)
+SEGMENT_TASK = "<REGION_TO_SEGMENTATION>"
 
 
 class Florence2Teacher:
@@ -51,6 +64,7 @@ class Florence2Teacher:
         runtime: str = "torch-int8",
         max_new_tokens: int = 256,
         threads: int | None = None,
+        segment: bool = False,
     ) -> None:
         try:
             check_task(task)
@@ -64,6 +78,7 @@ class Florence2Teacher:
             )
         self.labels = tuple(labels)
         self.task = task
+        self.segment = segment
         self.max_new_tokens = max_new_tokens
         self.prompt = build_prompt(task, self.labels)
         self.parse_errors = 0
@@ -90,7 +105,20 @@ class Florence2Teacher:
         runtime = kwargs.pop("runtime", None) or os.environ.get(
             "EDGE_AGENT_FLORENCE_RUNTIME", "torch-int8"
         )
-        return cls(labels, str(model), task=str(task), runtime=str(runtime), **kwargs)  # type: ignore[arg-type]
+        segment = str(kwargs.pop("segment", "")).lower() in ("1", "true", "yes")
+        threads = os.environ.get("EDGE_AGENT_FLORENCE_THREADS")
+        if threads and "threads" not in kwargs:
+            if not threads.isdigit() or int(threads) < 1:
+                raise TeacherError(f"EDGE_AGENT_FLORENCE_THREADS must be >= 1, got {threads!r}")
+            kwargs["threads"] = int(threads)
+        return cls(
+            labels,
+            str(model),
+            task=str(task),
+            runtime=str(runtime),
+            segment=segment,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     def detect(self, image: npt.NDArray[np.uint8]) -> list[LabelledBox]:
         """Florence-2 boxes in one (h, w, 3) uint8 BGR image; labels matched to the wanted ones.
@@ -116,11 +144,40 @@ class Florence2Teacher:
             cid = int(d.class_id[i])
             label = self.labels[cid] if cid >= 0 else res.labels[i]
             x1, y1, x2, y2 = (float(v) for v in d.xyxy[i])
-            out.append(LabelledBox(label, float("nan"), x1, y1, x2, y2))
+            polys: tuple[tuple[tuple[float, float], ...], ...] = ()
+            if self.segment and label in self.labels:
+                polys = self._outline(image, (x1, y1, x2, y2), label)
+            elif res.polygons:
+                polys = _as_tuples(res.polygons[i])
+            out.append(LabelledBox(label, float("nan"), x1, y1, x2, y2, polys))
         return out
+
+    def _outline(
+        self, image: npt.NDArray[np.uint8], box: tuple[float, float, float, float], label: str
+    ) -> tuple[tuple[tuple[float, float], ...], ...]:
+        """Polygons of one box via <REGION_TO_SEGMENTATION> (none when the answer is unusable)."""
+        if self._rt is None:
+            raise TeacherError("teacher is closed")
+        size = (int(image.shape[1]), int(image.shape[0]))
+        region = Region(box=box, label=label)
+        prompt = build_prompt(SEGMENT_TASK, self.labels, region=region, image_size=size)
+        gen = self._rt.generate(image, prompt, self.max_new_tokens)
+        try:
+            res = parse_generation(SEGMENT_TASK, gen.text, size, self.labels, region=region)
+        except FlorenceParseError:
+            self.parse_errors += 1
+            return ()
+        return tuple(p for inst in res.polygons for p in _as_tuples(inst))
 
     def close(self) -> None:
         """Free the model. Safe to call twice."""
         if self._rt is not None:
             self._rt.close()
             self._rt = None
+
+
+def _as_tuples(
+    polys: tuple[npt.NDArray[np.float32], ...],
+) -> tuple[tuple[tuple[float, float], ...], ...]:
+    """(k, 2) arrays -> tuples of (x, y) floats (what LabelledBox holds)."""
+    return tuple(tuple((float(x), float(y)) for x, y in p) for p in polys)
