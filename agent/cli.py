@@ -40,11 +40,12 @@ def _register() -> None:
     from agent.daemon import run_command
     from agent.demo import demo_command
     from agent.engines.build_cli import engine_group
+    from agent.evaluation.cli import eval_command
     from agent.fallback.cli import florence_group
     from agent.label.cli import label_command
     from agent.train.cli import train_command
 
-    commands = (run_command, demo_command, label_command, train_command)
+    commands = (run_command, demo_command, label_command, train_command, eval_command)
     for command in (*commands, engine_group, florence_group):
         main.add_command(command)
 
