@@ -2,5 +2,5 @@
 
 dataset.py (an Ultralytics dataset's split: images, labels, sha256), coco.py (pure: YOLO
 labels and Detections -> COCO dicts), metrics.py (pycocotools -> Figures), runner.py (the
-production Detector over the split), table.py (side-by-side table, pure), cli.py.
+production Detector over the split), cli.py; the table is agent.messages.figures.
 """

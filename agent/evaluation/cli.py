@@ -33,8 +33,8 @@ def eval_command(
     from agent.engines.base import EngineError
     from agent.evaluation.dataset import DatasetError, load_split
     from agent.evaluation.runner import DecodeSettings, evaluate
-    from agent.evaluation.table import figures_table
     from agent.logs import configure_logging
+    from agent.messages.figures import figures_table
 
     configure_logging("console", "warning")  # stdout is for the table or the JSON
     settings = DecodeSettings(conf=conf, iou=iou, threads=threads)

@@ -38,6 +38,14 @@ def _fail(message: str) -> NoReturn:
     help="Initial learning rate (AdamW); default: Ultralytics' automatic choice.",
 )
 @click.option("--mosaic", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option(
+    "--warmup-epochs",
+    type=click.FloatRange(min=0),
+    default=3.0,
+    show_default=True,
+    help="Warm-up; Ultralytics makes it at least 100 iterations, i.e. the whole of a short "
+    "fine-tune on a small dataset: use 0 there (docs/flywheel.md).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--name", default="yolo", show_default=True, help="Model name in the manifest.")
 @click.option("--version", "version", type=click.IntRange(min=1), default=1, show_default=True)

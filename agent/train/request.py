@@ -26,6 +26,9 @@ class TrainRequest(FrozenModel):
     name: SafeId = Field(description="Model name in the manifest.")
     version: int = Field(ge=1, description="Model version in the manifest.")
     mosaic: float = Field(1.0, ge=0, le=1, description="Ultralytics mosaic probability.")
+    warmup_epochs: float = Field(
+        3.0, ge=0, description="Ultralytics warm-up (at least 100 iterations when > 0)."
+    )
 
 
 def request_problems(req: TrainRequest) -> list[str]:

@@ -97,8 +97,9 @@ def train(
             data=str(req.data_yaml), epochs=req.epochs, imgsz=req.imgsz, batch=req.batch,
             workers=req.workers, device=report.device, project=str(req.out.resolve()),
             name="run", exist_ok=True, seed=req.seed, deterministic=True, amp=False,
-            plots=False, mosaic=req.mosaic, close_mosaic=min(10, req.epochs // 2),
-            pretrained=Path(req.base).suffix == ".pt", verbose=False, **extra,
+            plots=False, mosaic=req.mosaic, warmup_epochs=req.warmup_epochs,
+            close_mosaic=min(10, req.epochs // 2), pretrained=Path(req.base).suffix == ".pt",
+            verbose=False, **extra,
         )  # fmt: skip
     except (RuntimeError, FileNotFoundError, ValueError, SyntaxError) as exc:
         raise TrainError(f"Ultralytics training failed: {exc}") from exc

@@ -1,4 +1,5 @@
-"""The side-by-side table of `edge-agent eval` and of the gate (pure text)."""
+"""The side-by-side figures table of `edge-agent eval`, the gate of `models sign` and the
+gateway's model views (pure text)."""
 
 from __future__ import annotations
 
