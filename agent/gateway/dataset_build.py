@@ -16,6 +16,7 @@ are `agent.gateway.dataset_plan`'s; the inputs are read by `agent.gateway.datase
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from agent.util.dataset_hash import gate_set_sha256, tree_digests
 from agent.util.files import atomic_write
 
 FILE_MODE = 0o644
+GATE_FOLDERS = {"train": "images", "val": "images", "test": "images"}
+PREVIOUS = ".dataset.json.previous"  # the last manifest while a rebuild runs
 
 
 @dataclass(frozen=True)
@@ -64,26 +67,39 @@ def _write(path: Path, data: bytes) -> None:
     atomic_write(path, data, FILE_MODE)
 
 
+LAYOUT = frozenset({"images", "labels", "data.yaml", GATE_DIR, DATASET_MANIFEST, PREVIOUS})
+
+
 def previous_manifest(out: Path) -> DatasetManifest | None:
-    """The dataset.json of an earlier build in OUT (BuildError if OUT is something else)."""
+    """The dataset.json of an earlier build in OUT (also of one interrupted midway), or None.
+
+    Raises:
+        BuildError: OUT is a file, holds files of something else, or an unreadable manifest.
+    """
     if out.exists() and not out.is_dir():
         raise BuildError(f"--out {out} exists and is not a folder")
-    path = out / DATASET_MANIFEST
-    if path.is_file():
-        try:
-            return DatasetManifest.model_validate_json(path.read_bytes())
-        except ValidationError as err:
-            raise BuildError(f"{path} is unreadable: {err.errors()[0]['msg']}") from None
-    if out.is_dir() and any(p.name != GATE_DIR for p in out.iterdir()):
+    if out.is_dir() and any(
+        p.name not in LAYOUT and not p.name.startswith(".") for p in out.iterdir()
+    ):
         raise BuildError(
-            f"--out {out} is not empty and holds no {DATASET_MANIFEST} (not a dataset built by "
-            "'edge-gateway dataset build'); choose an empty or new folder"
+            f"--out {out} holds files that are not part of a dataset built by "
+            f"'edge-gateway dataset build'; choose an empty or new folder"
         )
+    for path in (out / DATASET_MANIFEST, out / PREVIOUS):
+        if path.is_file():
+            try:
+                return DatasetManifest.model_validate_json(path.read_bytes())
+            except ValidationError as err:
+                raise BuildError(f"{path} is unreadable: {err.errors()[0]['msg']}") from None
     return None
 
 
 def load_gate(gate: Path) -> GateManifest:
-    """The gate's manifest, checked against its files (an empty gate if there is none yet)."""
+    """The gate's manifest, checked against its files (an empty gate if there is none yet).
+
+    Files a growth interrupted before its gate.json left behind are removed (the gate is what
+    gate.json lists); any other difference is a BuildError.
+    """
     path = gate / GATE_MANIFEST
     if not path.is_file():
         return GateManifest(version=0, classes=[], sha256="", items=[])
@@ -91,6 +107,13 @@ def load_gate(gate: Path) -> GateManifest:
         manifest = GateManifest.model_validate_json(path.read_bytes())
     except ValidationError as err:
         raise BuildError(f"{path} is unreadable: {err.errors()[0]['msg']}") from None
+    if gate_set_sha256(gate) != manifest.sha256:
+        listed = {i.image for i in manifest.items} | {i.label for i in manifest.items}
+        for folder in ("images", "labels"):
+            for leftover in (gate / folder).glob("*"):
+                if f"{folder}/{leftover.name}" not in listed:
+                    leftover.unlink()
+        _write(gate / "data.yaml", _data_yaml(manifest.classes, GATE_FOLDERS))
     actual = gate_set_sha256(gate)
     if actual != manifest.sha256:
         raise BuildError(
@@ -113,20 +136,38 @@ def _data_yaml(classes: list[str], folders: dict[str, str]) -> bytes:
     return yaml.safe_dump(data, sort_keys=False).encode()
 
 
+def _put(path: Path, data: bytes) -> None:
+    """Write a dataset file unless it already holds `data`. A plain write: the build syncs the
+    file system once before it writes a manifest, which is what marks the files complete."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    path.chmod(FILE_MODE)
+
+
 def write_split(out: Path, plan: Plan, by_key: dict[str, Source], progress: Progress) -> None:
-    """images/{train,val} and labels/{train,val} of the plan."""
-    for kind in ("images", "labels"):
-        shutil.rmtree(out / kind, ignore_errors=True)
-        for split in ("train", "val"):
-            (out / kind / split).mkdir(parents=True)
-    total = len(plan.split)
-    for n, (key, split) in enumerate(sorted(plan.split.items()), 1):
+    """images/{train,val} and labels/{train,val} of the plan; a rebuild rewrites only what
+    changed and removes what is no longer planned."""
+    wanted: dict[Path, tuple[Source, str]] = {}
+    for key, split in plan.split.items():
         src = by_key[key]
-        suffix = src.image.suffix.lower()
-        _write(out / "images" / split / f"{src.out_stem}{suffix}", src.image.read_bytes())
-        text = label_text(src, plan.classes)
-        _write(out / "labels" / split / f"{src.out_stem}.txt", text.encode())
-        progress("writing", n, total)
+        wanted[out / "images" / split / f"{src.out_stem}{src.image.suffix.lower()}"] = (src, "")
+        wanted[out / "labels" / split / f"{src.out_stem}.txt"] = (src, "labels")
+    for kind in ("images", "labels"):
+        for split in ("train", "val"):
+            folder = out / kind / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for old in folder.iterdir():
+                if old not in wanted:
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
+    for n, (path, (src, what)) in enumerate(sorted(wanted.items()), 1):
+        data = label_text(src, plan.classes).encode() if what else src.image.read_bytes()
+        _put(path, data)
+        progress("writing", n, len(wanted))
 
 
 def grow_gate(
@@ -141,14 +182,14 @@ def grow_gate(
         src = by_key[key]
         image = f"images/{src.out_stem}{src.image.suffix.lower()}"
         label = f"labels/{src.out_stem}.txt"
-        _write(gate / image, src.image.read_bytes())
-        _write(gate / label, label_text(src, plan.classes).encode())
+        _put(gate / image, src.image.read_bytes())
+        _put(gate / label, label_text(src, plan.classes).encode())
         items.append(GateItem(source=key, image=image, label=label, added_in=version))
     classes = plan.classes if plan.new_gate else manifest.classes
     for folder in ("images", "labels"):
         (gate / folder).mkdir(parents=True, exist_ok=True)
-    folders = {"train": "images", "val": "images", "test": "images"}
-    _write(gate / "data.yaml", _data_yaml(classes, folders))
+    _write(gate / "data.yaml", _data_yaml(classes, GATE_FOLDERS))
+    os.sync()  # the new gate files are on disk before gate.json lists them
     new = GateManifest(
         version=version, classes=list(classes), sha256=gate_set_sha256(gate), items=items
     )
@@ -196,7 +237,9 @@ def build_dataset(
     )
     if unreadable:
         plan.dropped["unreadable"] = len(unreadable)
-    (opts.out / DATASET_MANIFEST).unlink(missing_ok=True)  # incomplete until written again
+    opts.out.mkdir(parents=True, exist_ok=True)
+    if (opts.out / DATASET_MANIFEST).is_file():  # incomplete until written again
+        (opts.out / DATASET_MANIFEST).replace(opts.out / PREVIOUS)
     write_split(opts.out, plan, by_key, progress)
     gate = grow_gate(gate_dir, gate, plan, by_key)
     folders = {"train": "images/train", "val": "images/val"}
@@ -204,10 +247,10 @@ def build_dataset(
         folders["test"] = f"{GATE_DIR}/images"
     _write(opts.out / "data.yaml", _data_yaml(plan.classes, folders))
     manifest = _manifest(opts, previous, plan, gate)
-    _write(
-        opts.out / DATASET_MANIFEST,
-        (manifest.model_dump_json(by_alias=True, indent=1) + "\n").encode(),
-    )
+    os.sync()  # every file is on disk before dataset.json says the dataset is complete
+    text = manifest.model_dump_json(by_alias=True, indent=1) + "\n"
+    _write(opts.out / DATASET_MANIFEST, text.encode())
+    (opts.out / PREVIOUS).unlink(missing_ok=True)
     return manifest
 
 
