@@ -116,12 +116,20 @@ def start_daemon(site: Site) -> tuple[subprocess.Popen[bytes], Path]:
 
 def upload_labelled(site: Site, base: Path) -> None:
     """One hard frame with teacher boxes, uploaded through the intake as the device does (the
-    tiny Florence-2 has random weights: its captures carry no usable box to relabel)."""
+    tiny Florence-2 has random weights: its captures carry no usable box to relabel). It is a
+    base frame mirrored, with its boxes mirrored, so it is not a duplicate of the base."""
+    import cv2
+
     image = sorted((base / "images" / "train").glob("*.jpg"))[0]
-    labels = (base / "labels" / "train" / f"{image.stem}.txt").read_text()
-    assert labels.strip()
-    resp = upload(site.gateway.url, DEV, "cam-b", "labelled-0", image.read_bytes(), labels,
-                  time.time(), ["person", "car"])  # fmt: skip
+    lines = (base / "labels" / "train" / f"{image.stem}.txt").read_text().split("\n")
+    mirrored = []
+    for line in filter(None, lines):
+        cls, cx, cy, w, h = line.split()
+        mirrored.append(f"{cls} {1 - float(cx):.6f} {cy} {w} {h}")
+    ok, jpg = cv2.imencode(".jpg", cv2.imread(str(image))[:, ::-1])
+    assert ok and mirrored
+    resp = upload(site.gateway.url, DEV, "cam-b", "labelled-0", jpg.tobytes(),
+                  "\n".join(mirrored) + "\n", time.time(), ["person", "car"])  # fmt: skip
     assert resp.status_code == 201, resp.text
 
 
@@ -202,7 +210,7 @@ def test_flywheel_round(site: Site) -> None:
         ft = tmp / "ft"
         training = agent_proc(
             ["train", str(ds), "--base", str(DEMO_PT), "--out", str(ft), "--epochs", "1",
-             "--imgsz", "320", "--batch", "8", "--workers", "0", "--lr0", "0.0002",
+             "--imgsz", "320", "--batch", "8", "--workers", "0", "--lr0", "0.00001",
              "--mosaic", "0", "--warmup-epochs", "0", "--device", "cpu",
              "--name", "demo-yolov8n", "--version", str(NEW_VERSION)],
             tmp / "train.log",
