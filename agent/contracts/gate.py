@@ -34,9 +34,9 @@ class Figures(FrozenModel):
 class ModelRef(FrozenModel):
     """Which model a set of figures belongs to."""
 
-    name: str
-    version: int
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    name: str = Field(description="Model name.")
+    version: int = Field(description="Model version (0: a file without a manifest).")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the model artifact.")
 
 
 class ModelFigures(FrozenModel):
@@ -67,16 +67,22 @@ class EvalReport(FrozenModel):
 class GateRecord(FrozenModel):
     """What `models sign --gate-against` signs into a manifest (`Manifest.gate`)."""
 
-    gate_set_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    split: str
-    images: int = Field(ge=0)
-    boxes: int = Field(ge=0)
-    evaluator: str
+    gate_set_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="Digest of the gate set's files (agent.util.dataset_hash): figures are "
+        "only compared between records with the same one.",
+    )
+    split: str = Field(description="The split evaluated (`gate`).")
+    images: int = Field(ge=0, description="Images in the gate set.")
+    boxes: int = Field(ge=0, description="Ground-truth boxes in the gate set.")
+    evaluator: str = Field(description="Decode settings and COCO evaluator used.")
     figures: Figures = Field(description="This model's figures on the gate set.")
     replaces: ModelRef | None = Field(None, description="The model it was gated against.")
-    replaces_figures: Figures | None = None
-    margin: float = Field(ge=0)
-    class_margin: float = Field(ge=0)
+    replaces_figures: Figures | None = Field(
+        None, description="The replaced model's figures, measured in the same run."
+    )
+    margin: float = Field(ge=0, description="Allowed drop of overall mAP50-95.")
+    class_margin: float = Field(ge=0, description="Allowed drop of a class's AP50-95.")
 
 
 def gate_problems(
