@@ -42,11 +42,11 @@ from onnx import numpy_helper
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.engines.yolo import letterbox  # noqa: E402
-
 
 def clip_tensors(clip: Path, imgsz: int, every: int) -> list[np.ndarray]:
     """Every `every`-th frame of the clip, letterboxed as the daemon does: (1,3,H,W) float32."""
+    from agent.engines.yolo import letterbox
+
     cap = cv2.VideoCapture(str(clip))
     frames = []
     index = 0
@@ -207,7 +207,8 @@ def main() -> None:
     load_fused(model, onnx_weights(args.onnx))
     calibrate_bn(model, clip_tensors(args.clip, args.imgsz, args.calib_every))
     save_checkpoint(model, args.out, args.imgsz, args.onnx)
-    diff = verify(args.out, args.onnx, clip_tensors(args.clip, args.imgsz, args.verify_every), args.imgsz)
+    tensors = clip_tensors(args.clip, args.imgsz, args.verify_every)
+    diff = verify(args.out, args.onnx, tensors, args.imgsz)
     if diff > args.max_diff:
         raise SystemExit(f"re-export differs from {args.onnx} by {diff} > {args.max_diff}")
 
