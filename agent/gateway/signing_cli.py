@@ -225,8 +225,6 @@ def gated(manifest: Any, file: Path, **gate: Any) -> Any:
     from agent.gateway.gate import GateError, columns, decide, model_beside, read_manifest, run_eval
     from agent.messages.figures import figures_table
 
-    if not (gate["gate_against"] and gate["gate_data"]):
-        raise click.UsageError("--gate-against and --gate-data go together")
     try:
         current = read_manifest(gate["gate_against"])
         model = gate["gate_against_model"] or model_beside(gate["gate_against"], current)
@@ -278,6 +276,8 @@ def models_sign(file: Path, release_key: Path, out: Path, **opts: Any) -> None:
     Copy FILE and the manifest to the gateway and run `edge-gateway models import` there.
     """
     gate = {k: opts.pop(k) for k in GATE_KEYS}
+    if bool(gate["gate_against"]) != bool(gate["gate_data"]):
+        raise click.UsageError("--gate-against and --gate-data go together")
     from agent.gateway.keys import KeyFileError, load_key_file
     from agent.gateway.registry import RegistryError, describe_model
     from agent.trust.ota import sign_manifest
