@@ -79,7 +79,7 @@ def test_review_flow_with_bulk_filters_and_relabel(reviewed: Site) -> None:
     """Items start pending; bulk accept by filter, reject by id, relabel keeps the original;
     a bulk action without any filter needs --all."""
     site = reviewed
-    listed = json.loads(cli(site.config, "dataset", "review", "list", "--json").stdout)
+    listed = items(site)
     assert listed["total"] == 11 and listed["counts"]["pending"] == 11
     refused = cli(site.config, "dataset", "review", "accept", check=False)
     assert refused.returncode != 0 and "--all" in refused.stderr
@@ -89,7 +89,7 @@ def test_review_flow_with_bulk_filters_and_relabel(reviewed: Site) -> None:
     assert "6 changed" in out
     run(site.config, "dataset", "review", "accept", "--device", DEV, "--camera", "cam-b")
     stems = by_stem(site)
-    cli(
+    run(
         site.config,
         "dataset",
         "review",
@@ -130,9 +130,10 @@ PATH_TRICKS = [
 ]
 
 
-def test_path_tricks_on_item_ids_are_refused(reviewed: Site) -> None:
+def test_path_tricks_on_item_ids_are_refused(site: Site) -> None:
     """An id is 16 lower-case hex digits looked up in the database, never a path."""
-    url = reviewed.gateway.url
+    site.gateway.start()
+    url = site.gateway.url
     client = GatewayClient(url, ADMIN_TOKEN)
     for item_id in PATH_TRICKS:
         for path in (f"/v1/review/items/{item_id}", f"/v1/review/items/{item_id}/image"):
@@ -140,7 +141,7 @@ def test_path_tricks_on_item_ids_are_refused(reviewed: Site) -> None:
             assert resp.status_code in (400, 404), (path, resp.status_code)
             assert b"BEGIN" not in resp.content and b"root:" not in resp.content
         body = {"filter": {"ids": [item_id.replace("%2F", "/")]}}
-        assert reviewed.gateway.post("/v1/review/accept", body).status_code == 400
+        assert site.gateway.post("/v1/review/accept", body).status_code == 400
         with pytest.raises(GatewayClientError, match="16 hex digits"):
             client.review_item("../" + item_id)
     client.close()
