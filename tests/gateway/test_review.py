@@ -101,6 +101,10 @@ def test_review_flow_with_bulk_filters_and_relabel(reviewed: Site) -> None:
     )
     a1 = stems["a1"]["id"]
     run(site.config, "dataset", "review", "relabel", "--ids", a1, "--box", "0=car", "--delete", "1")
+    client = GatewayClient(site.gateway.url, ADMIN_TOKEN)
+    facets = client.review_facets()
+    client.close()
+    assert facets["cameras"] == ["cam-a", "cam-b", "cam-c"] and facets["classes"] == NAMES[::-1]
     counts = items(site)["counts"]
     assert counts == {"pending": 0, "accepted": 9, "rejected": 1, "relabelled": 1}
     # a relabelled item stays relabelled when accepted again; the filter by class sees the edit
