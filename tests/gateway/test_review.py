@@ -116,8 +116,16 @@ def test_review_flow_with_bulk_filters_and_relabel(reviewed: Site) -> None:
     }
     day_dir = next((site.cfg.intake_dir / DEV / "cam-a").iterdir())
     assert (day_dir / "a1.txt").read_text() == "1 0.500000 0.500000 0.200000 0.200000\n"
+    # a bulk edit that is wrong for one item (a1 has one box left) changes no file at all
+    a2 = stems["a2"]["id"]
+    bad = {"filter": {"ids": [a1, a2]}, "edit": {"delete": [1]}}
+    assert site.gateway.post("/v1/review/relabel", bad).status_code == 400
+    assert (day_dir / "a2.txt").read_text() == TWO_BOXES
+    # a second edit keeps the teacher's original, and both edits are recorded
+    run(site.config, "dataset", "review", "relabel", "--ids", a1, "--box", "0=1")
     sidecar = json.loads((day_dir / "a1.json").read_text())
     assert sidecar["review"]["original_labels"] == TWO_BOXES
+    assert len(sidecar["review"]["edits"]) == 2
     assert sidecar["class_names"] == NAMES  # the device's sidecar is kept
     detail = site.gateway.get(f"/v1/review/items/{a1}")
     assert detail["original_labels"] == TWO_BOXES and len(detail["boxes_list"]) == 1
