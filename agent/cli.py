@@ -1,4 +1,4 @@
-"""`edge-agent` console command: run, demo, check-config, label, engine, florence.
+"""`edge-agent` console command: run, demo, check-config, label, train, eval, engine, florence.
 
 Each sub-command lives beside the code it drives; this module only assembles them.
 Heavy imports (OpenCV, ONNX Runtime, torch) happen inside the commands, never at import.
@@ -40,10 +40,13 @@ def _register() -> None:
     from agent.daemon import run_command
     from agent.demo import demo_command
     from agent.engines.build_cli import engine_group
+    from agent.evaluation.cli import eval_command
     from agent.fallback.cli import florence_group
     from agent.label.cli import label_command
+    from agent.train.cli import train_command
 
-    for command in (run_command, demo_command, label_command, engine_group, florence_group):
+    commands = (run_command, demo_command, label_command, train_command, eval_command)
+    for command in (*commands, engine_group, florence_group):
         main.add_command(command)
 
 

@@ -90,7 +90,7 @@ def main() -> None:
             index_s = time.perf_counter() - t
             review.act(ReviewAction.ACCEPT, ReviewFilter(all=True), "bench", None, time.time())
             rows = review.items(ReviewFilter())
-        opts = BuildOptions("bench", tmp / "ds", base, 10.0, 0.2, 1.0, args.gate, "all")
+        opts = BuildOptions("bench", tmp / "ds", base, 2.0, 0.2, 1.0, args.gate, "all")
         t = time.perf_counter()
         m = build_dataset(opts, rows, tmp / "intake", lambda *a: None)
         first_s = time.perf_counter() - t

@@ -8,7 +8,8 @@ if ! python3 -c "import torch" >/dev/null 2>&1; then
   # unpinned multi-GB CUDA build (this release lies on the project's machines' disk).
   python3 -m pip install -q torch==2.14.1
 fi
-python3 -m pip install -q -e '.[cpu,dev,florence,teacher,gateway]'
+# train (Ultralytics, AGPL-3.0) and eval (pycocotools): the flywheel proof trains and gates a model
+python3 -m pip install -q -e '.[cpu,dev,florence,teacher,gateway,eval,train]'
 scripts/install-tracking.sh  # the `tracking` extra, without its opencv-python/numpy>=2
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

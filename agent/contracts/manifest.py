@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.contracts.gate import GateRecord
 from agent.contracts.ids import SafeId
 
 MANIFEST_SCHEMA = "edge.manifest/1"
@@ -195,7 +196,7 @@ class Manifest(BaseModel):
     compat: Compat = Field(default_factory=Compat, description="Where a prebuilt engine runs.")
     created: str = Field(description="Creation time, UTC, RFC 3339.")
     expires: str | None = Field(None, description="After this time (UTC, RFC 3339) it is refused.")
-    # The two fields below are left out of the JSON form at their defaults, so a manifest signed
+    # The fields below are left out of the JSON form at their defaults, so a manifest signed
     # before they existed keeps its canonical bytes (and its signature verifies).
     kind: ModelKind = Field(
         DEFAULT_KIND,
@@ -210,4 +211,10 @@ class Manifest(BaseModel):
         description="Release generation, monotonic across all names of one kind: a device "
         "accepts a model under another name only with a generation above the one it runs "
         "(unless the name is pinned in `trust.allowed_models`).",
+    )
+    gate: GateRecord | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="Gate-set figures signed by `models sign --gate-against`: this model's and "
+        "those of the model it replaces, with the gate set's sha256 (docs/flywheel.md).",
     )

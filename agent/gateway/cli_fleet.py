@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from agent.gateway.cli_common import client_of, config_of
+from agent.gateway.gate_view import gate_lines
 
 
 def _device_id(device: str) -> str:
@@ -179,6 +180,8 @@ def deploy(ctx: click.Context, target: str, devices: str, wait: bool, **opts: An
         click.echo(
             f"rollout {view['id']} started: {name}@{ver} to {len(view['devices'])} device(s)"
         )
+        for line in gate_lines(view.get("gate"), target):
+            click.echo(line)
         if wait:
             _follow(client, int(view["id"]))
 
@@ -222,6 +225,9 @@ def print_rollout(view: dict[str, Any]) -> None:
     )
     if view["reason"]:
         click.echo(f"  reason: {view['reason']}")
+    if "gate" in view:
+        for line in gate_lines(view["gate"], f"{view['model']}@{view['version']}"):
+            click.echo(line)
     for d in view["devices"]:
         progress = "" if d["progress"] is None else f"{100 * d['progress']:.0f}%"
         left = "" if d["remaining_s"] is None else f"timeout in {_age(d['remaining_s'])}"

@@ -11,7 +11,8 @@ sources into `Candidate`s and writes what `plan_dataset` decides.
   order, go through the labeller's near-duplicate rule (`agent.util.near_duplicate`).
 - Intake frames of one camera are cut into time blocks of `BLOCK_GAPS` x `gap_s` (absolute
   time, so a block keeps its split as data grows); each block goes to train or val by a stable
-  hash (at least one val block when there are two). A base dataset keeps its own split.
+  hash (with two or more blocks at least one on each side; a single block is train). A base
+  dataset keeps its own split.
 - The gate set only grows when asked (`grow_gate` > 0): frames of units (intake blocks, base
   *val* images) in stable hash order. Gate frames stay in the gate for good.
 - Then the gap rule: of two frames of one camera closer than `gap_s` with different splits, the
@@ -184,11 +185,18 @@ def _grow(
 def _block_splits(
     units: dict[tuple[str, int], list[Candidate]], val_fraction: float
 ) -> set[tuple[str, int]]:
-    """The intake units that go to val (at least one when there are two or more)."""
-    intake = [u for u, frames in units.items() if frames[0].base_split is None]
+    """The intake units that go to val: by hash, but with two or more intake blocks at least
+    one on each side; a single block stays in train (val would take all the intake)."""
+    intake = sorted(
+        (u for u, frames in units.items() if frames[0].base_split is None), key=_unit_order
+    )
+    if val_fraction == 0 or len(intake) < 2:
+        return set()
     val = {u for u in intake if _bucket(f"{u[0]}#{u[1]}") < val_fraction * 10_000}
-    if val_fraction > 0 and not val and len(intake) >= 2:
-        val = {min(intake, key=_unit_order)}
+    if not val:
+        val = {intake[0]}
+    if len(val) == len(intake):
+        val.discard(intake[-1])
     return val
 
 

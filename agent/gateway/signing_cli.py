@@ -193,6 +193,60 @@ def keys_export(ctx: click.Context, as_json: bool) -> None:
         raise click.ClickException(str(err)) from None
 
 
+GATE_KEYS = ("gate_against", "gate_against_model", "gate_data", "margin", "class_margin")
+
+
+def gate_options(fn: F) -> F:
+    """--gate-against MANIFEST --gate-data DIR [--gate-against-model] [--margin]
+    [--class-margin] of `models sign`."""
+    from agent.contracts.gate import DEFAULT_CLASS_MARGIN, DEFAULT_MARGIN
+
+    path = click.Path(path_type=Path, exists=True)
+    options = (
+        click.option("--gate-against", type=path, default=None,
+                     help="Manifest (plain or signed) of the model this one replaces."),
+        click.option("--gate-against-model", type=path, default=None,
+                     help="Its model file (default: the file beside the manifest, by sha256)."),
+        click.option("--gate-data", type=path, default=None,
+                     help="Gate set: a dataset of `edge-gateway dataset build` or its gate/."),
+        click.option("--margin", type=click.FloatRange(min=0), default=DEFAULT_MARGIN,
+                     show_default=True, help="Largest allowed drop of overall mAP50-95."),
+        click.option("--class-margin", type=click.FloatRange(min=0), default=DEFAULT_CLASS_MARGIN,
+                     show_default=True, help="Largest allowed drop of a class's AP50-95."),
+    )  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def gated(manifest: Any, file: Path, **gate: Any) -> Any:
+    """`manifest` with the gate record, after evaluating FILE against the model it replaces;
+    ClickException when the gate cannot run or refuses the candidate (both tables printed)."""
+    from agent.gateway.gate import GateError, columns, decide, model_beside, read_manifest, run_eval
+    from agent.messages.figures import figures_table
+
+    try:
+        current = read_manifest(gate["gate_against"])
+        model = gate["gate_against_model"] or model_beside(gate["gate_against"], current)
+        click.echo(f"gate: evaluating {file} and {model} on {gate['gate_data']}", err=True)
+        report = run_eval([file, model], gate["gate_data"])
+        record, problems = decide(report, current, gate["margin"], gate["class_margin"])
+    except GateError as err:
+        raise click.ClickException(f"gate: {err}") from None
+    click.echo(
+        f"gate set {report.data} ({report.images} images, {report.boxes} boxes, sha256 "
+        f"{report.split_sha256[:16]}):\n{figures_table(columns(report))}"
+    )
+    if problems:
+        raise click.ClickException(
+            f"gate: refused {manifest.name}@{manifest.version} against {current.name}@"
+            f"{current.version}: " + "; ".join(problems)
+        )
+    click.echo(f"gate: passed (margin {gate['margin']}, class margin {gate['class_margin']})")
+    data = manifest.model_dump(mode="json", by_alias=True)
+    return type(manifest).model_validate({**data, "gate": record.model_dump(mode="json")})
+
+
 # -- models ----------------------------------------------------------------------------------
 
 
@@ -212,11 +266,18 @@ def keys_export(ctx: click.Context, as_json: bool) -> None:
 )
 @model_options("Class names: 'a,b,c' or a file, one per line.")
 @release_options
+@gate_options
 def models_sign(file: Path, release_key: Path, out: Path, **opts: Any) -> None:
     """Sign FILE's manifest with the release key, on the workstation (no gateway needed).
 
+    With --gate-against and --gate-data, FILE and the model it replaces are evaluated on the
+    gate set first (`edge-agent eval`); a candidate worse by the margins is refused, and
+    the figures and the gate set's sha256 are signed into the manifest.
     Copy FILE and the manifest to the gateway and run `edge-gateway models import` there.
     """
+    gate = {k: opts.pop(k) for k in GATE_KEYS}
+    if bool(gate["gate_against"]) != bool(gate["gate_data"]):
+        raise click.UsageError("--gate-against and --gate-data go together")
     from agent.gateway.keys import KeyFileError, load_key_file
     from agent.gateway.registry import RegistryError, describe_model
     from agent.trust.ota import sign_manifest
@@ -226,6 +287,8 @@ def models_sign(file: Path, release_key: Path, out: Path, **opts: Any) -> None:
     try:
         key = load_key_file(release_key)
         manifest = describe_model(file, _request(opts, now), now)
+        if gate["gate_against"] or gate["gate_data"]:
+            manifest = gated(manifest, file, **gate)
         signed = sign_manifest(manifest, key)
         atomic_write_text(out, signed.model_dump_json(by_alias=True, indent=2) + "\n")
     except (RegistryError, KeyFileError, OSError) as err:
@@ -287,6 +350,10 @@ def models_import(ctx: click.Context, file: Path, manifest_path: Path) -> None:
         f"imported {row.name}@{row.version}: {row.format}, {row.length} bytes, sha256 "
         f"{row.sha256}, signed by {signed.key_id}, expires {m['expires']}"
     )
+    if m.get("gate"):
+        from agent.gateway.gate import signed_summary
+
+        click.echo(signed_summary(m["gate"]))
 
 
 def register(keys_group: click.Group, models_group: click.Group) -> None:

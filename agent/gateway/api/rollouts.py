@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,7 +14,8 @@ from agent.gateway.api.auth import admin
 from agent.gateway.api.context import ApiContext, ctx
 from agent.gateway.api.errors import HttpProblem
 from agent.gateway.api.parse import int_param, parse_body
-from agent.gateway.fleet import DeployRequest, rollout_view
+from agent.gateway.fleet import DeployRequest, Rollout, rollout_view
+from agent.gateway.gate_view import rollout_gate
 from agent.util.models import StrictModel
 
 
@@ -48,13 +51,28 @@ def deploy_request(body: DeployBody, c: ApiContext) -> DeployRequest:
     )
 
 
+def view(r: Rollout, c: ApiContext) -> dict[str, Any]:
+    """The rollout view plus the signed gate figures of its model and of what it replaces."""
+    out = rollout_view(r, c.clock())
+
+    def manifest_of(ref: str) -> dict[str, Any] | None:
+        name, _, version = ref.rpartition("@")
+        row = c.store.model(name, int(version)) if version.isdigit() else None
+        return None if row is None else row.manifest
+
+    previous = [d["previous"] for d in out["devices"] if d["previous"]]
+    out["gate"] = rollout_gate(
+        manifest_of(f"{r.model_name}@{r.model_version}"), previous, manifest_of
+    )
+    return out
+
+
 @admin
 async def list_rollouts(request: Request) -> Response:
     """GET /v1/rollouts: every rollout, oldest first."""
     c = ctx(request)
-    now = c.clock()
     rollouts = (c.fleet.rollout(rid) for rid in c.store.rollout_ids())
-    return JSONResponse([rollout_view(r, now) for r in rollouts if r is not None])
+    return JSONResponse([view(r, c) for r in rollouts if r is not None])
 
 
 @admin
@@ -65,7 +83,7 @@ async def get_rollout(request: Request) -> Response:
     r = c.fleet.rollout(rid)
     if r is None:
         raise HttpProblem(404, f"no rollout {rid}")
-    return JSONResponse(rollout_view(r, c.clock()))
+    return JSONResponse(view(r, c))
 
 
 @admin
@@ -74,7 +92,7 @@ async def post_rollout(request: Request) -> Response:
     c = ctx(request)
     body = await parse_body(request, DeployBody)
     r = c.fleet.deploy(deploy_request(body, c))
-    return JSONResponse(rollout_view(r, c.clock()), status_code=201)
+    return JSONResponse(view(r, c), status_code=201)
 
 
 @admin
@@ -84,7 +102,7 @@ async def post_abort(request: Request) -> Response:
     rid = int_param(request, "id", "rollout id")
     body = await parse_body(request, AbortBody, optional=True)
     r = c.fleet.abort(rid, body.reason)
-    return JSONResponse(rollout_view(r, c.clock()))
+    return JSONResponse(view(r, c))
 
 
 ROUTES = [

@@ -1,0 +1,102 @@
+"""`edge-agent train DATASET --base MODEL.pt|yaml --out DIR`: fine-tune on a workstation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from agent.cli_common import fail
+
+
+def _fail(message: str) -> NoReturn:
+    fail("train", message)
+
+
+@click.command("train")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--base",
+    required=True,
+    help="Starting weights (.pt, e.g. engines/demo/model.pt) or an architecture "
+    "(yolov8n.yaml: from scratch, which needs many epochs).",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="New output folder.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--imgsz", type=click.IntRange(min=32), default=320, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (GPU when present), cpu, 0, ..."
+)
+@click.option(
+    "--lr0",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Initial learning rate (AdamW); default: Ultralytics' automatic choice.",
+)
+@click.option("--mosaic", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option(
+    "--warmup-epochs",
+    type=click.FloatRange(min=0),
+    default=3.0,
+    show_default=True,
+    help="Warm-up; Ultralytics makes it at least 100 iterations, i.e. the whole of a short "
+    "fine-tune on a small dataset: use 0 there (docs/flywheel.md).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", default="yolo", show_default=True, help="Model name in the manifest.")
+@click.option("--version", "version", type=click.IntRange(min=1), default=1, show_default=True)
+def train_command(dataset: Path, **opts: Any) -> None:
+    """Train DATASET (a folder with data.yaml) from --base with Ultralytics (the `train`
+    extra, AGPL-3.0), export ONNX, write manifest.json and training_report.json in --out."""
+    from pydantic import ValidationError
+
+    from agent.train.request import TrainRequest, request_problems, resolve_data_yaml
+
+    try:
+        req = TrainRequest(data_yaml=resolve_data_yaml(dataset), **opts)
+    except ValidationError as err:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()))
+    problems = request_problems(req)
+    if problems:
+        _fail("; ".join(problems))
+    _run(req)
+
+
+def _run(req: Any) -> None:
+    from agent.train import outputs, ultra
+    from agent.train.report import TrainingReport, progress_line
+    from agent.util.files import file_sha256
+
+    try:
+        ultra.import_ultralytics()
+        base = Path(req.base)
+        report = TrainingReport(
+            dataset=str(req.data_yaml.parent), base=req.base,
+            dataset_manifest_sha256=outputs.dataset_manifest_sha256(req.data_yaml),
+            base_sha256=file_sha256(base) if base.is_file() else None,
+            device=ultra.pick_device(req.device), epochs_planned=req.epochs, imgsz=req.imgsz,
+            batch=req.batch, seed=req.seed, versions=ultra.versions(),
+        )  # fmt: skip
+        req.out.mkdir(parents=True, exist_ok=True)
+        click.echo(f"train: {req.data_yaml.parent} from {req.base} on {report.device}", err=True)
+        best = ultra.train(req, report, lambda r, n: click.echo(progress_line(r, n), err=True))
+        t0 = time.monotonic()
+        onnx = outputs.place_model(req.out, ultra.export_onnx(best, req.imgsz), best)
+        report.export_seconds = round(time.monotonic() - t0, 1)
+        manifest = outputs.write_manifest(
+            req.out, onnx, req.name, req.version, req.imgsz, ultra.class_names(best)
+        )
+    except (ultra.TrainError, OSError) as err:
+        _fail(str(err))
+    report.onnx_sha256 = manifest.sha256
+    path = outputs.write_report(req.out, report)
+    final = " ".join(f"{k} {v:.3f}" for k, v in report.final_metrics.items() if "mAP" in k)
+    click.echo(
+        f"trained {manifest.name}@{manifest.version}: {len(report.epochs)} epochs in "
+        f"{report.train_seconds:.0f} s ({final}); {onnx} sha256 {manifest.sha256[:12]}, "
+        f"{path.name}, manifest.json"
+    )
