@@ -136,3 +136,6 @@ class GatewayClient:
     def abort(self, rollout_id: int, reason: str) -> dict[str, Any]:
         path = f"/v1/rollouts/{rollout_id}/abort"
         return self.request("POST", path, {"reason": reason})
+
+    def rollback(self, rollout_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", f"/v1/rollouts/{rollout_id}/rollback", body)

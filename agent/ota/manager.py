@@ -67,6 +67,7 @@ class OtaManager:
         self.store = ModelStore(Path(state_dir) / "models")
         self._stop = threading.Event()
         self.journal = StateJournal(self.store, topics, device, host, publisher)
+        self.journal.probation_s = cfg.probation_s
         activator = Activator(
             cfg,
             host,

@@ -11,6 +11,7 @@ Routes:
     GET    /v1/rollouts/<id>                 one rollout with each device's state   (admin)
     POST   /v1/rollouts                      start a rollout                        (admin)
     POST   /v1/rollouts/<id>/abort           abort a running rollout                (admin)
+    POST   /v1/rollouts/<id>/rollback        send a finished rollout's devices back (admin)
     GET    /v1/artifacts/<sha256>            artifact bytes, HTTP Range             (device)
     POST   /v1/intake/<device>/<camera>      hard-frame upload                      (device)
 Admin and device credentials: `agent.gateway.api.auth`.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,24 +30,40 @@ class DeployBody(StrictModel):
     timeout_s: float | None = Field(None, gt=0, description="Per-device deadline in seconds.")
 
 
+class RollbackBody(StrictModel):
+    """Body of POST /v1/rollouts/<id>/rollback (optional): how the devices go back."""
+
+    canary: int | None = Field(None, ge=0, description="Canary devices; config default if null.")
+    wave_size: int | None = Field(None, ge=1, description="Devices per wave after the canary.")
+    max_failures: int | None = Field(None, ge=1, description="Failures that abort the rollback.")
+    timeout_s: float | None = Field(None, gt=0, description="Per-device deadline in seconds.")
+
+
 class AbortBody(StrictModel):
     """Body of POST /v1/rollouts/<id>/abort (optional)."""
 
     reason: str = Field("aborted by operator", max_length=500, description="Why, for the record.")
 
 
-def deploy_request(body: DeployBody, c: ApiContext) -> DeployRequest:
-    """The body with the config's defaults filled in."""
+def deploy_request(body: DeployBody | RollbackBody, c: ApiContext) -> DeployRequest:
+    """The body with the config's defaults filled in (a rollback's model and devices are filled
+    in by `Fleet.rollback`)."""
     d = c.cfg.rollout
+    is_deploy = isinstance(body, DeployBody)
     return DeployRequest(
-        model=body.model,
-        version=body.version,
-        devices=list(body.devices),
+        model=body.model if is_deploy else "",
+        version=body.version if is_deploy else 0,
+        devices=list(body.devices) if is_deploy else [],
         canary=d.canary if body.canary is None else body.canary,
         wave_size=d.wave_size if body.wave_size is None else body.wave_size,
         max_failures=d.max_failures if body.max_failures is None else body.max_failures,
         timeout_s=d.timeout_s if body.timeout_s is None else body.timeout_s,
     )
+
+
+def ota_states(c: ApiContext) -> dict[str, dict[str, Any] | None]:
+    """Each enrolled device's last ota/state payload."""
+    return {d.id: d.ota for d in c.fleet.devices.all()}
 
 
 @admin
@@ -54,7 +72,8 @@ async def list_rollouts(request: Request) -> Response:
     c = ctx(request)
     now = c.clock()
     rollouts = (c.fleet.rollout(rid) for rid in c.store.rollout_ids())
-    return JSONResponse([rollout_view(r, now) for r in rollouts if r is not None])
+    ota = ota_states(c)
+    return JSONResponse([rollout_view(r, now, ota) for r in rollouts if r is not None])
 
 
 @admin
@@ -65,7 +84,7 @@ async def get_rollout(request: Request) -> Response:
     r = c.fleet.rollout(rid)
     if r is None:
         raise HttpProblem(404, f"no rollout {rid}")
-    return JSONResponse(rollout_view(r, c.clock()))
+    return JSONResponse(rollout_view(r, c.clock(), ota_states(c)))
 
 
 @admin
@@ -87,9 +106,20 @@ async def post_abort(request: Request) -> Response:
     return JSONResponse(rollout_view(r, c.clock()))
 
 
+@admin
+async def post_rollback(request: Request) -> Response:
+    """POST /v1/rollouts/<id>/rollback: send the devices of a finished rollout back."""
+    c = ctx(request)
+    rid = int_param(request, "id", "rollout id")
+    body = await parse_body(request, RollbackBody, optional=True)
+    r = c.fleet.rollback(rid, deploy_request(body, c))
+    return JSONResponse(rollout_view(r, c.clock()), status_code=201)
+
+
 ROUTES = [
     Route("/v1/rollouts", list_rollouts, methods=["GET"]),
     Route("/v1/rollouts", post_rollout, methods=["POST"]),
     Route("/v1/rollouts/{id}", get_rollout, methods=["GET"]),
     Route("/v1/rollouts/{id}/abort", post_abort, methods=["POST"]),
+    Route("/v1/rollouts/{id}/rollback", post_rollback, methods=["POST"]),
 ]
