@@ -18,6 +18,7 @@ apt_install() {
 }
 command -v mosquitto >/dev/null 2>&1 || apt_install mosquitto mosquitto-clients
 command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+command -v chromium >/dev/null 2>&1 || apt_install chromium chromium-driver  # the web page's browser tests
 if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
   echo "starting the shared Mosquitto on 127.0.0.1:1883"
   mosquitto -d -c /etc/mosquitto/mosquitto.conf

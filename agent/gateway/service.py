@@ -32,6 +32,7 @@ from agent.gateway.config import GatewayConfig, GatewayMqttConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, load_key
+from agent.gateway.web.live import LiveCache, tee
 from agent.trust.signing import sign
 from agent.trust.tls import build_tls_context
 
@@ -213,11 +214,14 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
                 prefix=cfg.mqtt.topic_prefix,
             )
             archive.start()
+        live = LiveCache(cfg.mqtt.topic_prefix)  # the web page's Live view
         link = MqttLink(
             cfg.mqtt,
             fleet.on_message,
             fleet.resend,
-            on_detection=None if archive is None else archive.on_message,
+            on_detection=live.on_message
+            if archive is None
+            else tee(archive.on_message, live.on_message),
         )
         holder["link"] = link
         fleet.on_enrolled = link.refresh
@@ -226,7 +230,7 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
         ticker.start()
         from agent.gateway.api.app import create_app
 
-        app = create_app(cfg, store, fleet, health=_live_fields(link, archive))
+        app = create_app(cfg, store, fleet, health=_live_fields(link, archive), live=live)
         server = _http_server(cfg, app)
         log.info(
             "gateway serving", host=cfg.http.host, port=cfg.http.port, rollouts=len(fleet.active)

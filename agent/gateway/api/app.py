@@ -14,7 +14,8 @@ Routes:
     POST   /v1/rollouts/<id>/rollback        send a finished rollout's devices back (admin)
     GET    /v1/artifacts/<sha256>            artifact bytes, HTTP Range             (device)
     POST   /v1/intake/<device>/<camera>      hard-frame upload                      (device)
-Admin and device credentials: `agent.gateway.api.auth`.
+Admin and device credentials: `agent.gateway.api.auth`. The web page's routes (`/login`,
+`/fleet`, `/rollouts`, `/models`, `/live`, `/static/...`) come from `agent.gateway.web`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from agent.gateway.config import GatewayConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.quota import IntakeQuota
+from agent.gateway.web.live import LiveCache
+from agent.gateway.web.routes import web_routes
+from agent.gateway.web.session import Sessions
 
 ROUTERS = (health_routes, devices, models, rollouts, artifacts, intake)
 
@@ -43,12 +47,16 @@ def create_app(
     fleet: Fleet,
     health: Callable[[], dict[str, Any]] = dict,
     clock: Callable[[], float] = time.time,
+    live: LiveCache | None = None,
 ) -> Starlette:
-    """Build the ASGI app. `health` adds live fields (e.g. MQTT connected) to /v1/health."""
+    """Build the ASGI app. `health` adds live fields (e.g. MQTT connected) to /v1/health;
+    `live` holds the latest detections for the web page's Live view."""
     app = Starlette(
-        routes=[route for router in ROUTERS for route in router.ROUTES],
+        routes=[route for router in ROUTERS for route in router.ROUTES] + web_routes(),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     quota = IntakeQuota(store, cfg.intake, cfg.data_dir)
     app.state.ctx = ApiContext(cfg, store, fleet, quota, health, clock)
+    app.state.web_sessions = Sessions()
+    app.state.web_live = live if live is not None else LiveCache(cfg.mqtt.topic_prefix, clock)
     return app
