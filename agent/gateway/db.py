@@ -238,13 +238,6 @@ class Store:
             ).fetchone()
         return None if r is None else self._model(r)
 
-    def has_model(self, name: str, version: int) -> bool:
-        """True when `name`@`version` is in the registry."""
-        return (
-            self.read_one("SELECT 1 FROM models WHERE name=? AND version=?", (name, version))
-            is not None
-        )
-
     @staticmethod
     def _model(r: sqlite3.Row) -> ModelRow:
         return ModelRow(
@@ -404,18 +397,6 @@ class Store:
         with self._lock:
             return [int(r[0]) for r in self._db.execute(q + " ORDER BY id").fetchall()]
 
-    def committed_floors(self, device: str) -> dict[str, int]:
-        """Per model name, the highest version `device` committed in a deploy rollout: the
-        device's floor (it refuses a deploy that is not above it, even after going back)."""
-        rows = self.read(
-            "SELECT r.model_name, MAX(r.model_version) FROM rollout_devices d "
-            "JOIN rollouts r ON r.id = d.rollout_id WHERE d.device=? AND r.action='deploy' "
-            "AND d.state IN ('committed', 'reverting', 'reverted', 'revert_failed') "
-            "GROUP BY r.model_name",
-            (device,),
-        )
-        return {str(r[0]): int(r[1]) for r in rows}
-
     def stored_command(self, rollout_id: int, device: str) -> dict[str, Any] | None:
         """The last signed command sent to `device` in this rollout."""
         with self._lock:
@@ -433,3 +414,24 @@ class Store:
             (device, command_id, command_id),
         )
         return row is not None
+
+
+def has_model(store: Store, name: str, version: int) -> bool:
+    """True when `name`@`version` is in the registry."""
+    return (
+        store.read_one("SELECT 1 FROM models WHERE name=? AND version=?", (name, version))
+        is not None
+    )
+
+
+def committed_floors(store: Store, device: str) -> dict[str, int]:
+    """Per model name, the highest version `device` committed in a deploy rollout: the
+    device's floor (it refuses a deploy that is not above it, even after going back)."""
+    rows = store.read(
+        "SELECT r.model_name, MAX(r.model_version) FROM rollout_devices d "
+        "JOIN rollouts r ON r.id = d.rollout_id WHERE d.device=? AND r.action='deploy' "
+        "AND d.state IN ('committed', 'reverting', 'reverted', 'revert_failed') "
+        "GROUP BY r.model_name",
+        (device,),
+    )
+    return {str(r[0]): int(r[1]) for r in rows}

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import structlog
@@ -29,7 +30,7 @@ from agent.contracts.ota import (
 )
 from agent.contracts.topics import Topics
 from agent.gateway.commands import CommandSigner, command_target
-from agent.gateway.db import Store
+from agent.gateway.db import Store, committed_floors, has_model
 from agent.gateway.deploy_checks import DeployRefusal, DeployRefused, check_deploy
 from agent.gateway.devices import DeviceBook
 from agent.gateway.ingest import DeviceIngest, IngestStats
@@ -232,9 +233,9 @@ class Fleet:
                 (req.model, req.version),
                 req.devices,
                 {d: self.devices.get(d) for d in req.devices},
-                self.store.has_model,
+                partial(has_model, self.store),
                 busy,
-                {d: self.store.committed_floors(d) for d in req.devices},
+                {d: committed_floors(self.store, d) for d in req.devices},
             )
             r = self._start(req, target.previous, target.already)
             log.info(
@@ -256,7 +257,7 @@ class Fleet:
                 raise DeployRefused(DeployRefusal.NO_SUCH_ROLLOUT, f"no rollout {rollout_id}")
             busy = {d: r.id for r in self.active.values() for d in r.slots}
             rows = {d: self.devices.get(d) for d in source.slots}
-            plan = plan_rollback(source, rows, self.store.has_model, busy)
+            plan = plan_rollback(source, rows, partial(has_model, self.store), busy)
             req = replace(req, model=source.model_name, version=source.model_version)
             r = self._start(replace(req, devices=plan.devices), plan.previous, undoes=rollout_id)
             log.info("rollback started", rollout=r.id, undoes=rollout_id, devices=plan.devices)

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from agent.gateway.api.context import ApiContext, ctx
 from agent.gateway.api.errors import HttpProblem
+from agent.gateway.db import committed_floors
 from agent.gateway.web.guard import web
 from agent.gateway.web.render import fragment, page
 from agent.gateway.web.views import FLEET_STATES, SORT_KEYS, FleetQuery, fleet_counts, fleet_row
@@ -74,7 +75,7 @@ async def device_page(request: Request) -> Response:
         "device.html",
         d=fleet_row(row, c.clock(), c.cfg.offline_after_s),
         history=ota_history(c, device),
-        floors=c.store.committed_floors(device),
+        floors=committed_floors(c.store, device),
     )
 
 
