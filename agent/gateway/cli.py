@@ -19,7 +19,7 @@ import click
 
 from agent import __version__
 from agent.cli_common import ConfigAnywhere
-from agent.gateway import cli_fleet, cli_watch
+from agent.gateway import cli_dataset, cli_fleet, cli_watch
 from agent.gateway.cli_common import CONFIG_ENV, config_of
 from agent.gateway.config import (
     DEFAULT_CONFIG_PATH,
@@ -169,7 +169,7 @@ def serve_command(ctx: click.Context) -> None:
         raise click.ClickException(str(err)) from None
 
 
-for _command in (*cli_fleet.COMMANDS, cli_watch.watch):
+for _command in (*cli_fleet.COMMANDS, cli_watch.watch, cli_dataset.dataset_group):
     main.add_command(_command)
 
 

@@ -93,15 +93,26 @@ class GatewayClient:
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
+    def request(
+        self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
+    ) -> Any:
         """One call; the decoded JSON answer, or GatewayClientError."""
+        resp = self._send(method, path, body, params)
+        return self._answer(resp, path)
+
+    def _send(
+        self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
+    ) -> httpx.Response:
         try:
-            resp = self._http.request(method, path, json=body)
+            return self._http.request(method, path, json=body, params=params)
         except httpx.HTTPError as err:
             raise GatewayClientError(
                 f"cannot reach the gateway at {self.base_url} ({err}); "
                 "is `edge-gateway serve` running?"
             ) from None
+
+    @staticmethod
+    def _answer(resp: httpx.Response, path: str) -> Any:
         is_json = resp.headers.get("content-type", "").startswith("application/json")
         data = resp.json() if is_json else {}
         if resp.status_code >= 400:
@@ -139,3 +150,43 @@ class GatewayClient:
 
     def rollback(self, rollout_id: int, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", f"/v1/rollouts/{rollout_id}/rollback", body)
+
+    # -- review of intake items (agent.gateway.api.review) --------------------------------------
+
+    def review_items(
+        self, flt: dict[str, Any], limit: int = 100, offset: int = 0
+    ) -> dict[str, Any]:
+        """Items matching `flt` (device, camera, day, class, status, ids) and counts per status."""
+        params = {k: str(v) for k, v in flt.items() if v is not None and k not in ("ids", "all")}
+        if flt.get("ids"):
+            params["ids"] = ",".join(_checked_ids(flt["ids"]))
+        params.update(limit=str(limit), offset=str(offset))
+        return self.request("GET", "/v1/review/items", params=params)
+
+    def review_item(self, item_id: str) -> dict[str, Any]:
+        """One item with its labels and the teacher's original."""
+        return self.request("GET", f"/v1/review/items/{_checked_ids([item_id])[0]}")
+
+    def review_image(self, item_id: str) -> bytes:
+        """The item's JPEG bytes."""
+        path = f"/v1/review/items/{_checked_ids([item_id])[0]}/image"
+        resp = self._send("GET", path)
+        if resp.status_code >= 400:
+            self._answer(resp, path)
+        return resp.content
+
+    def review_action(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST an accept, reject or relabel (`body`: filter, by, reason, edit)."""
+        if action not in ("accept", "reject", "relabel"):
+            raise GatewayClientError(f"unknown review action {action!r}")
+        return self.request("POST", f"/v1/review/{action}", body)
+
+
+def _checked_ids(ids: list[str]) -> list[str]:
+    """Item ids, refused here unless well-formed (they become part of a URL path)."""
+    from agent.gateway.review import ReviewError, check_item_ids
+
+    try:
+        return check_item_ids(list(ids))
+    except ReviewError as err:
+        raise GatewayClientError(err.message) from None

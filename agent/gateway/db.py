@@ -4,7 +4,8 @@ One `Store` per process; its methods are serialised by a lock so the MQTT thread
 server can share it. Every change is one transaction, so a `kill -9` leaves either the old or
 the new state. Schema changes are numbered migrations applied in order at open
 (`PRAGMA user_version` records the last one applied). The device tables (seen state, enrolment,
-intake usage) are read and written by `agent.gateway.devices` and `agent.gateway.quota`.
+intake usage) are read and written by `agent.gateway.devices` and `agent.gateway.quota`; the
+review of intake items by `agent.gateway.review_store`.
 """
 
 from __future__ import annotations
@@ -101,7 +102,30 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (device, day)
     );
     """,
-    # 3: rollback rollouts (`edge-gateway rollback ID`) and the device's words for a failure
+    # 3: review of intake items (agent.gateway.review_store): one row per uploaded hard frame
+    """
+    CREATE TABLE intake_items (
+        id TEXT PRIMARY KEY,             -- agent.gateway.review.item_id of the four parts below
+        device TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        day TEXT NOT NULL,               -- YYYY-MM-DD (UTC) folder of the upload
+        stem TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',  -- pending|accepted|rejected|relabelled
+        captured REAL NOT NULL,          -- capture time (sidecar `ts`, else upload time)
+        received REAL NOT NULL,
+        class_names TEXT NOT NULL DEFAULT '[]',  -- JSON list: the item's class map
+        classes TEXT NOT NULL DEFAULT '',        -- class names present in its labels, one per line
+        boxes INTEGER NOT NULL DEFAULT 0,
+        edited INTEGER NOT NULL DEFAULT 0,       -- labels changed by a relabel
+        updated REAL,
+        updated_by TEXT,
+        reason TEXT,
+        UNIQUE (device, camera, day, stem)
+    );
+    CREATE INDEX intake_items_status ON intake_items(status);
+    CREATE INDEX intake_items_place ON intake_items(device, camera, day);
+    """,
+    # 4: rollback rollouts (`edge-gateway rollback ID`) and the device's words for a failure
     """
     ALTER TABLE rollouts ADD COLUMN action TEXT NOT NULL DEFAULT 'deploy';
     ALTER TABLE rollouts ADD COLUMN undoes INTEGER;

@@ -8,14 +8,16 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.label.teachers import LabelledBox
+from agent.util import near_duplicate
 from agent.util.labels import yolo_label_line
+from agent.util.near_duplicate import THUMB_SIZE as THUMB_SIZE
 
 
 class Split(str, Enum):
@@ -141,15 +143,12 @@ def label_text(boxes: Sequence[DatasetBox], width: int, height: int) -> str:
     return "".join(yolo_line(b, width, height) + "\n" for b in boxes)
 
 
-THUMB_SIZE = (64, 48)
-"""(width, height) of the grey thumbnails compared by the near-duplicate check."""
-
-
 def frame_change(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
-    """Mean absolute difference (0..255) of two same-shape grey thumbnails (h, w) uint8."""
+    """Mean absolute difference (0..255) of two same-shape grey thumbnails (h, w) uint8
+    (the shared rule of `agent.util.near_duplicate`)."""
     if a.shape != b.shape:
         raise ValueError(f"thumbnails differ in shape: {a.shape} vs {b.shape}")
-    return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16))))
+    return near_duplicate.frame_change(a.tobytes(), b.tobytes())
 
 
 @dataclass
@@ -158,18 +157,17 @@ class FrameSampler:
 
     A frame on the every-Nth grid is a near-duplicate when its thumbnail differs from the
     last *kept* frame's by less than `min_change` (mean absolute grey level, 0..255);
-    `min_change` 0 keeps every grid frame.
+    `min_change` 0 keeps every grid frame. The rule is `agent.util.near_duplicate`'s.
     """
 
     every: int
     min_change: float
-    _last: npt.NDArray[np.uint8] | None = None
+    _filter: near_duplicate.NearDuplicateFilter = field(init=False)
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
-        if self.min_change < 0:
-            raise ValueError(f"min_change must be >= 0, got {self.min_change}")
+        self._filter = near_duplicate.NearDuplicateFilter(self.min_change)
 
     def on_grid(self, index: int) -> bool:
         """True when frame `index` (0-based) is one of every Nth frames."""
@@ -179,10 +177,7 @@ class FrameSampler:
         """Return True to keep frame `index` with grey thumbnail `thumb` (h, w) uint8."""
         if not self.on_grid(index):
             return False
-        if self._last is not None and frame_change(self._last, thumb) < self.min_change:
-            return False
-        self._last = thumb
-        return True
+        return self._filter.offer(np.ascontiguousarray(thumb).tobytes())
 
 
 def time_split(indices: Sequence[int], val_fraction: float, gap: int) -> dict[int, Split | None]:

@@ -20,6 +20,11 @@ MODULES = [
     "agent.gateway.api.app",
     "agent.gateway.client",
     "agent.gateway.service",
+    "agent.gateway.cli_dataset",
+    "agent.gateway.dataset_build",
+    "agent.gateway.dataset_sources",
+    "agent.util.dataset_hash",
+    "agent.contracts.dataset",
 ]
 FORBIDDEN = ["torch", "onnxruntime", "cv2", "tensorrt", "pycuda", "numpy", "ultralytics"]
 

@@ -14,8 +14,11 @@ Routes:
     POST   /v1/rollouts/<id>/rollback        send a finished rollout's devices back (admin)
     GET    /v1/artifacts/<sha256>            artifact bytes, HTTP Range             (device)
     POST   /v1/intake/<device>/<camera>      hard-frame upload                      (device)
+    GET    /v1/review/items[/<id>[/image]]   intake items to review (filters, counts) (admin)
+    POST   /v1/review/accept|reject|relabel  review decisions, in bulk by filter    (admin)
 Admin and device credentials: `agent.gateway.api.auth`. The web page's routes (`/login`,
-`/fleet`, `/rollouts`, `/models`, `/live`, `/static/...`) come from `agent.gateway.web`.
+`/fleet`, `/rollouts`, `/models`, `/live`, `/review`, `/static/...`) come from
+`agent.gateway.web`.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from starlette.applications import Starlette
 
-from agent.gateway.api import artifacts, devices, intake, models, rollouts
+from agent.gateway.api import artifacts, devices, intake, models, review, rollouts
 from agent.gateway.api import health as health_routes
 from agent.gateway.api.context import ApiContext
 from agent.gateway.api.errors import EXCEPTION_HANDLERS
@@ -34,11 +38,14 @@ from agent.gateway.config import GatewayConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.quota import IntakeQuota
+from agent.gateway.review_store import ReviewStore
 from agent.gateway.web.live import LiveCache
 from agent.gateway.web.routes import web_routes
 from agent.gateway.web.session import Sessions
 
-ROUTERS = (health_routes, devices, models, rollouts, artifacts, intake)
+log = structlog.get_logger(__name__)
+
+ROUTERS = (health_routes, devices, models, rollouts, artifacts, intake, review)
 
 
 def create_app(
@@ -56,7 +63,10 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     quota = IntakeQuota(store, cfg.intake, cfg.data_dir)
-    app.state.ctx = ApiContext(cfg, store, fleet, quota, health, clock)
+    review = ReviewStore(store, cfg.intake_dir)
+    added = review.index()  # intake files from before the review table, or copied in
+    log.info("intake indexed for review", added=added)
+    app.state.ctx = ApiContext(cfg, store, fleet, quota, review, health, clock)
     app.state.web_sessions = Sessions()
     app.state.web_live = live if live is not None else LiveCache(cfg.mqtt.topic_prefix, clock)
     return app

@@ -13,6 +13,7 @@ from agent.gateway.config import GatewayConfig
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.quota import IntakeQuota
+from agent.gateway.review_store import ReviewStore
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class ApiContext:
     store: Store
     fleet: Fleet
     quota: IntakeQuota
+    review: ReviewStore
     health: Callable[[], dict[str, Any]] = dict
     clock: Callable[[], float] = field(default=time.time)
 

@@ -1,8 +1,9 @@
 """The one place where refusals become HTTP responses.
 
 Domain code raises exceptions with a reason (`DeployRefused`, `IntakeRejected`,
-`EnrolmentError`); HTTP-only checks (credentials, Host, content type, request syntax) raise
-`HttpProblem`. Every error body is `{"error": message}` (plus `reason` for domain refusals).
+`EnrolmentError`, `ReviewError`); HTTP-only checks (credentials, Host, content type, request
+syntax) raise `HttpProblem`. Every error body is `{"error": message}` (plus `reason` for
+domain refusals).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from agent.gateway.deploy_checks import DeployRefusal, DeployRefused
 from agent.gateway.devices import EnrolmentError
 from agent.gateway.intake import IntakeRefusal, IntakeRejected
+from agent.gateway.review import ReviewError, ReviewRefusal
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +50,13 @@ INTAKE_STATUS: dict[IntakeRefusal, int] = {
     IntakeRefusal.DUPLICATE: 409,
     IntakeRefusal.QUOTA_EXCEEDED: 429,
     IntakeRefusal.DISK_FLOOR: 507,
+}
+
+REVIEW_STATUS: dict[ReviewRefusal, int] = {
+    ReviewRefusal.BAD_REQUEST: 400,
+    ReviewRefusal.NEEDS_ALL: 400,
+    ReviewRefusal.NOT_FOUND: 404,
+    ReviewRefusal.MISSING_FILES: 410,
 }
 
 ENROLMENT_STATUS: dict[str, int] = {
@@ -103,9 +112,15 @@ async def _enrolment(request: Request, exc: Exception) -> Response:
     return error(ENROLMENT_STATUS[exc.reason], exc.message, exc.reason)
 
 
+async def _review(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ReviewError)
+    return error(REVIEW_STATUS[exc.reason], exc.message, exc.reason.value)
+
+
 EXCEPTION_HANDLERS = {
     HttpProblem: _problem,
     DeployRefused: _deploy,
     IntakeRejected: _intake,
     EnrolmentError: _enrolment,
+    ReviewError: _review,
 }

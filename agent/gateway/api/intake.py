@@ -119,6 +119,7 @@ async def post_intake(request: Request) -> Response:
     c.quota.admit(device, day, nbytes, len(files))
     written = store_upload(c.cfg.intake_dir / device / camera / day, stem, files)
     c.quota.record(device, day, nbytes, len(written))
+    c.review.register(device, camera, day, stem, files, c.clock())
     log.info("intake stored", device=device, camera=camera, stem=stem, files=len(written))
     return JSONResponse(
         {"stored": [str(p.relative_to(c.cfg.data_dir)) for p in written]}, status_code=201
