@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from tests.gateway.conftest import ADMIN_TOKEN, Site, wait_for
+from tests.gateway.intake_items import T0, jpeg, upload
+from tests.gateway.review_cli import run
 from tests.helpers.broker import Mosquitto
 
 pytestmark = pytest.mark.slow
@@ -248,3 +250,43 @@ def test_models_and_live(page, site: Site) -> None:  # noqa: ANN001
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     png = httpx.get(f"{site.gateway.url}/live/web-a/door.png", cookies=cookies, timeout=10).content
     assert png.startswith(b"\x89PNG")
+
+
+def test_review_with_the_keyboard(page, site: Site) -> None:  # noqa: ANN001
+    """Three uploaded hard frames: a accepts, r rejects, a digit changes a box's class; each
+    decision is what `edge-gateway dataset review list` reports."""
+    names = ["person", "car", "dog"]
+    for i, stem in enumerate(("f-000", "f-001", "f-002")):
+        resp = upload(
+            site.gateway.url,
+            "web-b",
+            "yard",
+            stem,
+            jpeg(40 + i),
+            "0 0.5 0.5 0.4 0.6\n",
+            T0 + i,
+            names,
+        )
+        assert resp.status_code == 201, resp.text
+    login(page, site)
+    page.goto(f"{site.gateway.url}/review")
+    cards = page.locator("article.rcard")
+    assert cards.count() == 3 and page.locator("[data-count=pending]").inner_text() == "3"
+    wait_for(lambda: page.evaluate("document.querySelector('article.rcard img').naturalWidth") > 0)
+    shot(page, site, "review")
+    page.keyboard.press("a")
+    cards.nth(0).locator("[data-status]", has_text="accepted").wait_for()
+    page.keyboard.press("r")
+    cards.nth(1).locator("[data-status]", has_text="rejected").wait_for()
+    page.keyboard.press("k")
+    page.keyboard.press("j")
+    page.keyboard.press("j")  # the third frame
+    page.keyboard.press("1")
+    cards.nth(2).locator("[data-status]", has_text="relabelled").wait_for()
+    assert cards.nth(2).locator("[data-box='0']").inner_text() == "car"
+
+    listing = json.loads(run(site.config, "dataset", "review", "list", "--json").output)
+    status = {i["stem"]: i["status"] for i in listing["items"]}
+    assert status == {"f-000": "accepted", "f-001": "rejected", "f-002": "relabelled"}
+    labels = (site.cfg.intake_dir / "web-b" / "yard").glob("*/f-002.txt")
+    assert [p.read_text().split()[0] for p in labels] == ["1"]

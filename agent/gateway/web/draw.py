@@ -48,3 +48,33 @@ def annotated_png(
     out = io.BytesIO()
     img.save(out, format="PNG", optimize=False)
     return out.getvalue()
+
+
+def labelled_thumbnail(
+    jpeg_path: str,
+    boxes: Sequence[tuple[int, list[float]]],
+    class_names: Sequence[str],
+    width: int = 320,
+) -> bytes:
+    """PNG thumbnail of an intake JPEG with its YOLO boxes (normalised cx cy w h) numbered and
+    named, as the review grid shows them."""
+    with Image.open(jpeg_path) as src:
+        img = src.convert("RGB")
+    scale = min(1.0, width / img.width)
+    if scale < 1.0:
+        img = img.resize((round(img.width * scale), round(img.height * scale)))
+    draw = ImageDraw.Draw(img)
+    for index, (class_id, (cx, cy, w, h)) in enumerate(boxes):
+        box = (
+            (cx - w / 2) * img.width,
+            (cy - h / 2) * img.height,
+            (cx + w / 2) * img.width,
+            (cy + h / 2) * img.height,
+        )
+        colour = PALETTE[class_id % len(PALETTE)]
+        name = class_names[class_id] if 0 <= class_id < len(class_names) else str(class_id)
+        draw.rectangle(box, outline=colour, width=2)
+        draw.text((box[0] + 3, max(0.0, box[1] - 12)), f"{index}: {name}", fill=colour)
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()

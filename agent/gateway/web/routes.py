@@ -5,10 +5,18 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from agent.gateway.web import pages_auth, pages_fleet, pages_live, pages_models, pages_rollouts, sse
+from agent.gateway.web import (
+    pages_auth,
+    pages_fleet,
+    pages_live,
+    pages_models,
+    pages_review,
+    pages_rollouts,
+    sse,
+)
 from agent.gateway.web.render import STATIC
 
-PAGES = (pages_auth, pages_fleet, pages_rollouts, pages_models, pages_live, sse)
+PAGES = (pages_auth, pages_fleet, pages_rollouts, pages_models, pages_live, pages_review, sse)
 
 
 def web_routes() -> list[BaseRoute]:
