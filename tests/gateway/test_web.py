@@ -58,6 +58,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, site_template: Path) -> Itera
             admin_loopback_only=True,
             allowed_hosts=["127.0.0.1", "localhost"] + ([lan] if lan else []),
         )
+        data["offline_after_s"] = 3600  # simulated devices send no health: never "stale" here
         s.config.write_text(yaml.safe_dump(data))
         s.lan = lan  # type: ignore[attr-defined]
         try:
@@ -127,6 +128,13 @@ def test_login_fleet_and_lan(page, site: Site) -> None:  # noqa: ANN001
     """Wrong token refused; the session cookie is HttpOnly + SameSite=Strict; the fleet shows
     every device online; from the LAN address the page works though the JSON API is
     loopback-only; logging out ends the session."""
+    forged = page.context.request.post(  # another site's page posting the login form
+        f"{site.gateway.url}/login",
+        form={"token": ADMIN_TOKEN},
+        headers={"Origin": "http://evil.example"},
+        max_redirects=0,
+    )
+    assert forged.status == 403 and not page.context.cookies()
     login(page, site, token="wrong")
     assert "wrong admin token" in page.locator("[role=alert]").inner_text()
     shot(page, site, "login")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -40,6 +40,16 @@ def to_login(request: Request) -> Response:
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
+def check_origin(request: Request) -> None:
+    """403 for a POST whose Origin header names another site (or is opaque, "null"): a page
+    elsewhere cannot even submit the login form. A request without Origin passes (CLI tools)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    if urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
+        raise HttpProblem(403, f"cross-site request from {origin!r} refused")
+
+
 async def check_csrf(request: Request, session: Session) -> None:
     """403 unless the form (or the X-CSRF-Token header) carries the session's CSRF token."""
     value = request.headers.get("x-csrf-token")
@@ -62,6 +72,7 @@ def web(endpoint: Endpoint) -> Endpoint:
                 raise HttpProblem(403, "no session; log in again")
             return to_login(request)
         if request.method == "POST":
+            check_origin(request)
             await check_csrf(request, session)
         request.state.session = session
         return await endpoint(request)

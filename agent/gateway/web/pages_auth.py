@@ -12,7 +12,7 @@ from starlette.routing import Route
 from agent.gateway.api.auth import check_host
 from agent.gateway.api.context import ctx
 from agent.gateway.tokens import token_matches
-from agent.gateway.web.guard import sessions, set_session_cookie, web
+from agent.gateway.web.guard import check_origin, sessions, set_session_cookie, web
 from agent.gateway.web.render import page
 from agent.gateway.web.session import SESSION_COOKIE
 
@@ -36,10 +36,11 @@ async def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     """POST /login: a matching admin token starts a session; anything else shows the form again.
 
-    No CSRF token exists before a session: the Host check, SameSite=Strict and the token itself
-    (which a forging page does not have) guard it.
+    No CSRF token exists before a session: the Host and Origin checks guard it (a page
+    elsewhere cannot log a browser in to the attacker's session).
     """
     check_host(request)
+    check_origin(request)
     form = await request.form()
     token = form.get("token")
     target = safe_next(str(form.get("next") or ""))
