@@ -214,24 +214,24 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
                 prefix=cfg.mqtt.topic_prefix,
             )
             archive.start()
-        live = LiveCache(cfg.mqtt.topic_prefix)  # the web page's Live view
+        live = LiveCache(cfg.mqtt.topic_prefix, fed=archive is not None)  # the Live page
         link = MqttLink(
             cfg.mqtt,
             fleet.on_message,
             fleet.resend,
-            on_detection=live.on_message
-            if archive is None
-            else tee(archive.on_message, live.on_message),
+            on_detection=None if archive is None else tee(archive.on_message, live.on_message),
         )
+        from agent.gateway.api.app import create_app
+
+        # the app first: commands go out once the link starts, and their artifact URLs must
+        # answer as soon as possible after that
+        app = create_app(cfg, store, fleet, health=_live_fields(link, archive), live=live)
+        server = _http_server(cfg, app)
         holder["link"] = link
         fleet.on_enrolled = link.refresh
         link.start()
         ticker = Ticker(fleet, link, cfg.rollout.tick_s, grace_s)
         ticker.start()
-        from agent.gateway.api.app import create_app
-
-        app = create_app(cfg, store, fleet, health=_live_fields(link, archive), live=live)
-        server = _http_server(cfg, app)
         log.info(
             "gateway serving", host=cfg.http.host, port=cfg.http.port, rollouts=len(fleet.active)
         )

@@ -58,6 +58,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, site_template: Path) -> Itera
             admin_loopback_only=True,
             allowed_hosts=["127.0.0.1", "localhost"] + ([lan] if lan else []),
         )
+        data["archive"] = {"enabled": True}  # the Live page shares its detection subscription
         data["offline_after_s"] = 3600  # simulated devices send no health: never "stale" here
         s.config.write_text(yaml.safe_dump(data))
         s.lan = lan  # type: ignore[attr-defined]

@@ -1,7 +1,8 @@
 """The Live page's memory: per camera, the latest detection message and the last events, as
 they arrive over MQTT (bytes kept, parsed only when a page asks).
 
-Fed by the gateway's detection subscription (`agent.gateway.service`, beside the archive);
+Fed by the gateway's detection subscription, which exists while `archive.enabled` is on
+(`agent.gateway.service`: the archive and this cache get every message);
 events arrive once the device publishes them and the gateway subscribes to them. Snapshots
 (`.../snapshot/<label>`, retained JPEG) and zone counts have their place here too
 (`put_snapshot`, `put_zone`), fed by nothing yet: the Live page says so.
@@ -35,8 +36,11 @@ class CameraLive:
 class LiveCache:
     """Thread-safe: the MQTT thread writes, the HTTP side reads."""
 
-    def __init__(self, prefix: str = "edge", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, prefix: str = "edge", clock: Callable[[], float] = time.time, fed: bool = True
+    ) -> None:
         self.prefix = prefix
+        self.fed = fed  # False: the gateway does not subscribe to detections (archive off)
         self.clock = clock
         self._cameras: dict[tuple[str, str], CameraLive] = {}
         self._lock = threading.Lock()

@@ -34,7 +34,7 @@ async def live_page(request: Request) -> Response:
         got = cache.get(device, camera)
         if got is not None and (not only or device == only) and c.fleet.is_enrolled(device):
             cams.append(camera_view(device, camera, got, now))
-    return page(request, "live.html", cameras=cams, device=only)
+    return page(request, "live.html", cameras=cams, device=only, fed=cache.fed)
 
 
 @web

@@ -23,6 +23,8 @@ from agent.gateway.web.guard import web
 from agent.gateway.web.render import fragment, page
 from agent.gateway.web.views import wave_table
 
+LIST_LIMIT = 50
+
 
 def view_of(c: ApiContext, rid: int) -> dict[str, Any]:
     r = c.fleet.rollout(rid)
@@ -40,13 +42,12 @@ def rollout_body(c: ApiContext, rid: int) -> tuple[str, bool]:
 
 @web
 async def list_page(request: Request) -> Response:
-    """GET /rollouts: newest first."""
+    """GET /rollouts: the latest `LIST_LIMIT`, newest first."""
     c = ctx(request)
     now = c.clock()
-    views = [
-        rollout_view(r, now) for i in reversed(c.store.rollout_ids()) if (r := c.fleet.rollout(i))
-    ]
-    return page(request, "rollouts.html", rollouts=views)
+    ids = list(reversed(c.store.rollout_ids()))
+    views = [rollout_view(r, now) for i in ids[:LIST_LIMIT] if (r := c.fleet.rollout(i))]
+    return page(request, "rollouts.html", rollouts=views, more=max(0, len(ids) - LIST_LIMIT))
 
 
 @web
