@@ -33,9 +33,9 @@ def view_of(c: ApiContext, rid: int) -> dict[str, Any]:
     return rollout_view(r, c.clock(), ota_states(c))
 
 
-def rollout_body(c: ApiContext, rid: int) -> tuple[str, bool]:
+def rollout_body(c: ApiContext, rid: int, view: dict[str, Any] | None = None) -> tuple[str, bool]:
     """The live part of a rollout page, and whether the rollout has ended."""
-    view = view_of(c, rid)
+    view = view or view_of(c, rid)
     html = fragment("_rollout_body.html", r=view, waves=wave_table(view))
     return html, view["state"] in ("succeeded", "aborted")
 
@@ -55,8 +55,9 @@ async def rollout_page(request: Request) -> Response:
     """GET /rollouts/<id>: waves and devices, live while it runs."""
     c = ctx(request)
     rid = int_param(request, "id", "rollout id")
-    body, done = rollout_body(c, rid)
-    return page(request, "rollout.html", r=view_of(c, rid), body=body, done=done)
+    view = view_of(c, rid)
+    body, done = rollout_body(c, rid, view)
+    return page(request, "rollout.html", r=view, body=body, done=done)
 
 
 def deploy_choices(c: ApiContext) -> dict[str, Any]:

@@ -28,6 +28,26 @@ SECURITY_HEADERS = {
 }
 
 
+SYMBOLS = {
+    "online": "● ",
+    "stale": "◐ ",
+    "offline": "○ ",
+    "never": "– ",
+    "committed": "✓ ",
+    "succeeded": "✓ ",
+    "accepted": "✓ ",
+    "relabelled": "✓ ",
+    "failed": "✗ ",
+    "aborted": "✗ ",
+    "timed_out": "✗ ",
+    "revert_failed": "✗ ",
+    "rejected": "✗ ",
+    "rolled_back": "↶ ",
+    "reverted": "↶ ",
+}
+"""A symbol before each state's name: shape and word, not colour, carry the state."""
+
+
 def age(seconds: float | None) -> str:
     """12s, 5m, 3.2h; '-' for None."""
     if seconds is None:
@@ -60,6 +80,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(age=age, clock=clock, number=number)
+    env.globals["SYMBOLS"] = SYMBOLS
     return env
 
 
