@@ -63,7 +63,7 @@ class ProgressLine:
 @click.option(
     "--gap",
     "gap_s",
-    default=10.0,
+    default=2.0,
     show_default=True,
     type=click.FloatRange(min=0),
     help="Seconds: frames of one camera closer than this never end up on both sides of a split.",

@@ -163,6 +163,10 @@ class GatewayClient:
         params.update(limit=str(limit), offset=str(offset))
         return self.request("GET", "/v1/review/items", params=params)
 
+    def review_facets(self) -> dict[str, list[str]]:
+        """Distinct devices, cameras, days and class names of the items."""
+        return self.request("GET", "/v1/review/facets")
+
     def review_item(self, item_id: str) -> dict[str, Any]:
         """One item with its labels and the teacher's original."""
         return self.request("GET", f"/v1/review/items/{_checked_ids([item_id])[0]}")

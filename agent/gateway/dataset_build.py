@@ -16,6 +16,7 @@ are `agent.gateway.dataset_plan`'s; the inputs are read by `agent.gateway.datase
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -135,20 +136,38 @@ def _data_yaml(classes: list[str], folders: dict[str, str]) -> bytes:
     return yaml.safe_dump(data, sort_keys=False).encode()
 
 
+def _put(path: Path, data: bytes) -> None:
+    """Write a dataset file unless it already holds `data`. A plain write: the build syncs the
+    file system once before it writes a manifest, which is what marks the files complete."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    path.chmod(FILE_MODE)
+
+
 def write_split(out: Path, plan: Plan, by_key: dict[str, Source], progress: Progress) -> None:
-    """images/{train,val} and labels/{train,val} of the plan."""
-    for kind in ("images", "labels"):
-        shutil.rmtree(out / kind, ignore_errors=True)
-        for split in ("train", "val"):
-            (out / kind / split).mkdir(parents=True)
-    total = len(plan.split)
-    for n, (key, split) in enumerate(sorted(plan.split.items()), 1):
+    """images/{train,val} and labels/{train,val} of the plan; a rebuild rewrites only what
+    changed and removes what is no longer planned."""
+    wanted: dict[Path, tuple[Source, str]] = {}
+    for key, split in plan.split.items():
         src = by_key[key]
-        suffix = src.image.suffix.lower()
-        _write(out / "images" / split / f"{src.out_stem}{suffix}", src.image.read_bytes())
-        text = label_text(src, plan.classes)
-        _write(out / "labels" / split / f"{src.out_stem}.txt", text.encode())
-        progress("writing", n, total)
+        wanted[out / "images" / split / f"{src.out_stem}{src.image.suffix.lower()}"] = (src, "")
+        wanted[out / "labels" / split / f"{src.out_stem}.txt"] = (src, "labels")
+    for kind in ("images", "labels"):
+        for split in ("train", "val"):
+            folder = out / kind / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for old in folder.iterdir():
+                if old not in wanted:
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
+    for n, (path, (src, what)) in enumerate(sorted(wanted.items()), 1):
+        data = label_text(src, plan.classes).encode() if what else src.image.read_bytes()
+        _put(path, data)
+        progress("writing", n, len(wanted))
 
 
 def grow_gate(
@@ -163,13 +182,14 @@ def grow_gate(
         src = by_key[key]
         image = f"images/{src.out_stem}{src.image.suffix.lower()}"
         label = f"labels/{src.out_stem}.txt"
-        _write(gate / image, src.image.read_bytes())
-        _write(gate / label, label_text(src, plan.classes).encode())
+        _put(gate / image, src.image.read_bytes())
+        _put(gate / label, label_text(src, plan.classes).encode())
         items.append(GateItem(source=key, image=image, label=label, added_in=version))
     classes = plan.classes if plan.new_gate else manifest.classes
     for folder in ("images", "labels"):
         (gate / folder).mkdir(parents=True, exist_ok=True)
     _write(gate / "data.yaml", _data_yaml(classes, GATE_FOLDERS))
+    os.sync()  # the new gate files are on disk before gate.json lists them
     new = GateManifest(
         version=version, classes=list(classes), sha256=gate_set_sha256(gate), items=items
     )
@@ -227,6 +247,7 @@ def build_dataset(
         folders["test"] = f"{GATE_DIR}/images"
     _write(opts.out / "data.yaml", _data_yaml(plan.classes, folders))
     manifest = _manifest(opts, previous, plan, gate)
+    os.sync()  # every file is on disk before dataset.json says the dataset is complete
     text = manifest.model_dump_json(by_alias=True, indent=1) + "\n"
     _write(opts.out / DATASET_MANIFEST, text.encode())
     (opts.out / PREVIOUS).unlink(missing_ok=True)

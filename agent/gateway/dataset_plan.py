@@ -9,13 +9,15 @@ sources into `Candidate`s and writes what `plan_dataset` decides.
   first appearance.
 - Exact duplicates (same image sha256) keep the first; intake frames of one camera, in time
   order, go through the labeller's near-duplicate rule (`agent.util.near_duplicate`).
-- Intake frames of one camera are grouped into clusters: consecutive frames at most `gap_s`
-  apart share a cluster. A whole cluster goes to train or to val (by a stable hash of its first
-  frame), so no two frames within `gap_s` of each other end up on both sides. A base dataset
-  keeps its own train/val split.
-- The gate set only grows when asked (`grow_gate` > 0): whole units (an intake cluster, or one
-  base *val* image) picked in stable hash order. Frames sharing a cluster with a gate frame never
-  go to train or val.
+- Intake frames of one camera are cut into time blocks of `BLOCK_GAPS` x `gap_s` (absolute
+  time, so a block keeps its split as data grows); each block goes to train or val by a stable
+  hash (with two or more blocks at least one on each side; a single block is train). A base
+  dataset keeps its own split.
+- The gate set only grows when asked (`grow_gate` > 0): frames of units (intake blocks, base
+  *val* images) in stable hash order. Gate frames stay in the gate for good.
+- Then the gap rule: of two frames of one camera closer than `gap_s` with different splits, the
+  lower-ranked one (gate > val > train) is dropped. So no frame within `gap_s` of another ends
+  up on the other side, and a gate frame's neighbours never reach train or val.
 """
 
 from __future__ import annotations
@@ -144,51 +146,75 @@ def drop_duplicates(
     return kept
 
 
-def clusters(cands: Sequence[Candidate], gap_s: float) -> list[list[Candidate]]:
-    """Intake frames grouped per camera: consecutive frames <= `gap_s` apart share a cluster.
-    Base images are each their own cluster."""
-    out: list[list[Candidate]] = []
-    by_group: dict[str, list[Candidate]] = defaultdict(list)
-    for c in cands:
-        if c.base_split is not None:
-            out.append([c])
-        else:
-            by_group[c.group].append(c)
-    for group in sorted(by_group):
-        frames = sorted(by_group[group], key=lambda c: (c.time, c.key))
-        current = [frames[0]]
-        for prev, c in zip(frames, frames[1:], strict=False):
-            if c.time - prev.time > gap_s:
-                out.append(current)
-                current = []
-            current.append(c)
-        out.append(current)
+BLOCK_GAPS = 10
+"""Intake frames are split in time blocks of BLOCK_GAPS x the gap (at least 1 s)."""
+
+RANK = {"gate": 2, "val": 1, "train": 0}
+"""Of two frames closer than the gap with different splits, the lower rank is dropped."""
+
+
+def blocks(cands: Sequence[Candidate], gap_s: float) -> dict[tuple[str, int], list[Candidate]]:
+    """Units of assignment: (camera group, time block) for intake frames, in time order; each
+    base image is its own unit (block 0 of its own group)."""
+    size = max(BLOCK_GAPS * gap_s, 1.0)
+    out: dict[tuple[str, int], list[Candidate]] = defaultdict(list)
+    for c in sorted(cands, key=lambda c: (c.group, c.time, c.key)):
+        out[(c.group, 0 if c.base_split is not None else int(c.time // size))].append(c)
     return out
 
 
-def _grow(units: list[list[Candidate]], n: int, plan: Plan) -> set[int]:
-    """Pick units for the gate in stable hash order until `n` images; their indices."""
-    picked: set[int] = set()
-    eligible = [i for i, u in enumerate(units) if u[0].base_split in (None, "val")]
-    for i in sorted(eligible, key=lambda i: (_bucket(units[i][0].key), units[i][0].key)):
-        if len(plan.new_gate) >= n:
-            break
-        take = units[i][: n - len(plan.new_gate)]
-        plan.new_gate.extend(c.key for c in take)
-        plan.dropped["gate_neighbour"] += len(units[i]) - len(take)
-        picked.add(i)
+def _unit_order(unit: tuple[str, int]) -> tuple[int, str, int]:
+    return (_bucket(f"{unit[0]}#{unit[1]}"), unit[0], unit[1])
+
+
+def _grow(
+    units: dict[tuple[str, int], list[Candidate]], label: dict[str, str], n: int
+) -> list[str]:
+    """Gate additions: frames of eligible units (intake blocks, base val images) in stable hash
+    order, earliest first within a unit, until `n`."""
+    picked: list[str] = []
+    for unit in sorted(units, key=_unit_order):
+        for c in units[unit]:
+            if len(picked) >= n:
+                return picked
+            if c.base_split in (None, "val") and label.get(c.key) != "gate":
+                picked.append(c.key)
     return picked
 
 
-def _assign(units: list[list[Candidate]], val_fraction: float, plan: Plan) -> None:
-    intake = [i for i, u in enumerate(units) if u[0].base_split is None]
-    val = {i for i in intake if _bucket(units[i][0].key) < val_fraction * 10_000}
-    if val_fraction > 0 and not val and len(intake) >= 2:  # at least one val cluster
-        val = {min(intake, key=lambda i: (_bucket(units[i][0].key), units[i][0].key))}
-    for i, unit in enumerate(units):
-        for c in unit:
-            split = c.base_split or ("val" if i in val else "train")
-            plan.split[c.key] = split
+def _block_splits(
+    units: dict[tuple[str, int], list[Candidate]], val_fraction: float
+) -> set[tuple[str, int]]:
+    """The intake units that go to val: by hash, but with two or more intake blocks at least
+    one on each side; a single block stays in train (val would take all the intake)."""
+    intake = sorted(
+        (u for u, frames in units.items() if frames[0].base_split is None), key=_unit_order
+    )
+    if val_fraction == 0 or len(intake) < 2:
+        return set()
+    val = {u for u in intake if _bucket(f"{u[0]}#{u[1]}") < val_fraction * 10_000}
+    if not val:
+        val = {intake[0]}
+    if len(val) == len(intake):
+        val.discard(intake[-1])
+    return val
+
+
+def enforce_gap(frames: Sequence[Candidate], label: dict[str, str], gap_s: float) -> dict[str, str]:
+    """Frames (one group, time order) to drop: of two frames closer than `gap_s` with different
+    splits, the lower-ranked one (gate > val > train); key -> the reason."""
+    drop: dict[str, str] = {}
+    start = 0
+    for i, c in enumerate(frames):
+        while frames[start].time < c.time - gap_s:
+            start += 1
+        for other in frames[start:i]:
+            a, b = label[other.key], label[c.key]
+            if a == b:
+                continue
+            low, high = (other, b) if RANK[a] < RANK[b] else (c, a)
+            drop.setdefault(low.key, "gate_neighbour" if high == "gate" else "gap")
+    return drop
 
 
 def plan_dataset(
@@ -204,25 +230,36 @@ def plan_dataset(
     """Decide every candidate's fate (see the module docstring).
 
     Raises:
-        BuildError: class map conflicts, boxes outside their class map, bad settings.
+        BuildError: class map conflicts, boxes outside their class map, bad settings, fewer
+            eligible images than `grow_gate`.
     """
     if gap_s < 0 or not 0 <= val_fraction < 1 or grow_gate < 0:
         raise BuildError("gap must be >= 0, val fraction in [0, 1), grow-gate >= 0")
     plan = Plan(classes=merge_classes(fixed_classes, [used_names(c) for c in cands]))
     kept = drop_duplicates(cands, min_change, plan, gate_keys)
-    units = clusters(kept, gap_s)
-    free: list[list[Candidate]] = []
-    for unit in units:
-        if any(c.key in gate_keys for c in unit):
-            plan.dropped["gate_neighbour"] += sum(c.key not in gate_keys for c in unit)
-        else:
-            free.append(unit)
-    picked = _grow(free, grow_gate, plan) if grow_gate else set()
-    if grow_gate and len(plan.new_gate) < grow_gate:
-        raise BuildError(
-            f"--grow-gate {grow_gate}: only {len(plan.new_gate)} eligible images (accepted "
-            "intake items or base val images not yet in the gate)"
-        )
-    _assign([u for i, u in enumerate(free) if i not in picked], val_fraction, plan)
+    units = blocks(kept, gap_s)
+    val = _block_splits(units, val_fraction)
+    label = {
+        c.key: "gate" if c.key in gate_keys else c.base_split or ("val" if u in val else "train")
+        for u, frames in units.items()
+        for c in frames
+    }
+    if grow_gate:
+        plan.new_gate = _grow(units, label, grow_gate)
+        if len(plan.new_gate) < grow_gate:
+            raise BuildError(
+                f"--grow-gate {grow_gate}: only {len(plan.new_gate)} eligible images (accepted "
+                "intake items or base val images not yet in the gate)"
+            )
+        label.update({k: "gate" for k in plan.new_gate})
+    by_group: dict[str, list[Candidate]] = defaultdict(list)
+    for frames in units.values():
+        by_group[frames[0].group].extend(frames)
+    drop: dict[str, str] = {}
+    for frames in by_group.values():
+        drop.update(enforce_gap(sorted(frames, key=lambda c: (c.time, c.key)), label, gap_s))
+    for reason in drop.values():
+        plan.dropped[reason] += 1
+    plan.split = {k: v for k, v in label.items() if v != "gate" and k not in drop}
     plan.dropped = dict(plan.dropped)  # type: ignore[assignment]
     return plan

@@ -262,6 +262,18 @@ class ReviewStore:
         out.update({r[0]: int(r[1]) for r in rows})
         return out
 
+    def facets(self) -> dict[str, list[str]]:
+        """Distinct devices, cameras, days and class names of all items (for filter menus)."""
+        out: dict[str, list[str]] = {}
+        for column in ("device", "camera", "day"):
+            rows = self.store.read(f"SELECT DISTINCT {column} FROM intake_items ORDER BY 1")
+            out[f"{column}s"] = [r[0] for r in rows]
+        names: set[str] = set()
+        for r in self.store.read("SELECT DISTINCT classes FROM intake_items"):
+            names.update(n for n in r[0].split("\n") if n)
+        out["classes"] = sorted(names)
+        return out
+
     def item(self, iid: str) -> ItemRow:
         """One item by id, or ReviewError(not_found)."""
         r = self.store.read_one("SELECT * FROM intake_items WHERE id=?", (iid,))

@@ -39,7 +39,7 @@ def test_interrupted_rebuild_and_gate_growth_recover(tmp_path: Path, base: Path)
     m1 = build(out, base, grow=1)
     digest = gate_set_sha256(out / "gate")
     (out / "dataset.json").replace(out / ".dataset.json.previous")  # killed after the rename
-    (out / "gate" / "images" / "base__val__000002.jpg").write_bytes(b"half a growth")
+    (out / "gate" / "images" / "base__val__999999.jpg").write_bytes(b"half a growth")
     (out / "gate" / "data.yaml").write_text("names: {}\n")
     m2 = build(out, base)
     assert m2.version == m1.version + 1  # type: ignore[attr-defined]

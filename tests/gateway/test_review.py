@@ -79,7 +79,7 @@ def test_review_flow_with_bulk_filters_and_relabel(reviewed: Site) -> None:
     """Items start pending; bulk accept by filter, reject by id, relabel keeps the original;
     a bulk action without any filter needs --all."""
     site = reviewed
-    listed = json.loads(cli(site.config, "dataset", "review", "list", "--json").stdout)
+    listed = items(site)
     assert listed["total"] == 11 and listed["counts"]["pending"] == 11
     refused = cli(site.config, "dataset", "review", "accept", check=False)
     assert refused.returncode != 0 and "--all" in refused.stderr
@@ -89,7 +89,7 @@ def test_review_flow_with_bulk_filters_and_relabel(reviewed: Site) -> None:
     assert "6 changed" in out
     run(site.config, "dataset", "review", "accept", "--device", DEV, "--camera", "cam-b")
     stems = by_stem(site)
-    cli(
+    run(
         site.config,
         "dataset",
         "review",
@@ -101,6 +101,10 @@ def test_review_flow_with_bulk_filters_and_relabel(reviewed: Site) -> None:
     )
     a1 = stems["a1"]["id"]
     run(site.config, "dataset", "review", "relabel", "--ids", a1, "--box", "0=car", "--delete", "1")
+    client = GatewayClient(site.gateway.url, ADMIN_TOKEN)
+    facets = client.review_facets()
+    client.close()
+    assert facets["cameras"] == ["cam-a", "cam-b", "cam-c"] and facets["classes"] == NAMES[::-1]
     counts = items(site)["counts"]
     assert counts == {"pending": 0, "accepted": 9, "rejected": 1, "relabelled": 1}
     # a relabelled item stays relabelled when accepted again; the filter by class sees the edit
@@ -112,8 +116,16 @@ def test_review_flow_with_bulk_filters_and_relabel(reviewed: Site) -> None:
     }
     day_dir = next((site.cfg.intake_dir / DEV / "cam-a").iterdir())
     assert (day_dir / "a1.txt").read_text() == "1 0.500000 0.500000 0.200000 0.200000\n"
+    # a bulk edit that is wrong for one item (a1 has one box left) changes no file at all
+    a2 = stems["a2"]["id"]
+    bad = {"filter": {"ids": [a1, a2]}, "edit": {"delete": [1]}}
+    assert site.gateway.post("/v1/review/relabel", bad).status_code == 400
+    assert (day_dir / "a2.txt").read_text() == TWO_BOXES
+    # a second edit keeps the teacher's original, and both edits are recorded
+    run(site.config, "dataset", "review", "relabel", "--ids", a1, "--box", "0=1")
     sidecar = json.loads((day_dir / "a1.json").read_text())
     assert sidecar["review"]["original_labels"] == TWO_BOXES
+    assert len(sidecar["review"]["edits"]) == 2
     assert sidecar["class_names"] == NAMES  # the device's sidecar is kept
     detail = site.gateway.get(f"/v1/review/items/{a1}")
     assert detail["original_labels"] == TWO_BOXES and len(detail["boxes_list"]) == 1
@@ -130,9 +142,10 @@ PATH_TRICKS = [
 ]
 
 
-def test_path_tricks_on_item_ids_are_refused(reviewed: Site) -> None:
+def test_path_tricks_on_item_ids_are_refused(site: Site) -> None:
     """An id is 16 lower-case hex digits looked up in the database, never a path."""
-    url = reviewed.gateway.url
+    site.gateway.start()
+    url = site.gateway.url
     client = GatewayClient(url, ADMIN_TOKEN)
     for item_id in PATH_TRICKS:
         for path in (f"/v1/review/items/{item_id}", f"/v1/review/items/{item_id}/image"):
@@ -140,7 +153,7 @@ def test_path_tricks_on_item_ids_are_refused(reviewed: Site) -> None:
             assert resp.status_code in (400, 404), (path, resp.status_code)
             assert b"BEGIN" not in resp.content and b"root:" not in resp.content
         body = {"filter": {"ids": [item_id.replace("%2F", "/")]}}
-        assert reviewed.gateway.post("/v1/review/accept", body).status_code == 400
+        assert site.gateway.post("/v1/review/accept", body).status_code == 400
         with pytest.raises(GatewayClientError, match="16 hex digits"):
             client.review_item("../" + item_id)
     client.close()

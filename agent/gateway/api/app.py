@@ -15,6 +15,7 @@ Routes:
     GET    /v1/artifacts/<sha256>            artifact bytes, HTTP Range             (device)
     POST   /v1/intake/<device>/<camera>      hard-frame upload                      (device)
     GET    /v1/review/items[/<id>[/image]]   intake items to review (filters, counts) (admin)
+    GET    /v1/review/facets                 values of the review filters           (admin)
     POST   /v1/review/accept|reject|relabel  review decisions, in bulk by filter    (admin)
 Admin and device credentials: `agent.gateway.api.auth`. The web page's routes (`/login`,
 `/fleet`, `/rollouts`, `/models`, `/live`, `/review`, `/static/...`) come from

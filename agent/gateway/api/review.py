@@ -77,6 +77,12 @@ async def list_items(request: Request) -> Response:
     return JSONResponse({"items": [i.view() for i in items], "total": total, "counts": counts})
 
 
+@admin
+async def get_facets(request: Request) -> Response:
+    """GET /v1/review/facets: the distinct values each filter can take."""
+    return JSONResponse(ctx(request).review.facets())
+
+
 def _item_id(request: Request) -> str:
     return check_item_ids([request.path_params["id"]])[0]
 
@@ -110,6 +116,7 @@ async def post_action(request: Request) -> Response:
 
 ROUTES = [
     Route("/v1/review/items", list_items, methods=["GET"]),
+    Route("/v1/review/facets", get_facets, methods=["GET"]),
     Route("/v1/review/items/{id}", get_item, methods=["GET"]),
     Route("/v1/review/items/{id}/image", get_image, methods=["GET"]),
     Route("/v1/review/{action}", post_action, methods=["POST"]),
