@@ -68,6 +68,7 @@ async def review_page(request: Request) -> Response:
         statuses=[s.value for s in ReviewStatus],
         offset=offset,
         size=PAGE_SIZE,
+        facets=store.facets(),
         back=f"/review?{urlencode({**query, 'offset': offset})}",
         query=urlencode(query),
     )
