@@ -12,20 +12,32 @@ from pathlib import Path
 import click
 
 from agent import __version__
-from agent.cli_common import DEFAULT_CONFIG, echo_problems
+from agent.cli_common import DEFAULT_CONFIG, ConfigAnywhere, echo_problems, root_config
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ConfigAnywhere, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge-agent")
-def main() -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help=f"Agent config file (YAML), before or after the command [default: {DEFAULT_CONFIG}].",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
     """Edge vision agent: camera streams -> YOLO -> MQTT detections."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
 
 
 @main.command("check-config")
-@click.argument("config", type=click.Path(path_type=Path), default=DEFAULT_CONFIG)
-def check_config(config: Path) -> None:
-    """Validate CONFIG and print every problem with its field path (exit 1 if any)."""
+@click.argument("config", type=click.Path(path_type=Path), required=False)
+def check_config(config: Path | None) -> None:
+    """Validate CONFIG (default: --config) and print every problem with its field path."""
     from agent.config import ConfigError, load_config
+
+    config = config or root_config()
 
     try:
         cfg = load_config(config)

@@ -24,6 +24,7 @@ command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
 /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 ||
   apt_install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
     gstreamer1.0-plugins-bad
+command -v chromium >/dev/null 2>&1 || apt_install chromium chromium-driver  # the web page's browser tests
 if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
   echo "starting the shared Mosquitto on 127.0.0.1:1883"
   mosquitto -d -c /etc/mosquitto/mosquitto.conf

@@ -321,6 +321,12 @@ class OtaStateMessage(_Strict):
     )
     detail: str | None = Field(None, max_length=2000, description="Human-readable explanation.")
     swap: SwapReport | None = Field(None, description="Swap measurements, from active on.")
+    probation_ends: str | None = Field(
+        None,
+        description="While `active` after a deploy: when probation ends at the earliest (UTC "
+        "RFC 3339); the device then commits if health holds, or extends probation (up to 3x) "
+        "until it saw enough frames. Null in every other state and from older devices.",
+    )
     ts: str = Field(description="When this state was entered, UTC RFC 3339 with ms.")
     last_sequence: int | None = Field(
         None,

@@ -18,8 +18,9 @@ from pathlib import Path
 import click
 
 from agent import __version__
+from agent.cli_common import ConfigAnywhere
 from agent.gateway import cli_config, cli_dataset, cli_fleet, cli_watch
-from agent.gateway.cli_common import config_of
+from agent.gateway.cli_common import CONFIG_ENV, config_of
 from agent.gateway.config import (
     DEFAULT_CONFIG_PATH,
 )
@@ -31,11 +32,10 @@ from agent.gateway.signing_cli import (
 )
 from agent.gateway.signing_cli import register as register_signing
 
-CONFIG_ENV = "EDGE_GATEWAY_CONFIG"
 _config = config_of
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ConfigAnywhere, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge-gateway")
 @click.option(
     "--config",
@@ -43,7 +43,7 @@ _config = config_of
     type=click.Path(path_type=Path),
     default=lambda: os.environ.get(CONFIG_ENV, str(DEFAULT_CONFIG_PATH)),
     show_default=f"${CONFIG_ENV} or {DEFAULT_CONFIG_PATH}",
-    help="Gateway config file (YAML).",
+    help="Gateway config file (YAML), before or after the command.",
 )
 @click.pass_context
 def main(ctx: click.Context, config_path: Path) -> None:

@@ -10,6 +10,8 @@ import click
 
 from agent.gateway.config import GatewayConfig, GatewayConfigError, load_gateway_config
 
+CONFIG_ENV = "EDGE_GATEWAY_CONFIG"
+
 
 def config_of(ctx: click.Context) -> GatewayConfig:
     """The validated config named by `--config`, or a ClickException listing the problems."""
@@ -18,6 +20,11 @@ def config_of(ctx: click.Context) -> GatewayConfig:
         return load_gateway_config(path)
     except GatewayConfigError as err:
         lines = "\n".join(f"  {p}" for p in err.problems)
+        if any(p.startswith("cannot read file") for p in err.problems):
+            lines += (
+                f"\n  name the config with --config PATH (before or after the command) or "
+                f"${CONFIG_ENV}"
+            )
         raise click.ClickException(f"{path}: {len(err.problems)} problem(s)\n{lines}") from None
 
 

@@ -213,14 +213,50 @@ def abort(ctx: click.Context, rollout_id: int, reason: str) -> None:
     click.echo(f"rollout {rollout_id}: {view['state']}")
 
 
+@click.command("rollback")
+@click.argument("rollout_id", type=int)
+@click.option("--canary", type=int, default=None, help="Canary devices (default from config).")
+@click.option("--wave-size", type=int, default=None, help="Devices per wave after the canary.")
+@click.option("--max-failures", type=int, default=None, help="Failures that abort the rollback.")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Per-device deadline, s.")
+@click.option("--wait/--no-wait", default=False, help="Follow the rollback until it ends.")
+@click.pass_context
+def rollback(ctx: click.Context, rollout_id: int, wait: bool, **opts: Any) -> None:
+    """Go back: send every device that committed finished rollout ROLLOUT_ID the signed
+    `rollback` to the model it ran before, canary first and in waves like a deploy."""
+    with client_of(ctx) as client:
+        view = client.rollback(rollout_id, opts)
+        click.echo(
+            f"rollout {view['id']} started: {len(view['devices'])} device(s) of rollout "
+            f"{rollout_id} back from {view['model']}@{view['version']}"
+        )
+        if wait:
+            _follow(client, int(view["id"]))
+
+
+def _device_extra(d: dict[str, Any]) -> str:
+    """State, progress, timeout, probation end and the failure's reason and words."""
+    progress = "" if d["progress"] is None else f"{100 * d['progress']:.0f}%"
+    left = "" if d["remaining_s"] is None else f"timeout in {_age(d['remaining_s'])}"
+    ends = d.get("probation_ends")
+    probation = f"probation ends {ends}" if ends else ""
+    why = d["reason"] or ""
+    if d.get("detail"):
+        why += f": {d['detail']}"
+    return " ".join(x for x in (d["ota_state"] or "", progress, probation, left, why) if x)
+
+
 def print_rollout(view: dict[str, Any]) -> None:
     """A rollout and one line per device."""
     counts = " ".join(f"{k}={v}" for k, v in sorted(view["counts"].items()))
     done = sum(
         1 for d in view["devices"] if d["state"] not in ("pending", "sent", "updating", "reverting")
     )
+    what = f"{view['model']}@{view['version']}"
+    if view.get("action") == "rollback":
+        what = f"rollback of rollout {view['undoes']} (back from {what})"
     click.echo(
-        f"rollout {view['id']}  {view['model']}@{view['version']}  {view['state']}  "
+        f"rollout {view['id']}  {what}  {view['state']}  "
         f"wave {view['wave']}/{view['waves']}  {done}/{len(view['devices'])} done  {counts}"
     )
     if view["reason"]:
@@ -229,9 +265,7 @@ def print_rollout(view: dict[str, Any]) -> None:
         for line in gate_lines(view["gate"], f"{view['model']}@{view['version']}"):
             click.echo(line)
     for d in view["devices"]:
-        progress = "" if d["progress"] is None else f"{100 * d['progress']:.0f}%"
-        left = "" if d["remaining_s"] is None else f"timeout in {_age(d['remaining_s'])}"
-        extra = " ".join(x for x in (d["ota_state"] or "", progress, left, d["reason"] or "") if x)
+        extra = _device_extra(d)
         wave = "canary" if d["wave"] == 0 else f"wave {d['wave']}"
         click.echo(f"  {d['device']:<24} {wave:<8} {d['state']:<13} {extra}")
 
@@ -253,4 +287,4 @@ def rollouts(ctx: click.Context, rollout_id: int | None, as_json: bool) -> None:
         print_rollout(v)
 
 
-COMMANDS = [admin_token, intake_token, devices_group, deploy, abort, rollouts]
+COMMANDS = [admin_token, intake_token, devices_group, deploy, abort, rollback, rollouts]

@@ -148,6 +148,9 @@ class GatewayClient:
         path = f"/v1/rollouts/{rollout_id}/abort"
         return self.request("POST", path, {"reason": reason})
 
+    def rollback(self, rollout_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", f"/v1/rollouts/{rollout_id}/rollback", body)
+
     # -- review of intake items (agent.gateway.api.review) --------------------------------------
 
     def review_items(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.gateway.rollout import DeviceSlot, DeviceState, Rollout, RolloutState
+from agent.gateway.rollout import CommandKind, DeviceSlot, DeviceState, Rollout, RolloutState
 
 MIGRATIONS: list[str] = [
     # 1: initial schema
@@ -124,6 +124,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX intake_items_status ON intake_items(status);
     CREATE INDEX intake_items_place ON intake_items(device, camera, day);
+    """,
+    # 4: rollback rollouts (`edge-gateway rollback ID`) and the device's words for a failure
+    """
+    ALTER TABLE rollouts ADD COLUMN action TEXT NOT NULL DEFAULT 'deploy';
+    ALTER TABLE rollouts ADD COLUMN undoes INTEGER;
+    ALTER TABLE rollout_devices ADD COLUMN detail TEXT;
     """,
 ]
 
@@ -313,7 +319,7 @@ class Store:
         """Write the rollout header and its changed devices (`r.dirty`) inside a transaction."""
         db.execute(
             "UPDATE rollouts SET state=?, current_wave=?, wave_size=?, max_failures=?, "
-            "timeout_s=?, reason=?, finished=? WHERE id=?",
+            "timeout_s=?, reason=?, finished=?, action=?, undoes=? WHERE id=?",
             (
                 r.state.value,
                 r.current_wave,
@@ -322,6 +328,8 @@ class Store:
                 r.timeout_s,
                 r.reason,
                 r.finished_at,
+                r.action.value,
+                r.undoes,
                 r.id,
             ),
         )
@@ -332,13 +340,13 @@ class Store:
             db.execute(
                 "INSERT INTO rollout_devices(rollout_id, device, position, wave, state, "
                 "command_id, revert_command_id, sent_at, deadline, finished_at, ota_state, "
-                "progress, prev_name, prev_version, reason, command) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "progress, prev_name, prev_version, reason, command, detail) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(rollout_id, device) DO UPDATE SET state=excluded.state, "
                 "command_id=excluded.command_id, revert_command_id=excluded.revert_command_id, "
                 "sent_at=excluded.sent_at, deadline=excluded.deadline, "
                 "finished_at=excluded.finished_at, ota_state=excluded.ota_state, "
-                "progress=excluded.progress, reason=excluded.reason, "
+                "progress=excluded.progress, reason=excluded.reason, detail=excluded.detail, "
                 "command=COALESCE(excluded.command, rollout_devices.command)",
                 (
                     r.id,
@@ -357,6 +365,7 @@ class Store:
                     None if s.previous is None else s.previous[1],
                     s.reason,
                     cmd,
+                    s.detail,
                 ),
             )
         r.dirty.clear()
@@ -383,6 +392,7 @@ class Store:
                 progress=d["progress"],
                 previous=None if d["prev_name"] is None else (d["prev_name"], d["prev_version"]),
                 reason=d["reason"],
+                detail=d["detail"],
             )
             for d in rows
         }
@@ -400,6 +410,8 @@ class Store:
             reason=h["reason"],
             created_at=h["created"],
             finished_at=h["finished"],
+            action=CommandKind(h["action"]),
+            undoes=h["undoes"],
         )
 
     def rollout_ids(self, active_only: bool = False) -> list[int]:
@@ -426,3 +438,24 @@ class Store:
             (device, command_id, command_id),
         )
         return row is not None
+
+
+def has_model(store: Store, name: str, version: int) -> bool:
+    """True when `name`@`version` is in the registry."""
+    return (
+        store.read_one("SELECT 1 FROM models WHERE name=? AND version=?", (name, version))
+        is not None
+    )
+
+
+def committed_floors(store: Store, device: str) -> dict[str, int]:
+    """Per model name, the highest version `device` committed in a deploy rollout: the
+    device's floor (it refuses a deploy that is not above it, even after going back)."""
+    rows = store.read(
+        "SELECT r.model_name, MAX(r.model_version) FROM rollout_devices d "
+        "JOIN rollouts r ON r.id = d.rollout_id WHERE d.device=? AND r.action='deploy' "
+        "AND d.state IN ('committed', 'reverting', 'reverted', 'revert_failed') "
+        "GROUP BY r.model_name",
+        (device,),
+    )
+    return {str(r[0]): int(r[1]) for r in rows}

@@ -30,6 +30,8 @@ class DeployRefusal(str, Enum):
     NO_SUCH_ROLLOUT = "no_such_rollout"
     NOT_RUNNING = "not_running"  # abort of a finished rollout
     NO_ROLLBACK_TARGET = "no_rollback_target"
+    BELOW_FLOOR = "below_floor"  # the device would refuse it (lower_version): not above its floor
+    NOTHING_TO_ROLL_BACK = "nothing_to_roll_back"
 
 
 class DeployRefused(Exception):
@@ -55,10 +57,12 @@ def check_deploy(
     rows: Mapping[str, DeviceRow | None],
     registered: Callable[[str, int], bool],
     busy: Mapping[str, int],
+    floors: Mapping[str, Mapping[str, int]] | None = None,
     kind: str = "detector",
 ) -> DeployTarget:
     """Refuse (DeployRefused) or return the rollback targets. `rows` maps every requested device
-    to its enrolled row (None: not enrolled); `busy` maps devices to their running rollout.
+    to its enrolled row (None: not enrolled); `busy` maps devices to their running rollout;
+    `floors` maps devices to the highest version per model name they committed before.
 
     A Florence-2 model (`kind` florence2) has no gateway-side rollback target: devices do not
     report their fallback model in `status`, and the device's own probation rolls a bad one
@@ -69,10 +73,35 @@ def check_deploy(
             DeployRefusal.UNKNOWN_MODEL,
             f"model {model[0]}@{model[1]} is not in the registry (edge-gateway models list)",
         )
-    _check_devices(rows, busy)
+    check_devices(rows, busy)
     if kind != "detector":
         return DeployTarget({d: None for d in rows}, frozenset())
-    return _targets(model, rows, registered)
+    target = _targets(model, rows, registered)
+    check_floors(model, target, floors or {})
+    return target
+
+
+def check_floors(
+    model: tuple[str, int], target: DeployTarget, floors: Mapping[str, Mapping[str, int]]
+) -> None:
+    """Refuse before anything is sent when a device would answer `lower_version`: the target
+    is not above the version it runs or the highest it ever committed (its floor)."""
+    name, version = model
+    low = []
+    for d, prev in target.previous.items():
+        if prev is None:
+            continue  # already on the target
+        floor = max(floors.get(d, {}).get(name, 0), prev[1] if prev[0] == name else 0)
+        if version <= floor:
+            low.append(f"{d} (runs {prev[0]}@{prev[1]}, floor v{floor})")
+    if low:
+        raise DeployRefused(
+            DeployRefusal.BELOW_FLOOR,
+            f"{name} v{version} is not above the version these devices committed, so they "
+            f"would refuse it (lower_version): {', '.join(low)}. To go back, use "
+            "`edge-gateway rollback ROLLOUT_ID`; to ship old bytes again, register them under a "
+            "version above the floor.",
+        )
 
 
 def _check_list(devices: list[str]) -> None:
@@ -85,7 +114,8 @@ def _check_list(devices: list[str]) -> None:
         )
 
 
-def _check_devices(rows: Mapping[str, DeviceRow | None], busy: Mapping[str, int]) -> None:
+def check_devices(rows: Mapping[str, DeviceRow | None], busy: Mapping[str, int]) -> None:
+    """Every device enrolled, reported, online and in no running rollout (else DeployRefused)."""
     unknown = sorted(d for d, row in rows.items() if row is None)
     if unknown:
         raise DeployRefused(

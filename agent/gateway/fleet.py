@@ -15,8 +15,9 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import structlog
@@ -29,12 +30,14 @@ from agent.contracts.ota import (
 )
 from agent.contracts.topics import Topics
 from agent.gateway.commands import CommandSigner, command_target
-from agent.gateway.db import Store
+from agent.gateway.db import Store, committed_floors, has_model
 from agent.gateway.deploy_checks import DeployRefusal, DeployRefused, check_deploy
 from agent.gateway.devices import DeviceBook
 from agent.gateway.ingest import DeviceIngest, IngestStats
+from agent.gateway.rollback import plan_rollback
 from agent.gateway.rollout import (
     CommandKind,
+    DeviceSlot,
     DeviceState,
     IllegalTransition,
     Outcome,
@@ -141,9 +144,7 @@ class Fleet:
                 r = self.store.load_rollout(rid)
                 if r is not None:
                     self.active[rid] = r
-                    log.info(
-                        "rollout resumed", rollout=rid, state=r.state.value, devices=r.counts()
-                    )
+                    log.info("rollout resumed", rollout=rid, state=r.state.value, counts=r.counts())
             return len(self.active)
 
     def resend(self) -> int:
@@ -160,25 +161,16 @@ class Fleet:
         n = 0
         with self._lock:
             now = self.clock()
-            for r in self.active.values():
-                for slot in r.slots.values():
-                    # A deploy nobody answered is not pushed again once the rollout rolls back.
-                    unanswered = (
-                        slot.state is DeviceState.SENT and r.state is not RolloutState.ROLLING_BACK
-                    ) or (slot.state is DeviceState.REVERTING and slot.ota_state is None)
-                    if not unanswered:
-                        continue
-                    key = (r.id, slot.device)
-                    last = max(self._last_sent.get(key, 0.0), slot.sent_at or now)
-                    if due_only and now - last < self.resend_s:
-                        continue
-                    cmd = self.store.stored_command(r.id, slot.device)
-                    if cmd is not None:
-                        self.publish(
-                            Topics(slot.device, self.prefix).ota_command, canonical_json(cmd)
-                        )
-                        self._last_sent[key] = now
-                        n += 1
+            for r, slot in unanswered(self.active.values()):
+                key = (r.id, slot.device)
+                last = max(self._last_sent.get(key, 0.0), slot.sent_at or now)
+                if due_only and now - last < self.resend_s:
+                    continue
+                cmd = self.store.stored_command(r.id, slot.device)
+                if cmd is not None:
+                    self.publish(Topics(slot.device, self.prefix).ota_command, canonical_json(cmd))
+                    self._last_sent[key] = now
+                    n += 1
         if n:
             log.info("commands re-sent", count=n, reason="unanswered" if due_only else "connect")
         return n
@@ -220,12 +212,7 @@ class Fleet:
             slot = r.slots.get(device)
             if slot is None or msg.command_id not in (slot.command_id, slot.revert_command_id):
                 continue
-            kind = CommandKind.DEPLOY if msg.command_id == slot.command_id else CommandKind.ROLLBACK
-            progress = (
-                msg.progress.bytes / msg.progress.total
-                if msg.progress is not None and msg.progress.total
-                else None
-            )
+            kind = r.action if msg.command_id == slot.command_id else CommandKind.ROLLBACK
             actions = r.on_report(
                 device,
                 msg.command_id,
@@ -233,7 +220,8 @@ class Fleet:
                 now,
                 ota_state=msg.state.value,
                 reason=None if msg.reason is None else msg.reason.value,
-                progress=progress,
+                progress=_fraction(msg),
+                detail=msg.detail,
             )
             if actions is None:
                 continue
@@ -251,8 +239,9 @@ class Fleet:
                 (req.model, req.version),
                 req.devices,
                 {d: self.devices.get(d) for d in req.devices},
-                lambda name, version: self.store.model(name, version) is not None,
+                partial(has_model, self.store),
                 busy,
+                {d: committed_floors(self.store, d) for d in req.devices},
                 kind=registered_kind(self.store, req.model, req.version),
             )
             r = self._start(req, target.previous, target.already)
@@ -261,11 +250,27 @@ class Fleet:
             self._retire(r)
             return r
 
+    def rollback(self, rollout_id: int, req: DeployRequest) -> Rollout:
+        """Send the devices of finished rollout `rollout_id` back (see agent.gateway.rollback)."""
+        with self._lock:
+            source = self.rollout(rollout_id)
+            if source is None:
+                raise DeployRefused(DeployRefusal.NO_SUCH_ROLLOUT, f"no rollout {rollout_id}")
+            busy = {d: r.id for r in self.active.values() for d in r.slots}
+            rows = {d: self.devices.get(d) for d in source.slots}
+            plan = plan_rollback(source, rows, partial(has_model, self.store), busy)
+            req = replace(req, model=source.model_name, version=source.model_version)
+            r = self._start(replace(req, devices=plan.devices), plan.previous, undoes=rollout_id)
+            log.info("rollback started", rollout=r.id, undoes=rollout_id, devices=plan.devices)
+            self._retire(r)
+            return r
+
     def _start(
         self,
         req: DeployRequest,
         previous: dict[str, tuple[str, int] | None],
-        already: frozenset[str],
+        already: frozenset[str] = frozenset(),
+        undoes: int | None = None,
     ) -> Rollout:
         """Plan, save and send the first wave of a checked request, in one transaction."""
         now = self.clock()
@@ -284,6 +289,8 @@ class Fleet:
                     max_failures=req.max_failures,
                     timeout_s=req.timeout_s,
                     now=now,
+                    action=CommandKind.DEPLOY if undoes is None else CommandKind.ROLLBACK,
+                    undoes=undoes,
                 )
             except ValueError as err:
                 raise DeployRefused(DeployRefusal.BAD_PLAN, str(err)) from None
@@ -375,12 +382,8 @@ class Fleet:
             raise DeployRefused(
                 DeployRefusal.UNKNOWN_MODEL, f"{target[0]}@{target[1]} is not in the registry"
             )
-        seq = self.store.next_seq(a.device, db, self._reported_sequence(a.device) + 1)
+        seq = self.store.next_seq(a.device, db, self.ingest.reported_sequence.get(a.device, 0) + 1)
         return self.signer.sign(a, model, seq, now)
-
-    def _reported_sequence(self, device: str) -> int:
-        """The last sequence the device says it accepted (its retained ota/state), or 0."""
-        return self.ingest.reported_sequence.get(device, 0)
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -389,13 +392,44 @@ class Fleet:
             return self.active.get(rollout_id) or self.store.load_rollout(rollout_id)
 
 
-def rollout_view(r: Rollout, now: float) -> dict[str, Any]:
-    """JSON view of a rollout with each device's state and progress."""
+def unanswered(rollouts: Iterable[Rollout]) -> Iterator[tuple[Rollout, DeviceSlot]]:
+    """Devices whose command has no answer yet: a deploy (unless the rollout is rolling back:
+    a deploy nobody answered is not pushed again then) or a rollback."""
+    for r in rollouts:
+        for slot in r.slots.values():
+            if (slot.state is DeviceState.SENT and r.state is not RolloutState.ROLLING_BACK) or (
+                slot.state is DeviceState.REVERTING and slot.ota_state is None
+            ):
+                yield r, slot
+
+
+def _fraction(msg: OtaStateMessage) -> float | None:
+    """Download progress 0..1 of a state message, None when it carries none."""
+    p = msg.progress
+    return p.bytes / p.total if p is not None and p.total else None
+
+
+def probation_end(slot: DeviceSlot, ota: Mapping[str, Any] | None) -> str | None:
+    """When `slot`'s device ends probation for our command (its retained ota/state), or None."""
+    if not ota or ota.get("state") != "active":
+        return None
+    ours = ota.get("command_id") in (slot.command_id, slot.revert_command_id)
+    return ota.get("probation_ends") if ours else None
+
+
+def rollout_view(
+    r: Rollout, now: float, ota: Mapping[str, Mapping[str, Any] | None] | None = None
+) -> dict[str, Any]:
+    """JSON view of a rollout with each device's state and progress; `ota`: each device's last
+    ota/state (for the end of probation)."""
+    ota = ota or {}
     return {
         "id": r.id,
         "model": r.model_name,
         "version": r.model_version,
         "state": r.state.value,
+        "action": r.action.value,
+        "undoes": r.undoes,
         "reason": r.reason,
         "wave": r.current_wave,
         "waves": r.last_wave,
@@ -410,6 +444,8 @@ def rollout_view(r: Rollout, now: float) -> dict[str, Any]:
                 "ota_state": s.ota_state,
                 "progress": s.progress,
                 "reason": s.reason,
+                "detail": s.detail,
+                "probation_ends": probation_end(s, ota.get(s.device)),
                 "previous": None if s.previous is None else f"{s.previous[0]}@{s.previous[1]}",
                 "remaining_s": None
                 if s.deadline is None

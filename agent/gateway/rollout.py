@@ -13,6 +13,10 @@ Policy (documented in docs/gateway.md):
 - Aborting skips devices not yet sent, and sends a signed `rollback` to every device that had
   committed the new model (also to devices still updating, as soon as they commit). The rollout
   ends `aborted` when no device is in flight any more.
+- A rollback rollout (`action` rollback, `edge-gateway rollback ID`) sends each device of a
+  finished rollout the signed `rollback` to the model it ran before (`slot.previous`), canary
+  first and in waves like a deploy; aborting it only stops sending (there is nothing to revert
+  to: the device keeps no model beyond the one it went back to).
 - Every device has a deadline (`timeout_s` after its command), so nothing stays in progress.
 """
 
@@ -128,6 +132,7 @@ class DeviceSlot:
     ota_state: str | None = None  # last raw OTA state the device reported for our command
     progress: float | None = None  # 0..1 while downloading
     reason: str | None = None
+    detail: str | None = None  # the device's own words for a failure ("v3 is not above v3")
 
     def move(self, new: DeviceState) -> None:
         """Change state, raising IllegalTransition when the table forbids it."""
@@ -153,6 +158,8 @@ class Rollout:
     reason: str | None = None
     created_at: float = 0.0
     finished_at: float | None = None
+    action: CommandKind = CommandKind.DEPLOY  # rollback: each device back to `slot.previous`
+    undoes: int | None = None  # the rollout a rollback rollout takes back
     dirty: set[str] = field(default_factory=set)  # devices changed since the last save
 
     # -- construction ---------------------------------------------------------------------------
@@ -171,6 +178,8 @@ class Rollout:
         max_failures: int,
         timeout_s: float,
         now: float,
+        action: CommandKind = CommandKind.DEPLOY,
+        undoes: int | None = None,
     ) -> Rollout:
         """Split `devices` (in the given order) into the canary and waves of `wave_size`."""
         if not devices:
@@ -194,6 +203,8 @@ class Rollout:
             max_failures=max_failures,
             timeout_s=timeout_s,
             created_at=now,
+            action=action,
+            undoes=undoes,
             dirty=set(slots),
         )
 
@@ -249,12 +260,15 @@ class Rollout:
         ota_state: str | None = None,
         reason: str | None = None,
         progress: float | None = None,
+        detail: str | None = None,
     ) -> list[Send] | None:
         """A device reported an OTA state for `command_id`. None when it is not ours (ignored)."""
         slot = self.slots.get(device)
         if slot is None or self.terminal and slot.state not in IN_FLIGHT:
             return None
         actions: list[Send] = []
+        if outcome is Outcome.FAILED and command_id in (slot.command_id, slot.revert_command_id):
+            slot.detail = detail
         if command_id == slot.command_id:
             if slot.state in (DeviceState.SENT, DeviceState.UPDATING):
                 slot.ota_state, slot.progress = ota_state, progress
@@ -262,7 +276,7 @@ class Rollout:
                     self._move(slot, DeviceState.UPDATING, now)
                 elif outcome is Outcome.SUCCEEDED:
                     self._move(slot, DeviceState.COMMITTED, now, finished=True)
-                    if self.state is RolloutState.ROLLING_BACK:
+                    if self._reverts:
                         actions += self._revert(slot, now)
                 else:
                     self._move(
@@ -271,7 +285,7 @@ class Rollout:
             elif (
                 slot.state is DeviceState.TIMED_OUT
                 and outcome is Outcome.SUCCEEDED
-                and self.state is RolloutState.ROLLING_BACK
+                and self._reverts
             ):
                 slot.ota_state = ota_state
                 actions += self._revert(slot, now)
@@ -318,6 +332,11 @@ class Rollout:
 
     # -- internals ------------------------------------------------------------------------------
 
+    @property
+    def _reverts(self) -> bool:
+        """A device that commits now is sent back (a deploy rollout being rolled back)."""
+        return self.state is RolloutState.ROLLING_BACK and self.action is CommandKind.DEPLOY
+
     def _set_state(self, new: RolloutState) -> None:
         if new not in ROLLOUT_TRANSITIONS[self.state]:
             raise IllegalTransition(f"rollout {self.id}: {self.state.value} -> {new.value}")
@@ -343,10 +362,10 @@ class Rollout:
         out = []
         for slot in self.wave_slots(wave):
             if slot.state is DeviceState.PENDING:
-                slot.command_id = self.command_id(slot.device, CommandKind.DEPLOY)
+                slot.command_id = self.command_id(slot.device, self.action)
                 slot.sent_at, slot.deadline = now, now + self.timeout_s
                 self._move(slot, DeviceState.SENT, now)
-                out.append(Send(slot.device, CommandKind.DEPLOY, slot.command_id))
+                out.append(Send(slot.device, self.action, slot.command_id))
         return out
 
     def _revert(self, slot: DeviceSlot, now: float) -> list[Send]:
@@ -363,8 +382,8 @@ class Rollout:
         for slot in self.slots.values():
             if slot.state is DeviceState.PENDING:
                 self._move(slot, DeviceState.SKIPPED, now, reason="rollout aborted", finished=True)
-            elif slot.state is DeviceState.COMMITTED:
-                out += self._revert(slot, now)
+            elif slot.state is DeviceState.COMMITTED and self.action is CommandKind.DEPLOY:
+                out += self._revert(slot, now)  # a rollback rollout has nothing to revert to
         return out
 
     def _advance(self, now: float) -> list[Send]:

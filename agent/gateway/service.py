@@ -36,6 +36,7 @@ from agent.gateway.config_push import ConfigPushes
 from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.gateway.keys import KeyRole, load_key
+from agent.gateway.web.live import LiveCache, tee
 from agent.trust.signing import sign
 from agent.trust.tls import build_tls_context
 
@@ -242,23 +243,31 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
                 prefix=cfg.mqtt.topic_prefix,
             )
             archive.start()
+        live = LiveCache(cfg.mqtt.topic_prefix, fed=archive is not None)  # the Live page
         link = MqttLink(
             cfg.mqtt,
             route_config_state(pushes, fleet.on_message, cfg.mqtt.topic_prefix),
             fleet.resend,
-            on_detection=None if archive is None else archive.on_message,
+            on_detection=None if archive is None else tee(archive.on_message, live.on_message),
         )
+        from agent.gateway.api.app import create_app
+
+        # the app first: commands go out once the link starts, and their artifact URLs must
+        # answer as soon as possible after that
+        app = create_app(
+            cfg,
+            store,
+            fleet,
+            health=_live_fields(link, archive),
+            live=live,
+            config_pushes=pushes,
+        )
+        server = _http_server(cfg, app)
         holder["link"] = link
         fleet.on_enrolled = link.refresh
         link.start()
         ticker = Ticker(fleet, link, cfg.rollout.tick_s, grace_s)
         ticker.start()
-        from agent.gateway.api.app import create_app
-
-        app = create_app(
-            cfg, store, fleet, health=_live_fields(link, archive), config_pushes=pushes
-        )
-        server = _http_server(cfg, app)
         log.info(
             "gateway serving", host=cfg.http.host, port=cfg.http.port, rollouts=len(fleet.active)
         )

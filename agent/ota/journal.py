@@ -16,6 +16,7 @@ import structlog
 from agent.contracts.manifest import Manifest
 from agent.contracts.ota import (
     ModelId,
+    OtaAction,
     OtaCommand,
     OtaRejectedError,
     OtaState,
@@ -24,6 +25,7 @@ from agent.contracts.ota import (
     Reason,
     SwapReport,
     format_rfc3339,
+    parse_rfc3339,
     state_bytes,
 )
 from agent.contracts.topics import Topics
@@ -64,6 +66,7 @@ class StateJournal:
         self.publisher = publisher
         self.lock = threading.RLock()  # guards journal, ledger and pointer read-modify-write
         self.job: Job | None = None
+        self.probation_s: float | None = None  # set by the manager: announced while active
 
     def load(self) -> Job | None:
         """Read the journal at start (after `agent.ota.startup.resolve_startup` settled it)."""
@@ -142,10 +145,19 @@ class StateJournal:
             reason=job.reason,
             detail=job.detail,
             swap=job.swap,
+            probation_ends=self.probation_ends(job),
             ts=job.ts,
             last_sequence=self.last_sequence(),
         )
         self.publisher.publish_retained(self.state_topic, state_bytes(msg))
+
+    def probation_ends(self, job: Job) -> str | None:
+        """When a deploy's probation ends at the earliest (the state's time + probation_s)."""
+        if job.state is not OtaState.ACTIVE or job.action is not OtaAction.DEPLOY:
+            return None
+        if self.probation_s is None:
+            return None
+        return format_rfc3339(parse_rfc3339(job.ts).timestamp() + self.probation_s)
 
     def publish_idle(self, detail: str | None = None) -> None:
         """No command yet (or a damaged store, said in `detail`)."""

@@ -73,6 +73,7 @@ class OtaManager:
         self.journal = StateJournal(
             self.store, topics, device, host, publisher, topics.ota_state_of(slot.kind)
         )
+        self.journal.probation_s = cfg.probation_s
         activator = Activator(
             cfg,
             host,

@@ -149,6 +149,9 @@ class SimDevice:
             progress=progress,
             reason=reason,
             detail=detail,
+            probation_ends=rfc3339_ms(time.time() + self.opts.probation_s)
+            if state is OtaState.ACTIVE and cmd is not None and cmd.action is OtaAction.DEPLOY
+            else None,
             ts=rfc3339_ms(time.time()),
         )
         payload = state_bytes(msg)
@@ -202,7 +205,8 @@ class SimDevice:
                 self._state(OtaState.COMMITTED, cmd, None)
                 return
             if self.active[0] == m.name and m.version <= self.active[1]:
-                self._state(OtaState.REJECTED, cmd, Reason.LOWER_VERSION)
+                why = f"{m.name} v{m.version} is not above v{self.active[1]}"
+                self._state(OtaState.REJECTED, cmd, Reason.LOWER_VERSION, detail=why)
                 return
             self._state(OtaState.DOWNLOADING, cmd, None, Progress(bytes=0, total=m.length))
             if self.opts.download:

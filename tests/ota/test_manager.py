@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from agent.contracts.manifest import Manifest
-from agent.contracts.ota import OtaAction, OtaState, Reason
+from agent.contracts.ota import OtaAction, OtaState, Reason, parse_rfc3339
 from agent.ota.store import ModelStore
 from tests.ota import models as variants
 from tests.ota.artifact_server import ArtifactServer
@@ -122,6 +122,11 @@ def test_deploy_commits_and_swaps_between_frames(
     assert pointer.active is not None and pointer.active.sha256 == m2.sha256
     assert pointer.previous is not None and pointer.previous.version == 1
     assert end.active_model is not None and end.active_model.version == 2
+    active = [m for m in r.publisher.states("cmd-1") if m.state is OtaState.ACTIVE]
+    assert active and all(m.probation_ends is not None for m in active)
+    ends = parse_rfc3339(active[0].probation_ends or "") - parse_rfc3339(active[0].ts)
+    assert ends.total_seconds() == pytest.approx(r.cfg.probation_s, abs=0.01)
+    assert end.probation_ends is None  # announced only while on probation
 
 
 def test_swap_with_model_change_listener(
@@ -377,6 +382,7 @@ def test_signed_rollback_returns_to_previous(
         end = r.wait_terminal("cmd-2")
         running = r.pipeline.active_detector().info
     assert end.state is OtaState.COMMITTED, end.detail
+    assert all(m.probation_ends is None for m in r.publisher.states("cmd-2"))  # no probation
     assert (
         running.sha256
         == demo_manifest.sha256

@@ -34,6 +34,8 @@ DEPLOY_STATUS: dict[DeployRefusal, int] = {
     DeployRefusal.PREVIOUS_UNREGISTERED: 409,
     DeployRefusal.NOT_RUNNING: 409,
     DeployRefusal.NO_ROLLBACK_TARGET: 409,
+    DeployRefusal.BELOW_FLOOR: 409,
+    DeployRefusal.NOTHING_TO_ROLL_BACK: 409,
 }
 
 INTAKE_STATUS: dict[IntakeRefusal, int] = {

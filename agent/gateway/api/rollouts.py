@@ -31,19 +31,30 @@ class DeployBody(StrictModel):
     timeout_s: float | None = Field(None, gt=0, description="Per-device deadline in seconds.")
 
 
+class RollbackBody(StrictModel):
+    """Body of POST /v1/rollouts/<id>/rollback (optional): how the devices go back."""
+
+    canary: int | None = Field(None, ge=0, description="Canary devices; config default if null.")
+    wave_size: int | None = Field(None, ge=1, description="Devices per wave after the canary.")
+    max_failures: int | None = Field(None, ge=1, description="Failures that abort the rollback.")
+    timeout_s: float | None = Field(None, gt=0, description="Per-device deadline in seconds.")
+
+
 class AbortBody(StrictModel):
     """Body of POST /v1/rollouts/<id>/abort (optional)."""
 
     reason: str = Field("aborted by operator", max_length=500, description="Why, for the record.")
 
 
-def deploy_request(body: DeployBody, c: ApiContext) -> DeployRequest:
-    """The body with the config's defaults filled in."""
+def deploy_request(body: DeployBody | RollbackBody, c: ApiContext) -> DeployRequest:
+    """The body with the config's defaults filled in (a rollback's model and devices are filled
+    in by `Fleet.rollback`)."""
     d = c.cfg.rollout
+    is_deploy = isinstance(body, DeployBody)
     return DeployRequest(
-        model=body.model,
-        version=body.version,
-        devices=list(body.devices),
+        model=body.model if is_deploy else "",
+        version=body.version if is_deploy else 0,
+        devices=list(body.devices) if is_deploy else [],
         canary=d.canary if body.canary is None else body.canary,
         wave_size=d.wave_size if body.wave_size is None else body.wave_size,
         max_failures=d.max_failures if body.max_failures is None else body.max_failures,
@@ -53,7 +64,7 @@ def deploy_request(body: DeployBody, c: ApiContext) -> DeployRequest:
 
 def view(r: Rollout, c: ApiContext) -> dict[str, Any]:
     """The rollout view plus the signed gate figures of its model and of what it replaces."""
-    out = rollout_view(r, c.clock())
+    out = rollout_view(r, c.clock(), ota_states(c))
 
     def manifest_of(ref: str) -> dict[str, Any] | None:
         name, _, version = ref.rpartition("@")
@@ -65,6 +76,11 @@ def view(r: Rollout, c: ApiContext) -> dict[str, Any]:
         manifest_of(f"{r.model_name}@{r.model_version}"), previous, manifest_of
     )
     return out
+
+
+def ota_states(c: ApiContext) -> dict[str, dict[str, Any] | None]:
+    """Each enrolled device's last ota/state payload."""
+    return {d.id: d.ota for d in c.fleet.devices.all()}
 
 
 @admin
@@ -105,9 +121,20 @@ async def post_abort(request: Request) -> Response:
     return JSONResponse(view(r, c))
 
 
+@admin
+async def post_rollback(request: Request) -> Response:
+    """POST /v1/rollouts/<id>/rollback: send the devices of a finished rollout back."""
+    c = ctx(request)
+    rid = int_param(request, "id", "rollout id")
+    body = await parse_body(request, RollbackBody, optional=True)
+    r = c.fleet.rollback(rid, deploy_request(body, c))
+    return JSONResponse(rollout_view(r, c.clock()), status_code=201)
+
+
 ROUTES = [
     Route("/v1/rollouts", list_rollouts, methods=["GET"]),
     Route("/v1/rollouts", post_rollout, methods=["POST"]),
     Route("/v1/rollouts/{id}", get_rollout, methods=["GET"]),
     Route("/v1/rollouts/{id}/abort", post_abort, methods=["POST"]),
+    Route("/v1/rollouts/{id}/rollback", post_rollback, methods=["POST"]),
 ]

@@ -1,0 +1,66 @@
+"""Live: per camera, the latest detections drawn, the last events, zone counts."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from agent.contracts.ids import check_id
+from agent.gateway.api.context import ctx
+from agent.gateway.api.errors import HttpProblem
+from agent.gateway.web.draw import annotated_png
+from agent.gateway.web.guard import web
+from agent.gateway.web.live import LiveCache, camera_view, parse
+from agent.gateway.web.render import SECURITY_HEADERS, page
+
+
+def live_cache(request: Request) -> LiveCache:
+    cache: LiveCache = request.app.state.web_live
+    return cache
+
+
+@web
+async def live_page(request: Request) -> Response:
+    """GET /live[?device=]: every camera heard from (or one device's)."""
+    c = ctx(request)
+    cache = live_cache(request)
+    only = request.query_params.get("device", "")
+    now = c.clock()
+    cams = []
+    for device, camera in cache.cameras():
+        got = cache.get(device, camera)
+        if got is not None and (not only or device == only) and c.fleet.is_enrolled(device):
+            cams.append(camera_view(device, camera, got, now))
+    return page(request, "live.html", cameras=cams, device=only, fed=cache.fed)
+
+
+@web
+async def live_image(request: Request) -> Response:
+    """GET /live/<device>/<camera>.png: the latest detections drawn (Pillow, off the loop)."""
+    device, camera = request.path_params["device"], request.path_params["camera"]
+    try:
+        check_id(device, "device id")
+        check_id(camera, "camera id")
+    except ValueError as err:
+        raise HttpProblem(400, str(err)) from None
+    got = live_cache(request).get(device, camera)
+    if got is None or not ctx(request).fleet.is_enrolled(device):
+        raise HttpProblem(404, f"nothing heard from {device}/{camera}")
+    msg = parse(got.detection) or {}
+    frame = msg.get("frame") or {"width": 640, "height": 360}
+    png = await asyncio.to_thread(
+        annotated_png,
+        msg.get("detections") or [],
+        (int(frame["width"]), int(frame["height"])),
+        got.snapshot,
+    )
+    return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
+
+
+ROUTES = [
+    Route("/live", live_page, methods=["GET"]),
+    Route("/live/{device}/{camera}.png", live_image, methods=["GET"]),
+]
