@@ -116,33 +116,7 @@ class Daemon:
 
     # -- building blocks -----------------------------------------------------------------
     def _load_detector(self, model_path: Path, manifest: Any) -> Any:
-        from agent.engines.detector import load_detector
-
-        m = self.cfg.model
-        return load_detector(
-            model_path,
-            m.engine,
-            conf_threshold=m.conf_threshold,
-            iou_threshold=m.iou_threshold,
-            max_detections=m.max_detections,
-            manifest=manifest,
-        )
-
-    def _initial_model(self) -> tuple[Path, Any]:
-        from agent.engines.model_loading import load_manifest
-
-        default_manifest = (
-            load_manifest(self.cfg.model.manifest) if self.cfg.model.manifest else None
-        )
-        if self.cfg.ota.enabled:
-            from agent.ota.startup import resolve_startup
-            from agent.ota.store import CrashLoopLimit, ModelStore
-
-            store = ModelStore(self.cfg.device.state_dir / "models")
-            ota = self.cfg.ota
-            limit = CrashLoopLimit(ota.committed_crashes, ota.committed_crash_window_s)
-            return resolve_startup(store, self.cfg.model.path, default_manifest, limit)
-        return self.cfg.model.path, default_manifest
+        return load_configured_detector(self.cfg, model_path, manifest)
 
     def camera_statuses(self) -> list[CameraStatus]:
         out = []
@@ -230,7 +204,7 @@ class Daemon:
         cfg = self.cfg
         structlog.contextvars.bind_contextvars(device=cfg.device.id)
         cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
-        model_path, manifest = self._initial_model()
+        model_path, manifest = initial_model(self.cfg)
         from agent.engines.build import prepare_model
 
         self.notifier.status(f"preparing model {model_path.name}")
@@ -404,6 +378,37 @@ class Daemon:
             self.publisher.stop(timeout=left())
         self.notifier.close()
         log.info("stopped")
+
+
+def load_configured_detector(cfg: AgentConfig, model_path: Path, manifest: Any) -> Any:
+    """A detector for `model_path` with the configured engine and thresholds."""
+    from agent.engines.detector import load_detector
+
+    m = cfg.model
+    return load_detector(
+        model_path,
+        m.engine,
+        conf_threshold=m.conf_threshold,
+        iou_threshold=m.iou_threshold,
+        max_detections=m.max_detections,
+        manifest=manifest,
+    )
+
+
+def initial_model(cfg: AgentConfig) -> tuple[Path, Any]:
+    """The model to load at start: the OTA store's settled choice, else the configured one."""
+    from agent.engines.model_loading import load_manifest
+
+    default_manifest = load_manifest(cfg.model.manifest) if cfg.model.manifest else None
+    if cfg.ota.enabled:
+        from agent.ota.startup import resolve_startup
+        from agent.ota.store import CrashLoopLimit, ModelStore
+
+        store = ModelStore(cfg.device.state_dir / "models")
+        ota = cfg.ota
+        limit = CrashLoopLimit(ota.committed_crashes, ota.committed_crash_window_s)
+        return resolve_startup(store, cfg.model.path, default_manifest, limit)
+    return cfg.model.path, default_manifest
 
 
 def build_ota_slots(

@@ -213,6 +213,24 @@ def _http_server(cfg: GatewayConfig, app: object) -> Any:
     )
 
 
+def _start_archive(
+    cfg: GatewayConfig, fleet: Fleet, gateway_key: Any, holder: dict[str, MqttLink]
+) -> DetectionArchive | None:
+    """The detection archive (acks what it stored), started, when `archive.enabled`."""
+    if not cfg.archive.enabled:
+        return None
+    archive = DetectionArchive(
+        cfg.archive_path,
+        cfg.archive,
+        lambda topic, payload: holder["link"].publish(topic, payload),
+        signer=functools.partial(sign, private_key=gateway_key),
+        is_enrolled=fleet.is_enrolled,
+        prefix=cfg.mqtt.topic_prefix,
+    )
+    archive.start()
+    return archive
+
+
 def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
     """Run the gateway until SIGTERM/SIGINT (uvicorn handles the signals)."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
@@ -232,17 +250,7 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
         pushes = ConfigPushes.of_fleet(
             fleet, gateway_key, lambda t, p: holder["link"].publish(t, p), cfg.rollout.command_ttl_s
         )
-        archive = None
-        if cfg.archive.enabled:
-            archive = DetectionArchive(
-                cfg.archive_path,
-                cfg.archive,
-                lambda topic, payload: holder["link"].publish(topic, payload),
-                signer=functools.partial(sign, private_key=gateway_key),
-                is_enrolled=fleet.is_enrolled,
-                prefix=cfg.mqtt.topic_prefix,
-            )
-            archive.start()
+        archive = _start_archive(cfg, fleet, gateway_key, holder)
         live = LiveCache(cfg.mqtt.topic_prefix, fed=archive is not None)  # the Live page
         link = MqttLink(
             cfg.mqtt,
@@ -254,14 +262,8 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
 
         # the app first: commands go out once the link starts, and their artifact URLs must
         # answer as soon as possible after that
-        app = create_app(
-            cfg,
-            store,
-            fleet,
-            health=_live_fields(link, archive),
-            live=live,
-            config_pushes=pushes,
-        )
+        health = _live_fields(link, archive)
+        app = create_app(cfg, store, fleet, health=health, live=live, config_pushes=pushes)
         server = _http_server(cfg, app)
         holder["link"] = link
         fleet.on_enrolled = link.refresh
