@@ -156,8 +156,8 @@ def inspect(path: Path) -> ModelInterface:
     if suffix in ARCHIVE_SUFFIXES:
         return inspect_archive(path)
     raise RegistryError(
-        f"{path}: not an ONNX model (.onnx), a TensorRT engine (.engine/.plan) or a Florence-2 "
-        "archive (.tar, edge-agent florence pack); refusing"
+        f"{path}: not an ONNX model (.onnx) or a TensorRT engine (.engine/.plan), nor a "
+        "Florence-2 archive (.tar, edge-agent florence pack); refusing"
     )
 
 
