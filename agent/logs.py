@@ -34,7 +34,9 @@ def configure_logging(
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # not cached: a logger bound once would keep this configuration for ever, and a
+        # later configuration (or structlog.testing.capture_logs) would never reach it
+        cache_logger_on_first_use=False,
     )
     logging.basicConfig(
         level=max(lvl, logging.INFO), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.helpers.broker import Mosquitto
 
@@ -34,3 +35,12 @@ def demo_clip() -> Path:
     path = DEMO_DIR / "clip.mp4"
     assert path.exists(), f"demo clip missing at {path}"
     return path
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Each test starts from structlog's defaults: a CLI run in-process (CliRunner) configures
+    logging for the whole interpreter (e.g. a warning-level filter), which must not leak into
+    the next test's `structlog.testing.capture_logs`."""
+    yield
+    structlog.reset_defaults()
