@@ -155,14 +155,16 @@ class DetectionArchive:
     def _run(self) -> None:
         while True:
             batch, stop = self._next_batch()
+            written = (0, 0)
             try:
-                self._write(batch)
+                written = self._write(batch)
                 self._retention()
             except Exception:  # noqa: BLE001 - disk full, I/O error or a bug: nothing is acked,
                 # devices replay; logged with its trace and the writer goes on
                 log.exception("archive batch failed; nothing acked", rows=len(batch))
             else:
                 self._send_acks()
+            self._publish_stats(*written)
             if stop:
                 return
 
@@ -196,13 +198,21 @@ class DetectionArchive:
             return None
         return row
 
-    def _write(self, batch: list[tuple[str, bytes]]) -> None:
+    def _publish_stats(self, stored: int, duplicates: int) -> None:
+        """Once a batch is fully handled (stored, pruned, acked): a reader of `stats` never sees
+        a batch counted as stored whose size cap or stream bookkeeping is still to come."""
+        c = self.tracker.counters
+        self.stats.gaps_skipped = c.gaps_skipped
+        self.stats.streams_evicted, self.stats.holes_expired = c.streams_evicted, c.holes_expired
+        self.stats.duplicates += duplicates
+        self.stats.stored += stored
+
+    def _write(self, batch: list[tuple[str, bytes]]) -> tuple[int, int]:
+        """Store a batch; return (new rows, duplicates)."""
         rows = [r for r in (self._accept(t, p) for t, p in batch) if r is not None]
         if not rows:
-            return
+            return 0, 0
         new = self.db.insert(rows, self.clock())
-        self.stats.stored += new
-        self.stats.duplicates += len(rows) - new
         mono = time.monotonic()
         for r in rows:
             if not self.tracker.knows(r.stream_key):  # new, or forgotten: resume its last ack
@@ -210,12 +220,10 @@ class DetectionArchive:
                 if last is not None:
                     self.tracker.resume(r.stream_key, last, mono)
             self.tracker.stored(r.stream_key, r.seq, r.low_water, mono)
+        return new, len(rows) - new
 
     def _send_acks(self) -> None:
         due = self.tracker.due(time.monotonic())
-        c = self.tracker.counters
-        self.stats.gaps_skipped = c.gaps_skipped
-        self.stats.streams_evicted, self.stats.holes_expired = c.streams_evicted, c.holes_expired
         by_device: dict[str, list[AckDue]] = {}
         for d in due:
             by_device.setdefault(d.device, []).append(d)
