@@ -118,6 +118,13 @@ def events_filter(prefix: str = "edge", device: str = "+", camera: str = "+") ->
     return f"{prefix}/{device}/cameras/{camera}/events"
 
 
+def live_extras_filters(prefix: str = "edge") -> list[str]:
+    """Subscription filters for what the gateway's Live page shows beside detections: every
+    camera's retained snapshots, zone counts and line counts."""
+    base = f"{prefix}/+/cameras/+"
+    return [f"{base}/snapshot/+", f"{base}/zones/+/+", f"{base}/lines/+/+"]
+
+
 def label_level(label: str) -> str:
     """A class name as one topic level: lower case, every character outside [a-z0-9-]
     replaced by `-` (`traffic light` -> `traffic-light`; never a wildcard or a `/`)."""

@@ -27,6 +27,7 @@ from agent.contracts.topics import (
     events_filter,
     florence_ota_state_filter,
     health_filter,
+    live_extras_filters,
     ota_state_filter,
     status_filter,
 )
@@ -54,11 +55,13 @@ class MqttLink:
         on_message: MessageHandler,
         on_connected: Callable[[], None] = lambda: None,
         on_detection: Callable[[str, bytes], None] | None = None,
+        on_live: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self._on_message = on_message
         self._on_connected = on_connected
         self._on_detection = on_detection  # the archive; None: detections not subscribed
+        self._on_live = on_live  # the Live page's snapshots and counts; None: not subscribed
         self.subscribed_at: float | None = None
         self.connected = False
         self._refresh_mids: dict[int, list[str]] = {}
@@ -118,6 +121,8 @@ class MqttLink:
         subs.append((config_state_filter(p), 1))  # answers to camera config pushes
         if self._on_detection is not None:
             subs += [(detections_filter(p), 1), (events_filter(p), 1)]
+        if self._on_live is not None:
+            subs += [(f, 0) for f in live_extras_filters(p)]
         client.subscribe(subs)
         log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port)
 
@@ -142,6 +147,9 @@ class MqttLink:
             archived = msg.topic.endswith(("/detections", "/events"))
             if self._on_detection is not None and archived:
                 self._on_detection(msg.topic, msg.payload)
+                return
+            if self._on_live is not None and "/cameras/" in msg.topic:
+                self._on_live(msg.topic, msg.payload)
                 return
             self._on_message(msg.topic, msg.payload, bool(msg.retain))
         except Exception:  # noqa: BLE001 - one bad message must not kill the network thread
@@ -257,6 +265,7 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             route_config_state(pushes, fleet.on_message, cfg.mqtt.topic_prefix),
             fleet.resend,
             on_detection=None if archive is None else tee(archive.on_message, live.on_message),
+            on_live=None if archive is None else live.on_extra,
         )
         from agent.gateway.api.app import create_app
 

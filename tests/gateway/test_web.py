@@ -219,8 +219,24 @@ def test_deploy_abort_rollback(page, site: Site) -> None:  # noqa: ANN001
     assert db(site, "SELECT COUNT(*) FROM rollouts")[0][0] == count
 
 
+def publish_live_extras(site: Site) -> bytes:
+    """What a device with events and snapshots on retains for its camera `door`: a snapshot,
+    a zone count and a line count. Returns the snapshot's JPEG."""
+    snapshot = jpeg(7, (320, 180))
+    base = "edge/web-a/cameras/door"
+    extras = [
+        (f"{base}/snapshot/person", snapshot),
+        (f"{base}/zones/yard/person", b"2"),
+        (f"{base}/lines/gate/person", b'{"in": 3, "out": 1, "since": "2026-11-29T06:00:00.000Z"}'),
+    ]
+    for topic, payload in extras:
+        mqtt_publish.single(topic, payload, qos=1, retain=True, port=site.broker.port)
+    return snapshot
+
+
 def test_models_and_live(page, site: Site) -> None:  # noqa: ANN001
-    """The registry with signer and devices; a detection drawn with Pillow on the Live page."""
+    """The registry with signer and devices; a detection drawn with Pillow on the Live page,
+    beside the device's retained snapshot and its zone and line counts."""
     detection = {
         "schema": "edge.detections/1",
         "device": "web-a",
@@ -238,6 +254,7 @@ def test_models_and_live(page, site: Site) -> None:  # noqa: ANN001
         qos=1,
         port=site.broker.port,
     )
+    snapshot = publish_live_extras(site)
     login(page, site)
     page.goto(f"{site.gateway.url}/models")
     row = page.locator("tr[data-model='demo-yolov8n@1']")
@@ -249,16 +266,24 @@ def test_models_and_live(page, site: Site) -> None:  # noqa: ANN001
 
     def shown() -> bool:
         page.goto(f"{site.gateway.url}/live")
-        return page.locator("section.card").count() == 1
+        card = page.locator("section.card")
+        return card.count() == 1 and card.locator("img.snapshot").count() == 1
 
-    wait_for(shown, 20, what="the camera on the Live page")
-    img = page.locator("section.card img")
+    wait_for(shown, 20, what="the camera and its snapshot on the Live page")
+    img = page.locator("section.card img").first
     assert "person" in (img.get_attribute("alt") or "")
-    wait_for(lambda: page.evaluate("document.querySelector('section.card img').naturalWidth") > 0)
+    counts = page.locator("ul.counts").inner_text()
+    assert "zone yard person: 2" in counts
+    assert "line gate person: in 3, out 1" in counts
+    for selector in ("section.card img", "section.card img.snapshot"):
+        width = f"document.querySelector('{selector}').naturalWidth"
+        wait_for(lambda w=width: page.evaluate(w) > 0)
     shot(page, site, "live")
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     png = httpx.get(f"{site.gateway.url}/live/web-a/door.png", cookies=cookies, timeout=10).content
     assert png.startswith(b"\x89PNG")
+    got = httpx.get(f"{site.gateway.url}/live/web-a/door/snapshot.jpg", cookies=cookies, timeout=10)
+    assert got.headers["content-type"] == "image/jpeg" and got.content == snapshot
 
 
 def test_review_with_the_keyboard(page, site: Site) -> None:  # noqa: ANN001

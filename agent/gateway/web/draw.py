@@ -1,6 +1,7 @@
-"""Pictures of the Live page, drawn with Pillow (the gateway loads no OpenCV): the latest
-detections as boxes with their labels, on the camera's snapshot when there is one, else on a
-plain canvas of the frame's size (a schematic, said so in the picture)."""
+"""Pictures of the gateway's pages, drawn with Pillow (the gateway loads no OpenCV): the Live
+page's latest detections as boxes with their labels on a plain canvas of the frame's size (a
+schematic, said so in the picture: the gateway has no frame of that moment; the device's
+snapshots are shown beside it as they are), and the review grid's labelled thumbnails."""
 
 from __future__ import annotations
 
@@ -8,43 +9,28 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 MAX_WIDTH = 640
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")
 
 
-def _canvas(frame: tuple[int, int], jpeg: bytes | None) -> tuple[Image.Image, bool]:
-    if jpeg is not None:
-        try:
-            img = ImageOps.exif_transpose(Image.open(io.BytesIO(jpeg))).convert("RGB")
-            return img, True
-        except (OSError, ValueError, Image.DecompressionBombError):
-            pass
-    w, h = max(1, frame[0]), max(1, frame[1])
-    return Image.new("RGB", (w, h), "#2b2b2b"), False
-
-
-def annotated_png(
-    detections: Sequence[dict[str, Any]], frame: tuple[int, int], jpeg: bytes | None = None
-) -> bytes:
-    """PNG of `detections` (boxes in the frame's pixels) over the snapshot or a canvas."""
-    img, real = _canvas(frame, jpeg)
-    sx, sy = img.width / max(1, frame[0]), img.height / max(1, frame[1])
+def annotated_png(detections: Sequence[dict[str, Any]], frame: tuple[int, int]) -> bytes:
+    """PNG of `detections` (boxes in the frame's pixels) on a canvas of the frame's size."""
+    img = Image.new("RGB", (max(1, frame[0]), max(1, frame[1])), "#2b2b2b")
     scale = min(1.0, MAX_WIDTH / img.width)
     if scale < 1.0:
         img = img.resize((round(img.width * scale), round(img.height * scale)))
     draw = ImageDraw.Draw(img)
     for i, d in enumerate(detections):
         x1, y1, x2, y2 = (float(v) for v in d.get("box", (0, 0, 0, 0)))
-        box = (x1 * sx * scale, y1 * sy * scale, x2 * sx * scale, y2 * sy * scale)
+        box = (x1 * scale, y1 * scale, x2 * scale, y2 * scale)
         colour = PALETTE[int(d.get("class_id", i)) % len(PALETTE)]
         draw.rectangle(box, outline=colour, width=2)
         conf = d.get("confidence")
         text = f"{d.get('label', '?')}" + ("" if conf is None else f" {conf:.2f}")
         draw.text((box[0] + 3, max(0.0, box[1] - 12)), text, fill=colour)
-    if not real:
-        draw.text((6, 6), "schematic: no snapshot from this camera", fill="#dddddd")
+    draw.text((6, 6), "schematic: the latest boxes on a blank frame", fill="#dddddd")
     out = io.BytesIO()
     img.save(out, format="PNG", optimize=False)
     return out.getvalue()

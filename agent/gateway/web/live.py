@@ -2,10 +2,11 @@
 they arrive over MQTT (bytes kept, parsed only when a page asks).
 
 Fed by the gateway's detection subscription, which exists while `archive.enabled` is on
-(`agent.gateway.service`: the archive and this cache get every message);
-events arrive once the device publishes them and the gateway subscribes to them. Snapshots
-(`.../snapshot/<label>`, retained JPEG) and zone counts have their place here too
-(`put_snapshot`, `put_zone`), fed by nothing yet: the Live page says so.
+(`agent.gateway.service`: the archive and this cache get every detection and event message),
+and by the retained extras the same switch subscribes to (`on_extra`): each camera's latest
+snapshot (`.../snapshot/<label>`, a JPEG with the event's box drawn by the device), zone counts
+(`.../zones/<zone>/<label>`, integer text) and line counts (`.../lines/<line>/<label>`,
+`{"in": n, "out": m, "since": ts}`). An empty retained payload clears its entry.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 EVENTS_KEPT = 10
@@ -30,7 +31,9 @@ class CameraLive:
     received: float | None = None
     events: deque[bytes] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     snapshot: bytes | None = None
-    zones: dict[str, str] = field(default_factory=dict)
+    snapshot_label: str | None = None
+    snapshot_received: float | None = None
+    zones: dict[str, str] = field(default_factory=dict)  # "zone yard person" -> "2"
 
 
 class LiveCache:
@@ -57,14 +60,24 @@ class LiveCache:
             elif parts[4] == "events":
                 cam.events.appendleft(payload)
 
-    def put_snapshot(self, device: str, camera: str, jpeg: bytes) -> None:
-        if len(jpeg) <= SNAPSHOT_MAX_BYTES:
-            with self._lock:
-                self._cameras.setdefault((device, camera), CameraLive()).snapshot = jpeg
-
-    def put_zone(self, device: str, camera: str, key: str, value: str) -> None:
+    def on_extra(self, topic: str, payload: bytes) -> None:
+        """A retained `snapshot/<label>`, `zones/<zone>/<label>` or `lines/<line>/<label>`."""
+        parts = topic.split("/")
+        if len(parts) < 6 or parts[0] != self.prefix or parts[2] != "cameras":
+            return
+        kind, snapshot = parts[4], parts[4] == "snapshot" and len(parts) == 6
+        if not snapshot and not (kind in ("zones", "lines") and len(parts) == 7):
+            return
         with self._lock:
-            self._cameras.setdefault((device, camera), CameraLive()).zones[key] = value[:100]
+            cam = self._cameras.setdefault((parts[1], parts[3]), CameraLive())
+            if snapshot:
+                _put_snapshot(cam, parts[5], payload, self.clock())
+                return
+            key = f"{kind[:-1]} {parts[5]} {parts[6]}"
+            if payload:
+                cam.zones[key] = count_text(kind, payload)
+            else:
+                cam.zones.pop(key, None)
 
     def cameras(self) -> list[tuple[str, str]]:
         with self._lock:
@@ -75,9 +88,27 @@ class LiveCache:
             cam = self._cameras.get((device, camera))
             if cam is None:
                 return None
-            return CameraLive(
-                cam.detection, cam.received, deque(cam.events), cam.snapshot, dict(cam.zones)
-            )
+            return replace(cam, events=deque(cam.events), zones=dict(cam.zones))
+
+
+def _put_snapshot(cam: CameraLive, label: str, jpeg: bytes, now: float) -> None:
+    """Keep a JPEG (by its magic bytes, under the cap); an empty payload clears that label's."""
+    if not jpeg:
+        if cam.snapshot_label == label:
+            cam.snapshot = cam.snapshot_label = cam.snapshot_received = None
+        return
+    if jpeg.startswith(b"\xff\xd8") and len(jpeg) <= SNAPSHOT_MAX_BYTES:
+        cam.snapshot, cam.snapshot_label, cam.snapshot_received = jpeg, label, now
+
+
+def count_text(kind: str, payload: bytes) -> str:
+    """A zone count (integer text) or a line count (JSON) as one short line."""
+    text = payload[:200].decode("utf-8", "replace").strip()
+    if kind == "lines":
+        data = parse(payload)
+        if data is not None:
+            text = f"in {data.get('in')}, out {data.get('out')} since {data.get('since')}"
+    return text[:100]
 
 
 def parse(payload: bytes | None) -> dict[str, Any] | None:
@@ -104,6 +135,8 @@ def camera_view(device: str, camera: str, cam: CameraLive, now: float) -> dict[s
         "detections": msg.get("detections") or [],
         "events": events,
         "snapshot": cam.snapshot is not None,
+        "snapshot_label": cam.snapshot_label,
+        "snapshot_age_s": None if cam.snapshot_received is None else now - cam.snapshot_received,
         "zones": sorted(cam.zones.items()),
     }
 

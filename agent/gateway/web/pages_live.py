@@ -13,7 +13,7 @@ from agent.gateway.api.context import ctx
 from agent.gateway.api.errors import HttpProblem
 from agent.gateway.web.draw import annotated_png
 from agent.gateway.web.guard import web
-from agent.gateway.web.live import LiveCache, camera_view, parse
+from agent.gateway.web.live import CameraLive, LiveCache, camera_view, parse
 from agent.gateway.web.render import SECURITY_HEADERS, page
 
 
@@ -37,9 +37,8 @@ async def live_page(request: Request) -> Response:
     return page(request, "live.html", cameras=cams, device=only, fed=cache.fed)
 
 
-@web
-async def live_image(request: Request) -> Response:
-    """GET /live/<device>/<camera>.png: the latest detections drawn (Pillow, off the loop)."""
+def heard_camera(request: Request) -> CameraLive:
+    """The cached camera of the path's device and camera (400 on a bad id, 404 unheard)."""
     device, camera = request.path_params["device"], request.path_params["camera"]
     try:
         check_id(device, "device id")
@@ -49,18 +48,33 @@ async def live_image(request: Request) -> Response:
     got = live_cache(request).get(device, camera)
     if got is None or not ctx(request).fleet.is_enrolled(device):
         raise HttpProblem(404, f"nothing heard from {device}/{camera}")
+    return got
+
+
+@web
+async def live_image(request: Request) -> Response:
+    """GET /live/<device>/<camera>.png: the latest detections drawn (Pillow, off the loop)."""
+    got = heard_camera(request)
     msg = parse(got.detection) or {}
     frame = msg.get("frame") or {"width": 640, "height": 360}
     png = await asyncio.to_thread(
-        annotated_png,
-        msg.get("detections") or [],
-        (int(frame["width"]), int(frame["height"])),
-        got.snapshot,
+        annotated_png, msg.get("detections") or [], (int(frame["width"]), int(frame["height"]))
     )
     return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
+
+
+@web
+async def live_snapshot(request: Request) -> Response:
+    """GET /live/<device>/<camera>/snapshot.jpg: the camera's latest retained snapshot, as the
+    device drew it (its event's box on the full frame)."""
+    got = heard_camera(request)
+    if got.snapshot is None:
+        raise HttpProblem(404, "no snapshot from this camera")
+    return Response(got.snapshot, media_type="image/jpeg", headers=SECURITY_HEADERS)
 
 
 ROUTES = [
     Route("/live", live_page, methods=["GET"]),
     Route("/live/{device}/{camera}.png", live_image, methods=["GET"]),
+    Route("/live/{device}/{camera}/snapshot.jpg", live_snapshot, methods=["GET"]),
 ]
