@@ -109,7 +109,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.fallback: Any = None
         self.tracking: Any = None
-        self.announcer: Any = None
+        self.home_assistant: Any = None
         self.ota: OtaSlots | None = None
         self._last_states: dict[str, str] = {}
         self._last_dropped = 0
@@ -153,8 +153,11 @@ class Daemon:
         )
 
     def push_status(self) -> None:
-        """Hand the publisher a fresh status snapshot (it publishes it retained, online)."""
+        """Hand the publisher a fresh status snapshot (it publishes it retained, online); the
+        device's description changed (model, cameras): Home Assistant's discovery follows."""
         self.publisher.set_status(self.status())
+        if self.home_assistant is not None and self.pipeline is not None:
+            self.home_assistant.describe(self.cfg, self.pipeline.active_detector().info.class_names)
 
     def health(self, counters: _Counters) -> HealthMessage:
         now = time.monotonic()
@@ -240,15 +243,14 @@ class Daemon:
         )
 
     def _home_assistant(self, classes: tuple[str, ...]) -> None:
-        """Discovery (retained; again on Home Assistant's birth) and the initial zero counts,
-        queued before the pipeline runs so a real count never precedes a zero."""
-        from agent.homeassistant.build import build_announcer, initial_states
+        """Discovery (retained; again on Home Assistant's birth and on every change of cameras
+        or classes, see `push_status`) and the initial zero counts, queued before the pipeline
+        runs so a real count never precedes a zero."""
+        from agent.homeassistant.build import HomeAssistant
 
-        self.announcer = build_announcer(self.cfg, self.topics, self.publisher, classes)
-        if self.announcer is not None:
-            for topic, payload in initial_states(self.cfg, self.topics, classes):
-                self.publisher.publish_retained(topic, payload)
-            self.announcer.start()
+        self.home_assistant = HomeAssistant.of(self.cfg, self.topics, self.publisher)
+        if self.home_assistant is not None:
+            self.home_assistant.describe(self.cfg, classes)
 
     def _build_pipeline(self, detector: Detector) -> None:
         """Camera readers, the Florence-2 fallback (its own stream) and the inference loop."""
@@ -270,8 +272,8 @@ class Daemon:
             )
         from agent.tracking.build import build_tracking
 
-        self.tracking = build_tracking(cfg, self.topics, self.boot_id, self.publisher)
         box = LiveConfigBox(LiveConfig.of(cfg))
+        self.tracking = build_tracking(cfg, self.topics, self.boot_id, self.publisher, box.get)
         self.reloader = Reloader(self, self.config_path, group, box)
         self.pipeline = Pipeline(
             PipelineSettings(
@@ -372,8 +374,8 @@ class Daemon:
             self.ota.stop(timeout=min(left(), 2.0))
         if self.fallback is not None:
             self.fallback.stop(timeout=min(left(), 2.0))
-        if self.announcer is not None:
-            self.announcer.stop(timeout=min(left(), 1.0))
+        if self.home_assistant is not None:
+            self.home_assistant.stop(timeout=min(left(), 1.0))
         if self.publisher is not None:
             self.publisher.stop(timeout=left())
         self.notifier.close()

@@ -107,9 +107,10 @@ class Reloader:
             return self._refused(trigger, self._path, validation_problems(err))
         self._apply_cameras(plan, running)
         self._host.cfg = running
-        self._box.set(LiveConfig.of(running))
         self.config_sha256 = config_sha256(running)
         self.restart_required = plan.restart_required
+        self._host.push_status()  # before the loop sees the config: new zones' zeros go first
+        self._box.set(LiveConfig.of(running))
         if plan.restart_required:
             log.warning(
                 "config changes need a restart; the running values stay in force",
@@ -118,7 +119,6 @@ class Reloader:
         log.info(
             "config reloaded", trigger=trigger, config_sha256=self.config_sha256, **plan.summary()
         )
-        self._host.push_status()
         return ReloadOutcome(True, self.config_sha256, plan=plan)
 
     def _refused(self, trigger: str, path: Path | None, problems: list[str]) -> ReloadOutcome:

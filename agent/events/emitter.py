@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -41,6 +41,12 @@ SubmitFn = Callable[[str, int, bytes], bool]
 PublishRetained = Callable[[str, bytes], None]
 
 
+class RulesSource(Protocol):
+    """Each camera's event rules now (a dict, or `agent.tracking.build.LiveRules`)."""
+
+    def get(self, camera: str, /) -> EventRules | None: ...
+
+
 @dataclass(frozen=True)
 class EmitterContext:
     device: str
@@ -55,7 +61,7 @@ class EventEmitter:
     def __init__(
         self,
         ctx: EmitterContext,
-        rules: dict[str, EventRules],
+        rules: RulesSource,
         submit: SubmitFn,
         publish_retained: PublishRetained,
         journal: OpenEvents | None = None,
@@ -75,10 +81,19 @@ class EventEmitter:
         """Called (in the emitting thread) with each event after it was handed to the outbox,
         e.g. to publish the snapshot of an ended event; must not block."""
 
-    def _machine(self, camera: str) -> CameraEvents:
+    def _machine(self, camera: str, ts: float) -> CameraEvents | None:
+        """The camera's machine under its current rules; None for a camera without rules (no
+        longer configured). Changed rules (a reload changed its zones or lines) apply from
+        this frame (`CameraEvents.set_rules`: tracks leave zones that are gone)."""
+        rules = self._rules.get(camera)
         m = self._machines.get(camera)
+        if rules is None:
+            return m
         if m is None:
-            m = self._machines[camera] = CameraEvents(self._rules[camera])
+            m = self._machines[camera] = CameraEvents(rules)
+        elif m.rules != rules:
+            log.info("camera's zones or lines changed: applied from this frame", camera=camera)
+            self._emit_with_extras(camera, ts, m, m.set_rules(rules, ts), None)
         return m
 
     # -- the frame path ------------------------------------------------------------------
@@ -91,7 +106,9 @@ class EventEmitter:
     ) -> None:
         """Feed one processed frame of `camera` (capture time `ts`, wall clock); `image` is
         the frame itself, for snapshots."""
-        machine = self._machine(camera)
+        machine = self._machine(camera, ts)
+        if machine is None:
+            return
         frame = None if image is None else (image, observations)
         self._emit_with_extras(camera, ts, machine, machine.observe(ts, observations), frame)
 

@@ -207,6 +207,19 @@ class CameraEvents:
         self._recount_zones(out)
         return out
 
+    def set_rules(self, rules: EventRules, ts: float) -> FrameOutcome:
+        """Rules from a reload (zones or lines changed), from this frame on: tracks leave the
+        zones that are gone (an `update` for an open event; their counts drop to 0) and forget
+        the history of lines that are gone; events, ids and everything else carry on."""
+        out = FrameOutcome()
+        self.rules = rules
+        zones, lines = {z.id for z in rules.zones}, {ln.id for ln in rules.lines}
+        for t in self.tracks.values():
+            if t.zones.forget_areas(zones, lines, ts) and t.open:
+                out.events.append(draft(t, EventType.UPDATE, ts))
+        self._recount_zones(out)
+        return out
+
     def end_all(self, ts: float, reason: EndReason) -> FrameOutcome:
         """End every track now (clean stop, model swap): one `end` per open event."""
         out = FrameOutcome()

@@ -56,6 +56,16 @@ class Membership:
                 self._leave(z.id, ts)
         return changed
 
+    def forget_areas(self, zones: set[str], lines: set[str], ts: float) -> bool:
+        """Only `zones` and `lines` exist now: leave the others (at `ts`) and forget their
+        history; True when the track was in a zone that is gone."""
+        gone = [z for z in self.inside if z not in zones]
+        for z in gone:
+            self._leave(z, ts)
+        self.streak = {z: n for z, n in self.streak.items() if z in zones}
+        self.off_line = {ln: p for ln, p in self.off_line.items() if ln in lines}
+        return bool(gone)
+
     def _leave(self, zone: str, ts: float) -> None:
         since = self.inside.pop(zone)
         self.dwell[zone] = self.dwell.get(zone, 0.0) + max(ts - since, 0.0)

@@ -1,5 +1,6 @@
 """Publishes the discovery payload: retained at start (and by the session on every reconnect),
-and again whenever Home Assistant announces `online` on its birth topic.
+again whenever Home Assistant announces `online` on its birth topic, and whenever the payload
+changes (`update`: cameras reloaded, a model with other classes swapped in).
 
 paho's network thread only sets an event in `_on_birth`; the publishing happens on this
 module's own thread, so the MQTT session never calls out into application code.
@@ -37,6 +38,8 @@ class Announcer:
         self._payload = payload
         self._birth_topic = birth_topic
         self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._changed = False
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.announced = 0
@@ -54,6 +57,16 @@ class Announcer:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def update(self, payload: bytes) -> bool:
+        """A new description of the device: published (on this module's thread) when it
+        differs from the current one. Returns whether it differed."""
+        with self._lock:
+            if payload == self._payload:
+                return False
+            self._payload, self._changed = payload, True
+        self._wake.set()
+        return True
+
     def _on_birth(self, topic: str, payload: bytes) -> None:
         """paho's thread: note it, return at once."""
         if bytes(payload).strip().lower() == b"online":
@@ -65,9 +78,16 @@ class Announcer:
             self._wake.clear()
             if self._stopping:
                 return
-            log.info("home assistant is online; discovery published again", topic=self._topic)
+            with self._lock:
+                changed, self._changed = self._changed, False
+            if changed:
+                log.info("device description changed; discovery published", topic=self._topic)
+            else:
+                log.info("home assistant is online; discovery published again", topic=self._topic)
             self._announce()
 
     def _announce(self) -> None:
-        self._publisher.publish_retained(self._topic, self._payload, 1)
+        with self._lock:
+            payload = self._payload
+        self._publisher.publish_retained(self._topic, payload, 1)
         self.announced += 1

@@ -1,10 +1,13 @@
-"""Wire Home Assistant discovery from the agent config: the device's entities and the
-announcer that publishes them."""
+"""Wire Home Assistant discovery from the agent config: the device's entities, the announcer
+that publishes them, and `HomeAssistant`, which keeps both in step with the running cameras
+(live reload) and the model's classes (OTA swap)."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
+
+import structlog
 
 from agent import __version__
 from agent.contracts.topics import Topics, discovery_topic
@@ -12,6 +15,8 @@ from agent.homeassistant.announcer import Announcer, RetainedPublisher
 from agent.homeassistant.discovery import Area, CameraEntities, DeviceInfo, build, pick_labels
 
 MAX_DISCOVERY_BYTES = 768 * 1024
+
+log = structlog.get_logger(__name__)
 
 
 class DiscoveryTooLarge(ValueError):
@@ -44,14 +49,8 @@ def discovery_payload(cfg: AgentConfig, topics: Topics, classes: tuple[str, ...]
     return json.dumps(build(info, topics), separators=(",", ":")).encode()
 
 
-def build_announcer(
-    cfg: AgentConfig, topics: Topics, publisher: RetainedPublisher, classes: tuple[str, ...]
-) -> Announcer | None:
-    """The announcer, or None with `homeassistant.enabled: false`."""
-    ha = cfg.homeassistant
-    if not ha.enabled:
-        return None
-    topic = discovery_topic(ha.discovery_prefix, cfg.device.id)
+def checked_discovery(cfg: AgentConfig, topics: Topics, classes: tuple[str, ...]) -> bytes:
+    """`discovery_payload`, refused when over MAX_DISCOVERY_BYTES."""
     payload = discovery_payload(cfg, topics, classes)
     if len(payload) > MAX_DISCOVERY_BYTES:
         raise DiscoveryTooLarge(
@@ -59,7 +58,52 @@ def build_announcer(
             f"{MAX_DISCOVERY_BYTES} (the broker's packet limit is 1 MiB): set "
             "homeassistant.labels to the classes you need"
         )
-    return Announcer(publisher, topic, payload, ha.birth_topic)
+    return payload
+
+
+class HomeAssistant:
+    """The device as Home Assistant sees it: a zero on every count topic the discovery
+    declares (published once, before any real count) and the discovery itself, described
+    again whenever the cameras or the model's classes change."""
+
+    def __init__(self, topics: Topics, publisher: RetainedPublisher) -> None:
+        self._topics, self._publisher = topics, publisher
+        self._declared: set[str] = set()
+        self.announcer: Announcer | None = None
+
+    @classmethod
+    def of(
+        cls, cfg: AgentConfig, topics: Topics, publisher: RetainedPublisher
+    ) -> HomeAssistant | None:
+        """None with `homeassistant.enabled: false`."""
+        return cls(topics, publisher) if cfg.homeassistant.enabled else None
+
+    def describe(self, cfg: AgentConfig, classes: tuple[str, ...]) -> None:
+        """The first call publishes the zeros and starts the announcer (DiscoveryTooLarge
+        stops the start); later calls publish zeros for new topics only and hand a changed
+        discovery to the announcer (one too large is logged and the previous one kept)."""
+        try:
+            payload = checked_discovery(cfg, self._topics, classes)
+        except DiscoveryTooLarge:
+            if self.announcer is None:
+                raise
+            log.exception("home assistant discovery not updated; the previous one stays")
+            return
+        for topic, zero in initial_states(cfg, self._topics, classes):
+            if topic not in self._declared:
+                self._publisher.publish_retained(topic, zero)
+                self._declared.add(topic)
+        if self.announcer is None:
+            ha = cfg.homeassistant
+            topic = discovery_topic(ha.discovery_prefix, cfg.device.id)
+            self.announcer = Announcer(self._publisher, topic, payload, ha.birth_topic)
+            self.announcer.start()
+        else:
+            self.announcer.update(payload)
+
+    def stop(self, timeout: float) -> None:
+        if self.announcer is not None:
+            self.announcer.stop(timeout)
 
 
 def initial_states(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -13,13 +14,57 @@ from agent.tracking.stage import TrackingStage
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
+    from agent.events.config import EventsConfig
+    from agent.events.machine import EventRules
+    from agent.live import LiveConfig
     from agent.publish.publisher import Publisher
+    from agent.sources.config import CameraConfig
+    from agent.tracking.config import TrackingConfig
 
 log = structlog.get_logger(__name__)
 
 
+def event_rules(cam: CameraConfig, ev: EventsConfig, tr: TrackingConfig) -> EventRules:
+    """The event machine's rules for one camera."""
+    from agent.events.machine import EventRules
+
+    return EventRules(
+        min_hits=ev.min_hits,
+        max_disappeared_frames=ev.max_disappeared_frames,
+        max_disappeared_s=ev.max_disappeared_s,
+        zone_inertia=ev.zone_inertia_frames,
+        stationary_s=tr.stationary_s,
+        stationary_px=tr.stationary_px,
+        zones=tuple(cam.zones),
+        lines=tuple(cam.lines),
+    )
+
+
+class LiveRules:
+    """Each camera's event rules, from the live config (`agent.live`): zones and lines changed
+    by a reload apply from the camera's next frame, a camera added by a reload gets its rules,
+    a removed one has none. Read on the inference thread; cached per camera config object."""
+
+    def __init__(self, cfg: AgentConfig, live: Callable[[], LiveConfig]) -> None:
+        self._events, self._tracking, self._live = cfg.events, cfg.tracking, live
+        self._cache: dict[str, tuple[CameraConfig, EventRules]] = {}
+
+    def get(self, camera: str) -> EventRules | None:
+        cam = self._live().camera(camera)
+        if cam is None:
+            return None
+        hit = self._cache.get(camera)
+        if hit is None or hit[0] is not cam:
+            hit = self._cache[camera] = (cam, event_rules(cam, self._events, self._tracking))
+        return hit[1]
+
+
 def build_tracking(
-    cfg: AgentConfig, topics: Topics, boot_id: str, publisher: Publisher
+    cfg: AgentConfig,
+    topics: Topics,
+    boot_id: str,
+    publisher: Publisher,
+    live: Callable[[], LiveConfig],
 ) -> TrackingStage | None:
     """The pipeline's tracking stage, or None with `tracking.enabled: false`. With events on,
     events a previous run left open are closed (`end_reason: restart`) here, before the first
@@ -38,29 +83,14 @@ def build_tracking(
         return TrackingStage(tracker)
     from agent.events.emitter import EmitterContext, EventEmitter
     from agent.events.journal import OpenEvents
-    from agent.events.machine import EventRules
-
-    ev, tr = cfg.events, cfg.tracking
-    rules = {
-        cam.id: EventRules(
-            min_hits=ev.min_hits,
-            max_disappeared_frames=ev.max_disappeared_frames,
-            max_disappeared_s=ev.max_disappeared_s,
-            zone_inertia=ev.zone_inertia_frames,
-            stationary_s=tr.stationary_s,
-            stationary_px=tr.stationary_px,
-            zones=tuple(cam.zones),
-            lines=tuple(cam.lines),
-        )
-        for cam in cfg.cameras
-    }
-    journal = OpenEvents(cfg.device.state_dir) if ev.persist_open else None
     from agent.snapshots.build import build_event_extras
+
+    journal = OpenEvents(cfg.device.state_dir) if cfg.events.persist_open else None
 
     extras = build_event_extras(cfg, topics, boot_id, publisher.publish_retained)
     emitter = EventEmitter(
         EmitterContext(cfg.device.id, boot_id, topics, time.time()),
-        rules,
+        LiveRules(cfg, live),
         publisher.submitter(Stream.EVENTS),
         publisher.publish_retained,
         journal,

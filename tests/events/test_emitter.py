@@ -84,3 +84,40 @@ def test_snapshot_update_listeners_and_clean_stop(tmp_path: Path) -> None:
     assert end.end_reason == EndReason.STOP and end.snapshot == snap
     assert [s for _, s, _ in out.sent] == [0, 1, 2]
     assert json.loads((tmp_path / "events-open.json").read_text()) == {}
+
+
+def test_a_camera_without_rules_gets_no_events_and_one_added_later_does(tmp_path: Path) -> None:
+    """A camera not (or no longer) configured is skipped; once a reload gives it rules, its
+    frames make events (a camera added live used to raise KeyError on the inference thread)."""
+    out = Outbox()
+    rules: dict[str, EventRules] = {}
+    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
+    em = EventEmitter(ctx, rules, out.submit, out.retain, OpenEvents(tmp_path))
+    for i in range(4):
+        em.on_frame("cam-new", 1_800_000_001.0 + i, walker(300, 400))
+    assert out.sent == []
+    rules["cam-new"] = RULES
+    for i in range(4):
+        em.on_frame("cam-new", 1_800_000_010.0 + i, walker(300, 400))
+    assert [e.type.value for _, _, e in out.sent] == ["new"]
+
+
+def test_changed_zones_apply_from_the_next_frame_and_events_carry_on(tmp_path: Path) -> None:
+    """A reload that removes the camera's zone: the open event leaves it (an `update`), the
+    zone's count drops to 0, the event and its id carry on, nothing ends."""
+    out = Outbox()
+    rules = {"cam": RULES}
+    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
+    em = EventEmitter(ctx, rules, out.submit, out.retain, OpenEvents(tmp_path))
+    for i in range(3):
+        em.on_frame("cam", 1_800_000_001.0 + i, walker(300, 400))
+    t = Topics("dev")
+    assert out.retained[t.zone_count("cam", "yard", "person")] == b"1"
+    assert out.sent[-1][2].zones_current == ["yard"]
+    rules["cam"] = EventRules(3, 5, 100.0, 1, 5.0, 10.0, (), (GATE,))  # the zone removed
+    for i in range(4, 6):  # (still for under `stationary_s`: no stationary update)
+        em.on_frame("cam", 1_800_000_000.0 + i, walker(300, 400))
+    assert [e.type.value for _, _, e in out.sent] == ["new", "update"]
+    left = out.sent[-1][2]
+    assert left.zones_current == [] and left.id == out.sent[0][2].id
+    assert out.retained[t.zone_count("cam", "yard", "person")] == b"0"

@@ -47,12 +47,12 @@ def test_bad_sections_fail_with_the_field(top: dict[str, Any], expect: str) -> N
 def test_a_discovery_too_large_for_the_broker_fails_at_start() -> None:
     """Thousands of entities would not fit in one MQTT message: a clear error naming the fix."""
     from agent.contracts.topics import Topics
-    from agent.homeassistant.build import DiscoveryTooLarge, build_announcer
+    from agent.homeassistant.build import DiscoveryTooLarge, checked_discovery
 
     cfg = parse_config(
         demo_config(Path("/tmp/x"), 1883, homeassistant={"enabled": True}, **ON), Path("a")
     )
     classes = tuple(f"class-{i}" for i in range(3000))
     with pytest.raises(DiscoveryTooLarge, match="homeassistant.labels"):
-        build_announcer(cfg, Topics(cfg.device.id), None, classes)  # type: ignore[arg-type]
-    assert build_announcer(cfg, Topics(cfg.device.id), None, ("person",)) is not None  # type: ignore[arg-type]
+        checked_discovery(cfg, Topics(cfg.device.id), classes)
+    assert checked_discovery(cfg, Topics(cfg.device.id), ("person",))

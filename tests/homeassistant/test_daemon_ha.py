@@ -1,16 +1,19 @@
 """A real daemon on the demo clip with tracking, events, snapshots and Home Assistant on, and a
 real broker: a snapshot JPEG arrives retained and decodes, the event names its file, and the
-discovery appears and is published again on Home Assistant's `online` birth message."""
+discovery appears, is published again on Home Assistant's `online` birth message, and follows
+a live reload that adds a zone."""
 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import cv2
 import numpy as np
 import paho.mqtt.publish as mqtt_publish
 import pytest
+import yaml
 
 from tests.helpers.broker import Mosquitto
 from tests.helpers.daemon import DaemonProcess, demo_config
@@ -21,6 +24,8 @@ pytestmark = pytest.mark.slow
 DEVICE = "dev-ha"
 CONFIG_TOPIC = f"homeassistant/device/{DEVICE}/config"
 SNAPSHOT = f"edge/{DEVICE}/cameras/cam-a/snapshot/person"
+YARD = f"edge/{DEVICE}/cameras/cam-a/zones/yard/person"
+YARD_COUNT = f"edge_{DEVICE}_cam-a_zone_yard_person_count"
 
 
 def on(msgs: list[Received], topic: str) -> list[Received]:
@@ -37,10 +42,20 @@ def events_with_snapshot(msgs: list[Received]) -> list[dict]:
     return out
 
 
+def add_zone(daemon: DaemonProcess, cfg: dict) -> None:
+    """Rewrite the config with a zone `yard` on cam-a and reload it (SIGHUP)."""
+    cam = {
+        **cfg["cameras"][0],
+        "zones": [{"id": "yard", "polygon": [[0, 0], [768, 0], [768, 576]]}],
+    }
+    daemon.config_path.write_text(yaml.safe_dump({**cfg, "cameras": [cam]}))
+    daemon.signal(signal.SIGHUP)
+
+
 def test_snapshot_and_discovery_from_the_demo_daemon(tmp_path: Path) -> None:
     """Discovery appears (retained) with the camera's entities; a person's snapshot JPEG is
     published retained once its file is written; `online` on homeassistant/status brings the
-    discovery again."""
+    discovery again; a zone added by a live reload gets its entities and its zero count."""
     state = tmp_path / "state"
     with Mosquitto(tmp_path / "broker") as broker:
         cfg = demo_config(
@@ -71,6 +86,16 @@ def test_snapshot_and_discovery_from_the_demo_daemon(tmp_path: Path) -> None:
                         "homeassistant/status", b"online", hostname="127.0.0.1", port=broker.port
                     )
                     rec.wait_for(lambda ms: len(on(ms, CONFIG_TOPIC)) >= 2, 30)
+                    assert YARD_COUNT not in on(msgs, CONFIG_TOPIC)[-1].payload.decode()
+                    add_zone(daemon, cfg)
+                    msgs = rec.wait_for(
+                        lambda ms: (
+                            on(ms, YARD)
+                            and YARD_COUNT in json.loads(on(ms, CONFIG_TOPIC)[-1].payload)["cmps"]
+                        ),
+                        30,
+                    )
+                    assert on(msgs, YARD)[0].payload == b"0"  # before any real count
                 except (TimeoutError, AssertionError) as err:
                     raise AssertionError(
                         f"{err}\n--- daemon log ---\n{daemon.log()[-3000:]}"
