@@ -20,19 +20,15 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.contracts.ids import SafeId, check_id
+from agent.contracts.ids import check_id
 from agent.contracts.ota import (
     MAX_COMMAND_BYTES,
-    CommandExpires,
     CommandId,
-    CommandIssued,
-    CommandSignature,
-    GatewayKeyId,
     OtaRejectedError,
     Reason,
+    SignedCommand,
     command_object,
 )
-from agent.contracts.signed import SignedModel
 
 CONFIG_COMMAND_SCHEMA = "edge.config-command/1"
 CONFIG_STATE_SCHEMA = "edge.config-state/1"
@@ -84,7 +80,7 @@ def _walk(node: Any, path: str, key: str = "") -> Iterator[tuple[str, str, Any]]
             yield from _walk(v, f"{path}.{i}", key)
 
 
-class ConfigCommand(SignedModel):
+class ConfigCommand(SignedCommand):
     """The `cameras:` section for one device, signed by a gateway key."""
 
     schema_: Literal["edge.config-command/1"] = Field(
@@ -93,22 +89,17 @@ class ConfigCommand(SignedModel):
     command_id: CommandId = Field(
         description="Unique id of this push ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
     )
-    device: SafeId = Field(description="Target device id; any other device rejects it.")
     sequence: int = Field(
         ge=1,
         description="Per-device counter shared with OTA commands; must exceed the last config "
         "push the device accepted.",
     )
-    issued: CommandIssued
-    expires: CommandExpires
     cameras: list[dict[str, Any]] = Field(
         min_length=1,
         description="The device's `cameras:` section (same fields as in its config file, zones "
         "and lines included); replaces the main file's cameras. No secrets: RTSP URLs carry "
         "`{password}` and `password_env` names the device's environment variable.",
     )
-    key_id: GatewayKeyId = None
-    signature: CommandSignature = None
 
     @field_validator("cameras")
     @classmethod

@@ -229,16 +229,31 @@ class SignedManifest(SignedModel):
     )
 
 
-class OtaCommand(SignedModel):
+class SignedCommand(SignedModel):
+    """What every command the gateway signs for one device carries (an OTA command, a config
+    push): its id, target, place in the device's sequence, validity and the gateway signature.
+    The device checks these the same way for every kind (`agent.ota.validate`)."""
+
+    schema_: str = Field(alias="schema", description="Command schema id.")
+    command_id: CommandId = Field(
+        description="Unique id of this command ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
+    )
+    device: SafeId = Field(description="Target device id; any other device rejects it.")
+    sequence: int = Field(
+        ge=1, description="Per-device command counter; must exceed the last one accepted."
+    )
+    issued: CommandIssued
+    expires: CommandExpires
+    key_id: GatewayKeyId = None
+    signature: CommandSignature = None
+
+
+class OtaCommand(SignedCommand):
     """A deploy or rollback order for one device, signed by a gateway key."""
 
     schema_: Literal["edge.ota-command/1"] = Field(
         COMMAND_SCHEMA, alias="schema", description="Command schema id."
     )
-    command_id: CommandId = Field(
-        description="Unique id of this command ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
-    )
-    device: SafeId = Field(description="Target device id; any other device rejects it.")
     action: OtaAction = Field(
         description="deploy: install the manifest's model; rollback: "
         "return to the previous version the device keeps."
@@ -252,13 +267,6 @@ class OtaCommand(SignedModel):
         description="http(s) URL of the artifact (Range requests supported); required for "
         "deploy, ignored for rollback.",
     )
-    sequence: int = Field(
-        ge=1, description="Per-device command counter; must exceed the last one accepted."
-    )
-    issued: CommandIssued
-    expires: CommandExpires
-    key_id: GatewayKeyId = None
-    signature: CommandSignature = None
 
     @field_validator("artifact_url")
     @classmethod
@@ -365,7 +373,7 @@ def canonical_bytes(model: SignedManifest | OtaCommand) -> bytes:
     return model.signed_part()
 
 
-def command_digest(command: OtaCommand) -> str:
+def command_digest(command: SignedCommand) -> str:
     """SHA-256 hex of the full command (signature included): tells redelivery from reuse."""
     data = command.model_dump(mode="json", by_alias=True)
     return hashlib.sha256(canonical_json(data)).hexdigest()
