@@ -11,24 +11,16 @@ from pathlib import Path
 
 import click
 
-from agent import __version__
-from agent.cli_common import DEFAULT_CONFIG, ConfigAnywhere, echo_problems, root_config
+from agent.cli_common import DEFAULT_CONFIG, console_group, echo_problems, root_config
 
 
-@click.group(cls=ConfigAnywhere, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="edge-agent")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
+@console_group(
+    "edge-agent",
     default=None,
     help=f"Agent config file (YAML), before or after the command [default: {DEFAULT_CONFIG}].",
 )
-@click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
+def main() -> None:
     """Edge vision agent: camera streams -> YOLO -> MQTT detections."""
-    ctx.ensure_object(dict)
-    ctx.obj["config_path"] = config_path
 
 
 @main.command("check-config")

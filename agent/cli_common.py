@@ -1,4 +1,4 @@
-"""What the `edge-agent` sub-commands share: the `--config` option, problem lists, the
+"""What the console commands share: the group with its `--config` option, problem lists, the
 one-line error exit. Only click here: every command keeps its heavy imports to itself.
 
 `--config` is accepted before and after the sub-command, for `edge-agent` and
@@ -14,10 +14,16 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from agent import __version__
+from agent.util.near_duplicate import DEFAULT_MIN_CHANGE
+
 DEFAULT_CONFIG = Path("configs/agent.yaml")
 """The agent config a command reads when none is named."""
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+EXISTING_FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
+"""The type of an argument or option naming a file that must exist (a model, a key, a YAML)."""
 
 
 def hoist_option(args: list[str], name: str = "--config") -> list[str]:
@@ -47,6 +53,28 @@ class ConfigAnywhere(click.Group):
         return super().parse_args(ctx, hoist_option(args))
 
 
+def console_group(prog_name: str, **config: Any) -> Callable[[Callable[[], None]], click.Group]:
+    """Decorator making a console command's group (`edge-agent`, `edge-gateway`) of a function
+    whose docstring is its help: `-h`/`--help`, `--version`, and `--config` (into
+    `ctx.obj["config_path"]`, accepted before or after the sub-command; `config` are its
+    `default`, `show_default` and `help`)."""
+
+    def decorate(described: Callable[[], None]) -> click.Group:
+        def main(ctx: click.Context, config_path: Path | None) -> None:
+            ctx.ensure_object(dict)
+            ctx.obj["config_path"] = config_path
+
+        main.__doc__ = described.__doc__
+        options = click.option("--config", "config_path", type=click.Path(path_type=Path), **config)
+        group = click.group(
+            cls=ConfigAnywhere, context_settings={"help_option_names": ["-h", "--help"]}
+        )
+        version = click.version_option(__version__, prog_name=prog_name)
+        return group(version(options(click.pass_context(main))))
+
+    return decorate
+
+
 def root_config(default: Path = DEFAULT_CONFIG) -> Path:
     """The `--config` given to the group (wherever typed), else `default`."""
     ctx = click.get_current_context(silent=True)
@@ -65,6 +93,42 @@ def config_option(help_text: str) -> Callable[[F], F]:
         callback=lambda _ctx, _param, value: value if value is not None else root_config(),
         show_default=str(DEFAULT_CONFIG),
         help=help_text,
+    )
+
+
+def out_option(help_text: str, *, short: bool = True, file: bool = False) -> Callable[[F], F]:
+    """The required output of a command that writes something: `-o/--out` (`--out` alone
+    when not `short`), a path (a file's, not a directory's, when `file`)."""
+    names = ("-o", "--out") if short else ("--out",)
+    type_ = click.Path(dir_okay=False, path_type=Path) if file else click.Path(path_type=Path)
+    return click.option(*names, required=True, type=type_, help=help_text)
+
+
+# -- how a dataset is split and thinned: the same options for `edge-agent label` and
+# `edge-gateway dataset build` (each command says what they mean for its input)
+
+
+def val_fraction_option(help_text: str | None = None) -> Callable[[F], F]:
+    """`--val-fraction`: the share held out for validation (0 <= x < 1, default 0.2)."""
+    range_ = click.FloatRange(0.0, 1.0, max_open=True)
+    return click.option(
+        "--val-fraction", default=0.2, show_default=True, type=range_, help=help_text
+    )
+
+
+def gap_option(default: float, help_text: str) -> Callable[[F], F]:
+    """`--gap` (into `gap_s`): seconds of frames that keep train and val apart."""
+    range_ = click.FloatRange(min=0.0)
+    return click.option(
+        "--gap", "gap_s", default=default, show_default=True, type=range_, help=help_text
+    )
+
+
+def min_change_option(help_text: str) -> Callable[[F], F]:
+    """`--min-change`: the near-duplicate threshold (`agent.util.near_duplicate`)."""
+    range_ = click.FloatRange(min=0.0)
+    return click.option(
+        "--min-change", default=DEFAULT_MIN_CHANGE, show_default=True, type=range_, help=help_text
     )
 
 

@@ -162,9 +162,9 @@ class ConfigPushHandler:
         return last if last.command_id == command_id else None
 
     def _accept(self, command: ConfigCommand) -> ConfigStateMessage:
-        check_authentic(command, self._keys, self._device)  # type: ignore[arg-type]
+        check_authentic(command, self._keys, self._device)
         ledger = self._ledger.read()
-        if classify_delivery(command, ledger) is Delivery.DUPLICATE:  # type: ignore[arg-type]
+        if classify_delivery(command, ledger) is Delivery.DUPLICATE:
             last = self._last_answer(command.command_id)
             if last is not None:
                 return last
@@ -172,8 +172,8 @@ class ConfigPushHandler:
                 Reason.REPLAYED, f"push {command.command_id} was already handled"
             )
         now = datetime.fromtimestamp(self._clock(), timezone.utc)
-        check_fresh(command, ledger, now)  # type: ignore[arg-type]
-        self._ledger.write(ledger.record(command))  # type: ignore[arg-type]
+        check_fresh(command, ledger, now)
+        self._ledger.write(ledger.record(command))
         problems = self._reloader.check_cameras(command.cameras)
         if problems:
             raise ConfigRejected("invalid_config", "; ".join(problems)[:3900])

@@ -26,13 +26,11 @@ from typing import Literal
 from pydantic import Field
 
 from agent.contracts.ids import SafeId
-from agent.contracts.signed import SignedModel
+from agent.contracts.signed import KeyId, Signature, SignedModel
 from agent.contracts.streams import BootId, Stream
 from agent.util.models import FrozenModel
 
 ACK_SCHEMA = "edge.ack/2"
-KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
-SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{86}==$"  # base64 of 64 bytes
 MAX_ACK_ENTRIES = 10_000
 
 
@@ -58,11 +56,7 @@ class AckMessage(SignedModel):
     acks: list[AckEntry] = Field(
         min_length=1, max_length=MAX_ACK_ENTRIES, description="Cumulative acks, one per stream."
     )
-    key_id: str | None = Field(
-        None, pattern=KEY_ID_PATTERN, description="Gateway key id (16 hex digits of sha256)."
-    )
-    signature: str | None = Field(
-        None,
-        pattern=SIGNATURE_PATTERN,
-        description="Base64 ed25519 signature over the canonical form without `signature`.",
+    key_id: KeyId | None = Field(None, description="Gateway key id (16 hex digits of sha256).")
+    signature: Signature | None = Field(
+        None, description="Base64 ed25519 signature over the canonical form without `signature`."
     )

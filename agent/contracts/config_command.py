@@ -13,7 +13,6 @@ The device answers on the retained `edge/<device>/config/state` (`edge.config-st
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -21,17 +20,15 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.contracts.ids import SafeId, check_id
+from agent.contracts.ids import check_id
 from agent.contracts.ota import (
-    KEY_ID_PATTERN,
     MAX_COMMAND_BYTES,
-    SIGNATURE_PATTERN,
+    CommandId,
     OtaRejectedError,
     Reason,
-    check_command_id,
-    parse_rfc3339,
+    SignedCommand,
+    command_object,
 )
-from agent.contracts.signed import SignedModel
 
 CONFIG_COMMAND_SCHEMA = "edge.config-command/1"
 CONFIG_STATE_SCHEMA = "edge.config-state/1"
@@ -83,50 +80,26 @@ def _walk(node: Any, path: str, key: str = "") -> Iterator[tuple[str, str, Any]]
             yield from _walk(v, f"{path}.{i}", key)
 
 
-class ConfigCommand(SignedModel):
+class ConfigCommand(SignedCommand):
     """The `cameras:` section for one device, signed by a gateway key."""
 
     schema_: Literal["edge.config-command/1"] = Field(
         CONFIG_COMMAND_SCHEMA, alias="schema", description="Command schema id."
     )
-    command_id: str = Field(
+    command_id: CommandId = Field(
         description="Unique id of this push ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
     )
-    device: SafeId = Field(description="Target device id; any other device rejects it.")
     sequence: int = Field(
         ge=1,
         description="Per-device counter shared with OTA commands; must exceed the last config "
         "push the device accepted.",
     )
-    issued: str = Field(description="When the gateway signed the command, UTC RFC 3339.")
-    expires: str = Field(description="After this time (UTC RFC 3339) the command is refused.")
     cameras: list[dict[str, Any]] = Field(
         min_length=1,
         description="The device's `cameras:` section (same fields as in its config file, zones "
         "and lines included); replaces the main file's cameras. No secrets: RTSP URLs carry "
         "`{password}` and `password_env` names the device's environment variable.",
     )
-    key_id: str | None = Field(
-        None,
-        pattern=KEY_ID_PATTERN,
-        description="Gateway key id: first 16 hex digits of sha256 of the raw public key.",
-    )
-    signature: str | None = Field(
-        None,
-        pattern=SIGNATURE_PATTERN,
-        description="Base64 ed25519 signature over canonical_bytes(command without signature).",
-    )
-
-    @field_validator("command_id")
-    @classmethod
-    def _command_id(cls, v: str) -> str:
-        return check_command_id(v)
-
-    @field_validator("issued", "expires")
-    @classmethod
-    def _times(cls, v: str) -> str:
-        parse_rfc3339(v)
-        return v
 
     @field_validator("cameras")
     @classmethod
@@ -175,16 +148,7 @@ class ConfigStateMessage(BaseModel):
 def parse_config_command(payload: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> ConfigCommand:
     """Parse an untrusted config command (signature not checked). Raises OtaRejectedError
     (`payload_too_large`, `malformed`)."""
-    if len(payload) > max_bytes:
-        raise OtaRejectedError(
-            Reason.PAYLOAD_TOO_LARGE, f"command payload is {len(payload)} bytes, limit {max_bytes}"
-        )
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise OtaRejectedError(Reason.MALFORMED, f"not UTF-8 JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise OtaRejectedError(Reason.MALFORMED, "command must be a JSON object")
+    data = command_object(payload, max_bytes)
     try:
         return ConfigCommand.from_wire(data)
     except ValueError as err:  # pydantic.ValidationError subclasses ValueError

@@ -26,21 +26,19 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.contracts.canonical import canonical_json
 from agent.contracts.ids import SafeId
 from agent.contracts.manifest import Manifest
-from agent.contracts.signed import SignedModel
+from agent.contracts.signed import KeyId, Signature, SignedModel
 
 SIGNED_MANIFEST_SCHEMA = "edge.signed-manifest/1"
 COMMAND_SCHEMA = "edge.ota-command/1"
 STATE_SCHEMA = "edge.ota-state/1"
 
-KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
-SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{86}==$"  # base64 of 64 bytes
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _COMMAND_ID_RE = re.compile(COMMAND_ID_PATTERN)
 
@@ -181,6 +179,36 @@ def check_command_id(value: str) -> str:
     return value
 
 
+def check_rfc3339(value: str) -> str:
+    """Return `value` unchanged (a signature covers it as written) if it is an RFC 3339 time."""
+    parse_rfc3339(value)
+    return value
+
+
+# -- the envelope every gateway command carries (OTA commands and config pushes alike)
+
+CommandId = Annotated[str, AfterValidator(check_command_id)]
+"""A command id: 1-64 of [A-Za-z0-9._-], starting with a letter or digit, no '..'."""
+CommandIssued = Annotated[
+    str,
+    AfterValidator(check_rfc3339),
+    Field(description="When the gateway signed the command, UTC RFC 3339."),
+]
+CommandExpires = Annotated[
+    str,
+    AfterValidator(check_rfc3339),
+    Field(description="After this time (UTC RFC 3339) the command is refused."),
+]
+GatewayKeyId = Annotated[
+    KeyId | None,
+    Field(description="Gateway key id: first 16 hex digits of sha256 of the raw public key."),
+]
+CommandSignature = Annotated[
+    Signature | None,
+    Field(description="Base64 ed25519 signature over canonical_bytes(command without signature)."),
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -192,28 +220,40 @@ class SignedManifest(SignedModel):
         SIGNED_MANIFEST_SCHEMA, alias="schema", description="Envelope schema id."
     )
     manifest: Manifest = Field(description="The signed manifest (contracts.manifest.Manifest).")
-    key_id: str | None = Field(
-        None,
-        pattern=KEY_ID_PATTERN,
-        description="Release key id: first 16 hex digits of sha256 of the raw public key.",
+    key_id: KeyId | None = Field(
+        None, description="Release key id: first 16 hex digits of sha256 of the raw public key."
     )
-    signature: str | None = Field(
+    signature: Signature | None = Field(
         None,
-        pattern=SIGNATURE_PATTERN,
         description="Base64 ed25519 signature over canonical_bytes(envelope without signature).",
     )
 
 
-class OtaCommand(SignedModel):
+class SignedCommand(SignedModel):
+    """What every command the gateway signs for one device carries (an OTA command, a config
+    push): its id, target, place in the device's sequence, validity and the gateway signature.
+    The device checks these the same way for every kind (`agent.ota.validate`)."""
+
+    schema_: str = Field(alias="schema", description="Command schema id.")
+    command_id: CommandId = Field(
+        description="Unique id of this command ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
+    )
+    device: SafeId = Field(description="Target device id; any other device rejects it.")
+    sequence: int = Field(
+        ge=1, description="Per-device command counter; must exceed the last one accepted."
+    )
+    issued: CommandIssued
+    expires: CommandExpires
+    key_id: GatewayKeyId = None
+    signature: CommandSignature = None
+
+
+class OtaCommand(SignedCommand):
     """A deploy or rollback order for one device, signed by a gateway key."""
 
     schema_: Literal["edge.ota-command/1"] = Field(
         COMMAND_SCHEMA, alias="schema", description="Command schema id."
     )
-    command_id: str = Field(
-        description="Unique id of this command ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
-    )
-    device: SafeId = Field(description="Target device id; any other device rejects it.")
     action: OtaAction = Field(
         description="deploy: install the manifest's model; rollback: "
         "return to the previous version the device keeps."
@@ -227,32 +267,6 @@ class OtaCommand(SignedModel):
         description="http(s) URL of the artifact (Range requests supported); required for "
         "deploy, ignored for rollback.",
     )
-    sequence: int = Field(
-        ge=1, description="Per-device command counter; must exceed the last one accepted."
-    )
-    issued: str = Field(description="When the gateway signed the command, UTC RFC 3339.")
-    expires: str = Field(description="After this time (UTC RFC 3339) the command is refused.")
-    key_id: str | None = Field(
-        None,
-        pattern=KEY_ID_PATTERN,
-        description="Gateway key id: first 16 hex digits of sha256 of the raw public key.",
-    )
-    signature: str | None = Field(
-        None,
-        pattern=SIGNATURE_PATTERN,
-        description="Base64 ed25519 signature over canonical_bytes(command without signature).",
-    )
-
-    @field_validator("command_id")
-    @classmethod
-    def _command_id(cls, v: str) -> str:
-        return check_command_id(v)
-
-    @field_validator("issued", "expires")
-    @classmethod
-    def _times(cls, v: str) -> str:
-        parse_rfc3339(v)
-        return v
 
     @field_validator("artifact_url")
     @classmethod
@@ -359,7 +373,7 @@ def canonical_bytes(model: SignedManifest | OtaCommand) -> bytes:
     return model.signed_part()
 
 
-def command_digest(command: OtaCommand) -> str:
+def command_digest(command: SignedCommand) -> str:
     """SHA-256 hex of the full command (signature included): tells redelivery from reuse."""
     data = command.model_dump(mode="json", by_alias=True)
     return hashlib.sha256(canonical_json(data)).hexdigest()
@@ -380,13 +394,10 @@ def _looks_like_path_trick(value: object) -> bool:
     return isinstance(value, str) and bool(_TRAVERSAL_RE.search(value))
 
 
-def parse_command(payload: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> OtaCommand:
-    """Parse an untrusted command payload. Raises OtaRejectedError.
-
-    Reasons: `payload_too_large` (more than `max_bytes`), `path_traversal` (a name or id
-    holding '/', '\\', '..', a leading '.' or NUL), `malformed` (anything else invalid).
-    The signature is not checked here (see `agent.trust.ota.verify_command`).
-    """
+def command_object(payload: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> dict[str, Any]:
+    """The JSON object of an untrusted command payload (any gateway command). Raises
+    OtaRejectedError: `payload_too_large` (more than `max_bytes`), `malformed` (not UTF-8
+    JSON, or not an object)."""
     if len(payload) > max_bytes:
         raise OtaRejectedError(
             Reason.PAYLOAD_TOO_LARGE, f"command payload is {len(payload)} bytes, limit {max_bytes}"
@@ -397,6 +408,17 @@ def parse_command(payload: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> OtaComm
         raise OtaRejectedError(Reason.MALFORMED, f"not UTF-8 JSON: {err}") from None
     if not isinstance(data, dict):
         raise OtaRejectedError(Reason.MALFORMED, "command must be a JSON object")
+    return data
+
+
+def parse_command(payload: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> OtaCommand:
+    """Parse an untrusted command payload. Raises OtaRejectedError.
+
+    Reasons: `payload_too_large` (more than `max_bytes`), `path_traversal` (a name or id
+    holding '/', '\\', '..', a leading '.' or NUL), `malformed` (anything else invalid).
+    The signature is not checked here (see `agent.trust.ota.verify_command`).
+    """
+    data = command_object(payload, max_bytes)
     try:
         return OtaCommand.from_wire(data)
     except ValueError as err:  # pydantic.ValidationError subclasses ValueError

@@ -8,7 +8,7 @@ Models here never touch disk or network.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +20,19 @@ OLDEST_UNACKED_FIELD = "oldest_unacked_seq"
 """The last field of a detection message: filled in by the publisher at (re)publish time."""
 STATUS_SCHEMA = "edge.status/1"
 HEALTH_SCHEMA = "edge.health/1"
+
+# counters of the outbox that both status and health report
+OutboxDropped = Annotated[
+    int, Field(ge=0, description="Messages dropped by the outbox cap since this boot.")
+]
+OutboxQuarantined = Annotated[
+    int,
+    Field(
+        ge=0,
+        description="Outbox files found corrupt at this start and moved aside "
+        "(`<outbox>.corrupt-<ts>`); the messages in them are lost.",
+    ),
+]
 
 
 class Payload(BaseModel):
@@ -168,15 +181,8 @@ class StatusMessage(Payload):
     agent_version: str | None = Field(None, description="edge-agent package version.")
     model: ModelRef | None = Field(None, description="Active model.")
     cameras: list[CameraStatus] = Field(default_factory=list, description="Each camera's state.")
-    outbox_dropped: int = Field(
-        0, ge=0, description="Messages dropped by the outbox cap since this boot."
-    )
-    outbox_quarantined: int = Field(
-        0,
-        ge=0,
-        description="Outbox files found corrupt at this start and moved aside "
-        "(`<outbox>.corrupt-<ts>`); the messages in them are lost.",
-    )
+    outbox_dropped: OutboxDropped = 0
+    outbox_quarantined: OutboxQuarantined = 0
     config_sha256: str | None = Field(
         None,
         pattern=r"^[0-9a-f]{64}$",
@@ -221,10 +227,8 @@ class HealthMessage(Payload):
     )
     outbox_depth: int = Field(ge=0, description="Messages in the outbox awaiting delivery.")
     outbox_bytes: int = Field(0, ge=0, description="Payload bytes stored in the outbox.")
-    outbox_dropped: int = Field(ge=0, description="Messages dropped by the outbox cap since start.")
-    outbox_quarantined: int = Field(
-        0, ge=0, description="Corrupt outbox files moved aside at start (their messages are lost)."
-    )
+    outbox_dropped: OutboxDropped
+    outbox_quarantined: OutboxQuarantined = 0
     acks_refused: int = Field(
         0,
         ge=0,

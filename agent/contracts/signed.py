@@ -12,11 +12,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     PrivateAttr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
@@ -26,6 +27,14 @@ from pydantic import (
 from agent.contracts.canonical import signed_bytes
 
 T = TypeVar("T", bound="SignedModel")
+
+KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
+SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{86}==$"  # base64 of 64 bytes
+
+KeyId = Annotated[str, Field(pattern=KEY_ID_PATTERN)]
+"""Id of a signing key: the first 16 hex digits of sha256 of its raw public key."""
+Signature = Annotated[str, Field(pattern=SIGNATURE_PATTERN)]
+"""A base64 ed25519 signature (64 bytes)."""
 
 
 class SignedModel(BaseModel):

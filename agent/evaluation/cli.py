@@ -6,13 +6,11 @@ from pathlib import Path
 
 import click
 
-from agent.cli_common import fail
+from agent.cli_common import EXISTING_FILE, fail
 
 
 @click.command("eval")
-@click.argument(
-    "models", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False)
-)
+@click.argument("models", nargs=-1, required=True, type=EXISTING_FILE)
 @click.option(
     "--data", "dataset", required=True, type=click.Path(path_type=Path, exists=True),
     help="Dataset folder (or its data.yaml), Ultralytics layout.",

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from agent.cli_common import fail
+from agent.cli_common import fail, out_option
 
 
 @click.group("florence")
@@ -17,13 +17,7 @@ def florence_group() -> None:
 
 @florence_group.command("export")
 @click.argument("model", type=str)
-@click.option(
-    "-o",
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Directory for the fp32 graphs (the int8 ones go to OUT-int8 unless --int8-out).",
-)
+@out_option("Directory for the fp32 graphs (the int8 ones go to OUT-int8 unless --int8-out).")
 @click.option(
     "--int8/--no-int8",
     "int8",
@@ -157,11 +151,9 @@ def _result_json(res, latency_ms: float) -> str:  # noqa: ANN001 - FlorenceResul
     type=str,
     help="Model to start from: a transformers Florence-2 directory or hub id.",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="New directory for the fine-tuned model (transformers layout + finetune_report.json).",
+@out_option(
+    "New directory for the fine-tuned model (transformers layout + finetune_report.json).",
+    short=False,
 )
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True))
@@ -214,12 +206,9 @@ def finetune_command(
 @click.argument(
     "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR"
 )
-@click.option(
-    "-o",
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Archive to write (.tar): sign it with `edge-gateway models sign OUT --kind florence2`.",
+@out_option(
+    "Archive to write (.tar): sign it with `edge-gateway models sign OUT --kind florence2`.",
+    file=True,
 )
 def pack_command(model_dir: Path, out: Path) -> None:
     """Pack a Florence-2 model DIR (transformers layout, or an ONNX export with its tokenizer)

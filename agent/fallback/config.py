@@ -6,7 +6,6 @@ never in YAML: `upload.token_env` names the environment variable holding the bea
 
 from __future__ import annotations
 
-import os
 import typing
 from pathlib import Path
 from typing import Literal
@@ -16,6 +15,7 @@ from pydantic import Field, model_validator
 from agent.contracts.ids import SafeId
 from agent.util.models import FrozenModel
 from agent.util.validation import check_min_max
+from agent.yamlconfig import secret_from_env
 
 Task = Literal[
     "<OD>",
@@ -119,14 +119,7 @@ class UploadConfig(FrozenModel):
 
     def token(self) -> str | None:
         """Read the bearer token from the environment variable named by `token_env`."""
-        if self.token_env is None:
-            return None
-        value = os.environ.get(self.token_env)
-        if value is None:
-            raise ValueError(
-                f"environment variable {self.token_env} (fallback.upload.token_env) is not set"
-            )
-        return value
+        return secret_from_env(self.token_env, "fallback.upload.token_env")
 
 
 class FallbackConfig(FrozenModel):

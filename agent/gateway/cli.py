@@ -17,8 +17,7 @@ from pathlib import Path
 
 import click
 
-from agent import __version__
-from agent.cli_common import ConfigAnywhere
+from agent.cli_common import EXISTING_FILE, console_group
 from agent.gateway import cli_config, cli_dataset, cli_fleet, cli_watch
 from agent.gateway.cli_common import CONFIG_ENV, config_of
 from agent.gateway.config import (
@@ -35,21 +34,14 @@ from agent.gateway.signing_cli import register as register_signing
 _config = config_of
 
 
-@click.group(cls=ConfigAnywhere, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="edge-gateway")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
+@console_group(
+    "edge-gateway",
     default=lambda: os.environ.get(CONFIG_ENV, str(DEFAULT_CONFIG_PATH)),
     show_default=f"${CONFIG_ENV} or {DEFAULT_CONFIG_PATH}",
     help="Gateway config file (YAML), before or after the command.",
 )
-@click.pass_context
-def main(ctx: click.Context, config_path: Path) -> None:
+def main() -> None:
     """Edge gateway: model registry, signed OTA rollouts, fleet view, dataset intake."""
-    ctx.ensure_object(dict)
-    ctx.obj["config_path"] = config_path
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -72,7 +64,7 @@ def models_group() -> None:
 
 
 @models_group.command("add")
-@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("file", type=EXISTING_FILE)
 @model_options("Class names: 'a,b,c' or a file, one per line. Default: the ONNX/engine metadata.")
 @release_options
 @click.pass_context

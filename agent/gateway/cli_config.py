@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from agent.cli_common import EXISTING_FILE
 from agent.gateway.cli_common import client_of
 
 
@@ -37,7 +38,7 @@ def config_group() -> None:
 
 @config_group.command("push")
 @click.argument("device")
-@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("file", type=EXISTING_FILE)
 @click.option(
     "--wait",
     "wait_s",

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
+from agent.cli_common import gap_option, min_change_option, out_option, val_fraction_option
 from agent.gateway.cli_common import config_of
 from agent.gateway.cli_review import filter_body, filter_options, review_group
-from agent.util.near_duplicate import DEFAULT_MIN_CHANGE
 
 
 @click.group("dataset")
@@ -54,30 +54,14 @@ class ProgressLine:
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="An Ultralytics dataset to include (e.g. made by `edge-agent label`).",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Dataset folder (a rebuild keeps its gate set and bumps the version).",
+@out_option("Dataset folder (a rebuild keeps its gate set and bumps the version).", short=False)
+@gap_option(
+    2.0, "Seconds: frames of one camera closer than this never end up on both sides of a split."
 )
-@click.option(
-    "--gap",
-    "gap_s",
-    default=2.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds: frames of one camera closer than this never end up on both sides of a split.",
-)
-@click.option(
-    "--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True)
-)
-@click.option(
-    "--min-change",
-    default=DEFAULT_MIN_CHANGE,
-    show_default=True,
-    type=click.FloatRange(min=0.0),
-    help="Near-duplicates: drop an intake frame whose 64x48 grey thumbnail differs from "
-    "the camera's last kept one by less than this (0..255), as `edge-agent label`.",
+@val_fraction_option()
+@min_change_option(
+    "Near-duplicates: drop an intake frame whose 64x48 grey thumbnail differs from "
+    "the camera's last kept one by less than this (0..255), as `edge-agent label`."
 )
 @click.option(
     "--grow-gate",

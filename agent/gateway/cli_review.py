@@ -116,22 +116,27 @@ def _act(
     click.echo(f"{action}: {answer['changed']} changed, {answer['unchanged']} unchanged")
 
 
-@review_group.command("accept")
-@filter_options
-@click.option("--reason", help="Why (kept with the item).")
-@click.pass_context
-def review_accept(ctx: click.Context, reason: str | None, **flt: Any) -> None:
-    """Accept the items matching the filters (they go into the next build)."""
-    _act(ctx, "accept", flt, reason)
+reason_option = click.option("--reason", help="Why (kept with the item).")
 
 
-@review_group.command("reject")
-@filter_options
-@click.option("--reason", help="Why (kept with the item).")
-@click.pass_context
-def review_reject(ctx: click.Context, reason: str | None, **flt: Any) -> None:
-    """Reject the items matching the filters (left out of every build, files kept)."""
-    _act(ctx, "reject", flt, reason)
+def _decision(action: str, help_text: str) -> click.Command:
+    """`review accept|reject`: the filters and a reason, nothing else."""
+
+    @filter_options
+    @reason_option
+    @click.pass_context
+    def decide(ctx: click.Context, reason: str | None, **flt: Any) -> None:
+        _act(ctx, action, flt, reason)
+
+    return review_group.command(action, help=help_text)(decide)
+
+
+review_accept = _decision(
+    "accept", "Accept the items matching the filters (they go into the next build)."
+)
+review_reject = _decision(
+    "reject", "Reject the items matching the filters (left out of every build, files kept)."
+)
 
 
 def _box_changes(values: tuple[str, ...]) -> dict[str, str]:
@@ -161,7 +166,7 @@ def _box_changes(values: tuple[str, ...]) -> dict[str, str]:
     metavar="INDEX",
     help="Delete box INDEX.",
 )
-@click.option("--reason", help="Why (kept with the item).")
+@reason_option
 @click.pass_context
 def review_relabel(
     ctx: click.Context,

@@ -36,13 +36,8 @@ class Printer:
             click.echo(f"malformed message on {topic}: {err.errors()[0]['msg']}", err=True)
             return
         if det.source == "yolo":
-            key = (det.device, det.camera, det.boot_id)
-            prev = self.last_seq.get(key)
-            if prev is not None and det.seq != prev + 1:
-                click.echo(f"  ! gap on {det.device}/{det.camera}: #{prev} -> #{det.seq}")
-            self.last_seq[key] = det.seq
-        click.echo(detection_line(det))
-        self._count()
+            self._flag_gap((det.device, det.camera, det.boot_id), det.seq, "on")
+        self._print(detection_line(det))
 
     def on_event(self, topic: str, payload: bytes) -> None:
         from pydantic import ValidationError
@@ -55,15 +50,18 @@ class Printer:
         except ValidationError as err:
             click.echo(f"malformed event on {topic}: {err.errors()[0]['msg']}", err=True)
             return
-        key = (ev.device, ev.camera, ev.boot_id + "/events")
-        prev = self.last_seq.get(key)
-        if prev is not None and ev.seq != prev + 1:
-            click.echo(f"  ! gap in events of {ev.device}/{ev.camera}: #{prev} -> #{ev.seq}")
-        self.last_seq[key] = ev.seq
-        click.echo(event_line(ev))
-        self._count()
+        self._flag_gap((ev.device, ev.camera, ev.boot_id + "/events"), ev.seq, "in events of")
+        self._print(event_line(ev))
 
-    def _count(self) -> None:
+    def _flag_gap(self, key: tuple[str, str, str], seq: int, where: str) -> None:
+        """Print a line when `seq` does not follow the last one of its stream `key`."""
+        prev = self.last_seq.get(key)
+        if prev is not None and seq != prev + 1:
+            click.echo(f"  ! gap {where} {key[0]}/{key[1]}: #{prev} -> #{seq}")
+        self.last_seq[key] = seq
+
+    def _print(self, line: str) -> None:
+        click.echo(line)
         self.seen += 1
         if self.count and self.seen >= self.count:
             self.done.set()

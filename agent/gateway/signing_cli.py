@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
+from agent.cli_common import EXISTING_FILE, out_option
 from agent.gateway.cli_common import config_of
 
 DEFAULT_EXPIRES_DAYS = 365.0
@@ -251,19 +252,14 @@ def gated(manifest: Any, file: Path, **gate: Any) -> Any:
 
 
 @click.command("sign")
-@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("file", type=EXISTING_FILE)
 @click.option(
     "--release-key",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
     help="The release private key file (keys init --release-only).",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Where to write the signed manifest (JSON).",
-)
+@out_option("Where to write the signed manifest (JSON).", short=False, file=True)
 @model_options("Class names: 'a,b,c' or a file, one per line.")
 @release_options
 @gate_options
@@ -317,12 +313,12 @@ def _request(opts: dict[str, Any], now: float) -> Any:
 
 
 @click.command("import")
-@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("file", type=EXISTING_FILE)
 @click.option(
     "--manifest",
     "manifest_path",
     required=True,
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    type=EXISTING_FILE,
     help="The signed manifest written by `models sign`.",
 )
 @click.pass_context

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
-from agent.cli_common import fail
+from agent.cli_common import fail, gap_option, min_change_option, out_option, val_fraction_option
 from agent.label.teachers import teacher_names
 
 if TYPE_CHECKING:
@@ -37,19 +37,9 @@ class _TqdmProgress:
         self._bar.close()
 
 
-def _fail(message: str) -> NoReturn:
-    fail("label", message)
-
-
 @click.command("label")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Dataset directory to create (or continue with --resume).",
-)
+@out_option("Dataset directory to create (or continue with --resume).")
 @click.option(
     "--teacher",
     default=DEFAULT_TEACHER,
@@ -77,28 +67,14 @@ def _fail(message: str) -> NoReturn:
     type=click.IntRange(min=1),
     help="Video: consider every Nth frame.",
 )
-@click.option(
-    "--min-change",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0.0),
-    help="Video: skip a frame whose 64x48 grey thumbnail differs from the last kept one by "
-    "less than this mean absolute level (0..255); 0 keeps all.",
+@min_change_option(
+    "Video: skip a frame whose 64x48 grey thumbnail differs from the last kept one by "
+    "less than this mean absolute level (0..255); 0 keeps all."
 )
-@click.option(
-    "--val-fraction",
-    default=0.2,
-    show_default=True,
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    help="Share held out for validation: the end of a video, a name hash for folders.",
-)
-@click.option(
-    "--gap",
-    "gap_s",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0.0),
-    help="Video: seconds of frames dropped between the train and the val part "
+@val_fraction_option("Share held out for validation: the end of a video, a name hash for folders.")
+@gap_option(
+    1.0,
+    "Video: seconds of frames dropped between the train and the val part "
     "(30 fps assumed when the file declares none).",
 )
 @click.option(
@@ -163,9 +139,9 @@ def label_command(
     try:
         class_map = parse_class_map(classes)
     except ValueError as err:
-        _fail(str(err))
+        fail("label", str(err))
     if not source.exists():
-        _fail(f"source {source} does not exist")
+        fail("label", f"source {source} does not exist")
     spec = dataset.DatasetSpec(
         source=str(source.resolve()),
         source_kind="images" if source.is_dir() else "video",
@@ -186,7 +162,7 @@ def label_command(
         bar = _TqdmProgress if progress else runner.no_progress
         stats = runner.run(source, out, spec, class_map, model, progress=bar)
     except (dataset.LabelError, TeacherError) as err:
-        _fail(str(err))
+        fail("label", str(err))
     finally:
         model.close()
     click.echo(_summary(out, stats, class_map.names))
@@ -197,12 +173,12 @@ def _teacher_options(
 ) -> dict[str, str]:
     """The teacher's own options that were given; fail on an unknown teacher or foreign flags."""
     if teacher not in teacher_names():
-        _fail(f"unknown teacher {teacher!r}; choose one of {', '.join(teacher_names())}")
+        fail("label", f"unknown teacher {teacher!r}; choose one of {', '.join(teacher_names())}")
     given = {"model": model, "task": task, "runtime": runtime}
     options = {k: v for k, v in given.items() if v is not None}
     if options and teacher != "florence2":
         flags = ", ".join(f"--teacher-{k}" for k in options)
-        _fail(f"{flags}: only for --teacher florence2")
+        fail("label", f"{flags}: only for --teacher florence2")
     return options
 
 
@@ -215,7 +191,9 @@ def _kind_and_options(
     options = _teacher_options(teacher, model, florence_task, runtime)
     if kind == "segment":
         if teacher != "florence2":
-            _fail("--task segment needs --teacher florence2 (the only teacher that outlines)")
+            fail(
+                "label", "--task segment needs --teacher florence2 (the only teacher that outlines)"
+            )
         options["segment"] = "true"
     return kind, options
 
@@ -226,8 +204,9 @@ def _label_kind(task: str | None, teacher_task: str | None) -> tuple[str, str | 
         return task or "detect", teacher_task
     if task.startswith("<") and teacher_task is None:
         return "detect", task
-    _fail(
-        f"--task must be 'detect' or 'segment' (Florence-2 tokens go to --teacher-task): {task!r}"
+    fail(
+        "label",
+        f"--task must be 'detect' or 'segment' (Florence-2 tokens go to --teacher-task): {task!r}",
     )
 
 
@@ -258,13 +237,14 @@ def _open_teacher(
             media.list_images(source)
         model = create_teacher(spec.teacher, list(class_map.mapping), **options)
     except (dataset.LabelError, TeacherError) as err:
-        _fail(str(err))
+        fail("label", str(err))
     missing = unknown_labels(class_map, model.vocabulary)
     if missing:
         model.close()
-        _fail(
+        fail(
+            "label",
             f"teacher {spec.teacher!r} has no class {', '.join(map(repr, missing))}; "
-            f"it knows: {', '.join(sorted(model.vocabulary or ()))}"
+            f"it knows: {', '.join(sorted(model.vocabulary or ()))}",
         )
     return model
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from agent.util.models import FrozenModel
+from agent.yamlconfig import secret_from_env
 
 MOVED_TO_TRUST = ("release_keys", "gateway_keys", "allowed_models")
 
@@ -213,11 +213,4 @@ class OtaConfig(FrozenModel):
 
     def gateway_token(self) -> str | None:
         """The token from the environment variable named by `gateway_token_env` (None if unset)."""
-        if self.gateway_token_env is None:
-            return None
-        value = os.environ.get(self.gateway_token_env)
-        if value is None:
-            raise ValueError(
-                f"environment variable {self.gateway_token_env} (ota.gateway_token_env) is not set"
-            )
-        return value
+        return secret_from_env(self.gateway_token_env, "ota.gateway_token_env")

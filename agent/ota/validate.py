@@ -31,6 +31,7 @@ from agent.contracts.ota import (
     OtaCommand,
     OtaRejectedError,
     Reason,
+    SignedCommand,
     command_digest,
 )
 from agent.trust.ota import check_command_expiry, verify_command_signature, verify_manifest
@@ -78,7 +79,7 @@ class Ledger(BaseModel):
         description="Highest committed manifest generation per model kind (detector, florence2).",
     )
 
-    def record(self, command: OtaCommand) -> Ledger:
+    def record(self, command: SignedCommand) -> Ledger:
         """Return the ledger after `command` consumed its sequence number."""
         seen = [c for c in self.seen if c != command.command_id] + [command.command_id]
         return self.model_copy(
@@ -140,7 +141,7 @@ class Delivery(str, Enum):
 
 
 def check_authentic(
-    command: OtaCommand, gateway_keys: Mapping[str, PublicKeyLike], device: str
+    command: SignedCommand, gateway_keys: Mapping[str, PublicKeyLike], device: str
 ) -> None:
     """Command signature by a trusted gateway key, then the device id."""
     verify_command_signature(command, gateway_keys)
@@ -150,7 +151,7 @@ def check_authentic(
         )
 
 
-def classify_delivery(command: OtaCommand, ledger: Ledger) -> Delivery:
+def classify_delivery(command: SignedCommand, ledger: Ledger) -> Delivery:
     """New command, a redelivery of the latest one (idempotent), or a replay (raises)."""
     if command.command_id == ledger.last_command_id:
         if command_digest(command) == ledger.last_digest:
@@ -163,7 +164,7 @@ def classify_delivery(command: OtaCommand, ledger: Ledger) -> Delivery:
     return Delivery.NEW
 
 
-def check_fresh(command: OtaCommand, ledger: Ledger, now: datetime | None = None) -> None:
+def check_fresh(command: SignedCommand, ledger: Ledger, now: datetime | None = None) -> None:
     """Command expiry, then its sequence must exceed the last accepted one."""
     check_command_expiry(command, now)
     if command.sequence <= ledger.last_sequence:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from agent.cli_common import fail
-
-
-def _fail(message: str) -> NoReturn:
-    fail("train", message)
+from agent.cli_common import fail, out_option
 
 
 @click.command("train")
@@ -23,7 +19,7 @@ def _fail(message: str) -> NoReturn:
     help="Starting weights (.pt, e.g. engines/demo/model.pt) or an architecture "
     "(yolov8n.yaml: from scratch, which needs many epochs).",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="New output folder.")
+@out_option("New output folder.", short=False)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--imgsz", type=click.IntRange(min=32), default=320, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
@@ -55,14 +51,15 @@ def train_command(dataset: Path, **opts: Any) -> None:
     from pydantic import ValidationError
 
     from agent.train.request import TrainRequest, request_problems, resolve_data_yaml
+    from agent.util.validation import format_validation_error
 
     try:
         req = TrainRequest(data_yaml=resolve_data_yaml(dataset), **opts)
     except ValidationError as err:
-        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()))
+        fail("train", format_validation_error(err))
     problems = request_problems(req)
     if problems:
-        _fail("; ".join(problems))
+        fail("train", "; ".join(problems))
     _run(req)
 
 
@@ -91,7 +88,7 @@ def _run(req: Any) -> None:
             req.out, onnx, req.name, req.version, req.imgsz, ultra.class_names(best)
         )
     except (ultra.TrainError, OSError) as err:
-        _fail(str(err))
+        fail("train", str(err))
     report.onnx_sha256 = manifest.sha256
     path = outputs.write_report(req.out, report)
     final = " ".join(f"{k} {v:.3f}" for k, v in report.final_metrics.items() if "mAP" in k)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -20,6 +21,7 @@ from agent.contracts.ota import (
     OtaCommand,
     OtaRejectedError,
     Reason,
+    SignedCommand,
     SignedManifest,
     parse_rfc3339,
 )
@@ -30,6 +32,8 @@ from agent.trust.signing import (
     sign,
     verify,
 )
+
+C = TypeVar("C", bound=SignedCommand)
 
 _MANIFEST_REASONS = {
     SignatureProblem.UNSIGNED: Reason.MANIFEST_UNSIGNED,
@@ -90,9 +94,7 @@ def sign_command(command: OtaCommand, private_key: Ed25519PrivateKey) -> OtaComm
     return sign(command, private_key)
 
 
-def verify_command_signature(
-    command: OtaCommand, trusted_keys: Mapping[str, PublicKeyLike]
-) -> OtaCommand:
+def verify_command_signature(command: C, trusted_keys: Mapping[str, PublicKeyLike]) -> C:
     """Check only the gateway signature. Raises OtaRejectedError (unsigned, unknown_key,
     bad_signature)."""
     try:
@@ -124,7 +126,7 @@ def verify_command(
     return verify_manifest(command.manifest, release_keys, now)
 
 
-def check_command_expiry(command: OtaCommand, now: datetime | None = None) -> None:
+def check_command_expiry(command: SignedCommand, now: datetime | None = None) -> None:
     """Raise OtaRejectedError(expired_command) if the command is past its `expires`."""
     current = now or datetime.now(timezone.utc)
     if current >= parse_rfc3339(command.expires):
