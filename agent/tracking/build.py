@@ -9,13 +9,27 @@ import structlog
 
 from agent.contracts.streams import Stream
 from agent.contracts.topics import Topics
+from agent.tracking.config import TrackingConfig
 from agent.tracking.stage import TrackingStage
+from agent.tracking.tracker import ByteTracker, Tracker, TrackerMissing
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
     from agent.publish.publisher import Publisher
 
 log = structlog.get_logger(__name__)
+
+
+def make_tracker(cfg: TrackingConfig) -> Tracker:
+    """The tracker `tracking.implementation` names; the `trackers` package is imported only
+    for `trackers`. Raises TrackerMissing when the chosen one's packages are not installed."""
+    if cfg.implementation == "trackers":
+        return ByteTracker(cfg)
+    try:
+        from agent.tracking.bytetrack import BuiltinTracker
+    except ImportError as err:  # scipy
+        raise TrackerMissing(f"the builtin tracker needs scipy ({err})") from err
+    return BuiltinTracker(cfg)
 
 
 def build_tracking(
@@ -31,9 +45,7 @@ def build_tracking(
         )
     if not cfg.tracking.enabled:
         return None
-    from agent.tracking.tracker import ByteTracker
-
-    tracker = ByteTracker(cfg.tracking)
+    tracker = make_tracker(cfg.tracking)
     if not cfg.events.enabled:
         return TrackingStage(tracker)
     from agent.events.emitter import EmitterContext, EventEmitter
