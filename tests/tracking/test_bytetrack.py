@@ -3,6 +3,10 @@ the textbook matrix form, and the track lifecycle on literal scenes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,6 +17,7 @@ from agent.tracking.tracker import ByteTracker
 from agent.types import Detections
 from tests.tracking.test_tracker import dets
 
+REPO = Path(__file__).resolve().parents[2]
 NOISE = kalman.Noise(q=0.01, r=0.1)
 F = np.block([[np.eye(4), np.eye(4)], [np.zeros((4, 4)), np.eye(4)]])
 H = np.hstack([np.eye(4), np.zeros((4, 4))])
@@ -143,3 +148,22 @@ def test_same_ids_as_the_trackers_adapter() -> None:
                 assert mapping.setdefault(b, a) == a
                 boxes_seen += 1
     assert boxes_seen > 300 and len(set(mapping.values())) == len(mapping)
+
+
+def test_the_default_tracker_never_imports_the_trackers_package() -> None:
+    """`implementation: builtin` (the default) runs without `trackers` and `supervision`."""
+    code = (
+        "import sys, numpy as np\n"
+        "from agent.tracking.build import make_tracker\n"
+        "from agent.tracking.config import TrackingConfig\n"
+        "from agent.types import Detections\n"
+        "t = make_tracker(TrackingConfig(enabled=True, min_hits=1))\n"
+        "d = Detections(np.array([[1, 2, 30, 40]], np.float32), np.ones(1, np.float32),"
+        " np.zeros(1, np.int64))\n"
+        "assert t.update('c', d) == [0]\n"
+        "print(sorted(m for m in ('trackers', 'supervision') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip() == "[]"
