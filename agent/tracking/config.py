@@ -18,8 +18,9 @@ class TrackingConfig(FrozenModel):
         "builtin",
         description="`builtin`: our ByteTrack (numpy and scipy, agent/tracking/bytetrack.py); "
         "`trackers`: the ByteTrack of Roboflow's `trackers` package through an adapter (needs "
-        "the package: scripts/install-tracking.sh). Same algorithm, same settings, the same ids "
-        "on the benchmark scenes; builtin costs a fraction per frame (docs/benchmarks.md).",
+        "the package: scripts/install-tracking.sh). Same algorithm and settings, the same ids on "
+        "the benchmark scenes (with `min_hits` 1 `trackers` gives the id on the second box, "
+        "builtin on the first); builtin costs a fraction per frame (docs/benchmarks.md).",
     )
     lost_track_frames: int = Field(
         20,
