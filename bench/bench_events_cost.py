@@ -5,8 +5,9 @@ frames with the order alternated each turn:
 
 - **(a)** the pipeline's per-frame work without tracking: `Detector.detect`, `build_message`,
   `dump_payload`;
-- **(b)** the same plus `TrackingStage.on_result` as the daemon wires it (ByteTrack, the event
-  state machine with the demo config's zone and line, event messages serialised and handed to
+- **(b)** the same plus `TrackingStage.on_result` as the daemon wires it (the tracker
+  `tracking.implementation` names, our builtin ByteTrack by default; the event state machine
+  with the demo config's zone and line, event messages serialised and handed to
   a no-op submit, retained counts to a no-op publish, the open-event file written atomically
   under a temporary state dir; with `snapshots.enabled` the best-frame snapshots too, their
   JPEGs encoded and written by the snapshot writer thread under that state dir).
@@ -39,8 +40,8 @@ from agent.snapshots.keeper import SnapshotKeeper
 from agent.snapshots.lifecycle import EventExtras
 from agent.snapshots.store import SnapshotStore
 from agent.snapshots.writer import SnapshotWriter
+from agent.tracking.build import make_tracker
 from agent.tracking.stage import TrackingStage
-from agent.tracking.tracker import ByteTracker
 from agent.types import Frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def build_stage(cfg_path: Path, state: Path) -> TrackingStage:
         OpenEvents(state),
         extras(cfg, state),
     )
-    return TrackingStage(ByteTracker(tr), emitter)
+    return TrackingStage(make_tracker(tr), emitter)
 
 
 def main() -> None:

@@ -1,2 +1,3 @@
-"""Multi-object tracking per camera: the tracker adapter (ByteTrack from the `trackers`
-package behind our own interface) and the pure stationary-object bookkeeping."""
+"""Multi-object tracking per camera: our ByteTrack (pure, batched Kalman filter) and the
+adapter on the `trackers` package's, behind one small interface, and the pure stationary-object
+bookkeeping."""

@@ -10,7 +10,9 @@ import structlog
 
 from agent.contracts.streams import Stream
 from agent.contracts.topics import Topics
+from agent.tracking.config import TrackingConfig
 from agent.tracking.stage import TrackingStage
+from agent.tracking.tracker import ByteTracker, Tracker, TrackerMissing
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
     from agent.live import LiveConfig
     from agent.publish.publisher import Publisher
     from agent.sources.config import CameraConfig
-    from agent.tracking.config import TrackingConfig
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,18 @@ class LiveRules:
         return hit[1]
 
 
+def make_tracker(cfg: TrackingConfig) -> Tracker:
+    """The tracker `tracking.implementation` names; the `trackers` package is imported only
+    for `trackers`. Raises TrackerMissing when the chosen one's packages are not installed."""
+    if cfg.implementation == "trackers":
+        return ByteTracker(cfg)
+    try:
+        from agent.tracking.bytetrack import BuiltinTracker
+    except ImportError as err:  # scipy
+        raise TrackerMissing(f"the builtin tracker needs scipy ({err})") from err
+    return BuiltinTracker(cfg)
+
+
 def build_tracking(
     cfg: AgentConfig,
     topics: Topics,
@@ -76,9 +89,7 @@ def build_tracking(
         )
     if not cfg.tracking.enabled:
         return None
-    from agent.tracking.tracker import ByteTracker
-
-    tracker = ByteTracker(cfg.tracking)
+    tracker = make_tracker(cfg.tracking)
     if not cfg.events.enabled:
         return TrackingStage(tracker)
     from agent.events.emitter import EmitterContext, EventEmitter
@@ -86,7 +97,6 @@ def build_tracking(
     from agent.snapshots.build import build_event_extras
 
     journal = OpenEvents(cfg.device.state_dir) if cfg.events.persist_open else None
-
     extras = build_event_extras(cfg, topics, boot_id, publisher.publish_retained)
     emitter = EventEmitter(
         EmitterContext(cfg.device.id, boot_id, topics, time.time()),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from agent.util.models import FrozenModel
@@ -10,8 +12,15 @@ from agent.util.models import FrozenModel
 class TrackingConfig(FrozenModel):
     enabled: bool = Field(
         False,
-        description="Track objects per camera (ByteTrack, `trackers` package): every YOLO "
-        "detection gets a `track_id`. Needs the `tracking` extra.",
+        description="Track objects per camera (ByteTrack): every YOLO detection gets a `track_id`.",
+    )
+    implementation: Literal["builtin", "trackers"] = Field(
+        "builtin",
+        description="`builtin`: our ByteTrack (numpy and scipy, agent/tracking/bytetrack.py); "
+        "`trackers`: the ByteTrack of Roboflow's `trackers` package through an adapter (needs "
+        "the package: scripts/install-tracking.sh). Same algorithm and settings, the same ids on "
+        "the benchmark scenes (with `min_hits` 1 `trackers` gives the id on the second box, "
+        "builtin on the first); builtin costs a fraction per frame (docs/benchmarks.md).",
     )
     lost_track_frames: int = Field(
         20,

@@ -1,15 +1,17 @@
 """The tracker behind our own small interface: `update(camera, detections)` -> one track id
 (or None) per detection, in the detections' order; `reset(camera)`.
 
-`ByteTracker` adapts `trackers.ByteTrackTracker` (Apache-2.0; imported on first use, so a
-daemon without tracking never loads it). One tracker per camera. Ids are ours: they grow per
+Two implementations (`tracking.implementation`, built by `agent.tracking.build.make_tracker`):
+our own ByteTrack (`agent.tracking.bytetrack.BuiltinTracker`, the default) and `ByteTracker`
+here, which adapts `trackers.ByteTrackTracker` (Apache-2.0; imported on first use, so a daemon
+that does not select it never loads it). One tracker per camera. Ids are ours: they grow per
 camera for the whole boot and never restart, also after a `reset` (model swap), so an event id
 (boot, camera, track) is never reused.
 
-The library runs in its fixed-rate mode (one step per processed frame, no timestamps): with the
-newest-frame policy dropping frames under load, its timestamp mode switched ids far more often
-on the demo clip (a person kept one id on 26-56 % of frames with 30 % of frames dropped, against
-82-89 % in fixed-rate mode), so `lost_track_frames` counts processed frames.
+Both step once per processed frame (the library in its fixed-rate mode, no timestamps): with
+the newest-frame policy dropping frames under load, its timestamp mode switched ids far more
+often on the demo clip (a person kept one id on 26-56 % of frames with 30 % of frames
+dropped, against 82-89 % in fixed-rate mode), so `lost_track_frames` counts processed frames.
 """
 
 from __future__ import annotations

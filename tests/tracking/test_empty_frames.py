@@ -1,12 +1,13 @@
-"""Frames without detections go through the ByteTrack adapter (found by bench_tracking.py)."""
+"""Frames without detections go through both trackers (the adapter's bug was found by
+bench_tracking.py)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from agent.tracking.config import TrackingConfig
-from agent.tracking.tracker import ByteTracker
 from agent.types import Detections
+from tests.tracking.test_tracker import IMPLEMENTATIONS, tracker_of
 
 
 def box(x: float) -> Detections:
@@ -17,10 +18,11 @@ def box(x: float) -> Detections:
     )
 
 
-def test_an_empty_frame_returns_no_ids_and_keeps_the_track() -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_an_empty_frame_returns_no_ids_and_keeps_the_track(implementation: str) -> None:
     """An empty frame (the library returns detections without `data` columns) gives [] and
     the track keeps its id on the next frame."""
-    tracker = ByteTracker(TrackingConfig(enabled=True, min_hits=1))
+    tracker = tracker_of(implementation, min_hits=1)
     assert tracker.update("cam", Detections.empty()) == []
     ids = [tracker.update("cam", box(100 + 3 * i))[0] for i in range(4)]
     assert tracker.update("cam", Detections.empty()) == []

@@ -10,9 +10,9 @@ import numpy as np
 from agent.contracts.events import EndReason
 from agent.contracts.topics import Topics
 from agent.events.emitter import EmitterContext, EventEmitter
+from agent.tracking.build import make_tracker
 from agent.tracking.config import TrackingConfig
 from agent.tracking.stage import TrackingStage
-from agent.tracking.tracker import ByteTracker
 from agent.types import Detections, Frame, ModelInfo
 from tests.events.test_emitter import RULES, Outbox
 from tests.tracking.test_tracker import dets
@@ -36,7 +36,7 @@ def test_model_swap_ends_events_and_ids_go_on(tmp_path: Path) -> None:
     out = Outbox()
     ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
     emitter = EventEmitter(ctx, {"cam": RULES}, out.submit, out.retain)
-    stage = TrackingStage(ByteTracker(TrackingConfig(enabled=True, min_hits=2)), emitter)
+    stage = TrackingStage(make_tracker(TrackingConfig(enabled=True, min_hits=2)), emitter)
     before = [stage.on_result(frame(i), person(i), OLD) for i in range(6)]
     after = [stage.on_result(frame(i), person(i), NEW) for i in range(6, 12)]
     assert before[-1] == [0] and after[-1] == [1]
@@ -52,7 +52,7 @@ def test_a_failure_leaves_boxes_untracked_and_is_counted() -> None:
 
     ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
     emitter = EventEmitter(ctx, {"cam": RULES}, broken, lambda _t, _p: None)
-    stage = TrackingStage(ByteTracker(TrackingConfig(enabled=True, min_hits=1)), emitter)
+    stage = TrackingStage(make_tracker(TrackingConfig(enabled=True, min_hits=1)), emitter)
     ids = [stage.on_result(frame(i), person(i), OLD) for i in range(5)]
     assert [None] in ids and stage.failures == 1
 
@@ -62,7 +62,7 @@ def test_tick_ends_the_events_of_a_silent_camera(tmp_path: Path) -> None:
     out = Outbox()
     ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
     emitter = EventEmitter(ctx, {"cam": RULES}, out.submit, out.retain)
-    stage = TrackingStage(ByteTracker(TrackingConfig(enabled=True, min_hits=2)), emitter)
+    stage = TrackingStage(make_tracker(TrackingConfig(enabled=True, min_hits=2)), emitter)
     for i in range(6):
         stage.on_result(frame(i), person(i), OLD)
     stage.tick(1_800_000_050.0)  # RULES: 100 s

@@ -1,12 +1,26 @@
-"""The ByteTrack adapter: ids in input order, stable while tracked, never reused."""
+"""Both trackers (`tracking.implementation`: our ByteTrack and the `trackers` adapter): ids in
+input order, stable while tracked, never reused."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
+import numpy as np
+import pytest
+
+from agent.tracking.build import make_tracker
 from agent.tracking.config import TrackingConfig
-from agent.tracking.tracker import ByteTracker
+from agent.tracking.tracker import Tracker
 from agent.types import Detections
+
+IMPLEMENTATIONS = ["builtin", "trackers"]
+
+
+def tracker_of(implementation: str, **cfg: Any) -> Tracker:
+    """A fresh tracker of `implementation` with these `tracking:` settings."""
+    if implementation == "trackers":
+        pytest.importorskip("trackers", reason="the adapter's package (install-tracking.sh)")
+    return make_tracker(TrackingConfig(enabled=True, implementation=implementation, **cfg))
 
 
 def dets(boxes: list[tuple[float, float, float, float]], score: float = 0.9) -> Detections:
@@ -18,7 +32,7 @@ def dets(boxes: list[tuple[float, float, float, float]], score: float = 0.9) -> 
     )
 
 
-def walk(tracker: ByteTracker, camera: str, frames: int) -> list[list[int | None]]:
+def walk(tracker: Tracker, camera: str, frames: int) -> list[list[int | None]]:
     """Two people walking towards each other's side, 5 px per frame, 10 fps."""
     out = []
     for i in range(frames):
@@ -28,9 +42,10 @@ def walk(tracker: ByteTracker, camera: str, frames: int) -> list[list[int | None
     return out
 
 
-def test_ids_are_stable_and_in_input_order() -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_ids_are_stable_and_in_input_order(implementation: str) -> None:
     """After min_hits frames each box keeps its own id, reported in the detections' order."""
-    tracker = ByteTracker(TrackingConfig(enabled=True, min_hits=3))
+    tracker = tracker_of(implementation, min_hits=3)
     ids = walk(tracker, "cam", 30)
     assert ids[0] == [None, None]  # not confirmed yet
     settled = ids[5:]
@@ -39,9 +54,10 @@ def test_ids_are_stable_and_in_input_order() -> None:
     assert a is not None and b is not None and a != b
 
 
-def test_cameras_are_independent_and_reset_never_reuses_ids() -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_cameras_are_independent_and_reset_never_reuses_ids(implementation: str) -> None:
     """A second camera has its own tracks; after a reset (model swap) new ids follow."""
-    tracker = ByteTracker(TrackingConfig(enabled=True, min_hits=2))
+    tracker = tracker_of(implementation, min_hits=2)
     first = walk(tracker, "a", 10)[-1]
     other = walk(tracker, "b", 10)[-1]
     assert set(first) == set(other) == {0, 1}  # ids are per camera
@@ -50,9 +66,10 @@ def test_cameras_are_independent_and_reset_never_reuses_ids() -> None:
     assert set(again) == {2, 3}
 
 
-def test_low_score_boxes_keep_a_track_alive_but_never_start_one() -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_low_score_boxes_keep_a_track_alive_but_never_start_one(implementation: str) -> None:
     """ByteTrack's second stage: a faint box continues its track and starts none."""
-    tracker = ByteTracker(TrackingConfig(enabled=True, min_hits=2, high_threshold=0.5))
+    tracker = tracker_of(implementation, min_hits=2, high_threshold=0.5)
     box = (100.0, 100.0, 140.0, 200.0)
     for _ in range(5):
         tid = tracker.update("c", dets([box]))
