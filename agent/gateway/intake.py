@@ -23,6 +23,7 @@ from enum import Enum
 from pathlib import Path
 
 from agent.util.files import atomic_write
+from agent.util.labels import parse_box_line
 
 _STEM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -76,20 +77,12 @@ def check_labels(data: bytes) -> None:
     except UnicodeDecodeError:
         raise IntakeRejected(IntakeRefusal.BAD_LABELS, "labels: not UTF-8 text") from None
     for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
+        if not line.strip():
             continue
-        if len(parts) != 5:
-            raise IntakeRejected(
-                IntakeRefusal.BAD_LABELS, f"labels line {n}: expected 'class cx cy w h'"
-            )
         try:
-            cls = int(parts[0])
-            vals = [float(p) for p in parts[1:]]
-        except ValueError:
-            raise IntakeRejected(
-                IntakeRefusal.BAD_LABELS, f"labels line {n}: not numbers"
-            ) from None
+            cls, *vals = parse_box_line(line)
+        except ValueError as err:
+            raise IntakeRejected(IntakeRefusal.BAD_LABELS, f"labels line {n}: {err}") from None
         if cls < 0 or not all(0.0 <= v <= 1.0 for v in vals):
             raise IntakeRejected(
                 IntakeRefusal.BAD_LABELS, f"labels line {n}: class >= 0 and coordinates in 0..1"

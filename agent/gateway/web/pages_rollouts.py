@@ -127,6 +127,15 @@ async def confirm_page(request: Request) -> Response:
     return page(request, "confirm.html", r=view_of(c, rid), action=action, defaults=c.cfg.rollout)
 
 
+def _refused(request: Request, rid: int, action: str, error: str) -> Response:
+    """The confirm page again (409) with the reason an abort or rollback was refused."""
+    c = ctx(request)
+    r = view_of(c, rid)
+    return page(
+        request, "confirm.html", status=409, r=r, action=action, error=error, defaults=c.cfg.rollout
+    )
+
+
 @web
 async def abort(request: Request) -> Response:
     """POST /rollouts/<id>/abort."""
@@ -137,15 +146,7 @@ async def abort(request: Request) -> Response:
     try:
         c.fleet.abort(rid, reason)
     except DeployRefused as err:
-        return page(
-            request,
-            "confirm.html",
-            status=409,
-            r=view_of(c, rid),
-            action="abort",
-            error=err.message,
-            defaults=c.cfg.rollout,
-        )
+        return _refused(request, rid, "abort", err.message)
     return RedirectResponse(f"/rollouts/{rid}", status_code=303)
 
 
@@ -170,15 +171,7 @@ async def rollback(request: Request) -> Response:
         r = c.fleet.rollback(rid, req)
     except (FormError, DeployRefused) as err:
         message = err.message if isinstance(err, DeployRefused) else str(err)
-        return page(
-            request,
-            "confirm.html",
-            status=409,
-            r=view_of(c, rid),
-            action="rollback",
-            error=message,
-            defaults=d,
-        )
+        return _refused(request, rid, "rollback", message)
     return RedirectResponse(f"/rollouts/{r.id}", status_code=303)
 
 
