@@ -316,8 +316,11 @@ class Fleet:
             now = self.clock()
             try:
                 actions = r.abort(reason, now)
-            except IllegalTransition as err:
-                raise DeployRefused(DeployRefusal.NOT_RUNNING, str(err)) from None
+            except IllegalTransition:
+                raise DeployRefused(
+                    DeployRefusal.NOT_RUNNING,
+                    f"rollout {rollout_id} is {r.state.value}; cannot abort",
+                ) from None
             self._commit(r, actions, now)
             return r
 

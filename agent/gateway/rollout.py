@@ -25,9 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from agent.util.transitions import IllegalTransitionError, check_transition
 
-class IllegalTransition(RuntimeError):
-    """A state change that the machine does not allow was attempted."""
+IllegalTransition = IllegalTransitionError
+"""A state change that the machine does not allow was attempted (`agent.util.transitions`)."""
 
 
 class RolloutState(str, Enum):
@@ -136,9 +137,7 @@ class DeviceSlot:
 
     def move(self, new: DeviceState) -> None:
         """Change state, raising IllegalTransition when the table forbids it."""
-        if new not in DEVICE_TRANSITIONS[self.state]:
-            raise IllegalTransition(f"device {self.device}: {self.state.value} -> {new.value}")
-        self.state = new
+        self.state = check_transition(DEVICE_TRANSITIONS, f"device {self.device}", self.state, new)
 
 
 @dataclass
@@ -325,9 +324,8 @@ class Rollout:
         return self._advance(now)
 
     def abort(self, reason: str, now: float) -> list[Send]:
-        """Operator abort: stop sending, revert devices that committed."""
-        if self.state not in (RolloutState.CANARY, RolloutState.WAVES):
-            raise IllegalTransition(f"rollout {self.id} is {self.state.value}; cannot abort")
+        """Operator abort: stop sending, revert devices that committed. Raises
+        IllegalTransition unless the rollout is running (canary or waves)."""
         return self._begin_rollback(reason, now) + self._advance(now)
 
     # -- internals ------------------------------------------------------------------------------
@@ -338,9 +336,7 @@ class Rollout:
         return self.state is RolloutState.ROLLING_BACK and self.action is CommandKind.DEPLOY
 
     def _set_state(self, new: RolloutState) -> None:
-        if new not in ROLLOUT_TRANSITIONS[self.state]:
-            raise IllegalTransition(f"rollout {self.id}: {self.state.value} -> {new.value}")
-        self.state = new
+        self.state = check_transition(ROLLOUT_TRANSITIONS, f"rollout {self.id}", self.state, new)
 
     def _move(
         self,
