@@ -22,6 +22,7 @@ import re
 from enum import Enum
 from pathlib import Path
 
+from agent.util.errors import Refused
 from agent.util.files import atomic_write
 from agent.util.labels import parse_box_line
 
@@ -46,13 +47,8 @@ class IntakeRefusal(str, Enum):
     DISK_FLOOR = "disk_floor"  # storing would go below intake.min_free_bytes
 
 
-class IntakeRejected(Exception):
+class IntakeRejected(Refused[IntakeRefusal]):
     """An upload was refused; `reason` says why, the message in words."""
-
-    def __init__(self, reason: IntakeRefusal, message: str) -> None:
-        self.reason = reason
-        self.message = message
-        super().__init__(message)
 
 
 def safe_stem(filename: str) -> str:

@@ -23,6 +23,7 @@ from enum import Enum
 from pydantic import Field, field_validator
 
 from agent.contracts.ids import check_id
+from agent.util.errors import Refused
 from agent.util.models import StrictModel
 from agent.util.transitions import check_transition
 
@@ -66,13 +67,8 @@ class ReviewRefusal(str, Enum):
     MISSING_FILES = "missing_files"  # the item's files are gone from the intake folder
 
 
-class ReviewError(Exception):
+class ReviewError(Refused[ReviewRefusal]):
     """A review request was refused; `reason` says why, the message in words."""
-
-    def __init__(self, reason: ReviewRefusal, message: str) -> None:
-        self.reason = reason
-        self.message = message
-        super().__init__(message)
 
 
 def next_status(old: ReviewStatus, action: ReviewAction, edited: bool) -> ReviewStatus:
