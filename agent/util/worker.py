@@ -13,10 +13,13 @@ class Worker:
     reads `while not worker.rest(interval): ...` and ends promptly.
     """
 
-    def __init__(self, name: str, loop: Callable[[], None]) -> None:
+    def __init__(
+        self, name: str, loop: Callable[[], None], wake: threading.Event | None = None
+    ) -> None:
+        """`wake`: an event that others set too (the publisher's inbox), else one of its own."""
         self.name = name
         self._loop = loop
-        self._wake = threading.Event()
+        self._wake = wake or threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
