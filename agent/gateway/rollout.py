@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from agent.util.transitions import IllegalTransitionError, check_transition
+from agent.util.transitions import IllegalTransitionError, check_transition, transition_table
 
 IllegalTransition = IllegalTransitionError
 """A state change that the machine does not allow was attempted (`agent.util.transitions`)."""
@@ -41,15 +41,19 @@ class RolloutState(str, Enum):
     ABORTED = "aborted"
 
 
-ROLLOUT_TRANSITIONS: dict[RolloutState, frozenset[RolloutState]] = {
-    RolloutState.CANARY: frozenset(
-        {RolloutState.WAVES, RolloutState.ROLLING_BACK, RolloutState.SUCCEEDED}
-    ),
-    RolloutState.WAVES: frozenset({RolloutState.SUCCEEDED, RolloutState.ROLLING_BACK}),
-    RolloutState.ROLLING_BACK: frozenset({RolloutState.ABORTED}),
-    RolloutState.SUCCEEDED: frozenset(),
-    RolloutState.ABORTED: frozenset(),
-}
+ROLLOUT_TRANSITIONS: dict[RolloutState, frozenset[RolloutState]] = transition_table(
+    {
+        RolloutState.CANARY: {
+            RolloutState.WAVES,
+            RolloutState.ROLLING_BACK,
+            RolloutState.SUCCEEDED,
+        },
+        RolloutState.WAVES: {RolloutState.SUCCEEDED, RolloutState.ROLLING_BACK},
+        RolloutState.ROLLING_BACK: {RolloutState.ABORTED},
+        RolloutState.SUCCEEDED: set(),
+        RolloutState.ABORTED: set(),
+    }
+)
 
 ROLLOUT_TERMINAL = frozenset({RolloutState.SUCCEEDED, RolloutState.ABORTED})
 
@@ -70,24 +74,32 @@ class DeviceState(str, Enum):
     REVERT_FAILED = "revert_failed"  # the rollback failed or timed out
 
 
-DEVICE_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
-    DeviceState.PENDING: frozenset({DeviceState.SENT, DeviceState.SKIPPED, DeviceState.ALREADY}),
-    DeviceState.ALREADY: frozenset(),
-    DeviceState.SENT: frozenset(
-        {DeviceState.UPDATING, DeviceState.COMMITTED, DeviceState.FAILED, DeviceState.TIMED_OUT}
-    ),
-    DeviceState.UPDATING: frozenset(
-        {DeviceState.UPDATING, DeviceState.COMMITTED, DeviceState.FAILED, DeviceState.TIMED_OUT}
-    ),
-    DeviceState.COMMITTED: frozenset({DeviceState.REVERTING}),
-    DeviceState.FAILED: frozenset(),
-    # A timed-out device that commits late while the rollout is being rolled back is reverted.
-    DeviceState.TIMED_OUT: frozenset({DeviceState.REVERTING}),
-    DeviceState.SKIPPED: frozenset(),
-    DeviceState.REVERTING: frozenset({DeviceState.REVERTED, DeviceState.REVERT_FAILED}),
-    DeviceState.REVERTED: frozenset(),
-    DeviceState.REVERT_FAILED: frozenset(),
-}
+DEVICE_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = transition_table(
+    {
+        DeviceState.PENDING: {DeviceState.SENT, DeviceState.SKIPPED, DeviceState.ALREADY},
+        DeviceState.ALREADY: set(),
+        DeviceState.SENT: {
+            DeviceState.UPDATING,
+            DeviceState.COMMITTED,
+            DeviceState.FAILED,
+            DeviceState.TIMED_OUT,
+        },
+        DeviceState.UPDATING: {
+            DeviceState.UPDATING,
+            DeviceState.COMMITTED,
+            DeviceState.FAILED,
+            DeviceState.TIMED_OUT,
+        },
+        DeviceState.COMMITTED: {DeviceState.REVERTING},
+        DeviceState.FAILED: set(),
+        # A timed-out device that commits late while the rollout is being rolled back is reverted.
+        DeviceState.TIMED_OUT: {DeviceState.REVERTING},
+        DeviceState.SKIPPED: set(),
+        DeviceState.REVERTING: {DeviceState.REVERTED, DeviceState.REVERT_FAILED},
+        DeviceState.REVERTED: set(),
+        DeviceState.REVERT_FAILED: set(),
+    }
+)
 
 IN_FLIGHT = frozenset({DeviceState.SENT, DeviceState.UPDATING, DeviceState.REVERTING})
 DEPLOY_FAILURES = frozenset({DeviceState.FAILED, DeviceState.TIMED_OUT})
