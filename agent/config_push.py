@@ -42,6 +42,7 @@ from agent.contracts.topics import Topics
 from agent.live_reload import Reloader
 from agent.ota.validate import Delivery, Ledger, check_authentic, check_fresh, classify_delivery
 from agent.trust.signing import PublicKeyLike
+from agent.util.errors import ReasonError
 from agent.util.files import atomic_write
 
 log = structlog.get_logger(__name__)
@@ -60,13 +61,8 @@ class ConfigLink(Protocol):
     def publish_retained(self, topic: str, payload: bytes, qos: int = 1) -> None: ...
 
 
-class ConfigRejected(Exception):
+class ConfigRejected(ReasonError[str]):
     """A push refused after its sequence was consumed (config-specific reasons)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
 
 
 class ConfigLedgerStore:

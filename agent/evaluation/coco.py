@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agent.util.labels import parse_box_line
+
 
 class LabelError(ValueError):
     """A malformed YOLO label line."""
@@ -16,14 +18,10 @@ class LabelError(ValueError):
 
 def parse_label_line(line: str, nc: int) -> tuple[int, float, float, float, float]:
     """`class cx cy w h` (normalised) -> (class, cx, cy, w, h); LabelError when malformed."""
-    parts = line.split()
-    if len(parts) != 5:
-        raise LabelError(f"expected 5 fields, got {len(parts)}: {line!r}")
     try:
-        cls = int(parts[0])
-        cx, cy, w, h = (float(v) for v in parts[1:])
+        cls, cx, cy, w, h = parse_box_line(line)
     except ValueError as exc:
-        raise LabelError(f"not numbers: {line!r}") from exc
+        raise LabelError(f"{exc}: {line!r}") from exc
     if not 0 <= cls < nc:
         raise LabelError(f"class {cls} outside 0..{nc - 1}: {line!r}")
     if w <= 0 or h <= 0:

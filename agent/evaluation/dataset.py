@@ -9,6 +9,7 @@ from pydantic import Field
 
 from agent.contracts.dataset import GATE_DIR, GATE_MANIFEST, gate_digest, gate_set_sha256
 from agent.util.files import file_sha256
+from agent.util.labels import class_names
 from agent.util.models import FrozenModel
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -37,12 +38,11 @@ def read_names(data_yaml: Path) -> tuple[str, ...]:
         data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise DatasetError(f"{data_yaml}: {exc}") from exc
-    names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, dict):
-        return tuple(str(names[k]) for k in sorted(names, key=int))
-    if isinstance(names, list) and names:
-        return tuple(str(n) for n in names)
-    raise DatasetError(f"{data_yaml}: no class names (`names:`)")
+    try:
+        names = class_names(data)
+    except ValueError as exc:
+        raise DatasetError(f"{data_yaml}: {exc}") from None
+    return tuple(names[k] for k in sorted(names))
 
 
 def split_dir(root: Path, data_yaml: Path, split: str) -> Path:

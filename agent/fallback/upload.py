@@ -15,7 +15,6 @@ exponential backoff; other 4xx answers (the gateway refuses this capture for goo
 from __future__ import annotations
 
 import enum
-import threading
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ import structlog
 
 from agent.fallback.capture import CaptureStore
 from agent.fallback.config import UploadConfig
+from agent.util.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -57,45 +57,38 @@ class Uploader:
         self.store = store
         self._token = cfg.token()
         self._client = httpx.Client(timeout=cfg.timeout_s, transport=transport)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("capture-upload", self._loop)
         self.uploaded = 0
         self.rejected = 0
         self.failures = 0
         self.last_error: str | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="capture-upload", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._worker.stop(timeout)
         self._client.close()
 
     def wake(self) -> None:
         """Scan the queue now instead of at the next interval."""
-        self._wake.set()
+        self._worker.wake()
 
     def _loop(self) -> None:
         delay = 0.0
-        while not self._stop.is_set():
+        while not self._worker.stopping:
             ok = self.drain()
             delay = (
                 self.cfg.scan_interval_s
                 if ok
                 else min(self.cfg.retry_max_s, max(self.cfg.retry_min_s, delay * 2))
             )
-            self._wake.wait(delay)
-            self._wake.clear()
+            self._worker.rest(delay)
 
     def drain(self) -> bool:
         """Upload every pending capture once, oldest first; False if one must be retried."""
         for ticket in self.store.pending_tickets():
-            if self._stop.is_set():
+            if self._worker.stopping:
                 return True
             found = self.store.ticket_capture(ticket)
             if found is None:

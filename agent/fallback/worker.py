@@ -40,7 +40,7 @@ from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, resolve_mod
 from agent.health.metrics import FrameRecord, FrameWindow
 from agent.types import Detections, Frame
 from agent.util.backoff import backoff_delay
-from agent.util.transitions import check_transition
+from agent.util.transitions import check_transition, transition_table
 
 log = structlog.get_logger(__name__)
 
@@ -54,12 +54,14 @@ class FallbackState(str, enum.Enum):
     DOWN = "down"
 
 
-_ALLOWED: dict[FallbackState, frozenset[FallbackState]] = {
-    FallbackState.DISABLED: frozenset({FallbackState.DOWN}),  # start: down until loaded
-    FallbackState.DOWN: frozenset({FallbackState.IDLE, FallbackState.DISABLED}),
-    FallbackState.IDLE: frozenset({FallbackState.BUSY, FallbackState.DOWN, FallbackState.DISABLED}),
-    FallbackState.BUSY: frozenset({FallbackState.IDLE, FallbackState.DOWN, FallbackState.DISABLED}),
-}
+_ALLOWED: dict[FallbackState, frozenset[FallbackState]] = transition_table(
+    {
+        FallbackState.DISABLED: {FallbackState.DOWN},  # start: down until loaded
+        FallbackState.DOWN: {FallbackState.IDLE, FallbackState.DISABLED},
+        FallbackState.IDLE: {FallbackState.BUSY, FallbackState.DOWN, FallbackState.DISABLED},
+        FallbackState.BUSY: {FallbackState.IDLE, FallbackState.DOWN, FallbackState.DISABLED},
+    }
+)
 
 
 class StateMachine:

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from agent.fallback.targets import LabelledObject
-from agent.util.labels import segment_line_to_box_line
+from agent.util.labels import class_names, parse_box_line, segment_line_to_box_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -48,12 +48,10 @@ def read_names(root: Path) -> tuple[dict[int, str], dict[str, object]]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise DatasetError(f"{path}: cannot read the dataset description: {err}") from None
-    names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, list):
-        names = dict(enumerate(names))
-    if not isinstance(names, dict) or not names:
-        raise DatasetError(f"{path}: no class names ('names:' list or mapping)")
-    return {int(k): str(v) for k, v in names.items()}, data
+    try:
+        return class_names(data), data
+    except ValueError as err:
+        raise DatasetError(f"{path}: {err}") from None
 
 
 def _image_dir(root: Path, data: dict[str, object], split: str) -> Path:
@@ -66,16 +64,11 @@ def _image_dir(root: Path, data: dict[str, object], split: str) -> Path:
 
 def _box(line: str, where: str) -> tuple[int, float, float, float, float]:
     """(class, cx, cy, w, h) normalised, from a box or segment line."""
-    parts = line.split()
     try:
-        if len(parts) > 5:
-            parts = segment_line_to_box_line(line).split()
-        if len(parts) != 5:
-            raise ValueError("expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...'")
-        cls, cx, cy, w, h = int(parts[0]), *(float(v) for v in parts[1:])
+        box_line = segment_line_to_box_line(line) if len(line.split()) > 5 else line
+        return parse_box_line(box_line)
     except ValueError as err:
         raise DatasetError(f"{where}: bad label line {line!r}: {err}") from None
-    return cls, cx, cy, w, h
 
 
 def read_labels(path: Path, names: dict[int, str], size: tuple[int, int]) -> list[LabelledObject]:

@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from agent.gateway.cli_common import client_of, config_of
 from agent.gateway.gate_view import gate_lines
+from agent.util.durations import short_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _device_id(device: str) -> str:
@@ -64,22 +68,13 @@ def intake_token(device: str) -> None:
 # -- devices ---------------------------------------------------------------------------------
 
 
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
 def device_line(v: dict[str, Any], now: float) -> str:
     """One line of `edge-gateway devices`."""
     if v["last_seen"] is None:
         state, seen = "never", "-"
     else:
         state = "offline" if not v["online"] else ("stale" if v["stale"] else "online")
-        seen = _age(now - v["last_seen"])
+        seen = short_duration(now - v["last_seen"])
     fps = "-" if v["fps"] is None else f"{v['fps']:.1f}"
     ota = v["ota_state"] or "-"
     if v["ota_reason"]:
@@ -154,14 +149,36 @@ def devices_remove(ctx: click.Context, device: str) -> None:
 # -- rollouts --------------------------------------------------------------------------------
 
 
+def _wave_options(what: str) -> Callable[[F], F]:
+    """The wave options a deploy and a rollback share (`what`: rollout or rollback)."""
+    options = (
+        click.option(
+            "--canary", type=int, default=None, help="Canary devices (default from config)."
+        ),
+        click.option(
+            "--wave-size", type=int, default=None, help="Devices per wave after the canary."
+        ),
+        click.option(
+            "--max-failures", type=int, default=None, help=f"Failures that abort the {what}."
+        ),
+        click.option(
+            "--timeout", "timeout_s", type=float, default=None, help="Per-device deadline, s."
+        ),
+        click.option("--wait/--no-wait", default=False, help=f"Follow the {what} until it ends."),
+    )
+
+    def apply(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @click.command("deploy")
 @click.argument("target", metavar="MODEL@VERSION")
 @click.option("--devices", required=True, help="Comma-separated device ids (canary first).")
-@click.option("--canary", type=int, default=None, help="Canary devices (default from config).")
-@click.option("--wave-size", type=int, default=None, help="Devices per wave after the canary.")
-@click.option("--max-failures", type=int, default=None, help="Failures that abort the rollout.")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="Per-device deadline, s.")
-@click.option("--wait/--no-wait", default=False, help="Follow the rollout until it ends.")
+@_wave_options("rollout")
 @click.pass_context
 def deploy(ctx: click.Context, target: str, devices: str, wait: bool, **opts: Any) -> None:
     """Start a rollout of MODEL@VERSION: canary first, then waves; abort and roll back on
@@ -215,11 +232,7 @@ def abort(ctx: click.Context, rollout_id: int, reason: str) -> None:
 
 @click.command("rollback")
 @click.argument("rollout_id", type=int)
-@click.option("--canary", type=int, default=None, help="Canary devices (default from config).")
-@click.option("--wave-size", type=int, default=None, help="Devices per wave after the canary.")
-@click.option("--max-failures", type=int, default=None, help="Failures that abort the rollback.")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="Per-device deadline, s.")
-@click.option("--wait/--no-wait", default=False, help="Follow the rollback until it ends.")
+@_wave_options("rollback")
 @click.pass_context
 def rollback(ctx: click.Context, rollout_id: int, wait: bool, **opts: Any) -> None:
     """Go back: send every device that committed finished rollout ROLLOUT_ID the signed
@@ -237,7 +250,7 @@ def rollback(ctx: click.Context, rollout_id: int, wait: bool, **opts: Any) -> No
 def _device_extra(d: dict[str, Any]) -> str:
     """State, progress, timeout, probation end and the failure's reason and words."""
     progress = "" if d["progress"] is None else f"{100 * d['progress']:.0f}%"
-    left = "" if d["remaining_s"] is None else f"timeout in {_age(d['remaining_s'])}"
+    left = "" if d["remaining_s"] is None else f"timeout in {short_duration(d['remaining_s'])}"
     ends = d.get("probation_ends")
     probation = f"probation ends {ends}" if ends else ""
     why = d["reason"] or ""

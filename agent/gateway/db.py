@@ -15,11 +15,16 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.gateway.rollout import CommandKind, DeviceSlot, DeviceState, Rollout, RolloutState
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+R = TypeVar("R", bound="DataclassInstance")
 
 MIGRATIONS: list[str] = [
     # 1: initial schema
@@ -132,6 +137,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE rollout_devices ADD COLUMN detail TEXT;
     """,
 ]
+
+
+def record_of(cls: type[R], r: sqlite3.Row, **given: Any) -> R:
+    """The dataclass `cls` from a row: `given` for the fields stored another way (JSON, enums,
+    renamed columns), every other field from the column of its name (a field that is no column
+    keeps its default, a column that is no field is ignored)."""
+    columns = set(r.keys())
+    stored = {
+        f.name: r[f.name]
+        for f in fields(cls)
+        if f.init and f.name in columns and f.name not in given
+    }
+    return cls(**stored, **given)
 
 
 @dataclass(frozen=True)
@@ -264,15 +282,8 @@ class Store:
 
     @staticmethod
     def _model(r: sqlite3.Row) -> ModelRow:
-        return ModelRow(
-            name=r["name"],
-            version=r["version"],
-            format=r["format"],
-            sha256=r["sha256"],
-            length=r["length"],
-            manifest=json.loads(r["manifest"]),
-            signed=json.loads(r["signed"]),
-            created=r["created"],
+        return record_of(
+            ModelRow, r, manifest=json.loads(r["manifest"]), signed=json.loads(r["signed"])
         )
 
     # -- command sequence -----------------------------------------------------------------------
@@ -379,39 +390,22 @@ class Store:
                 "SELECT * FROM rollout_devices WHERE rollout_id=? ORDER BY position", (rollout_id,)
             ).fetchall()
         slots = {
-            d["device"]: DeviceSlot(
-                device=d["device"],
-                wave=d["wave"],
+            d["device"]: record_of(
+                DeviceSlot,
+                d,
                 state=DeviceState(d["state"]),
-                command_id=d["command_id"],
-                revert_command_id=d["revert_command_id"],
-                sent_at=d["sent_at"],
-                deadline=d["deadline"],
-                finished_at=d["finished_at"],
-                ota_state=d["ota_state"],
-                progress=d["progress"],
                 previous=None if d["prev_name"] is None else (d["prev_name"], d["prev_version"]),
-                reason=d["reason"],
-                detail=d["detail"],
             )
             for d in rows
         }
-        return Rollout(
-            id=h["id"],
-            uid=h["uid"],
-            model_name=h["model_name"],
-            model_version=h["model_version"],
+        return record_of(
+            Rollout,
+            h,
             slots=slots,
-            wave_size=h["wave_size"],
-            max_failures=h["max_failures"],
-            timeout_s=h["timeout_s"],
             state=RolloutState(h["state"]),
-            current_wave=h["current_wave"],
-            reason=h["reason"],
             created_at=h["created"],
             finished_at=h["finished"],
             action=CommandKind(h["action"]),
-            undoes=h["undoes"],
         )
 
     def rollout_ids(self, active_only: bool = False) -> list[int]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from agent.gateway.devices import DeviceRow
+from agent.util.errors import Refused
 
 
 class DeployRefusal(str, Enum):
@@ -34,13 +35,8 @@ class DeployRefusal(str, Enum):
     NOTHING_TO_ROLL_BACK = "nothing_to_roll_back"
 
 
-class DeployRefused(Exception):
+class DeployRefused(Refused[DeployRefusal]):
     """A deploy or abort request that cannot be carried out; `reason` says which rule."""
-
-    def __init__(self, reason: DeployRefusal, message: str) -> None:
-        self.reason = reason
-        self.message = message
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

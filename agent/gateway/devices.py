@@ -15,15 +15,12 @@ from typing import Any
 
 from agent.gateway.db import Store
 from agent.gateway.tokens import token_matches, token_sha256
+from agent.util.errors import Refused
 
 
-class EnrolmentError(Exception):
-    """An enrolment change that cannot be made; `reason` says which rule refused it."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason  # "already_enrolled" | "not_enrolled" | "token_in_use"
-        self.message = message
-        super().__init__(message)
+class EnrolmentError(Refused[str]):
+    """An enrolment change that cannot be made; `reason` says which rule refused it
+    ("already_enrolled", "not_enrolled" or "token_in_use")."""
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,22 @@ class DeployRequest:
     timeout_s: float
 
 
+WAVE_OPTIONS = ("canary", "wave_size", "max_failures", "timeout_s")
+"""The options of a rollout's waves, named alike in requests, forms and `rollout:` defaults."""
+
+
+def request_with_defaults(
+    model: str, version: int, devices: Iterable[str], asked: object, defaults: object
+) -> DeployRequest:
+    """A DeployRequest with the wave options `asked` sets, and those of `defaults` (the
+    gateway's `rollout:` section) where `asked` leaves them None."""
+    waves = {}
+    for name in WAVE_OPTIONS:
+        value = getattr(asked, name)
+        waves[name] = getattr(defaults, name) if value is None else value
+    return DeployRequest(model=model, version=version, devices=list(devices), **waves)
+
+
 def registered_kind(store: Store, name: str, version: int) -> str:
     """The registered model's kind (detector when unknown: check_deploy refuses it)."""
     row = store.model(name, version)
@@ -316,8 +332,11 @@ class Fleet:
             now = self.clock()
             try:
                 actions = r.abort(reason, now)
-            except IllegalTransition as err:
-                raise DeployRefused(DeployRefusal.NOT_RUNNING, str(err)) from None
+            except IllegalTransition:
+                raise DeployRefused(
+                    DeployRefusal.NOT_RUNNING,
+                    f"rollout {rollout_id} is {r.state.value}; cannot abort",
+                ) from None
             self._commit(r, actions, now)
             return r
 

@@ -22,7 +22,9 @@ import re
 from enum import Enum
 from pathlib import Path
 
+from agent.util.errors import Refused
 from agent.util.files import atomic_write
+from agent.util.labels import parse_box_line
 
 _STEM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -45,13 +47,8 @@ class IntakeRefusal(str, Enum):
     DISK_FLOOR = "disk_floor"  # storing would go below intake.min_free_bytes
 
 
-class IntakeRejected(Exception):
+class IntakeRejected(Refused[IntakeRefusal]):
     """An upload was refused; `reason` says why, the message in words."""
-
-    def __init__(self, reason: IntakeRefusal, message: str) -> None:
-        self.reason = reason
-        self.message = message
-        super().__init__(message)
 
 
 def safe_stem(filename: str) -> str:
@@ -76,20 +73,12 @@ def check_labels(data: bytes) -> None:
     except UnicodeDecodeError:
         raise IntakeRejected(IntakeRefusal.BAD_LABELS, "labels: not UTF-8 text") from None
     for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
+        if not line.strip():
             continue
-        if len(parts) != 5:
-            raise IntakeRejected(
-                IntakeRefusal.BAD_LABELS, f"labels line {n}: expected 'class cx cy w h'"
-            )
         try:
-            cls = int(parts[0])
-            vals = [float(p) for p in parts[1:]]
-        except ValueError:
-            raise IntakeRejected(
-                IntakeRefusal.BAD_LABELS, f"labels line {n}: not numbers"
-            ) from None
+            cls, *vals = parse_box_line(line)
+        except ValueError as err:
+            raise IntakeRejected(IntakeRefusal.BAD_LABELS, f"labels line {n}: {err}") from None
         if cls < 0 or not all(0.0 <= v <= 1.0 for v in vals):
             raise IntakeRejected(
                 IntakeRefusal.BAD_LABELS, f"labels line {n}: class >= 0 and coordinates in 0..1"

@@ -23,8 +23,9 @@ from enum import Enum
 from pydantic import Field, field_validator
 
 from agent.contracts.ids import check_id
+from agent.util.errors import Refused
 from agent.util.models import StrictModel
-from agent.util.transitions import check_transition
+from agent.util.transitions import check_transition, transition_table
 
 ITEM_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -44,14 +45,18 @@ class ReviewAction(str, Enum):
     RELABEL = "relabel"
 
 
-TRANSITIONS: dict[ReviewStatus, frozenset[ReviewStatus]] = {
-    ReviewStatus.PENDING: frozenset(
-        {ReviewStatus.ACCEPTED, ReviewStatus.REJECTED, ReviewStatus.RELABELLED}
-    ),
-    ReviewStatus.ACCEPTED: frozenset({ReviewStatus.REJECTED, ReviewStatus.RELABELLED}),
-    ReviewStatus.REJECTED: frozenset({ReviewStatus.ACCEPTED, ReviewStatus.RELABELLED}),
-    ReviewStatus.RELABELLED: frozenset({ReviewStatus.REJECTED, ReviewStatus.RELABELLED}),
-}
+TRANSITIONS: dict[ReviewStatus, frozenset[ReviewStatus]] = transition_table(
+    {
+        ReviewStatus.PENDING: {
+            ReviewStatus.ACCEPTED,
+            ReviewStatus.REJECTED,
+            ReviewStatus.RELABELLED,
+        },
+        ReviewStatus.ACCEPTED: {ReviewStatus.REJECTED, ReviewStatus.RELABELLED},
+        ReviewStatus.REJECTED: {ReviewStatus.ACCEPTED, ReviewStatus.RELABELLED},
+        ReviewStatus.RELABELLED: {ReviewStatus.REJECTED, ReviewStatus.RELABELLED},
+    }
+)
 
 USABLE = (ReviewStatus.ACCEPTED, ReviewStatus.RELABELLED)
 """Statuses whose items go into a built dataset."""
@@ -66,13 +71,8 @@ class ReviewRefusal(str, Enum):
     MISSING_FILES = "missing_files"  # the item's files are gone from the intake folder
 
 
-class ReviewError(Exception):
+class ReviewError(Refused[ReviewRefusal]):
     """A review request was refused; `reason` says why, the message in words."""
-
-    def __init__(self, reason: ReviewRefusal, message: str) -> None:
-        self.reason = reason
-        self.message = message
-        super().__init__(message)
 
 
 def next_status(old: ReviewStatus, action: ReviewAction, edited: bool) -> ReviewStatus:

@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from agent.gateway.db import Store
+from agent.gateway.db import Store, record_of
 from agent.gateway.review import (
     LabelEdit,
     LabelLine,
@@ -111,21 +111,12 @@ class ActionResult:
 
 
 def _row(r: sqlite3.Row) -> ItemRow:
-    return ItemRow(
-        id=r["id"],
-        device=r["device"],
-        camera=r["camera"],
-        day=r["day"],
-        stem=r["stem"],
+    return record_of(
+        ItemRow,
+        r,
         status=ReviewStatus(r["status"]),
-        captured=r["captured"],
-        received=r["received"],
         class_names=json.loads(r["class_names"]),
-        boxes=r["boxes"],
         edited=bool(r["edited"]),
-        updated=r["updated"],
-        updated_by=r["updated_by"],
-        reason=r["reason"],
     )
 
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from agent.util.transitions import IllegalTransitionError, check_transition, transition_table
 
-class IllegalTransition(RuntimeError):
-    """A state change that the machine does not allow was attempted."""
+IllegalTransition = IllegalTransitionError
+"""A state change that the machine does not allow was attempted (`agent.util.transitions`)."""
 
 
 class RolloutState(str, Enum):
@@ -40,15 +41,19 @@ class RolloutState(str, Enum):
     ABORTED = "aborted"
 
 
-ROLLOUT_TRANSITIONS: dict[RolloutState, frozenset[RolloutState]] = {
-    RolloutState.CANARY: frozenset(
-        {RolloutState.WAVES, RolloutState.ROLLING_BACK, RolloutState.SUCCEEDED}
-    ),
-    RolloutState.WAVES: frozenset({RolloutState.SUCCEEDED, RolloutState.ROLLING_BACK}),
-    RolloutState.ROLLING_BACK: frozenset({RolloutState.ABORTED}),
-    RolloutState.SUCCEEDED: frozenset(),
-    RolloutState.ABORTED: frozenset(),
-}
+ROLLOUT_TRANSITIONS: dict[RolloutState, frozenset[RolloutState]] = transition_table(
+    {
+        RolloutState.CANARY: {
+            RolloutState.WAVES,
+            RolloutState.ROLLING_BACK,
+            RolloutState.SUCCEEDED,
+        },
+        RolloutState.WAVES: {RolloutState.SUCCEEDED, RolloutState.ROLLING_BACK},
+        RolloutState.ROLLING_BACK: {RolloutState.ABORTED},
+        RolloutState.SUCCEEDED: set(),
+        RolloutState.ABORTED: set(),
+    }
+)
 
 ROLLOUT_TERMINAL = frozenset({RolloutState.SUCCEEDED, RolloutState.ABORTED})
 
@@ -69,24 +74,32 @@ class DeviceState(str, Enum):
     REVERT_FAILED = "revert_failed"  # the rollback failed or timed out
 
 
-DEVICE_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
-    DeviceState.PENDING: frozenset({DeviceState.SENT, DeviceState.SKIPPED, DeviceState.ALREADY}),
-    DeviceState.ALREADY: frozenset(),
-    DeviceState.SENT: frozenset(
-        {DeviceState.UPDATING, DeviceState.COMMITTED, DeviceState.FAILED, DeviceState.TIMED_OUT}
-    ),
-    DeviceState.UPDATING: frozenset(
-        {DeviceState.UPDATING, DeviceState.COMMITTED, DeviceState.FAILED, DeviceState.TIMED_OUT}
-    ),
-    DeviceState.COMMITTED: frozenset({DeviceState.REVERTING}),
-    DeviceState.FAILED: frozenset(),
-    # A timed-out device that commits late while the rollout is being rolled back is reverted.
-    DeviceState.TIMED_OUT: frozenset({DeviceState.REVERTING}),
-    DeviceState.SKIPPED: frozenset(),
-    DeviceState.REVERTING: frozenset({DeviceState.REVERTED, DeviceState.REVERT_FAILED}),
-    DeviceState.REVERTED: frozenset(),
-    DeviceState.REVERT_FAILED: frozenset(),
-}
+DEVICE_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = transition_table(
+    {
+        DeviceState.PENDING: {DeviceState.SENT, DeviceState.SKIPPED, DeviceState.ALREADY},
+        DeviceState.ALREADY: set(),
+        DeviceState.SENT: {
+            DeviceState.UPDATING,
+            DeviceState.COMMITTED,
+            DeviceState.FAILED,
+            DeviceState.TIMED_OUT,
+        },
+        DeviceState.UPDATING: {
+            DeviceState.UPDATING,
+            DeviceState.COMMITTED,
+            DeviceState.FAILED,
+            DeviceState.TIMED_OUT,
+        },
+        DeviceState.COMMITTED: {DeviceState.REVERTING},
+        DeviceState.FAILED: set(),
+        # A timed-out device that commits late while the rollout is being rolled back is reverted.
+        DeviceState.TIMED_OUT: {DeviceState.REVERTING},
+        DeviceState.SKIPPED: set(),
+        DeviceState.REVERTING: {DeviceState.REVERTED, DeviceState.REVERT_FAILED},
+        DeviceState.REVERTED: set(),
+        DeviceState.REVERT_FAILED: set(),
+    }
+)
 
 IN_FLIGHT = frozenset({DeviceState.SENT, DeviceState.UPDATING, DeviceState.REVERTING})
 DEPLOY_FAILURES = frozenset({DeviceState.FAILED, DeviceState.TIMED_OUT})
@@ -136,9 +149,7 @@ class DeviceSlot:
 
     def move(self, new: DeviceState) -> None:
         """Change state, raising IllegalTransition when the table forbids it."""
-        if new not in DEVICE_TRANSITIONS[self.state]:
-            raise IllegalTransition(f"device {self.device}: {self.state.value} -> {new.value}")
-        self.state = new
+        self.state = check_transition(DEVICE_TRANSITIONS, f"device {self.device}", self.state, new)
 
 
 @dataclass
@@ -325,9 +336,8 @@ class Rollout:
         return self._advance(now)
 
     def abort(self, reason: str, now: float) -> list[Send]:
-        """Operator abort: stop sending, revert devices that committed."""
-        if self.state not in (RolloutState.CANARY, RolloutState.WAVES):
-            raise IllegalTransition(f"rollout {self.id} is {self.state.value}; cannot abort")
+        """Operator abort: stop sending, revert devices that committed. Raises
+        IllegalTransition unless the rollout is running (canary or waves)."""
         return self._begin_rollback(reason, now) + self._advance(now)
 
     # -- internals ------------------------------------------------------------------------------
@@ -338,9 +348,7 @@ class Rollout:
         return self.state is RolloutState.ROLLING_BACK and self.action is CommandKind.DEPLOY
 
     def _set_state(self, new: RolloutState) -> None:
-        if new not in ROLLOUT_TRANSITIONS[self.state]:
-            raise IllegalTransition(f"rollout {self.id}: {self.state.value} -> {new.value}")
-        self.state = new
+        self.state = check_transition(ROLLOUT_TRANSITIONS, f"rollout {self.id}", self.state, new)
 
     def _move(
         self,

@@ -8,11 +8,12 @@ module's own thread, so the MQTT session never calls out into application code.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Protocol
 
 import structlog
+
+from agent.util.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -37,25 +38,19 @@ class Announcer:
         self._topic = topic
         self._payload = payload
         self._birth_topic = birth_topic
-        self._wake = threading.Event()
+        self._worker = Worker("ha-discovery", self._loop)
         self._lock = threading.Lock()
         self._changed = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
         self.announced = 0
 
     def start(self) -> None:
         """Publish the discovery (retained) and listen for Home Assistant's birth message."""
         self._announce()
         self._publisher.subscribe(self._birth_topic, self._on_birth)
-        self._thread = threading.Thread(target=self._loop, name="ha-discovery", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._worker.stop(timeout)
 
     def update(self, payload: bytes) -> bool:
         """A new description of the device: published (on this module's thread) when it
@@ -64,20 +59,16 @@ class Announcer:
             if payload == self._payload:
                 return False
             self._payload, self._changed = payload, True
-        self._wake.set()
+        self._worker.wake()
         return True
 
     def _on_birth(self, topic: str, payload: bytes) -> None:
         """paho's thread: note it, return at once."""
         if bytes(payload).strip().lower() == b"online":
-            self._wake.set()
+            self._worker.wake()
 
     def _loop(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._stopping:
-                return
+        while not self._worker.rest():
             with self._lock:
                 changed, self._changed = self._changed, False
             if changed:

@@ -24,10 +24,10 @@ from agent.contracts.ota import (
     command_digest,
     parse_command,
 )
-from agent.ota.config import OtaConfig
-from agent.ota.journal import StateJournal, model_id, now_rfc3339
+from agent.ota.journal import model_id, now_rfc3339
+from agent.ota.parts import SlotParts
 from agent.ota.runner import JobRunner
-from agent.ota.store import Job, LedgerUnreadableError, ModelRecord, ModelStore
+from agent.ota.store import Job, LedgerUnreadableError, ModelRecord
 from agent.ota.validate import SEQUENCE_CONSUMING, Delivery, ModelView, validate_command
 from agent.trust.config import TrustConfig
 from agent.trust.signing import trusted_key_map
@@ -49,22 +49,18 @@ class CommandIntake:
 
     def __init__(
         self,
-        cfg: OtaConfig,
+        parts: SlotParts,
+        runner: JobRunner,
         trust: TrustConfig,
         device: str,
-        store: ModelStore,
-        journal: StateJournal,
-        runner: JobRunner,
         *,
         runnable_formats: frozenset[str],
         platform: Platform | None,
         kind: ModelKind = DEFAULT_KIND,
     ) -> None:
-        self.cfg = cfg
-        self.device = device
-        self.store = store
-        self.journal = journal
+        self.parts = parts
         self.runner = runner
+        self.device = device
         self.runnable_formats = runnable_formats
         self.kind = kind  # the model slot this intake serves: detector or florence2
         self.platform = platform  # TensorRT + GPU, for prebuilt engines' compat
@@ -112,8 +108,8 @@ class CommandIntake:
         """Validate one command payload and answer it (runs on the intake thread)."""
         command: OtaCommand | None = None
         try:
-            command = parse_command(payload, self.cfg.max_command_bytes)
-            with self.journal.lock:
+            command = parse_command(payload, self.parts.cfg.max_command_bytes)
+            with self.parts.journal.lock:
                 self._accept(command)
         except OtaRejectedError as err:
             self._reject(command, err, payload)
@@ -121,10 +117,10 @@ class CommandIntake:
     def _accept(self, command: OtaCommand) -> None:
         """Check `command` against the ledger and the models; start it or answer a redelivery."""
         try:
-            ledger = self.store.read_ledger()
+            ledger = self.parts.store.read_ledger()
         except LedgerUnreadableError as err:
             raise OtaRejectedError(Reason.LEDGER_UNREADABLE, str(err)) from None
-        pointer = self.store.read_pointer()
+        pointer = self.parts.store.read_pointer()
         verdict = validate_command(
             command,
             device=self.device,
@@ -134,7 +130,7 @@ class CommandIntake:
             models=_model_view(pointer.running(), pointer.previous, self.kind),
             busy=self.runner.busy,
             runnable_formats=self.runnable_formats,
-            max_artifact_bytes=self.cfg.max_artifact_bytes,
+            max_artifact_bytes=self.parts.cfg.max_artifact_bytes,
             platform=self.platform,
             allowed_models=self._allowed_models,
             runnable_kinds=frozenset({self.kind}),
@@ -143,13 +139,13 @@ class CommandIntake:
             log.info(
                 "command delivered again; re-publishing its state", command_id=command.command_id
             )
-            job = self.journal.job
+            job = self.parts.journal.job
             if job is not None and job.command_id == command.command_id:
-                self.journal.publish(job)
+                self.parts.journal.publish(job)
             return
-        self.store.write_ledger(ledger.record(command))
+        self.parts.store.write_ledger(ledger.record(command))
         assert verdict.manifest is not None
-        self.journal.begin(_job(command, OtaState.IDLE, verdict.manifest))
+        self.parts.journal.begin(_job(command, OtaState.IDLE, verdict.manifest))
         self.runner.start(command)
 
     def _reject(self, command: OtaCommand | None, err: OtaRejectedError, payload: bytes) -> None:
@@ -161,19 +157,20 @@ class CommandIntake:
             size=len(payload),
         )
         if command is not None and err.reason in SEQUENCE_CONSUMING:
-            with self.journal.lock:
-                self.store.write_ledger(self.store.read_ledger().record(command))
+            with self.parts.journal.lock:
+                self.parts.store.write_ledger(self.parts.store.read_ledger().record(command))
                 job = _job(command, OtaState.REJECTED, command.manifest.manifest)
                 job = job.model_copy(
                     update={"reason": err.reason, "detail": err.detail[:2000], "published": True}
                 )
-                self.journal.begin(job)
-            self.journal.publish(job)
+                self.parts.journal.begin(job)
+            self.parts.journal.publish(job)
             return
-        self.journal.publish_rejection(command, err)
-        current = self.journal.job
+        self.parts.journal.publish_rejection(command, err)
+        current = self.parts.journal.job
         if self.runner.busy and current is not None:
-            self.journal.publish(current)  # the retained state goes back to the command in progress
+            # the retained state goes back to the command in progress
+            self.parts.journal.publish(current)
 
 
 def _job(command: OtaCommand, state: OtaState, manifest: Manifest) -> Job:

@@ -13,24 +13,26 @@ from __future__ import annotations
 
 from agent.contracts.ota import OtaState
 from agent.util import transitions
-from agent.util.transitions import IllegalTransitionError
+from agent.util.transitions import IllegalTransitionError, transition_table
 
 __all__ = ["TRANSITIONS", "IllegalTransitionError", "check_transition"]
 
 _S = OtaState
-TRANSITIONS: dict[OtaState, frozenset[OtaState]] = {
-    _S.IDLE: frozenset({_S.DOWNLOADING, _S.LOADING, _S.REJECTED, _S.FAILED}),
-    _S.DOWNLOADING: frozenset({_S.VERIFYING, _S.FAILED}),
-    _S.VERIFYING: frozenset({_S.BUILDING, _S.LOADING, _S.FAILED}),
-    _S.BUILDING: frozenset({_S.LOADING, _S.FAILED}),
-    _S.LOADING: frozenset({_S.VALIDATING, _S.FAILED}),
-    _S.VALIDATING: frozenset({_S.ACTIVE, _S.FAILED}),
-    _S.ACTIVE: frozenset({_S.COMMITTED, _S.ROLLED_BACK, _S.FAILED}),  # failed: rollback impossible
-    _S.COMMITTED: frozenset(),
-    _S.FAILED: frozenset(),
-    _S.ROLLED_BACK: frozenset(),
-    _S.REJECTED: frozenset(),
-}
+TRANSITIONS: dict[OtaState, frozenset[OtaState]] = transition_table(
+    {
+        _S.IDLE: {_S.DOWNLOADING, _S.LOADING, _S.REJECTED, _S.FAILED},
+        _S.DOWNLOADING: {_S.VERIFYING, _S.FAILED},
+        _S.VERIFYING: {_S.BUILDING, _S.LOADING, _S.FAILED},
+        _S.BUILDING: {_S.LOADING, _S.FAILED},
+        _S.LOADING: {_S.VALIDATING, _S.FAILED},
+        _S.VALIDATING: {_S.ACTIVE, _S.FAILED},
+        _S.ACTIVE: {_S.COMMITTED, _S.ROLLED_BACK, _S.FAILED},  # failed: rollback impossible
+        _S.COMMITTED: set(),
+        _S.FAILED: set(),
+        _S.ROLLED_BACK: set(),
+        _S.REJECTED: set(),
+    }
+)
 
 
 def check_transition(old: OtaState, new: OtaState) -> OtaState:

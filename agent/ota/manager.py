@@ -29,6 +29,7 @@ from agent.ota.config import OtaConfig
 from agent.ota.host import ModelHost, RetainedPublisher
 from agent.ota.intake import CommandIntake
 from agent.ota.journal import StateJournal
+from agent.ota.parts import SlotParts
 from agent.ota.runner import BuildHook, JobRunner
 from agent.ota.sandbox import CandidateSpec
 from agent.ota.slot import CommandRouter, MessageCallback, ModelSlot
@@ -82,14 +83,13 @@ class OtaManager:
             loader_nice=loader_nice,
             trial_fn=slot.trial,
         )
-        self.runner = JobRunner(cfg, host, self.store, self.journal, activator, self._stop, build)
+        parts = SlotParts(cfg, host, self.store, self.journal, activator, self._stop)
+        self.runner = JobRunner(parts, build)
         self.intake = CommandIntake(
-            cfg,
+            parts,
+            self.runner,
             trust,
             device,
-            self.store,
-            self.journal,
-            self.runner,
             runnable_formats=runnable_formats,
             platform=platform,
             kind=slot.kind,

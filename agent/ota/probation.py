@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import structlog
 
 from agent.contracts.ota import OtaRejectedError, OtaState, Reason
-from agent.ota.activation import Activator, SwitchPlan
-from agent.ota.config import OtaConfig
-from agent.ota.host import ModelHost
-from agent.ota.journal import StateJournal
-from agent.ota.store import Job, LedgerUnreadableError, ModelStore
+from agent.ota.activation import SwitchPlan
+from agent.ota.parts import SlotParts
+from agent.ota.store import Job, LedgerUnreadableError
 from agent.ota.validate import Health, ProbationLimits, judge_probation
 
 log = structlog.get_logger(__name__)
@@ -21,21 +18,9 @@ log = structlog.get_logger(__name__)
 class ProbationWatch:
     """Judges the active model's frame window until it is committed or rolled back."""
 
-    def __init__(
-        self,
-        cfg: OtaConfig,
-        host: ModelHost,
-        store: ModelStore,
-        journal: StateJournal,
-        activator: Activator,
-        stop: threading.Event,
-    ) -> None:
-        self.cfg = cfg
-        self.host = host
-        self.store = store
-        self.journal = journal
-        self.activator = activator
-        self.stop = stop
+    def __init__(self, parts: SlotParts) -> None:
+        self.parts = parts
+        cfg = parts.cfg
         self.limits = ProbationLimits(
             min_frames=cfg.probation_min_frames,
             max_error_rate=cfg.probation_max_error_rate,
@@ -46,7 +31,7 @@ class ProbationWatch:
 
     def watch(self, job: Job, since: float) -> None:
         """Watch from `since` (monotonic) for `probation_s`, extended up to 3x for frames."""
-        cfg = self.cfg
+        cfg = self.parts.cfg
         end = since + cfg.probation_s
         hard_end = since + 3 * max(cfg.probation_s, 1.0)
         baseline = None
@@ -55,13 +40,13 @@ class ProbationWatch:
         while True:
             now = time.monotonic()
             wait = min(0.5, max(0.0, end - now)) if now < end else 0.2
-            if self.stop.wait(wait):
+            if self.parts.stop.wait(wait):
                 log.info(
                     "stopping during probation; it resumes at the next start",
                     command_id=job.command_id,
                 )
                 return
-            s = self.host.window_stats(since)
+            s = self.parts.host.window_stats(since)
             health = Health(s.frames + s.errors, s.errors, s.latency_p99_ms, s.detections_per_frame)
             now = time.monotonic()
             final = now >= end and (health.frames >= cfg.probation_min_frames or now >= hard_end)
@@ -75,35 +60,39 @@ class ProbationWatch:
                 return
 
     def _commit(self, job: Job) -> None:
-        with self.journal.lock:
-            self.journal.advance(OtaState.COMMITTED)
+        with self.parts.journal.lock:
+            self.parts.journal.advance(OtaState.COMMITTED)
             try:
-                ledger = self.store.read_ledger()
+                ledger = self.parts.store.read_ledger()
             except LedgerUnreadableError as err:
                 log.error("committed, but the version floor cannot be recorded", error=str(err))
             else:
                 m = job.manifest
-                self.store.write_ledger(ledger.committed(m.name, m.version, m.kind, m.generation))
-            self.store.end_probation()
+                self.parts.store.write_ledger(
+                    ledger.committed(m.name, m.version, m.kind, m.generation)
+                )
+            self.parts.store.end_probation()
         log.info("model committed", model=job.model.name, version=job.model.version)
 
     def _roll_back(self, why: str) -> None:
         """Swap the previous model back in (no trial: it ran before) and end rolled_back."""
-        previous = self.store.read_pointer().previous
+        previous = self.parts.store.read_pointer().previous
         try:
             if previous is None:
                 raise OtaRejectedError(Reason.ROLLBACK_UNAVAILABLE, "no previous model kept")
-            self.activator.switch(previous, SwitchPlan(validate=False))
+            self.parts.activator.switch(previous, SwitchPlan(validate=False))
         except (OtaRejectedError, TimeoutError) as err:
-            with self.journal.lock:
-                self.store.end_probation()
-                self.journal.advance(
+            with self.parts.journal.lock:
+                self.parts.store.end_probation()
+                self.parts.journal.advance(
                     OtaState.FAILED,
                     reason=Reason.PROBATION_FAILED,
                     detail=f"{why}; rollback impossible: {err}",
                 )
             return
-        with self.journal.lock:
-            self.store.revert()
-            self.journal.advance(OtaState.ROLLED_BACK, reason=Reason.PROBATION_FAILED, detail=why)
-            self.store.prune()
+        with self.parts.journal.lock:
+            self.parts.store.revert()
+            self.parts.journal.advance(
+                OtaState.ROLLED_BACK, reason=Reason.PROBATION_FAILED, detail=why
+            )
+            self.parts.store.prune()

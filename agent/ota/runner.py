@@ -16,13 +16,12 @@ import structlog
 
 from agent.contracts.manifest import Manifest
 from agent.contracts.ota import OtaAction, OtaCommand, OtaRejectedError, OtaState, Progress, Reason
-from agent.ota.activation import Activator, SwitchPlan
+from agent.ota.activation import SwitchPlan
 from agent.ota.config import OtaConfig
 from agent.ota.download import DownloadSettings, download_artifact, verify_artifact
-from agent.ota.host import ModelHost
-from agent.ota.journal import StateJournal
+from agent.ota.parts import SlotParts
 from agent.ota.probation import ProbationWatch
-from agent.ota.store import Baseline, Job, ModelRecord, ModelStore
+from agent.ota.store import Baseline, Job, ModelRecord
 from agent.trust.model_check import check_artifact
 
 log = structlog.get_logger(__name__)
@@ -50,31 +49,17 @@ def download_settings(cfg: OtaConfig) -> DownloadSettings:
 class JobRunner:
     """One job thread at a time; `busy` while a command has not reached its terminal state."""
 
-    def __init__(
-        self,
-        cfg: OtaConfig,
-        host: ModelHost,
-        store: ModelStore,
-        journal: StateJournal,
-        activator: Activator,
-        stop: threading.Event,
-        build: BuildHook | None,
-    ) -> None:
-        self.cfg = cfg
-        self.host = host
-        self.store = store
-        self.journal = journal
-        self.activator = activator
-        self.stop = stop
+    def __init__(self, parts: SlotParts, build: BuildHook | None) -> None:
+        self.parts = parts
         self.build = build
-        self.probation = ProbationWatch(cfg, host, store, journal, activator, stop)
-        self._download = download_settings(cfg)
+        self.probation = ProbationWatch(parts)
+        self._download = download_settings(parts.cfg)
         self.thread: threading.Thread | None = None
 
     @property
     def busy(self) -> bool:
         """A command is being carried out (it has not reached its terminal state)."""
-        job = self.journal.job
+        job = self.parts.journal.job
         alive = self.thread is not None and self.thread.is_alive()
         return alive and job is not None and not job.state.terminal
 
@@ -96,7 +81,7 @@ class JobRunner:
         thread.start()
 
     def _run(self, command: OtaCommand) -> None:
-        job = self.journal.job
+        job = self.parts.journal.job
         assert job is not None
         bound = log.bind(command_id=job.command_id, model=job.model.name, version=job.model.version)
         installed: ModelRecord | None = None
@@ -110,40 +95,40 @@ class JobRunner:
         except OtaRejectedError as err:
             bound.warning("OTA update failed", reason=err.reason.value, detail=err.detail)
             self._cleanup(job.command_id, installed)
-            self.journal.fail(err.reason, err.detail)
+            self.parts.journal.fail(err.reason, err.detail)
         except Exception as err:  # a bug: report it as a terminal state, never hang
             bound.exception("OTA update crashed")
             self._cleanup(job.command_id, installed)
-            self.journal.fail(Reason.INTERNAL_ERROR, repr(err))
+            self.parts.journal.fail(Reason.INTERNAL_ERROR, repr(err))
 
     def _fetch_and_install(self, job: Job, command: OtaCommand) -> ModelRecord:
         """downloading -> verifying -> install; return the installed record."""
         manifest = job.manifest
         assert manifest is not None and command.artifact_url is not None
-        staged = self.store.staging_path(job.command_id)
-        job = self.journal.advance(OtaState.DOWNLOADING)
+        staged = self.parts.store.staging_path(job.command_id)
+        job = self.parts.journal.advance(OtaState.DOWNLOADING)
         download_artifact(
             command.artifact_url,
             staged,
             manifest.length,
             self._download,
-            progress=lambda have, total: self.journal.publish(
+            progress=lambda have, total: self.parts.journal.publish(
                 job, Progress(bytes=have, total=total)
             ),
-            cancel=self.stop,
+            cancel=self.parts.stop,
         )
-        self.journal.advance(OtaState.VERIFYING)
+        self.parts.journal.advance(OtaState.VERIFYING)
         verify_artifact(staged, manifest.length, manifest.sha256)
         check_artifact(staged, manifest)
-        with self.journal.lock:
-            return self.store.install(staged, manifest)
+        with self.parts.journal.lock:
+            return self.parts.store.install(staged, manifest)
 
     def _build(self, installed: ModelRecord) -> None:
         """building (TensorRT: the engine from the installed ONNX), when there is a hook."""
         if self.build is None:
             return
         assert installed.manifest is not None
-        self.journal.advance(OtaState.BUILDING)
+        self.parts.journal.advance(OtaState.BUILDING)
         try:
             self.build(Path(installed.path), installed.manifest)
         except OtaRejectedError:  # the hook's own reason (e.g. bad_archive) stands
@@ -153,59 +138,61 @@ class JobRunner:
 
     def _deploy(self, record: ModelRecord) -> None:
         """loading -> validating -> pointer -> swap -> active -> probation."""
-        job = self.journal.advance(OtaState.LOADING)
-        old = self.store.read_pointer().running()
+        job = self.parts.journal.advance(OtaState.LOADING)
+        old = self.parts.store.read_pointer().running()
         if old is None:
             raise OtaRejectedError(Reason.INTERNAL_ERROR, "the running model is not recorded")
-        s = self.host.window_stats(time.monotonic() - self.cfg.baseline_window_s)
+        s = self.parts.host.window_stats(time.monotonic() - self.parts.cfg.baseline_window_s)
         baseline = Baseline(frames=s.frames, detections_per_frame=s.detections_per_frame)
 
         def point_at_new() -> None:
-            with self.journal.lock:
-                self.store.activate(record, old, job.command_id, self.cfg.crash_loop_boots)
+            with self.parts.journal.lock:
+                self.parts.store.activate(
+                    record, old, job.command_id, self.parts.cfg.crash_loop_boots
+                )
 
         plan = SwitchPlan(
             validate=True,
-            on_validating=lambda: self.journal.advance(OtaState.VALIDATING),
+            on_validating=lambda: self.parts.journal.advance(OtaState.VALIDATING),
             before_swap=point_at_new,
             restore=old,
         )
         try:
-            report = self.activator.switch(record, plan)
+            report = self.parts.activator.switch(record, plan)
         except TimeoutError as err:
-            with self.journal.lock:
-                self.store.revert()
+            with self.parts.journal.lock:
+                self.parts.store.revert()
             raise OtaRejectedError(Reason.SWAP_FAILED, str(err)) from None
         swapped = time.monotonic()
-        job = self.journal.advance(OtaState.ACTIVE, swap=report, baseline=baseline)
+        job = self.parts.journal.advance(OtaState.ACTIVE, swap=report, baseline=baseline)
         self.probation.watch(job, swapped)
 
     def _roll_back_to_previous(self, job: Job) -> None:
         """A signed rollback to the kept previous model: load, validate, swap, commit."""
-        pointer = self.store.read_pointer()
+        pointer = self.parts.store.read_pointer()
         previous = pointer.previous
         if previous is None or previous.sha256 != job.model.sha256:
             raise OtaRejectedError(Reason.ROLLBACK_UNAVAILABLE, "the previous model is gone")
-        self.journal.advance(OtaState.LOADING)
+        self.parts.journal.advance(OtaState.LOADING)
         plan = SwitchPlan(
             validate=True,
-            on_validating=lambda: self.journal.advance(OtaState.VALIDATING),
+            on_validating=lambda: self.parts.journal.advance(OtaState.VALIDATING),
             restore=pointer.running(),
         )
         try:
-            self.activator.switch(previous, plan)
+            self.parts.activator.switch(previous, plan)
         except TimeoutError as err:
             raise OtaRejectedError(Reason.SWAP_FAILED, str(err)) from None
         # journal first: a kill before the pointer write settles as rolled_back (old model runs)
-        self.journal.advance(OtaState.ACTIVE)
-        with self.journal.lock:
-            self.store.set_active(previous)
-            self.journal.advance(OtaState.COMMITTED)
-            self.store.prune()
+        self.parts.journal.advance(OtaState.ACTIVE)
+        with self.parts.journal.lock:
+            self.parts.store.set_active(previous)
+            self.parts.journal.advance(OtaState.COMMITTED)
+            self.parts.store.prune()
 
     def _cleanup(self, command_id: str, installed: ModelRecord | None) -> None:
         """Remove what a failed command left: its staging file and an unused installed copy."""
-        with self.journal.lock:
-            self.store.staging_path(command_id).unlink(missing_ok=True)
+        with self.parts.journal.lock:
+            self.parts.store.staging_path(command_id).unlink(missing_ok=True)
             if installed is not None:
-                self.store.remove(installed)
+                self.parts.store.remove(installed)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from agent.contracts.ack import AckMessage
 from agent.trust.signing import PublicKeyLike, SignatureError, verify
+from agent.util.errors import ReasonError
 
 
 class AckRefusal(str, Enum):
@@ -27,13 +28,8 @@ class AckRefusal(str, Enum):
     OTHER_DEVICE = "other_device"
 
 
-class AckRefused(Exception):
+class AckRefused(ReasonError[AckRefusal]):
     """An ack that must not delete anything; `reason` says why."""
-
-    def __init__(self, reason: AckRefusal, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason.value}: {detail}")
 
 
 def accept_ack(
@@ -56,7 +52,7 @@ def accept_ack(
     try:
         verify(ack, gateway_keys)
     except SignatureError as err:
-        raise AckRefused(AckRefusal(err.problem.value), err.detail) from None
+        raise AckRefused(AckRefusal(err.reason.value), err.detail) from None
     if ack.device != device:
         raise AckRefused(AckRefusal.OTHER_DEVICE, f"ack for device {ack.device}")
     return ack

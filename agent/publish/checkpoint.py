@@ -4,11 +4,11 @@ connection): this is where the fsyncs of `synchronous=NORMAL` happen."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 
 import structlog
 
 from agent.publish.outbox import Outbox
+from agent.util.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -25,37 +25,27 @@ class Checkpointer:
         self._outbox = outbox
         self._path = outbox.path
         self._looked = 0.0
-        self._wake = threading.Event()
-        self._exit = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("outbox-checkpoint", self._main)
 
     def start(self) -> None:
         """Start the checkpoint thread."""
-        self._thread = threading.Thread(target=self._main, name="outbox-checkpoint", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def on_round(self, now: float) -> None:
         """The pump's end-of-round hook: ask for a checkpoint once the WAL passed its budget."""
         if now - self._looked >= WAL_LOOK_S:
             self._looked = now
             if self._outbox.wal_over_budget():
-                self._wake.set()
+                self._worker.wake()
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread (the outbox's own close does the final checkpoint)."""
-        self._exit.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._worker.stop(timeout)
 
     def _main(self) -> None:
         db: sqlite3.Connection | None = None
         try:
-            while not self._exit.is_set():
-                self._wake.wait(CHECKPOINT_EVERY_S)
-                self._wake.clear()
-                if self._exit.is_set():
-                    return
+            while not self._worker.rest(CHECKPOINT_EVERY_S):
                 try:
                     if db is None:
                         db = sqlite3.connect(str(self._path), isolation_level=None, timeout=5.0)

@@ -72,9 +72,7 @@ class MemoryStore:
             if row is not None:
                 n += 1
                 self._pubacked.discard(i)
-                self._bytes -= OutboxMessage(
-                    row.topic, row.camera, row.boot_id, row.seq, row.qos, row.payload
-                ).size
+                self._bytes -= row.size
         return n
 
     def mark_pubacked(self, ids: Iterable[int]) -> None:

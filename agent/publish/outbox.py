@@ -299,7 +299,8 @@ class Outbox:
         """The next `limit` rows with id > after_id, in commit order."""
         sql = f"SELECT {ROW_COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?"
         try:
-            return [OutboxRow(*r) for r in self._db.execute(sql, (after_id, limit)).fetchall()]
+            rows = self._db.execute(sql, (after_id, limit)).fetchall()
+            return [OutboxRow(*message, id=row_id) for row_id, *message in rows]
         except sqlite3.Error as err:
             log.error("outbox.read_failed", error=str(err))
             return []

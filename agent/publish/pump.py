@@ -30,6 +30,7 @@ from agent.publish.lowwater import LowWater
 from agent.publish.session import MqttSession
 from agent.publish.store import OutboxMessage, Store
 from agent.publish.window import Window
+from agent.util.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -114,21 +115,20 @@ class DeliveryPump:
         self._low.refresh(store.lowest_seqs())
         self._low_next = 0.0
         self._refusal_logged = 0.0
-        self._exit = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("outbox-pump", self._main, wake=inbox.wake)
         self.on_round: Callable[[float], None] | None = None
         """Called at the end of each round with the monotonic time (WAL checkpoint hint)."""
 
     # -- other threads -------------------------------------------------------------------------
     def submit(self, msg: OutboxMessage) -> bool:
         """Hand a message over without blocking; False (counted) when full or stopping."""
-        if not self._exit.is_set():
+        if not self._worker.stopping:
             try:
                 self._queue.put_nowait(msg)
             except queue.Full:
                 pass
             else:
-                self._inbox.wake.set()
+                self._worker.wake()
                 return True
         with self._drop_lock:
             self.queue_dropped += 1
@@ -146,8 +146,7 @@ class DeliveryPump:
 
     def start(self) -> None:
         """Start the pump thread."""
-        self._thread = threading.Thread(target=self._main, name="outbox-pump", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def drain(self, seconds: float) -> None:
         """Let the pump commit everything queued and deliver while connected, up to `seconds`."""
@@ -157,26 +156,19 @@ class DeliveryPump:
                 return
             if self._cfg.require_gateway_ack and not self.inflight and self._queue.empty():
                 return
-            self._inbox.wake.set()
+            self._worker.wake()
             time.sleep(0.01)
 
     def stop(self, timeout: float) -> bool:
         """Run a last round (commits the whole queue into an Outbox) and stop; False when the
         thread did not finish within `timeout` (the store must then stay open)."""
-        self._exit.set()
-        self._inbox.wake.set()
-        if self._thread is None:
-            return True
-        self._thread.join(max(0.1, timeout))
-        return not self._thread.is_alive()
+        return self._worker.stop(max(0.1, timeout))
 
     # -- the pump thread -----------------------------------------------------------------------
     def _main(self) -> None:
         while True:
             busy = self._to_delete or self._inbox.events
-            self._inbox.wake.wait(DELETE_FLUSH_S if busy else 0.1)
-            self._inbox.wake.clear()
-            exiting = self._exit.is_set()
+            exiting = self._worker.rest(DELETE_FLUSH_S if busy else 0.1)
             try:
                 self._round()
             except Exception as err:  # the pump must survive anything; it is logged loudly
@@ -280,7 +272,7 @@ class DeliveryPump:
         if (
             len(self._to_delete) >= DELETE_FLUSH_ROWS
             or now - self._to_delete_since >= DELETE_FLUSH_S
-            or self._exit.is_set()
+            or self._worker.stopping
         ):
             self._delete_now()
 

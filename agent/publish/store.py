@@ -9,7 +9,7 @@ order (`id`, strictly increasing for the life of a store). Every row belongs to 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.contracts.streams import Stream
@@ -45,17 +45,10 @@ class OutboxMessage:
 
 
 @dataclass(frozen=True)
-class OutboxRow:
+class OutboxRow(OutboxMessage):
     """A committed message with its row id (commit order)."""
 
-    id: int
-    topic: str
-    camera: str
-    boot_id: str
-    seq: int
-    qos: int
-    payload: bytes
-    stream: str = Stream.DETECTIONS.value
+    id: int = field(kw_only=True)
 
     @property
     def key(self) -> StreamKey:
@@ -65,9 +58,7 @@ class OutboxRow:
 
 def row_of(row_id: int, msg: OutboxMessage) -> OutboxRow:
     """The row `msg` becomes when committed as `row_id`."""
-    return OutboxRow(
-        row_id, msg.topic, msg.camera, msg.boot_id, msg.seq, msg.qos, msg.payload, msg.stream
-    )
+    return OutboxRow(**vars(msg), id=row_id)
 
 
 class Store(Protocol):

@@ -70,7 +70,7 @@ def verify_manifest(
     try:
         verify(envelope, trusted_keys)
     except SignatureError as err:
-        raise OtaRejectedError(_MANIFEST_REASONS[err.problem], f"manifest: {err.detail}") from None
+        raise OtaRejectedError(_MANIFEST_REASONS[err.reason], f"manifest: {err.detail}") from None
     m = envelope.manifest
     if m.expires is not None:
         try:
@@ -100,7 +100,7 @@ def verify_command_signature(command: C, trusted_keys: Mapping[str, PublicKeyLik
     try:
         verify(command, trusted_keys)
     except SignatureError as err:
-        raise OtaRejectedError(_COMMAND_REASONS[err.problem], f"command: {err.detail}") from None
+        raise OtaRejectedError(_COMMAND_REASONS[err.reason], f"command: {err.detail}") from None
     return command
 
 

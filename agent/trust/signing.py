@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent.contracts.signed import SignedModel
+from agent.util.errors import ReasonError
 
 M = TypeVar("M", bound=SignedModel)
 
@@ -96,13 +97,8 @@ class SignatureProblem(str, Enum):
     BAD_SIGNATURE = "bad_signature"
 
 
-class SignatureError(Exception):
-    """A signed object failed verification; `problem` says how."""
-
-    def __init__(self, problem: SignatureProblem, detail: str) -> None:
-        self.problem = problem
-        self.detail = detail
-        super().__init__(f"{problem.value}: {detail}")
+class SignatureError(ReasonError[SignatureProblem]):
+    """A signed object failed verification; `reason` says how."""
 
 
 def sign(obj: M, private_key: Ed25519PrivateKey) -> M:

@@ -1,2 +1,3 @@
 """Shared helpers with one home each: files, backoff, validation errors, strict models, state
-transitions. Standard library and pydantic only; nothing here imports another `agent` package."""
+transitions, YOLO label lines, errors with a reason, short durations, a resting worker thread.
+Standard library and pydantic only; nothing here imports another `agent` package."""

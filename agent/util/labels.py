@@ -81,20 +81,49 @@ def segment_line_to_box_line(line: str) -> str:
     return yolo_label_line(cls, min(xs), min(ys), max(xs), max(ys), 1, 1)
 
 
+def class_names(data: object) -> dict[int, str]:
+    """The class names of a parsed data.yaml: `names:` as a list, or an {index: name} mapping
+    (index keys may be written as strings).
+
+    Raises:
+        ValueError: no `names:`, an empty one, or an index that is not an integer.
+    """
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    if not isinstance(names, dict) or not names:
+        raise ValueError("no class names ('names:' list or mapping)")
+    return {int(k): str(v) for k, v in names.items()}
+
+
+def parse_box_line(line: str) -> tuple[int, float, float, float, float]:
+    """A box line `class cx cy w h` -> (class, cx, cy, w, h) as written (ranges unchecked).
+
+    Raises:
+        ValueError: not five fields, or not numbers; the message says which (without the line,
+            which callers add or withhold).
+    """
+    parts = line.split()
+    if len(parts) != 5:
+        raise ValueError(f"expected 5 fields (class cx cy w h), got {len(parts)}")
+    try:
+        cls = int(parts[0])
+        cx, cy, w, h = (float(v) for v in parts[1:])
+    except ValueError:
+        raise ValueError("not numbers") from None
+    return cls, cx, cy, w, h
+
+
 def box_line_to_segment_line(line: str) -> str:
     """A normalised box line `class cx cy w h` -> its rectangle as a segment line.
 
     Raises:
         ValueError: not a box line of 5 values, or an empty box.
     """
-    parts = line.split()
-    if len(parts) != 5:
-        raise ValueError(f"not a YOLO box line (class cx cy w h): {line!r}")
     try:
-        cls = int(parts[0])
-        cx, cy, w, h = (float(v) for v in parts[1:])
-    except ValueError:
-        raise ValueError(f"not a YOLO box line (class cx cy w h): {line!r}") from None
+        cls, cx, cy, w, h = parse_box_line(line)
+    except ValueError as err:
+        raise ValueError(f"not a YOLO box line ({err}): {line!r}") from None
     return yolo_segment_line(cls, box_polygon(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), 1, 1)
 
 

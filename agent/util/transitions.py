@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import TypeVar
 
@@ -22,3 +22,15 @@ def check_transition(table: Mapping[S, frozenset[S]], machine: str, old: S, new:
     if new not in table[old]:
         raise IllegalTransitionError(machine, old, new)
     return new
+
+
+def transition_table(edges: Mapping[S, Iterable[S]]) -> dict[S, frozenset[S]]:
+    """A machine's table from {state: the states it may move to}. Every member of the enum
+    needs its row (an empty one for a terminal state), so a state added later cannot be
+    forgotten: ValueError at import names the missing ones."""
+    table = {old: frozenset(new) for old, new in edges.items()}
+    states = type(next(iter(table)))
+    missing = [s.value for s in states if s not in table]
+    if missing:
+        raise ValueError(f"{states.__name__}: no transitions row for {', '.join(missing)}")
+    return table

@@ -9,11 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.contracts.ids import check_id
 from agent.gateway.api.auth import admin
 from agent.gateway.api.context import ctx
 from agent.gateway.api.errors import HttpProblem
-from agent.gateway.api.parse import parse_body
+from agent.gateway.api.parse import id_param, parse_body
 from agent.util.models import StrictModel
 
 
@@ -28,11 +27,7 @@ class PushBody(StrictModel):
 @admin
 async def push_config(request: Request) -> Response:
     """POST /v1/devices/<id>/config: sign and publish a camera config push."""
-    device = request.path_params["device"]
-    try:
-        check_id(device, "device id")
-    except ValueError as err:
-        raise HttpProblem(400, str(err)) from None
+    device = id_param(request, "device", "device id")
     body = await parse_body(request, PushBody)
     pushes = ctx(request).config_pushes
     if pushes is None:

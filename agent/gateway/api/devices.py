@@ -7,11 +7,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.contracts.ids import SafeId, check_id
+from agent.contracts.ids import SafeId
 from agent.gateway.api.auth import admin
 from agent.gateway.api.context import ctx
-from agent.gateway.api.errors import HttpProblem
-from agent.gateway.api.parse import parse_body
+from agent.gateway.api.parse import id_param, parse_body
 from agent.gateway.api.views import device_view, utc_day
 from agent.gateway.tokens import new_token, token_sha256
 from agent.util.models import StrictModel
@@ -63,11 +62,7 @@ async def enrol_device(request: Request) -> Response:
 @admin
 async def remove_device(request: Request) -> Response:
     """DELETE /v1/devices/<id>: take a device off the list."""
-    device = request.path_params["device"]
-    try:
-        check_id(device, "device id")
-    except ValueError as err:
-        raise HttpProblem(400, str(err)) from None
+    device = id_param(request, "device", "device id")
     ctx(request).fleet.remove(device)
     return JSONResponse({"device": device, "removed": True})
 

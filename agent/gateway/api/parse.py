@@ -1,4 +1,4 @@
-"""Request parsing shared by the JSON handlers: bodies and integer path parameters."""
+"""Request parsing shared by the handlers: bodies, integer and id path parameters."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from agent.contracts.ids import check_id
 from agent.gateway.api.errors import HttpProblem
 from agent.util.validation import format_validation_error
 
@@ -31,3 +32,13 @@ def int_param(request: Request, name: str, what: str) -> int:
         return int(request.path_params[name])
     except ValueError:
         raise HttpProblem(400, f"{what} must be an integer") from None
+
+
+def id_param(request: Request, name: str, what: str) -> str:
+    """A device or camera id path parameter (`check_id`), or 400 saying what is wrong."""
+    value = request.path_params[name]
+    try:
+        check_id(value, what)
+    except ValueError as err:
+        raise HttpProblem(400, str(err)) from None
+    return value

@@ -14,7 +14,7 @@ from agent.gateway.api.auth import admin
 from agent.gateway.api.context import ApiContext, ctx
 from agent.gateway.api.errors import HttpProblem
 from agent.gateway.api.parse import int_param, parse_body
-from agent.gateway.fleet import DeployRequest, Rollout, rollout_view
+from agent.gateway.fleet import DeployRequest, Rollout, request_with_defaults, rollout_view
 from agent.gateway.gate_view import rollout_gate
 from agent.util.models import StrictModel
 
@@ -49,17 +49,9 @@ class AbortBody(StrictModel):
 def deploy_request(body: DeployBody | RollbackBody, c: ApiContext) -> DeployRequest:
     """The body with the config's defaults filled in (a rollback's model and devices are filled
     in by `Fleet.rollback`)."""
-    d = c.cfg.rollout
-    is_deploy = isinstance(body, DeployBody)
-    return DeployRequest(
-        model=body.model if is_deploy else "",
-        version=body.version if is_deploy else 0,
-        devices=list(body.devices) if is_deploy else [],
-        canary=d.canary if body.canary is None else body.canary,
-        wave_size=d.wave_size if body.wave_size is None else body.wave_size,
-        max_failures=d.max_failures if body.max_failures is None else body.max_failures,
-        timeout_s=d.timeout_s if body.timeout_s is None else body.timeout_s,
-    )
+    if isinstance(body, DeployBody):
+        return request_with_defaults(body.model, body.version, body.devices, body, c.cfg.rollout)
+    return request_with_defaults("", 0, [], body, c.cfg.rollout)
 
 
 def view(r: Rollout, c: ApiContext) -> dict[str, Any]:

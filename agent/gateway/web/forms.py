@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.contracts.ids import check_id
@@ -57,21 +57,15 @@ def parse_deploy(form: Mapping[str, Any], devices: list[str]) -> DeployForm:
             check_id(d, "device id")
         except ValueError as err:
             raise FormError(str(err)) from None
+    return replace(wave_options(form), model=model, devices=devices)
+
+
+def wave_options(form: Mapping[str, Any]) -> DeployForm:
+    """The canary/wave/failure/timeout fields (of the deploy form, or of a rollback
+    confirmation: then model and devices stay empty)."""
     return DeployForm(
-        model=model,
-        devices=devices,
         canary=optional_number(form, "canary", 0),
         wave_size=optional_number(form, "wave_size", 1),
         max_failures=optional_number(form, "max_failures", 1),
         timeout_s=optional_number(form, "timeout_s", 1, float),
     )
-
-
-def wave_options(form: Mapping[str, Any]) -> dict[str, Any]:
-    """The canary/wave/failure/timeout fields of a rollback confirmation."""
-    return {
-        "canary": optional_number(form, "canary", 0),
-        "wave_size": optional_number(form, "wave_size", 1),
-        "max_failures": optional_number(form, "max_failures", 1),
-        "timeout_s": optional_number(form, "timeout_s", 1, float),
-    }

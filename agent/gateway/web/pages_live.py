@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from agent.contracts.ids import check_id
 from agent.gateway.api.context import ctx
 from agent.gateway.api.errors import HttpProblem
+from agent.gateway.api.parse import id_param
 from agent.gateway.web.draw import annotated_png
 from agent.gateway.web.guard import web
 from agent.gateway.web.live import CameraLive, LiveCache, camera_view, parse
@@ -39,12 +39,8 @@ async def live_page(request: Request) -> Response:
 
 def heard_camera(request: Request) -> CameraLive:
     """The cached camera of the path's device and camera (400 on a bad id, 404 unheard)."""
-    device, camera = request.path_params["device"], request.path_params["camera"]
-    try:
-        check_id(device, "device id")
-        check_id(camera, "camera id")
-    except ValueError as err:
-        raise HttpProblem(400, str(err)) from None
+    device = id_param(request, "device", "device id")
+    camera = id_param(request, "camera", "camera id")
     got = live_cache(request).get(device, camera)
     if got is None or not ctx(request).fleet.is_enrolled(device):
         raise HttpProblem(404, f"nothing heard from {device}/{camera}")

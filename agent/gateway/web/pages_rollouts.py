@@ -17,7 +17,7 @@ from agent.gateway.api.errors import HttpProblem
 from agent.gateway.api.parse import int_param
 from agent.gateway.api.rollouts import ota_states
 from agent.gateway.deploy_checks import DeployRefused
-from agent.gateway.fleet import DeployRequest, rollout_view
+from agent.gateway.fleet import request_with_defaults, rollout_view
 from agent.gateway.web.forms import FormError, parse_deploy, wave_options
 from agent.gateway.web.guard import web
 from agent.gateway.web.render import fragment, page
@@ -92,17 +92,7 @@ async def deploy(request: Request) -> Response:
         f = parse_deploy(form, ticked)
         d = c.cfg.rollout
         name, version = f.target
-        r = c.fleet.deploy(
-            DeployRequest(
-                model=name,
-                version=version,
-                devices=f.devices,
-                canary=d.canary if f.canary is None else f.canary,
-                wave_size=d.wave_size if f.wave_size is None else f.wave_size,
-                max_failures=d.max_failures if f.max_failures is None else f.max_failures,
-                timeout_s=d.timeout_s if f.timeout_s is None else f.timeout_s,
-            )
-        )
+        r = c.fleet.deploy(request_with_defaults(name, version, f.devices, f, d))
     except (FormError, DeployRefused) as err:
         status = 409 if isinstance(err, DeployRefused) else 400
         message = err.message if isinstance(err, DeployRefused) else str(err)
@@ -127,6 +117,15 @@ async def confirm_page(request: Request) -> Response:
     return page(request, "confirm.html", r=view_of(c, rid), action=action, defaults=c.cfg.rollout)
 
 
+def _refused(request: Request, rid: int, action: str, error: str) -> Response:
+    """The confirm page again (409) with the reason an abort or rollback was refused."""
+    c = ctx(request)
+    r = view_of(c, rid)
+    return page(
+        request, "confirm.html", status=409, r=r, action=action, error=error, defaults=c.cfg.rollout
+    )
+
+
 @web
 async def abort(request: Request) -> Response:
     """POST /rollouts/<id>/abort."""
@@ -137,15 +136,7 @@ async def abort(request: Request) -> Response:
     try:
         c.fleet.abort(rid, reason)
     except DeployRefused as err:
-        return page(
-            request,
-            "confirm.html",
-            status=409,
-            r=view_of(c, rid),
-            action="abort",
-            error=err.message,
-            defaults=c.cfg.rollout,
-        )
+        return _refused(request, rid, "abort", err.message)
     return RedirectResponse(f"/rollouts/{rid}", status_code=303)
 
 
@@ -157,28 +148,10 @@ async def rollback(request: Request) -> Response:
     form = await request.form()
     d = c.cfg.rollout
     try:
-        o = wave_options(form)
-        req = DeployRequest(
-            model="",
-            version=0,
-            devices=[],
-            canary=d.canary if o["canary"] is None else o["canary"],
-            wave_size=d.wave_size if o["wave_size"] is None else o["wave_size"],
-            max_failures=d.max_failures if o["max_failures"] is None else o["max_failures"],
-            timeout_s=d.timeout_s if o["timeout_s"] is None else o["timeout_s"],
-        )
-        r = c.fleet.rollback(rid, req)
+        r = c.fleet.rollback(rid, request_with_defaults("", 0, [], wave_options(form), d))
     except (FormError, DeployRefused) as err:
         message = err.message if isinstance(err, DeployRefused) else str(err)
-        return page(
-            request,
-            "confirm.html",
-            status=409,
-            r=view_of(c, rid),
-            action="rollback",
-            error=message,
-            defaults=d,
-        )
+        return _refused(request, rid, "rollback", message)
     return RedirectResponse(f"/rollouts/{r.id}", status_code=303)
 
 

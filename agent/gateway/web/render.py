@@ -13,6 +13,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from agent.util.durations import short_duration
+
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -50,14 +52,7 @@ SYMBOLS = {
 
 def age(seconds: float | None) -> str:
     """12s, 5m, 3.2h; '-' for None."""
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+    return "-" if seconds is None else short_duration(seconds)
 
 
 def clock(ts: float | None) -> str:
