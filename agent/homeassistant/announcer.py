@@ -8,6 +8,7 @@ module's own thread, so the MQTT session never calls out into application code.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
