@@ -391,11 +391,17 @@ def health_message(daemon: Daemon, counters: _Counters) -> HealthMessage:
 def load_configured_detector(cfg: AgentConfig, model_path: Path, manifest: Any) -> Any:
     """A detector for `model_path` with the configured engine and thresholds."""
     from agent.engines.detector import load_detector
+    from agent.engines.ort import OnnxRuntimeConfig
 
     m = cfg.model
+    engine = m.engine
+    if isinstance(engine, OnnxRuntimeConfig) and engine.expected_fps is None:
+        from agent.sources.rates import cameras_fps  # spin: auto weighs it against the engine
+
+        engine = engine.model_copy(update={"expected_fps": cameras_fps(cfg.cameras)})
     return load_detector(
         model_path,
-        m.engine,
+        engine,
         conf_threshold=m.conf_threshold,
         iou_threshold=m.iou_threshold,
         max_detections=m.max_detections,
