@@ -33,3 +33,25 @@ def test_a_file_decoded_on_demand_is_unbounded(clips: dict[str, Path]) -> None:
         assert math.isinf(cameras_fps([cam({"type": "file", "path": "x.mp4", **extra})]))
     assert header_fps(Path("/nonexistent.mp4")) is None
     assert cameras_fps([cam({"type": "file", "path": "/nonexistent.mp4"})]) == DEFAULT_CAMERA_FPS
+
+
+def test_the_daemon_hands_the_cameras_rate_to_spin_auto(tmp_path: Path) -> None:
+    """`edge-agent run`'s detector loader fills expected_fps from the cameras: the demo clip
+    paced at its 10 fps is timed against the warm run; an every_frame file is unbounded."""
+    from structlog.testing import capture_logs
+
+    from agent.config import AgentConfig
+    from agent.daemon import load_configured_detector
+    from tests.helpers.daemon import DEMO_CLIP, DEMO_MODEL, demo_config
+
+    reasons = []
+    for extra in ({}, {"every_frame": True, "pace": False}):
+        cfg = demo_config(tmp_path, 1883)
+        cfg["model"]["engine"] = {"type": "onnxruntime", "threads": 2}
+        cfg["cameras"][0]["source"] = {"type": "file", "path": str(DEMO_CLIP), **extra}
+        with capture_logs() as logs:
+            load_configured_detector(AgentConfig.model_validate(cfg), DEMO_MODEL, None).close()
+        loaded = next(e for e in logs if e["event"] == "onnxruntime model loaded")
+        reasons.append(loaded["spin_reason"])
+    assert reasons[0].startswith("10 fps x "), reasons
+    assert reasons[1] == "frames are asked for as fast as the engine runs", reasons
