@@ -415,7 +415,9 @@ def tables(chosen: list[Row], res: Results) -> str:
     for row in paced:
         raw, cpu = res.med(f"raw-{row.threads}t", "cpu_ms"), res.med(row.key, "cpu_ms")
         decided = [t.spin for t in res.turns.get(row.key, []) if t.spin]
-        spin = row.spin if row.spin != "auto" or not decided else f"auto: {decided[-1]}"
+        spin = row.spin
+        if row.spin == "auto" and decided:  # each round's load decides again
+            spin = "auto: " + "; ".join(f"round {i + 1} {d}" for i, d in enumerate(decided))
         body += (
             f"| {row.label}, {row.threads} threads | {spin} | {fmt(res.med(row.key, 'fps'))} | "
             f"{fmt(cpu)} | {fmt(res.med(row.key, 'health_cpu_ms'))} | {fmt(raw)} | "
