@@ -3,7 +3,9 @@
 The main thread supervises: it publishes health, pings the systemd watchdog while the
 pipeline makes progress, republishes status when a camera changes state, and on
 SIGTERM/SIGINT stops everything in order (sources, inference, fallback, OTA, publisher
-drain, explicit offline status) within `stop_timeout_s`.
+drain, explicit offline status) within `stop_timeout_s`. It stops the same way, and the
+process exits 0, once every camera is a file with `every_frame: true, loop: false` whose last
+frame the inference loop has taken (a recording processed end to end).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from agent.contracts.payloads import (
 )
 from agent.contracts.streams import Stream
 from agent.contracts.topics import Topics
+from agent.health.cpu import CpuPerFrame
 from agent.health.metrics import FrameWindow
 from agent.health.notify import Notifier
 from agent.live import LiveConfig, LiveConfigBox
@@ -83,7 +86,7 @@ def rss_mb() -> float:
 @dataclass
 class _Counters:
     last_health_mono: float
-    last_health_frames: int
+    cpu: CpuPerFrame
     last_fallback_escalations: int
 
 
@@ -158,49 +161,6 @@ class Daemon:
         self.publisher.set_status(self.status())
         if self.home_assistant is not None and self.pipeline is not None:
             self.home_assistant.describe(self.cfg, self.pipeline.active_detector().info.class_names)
-
-    def health(self, counters: _Counters) -> HealthMessage:
-        now = time.monotonic()
-        assert self.pipeline is not None and self.publisher is not None
-        summary = self.window.summary(counters.last_health_mono, now)
-        pstats = self.publisher.stats()
-        frames_dropped = sum(r.stats().dropped for r in self.readers.values())
-        fb_state, fb_rate = "disabled", 0.0
-        if self.fallback is not None:
-            fst = self.fallback.stats()
-            fb_state = fst.state
-            span_min = max(now - counters.last_health_mono, 1e-6) / 60.0
-            fb_rate = max(fst.escalations - counters.last_fallback_escalations, 0) / span_min
-            counters.last_fallback_escalations = fst.escalations
-        msg = HealthMessage(
-            device=self.cfg.device.id,
-            boot_id=self.boot_id,
-            ts=rfc3339_ms(time.time()),
-            uptime_s=round(now - self.started_mono, 3),
-            fps=round(summary.fps, 3),
-            latency_ms_p50=None
-            if summary.latency_p50_ms is None
-            else round(summary.latency_p50_ms, 3),
-            latency_ms_p99=None
-            if summary.latency_p99_ms is None
-            else round(summary.latency_p99_ms, 3),
-            frames_processed=self.window.total_frames,
-            frames_dropped=frames_dropped,
-            publish_queue_depth=pstats.queue_depth,
-            publish_queue_dropped=pstats.queue_dropped + self.pipeline.submit_refused,
-            publish_rejected=pstats.rejected,
-            outbox_depth=pstats.outbox_depth,
-            outbox_bytes=pstats.outbox_bytes,
-            outbox_dropped=pstats.outbox_dropped,
-            outbox_quarantined=pstats.outbox_quarantined,
-            acks_refused=pstats.acks_refused,
-            fallback_rate_per_min=round(fb_rate, 3),
-            fallback_state=fb_state,
-            rss_mb=round(rss_mb(), 1),
-            cameras=self.camera_statuses(),
-        )
-        counters.last_health_mono = now
-        return msg
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -308,9 +268,11 @@ class Daemon:
             PrometheusExporter(self, health.prometheus_addr, health.prometheus_port).start()
 
     def supervise(self) -> None:
-        """Main-thread loop until stop: health, watchdog, status on camera state change."""
+        """Main-thread loop until stop: health, watchdog, status on camera state change.
+        Returns as well once every camera is a non-looping `every_frame` file played to its
+        end and taken by the loop (`run` then stops in order and exits 0)."""
         assert self.pipeline is not None
-        counters = _Counters(time.monotonic(), 0, 0)
+        counters = _Counters(time.monotonic(), CpuPerFrame(self.window.total_frames), 0)
         ping_every = min(self.notifier.watchdog_interval() or 1.0, 1.0)
         next_ping = 0.0
         while not self.stop_event.is_set():
@@ -318,6 +280,9 @@ class Daemon:
                 self.reloader.tick()  # SIGHUP: re-read the config between two supervision turns
             if self.config_push is not None:
                 self.config_push.tick()  # pushed cameras: check, write, reload, answer
+            if self.group is not None and self.group.finished():  # `stop` publishes the rest
+                log.info("every camera played its file to the end (every_frame, loop: false)")
+                return
             now = time.monotonic()
             states = {cid: r.state.value for cid, r in self.readers.items()}
             self._status_on_change(states)
@@ -336,7 +301,7 @@ class Daemon:
                 else:
                     log.warning("pipeline made no progress: withholding watchdog ping")
             if now - counters.last_health_mono >= self.cfg.health.interval_s:
-                msg = self.health(counters)
+                msg = health_message(self, counters)
                 self.publisher.publish_health(dump_payload(msg))
                 self.notifier.status(
                     f"{msg.fps:.1f} fps, p50 {msg.latency_ms_p50 or 0:.1f} ms, "
@@ -382,14 +347,63 @@ class Daemon:
         log.info("stopped")
 
 
+def health_message(daemon: Daemon, counters: _Counters) -> HealthMessage:
+    """The periodic health message; moves `counters` on to now."""
+    now = time.monotonic()
+    assert daemon.pipeline is not None and daemon.publisher is not None
+    summary = daemon.window.summary(counters.last_health_mono, now)
+    pstats = daemon.publisher.stats()
+    cpu = counters.cpu.sample(daemon.window.total_frames)
+    frames_dropped = sum(r.stats().dropped for r in daemon.readers.values())
+    fb_state, fb_rate = "disabled", 0.0
+    if daemon.fallback is not None:
+        fst = daemon.fallback.stats()
+        fb_state = fst.state
+        span_min = max(now - counters.last_health_mono, 1e-6) / 60.0
+        fb_rate = max(fst.escalations - counters.last_fallback_escalations, 0) / span_min
+        counters.last_fallback_escalations = fst.escalations
+    msg = HealthMessage(
+        device=daemon.cfg.device.id,
+        boot_id=daemon.boot_id,
+        ts=rfc3339_ms(time.time()),
+        uptime_s=round(now - daemon.started_mono, 3),
+        fps=round(summary.fps, 3),
+        latency_ms_p50=None if summary.latency_p50_ms is None else round(summary.latency_p50_ms, 3),
+        latency_ms_p99=None if summary.latency_p99_ms is None else round(summary.latency_p99_ms, 3),
+        frames_processed=daemon.window.total_frames,
+        frames_dropped=frames_dropped,
+        publish_queue_depth=pstats.queue_depth,
+        publish_queue_dropped=pstats.queue_dropped + daemon.pipeline.submit_refused,
+        publish_rejected=pstats.rejected,
+        outbox_depth=pstats.outbox_depth,
+        outbox_bytes=pstats.outbox_bytes,
+        outbox_dropped=pstats.outbox_dropped,
+        outbox_quarantined=pstats.outbox_quarantined,
+        acks_refused=pstats.acks_refused,
+        fallback_rate_per_min=round(fb_rate, 3),
+        fallback_state=fb_state,
+        rss_mb=round(rss_mb(), 1),
+        cpu_ms_per_frame=None if cpu is None else round(cpu, 3),
+        cameras=daemon.camera_statuses(),
+    )
+    counters.last_health_mono = now
+    return msg
+
+
 def load_configured_detector(cfg: AgentConfig, model_path: Path, manifest: Any) -> Any:
     """A detector for `model_path` with the configured engine and thresholds."""
     from agent.engines.detector import load_detector
+    from agent.engines.ort import OnnxRuntimeConfig
 
     m = cfg.model
+    engine = m.engine
+    if isinstance(engine, OnnxRuntimeConfig) and engine.expected_fps is None:
+        from agent.sources.rates import cameras_fps  # spin: auto weighs it against the engine
+
+        engine = engine.model_copy(update={"expected_fps": cameras_fps(cfg.cameras)})
     return load_detector(
         model_path,
-        m.engine,
+        engine,
         conf_threshold=m.conf_threshold,
         iou_threshold=m.iou_threshold,
         max_detections=m.max_detections,

@@ -185,10 +185,8 @@ def _run_daemon(run_cfg: Path, seconds: float | None, stop_timeout_s: float) -> 
     """Run `python -m agent run` until it exits, `seconds` pass or Ctrl-C; its exit code."""
     daemon = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(run_cfg)])
     try:
-        deadline = None if seconds is None else time.monotonic() + seconds
-        while daemon.poll() is None and (deadline is None or time.monotonic() < deadline):
-            time.sleep(0.2)
-    except KeyboardInterrupt:
+        daemon.wait(timeout=seconds)  # sleeps until it exits (seconds None: no time limit)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
         pass
     finally:
         if daemon.poll() is None:

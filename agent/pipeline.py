@@ -175,6 +175,7 @@ class Pipeline:
         self._closed = False
         self._swapped = threading.Condition(self._lock)
         self._paused = threading.Event()
+        self._resumed = threading.Event()  # a paused loop sleeps on it (no polling)
         self._idle = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,6 +195,7 @@ class Pipeline:
         ended within `timeout` (otherwise the detector may still be in use and stays open)."""
         self._stop.set()
         self._paused.clear()
+        self._resumed.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -271,12 +273,14 @@ class Pipeline:
     def pause(self) -> None:
         """Stop taking frames after the current one (readers keep their newest frame)."""
         self._idle.clear()
+        self._resumed.clear()
         self._paused.set()
         if self.running:
             self._idle.wait(timeout=30.0)
 
     def resume(self) -> None:
         self._paused.clear()
+        self._resumed.set()
 
     def window_stats(self, since_mono: float) -> WindowSummary:
         return self.window.summary(since_mono, time.monotonic())
@@ -305,7 +309,7 @@ class Pipeline:
             self.last_loop_mono = time.monotonic()
             if self._paused.is_set():
                 self._idle.set()
-                time.sleep(0.005)
+                self._resumed.wait(0.2)  # resume() or stop() wakes it at once
                 continue
             detector = self._apply_pending()
             frame = self._feed.next_frame(timeout=0.2)

@@ -309,6 +309,11 @@ def main() -> int:
     ap.add_argument("--no-ultralytics", action="store_true")
     ap.add_argument("--skip-640", action="store_true")
     ap.add_argument(
+        "--pre-variants",
+        action="store_true",
+        help="also time blobFromImage and a uint8-input model (bench/pre_variants.py)",
+    )
+    ap.add_argument(
         "--write",
         action="store_true",
         help=f"write results under '{SECTION}' in docs/benchmarks.md",
@@ -397,6 +402,11 @@ def main() -> int:
                     f"ours/Ultralytics = **{fmt(o6.prepost() / u6.prepost(), 3)}**",
                 )
             )
+
+    if args.pre_variants:
+        from bench.pre_variants import measure
+
+        rows += measure(args.model, frames, args.threads, args.rounds, Path("/tmp/edge-bench"))
 
     command = "python bench/bench_pipeline.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     import onnxruntime

@@ -242,6 +242,12 @@ class HealthMessage(Payload):
         "disabled", description="Florence-2 worker state."
     )
     rss_mb: float = Field(ge=0, description="Resident memory of the daemon in MiB.")
+    cpu_ms_per_frame: float | None = Field(
+        None,
+        ge=0,
+        description="The daemon's CPU time (all threads, user + system) over the last "
+        "interval divided by the frames inferred in it, in ms; null when none was inferred.",
+    )
     cameras: list[CameraStatus] = Field(default_factory=list, description="Each camera's state.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +24,14 @@ DEFAULT_WARMUP_SIZE = 640  # used only for dynamic H/W with no `imgsz` metadata
 DEFAULT_TRT_CACHE = Path("/var/lib/edge-agent/ort-trt-cache")
 TRT_PROVIDER = "TensorrtExecutionProvider"
 ProviderEntry = str | tuple[str, dict[str, object]]
+SpinMode = Literal["auto", "on", "off"]
+SPIN_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+"""ONNX Runtime's session config keys: thread pools spin-wait for work after each run ("1",
+its default) or sleep at once ("0"). Fixed when the session is created."""
+SPIN_BUSY_FRACTION = 0.7
+"""spin: auto turns spinning on when the cameras would keep the engine busy this much."""
+SPIN_TIMED_RUNS = 3
+"""spin: auto times at least this many warm runs (after the first) and takes the fastest."""
 
 
 class OnnxRuntimeConfig(BaseModel):
@@ -44,6 +54,23 @@ class OnnxRuntimeConfig(BaseModel):
     )
     threads: int = Field(0, ge=0, description="Intra-op threads; 0 lets ONNX Runtime choose.")
     warmup_runs: int = Field(2, ge=0, description="Inferences run at load, before serving.")
+    spin: SpinMode = Field(
+        "auto",
+        description="Whether the thread pools spin-wait for work between runs (fast when "
+        "frames come back to back, a core burnt between paced frames): on, off, or auto: on "
+        "when the cameras' combined fps would keep the engine busy at least 70 % of the time "
+        "at the speed timed during warm-up (or when they ask for frames as fast as it runs), "
+        "off otherwise, and off with one thread or a GPU provider. Decided once per model "
+        "load and logged; other jobs slowing the warm-up can tip auto to on: set on or off "
+        "where that matters.",
+    )
+    expected_fps: float | None = Field(
+        None,
+        gt=0,
+        description="Frames per second the engine is expected to serve, for spin: auto. "
+        "Null: `edge-agent run` sums its cameras' rates (fps_cap, a paced file's fps, a V4L2 "
+        "camera's fps, else 30; an unpaced or every_frame file counts as unbounded).",
+    )
     trt_cache_dir: Path = Field(
         DEFAULT_TRT_CACHE,
         description="TensorrtExecutionProvider only: where it keeps the engines it builds and "
@@ -73,6 +100,32 @@ def provider_entries(config: OnnxRuntimeConfig, providers: list[str]) -> list[Pr
         "trt_fp16_enable": config.trt_fp16,
     }
     return [(p, trt_options) if p == TRT_PROVIDER else p for p in providers]
+
+
+def spin_untimed(config: OnnxRuntimeConfig, providers: list[str]) -> tuple[bool, str] | None:
+    """Whether the session's thread pools spin, and why, when that needs no timing; None when
+    spin: auto must time a warm run first (`spin_timed`). Pure."""
+    if config.spin != "auto":
+        return config.spin == "on", "configured"
+    if providers and providers[0] != "CPUExecutionProvider":
+        return False, f"{providers[0]} runs the model: the CPU threads mostly wait"
+    if config.threads == 1:
+        return False, "one intra-op thread: no thread pool to spin"
+    fps = config.expected_fps
+    if fps is None or math.isinf(fps):
+        return True, "frames are asked for as fast as the engine runs"
+    return None
+
+
+def spin_timed(expected_fps: float, run_ms: float | None) -> tuple[bool, str]:
+    """spin: auto from the engine's warm run time: on when `expected_fps` frames a second
+    keep it busy at least SPIN_BUSY_FRACTION of the time. Pure."""
+    if run_ms is None:
+        return False, "no warm-up run to time"
+    busy = expected_fps * run_ms / 1000.0
+    on = busy >= SPIN_BUSY_FRACTION
+    verdict = "the engine is the bottleneck" if on else "idle between frames"
+    return on, f"{expected_fps:g} fps x {run_ms:.1f} ms a run = {busy:.0%} busy: {verdict}"
 
 
 def _ort_errors() -> tuple[type[BaseException], ...]:
@@ -111,6 +164,8 @@ class OnnxRuntimeEngine:
         self._input_name = ""
         self._output_names: list[str] = []
         self.providers: list[str] = []
+        self.spinning = False
+        """Whether the session's thread pools spin-wait between runs (see `spin`)."""
 
     def _choose_providers(self) -> list[str]:
         import onnxruntime as ort
@@ -144,30 +199,49 @@ class OnnxRuntimeEngine:
         if not model_path.is_file():
             raise EngineError(f"model file not found: {model_path}")
         providers = self._choose_providers()
-        session = self._open_session(ort, model_path, providers)
-        active = session.get_providers()
+        untimed = spin_untimed(self.config, providers)
+        spin, why = untimed if untimed is not None else (False, "")
+        io = self._start(ort, model_path, providers, spin)
+        runs = self.config.warmup_runs
+        if untimed is None and runs > 0:
+            runs = max(runs, SPIN_TIMED_RUNS + 1)  # the fastest of a few: a busy moment passes
+        try:
+            run_ms = self._warmup(io, runs)
+            if untimed is None and self.config.expected_fps is not None:
+                spin, why = spin_timed(self.config.expected_fps, run_ms)
+                if spin:  # fixed when a session is created: open it again, spinning
+                    self.close()
+                    io = self._start(ort, model_path, providers, spin)
+                    self._warmup(io, 1)
+        except EngineError:
+            self.close()
+            raise
+        self.spinning = spin
+        log.info(
+            "onnxruntime model loaded",
+            path=str(model_path),
+            providers=self.providers,
+            threads=self.config.threads,
+            input=io.inputs[0].shape,
+            outputs=[o.shape for o in io.outputs],
+            warm_run_ms=None if run_ms is None else round(run_ms, 2),
+            spin=spin,
+            spin_reason=why,
+        )
+        return io
+
+    def _start(self, ort: Any, model_path: Path, providers: list[str], spin: bool) -> EngineIO:
+        """Open the session (thread pools spinning or not) and describe its input/outputs."""
+        session = self._open_session(ort, model_path, providers, spin)
         io = self._describe(session, model_path)
         self._session = session
         self._input_name = io.inputs[0].name
         self._output_names = [o.name for o in io.outputs]
-        self.providers = active
-        try:
-            self._warmup(io)
-        except EngineError:
-            self.close()
-            raise
-        log.info(
-            "onnxruntime model loaded",
-            path=str(model_path),
-            providers=active,
-            threads=self.config.threads,
-            input=io.inputs[0].shape,
-            outputs=[o.shape for o in io.outputs],
-        )
+        self.providers = session.get_providers()
         return io
 
     def _open_session(
-        self, ort: Any, model_path: Path, providers: list[str]
+        self, ort: Any, model_path: Path, providers: list[str], spin: bool
     ) -> onnxruntime.InferenceSession:
         """An InferenceSession on `providers` (TensorRT configured); refuse dropped providers."""
         if TRT_PROVIDER in providers:
@@ -182,6 +256,8 @@ class OnnxRuntimeEngine:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = self.config.threads
         options.inter_op_num_threads = 1
+        for key in SPIN_KEYS:
+            options.add_session_config_entry(key, "1" if spin else "0")
         options.log_severity_level = 3
         try:
             session = ort.InferenceSession(
@@ -226,10 +302,11 @@ class OnnxRuntimeEngine:
             metadata=dict(session.get_modelmeta().custom_metadata_map),
         )
 
-    def _warmup(self, io: EngineIO) -> None:
-        """Run `warmup_runs` zero tensors; dynamic H/W take the `imgsz` metadata (else 640)."""
-        if self.config.warmup_runs == 0:
-            return
+    def _warmup(self, io: EngineIO, runs: int) -> float | None:
+        """Run `runs` zero tensors; dynamic H/W take the `imgsz` metadata (else 640). Returns
+        the fastest run after the first (which allocates) in ms, None without runs."""
+        if runs == 0:
+            return None
         _, _, h, w = io.inputs[0].shape
         if h <= 0 or w <= 0:
             try:
@@ -241,8 +318,12 @@ class OnnxRuntimeEngine:
                 log.info("dynamic input without imgsz metadata: warming up at 640x640")
             h, w = (h if h > 0 else hw[0]), (w if w > 0 else hw[1])
         dummy = np.zeros((1, 3, h, w), dtype=np.float32)
-        for _ in range(self.config.warmup_runs):
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
             self.infer(dummy)
+            times.append((time.perf_counter() - start) * 1000.0)
+        return min(times[1:] or times)
 
     def infer(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
         """Run one (1, 3, H, W) float32 tensor; return the outputs in the model's order."""

@@ -17,6 +17,10 @@ Metrics (monotonic counts are Prometheus counters, exposed with a `_total` suffi
 | `edge_outbox_depth` | gauge | messages awaiting delivery |
 | `edge_mqtt_connected` | gauge | 1 while connected to the broker |
 | `edge_camera_fps{camera,state}` | gauge | camera fps reaching inference |
+
+prometheus-client's default process collector adds `process_cpu_seconds_total` (every
+thread, user + system), so the health message's `cpu_ms_per_frame` over any range is
+`1000 * rate(process_cpu_seconds_total[5m]) / rate(edge_frames_processed_total[5m])`.
 """
 
 from __future__ import annotations

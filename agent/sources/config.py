@@ -22,7 +22,15 @@ class FileSourceConfig(FrozenModel):
     path: Path = Field(description="Video file readable by OpenCV (FFmpeg backend).")
     loop: bool = Field(True, description="Start again at the end of the file.")
     pace: bool = Field(
-        True, description="Deliver frames at the file's own fps; false: as fast as decoded."
+        True,
+        description="Deliver frames at the file's own fps; false: as fast as the inference "
+        "loop takes them (the next frame is decoded only once the previous one was taken).",
+    )
+    every_frame: bool = Field(
+        False,
+        description="Deliver every frame of the file, none dropped: the reader decodes frame "
+        "n+1 only once the loop took frame n (paced or not). With loop: false on every camera, "
+        "the daemon exits (code 0) once the last frame is published.",
     )
     fps: float | None = Field(
         None, gt=0, description="Override the file's fps for pacing (when its header is wrong)."
@@ -124,6 +132,15 @@ class CameraConfig(FrozenModel):
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraConfig:
         check_min_max(self, "backoff_min_s", "backoff_max_s")
+        return self
+
+    @model_validator(mode="after")
+    def _every_frame_is_not_capped(self) -> CameraConfig:
+        if self.fps_cap is not None and getattr(self.source, "every_frame", False):
+            raise ValueError(
+                "fps_cap skips frames, every_frame delivers them all: set one or the other "
+                "(to slow a file down, use source.pace with source.fps)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -61,6 +61,11 @@ class FrameMailbox:
         self._slot = frame
         self._times.append(now)
 
+    @property
+    def pending(self) -> bool:
+        """Whether the slot holds a frame nobody took yet."""
+        return self._slot is not None and self._slot.index > self._consumed
+
     def take(self, after_index: int) -> Frame | None:
         """The newest frame if its index is greater than `after_index`, else None."""
         frame = self._slot

@@ -7,6 +7,12 @@ before anyone took it is counted as `dropped`. The inference loop takes frames w
 `latest(after_index)` (non-blocking) and sleeps on a shared `FrameSignal` instead of
 spinning; `ReaderGroup` bundles both into the loop's `FrameFeed` (`next_frame(timeout)`).
 
+A file with `pace: false` or `every_frame: true` is decoded on demand: after putting frame n
+the thread sleeps until the loop took it, then decodes frame n+1 (one frame ready ahead, none
+decoded for nothing, none dropped). That sleep is not a stall. A non-looping `every_frame`
+file is a job: `finished` once its last frame was taken; `ReaderGroup.finished()` when every
+camera is, which is the daemon's cue to stop in order and exit 0.
+
 Stalls are detected by frame age whenever the reader is queried (`state`, `stats()`,
 `latest()`, `poll()`) and, in a `ReaderGroup`, by a watcher thread every `POLL_INTERVAL_S`
 even when nobody asks for frames: a streaming camera with no frame for `stall_timeout_s` becomes
@@ -24,7 +30,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 import structlog
@@ -39,6 +46,7 @@ from agent.sources.capture import (
     open_source,
 )
 from agent.sources.config import CameraConfig
+from agent.sources.demand import DemandGate
 from agent.sources.hang import HangWatch, hang_limits
 from agent.sources.mailbox import FrameMailbox
 from agent.sources.state import CameraState, CameraStateMachine
@@ -155,6 +163,7 @@ class CameraReader:
         self._mailbox = FrameMailbox(cfg.fps_cap)
         self._reconnects = 0
         self._hang = HangWatch(hang_limits(cfg))
+        self._demand = DemandGate(cfg.source, self._lock)
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -187,7 +196,15 @@ class CameraReader:
         """The newest frame if its index is greater than `after_index`, else None. Never blocks."""
         self.poll()
         with self._lock:
-            return self._mailbox.take(after_index)
+            frame = self._mailbox.take(after_index)
+            self._demand.notify()  # decode on demand: the next frame may be read now
+            return frame
+
+    @property
+    def finished(self) -> bool:
+        """A non-looping `every_frame` file played to its end, its last frame taken."""
+        with self._lock:
+            return self._demand.finished(self._mailbox.pending)
 
     def stats(self) -> ReaderStats:
         """A snapshot of counters, state and last error (runs the stall check first)."""
@@ -214,8 +231,7 @@ class CameraReader:
         now = self._clock()
         changed = False
         with self._lock:
-            last_read = self._mailbox.last_read
-            age = None if last_read is None else now - last_read
+            age = self._demand.stall_age(now, self._mailbox.last_read)
             if self._sm.check_stall(age, self._cfg.stall_timeout_s):
                 self._log.warning("camera stalled", frame_age_s=round(age or 0.0, 3))
                 changed = True
@@ -231,6 +247,7 @@ class CameraReader:
         with self._lock:
             if self._sm.state is not CameraState.STOPPED:
                 self._sm.transition(CameraState.STOPPED)
+            self._demand.notify()
             source = self._source
         if source is not None:
             source.interrupt()
@@ -313,15 +330,17 @@ class CameraReader:
 
     def _stream(self, gen: int, source: FrameSource) -> float | None:
         """Open and read `source` until it fails; return the backoff delay, or None to exit."""
+        mark = partial(self._set_blocked, gen)
         try:
-            self._blocking(gen, "open", source, source.open)
+            _blocking(self._log, mark, "open", source, source.open)
         except SourceError as err:
             return self._fail(gen, str(err))
         while not self._stop.is_set():
             try:
-                image = self._blocking(gen, "read", source, source.read)
+                image = _blocking(self._log, mark, "read", source, source.read)
             except EndOfStream as err:
                 if self._enter(gen, CameraState.STOPPED, str(err)):
+                    self._demand.ended = True  # read under the lock by `finished`; one store
                     self._log.info("camera source finished", reason=str(err))
                 return None
             except SourceError as err:
@@ -334,20 +353,6 @@ class CameraReader:
             if not self._deliver(gen, image):
                 return None
         return None
-
-    def _blocking(self, gen: int, op: str, source: FrameSource, call: Callable[[], _T]) -> _T:
-        """Run the source's `op` call marked as blocked (for hang detection); an unexpected
-        backend exception becomes a SourceError, since it must not kill the reader."""
-        self._set_blocked(gen, op)
-        try:
-            return call()
-        except SourceError:
-            raise
-        except Exception as err:
-            self._log.exception("unexpected error in the frame source", call=op)
-            raise SourceError(f"{source.name}: unexpected {type(err).__name__}: {err}") from err
-        finally:
-            self._set_blocked(gen, None)
 
     def _fail(self, gen: int, error: str) -> float | None:
         with self._lock:
@@ -388,7 +393,11 @@ class CameraReader:
             )
             self._mailbox.put(frame, now)
         self.signal.notify()
-        return True
+        if not self._demand.active:
+            return True
+        with self._lock:  # decode on demand: the next read waits until the loop took this frame
+            self._demand.wait(self._mailbox, lambda: self._current(gen), self._clock)
+            return self._current(gen)
 
     def _abandon(self, op: str, blocked_s: float) -> bool:
         """Leave a thread blocked in `op` behind and reconnect with a new one (lock held)."""
@@ -413,6 +422,28 @@ class CameraReader:
         )
         self._thread = self._spawn(self._gen, delay)
         return True
+
+
+def _blocking(
+    logger: Any,
+    mark: Callable[[str | None], None],
+    op: str,
+    source: FrameSource,
+    call: Callable[[], _T],
+) -> _T:
+    """Run the source's `op` call marked as blocked (`mark(op)`, then `mark(None)`, for hang
+    detection); an unexpected backend exception becomes a SourceError, since it must not kill
+    the reader."""
+    mark(op)
+    try:
+        return call()
+    except SourceError:
+        raise
+    except Exception as err:
+        logger.exception("unexpected error in the frame source", call=op)
+        raise SourceError(f"{source.name}: unexpected {type(err).__name__}: {err}") from err
+    finally:
+        mark(None)
 
 
 class ReaderGroup:
@@ -519,6 +550,10 @@ class ReaderGroup:
             raise KeyError(camera_id)
         self.readers = tuple(r for r in self.readers if r.camera_id != camera_id)
         return found[0].stop(timeout)
+
+    def finished(self) -> bool:
+        """Whether every camera is a non-looping `every_frame` file whose last frame was taken."""
+        return all(r.finished for r in self.readers)
 
     def states(self) -> dict[str, CameraState]:
         """Camera id -> state, for the status topic."""

@@ -11,7 +11,14 @@ from onnx import TensorProto
 from structlog.testing import capture_logs
 
 from agent.engines.base import Engine, EngineError
-from agent.engines.ort import OnnxRuntimeConfig, OnnxRuntimeEngine, provider_entries
+from agent.engines.ort import (
+    SPIN_KEYS,
+    OnnxRuntimeConfig,
+    OnnxRuntimeEngine,
+    provider_entries,
+    spin_timed,
+    spin_untimed,
+)
 from agent.engines.registry import create_engine
 from tests.engines.synthetic import constant_output_model, ultralytics_metadata
 
@@ -198,3 +205,55 @@ def test_tensorrt_provider_fp32_when_asked() -> None:
         OnnxRuntimeConfig(trt_fp16=False), ["TensorrtExecutionProvider"]
     )
     assert options["trt_fp16_enable"] is False
+
+
+# -- spinning: fixed when the session is created ---------------------------------------------
+@pytest.mark.parametrize(
+    ("config", "providers", "expected"),
+    [
+        (OnnxRuntimeConfig(spin="on", threads=1), ["CPUExecutionProvider"], True),
+        (OnnxRuntimeConfig(spin="off"), ["CPUExecutionProvider"], False),
+        (OnnxRuntimeConfig(threads=1), ["CPUExecutionProvider"], False),  # no pool to spin
+        (OnnxRuntimeConfig(), ["CUDAExecutionProvider", "CPUExecutionProvider"], False),
+        (OnnxRuntimeConfig(), ["CPUExecutionProvider"], True),  # nobody said: as fast as it runs
+        (OnnxRuntimeConfig(expected_fps=float("inf")), ["CPUExecutionProvider"], True),
+        (OnnxRuntimeConfig(expected_fps=10.0), ["CPUExecutionProvider"], None),  # to be timed
+    ],
+)
+def test_spin_decisions_that_need_no_timing(
+    config: OnnxRuntimeConfig, providers: list[str], expected: bool | None
+) -> None:
+    """on/off as configured; auto: off with one thread or a GPU provider, on for unbounded
+    demand, and left to the warm-up's timing when the cameras have a finite rate."""
+    decided = spin_untimed(config, providers)
+    assert (None if decided is None else decided[0]) is expected
+
+
+def test_spin_timed_is_on_only_when_the_engine_would_be_busy() -> None:
+    """30 fps of 30 ms runs is 90 % busy: spin; 10 fps of 25 ms is 25 %: do not; untimed: off."""
+    assert spin_timed(30.0, 30.0)[0] is True
+    on, why = spin_timed(10.0, 25.0)
+    assert on is False and "25% busy" in why
+    assert spin_timed(10.0, None) == (False, "no warm-up run to time")
+
+
+@pytest.mark.parametrize(("fps", "spins"), [(1.0, False), (10_000.0, True)])
+def test_auto_spin_is_set_on_the_session_from_the_warm_run(
+    demo_model: Path, fps: float, spins: bool
+) -> None:
+    """spin: auto with 2 threads: 1 fps leaves the engine idle (off), 10,000 fps keeps it busy
+    (on, the session opened again); both keys are set on the real session and logged."""
+    eng = OnnxRuntimeEngine(OnnxRuntimeConfig(threads=2, expected_fps=fps))
+    with capture_logs() as logs:
+        eng.load(demo_model)
+    try:
+        options = eng.session.get_session_options()
+        want = "1" if spins else "0"
+        assert [options.get_session_config_entry(k) for k in SPIN_KEYS] == [want, want]
+        assert eng.spinning is spins
+        loaded = next(e for e in logs if e["event"] == "onnxruntime model loaded")
+        assert loaded["spin"] is spins and "busy" in loaded["spin_reason"]
+        assert loaded["warm_run_ms"] > 0
+        assert eng.infer(np.zeros((1, 3, 320, 320), np.float32))[0].shape == (1, 6, 2100)
+    finally:
+        eng.close()

@@ -92,3 +92,19 @@ def test_camera_refuses_non_positive_rates_and_timeouts(field: str, value: float
         CameraConfig.model_validate(
             {"id": "cam1", "source": {"type": "file", "path": "a.mp4"}, field: value}
         )
+
+
+def test_every_frame_refuses_an_fps_cap() -> None:
+    """fps_cap skips frames and every_frame promises them all: the config says to pick one."""
+    with pytest.raises(ValidationError, match="fps_cap skips frames"):
+        CameraConfig.model_validate(
+            {
+                "id": "c",
+                "fps_cap": 5,
+                "source": {"type": "file", "path": "a.mp4", "every_frame": True},
+            }
+        )
+    cam = CameraConfig.model_validate(
+        {"id": "c", "source": {"type": "file", "path": "a.mp4", "every_frame": True}}
+    )
+    assert cam.source.type == "file" and cam.source.every_frame

@@ -29,8 +29,12 @@ from tests.sources.conftest import frame_number
 MakeReader = Callable[..., CameraReader]
 
 
-def file_cfg(path: Path, loop: bool = True, pace: bool = True) -> FileSourceConfig:
-    return FileSourceConfig(path=path, loop=loop, pace=pace)
+def file_cfg(
+    path: Path, loop: bool = True, pace: bool = True, every_frame: bool = False
+) -> FileSourceConfig:
+    """A file source. Tests that let a file play with nobody taking frames pace it (the short
+    clip's 50 fps): with `pace: false` the reader decodes on demand and waits for the loop."""
+    return FileSourceConfig(path=path, loop=loop, pace=pace, every_frame=every_frame)
 
 
 class HangingCamera:
@@ -81,7 +85,7 @@ def hanging_factory() -> Iterator[
 # -- newest-frame mailbox --------------------------------------------------------------------
 def test_only_the_newest_frame_is_kept(make_reader: MakeReader, clips: dict[str, Path]) -> None:
     """An unconsumed frame is replaced by the next; the reader hands out only the last one."""
-    reader = make_reader("cam1", file_cfg(clips["short"], loop=False, pace=False))
+    reader = make_reader("cam1", file_cfg(clips["short"], loop=False))
     reader.start()
     assert wait_until(lambda: reader.state is CameraState.STOPPED, 5.0)
     frame = reader.latest()
@@ -95,7 +99,7 @@ def test_latest_returns_nothing_newer_than_after_index(
     make_reader: MakeReader, clips: dict[str, Path]
 ) -> None:
     """latest(after_index) gives None when the newest frame is not newer than after_index."""
-    reader = make_reader("cam1", file_cfg(clips["short"], loop=False, pace=False))
+    reader = make_reader("cam1", file_cfg(clips["short"], loop=False))
     reader.start()
     assert wait_until(lambda: reader.state is CameraState.STOPPED, 5.0)
     frame = reader.latest(-1)
@@ -109,7 +113,7 @@ def test_frames_carry_camera_clocks_and_pixels(
 ) -> None:
     """A Frame has the camera id, wall and monotonic capture times, and (h, w, 3) uint8 pixels."""
     before_wall, before_mono = time.time(), time.monotonic()
-    reader = make_reader("cam-7", file_cfg(clips["short"], loop=False, pace=False))
+    reader = make_reader("cam-7", file_cfg(clips["short"], loop=False))
     reader.start()
     assert wait_until(lambda: reader.state is CameraState.STOPPED, 5.0)
     frame = reader.latest()
@@ -183,10 +187,74 @@ def test_looping_file_keeps_streaming_past_its_end(
 
 def test_non_looping_file_stops_at_its_end(make_reader: MakeReader, clips: dict[str, Path]) -> None:
     """A file with loop: false ends in STOPPED and says why."""
-    reader = make_reader("cam1", file_cfg(clips["short"], loop=False, pace=False))
+    reader = make_reader("cam1", file_cfg(clips["short"], loop=False))
     reader.start()
     assert wait_until(lambda: reader.state is CameraState.STOPPED, 5.0)
     assert "end of video file" in (reader.stats().last_error or "")
+
+
+# -- decode on demand, every frame, end of a job ---------------------------------------------
+def take(group: ReaderGroup, n: int, pause_s: float, check: Callable[[], None]) -> list[Frame]:
+    """Take `n` frames like an inference loop that needs `pause_s` per frame; `check()` after
+    each take."""
+    frames: list[Frame] = []
+    while len(frames) < n:
+        frame = group.next_frame(timeout=5.0)
+        assert frame is not None, f"no frame after {len(frames)}"
+        frames.append(frame)
+        check()
+        time.sleep(pause_s)
+    return frames
+
+
+def test_unpaced_file_is_decoded_on_demand(make_reader: MakeReader, clips: dict[str, Path]) -> None:
+    """pace: false: a frame is decoded only once the loop took the previous one, so a loop
+    slower than decoding gets every frame in order and none is decoded only to be dropped."""
+    reader = make_reader("cam1", file_cfg(clips["short"], loop=False, pace=False))
+    group = ReaderGroup([reader], reader.signal)
+    group.start()
+    ahead: list[int] = []
+    frames = take(group, 10, 0.03, lambda: ahead.append(reader.stats().frames - 1))
+    assert [frame_number(f.image) for f in frames] == list(range(10))
+    assert all(newest <= i + 1 for i, newest in enumerate(ahead)), ahead  # one frame ahead
+    assert wait_until(lambda: reader.state is CameraState.STOPPED, 5.0)
+    stats = reader.stats()
+    assert (stats.frames, stats.dropped, stats.delivered) == (10, 0, 10)
+    assert not reader.finished  # not every_frame: a finished file does not end the daemon
+
+
+def test_every_frame_paced_file_waits_for_a_slow_loop_then_finishes(
+    make_reader: MakeReader, clips: dict[str, Path]
+) -> None:
+    """every_frame on a paced 50 fps file read by a 20 fps loop: every frame arrives (the file
+    slows down instead of dropping), and the group is finished once the last one is taken."""
+    reader = make_reader("cam1", file_cfg(clips["short"], loop=False, every_frame=True))
+    group = ReaderGroup([reader], reader.signal)
+    group.start()
+    seen: list[bool] = []
+    frames = take(group, 10, 0.05, lambda: seen.append(group.finished()))
+    assert [frame_number(f.image) for f in frames] == list(range(10))
+    assert not any(seen[:-1])  # never finished while a frame was still to come
+    assert wait_until(group.finished, 5.0)
+    assert reader.stats().dropped == 0
+
+
+def test_a_reader_waiting_for_the_loop_is_not_stalled(
+    make_reader: MakeReader, clips: dict[str, Path]
+) -> None:
+    """A reader that waits for a busy loop to take its frame is not stalled, and stops at once."""
+    src = file_cfg(clips["short"], loop=False, pace=False, every_frame=True)
+    reader = make_reader("cam1", src, stall_timeout_s=0.2)
+    group = ReaderGroup([reader], reader.signal)
+    group.start()
+    assert group.next_frame(timeout=5.0) is not None
+    time.sleep(0.8)  # the loop is busy for four stall timeouts; the watcher polls meanwhile
+    assert reader.state is CameraState.STREAMING
+    frame = group.next_frame(timeout=5.0)
+    assert frame is not None and frame.index == 1
+    start = time.monotonic()
+    assert group.stop(timeout=2.0)
+    assert time.monotonic() - start < 1.0
 
 
 # -- bad inputs: backoff with a clear error, other cameras unaffected ------------------------
@@ -392,8 +460,7 @@ def test_group_takes_cameras_in_turn(make_reader: MakeReader, clips: dict[str, P
     """next_frame serves each camera's newest frame once, round robin, then times out."""
     signal = FrameSignal()
     readers = [
-        make_reader(c, file_cfg(clips["short"], loop=False, pace=False), signal=signal)
-        for c in ("a", "b")
+        make_reader(c, file_cfg(clips["short"], loop=False), signal=signal) for c in ("a", "b")
     ]
     group = ReaderGroup(readers, signal)
     group.start()
