@@ -137,6 +137,8 @@ class Pipeline:
                     "inference stage still running; its detector is left open", stage=thread.name
                 )
                 return False
+        post = self._post
+        log.info("inference stopped", frames=post.frames, batches=post.batches, rows=self._rows)
         with self._lock:
             self._closed = True
             detector, pending = self._detector, self._pending

@@ -159,10 +159,14 @@ class PostProcessor:
         self.recent_lock = threading.Lock()
         self.last_frame_mono = time.monotonic()
         self.submit_refused = 0
+        self.batches = 0  # engine calls whose results came here, and their frames
+        self.frames = 0
 
     def finish(self, batch: Batch) -> None:
         """Decode `batch` and hand each frame's message off; failures are counted per frame."""
         detector = batch.detector
+        self.batches += 1
+        self.frames += len(batch.frames)
         if self._hooks.live is not None:
             apply_thresholds(detector, self._hooks.live())  # a reload applies between batches
         start = self._clock()
