@@ -156,6 +156,17 @@ class AgentConfig(FrozenModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _tensorrt_profile_fits_the_batch(self) -> AgentConfig:
+        engine = self.model.engine
+        if engine.type == "tensorrt" and engine.max_batch < self.batch.max:
+            raise ValueError(
+                f"batch.max is {self.batch.max} but model.engine.max_batch is "
+                f"{engine.max_batch}: TensorRT engines are built for 1..max_batch, set "
+                f"model.engine.max_batch: {self.batch.max}"
+            )
+        return self
+
 
 def parse_config(data: object, path: Path) -> AgentConfig:
     """Validate already-parsed YAML data (relative paths stay relative to the working directory)."""

@@ -139,9 +139,10 @@ class Detector:
 
     @property
     def batch_limit(self) -> int | None:
-        """Most frames per engine call: None for a dynamic batch axis, else the static batch."""
+        """Most frames per engine call: the static batch, the engine's bound on a dynamic
+        batch axis (TensorRT profile), or None (any: ONNX Runtime)."""
         axis = self.io.inputs[0].shape[0]
-        return None if axis < 0 else int(axis)
+        return self.io.max_batch if axis < 0 else int(axis)
 
     def batch_size(self, wanted: int) -> int:
         """How many frames one engine call takes when `wanted` are asked for (logged when a
@@ -149,7 +150,7 @@ class Detector:
         if self.batch_limit is None or wanted <= self.batch_limit:
             return wanted
         log.info(
-            "model has a static batch axis: batches are cut to its size",
+            "model takes fewer frames per engine call than batch.max: batches are cut to it",
             model=self.info.name,
             version=self.info.version,
             batch_axis=self.batch_limit,
