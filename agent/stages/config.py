@@ -16,8 +16,9 @@ class BatchConfig(FrozenModel):
         le=64,
         description="Most frames per engine call, each from another camera. 1 runs one frame "
         "at a time. Above 1 the model needs a dynamic batch axis (ONNX) or is built with an "
-        "optimisation profile over 1..max (TensorRT); a model with a static batch of 1 runs "
-        "at batch 1 (logged).",
+        "optimisation profile over 1..max (TensorRT: model.engine.max_batch); a model with a "
+        "static batch of 1 runs at batch 1 (logged). engines/recipes/dynamic_batch.py frees "
+        "the batch axis of a static export. Changing it needs a restart.",
     )
     max_wait_ms: float = Field(
         5.0,
