@@ -105,6 +105,7 @@ class Pipeline:
         self._swapped = threading.Condition(self._lock)
         self._paused = threading.Event()
         self._idle = threading.Event()
+        self._wake = threading.Event()  # set by resume and stop: a paused prepare thread goes on
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._to_engine: Slot[Batch] = Slot()
@@ -129,6 +130,7 @@ class Pipeline:
         and stays open)."""
         self._stop.set()
         self._paused.clear()
+        self._wake.set()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -231,6 +233,7 @@ class Pipeline:
 
     def resume(self) -> None:
         self._paused.clear()
+        self._wake.set()
 
     def window_stats(self, since_mono: float) -> WindowSummary:
         return self.window.summary(since_mono, time.monotonic())
@@ -275,7 +278,8 @@ class Pipeline:
             self._idle.set()
         while self._paused.is_set() and not self._stop.is_set() and self._idle.is_set():
             self._beats["prepare"] = time.monotonic()
-            self._stop.wait(TICK_S)
+            self._wake.wait(TICK_S)
+            self._wake.clear()
 
     def _run_prepare(self) -> None:
         try:
@@ -285,7 +289,7 @@ class Pipeline:
                     self._wait_paused()
                     continue
                 if not self._to_engine.wait_empty(TICK_S):
-                    continue  # the engine is still busy with two batches' worth: wait
+                    continue  # the engine has not taken the last batch yet: fresher frames later
                 self._apply_pending()
                 frames = self._collector.collect(
                     self._rows, self._batch.max_wait_ms / 1000.0, TICK_S
@@ -300,11 +304,22 @@ class Pipeline:
         detector = self._apply_pending()  # a swap requested while frames were awaited
         rows = self._rows
         for start in range(0, len(frames), rows):  # a swap to a smaller batch axis: split
+            if start and not self._slot_emptied():
+                return  # stopping
             part = frames[start : start + rows]
             batch = self._preparer.prepare(detector, part, rows)
             self._in_flight.add()
             if not self._to_engine.put(batch):
                 self._in_flight.done()
+
+    def _slot_emptied(self) -> bool:
+        """Wait until the engine took the batch in the slot (so the buffer of the batch before
+        it is free again); False when stopping."""
+        while not self._to_engine.wait_empty(TICK_S):
+            self._beats["prepare"] = time.monotonic()
+            if self._stop.is_set():
+                return False
+        return True
 
     def _run_infer(self) -> None:
         try:

@@ -307,6 +307,40 @@ def _free_binding(cuda: Any, b: _Binding) -> list[str]:
     return errors
 
 
+def batch_of(shape: tuple[int, ...], loaded: tuple[int, ...], dynamic: bool) -> int:
+    """The batch of an input `shape` for an engine loaded at `loaded` (its largest batch when
+    the batch axis is `dynamic`). Pure.
+
+    Raises:
+        EngineError: another image shape, or a batch outside 1..loaded[0] (dynamic) or other
+            than loaded[0] (static).
+    """
+    n = int(shape[0]) if shape else 0
+    if shape[1:] == loaded[1:] and (n == loaded[0] or (dynamic and 1 <= n <= loaded[0])):
+        return n
+    what = f"batch 1..{loaded[0]} of " if dynamic else ""
+    raise EngineError(f"input shape {shape} != engine input {what}{loaded}")
+
+
+def engine_io(
+    inp: _Binding, outputs: list[_Binding], metadata: dict[str, str], dynamic: bool
+) -> EngineIO:
+    """What a loaded engine takes and gives. A dynamic batch axis is reported as -1 (inputs
+    and outputs, batch first) with the allocated batch as `max_batch`. Pure."""
+    if not dynamic:
+        return EngineIO(
+            inputs=(TensorSpec(inp.name, inp.shape, str(inp.dtype)),),
+            outputs=tuple(TensorSpec(b.name, b.shape, str(b.dtype)) for b in outputs),
+            metadata=metadata,
+        )
+    return EngineIO(
+        inputs=(TensorSpec(inp.name, (-1, *inp.shape[1:]), str(inp.dtype)),),
+        outputs=tuple(TensorSpec(b.name, (-1, *b.shape[1:]), str(b.dtype)) for b in outputs),
+        metadata=metadata,
+        max_batch=inp.shape[0],
+    )
+
+
 class TensorRTEngine:
     """An `Engine` running a serialised TensorRT 10 engine with pycuda buffers.
 
@@ -468,26 +502,10 @@ class TensorRTEngine:
     def _describe(self, metadata: dict[str, str]) -> EngineIO:
         if self._input is None:
             raise EngineError("TensorRT engine has no input binding")
-        if not self._dynamic_batch:
-            return EngineIO(
-                inputs=(TensorSpec(self._input.name, self._input.shape, str(self._input.dtype)),),
-                outputs=tuple(TensorSpec(b.name, b.shape, str(b.dtype)) for b in self._outputs),
-                metadata=metadata,
-            )
-        for b in self._outputs:
-            if int(self._engine.get_tensor_shape(b.name)[0]) >= 0:
-                raise EngineError(
-                    f"input batch is dynamic but output {b.name} has a fixed first dimension "
-                    f"{b.shape}: not a batch-first detector"
-                )
-        return EngineIO(
-            inputs=(TensorSpec(self._input.name, (-1, *self._input.shape[1:]), "float32"),),
-            outputs=tuple(
-                TensorSpec(b.name, (-1, *b.shape[1:]), str(b.dtype)) for b in self._outputs
-            ),
-            metadata=metadata,
-            max_batch=self._input.shape[0],
-        )
+        fixed = [b.name for b in self._outputs if self._engine.get_tensor_shape(b.name)[0] >= 0]
+        if self._dynamic_batch and fixed:
+            raise EngineError(f"dynamic input batch but outputs {fixed} have a fixed first dim")
+        return engine_io(self._input, self._outputs, metadata, self._dynamic_batch)
 
     # -- inference ---------------------------------------------------------------------
     def infer(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
@@ -557,17 +575,11 @@ class TensorRTEngine:
         return [host.astype(np.float32, copy=True) for host in rows]
 
     def _set_batch(self, shape: tuple[int, ...]) -> int:
-        """Check an input shape against the loaded one and, for a dynamic batch axis, set
-        the context's input shape to its batch when it changed; returns the batch."""
+        """For a dynamic batch axis, set the context's input shape to the batch of `shape`
+        when it changed; returns the batch (EngineError when `shape` does not fit)."""
         inp = self._input
         assert inp is not None and self._context is not None
-        n = int(shape[0]) if shape else 0
-        fits = shape[1:] == inp.shape[1:] and (
-            n == inp.shape[0] or (self._dynamic_batch and 1 <= n <= inp.shape[0])
-        )
-        if not fits:
-            what = f"batch 1..{inp.shape[0]} of " if self._dynamic_batch else ""
-            raise EngineError(f"input shape {shape} != engine input {what}{inp.shape}")
+        n = batch_of(shape, inp.shape, self._dynamic_batch)
         if n != self._batch_now:
             if not self._context.set_input_shape(inp.name, (n, *inp.shape[1:])):
                 raise EngineError(f"TensorRT refused input shape {(n, *inp.shape[1:])}")

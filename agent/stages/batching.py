@@ -50,8 +50,3 @@ class BatchCollector:
             frames.append(frame)
             cameras.add(frame.camera)
         return frames
-
-    def drop_carry(self) -> Frame | None:
-        """Hand back the carried-over frame (at stop), leaving none."""
-        frame, self._carry = self._carry, None
-        return frame
