@@ -570,7 +570,8 @@ def decode_batch(
     boxes, scores, classes, images = pick(out[:count], nc, params.conf_threshold)
     if boxes.shape[0] == 0:
         return [Detections.empty() for _ in range(count)]
-    keep = nms(boxes, scores, classes, params.iou_threshold, params.max_detections, images)
+    groups = images if count > 1 else None  # one frame: the plain path, no image mask
+    keep = nms(boxes, scores, classes, params.iou_threshold, params.max_detections, groups)
     kept_images = images[keep]
     result = []
     for k in range(count):
