@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -106,3 +107,54 @@ def test_batch_max_is_cut_to_a_static_model() -> None:
         time.sleep(0.01)
     assert pipe.stop(10)
     assert len(got) >= 6 and pipe.window.total_errors == 0
+
+
+def test_a_swap_under_batching_lands_between_two_batches(tmp_path: Path) -> None:
+    """batch.max 2 on a dynamic-batch model, swapped mid-stream: per camera seq has no gap
+    and the version changes once, never back."""
+    import onnx
+
+    from agent.engines.detector import load_detector
+    from agent.engines.model_loading import file_sha256
+    from tests.test_batching import _recipe
+
+    model = onnx.load(str(DEMO_MODEL))
+    _recipe().free_batch(model)
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(path))
+    base = load_manifest(DEMO_MANIFEST).model_copy(
+        update={"sha256": file_sha256(path), "length": path.stat().st_size}
+    )
+
+    def load(version: int) -> Detector:
+        manifest = base.model_copy(update={"version": version})
+        return load_detector(path, OnnxRuntimeConfig(threads=1), manifest=manifest)
+
+    got: list[DetectionMessage] = []
+    feed = CountingCameras(np.full((240, 320, 3), 90, np.uint8))
+    pipe = Pipeline(
+        PipelineSettings("dev", "b007b007"),
+        feed,
+        load(1),
+        lambda _c, _s, p: got.append(DetectionMessage.model_validate_json(p)) is None,
+        lambda *_a: None,
+        batch=BatchConfig(max=2, max_wait_ms=20),
+    )
+    pipe.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(got) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pipe.swap(load(2), timeout=10)
+        n = len(got)
+        while len(got) < n + 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assert pipe.stop(10)
+    for camera in ("cam-a", "cam-b"):
+        mine = [m for m in got if m.camera == camera]
+        assert [m.seq for m in mine] == list(range(len(mine)))
+        versions = [m.model.version for m in mine]
+        switch = versions.index(2)
+        assert set(versions[:switch]) == {1} and set(versions[switch:]) == {2}
+    assert pipe.window.total_errors == 0 and pipe.swap_count == 1
