@@ -123,6 +123,7 @@ class Pipeline:
         self._threads = [threading.Thread(target=t, name=n, daemon=True) for n, t in stages]
         for thread in self._threads:
             thread.start()
+        log.info("inference stages started", batch_max=self._batch.max, rows=self._rows)
 
     def stop(self, timeout: float) -> bool:
         """Stop taking frames, finish the batches in flight, close the active detector; True
