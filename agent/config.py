@@ -22,6 +22,7 @@ from agent.ota.config import OtaConfig
 from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.snapshots.config import SnapshotsConfig
 from agent.sources.config import CameraConfig
+from agent.stages.config import BatchConfig
 from agent.tracking.config import TrackingConfig
 from agent.trust.config import TrustConfig
 from agent.util.models import FrozenModel
@@ -83,6 +84,10 @@ class AgentConfig(FrozenModel):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
     model: ModelConfig = Field(description="The detector used at first start.")
+    batch: BatchConfig = Field(
+        default_factory=BatchConfig,
+        description="Batching across cameras: frames of several cameras in one engine call.",
+    )
     outbox: OutboxConfig = Field(
         default_factory=OutboxConfig, description="On-disk outbox for detection messages."
     )
@@ -148,6 +153,17 @@ class AgentConfig(FrozenModel):
             raise ValueError(
                 "ota.enabled needs at least one release key and one gateway key: set "
                 "trust.release_keys and trust.gateway_keys (`edge-gateway keys export`)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tensorrt_profile_fits_the_batch(self) -> AgentConfig:
+        engine = self.model.engine
+        if engine.type == "tensorrt" and engine.max_batch < self.batch.max:
+            raise ValueError(
+                f"batch.max is {self.batch.max} but model.engine.max_batch is "
+                f"{engine.max_batch}: TensorRT engines are built for 1..max_batch, set "
+                f"model.engine.max_batch: {self.batch.max}"
             )
         return self
 

@@ -247,6 +247,7 @@ class Daemon:
             window=self.window,
             tracking=self.tracking,
             live=box.get,
+            batch=cfg.batch,
         )
         self.pipeline.on_model_change = lambda _info: self.push_status()
 

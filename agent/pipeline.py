@@ -1,9 +1,22 @@
-"""The inference loop: newest frame per camera -> detector -> detection message -> hand-off.
+"""The inference loop: newest frames -> letterbox -> engine -> decode -> message -> hand-off.
 
-One thread runs the loop. It never waits on the network: messages go to a non-blocking
-`submit` callable (the publisher's hand-off). Model swaps happen between two frames: a
-swap request is applied at the top of the next iteration, so no frame is dropped and no
-frame ever runs on a half-swapped model. The class implements `agent.ota.host.ModelHost`.
+Three threads, one per stage, joined by one-slot hand-offs (`agent.stages`):
+
+    prepare:   take the newest frame of up to `batch.max` cameras, letterbox them
+    inference: one engine call per batch
+    post:      decode, tracking hook, Florence-2 hook, payload, seq, `submit`
+
+The prepare thread letterboxes the next batch while the engine runs the current one, and
+the post thread handles the previous one meanwhile. Each stage has one thread and the
+slots are first in, first out, so per camera frames stay in order and `seq` (assigned in
+post only) has no gaps. The prepare thread takes frames only once the slot ahead is empty:
+a frame waits at most one engine call before it runs (newest-frame semantics).
+
+The loop never waits on the network: messages go to a non-blocking `submit` callable (the
+publisher's hand-off). Model swaps happen between two batches: the prepare thread applies
+a swap request once no batch is in flight, so no frame is dropped, no frame ever runs on a
+half-swapped model, and the old detector is idle when `swap` closes it. The class
+implements `agent.ota.host.ModelHost`.
 
 The pipeline owns every detector it is given: the one it starts with, each one handed to
 `swap`, and each candidate it loads for the OTA manager. It alone closes them - the old one
@@ -15,137 +28,53 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import structlog
 
 from agent.contracts.manifest import Manifest
-from agent.contracts.payloads import (
-    Detection,
-    DetectionMessage,
-    FrameSize,
-    Latency,
-    ModelRef,
-    dump_payload,
-    rfc3339_ms,
+from agent.health.metrics import FrameWindow, WindowSummary
+from agent.live import LiveConfig
+from agent.stages.batching import BatchCollector, FrameFeed
+from agent.stages.config import BatchConfig
+from agent.stages.post import (
+    HardFrameHook,
+    PipelineSettings,
+    PostHooks,
+    PostProcessor,
+    ResultHook,
+    SubmitFn,
+    build_message,
+    model_ref,
 )
-from agent.health.metrics import FrameRecord, FrameWindow, WindowSummary
-from agent.live import LiveConfig, apply_thresholds
-from agent.types import Detections, Frame, ModelInfo, Timings
+from agent.stages.prepare import Batch, Preparer
+from agent.stages.slot import InFlight, Slot
+from agent.types import Frame, ModelInfo
 
 if TYPE_CHECKING:
     from agent.engines.detector import Detector
 
+__all__ = [
+    "FrameFeed",
+    "HardFrameHook",
+    "Pipeline",
+    "PipelineSettings",
+    "ResultHook",
+    "SubmitFn",
+    "build_message",
+    "model_ref",
+]
+
 log = structlog.get_logger(__name__)
 
-
-class FrameFeed(Protocol):
-    """Where the loop gets frames: the newest unseen frame of some camera, fairly."""
-
-    def next_frame(self, timeout: float) -> Frame | None:
-        """Return a frame not returned before, or None after `timeout` seconds."""
-        ...
-
-
-class ResultHook(Protocol):
-    """Per-camera, in-frame-order post-processing of a result (`agent.tracking.stage`)."""
-
-    def on_result(
-        self, frame: Frame, detections: Detections, info: ModelInfo
-    ) -> list[int | None]: ...
-
-
-class HardFrameHook(Protocol):
-    """The Florence-2 fallback as the loop sees it (see `agent.fallback.worker.Fallback`)."""
-
-    def is_hard(self, camera: str, detections: Detections, now_mono: float) -> bool: ...
-
-    def submit(
-        self,
-        frame: Frame,
-        detections: Detections,
-        yolo: DetectionMessage,
-        class_names: tuple[str, ...],
-    ) -> None: ...
-
-
-SubmitFn = Callable[[str, int, bytes], bool]
-"""submit(camera, seq, payload) -> accepted; must never block."""
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    device: str
-    boot_id: str
-    publish_empty: bool = True
-    recent_frames: int = 8
-
-
-def model_ref(info: ModelInfo) -> ModelRef:
-    """The payload's model identity for a loaded model."""
-    return ModelRef(name=info.name, version=info.version, sha256=info.sha256)
-
-
-def build_message(
-    settings: PipelineSettings,
-    frame: Frame,
-    seq: int,
-    detections: Detections,
-    timings: Timings,
-    info: ModelInfo,
-    hard: bool,
-    track_ids: list[int | None] | None = None,
-) -> DetectionMessage:
-    """Build the YOLO detection message of one frame (pure)."""
-    names = info.class_names
-    tids = track_ids if track_ids is not None else [None] * len(detections)
-    dets = [
-        Detection(
-            label=names[c] if 0 <= c < len(names) else str(c),
-            class_id=int(c),
-            confidence=round(float(s), 4),
-            box=(
-                round(float(b[0]), 1),
-                round(float(b[1]), 1),
-                round(float(b[2]), 1),
-                round(float(b[3]), 1),
-            ),
-            track_id=t,
-        )
-        for b, s, c, t in zip(
-            detections.xyxy.tolist(),
-            detections.confidence.tolist(),
-            detections.class_id.tolist(),
-            tids,
-            strict=True,
-        )
-    ]
-    return DetectionMessage(
-        device=settings.device,
-        camera=frame.camera,
-        boot_id=settings.boot_id,
-        seq=seq,
-        ts=rfc3339_ms(frame.captured_at),
-        frame=FrameSize(width=frame.width, height=frame.height),
-        model=model_ref(info),
-        source="yolo",
-        latency_ms=Latency(
-            pre=round(timings.pre, 3),
-            infer=round(timings.infer, 3),
-            post=round(timings.post, 3),
-            total=round(timings.total, 3),
-        ),
-        detections=dets,
-        hard=hard,
-    )
+TICK_S = 0.2
+"""Longest sleep of a stage thread between two checks of stop/pause (its heartbeat)."""
 
 
 class Pipeline:
-    """Runs the inference loop in its own thread; implements the OTA `ModelHost`."""
+    """Runs the inference loop on three threads; implements the OTA `ModelHost`."""
 
     def __init__(
         self,
@@ -158,49 +87,61 @@ class Pipeline:
         window: FrameWindow | None = None,
         tracking: ResultHook | None = None,
         live: Callable[[], LiveConfig] | None = None,
+        batch: BatchConfig | None = None,
     ) -> None:
-        self._settings = settings
-        self._tracking = tracking
-        self._live = live  # read before every frame: thresholds (and camera settings) of reloads
-        self._feed = feed
+        self._batch = batch or BatchConfig()
+        self._collector = BatchCollector(feed)
+        self._preparer = Preparer()
         self._detector = detector
-        self._submit = submit
+        self._rows = detector.batch_size(self._batch.max)
         self._load = load_detector
-        self._fallback = fallback
         self.window = window or FrameWindow()
-        self._seq: dict[str, int] = {}
-        self._recent: deque[Frame] = deque(maxlen=settings.recent_frames)
+        self._post = PostProcessor(
+            settings, submit, self.window, PostHooks(tracking, fallback, live)
+        )
         self._lock = threading.Lock()
         self._pending: Detector | None = None
         self._closed = False
         self._swapped = threading.Condition(self._lock)
         self._paused = threading.Event()
-        self._resumed = threading.Event()  # a paused loop sleeps on it (no polling)
         self._idle = threading.Event()
+        self._wake = threading.Event()  # set by resume and stop: a paused prepare thread goes on
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.last_loop_mono = time.monotonic()
-        self.last_frame_mono = time.monotonic()
-        self.submit_refused = 0
+        self._threads: list[threading.Thread] = []
+        self._to_engine: Slot[Batch] = Slot()
+        self._to_post: Slot[Batch] = Slot()
+        self._in_flight = InFlight()
+        now = time.monotonic()
+        self._beats = {"prepare": now, "inference": now, "post": now}
         self.swap_count = 0
         self.on_model_change: Callable[[ModelInfo], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self._thread.start()
+        stages = (("prepare", self._run_prepare), ("inference", self._run_infer))
+        stages += (("post", self._run_post),)
+        self._threads = [threading.Thread(target=t, name=n, daemon=True) for n, t in stages]
+        for thread in self._threads:
+            thread.start()
+        log.info("inference stages started", batch_max=self._batch.max, rows=self._rows)
 
     def stop(self, timeout: float) -> bool:
-        """Stop after the current frame and close the active detector; True if the thread
-        ended within `timeout` (otherwise the detector may still be in use and stays open)."""
+        """Stop taking frames, finish the batches in flight, close the active detector; True
+        if the threads ended within `timeout` (otherwise the detector may still be in use
+        and stays open)."""
         self._stop.set()
         self._paused.clear()
-        self._resumed.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("inference thread still running; its detector is left open")
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning(
+                    "inference stage still running; its detector is left open", stage=thread.name
+                )
                 return False
+        post = self._post
+        log.info("inference stopped", frames=post.frames, batches=post.batches, rows=self._rows)
         with self._lock:
             self._closed = True
             detector, pending = self._detector, self._pending
@@ -212,7 +153,21 @@ class Pipeline:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return any(t.is_alive() for t in self._threads)
+
+    @property
+    def last_loop_mono(self) -> float:
+        """The oldest heartbeat of the three stages: stale when any one is stuck (e.g. in
+        an engine call)."""
+        return min(self._beats.values())
+
+    @property
+    def last_frame_mono(self) -> float:
+        return self._post.last_frame_mono
+
+    @property
+    def submit_refused(self) -> int:
+        return self._post.submit_refused
 
     # -- ModelHost ---------------------------------------------------------------------
     def active_detector(self) -> Detector:
@@ -220,8 +175,8 @@ class Pipeline:
             return self._detector
 
     def recent_frames(self, n: int) -> list[Frame]:
-        with self._lock:
-            frames = list(self._recent)
+        with self._post.recent_lock:
+            frames = list(self._post.recent)
         return frames[-n:]
 
     def load_detector(self, model_path: Path, manifest: Manifest | None) -> Detector:
@@ -246,8 +201,8 @@ class Pipeline:
         self.active_detector().close()
 
     def swap(self, new: Detector, timeout: float) -> ModelInfo:
-        """Install `new` between two frames and close the one it replaces; return the old
-        model's info. On TimeoutError (no frame boundary in `timeout` s) `new` is closed and
+        """Install `new` between two batches and close the one it replaces; return the old
+        model's info. On TimeoutError (no batch boundary in `timeout` s) `new` is closed and
         the old detector stays installed."""
         with self._lock:
             if self._closed:
@@ -256,7 +211,7 @@ class Pipeline:
             direct = not self.running or self._paused.is_set()
             old = self._detector
             if direct:
-                self._detector = new
+                self._install(new)
             else:
                 self._pending = new
                 if not self._swapped.wait_for(lambda: self._pending is None, timeout):
@@ -267,25 +222,29 @@ class Pipeline:
                     )
         if direct:
             self._after_swap(new)  # outside the lock: listeners may call active_detector()
-        old.close()  # the loop has moved on to `new`: nobody runs `old` any more
+        old.close()  # no batch in flight used `old` when it was replaced: nobody runs it now
         return old.info
 
     def pause(self) -> None:
-        """Stop taking frames after the current one (readers keep their newest frame)."""
+        """Stop taking frames after the batches in flight (readers keep their newest frame)."""
         self._idle.clear()
-        self._resumed.clear()
         self._paused.set()
         if self.running:
             self._idle.wait(timeout=30.0)
 
     def resume(self) -> None:
         self._paused.clear()
-        self._resumed.set()
+        self._wake.set()
 
     def window_stats(self, since_mono: float) -> WindowSummary:
         return self.window.summary(since_mono, time.monotonic())
 
-    # -- the loop ------------------------------------------------------------------------
+    # -- swaps (prepare thread) ---------------------------------------------------------
+    def _install(self, new: Detector) -> None:
+        """Make `new` the active detector (lock held)."""
+        self._detector = new
+        self._rows = new.batch_size(self._batch.max)
+
     def _after_swap(self, new: Detector) -> None:
         self.swap_count += 1
         log.info("model swapped", model=new.info.name, version=new.info.version)
@@ -293,10 +252,19 @@ class Pipeline:
             self.on_model_change(new.info)
 
     def _apply_pending(self) -> Detector:
+        """The detector for the next batch; a requested swap is applied first, once no batch
+        is in flight (so the replaced detector is idle when `swap` closes it)."""
         with self._lock:
-            swapped = self._pending is not None
+            if self._pending is None:
+                return self._detector
+        while not self._in_flight.wait_none(TICK_S):
+            self._beats["prepare"] = time.monotonic()
+            if self._stop.is_set():
+                return self.active_detector()
+        with self._lock:
+            swapped = self._pending is not None  # the request may have timed out meanwhile
             if swapped:
-                self._detector = self._pending
+                self._install(self._pending)
                 self._pending = None
                 self._swapped.notify_all()
             detector = self._detector
@@ -304,56 +272,92 @@ class Pipeline:
             self._after_swap(detector)  # outside the lock: listeners may call active_detector()
         return detector
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.last_loop_mono = time.monotonic()
-            if self._paused.is_set():
-                self._idle.set()
-                self._resumed.wait(0.2)  # resume() or stop() wakes it at once
-                continue
-            detector = self._apply_pending()
-            frame = self._feed.next_frame(timeout=0.2)
-            if frame is None:
-                continue
-            detector = self._apply_pending()
-            self._process(detector, frame)
+    # -- the stages ------------------------------------------------------------------------
+    def _wait_paused(self) -> None:
+        """Paused: signal idle once nothing is in flight, then sleep until resume or stop."""
+        if self._in_flight.wait_none(TICK_S):
+            self._idle.set()
+        while self._paused.is_set() and not self._stop.is_set() and self._idle.is_set():
+            self._beats["prepare"] = time.monotonic()
+            self._wake.wait(TICK_S)
+            self._wake.clear()
 
-    def _process(self, detector: Detector, frame: Frame) -> None:
-        start = time.monotonic()
-        if self._live is not None:
-            apply_thresholds(detector, self._live())  # a reload applies between two frames
-        age_ms = (start - frame.captured_mono) * 1000.0
+    def _run_prepare(self) -> None:
         try:
-            detections, timings = detector.detect(frame.image)
+            while not self._stop.is_set():
+                self._beats["prepare"] = time.monotonic()
+                if self._paused.is_set():
+                    self._wait_paused()
+                    continue
+                if not self._to_engine.wait_empty(TICK_S):
+                    continue  # the engine has not taken the last batch yet: fresher frames later
+                self._apply_pending()
+                frames = self._collector.collect(
+                    self._rows, self._batch.max_wait_ms / 1000.0, TICK_S
+                )
+                if frames:
+                    self._prepare(frames)
+        finally:
+            self._to_engine.close()
+
+    def _prepare(self, frames: list[Frame]) -> None:
+        """Letterbox `frames` with the active detector and hand them to the engine."""
+        detector = self._apply_pending()  # a swap requested while frames were awaited
+        rows = self._rows
+        for start in range(0, len(frames), rows):  # a swap to a smaller batch axis: split
+            if start and not self._slot_emptied():
+                return  # stopping
+            part = frames[start : start + rows]
+            batch = self._preparer.prepare(detector, part, rows)
+            self._in_flight.add()
+            if not self._to_engine.put(batch):
+                self._in_flight.done()
+
+    def _slot_emptied(self) -> bool:
+        """Wait until the engine took the batch in the slot (so the buffer of the batch before
+        it is free again); False when stopping."""
+        while not self._to_engine.wait_empty(TICK_S):
+            self._beats["prepare"] = time.monotonic()
+            if self._stop.is_set():
+                return False
+        return True
+
+    def _run_infer(self) -> None:
+        try:
+            while True:
+                self._beats["inference"] = time.monotonic()
+                batch = self._to_engine.take(TICK_S)
+                if batch is None:
+                    if self._to_engine.closed:
+                        return
+                    continue
+                self._infer(batch)
+                self._to_post.put(batch)
+        finally:
+            self._to_post.close()
+
+    def _infer(self, batch: Batch) -> None:
+        """One engine call for the whole batch; a failure is recorded on the batch."""
+        batch.started_mono = time.monotonic()
+        self._beats["inference"] = batch.started_mono
+        if batch.error is not None:
+            return
+        start = time.perf_counter()
+        try:
+            batch.outputs = batch.detector.infer_batch(batch.tensor)
         except Exception as err:  # an engine failure must not kill the loop; it is counted
-            self.window.add(FrameRecord(start, 0.0, 0, age_ms, error=True))
-            log.error("inference failed", camera=frame.camera, error=repr(err))
-            return
-        with self._lock:
-            self._recent.append(frame)
-        self.last_frame_mono = time.monotonic()
-        self.window.add(FrameRecord(start, timings.total, len(detections), age_ms))
-        track_ids = None
-        if self._tracking is not None:  # every frame, empty ones too: tracks age in them
-            track_ids = self._tracking.on_result(frame, detections, detector.info)
-        if len(detections) == 0 and not self._settings.publish_empty:
-            return
-        hard = False
-        if self._fallback is not None:
-            hard = self._fallback.is_hard(frame.camera, detections, start)
-        seq = self._seq.get(frame.camera, 0)
-        try:
-            msg = build_message(
-                self._settings, frame, seq, detections, timings, detector.info, hard, track_ids
-            )
-        except ValueError as err:  # e.g. a model scoring outside [0, 1]: counted, loop goes on
-            self.window.add(FrameRecord(start, timings.total, 0, age_ms, error=True))
-            log.error(
-                "model output does not fit the payload", camera=frame.camera, error=str(err)[:300]
-            )
-            return
-        if not self._submit(frame.camera, seq, dump_payload(msg)):
-            self.submit_refused += 1  # not published: the seq gap shows consumers the counted loss
-        self._seq[frame.camera] = seq + 1
-        if hard and self._fallback is not None:
-            self._fallback.submit(frame, detections, msg, detector.info.class_names)
+            batch.error = repr(err)
+        batch.infer_ms = (time.perf_counter() - start) * 1e3
+
+    def _run_post(self) -> None:
+        while True:
+            self._beats["post"] = time.monotonic()
+            batch = self._to_post.take(TICK_S)
+            if batch is None:
+                if self._to_post.closed:
+                    return
+                continue
+            try:
+                self._post.finish(batch)
+            finally:
+                self._in_flight.done()

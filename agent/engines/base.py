@@ -40,11 +40,14 @@ class EngineIO:
         outputs: output tensors in the network's order.
         metadata: string key/values embedded in the model (Ultralytics writes
             `names`, `imgsz`, `stride`, `task`, `end2end` here).
+        max_batch: most frames per call when the batch axis is dynamic (-1) but bounded
+            (a TensorRT optimisation profile); None: unbounded, or the axis is static.
     """
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     metadata: dict[str, str] = field(default_factory=dict)
+    max_batch: int | None = None
 
 
 @runtime_checkable
@@ -60,7 +63,8 @@ class Engine(Protocol):
         ...
 
     def infer(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
-        """Run one batch (shape of the input spec) and return the outputs in order."""
+        """Run one batch (shape of the input spec; a dynamic batch axis takes 1..max_batch
+        frames) and return the outputs in order, batch first."""
         ...
 
     def close(self) -> None:

@@ -31,7 +31,9 @@ from agent.engines.yolo import (
     DecodeParams,
     Layout,
     Letterboxer,
+    LetterboxInfo,
     decode,
+    decode_batch,
     detect_layout,
     layout_num_classes,
 )
@@ -134,6 +136,42 @@ class Detector:
         )
         t3 = self._clock()
         return dets, Timings(pre=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, post=(t3 - t2) * 1e3)
+
+    @property
+    def batch_limit(self) -> int | None:
+        """Most frames per engine call: the static batch, the engine's bound on a dynamic
+        batch axis (TensorRT profile), or None (any: ONNX Runtime)."""
+        axis = self.io.inputs[0].shape[0]
+        return self.io.max_batch if axis < 0 else int(axis)
+
+    def batch_size(self, wanted: int) -> int:
+        """How many frames one engine call takes when `wanted` are asked for (logged when a
+        static batch axis refuses more than one)."""
+        if self.batch_limit is None or wanted <= self.batch_limit:
+            return wanted
+        log.info(
+            "model takes fewer frames per engine call than batch.max: batches are cut to it",
+            model=self.info.name,
+            version=self.info.version,
+            batch_axis=self.batch_limit,
+            wanted=wanted,
+        )
+        return max(1, min(wanted, self.batch_limit))
+
+    def infer_batch(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+        """Run one letterboxed (n, 3, H, W) batch through the engine; outputs batch first."""
+        if self._closed:
+            raise EngineError("detector is closed")
+        return self.engine.infer(tensor)
+
+    def decode_batch(
+        self,
+        outputs: list[npt.NDArray[np.float32]],
+        infos: list[LetterboxInfo],
+        image_hws: list[tuple[int, int]],
+    ) -> list[Detections]:
+        """Detections of each frame of a batch, in its own pixels (current thresholds)."""
+        return decode_batch(outputs, self.layout, self._nc, infos, image_hws, self.params)
 
     def close(self) -> None:
         """Close the engine and give its freed memory back to the OS. Safe to call twice."""

@@ -46,6 +46,8 @@ class TrtBuildSettings(Protocol):
     def calib_images(self) -> Path | None: ...
     @property
     def calib_max_images(self) -> int: ...
+    @property
+    def max_batch(self) -> int: ...
 
 
 class BuildOptions(FrozenModel):
@@ -60,6 +62,13 @@ class BuildOptions(FrozenModel):
     input_hw: tuple[int, int] | None = Field(
         None, description="Input (H, W) for ONNX models with dynamic spatial dimensions."
     )
+    max_batch: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Largest batch of the optimisation profile (1..max_batch) of a model "
+        "with a dynamic batch axis.",
+    )
 
     @classmethod
     def from_config(cls, config: TrtBuildSettings) -> BuildOptions:
@@ -69,6 +78,7 @@ class BuildOptions(FrozenModel):
             workspace_mib=config.workspace_mib,
             calib_images=config.calib_images,
             calib_max_images=config.calib_max_images,
+            max_batch=config.max_batch,
         )
 
 
@@ -97,6 +107,11 @@ class CacheIdentity(FrozenModel):
     workspace_mib: int = Field(description="Builder workspace limit (MiB).")
     calib_max_images: int | None = Field(None, description="Calibration image cap (int8 only).")
     input_hw: tuple[int, int] | None = Field(None, description="Input (H, W) for dynamic models.")
+    max_batch: int | None = Field(
+        None,
+        description="Largest batch of the optimisation profile when above 1; None: batch 1 "
+        "(left out of the key, so engines built before batching keep theirs).",
+    )
 
 
 class EngineRecord(FrozenModel):
@@ -167,8 +182,13 @@ def parse_record(text: str, origin: str) -> EngineRecord:
 
 
 def cache_key(identity: CacheIdentity) -> str:
-    """SHA-256 (hex) of the canonical JSON of `identity` (sorted keys, no spaces)."""
-    canonical = json.dumps(identity.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """SHA-256 (hex) of the canonical JSON of `identity` (sorted keys, no spaces).
+
+    `max_batch` is left out when None (batch 1), so keys of earlier engines still match."""
+    data = identity.model_dump(mode="json")
+    if data.get("max_batch") is None:
+        data.pop("max_batch", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -190,6 +210,7 @@ def identity_for(
         workspace_mib=options.workspace_mib,
         calib_max_images=options.calib_max_images if int8 and calibration_sha256 else None,
         input_hw=options.input_hw,
+        max_batch=options.max_batch if options.max_batch > 1 else None,
     )
 
 

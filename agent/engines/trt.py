@@ -19,9 +19,13 @@ outputs live in mapped pinned host memory that the GPU reads and writes directly
 host<->device copies on a unified-memory device); a discrete GPU gets device buffers and
 async copies.
 
-Dynamic shapes: a dynamic batch runs at `BATCH` (1) and a dynamic H x W at the model's
-input size (the manifest's, else the `imgsz` metadata), never the optimisation profile's
-`opt` shape (Ultralytics' dynamic export puts batch 16 there).
+Dynamic shapes: a dynamic H x W runs at the model's input size (the manifest's, else the
+`imgsz` metadata), never the optimisation profile's `opt` shape (Ultralytics' dynamic
+export puts batch 16 there). A dynamic batch axis takes 1..`max_batch` frames per call
+(capped by the profile's max): buffers are allocated for the largest batch once, and a call
+with another batch size only sets the context's input shape (`set_input_shape`) before
+`execute_async_v3`; the outputs' first rows are that call's. The engine reports the axis
+as dynamic (-1) and its bound as `EngineIO.max_batch`.
 
 `tensorrt` and `pycuda` are imported inside the methods: this module imports (and its
 config validates) on machines without a GPU; using the engine there raises EngineError
@@ -64,7 +68,7 @@ log = structlog.get_logger(__name__)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 DEFAULT_ENGINE_CACHE = Path("/var/lib/edge-agent/engines")
 ULTRALYTICS_HEADER_MAX = 1 << 20  # metadata JSON larger than this is not an Ultralytics header
-BATCH = 1  # the batch the pipeline runs; dynamic-batch engines are sized for it
+BATCH = 1  # the default batch of a dynamic-batch engine (`max_batch` raises it)
 
 
 class TensorRTConfig(BaseModel):
@@ -93,6 +97,14 @@ class TensorRTConfig(BaseModel):
     )
     calib_max_images: int = Field(
         500, ge=1, description="Most calibration images used (sorted by name)."
+    )
+    max_batch: int = Field(
+        BATCH,
+        ge=1,
+        le=64,
+        description="Largest batch of engines built here from ONNX models with a dynamic batch "
+        "axis (optimisation profile 1..max_batch; part of the engine cache key). At least "
+        "`batch.max` to batch across cameras.",
     )
     cache_dir: Path = Field(
         DEFAULT_ENGINE_CACHE,
@@ -295,6 +307,40 @@ def _free_binding(cuda: Any, b: _Binding) -> list[str]:
     return errors
 
 
+def batch_of(shape: tuple[int, ...], loaded: tuple[int, ...], dynamic: bool) -> int:
+    """The batch of an input `shape` for an engine loaded at `loaded` (its largest batch when
+    the batch axis is `dynamic`). Pure.
+
+    Raises:
+        EngineError: another image shape, or a batch outside 1..loaded[0] (dynamic) or other
+            than loaded[0] (static).
+    """
+    n = int(shape[0]) if shape else 0
+    if shape[1:] == loaded[1:] and (n == loaded[0] or (dynamic and 1 <= n <= loaded[0])):
+        return n
+    what = f"batch 1..{loaded[0]} of " if dynamic else ""
+    raise EngineError(f"input shape {shape} != engine input {what}{loaded}")
+
+
+def engine_io(
+    inp: _Binding, outputs: list[_Binding], metadata: dict[str, str], dynamic: bool
+) -> EngineIO:
+    """What a loaded engine takes and gives. A dynamic batch axis is reported as -1 (inputs
+    and outputs, batch first) with the allocated batch as `max_batch`. Pure."""
+    if not dynamic:
+        return EngineIO(
+            inputs=(TensorSpec(inp.name, inp.shape, str(inp.dtype)),),
+            outputs=tuple(TensorSpec(b.name, b.shape, str(b.dtype)) for b in outputs),
+            metadata=metadata,
+        )
+    return EngineIO(
+        inputs=(TensorSpec(inp.name, (-1, *inp.shape[1:]), str(inp.dtype)),),
+        outputs=tuple(TensorSpec(b.name, (-1, *b.shape[1:]), str(b.dtype)) for b in outputs),
+        metadata=metadata,
+        max_batch=inp.shape[0],
+    )
+
+
 class TensorRTEngine:
     """An `Engine` running a serialised TensorRT 10 engine with pycuda buffers.
 
@@ -319,6 +365,8 @@ class TensorRTEngine:
         self._bindings: list[_Binding] = []
         self._input: _Binding | None = None
         self._outputs: list[_Binding] = []
+        self._dynamic_batch = False  # the input's batch axis is dynamic: 1..input.shape[0]
+        self._batch_now = 0  # the batch the context's input shape is set to
 
     # -- load ------------------------------------------------------------------------------
     def load(self, model_path: Path) -> EngineIO:
@@ -366,7 +414,8 @@ class TensorRTEngine:
                 self._deserialize(model_path, plan)
                 self._allocate(model_path, self._input_hw_for(metadata))
                 io = self._describe(metadata)
-                warm = np.zeros(io.inputs[0].shape, dtype=np.float32)
+                assert self._input is not None
+                warm = np.zeros(self._input.shape, dtype=np.float32)  # the largest batch
                 for _ in range(self.config.warmup_runs):
                     self._run(warm)
             except BaseException:
@@ -402,7 +451,7 @@ class TensorRTEngine:
             raise EngineError(f"TensorRT could not create an execution context for {model_path}")
 
     def _allocate(self, model_path: Path, input_hw: tuple[int, int] | None) -> None:
-        """Fix the input shape (batch 1, the model's H x W), allocate every I/O tensor."""
+        """Fix the input shape (largest batch, the model's H x W), allocate every I/O tensor."""
         trt, cuda, engine, context = self._trt, self._cuda, self._engine, self._context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -416,9 +465,14 @@ class TensorRTEngine:
         if any(d < 0 for d in engine_shape):
             low, _opt, high = engine.get_tensor_profile_shape(inputs[0], 0)
             profile = (tuple(low), tuple(high))
-        shape = resolve_input_shape(engine_shape, profile, input_hw)
+        self._dynamic_batch = engine_shape[0] < 0
+        batch = BATCH
+        if self._dynamic_batch and profile is not None:
+            batch = max(BATCH, min(self.config.max_batch, int(profile[1][0])))
+        shape = resolve_input_shape(engine_shape, profile, input_hw, batch=batch)
         if not context.set_input_shape(inputs[0], shape):
             raise EngineError(f"TensorRT refused input shape {shape} for {inputs[0]}")
+        self._batch_now = shape[0]
         missing = context.infer_shapes()
         if missing:
             raise EngineError(f"TensorRT cannot infer shapes; unspecified tensors: {missing}")
@@ -448,11 +502,10 @@ class TensorRTEngine:
     def _describe(self, metadata: dict[str, str]) -> EngineIO:
         if self._input is None:
             raise EngineError("TensorRT engine has no input binding")
-        return EngineIO(
-            inputs=(TensorSpec(self._input.name, self._input.shape, str(self._input.dtype)),),
-            outputs=tuple(TensorSpec(b.name, b.shape, str(b.dtype)) for b in self._outputs),
-            metadata=metadata,
-        )
+        fixed = [b.name for b in self._outputs if self._engine.get_tensor_shape(b.name)[0] >= 0]
+        if self._dynamic_batch and fixed:
+            raise EngineError(f"dynamic input batch but outputs {fixed} have a fixed first dim")
+        return engine_io(self._input, self._outputs, metadata, self._dynamic_batch)
 
     # -- inference ---------------------------------------------------------------------
     def infer(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
@@ -500,25 +553,38 @@ class TensorRTEngine:
         cuda, inp = self._cuda, self._input
         if inp is None or self._context is None:
             raise EngineError("TensorRT engine is not loaded (or was closed)")
-        if tuple(tensor.shape) != inp.shape:
-            raise EngineError(f"input shape {tuple(tensor.shape)} != engine input {inp.shape}")
-        np.copyto(inp.host, tensor, casting="same_kind")
+        n = self._set_batch(tuple(tensor.shape))
+        host_in = inp.host[:n]  # batch-first and contiguous: the first n rows
+        np.copyto(host_in, tensor, casting="same_kind")
         try:
             self._mark(marks, 0)
             if not inp.mapped:
-                cuda.memcpy_htod_async(inp.device, inp.host, self._stream)
+                cuda.memcpy_htod_async(inp.device, host_in, self._stream)
             self._mark(marks, 1)
             if not self._context.execute_async_v3(stream_handle=self._stream.handle):
                 raise EngineError("TensorRT execute_async_v3 failed (see the TensorRT log)")
             self._mark(marks, 2)
-            for out in self._outputs:
+            rows = [out.host[:n] if self._dynamic_batch else out.host for out in self._outputs]
+            for out, host in zip(self._outputs, rows, strict=True):
                 if not out.mapped:
-                    cuda.memcpy_dtoh_async(out.host, out.device, self._stream)
+                    cuda.memcpy_dtoh_async(host, out.device, self._stream)
             self._mark(marks, 3)
             self._stream.synchronize()
         except cuda.Error as exc:
             raise EngineError(f"CUDA error during inference: {exc}") from exc
-        return [out.host.astype(np.float32, copy=True) for out in self._outputs]
+        return [host.astype(np.float32, copy=True) for host in rows]
+
+    def _set_batch(self, shape: tuple[int, ...]) -> int:
+        """For a dynamic batch axis, set the context's input shape to the batch of `shape`
+        when it changed; returns the batch (EngineError when `shape` does not fit)."""
+        inp = self._input
+        assert inp is not None and self._context is not None
+        n = batch_of(shape, inp.shape, self._dynamic_batch)
+        if n != self._batch_now:
+            if not self._context.set_input_shape(inp.name, (n, *inp.shape[1:])):
+                raise EngineError(f"TensorRT refused input shape {(n, *inp.shape[1:])}")
+            self._batch_now = n
+        return n
 
     def _mark(self, events: list[Any], i: int) -> None:
         """Record benchmark event `i` on the stream, when events were given."""

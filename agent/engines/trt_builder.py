@@ -102,7 +102,10 @@ def _configure(trt: Any, cuda: Any, builder: Any, network: Any, config: Any, job
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, job.options.workspace_mib << 20)
     if hasattr(trt, "IProgressMonitor"):
         config.progress_monitor = _progress_monitor(trt)
-    profile = _input_profile(builder, network, job.input_hw)
+    # an int8 calibrator feeds batch-1 frames at the profile's opt shape: tune for 1 then
+    calibrating = job.options.precision == "int8" and not job.explicit_quantization
+    opt = 1 if calibrating else job.options.max_batch
+    profile = _input_profile(builder, network, job.input_hw, job.options.max_batch, opt)
     if profile is not None:
         config.add_optimization_profile(profile)
     precision = job.options.precision
@@ -125,8 +128,21 @@ def _configure(trt: Any, cuda: Any, builder: Any, network: Any, config: Any, job
     return calibrator
 
 
-def _input_profile(builder: Any, network: Any, input_hw: tuple[int, int] | None) -> Any:
-    """An optimisation profile pinning dynamic inputs to batch 1 and `input_hw`, or None."""
+def _input_profile(
+    builder: Any,
+    network: Any,
+    input_hw: tuple[int, int] | None,
+    max_batch: int = 1,
+    opt_batch: int = 1,
+) -> Any:
+    """An optimisation profile for dynamic inputs, or None for a static network.
+
+    A dynamic batch spans 1..`max_batch`, tuned for `opt_batch` (the caller passes
+    `max_batch`: with several cameras the batches are full; 1 for int8 calibration);
+    dynamic H x W are pinned to `input_hw`. TensorRT 10:
+    `IOptimizationProfile.set_shape(name, min, opt, max)`, added with
+    `IBuilderConfig.add_optimization_profile`.
+    """
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     if not any(d < 0 for inp in inputs for d in inp.shape):
         return None
@@ -140,13 +156,16 @@ def _input_profile(builder: Any, network: Any, input_hw: tuple[int, int] | None)
                 f"input {inp.name} has dynamic size {shape} and the model has no 'imgsz' "
                 "metadata: pass --input-size HxW"
             )
-        fixed = (
-            1,
+        rest = (
             3 if shape[1] < 0 else shape[1],
             input_hw[0] if shape[2] < 0 and input_hw else shape[2],
             input_hw[1] if shape[3] < 0 and input_hw else shape[3],
         )
-        profile.set_shape(inp.name, fixed, fixed, fixed)
+        if shape[0] < 0:
+            low, opt, high = (1, *rest), (min(opt_batch, max_batch), *rest), (max_batch, *rest)
+        else:
+            low = opt = high = (shape[0], *rest)
+        profile.set_shape(inp.name, low, opt, high)
     return profile
 
 

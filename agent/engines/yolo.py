@@ -4,10 +4,10 @@ Letterbox a BGR frame into the network's NCHW RGB float tensor, recognise which 
 three Ultralytics output layouts a model has, decode its output to boxes, run class-aware
 NMS and scale the boxes back to pixels of the original frame.
 
-Layouts (batch 1):
-    V8       [1, 4+nc, N]  YOLOv8 / YOLO11: cx, cy, w, h then nc class scores per anchor.
-    V5       [1, N, 5+nc]  YOLOv5: cx, cy, w, h, objectness then nc class scores.
-    END2END  [1, K, 6]     NMS-free exports (YOLOv10, YOLO26): x1, y1, x2, y2, score, class.
+Layouts (B = batch, 1 per frame or up to the batch size):
+    V8       [B, 4+nc, N]  YOLOv8 / YOLO11: cx, cy, w, h then nc class scores per anchor.
+    V5       [B, N, 5+nc]  YOLOv5: cx, cy, w, h, objectness then nc class scores.
+    END2END  [B, K, 6]     NMS-free exports (YOLOv10, YOLO26): x1, y1, x2, y2, score, class.
 """
 
 from __future__ import annotations
@@ -111,12 +111,16 @@ class Letterboxer:
     by plane order). This is about 3x cheaper than cv2.dnn.blobFromImage here.
     """
 
-    def __init__(self, size: tuple[int, int]) -> None:
-        """`size` is the network input (H, W)."""
+    def __init__(self, size: tuple[int, int], out: npt.NDArray[np.float32] | None = None) -> None:
+        """`size` is the network input (H, W); `out`, when given, is the (1, 3, H, W) view
+        (e.g. one row of a batch tensor) written instead of a buffer of its own."""
         if len(size) != 2 or size[0] <= 0 or size[1] <= 0:
             raise ValueError(f"input size must be (H, W) > 0, got {size}")
         self.size = (int(size[0]), int(size[1]))
-        self._tensor = np.empty((1, 3, self.size[0], self.size[1]), dtype=np.float32)
+        shape = (1, 3, self.size[0], self.size[1])
+        if out is not None and (out.shape != shape or out.dtype != np.float32):
+            raise ValueError(f"out must be a {shape} float32 view, got {out.shape} {out.dtype}")
+        self._tensor = np.empty(shape, dtype=np.float32) if out is None else out
         self._frame_hw: tuple[int, int] | None = None
         self._info = LetterboxInfo(1.0, 0.0, 0.0)
         self._resized_hw = (0, 0)
@@ -280,12 +284,17 @@ def nms(
     class_ids: npt.NDArray[np.int64],
     iou_threshold: float,
     max_detections: int,
+    images: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.int64]:
-    """Class-aware greedy non-maximum suppression.
+    """Class-aware greedy non-maximum suppression, over one frame or a batch of frames.
 
     Boxes of different classes never suppress each other: each class is shifted by
     class_id * (coordinate span + 1) so their boxes cannot overlap. Going down the scores, a
     box is kept unless its IoU with an already kept box exceeds `iou_threshold`.
+
+    With `images` (a batch), boxes of different images never suppress each other, the span
+    is each image's own and `max_detections` applies per image: the result for an image is
+    exactly what a call with that image's boxes alone returns.
 
     Up to `NMS_MATRIX_MAX` candidates (the usual case) the IoUs come from one vectorised
     matrix and the greedy pass only reads it; above, each round computes one row.
@@ -294,23 +303,43 @@ def nms(
         boxes: (n, 4) float32 xyxy.
         scores: (n,) float32.
         class_ids: (n,) int64.
+        images: (n,) int64 index of each box's image in a batch, or None for one image.
 
     Returns:
-        (k,) int64 indices into the inputs, best score first, k <= max_detections.
+        (k,) int64 indices into the inputs, best score first.
     """
     n = boxes.shape[0]
     if n == 0:
         return np.zeros((0,), dtype=np.int64)
-    span = float(boxes.max() - boxes.min()) + 1.0
-    shifted = boxes + (class_ids.astype(np.float32) * span)[:, None]
+    shifted = boxes + (class_ids.astype(np.float32) * _class_span(boxes, images))[:, None]
     order = np.argsort(-scores, kind="stable")
     if n <= NMS_MATRIX_MAX:
-        return _nms_matrix(shifted[order], order, iou_threshold, max_detections)
-    return _nms_rows(shifted, order, iou_threshold, max_detections)
+        ranked_images = None if images is None else images[order]
+        return _nms_matrix(shifted[order], order, iou_threshold, max_detections, ranked_images)
+    return _nms_rows(shifted, order, iou_threshold, max_detections, images)
 
 
 NMS_MATRIX_MAX = 512
 """Most candidates for the IoU-matrix NMS (a 512 x 512 float32 matrix is 1 MiB)."""
+
+
+def _class_span(
+    boxes: npt.NDArray[np.float32], images: npt.NDArray[np.int64] | None
+) -> float | npt.NDArray[np.float32]:
+    """The class shift unit: coordinate span + 1 of the frame (per box's image in a batch).
+
+    Computed the same way for one image and per image of a batch, so that shifted boxes
+    (and so the IoUs) are bit-identical between a batch and single calls.
+    """
+    if images is None:
+        return float(boxes.max() - boxes.min()) + 1.0
+    count = int(images.max()) + 1
+    hi = np.full(count, -np.inf, dtype=np.float32)
+    lo = np.full(count, np.inf, dtype=np.float32)
+    np.maximum.at(hi, images, boxes.max(axis=1))
+    np.minimum.at(lo, images, boxes.min(axis=1))
+    span = (hi - lo).astype(np.float64) + 1.0
+    return span.astype(np.float32)[images]
 
 
 def _nms_matrix(
@@ -318,8 +347,12 @@ def _nms_matrix(
     order: npt.NDArray[np.int64],
     iou_threshold: float,
     max_detections: int,
+    images: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.int64]:
-    """Greedy NMS over `ranked` (boxes sorted best first) with all IoUs computed at once."""
+    """Greedy NMS over `ranked` (boxes sorted best first) with all IoUs computed at once.
+
+    `images` (ranked like the boxes) keeps the images of a batch apart, `max_detections`
+    per image."""
     x1, y1, x2, y2 = ranked[:, 0], ranked[:, 1], ranked[:, 2], ranked[:, 3]
     area = (x2 - x1) * (y2 - y1)
     iw = np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :])
@@ -328,13 +361,18 @@ def _nms_matrix(
     union = area[:, None] + area[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         over = np.where(union > 0, inter / union, 0.0) > iou_threshold
+    if images is not None:
+        over &= images[:, None] == images[None, :]
+    per_image = np.zeros(1 if images is None else int(images.max()) + 1, dtype=np.int64)
+    img = np.zeros(ranked.shape[0], dtype=np.int64) if images is None else images
     suppressed = np.zeros(ranked.shape[0], dtype=bool)
     keep: list[int] = []
     for i in range(ranked.shape[0]):
-        if suppressed[i]:
+        if suppressed[i] or per_image[img[i]] >= max_detections:
             continue
         keep.append(i)
-        if len(keep) >= max_detections:
+        per_image[img[i]] += 1
+        if images is None and len(keep) >= max_detections:
             break
         suppressed |= over[i]
     return order[np.asarray(keep, dtype=np.int64)]
@@ -345,16 +383,23 @@ def _nms_rows(
     order: npt.NDArray[np.int64],
     iou_threshold: float,
     max_detections: int,
+    images: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.int64]:
-    """Greedy NMS computing one IoU row per kept box (for many candidates)."""
+    """Greedy NMS computing one IoU row per kept box (for many candidates); `images` as in
+    `_nms_matrix` but indexed like `shifted`."""
+    img = np.zeros(shifted.shape[0], dtype=np.int64) if images is None else images
+    per_image = np.zeros(int(img.max()) + 1 if img.size else 1, dtype=np.int64)
     keep: list[int] = []
     while order.size:
         best = int(order[0])
         keep.append(best)
-        if len(keep) >= max_detections or order.size == 1:
-            break
+        per_image[img[best]] += 1
         rest = order[1:]
-        order = rest[box_iou(shifted[best], shifted[rest]) <= iou_threshold]
+        other = img[rest] != img[best]
+        if per_image[img[best]] >= max_detections:
+            order = rest[other]  # this image is full: only other images' boxes go on
+            continue
+        order = rest[other | (box_iou(shifted[best], shifted[rest]) <= iou_threshold)]
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -373,52 +418,67 @@ def _cxcywh_to_xyxy(b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 def _top_candidates(
-    idx: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]
+    images: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.int64]:
-    """Keep the MAX_NMS_CANDIDATES best of `idx` (scores aligned with idx)."""
-    if idx.size <= MAX_NMS_CANDIDATES:
-        return np.arange(idx.size)
-    return np.argpartition(-scores, MAX_NMS_CANDIDATES)[:MAX_NMS_CANDIDATES]
+    """Positions of the candidates to keep: each image's MAX_NMS_CANDIDATES best (`images`
+    ascending, scores aligned), as Ultralytics caps the boxes fed to NMS."""
+    if images.size <= MAX_NMS_CANDIDATES:
+        return np.arange(images.size)
+    bounds = np.searchsorted(images, np.arange(int(images.max()) + 2))
+    parts = []
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if hi - lo <= MAX_NMS_CANDIDATES:
+            parts.append(np.arange(lo, hi))
+        else:
+            best = np.argpartition(-scores[lo:hi], MAX_NMS_CANDIDATES)[:MAX_NMS_CANDIDATES]
+            parts.append(lo + best)
+    return np.concatenate(parts)
 
 
-_NO_BOXES = np.zeros((0, 4), dtype=np.float32)
-_NO_SCORES = np.zeros((0,), dtype=np.float32)
-_NO_CLASSES = np.zeros((0,), dtype=np.int64)
+_Candidates = tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]
+]
+_NO_CANDIDATES: _Candidates = (
+    np.zeros((0, 4), dtype=np.float32),
+    np.zeros((0,), dtype=np.float32),
+    np.zeros((0,), dtype=np.int64),
+    np.zeros((0,), dtype=np.int64),
+)
 
 
-def _candidates_v8(
-    out: npt.NDArray[np.float32], nc: int, conf: float
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """(1, 4+nc, N) -> boxes (m, 4) xyxy, scores (m,), classes (m,) above `conf`."""
-    pred = out[0]  # (4+nc, N) view, no transpose copy
-    cls_scores = pred[4 : 4 + nc]
-    best = cls_scores.max(axis=0)  # (N,)
-    idx = np.flatnonzero(best > conf)
-    if idx.size == 0:
-        return _NO_BOXES, _NO_SCORES, _NO_CLASSES
-    scores = best[idx]
-    sel = _top_candidates(idx, scores)
-    idx, scores = idx[sel], scores[sel]
-    classes = cls_scores[:, idx].argmax(axis=0).astype(np.int64)
-    boxes = _cxcywh_to_xyxy(pred[:4, idx].T)
-    return boxes, scores.astype(np.float32, copy=False), classes
+def _candidates_v8(out: npt.NDArray[np.float32], nc: int, conf: float) -> _Candidates:
+    """(B, 4+nc, N) -> boxes (m, 4) xyxy, scores (m,), classes (m,), images (m,) above
+    `conf`, image by image."""
+    cls_scores = out[:, 4 : 4 + nc]  # (B, nc, N) view, no transpose copy
+    best = cls_scores.max(axis=1)  # (B, N)
+    images, anchors = np.nonzero(best > conf)
+    if images.size == 0:
+        return _NO_CANDIDATES
+    scores = best[images, anchors]
+    sel = _top_candidates(images, scores)
+    images, anchors, scores = images[sel], anchors[sel], scores[sel]
+    classes = cls_scores[images, :, anchors].argmax(axis=1).astype(np.int64)  # (m, nc) rows
+    boxes = _cxcywh_to_xyxy(out[images, :4, anchors])
+    return boxes, scores.astype(np.float32, copy=False), classes, images.astype(np.int64)
 
 
-def _candidates_v5(
-    out: npt.NDArray[np.float32], nc: int, conf: float
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """(1, N, 5+nc) -> boxes (m, 4) xyxy, scores (m,), classes (m,) above `conf`."""
-    pred = out[0]  # (N, 5+nc)
-    obj = pred[:, 4]
-    rows = pred[obj > conf]
+def _candidates_v5(out: npt.NDArray[np.float32], nc: int, conf: float) -> _Candidates:
+    """(B, N, 5+nc) -> boxes (m, 4) xyxy, scores (m,), classes (m,), images (m,) above
+    `conf`, image by image."""
+    images, anchors = np.nonzero(out[:, :, 4] > conf)
+    rows = out[images, anchors]  # (m, 5+nc)
     cls_scores = rows[:, 5 : 5 + nc] * rows[:, 4:5]
     classes = cls_scores.argmax(axis=1)
     scores = cls_scores[np.arange(rows.shape[0]), classes]
     keep = np.flatnonzero(scores > conf)
-    sel = _top_candidates(keep, scores[keep])
-    keep = keep[sel]
+    keep = keep[_top_candidates(images[keep], scores[keep])]
     boxes = _cxcywh_to_xyxy(rows[keep, :4])
-    return boxes, scores[keep].astype(np.float32, copy=False), classes[keep].astype(np.int64)
+    return (
+        boxes,
+        scores[keep].astype(np.float32, copy=False),
+        classes[keep].astype(np.int64),
+        images[keep].astype(np.int64),
+    )
 
 
 def scale_boxes(
@@ -437,6 +497,89 @@ def scale_boxes(
     return boxes
 
 
+def _detections(
+    boxes: npt.NDArray[np.float32],
+    scores: npt.NDArray[np.float32],
+    classes: npt.NDArray[np.int64],
+    info: LetterboxInfo,
+    image_hw: tuple[int, int],
+) -> Detections:
+    """Detections of one frame from its kept boxes in input pixels."""
+    if boxes.shape[0] == 0:
+        return Detections.empty()
+    boxes = scale_boxes(boxes.astype(np.float32, copy=False), info, image_hw)
+    return Detections(
+        xyxy=np.ascontiguousarray(boxes, dtype=np.float32),
+        confidence=np.ascontiguousarray(scores, dtype=np.float32),
+        class_id=np.ascontiguousarray(classes, dtype=np.int64),
+    )
+
+
+def _decode_end2end(
+    pred: npt.NDArray[np.float32],
+    nc: int,
+    info: LetterboxInfo,
+    image_hw: tuple[int, int],
+    params: DecodeParams,
+) -> Detections:
+    """One frame's (K, 6) NMS-free rows: only threshold, sort, cap."""
+    rows = pred[pred[:, 4] > params.conf_threshold]
+    rows = rows[np.argsort(-rows[:, 4], kind="stable")[: params.max_detections]]
+    classes = rows[:, 5].astype(np.int64)
+    if classes.size and (classes.min() < 0 or classes.max() >= nc):
+        raise EngineError(f"model gave class ids {sorted(set(classes.tolist()))} outside [0, {nc})")
+    boxes = rows[:, :4].astype(np.float32, copy=True)
+    scores = rows[:, 4].astype(np.float32, copy=True)
+    return _detections(boxes, scores, classes, info, image_hw)
+
+
+def decode_batch(
+    outputs: Sequence[npt.NDArray[np.float32]],
+    layout: Layout,
+    nc: int,
+    infos: Sequence[LetterboxInfo],
+    image_hws: Sequence[tuple[int, int]],
+    params: DecodeParams,
+) -> list[Detections]:
+    """Turn the raw outputs of one batch into Detections per frame, in its frame's pixels.
+
+    Candidate selection and NMS run once over the whole batch (vectorised); frame k's result
+    equals `decode` of row k alone.
+
+    Args:
+        outputs: network outputs; the first is the detection tensor in `layout`, batch first.
+        layout: the model's output layout (see `detect_layout`).
+        nc: number of classes.
+        infos: how each frame was letterboxed (row k of the batch is frame k).
+        image_hws: original (h, w) of each frame.
+        params: thresholds and max detections (per frame).
+
+    Raises:
+        EngineError: fewer output rows than frames, or an END2END model gave a class id
+            outside [0, nc).
+    """
+    count = len(infos)
+    out = outputs[0]
+    if out.shape[0] < count or len(image_hws) != count:
+        raise EngineError(
+            f"batch of {count} frames ({len(image_hws)} sizes) but output {list(out.shape)}"
+        )
+    if layout is Layout.END2END:
+        return [_decode_end2end(out[k], nc, infos[k], image_hws[k], params) for k in range(count)]
+    pick = _candidates_v8 if layout is Layout.V8 else _candidates_v5
+    boxes, scores, classes, images = pick(out[:count], nc, params.conf_threshold)
+    if boxes.shape[0] == 0:
+        return [Detections.empty() for _ in range(count)]
+    groups = images if count > 1 else None  # one frame: the plain path, no image mask
+    keep = nms(boxes, scores, classes, params.iou_threshold, params.max_detections, groups)
+    kept_images = images[keep]
+    result = []
+    for k in range(count):
+        mine = keep[kept_images == k]  # still best first
+        result.append(_detections(boxes[mine], scores[mine], classes[mine], infos[k], image_hws[k]))
+    return result
+
+
 def decode(
     outputs: Sequence[npt.NDArray[np.float32]],
     layout: Layout,
@@ -445,7 +588,7 @@ def decode(
     image_hw: tuple[int, int],
     params: DecodeParams,
 ) -> Detections:
-    """Turn raw network outputs into Detections in pixels of the original frame.
+    """Turn raw network outputs of one frame (batch 1) into Detections in its pixels.
 
     Args:
         outputs: network outputs; the first is the detection tensor in `layout`.
@@ -458,33 +601,4 @@ def decode(
     Raises:
         EngineError: an END2END model gave a class id outside [0, nc).
     """
-    out = outputs[0]
-    conf = params.conf_threshold
-    if layout is Layout.END2END:
-        pred = out[0]  # (K, 6)
-        rows = pred[pred[:, 4] > conf]  # already NMS-free: only threshold, sort, cap
-        rows = rows[np.argsort(-rows[:, 4], kind="stable")[: params.max_detections]]
-        classes = rows[:, 5].astype(np.int64)
-        if classes.size and (classes.min() < 0 or classes.max() >= nc):
-            raise EngineError(
-                f"model gave class ids {sorted(set(classes.tolist()))} outside [0, {nc})"
-            )
-        boxes = rows[:, :4].astype(np.float32, copy=True)
-        scores = rows[:, 4].astype(np.float32, copy=True)
-    else:
-        if layout is Layout.V8:
-            boxes, scores, classes = _candidates_v8(out, nc, conf)
-        else:
-            boxes, scores, classes = _candidates_v5(out, nc, conf)
-        if boxes.shape[0] == 0:
-            return Detections.empty()
-        keep = nms(boxes, scores, classes, params.iou_threshold, params.max_detections)
-        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-    if boxes.shape[0] == 0:
-        return Detections.empty()
-    boxes = scale_boxes(boxes.astype(np.float32, copy=False), info, image_hw)
-    return Detections(
-        xyxy=np.ascontiguousarray(boxes, dtype=np.float32),
-        confidence=np.ascontiguousarray(scores, dtype=np.float32),
-        class_id=np.ascontiguousarray(classes, dtype=np.int64),
-    )
+    return decode_batch(outputs, layout, nc, [info], [image_hw], params)[0]

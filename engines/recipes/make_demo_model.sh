@@ -10,6 +10,8 @@
 #   3. edge-agent label: SSD-MobileNet-v2 teacher labels every 4th frame -> YOLO dataset
 #   4. train_demo.py: yolov8n from yaml, 30 epochs, imgsz 320, CPU; ONNX export; manifest;
 #      mAP50 of the ONNX vs the teacher's labels on the time-split val frames
+#   4b. dynamic_batch.py: a dynamic-batch copy of model.onnx (+ manifest) in WORKDIR, for
+#      batch.max > 1 (not committed: 12 MB, remade from model.onnx in a second)
 #   5. bench_teacher_vs_student.py: ms/frame of teacher and student side by side
 # Ultralytics run artefacts stay in WORKDIR/runs (outside the repo).
 set -euo pipefail
@@ -46,6 +48,10 @@ echo "== 4. training, export, evaluation" >&2
 python "$REPO/engines/recipes/train_demo.py" --data "$WORK/dataset/data.yaml" \
   --runs "$WORK/runs" --out "$REPO/engines/demo" --epochs "$EPOCHS" --imgsz 320 --batch 16 \
   --workers 1 --model-version 1
+
+echo "== 4b. dynamic-batch copy (batching across cameras)" >&2
+python "$REPO/engines/recipes/dynamic_batch.py" "$REPO/engines/demo/model.onnx" \
+  "$WORK/model-dynamic.onnx" --manifest "$REPO/engines/demo/manifest.json"
 
 echo "== 5. teacher vs student speed" >&2
 python "$REPO/bench/bench_teacher_vs_student.py" --frames 60 | tee "$WORK/bench.json"

@@ -92,11 +92,23 @@ def test_cache_key_is_deterministic_hex() -> None:
         {"workspace_mib": 512},  # another builder option
         {"calib_max_images": 100},  # calibration cap
         {"input_hw": (640, 640)},  # another input size for a dynamic model
+        {"max_batch": 4},  # an optimisation profile over 1..4 (batching across cameras)
     ],
 )
 def test_cache_key_changes_with_every_field(change: dict[str, object]) -> None:
     """Changing any one thing the engine depends on changes the key."""
     assert cache_key(ident(**change)) != cache_key(ident())
+
+
+def test_batch_one_keeps_the_keys_of_engines_built_before_batching() -> None:
+    """max_batch 1 is left out of the key (and the record): existing caches stay valid."""
+    old = ident().model_dump(mode="json")
+    del old["max_batch"]  # a record written before the field existed
+    assert cache_key(CacheIdentity.model_validate(old)) == cache_key(ident())
+    one = identity_for(SHA_A, ORIN, BuildOptions(precision="fp16"), None)
+    four = identity_for(SHA_A, ORIN, BuildOptions(precision="fp16", max_batch=4), None)
+    assert one.max_batch is None and four.max_batch == 4
+    assert cache_key(one) != cache_key(four)
 
 
 def test_identity_for_drops_calibration_unless_int8() -> None:

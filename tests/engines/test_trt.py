@@ -18,6 +18,7 @@ from agent.engines.registry import create_engine
 from agent.engines.trt import (
     TensorRTConfig,
     TensorRTEngine,
+    batch_of,
     resolve_input_shape,
     split_ultralytics_header,
 )
@@ -224,3 +225,29 @@ def test_resolve_input_shape_refuses(
 def test_calibration_profile_skipped_on_tensorrt_10(version: str, expected: bool) -> None:
     """set_calibration_profile is used only before TensorRT 10 (deprecated there)."""
     assert uses_calibration_profile(version) is expected
+
+
+# -- batches of a dynamic-batch engine (allocated for its largest batch) --------------------
+LOADED = (4, 3, 320, 320)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dynamic", "expected"),
+    [
+        ((1, 3, 320, 320), True, 1),  # one camera's frame in an engine built for 4
+        ((3, 3, 320, 320), True, 3),
+        ((4, 3, 320, 320), True, 4),
+        ((4, 3, 320, 320), False, 4),  # a static engine takes exactly its batch
+        ((5, 3, 320, 320), True, None),  # above the profile
+        ((0, 3, 320, 320), True, None),
+        ((1, 3, 320, 320), False, None),
+        ((2, 3, 640, 640), True, None),  # another image size
+    ],
+)
+def test_batch_of_a_call(shape, dynamic, expected) -> None:  # noqa: ANN001
+    """A dynamic batch axis takes 1..max frames, a static one its own batch only."""
+    if expected is None:
+        with pytest.raises(EngineError, match="engine input"):
+            batch_of(shape, LOADED, dynamic)
+    else:
+        assert batch_of(shape, LOADED, dynamic) == expected

@@ -126,6 +126,43 @@ def test_fp16_build_matches_onnxruntime(
     assert min(fractions) >= 0.9, fractions
 
 
+def test_dynamic_batch_engine_runs_1_to_max_frames_like_single_calls(
+    gpu: None,
+    tmp_path: Path,
+    demo_model: Path,
+    frames: list[npt.NDArray[np.uint8]],
+    ort_detector: Detector,
+) -> None:
+    """A dynamic-batch ONNX built with max_batch 4: every batch size 1..4 gives each row what
+    the same engine gives that frame alone (profile 1..4, `set_input_shape` per call)."""
+    import onnx
+
+    from agent.engines.yolo import Letterboxer
+    from tests.test_batching import _recipe
+
+    model = onnx.load(str(demo_model))
+    _recipe().free_batch(model)
+    dynamic = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(dynamic))
+    path = ensure_engine(dynamic, BuildOptions(precision="fp16", max_batch=4), tmp_path / "c")
+    assert read_record(sidecar_path(path)).identity.max_batch == 4
+    engine = TensorRTEngine(TensorRTConfig(max_batch=4))
+    io = engine.load(path)
+    try:
+        assert io.inputs[0].shape[0] == -1 and io.max_batch == 4
+        tensors = [Letterboxer((320, 320))(f)[0].copy() for f in frames[:4]]
+        alone = [engine.infer(t)[0] for t in tensors]
+        for n in (4, 2, 3, 1):
+            rows = engine.infer(np.concatenate(tensors[:n]))[0]
+            assert rows.shape[0] == n
+            for k in range(n):
+                np.testing.assert_allclose(rows[k], alone[k][0], atol=1e-2)
+        with pytest.raises(EngineError, match="batch 1..4"):
+            engine.infer(np.concatenate(tensors + tensors[:1]))
+    finally:
+        engine.close()
+
+
 def test_raw_outputs_close_to_onnxruntime(
     gpu: None,
     tmp_path: Path,
