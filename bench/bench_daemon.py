@@ -15,6 +15,8 @@ Rows:
                        ceiling when decoding the clip on the same cores makes 0.85 impossible
                        (target: within 5 % of it)
   4 cams @ 30 fps      four file cameras paced at 30 fps, 2 threads: the same ratios
+  ... spin off         the two 2-thread rows again with `spin: off` (the default `auto` spins
+                       when frames come as fast as the engine runs)
   paced 10 fps, spin   the demo clip at its own 10 fps, 2 threads, spin on / off / auto:
                        daemon CPU ms per frame vs raw CPU ms per frame (target <= 1.0)
 
@@ -100,6 +102,22 @@ def rows(clip_fps: float) -> list[Row]:
         Row("every-2t", "1 file camera, every frame", 2, every, every_frame=True),
         Row("every-1t", "1 file camera, every frame", 1, every, every_frame=True),
         Row("four-30", "4 file cameras paced at 30 fps", 2, four, paced_fps=120.0),
+        Row(
+            "every-2t-off",
+            "1 file camera, every frame, spin off",
+            2,
+            every,
+            every_frame=True,
+            spin="off",
+        ),
+        Row(
+            "four-30-off",
+            "4 file cameras paced at 30 fps, spin off",
+            2,
+            four,
+            paced_fps=120.0,
+            spin="off",
+        ),
     ]
     for spin in ("on", "off", "auto"):
         label = f"demo clip paced at {clip_fps:g} fps"
