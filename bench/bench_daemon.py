@@ -15,6 +15,9 @@ Rows:
                        ceiling when decoding the clip on the same cores makes 0.85 impossible
                        (target: within 5 % of it)
   4 cams @ 30 fps      four file cameras paced at 30 fps, 2 threads: the same ratios
+  ... batch.max 4      the four cameras with `batch.max: 4` on the demo model with a dynamic
+                       batch axis (engines/recipes/dynamic_batch.py), against raw
+                       `session.run` at batch 4 (frames/s): the daemon's batch size
   ... spin off         the two 2-thread rows again with `spin: off` (the default `auto` spins
                        when frames come as fast as the engine runs)
   paced 10 fps, spin   the demo clip at its own 10 fps, 2 threads, spin on / off / auto:
@@ -26,9 +29,10 @@ decode F frames a second whatever inference does. Ceiling fps = min(raw fps,
 (C * 1000 - F * D) / (R + D')) with D' = D for every-frame rows, 0 for paced ones.
 
 Engine busy: the sum of the detections' `latency_ms.infer` over the window divided by its
-length: the fraction of time the engine ran. `--gpu` runs the same rows with the TensorRT
-engine (a Jetson) and reports that fraction as the headline; without TensorRT and a GPU it is
-skipped with a message.
+length (divided by `batch.max` too for a batching row: a batch's messages all carry its one
+engine call, so full batches are assumed): the fraction of time the engine ran. `--gpu` runs
+the same rows with the TensorRT engine (a Jetson) and reports that fraction as the headline;
+without TensorRT and a GPU it is skipped with a message.
 
 Usage:
     python bench/bench_daemon.py [--rounds 2] [--seconds 10] [--warmup 3] [--rows ...]
@@ -88,6 +92,12 @@ class Row:
     spin: str = "auto"
     paced_fps: float = 0.0  # frames/s decoded whatever inference does (paced cameras)
     every_frame: bool = False  # every inferred frame was decoded for it
+    batch: int = 1  # batch.max; above 1 the demo model with a dynamic batch axis runs
+
+    @property
+    def raw_key(self) -> str:
+        """The raw turn this row is compared with: same threads, same batch size."""
+        return f"raw-{self.threads}t" + (f"-b{self.batch}" if self.batch > 1 else "")
 
 
 def file_camera(cam_id: str, **source: Any) -> dict[str, Any]:
@@ -102,6 +112,14 @@ def rows(clip_fps: float) -> list[Row]:
         Row("every-2t", "1 file camera, every frame", 2, every, every_frame=True),
         Row("every-1t", "1 file camera, every frame", 1, every, every_frame=True),
         Row("four-30", "4 file cameras paced at 30 fps", 2, four, paced_fps=120.0),
+        Row(
+            "four-30-b4",
+            "4 file cameras paced at 30 fps, batch.max 4",
+            2,
+            four,
+            paced_fps=120.0,
+            batch=4,
+        ),
         Row(
             "every-2t-off",
             "1 file camera, every frame, spin off",
@@ -227,19 +245,43 @@ class Counter:
 
 # -- turns --------------------------------------------------------------------------------------
 def daemon_config(row: Row, work: Path, port: int, engine: dict[str, Any]) -> Path:
-    cfg = {
+    model, manifest = (DEMO_MODEL, DEMO_MANIFEST) if row.batch <= 1 else dynamic_model(work.parent)
+    cfg: dict[str, Any] = {
         "device": {"id": DEV, "state_dir": str(work / "state")},
         "mqtt": {"host": "127.0.0.1", "port": port, "publish_empty": True},
         "outbox": {"enabled": False},
         "cameras": row.cameras,
-        "model": {"path": str(DEMO_MODEL), "manifest": str(DEMO_MANIFEST), "engine": engine},
+        "model": {"path": str(model), "manifest": str(manifest), "engine": engine},
         "health": {"interval_s": 2.0},
         "logging": {"format": "json", "level": "info"},
         "stop_timeout_s": 5.0,
     }
+    if row.batch > 1:
+        cfg["batch"] = {"max": row.batch, "max_wait_ms": 5.0}
     path = work / f"{row.key}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def dynamic_model(work: Path) -> tuple[Path, Path]:
+    """The demo model with a dynamic batch axis and its manifest (engines/recipes/dynamic_batch.py),
+    made once in `work`."""
+    out, manifest = work / "model-dynamic.onnx", work / "model-dynamic.manifest.json"
+    if not out.exists():
+        recipe = REPO / "engines/recipes/dynamic_batch.py"
+        subprocess.run(
+            [
+                sys.executable,
+                str(recipe),
+                str(DEMO_MODEL),
+                str(out),
+                "--manifest",
+                str(DEMO_MANIFEST),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return out, manifest
 
 
 def proc_cpu_s(proc: psutil.Process) -> float:
@@ -251,6 +293,8 @@ def daemon_turn(row: Row, args: argparse.Namespace, port: int, counter: Counter)
     """Run the daemon for `row`; fps, CPU ms per frame and engine busy over the window."""
     if args.gpu:
         engine: dict[str, Any] = {"type": "tensorrt", "cache_dir": str(args.trt_cache)}
+        if row.batch > 1:  # an optimisation profile over 1..batch (its own cache key)
+            engine["max_batch"] = row.batch
     else:
         engine = {"type": "onnxruntime", "threads": row.threads, "spin": row.spin}
     work = Path(tempfile.mkdtemp(prefix=f"bench-daemon-{row.key}-", dir=args.work))
@@ -283,7 +327,7 @@ def daemon_turn(row: Row, args: argparse.Namespace, port: int, counter: Counter)
     return Turn(
         fps=n / span,
         cpu_ms=(c1 - c0) * 1000.0 / n if n else None,
-        busy=infer_ms / 1000.0 / span,
+        busy=infer_ms / 1000.0 / span / row.batch,  # a batch's messages share its infer
         health_cpu_ms=counter.health_cpu(),
         spin=spin_decision(work / "daemon.log"),
     )
@@ -310,8 +354,11 @@ def clip_frames(n: int) -> list[np.ndarray]:
     return frames
 
 
-def raw_turn(engine: OnnxRuntimeEngine, tensors: list[np.ndarray], seconds: float) -> Turn:
-    """A bare session.run loop for `seconds`: fps and this process's CPU ms per run."""
+def raw_turn(
+    engine: OnnxRuntimeEngine, tensors: list[np.ndarray], seconds: float, batch: int = 1
+) -> Turn:
+    """A bare session.run loop for `seconds`: frames/s and this process's CPU ms per frame
+    (`tensors` hold `batch` frames each)."""
     session = engine.session
     name = session.get_inputs()[0].name
     outputs = [o.name for o in session.get_outputs()]
@@ -320,7 +367,7 @@ def raw_turn(engine: OnnxRuntimeEngine, tensors: list[np.ndarray], seconds: floa
         session.run(outputs, {name: tensors[n % len(tensors)]})
         n += 1
     span, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return Turn(fps=n / span, cpu_ms=cpu * 1000.0 / n)
+    return Turn(fps=n * batch / span, cpu_ms=cpu * 1000.0 / (n * batch))
 
 
 def decode_turn(seconds: float) -> Turn:
@@ -356,16 +403,24 @@ def run_rounds(args: argparse.Namespace, chosen: list[Row], port: int) -> Result
     manifest = load_manifest(DEMO_MANIFEST)
     lb = Letterboxer(manifest.input_size)
     tensors = [np.ascontiguousarray(lb(f)[0]) for f in frames]
-    raw_engines: dict[int, OnnxRuntimeEngine] = {}
+    raw_engines: dict[str, OnnxRuntimeEngine] = {}
     if not args.gpu:
         for threads in sorted({r.threads for r in chosen}):
             eng = OnnxRuntimeEngine(OnnxRuntimeConfig(threads=threads, spin="on"))
             eng.load(DEMO_MODEL)
-            raw_engines[threads] = eng
+            raw_engines[f"raw-{threads}t"] = eng
+    for row in (r for r in chosen if r.batch > 1 and not args.gpu):
+        eng = OnnxRuntimeEngine(OnnxRuntimeConfig(threads=row.threads, spin="on"))
+        eng.load(dynamic_model(Path(args.work or tempfile.gettempdir()))[0])
+        raw_engines[row.raw_key] = eng
     counter = Counter(port)
     turns: list[tuple[str, Callable[[], Turn]]] = [("decode", lambda: decode_turn(args.seconds))]
-    for t, eng in raw_engines.items():
-        turns.append((f"raw-{t}t", lambda e=eng: raw_turn(e, tensors, args.seconds)))
+    for key, eng in raw_engines.items():
+        b = int(key.rsplit("-b", 1)[1]) if "-b" in key else 1
+        batched = [
+            np.concatenate([tensors[(i + j) % len(tensors)] for j in range(b)]) for i in range(8)
+        ]
+        turns.append((key, lambda e=eng, x=batched, n=b: raw_turn(e, x, args.seconds, n)))
     for row in chosen:
         turns.append((row.key, lambda r=row: daemon_turn(r, args, port, counter)))
     try:
@@ -391,10 +446,7 @@ def run_rounds(args: argparse.Namespace, chosen: list[Row], port: int) -> Result
 
 def ceiling(row: Row, res: Results) -> float | None:
     """The fps the cores allow once decoding is paid for (see the module docstring)."""
-    raw_fps, raw_cpu = (
-        res.med(f"raw-{row.threads}t", "fps"),
-        res.med(f"raw-{row.threads}t", "cpu_ms"),
-    )
+    raw_fps, raw_cpu = res.med(row.raw_key, "fps"), res.med(row.raw_key, "cpu_ms")
     dec = res.med("decode", "cpu_ms")
     if raw_fps is None or raw_cpu is None or dec is None:
         return None
@@ -415,7 +467,7 @@ def tables(chosen: list[Row], res: Results) -> str:
     body = ""
     for row in (r for r in chosen if not r.key.startswith("paced")):
         raw, fps, top = (
-            res.med(f"raw-{row.threads}t", "fps"),
+            res.med(row.raw_key, "fps"),
             res.med(row.key, "fps"),
             ceiling(row, res),
         )
@@ -518,7 +570,8 @@ def main() -> int:
     clip_fps = float(cv2.VideoCapture(str(DEMO_CLIP)).get(cv2.CAP_PROP_FPS))
     chosen = [r for r in rows(clip_fps) if not args.rows or r.key in args.rows]
     if args.gpu:  # threads and spinning are CPU matters: one row of each kind
-        chosen = [r for r in chosen if r.key in ("every-2t", "four-30", "paced-auto")]
+        keep = ("every-2t", "four-30", "four-30-b4", "paced-auto")
+        chosen = [r for r in chosen if r.key in keep]
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         args.work = args.work or Path(tmp)
