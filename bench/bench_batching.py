@@ -39,6 +39,8 @@ import onnx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from docs_section import replace_section  # noqa: E402  (bench/ is the script's dir)
+
 from agent.contracts.payloads import dump_payload  # noqa: E402
 from agent.engines.detector import Detector, load_detector  # noqa: E402
 from agent.engines.model_loading import file_sha256, load_manifest  # noqa: E402
@@ -187,7 +189,7 @@ def main() -> int:
     body = "\n".join([SECTION, "", *tables, NOTES])
     print(body)
     if args.write:
-        write_section(REPO / "docs/benchmarks.md", body)
+        replace_section(REPO / "docs/benchmarks.md", SECTION, body)
     return 0
 
 
@@ -254,20 +256,6 @@ def report(
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) our section in docs/benchmarks.md, leaving other sections alone."""
-    lines = path.read_text().splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        text = "\n".join(lines).rstrip("\n") + "\n\n" + body
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        text = "\n".join(lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:])
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

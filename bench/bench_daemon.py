@@ -67,6 +67,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from docs_section import replace_section  # noqa: E402  (bench/ is the script's dir)
+
 from agent.engines.model_loading import load_manifest  # noqa: E402
 from agent.engines.ort import OnnxRuntimeConfig, OnnxRuntimeEngine  # noqa: E402
 from agent.engines.yolo import Letterboxer  # noqa: E402
@@ -501,21 +503,6 @@ def tables(chosen: list[Row], res: Results) -> str:
     return head + body
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = "\n".join(lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:])
-    DOCS.write_text(new.rstrip("\n") + "\n")
-
-
 def section(args: argparse.Namespace, md: str, load: tuple[float, float]) -> str:
     cpu = platform.processor() or platform.machine()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -586,7 +573,7 @@ def main() -> int:
     print(md)
     print(f"load average: {load0:.2f} at the start, {load1:.2f} at the end")
     if args.write_docs:
-        write_section(section(args, md, (load0, load1)))
+        replace_section(DOCS, SECTION, section(args, md, (load0, load1)))
     return 0
 
 

@@ -39,6 +39,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from docs_section import replace_section  # noqa: E402  (bench/ is the script's dir)
+
 from agent.engines.detector import Detector, load_detector  # noqa: E402
 from agent.engines.model_loading import load_manifest  # noqa: E402
 from agent.engines.ort import OnnxRuntimeConfig, OnnxRuntimeEngine  # noqa: E402
@@ -442,7 +444,7 @@ def main() -> int:
     )
     print(body)
     if args.write:
-        write_section(REPO / "docs/benchmarks.md", body)
+        replace_section(REPO / "docs/benchmarks.md", SECTION, body)
     return 0
 
 
@@ -470,25 +472,6 @@ def verdict(raw: Series, ours: Series, ul: Series, s640: dict[str, Series] | Non
             "loaded machine and caches flushed by the inference in between."
         )
     return lines + [""]
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) our section in docs/benchmarks.md, leaving other sections alone."""
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
-    )
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = "\n".join(lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:])
-    path.write_text(new.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ for _p in (REPO, REPO / "bench"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from docs_section import replace_section  # noqa: E402  (bench/ is the script's dir)
 from tracking_scenes import FrameData, Scene, cost_scene, iou_matrix, render, scenes  # noqa: E402
 
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -267,19 +268,6 @@ def report(res: Results, command: str, load_start: float) -> str:
     )
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) the tracking section of docs/benchmarks.md."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = lines + [""] + body.splitlines()
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
-        tail = lines[end:] if end is not None else []
-        new = lines[:start] + body.rstrip("\n").splitlines() + ([""] + tail if tail else [])
-    path.write_text("\n".join(new).rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cost-frames", type=int, default=150, help="frames per cost scene")
@@ -294,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     body = report(res, command, load_start)
     print(body)
     if args.write_docs:
-        write_section(DOCS, body)
+        replace_section(DOCS, SECTION, body)
         print(f"wrote {SECTION!r} in {DOCS}", file=sys.stderr)
     return 0
 
