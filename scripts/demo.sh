@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "installing edge-agent and its CPU dependencies (first run only takes a while)..."
-python3 -m pip install -q -e '.[cpu,demo]' 2>&1 | grep -v "Running pip as the 'root' user" || true
-scripts/install-tracking.sh  # the demo config tracks objects and prints their events
+# tracking: the demo config tracks objects and prints their events (the builtin tracker: scipy)
+python3 -m pip install -q -e '.[cpu,demo,tracking]' 2>&1 | grep -v "Running pip as the 'root' user" || true
 exec python3 -m agent demo "$@"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the tracker (the `tracking` extra of pyproject.toml) without the dependencies its
+# Install the `trackers` extra of pyproject.toml (the alternative tracker's packages; the
+# default builtin tracker needs only the `tracking` extra, scipy) without the dependencies its
 # metadata declares: opencv-python (non-headless) and numpy>=2 would shadow the headless or
 # JetPack OpenCV and replace JetPack's numpy 1.x. Everything it imports is already installed.
 set -euo pipefail

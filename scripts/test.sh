@@ -9,8 +9,8 @@ if ! python3 -c "import torch" >/dev/null 2>&1; then
   python3 -m pip install -q torch==2.14.1
 fi
 # train (Ultralytics, AGPL-3.0) and eval (pycocotools): the flywheel proof trains and gates a model
-python3 -m pip install -q -e '.[cpu,dev,florence,teacher,gateway,eval,train]'
-scripts/install-tracking.sh  # the `tracking` extra, without its opencv-python/numpy>=2
+python3 -m pip install -q -e '.[cpu,dev,florence,teacher,gateway,eval,train,tracking]'
+scripts/install-tracking.sh  # the `trackers` extra (the adapter), without its opencv-python/numpy>=2
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null

@@ -68,7 +68,10 @@ def make_tracker(cfg: TrackingConfig) -> Tracker:
     try:
         from agent.tracking.bytetrack import BuiltinTracker
     except ImportError as err:  # scipy
-        raise TrackerMissing(f"the builtin tracker needs scipy ({err})") from err
+        raise TrackerMissing(
+            f"the builtin tracker needs scipy ({err}): install the `tracking` extra "
+            "(pip install -e '.[tracking]'; docs/events.md)"
+        ) from err
     return BuiltinTracker(cfg)
 
 
