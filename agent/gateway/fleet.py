@@ -41,6 +41,7 @@ from agent.gateway.rollout import (
     DeviceState,
     IllegalTransition,
     Outcome,
+    Report,
     Rollout,
     RolloutState,
     Send,
@@ -229,16 +230,16 @@ class Fleet:
             if slot is None or msg.command_id not in (slot.command_id, slot.revert_command_id):
                 continue
             kind = r.action if msg.command_id == slot.command_id else CommandKind.ROLLBACK
-            actions = r.on_report(
+            report = Report(
                 device,
                 msg.command_id,
                 outcome_of(msg.state, kind),
-                now,
                 ota_state=msg.state.value,
                 reason=None if msg.reason is None else msg.reason.value,
                 progress=_fraction(msg),
                 detail=msg.detail,
             )
+            actions = r.on_report(report, now)
             if actions is None:
                 continue
             self._commit(r, actions, now)

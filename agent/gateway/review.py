@@ -45,16 +45,13 @@ class ReviewAction(str, Enum):
     RELABEL = "relabel"
 
 
+_S = ReviewStatus
 TRANSITIONS: dict[ReviewStatus, frozenset[ReviewStatus]] = transition_table(
     {
-        ReviewStatus.PENDING: {
-            ReviewStatus.ACCEPTED,
-            ReviewStatus.REJECTED,
-            ReviewStatus.RELABELLED,
-        },
-        ReviewStatus.ACCEPTED: {ReviewStatus.REJECTED, ReviewStatus.RELABELLED},
-        ReviewStatus.REJECTED: {ReviewStatus.ACCEPTED, ReviewStatus.RELABELLED},
-        ReviewStatus.RELABELLED: {ReviewStatus.REJECTED, ReviewStatus.RELABELLED},
+        _S.PENDING: {_S.ACCEPTED, _S.REJECTED, _S.RELABELLED},
+        _S.ACCEPTED: {_S.REJECTED, _S.RELABELLED},
+        _S.REJECTED: {_S.ACCEPTED, _S.RELABELLED},
+        _S.RELABELLED: {_S.REJECTED, _S.RELABELLED},
     }
 )
 

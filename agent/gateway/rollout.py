@@ -41,21 +41,16 @@ class RolloutState(str, Enum):
     ABORTED = "aborted"
 
 
+_R = RolloutState
+ROLLOUT_TERMINAL = frozenset({_R.SUCCEEDED, _R.ABORTED})
 ROLLOUT_TRANSITIONS: dict[RolloutState, frozenset[RolloutState]] = transition_table(
     {
-        RolloutState.CANARY: {
-            RolloutState.WAVES,
-            RolloutState.ROLLING_BACK,
-            RolloutState.SUCCEEDED,
-        },
-        RolloutState.WAVES: {RolloutState.SUCCEEDED, RolloutState.ROLLING_BACK},
-        RolloutState.ROLLING_BACK: {RolloutState.ABORTED},
-        RolloutState.SUCCEEDED: set(),
-        RolloutState.ABORTED: set(),
-    }
+        _R.CANARY: {_R.WAVES, _R.ROLLING_BACK, _R.SUCCEEDED},
+        _R.WAVES: {_R.SUCCEEDED, _R.ROLLING_BACK},
+        _R.ROLLING_BACK: {_R.ABORTED},
+    },
+    terminal=ROLLOUT_TERMINAL,
 )
-
-ROLLOUT_TERMINAL = frozenset({RolloutState.SUCCEEDED, RolloutState.ABORTED})
 
 
 class DeviceState(str, Enum):
@@ -74,30 +69,21 @@ class DeviceState(str, Enum):
     REVERT_FAILED = "revert_failed"  # the rollback failed or timed out
 
 
+_D = DeviceState
 DEVICE_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = transition_table(
     {
-        DeviceState.PENDING: {DeviceState.SENT, DeviceState.SKIPPED, DeviceState.ALREADY},
-        DeviceState.ALREADY: set(),
-        DeviceState.SENT: {
-            DeviceState.UPDATING,
-            DeviceState.COMMITTED,
-            DeviceState.FAILED,
-            DeviceState.TIMED_OUT,
-        },
-        DeviceState.UPDATING: {
-            DeviceState.UPDATING,
-            DeviceState.COMMITTED,
-            DeviceState.FAILED,
-            DeviceState.TIMED_OUT,
-        },
-        DeviceState.COMMITTED: {DeviceState.REVERTING},
-        DeviceState.FAILED: set(),
+        _D.PENDING: {_D.SENT, _D.SKIPPED, _D.ALREADY},
+        _D.ALREADY: set(),
+        _D.SENT: {_D.UPDATING, _D.COMMITTED, _D.FAILED, _D.TIMED_OUT},
+        _D.UPDATING: {_D.UPDATING, _D.COMMITTED, _D.FAILED, _D.TIMED_OUT},
+        _D.COMMITTED: {_D.REVERTING},
+        _D.FAILED: set(),
         # A timed-out device that commits late while the rollout is being rolled back is reverted.
-        DeviceState.TIMED_OUT: {DeviceState.REVERTING},
-        DeviceState.SKIPPED: set(),
-        DeviceState.REVERTING: {DeviceState.REVERTED, DeviceState.REVERT_FAILED},
-        DeviceState.REVERTED: set(),
-        DeviceState.REVERT_FAILED: set(),
+        _D.TIMED_OUT: {_D.REVERTING},
+        _D.SKIPPED: set(),
+        _D.REVERTING: {_D.REVERTED, _D.REVERT_FAILED},
+        _D.REVERTED: set(),
+        _D.REVERT_FAILED: set(),
     }
 )
 
@@ -111,6 +97,19 @@ class Outcome(str, Enum):
     PROGRESS = "progress"  # a non-terminal state (downloading, verifying, ..., active)
     SUCCEEDED = "succeeded"  # committed
     FAILED = "failed"  # failed or rolled_back
+
+
+@dataclass(frozen=True)
+class Report:
+    """Event: what a device reported on its `ota/state` about command `command_id`."""
+
+    device: str
+    command_id: str
+    outcome: Outcome
+    ota_state: str | None = None  # the raw OTA state
+    reason: str | None = None
+    progress: float | None = None  # 0..1 while downloading
+    detail: str | None = None  # the device's own words for a failure
 
 
 class CommandKind(str, Enum):
@@ -261,28 +260,19 @@ class Rollout:
         self.current_wave = first
         return self._dispatch(first, now) + self._advance(now)
 
-    def on_report(
-        self,
-        device: str,
-        command_id: str,
-        outcome: Outcome,
-        now: float,
-        *,
-        ota_state: str | None = None,
-        reason: str | None = None,
-        progress: float | None = None,
-        detail: str | None = None,
-    ) -> list[Send] | None:
-        """A device reported an OTA state for `command_id`. None when it is not ours (ignored)."""
-        slot = self.slots.get(device)
+    def on_report(self, rep: Report, now: float) -> list[Send] | None:
+        """A device reported an OTA state for one of its commands. None when it is not ours
+        (ignored)."""
+        slot = self.slots.get(rep.device)
         if slot is None or self.terminal and slot.state not in IN_FLIGHT:
             return None
         actions: list[Send] = []
+        outcome, command_id = rep.outcome, rep.command_id
         if outcome is Outcome.FAILED and command_id in (slot.command_id, slot.revert_command_id):
-            slot.detail = detail
+            slot.detail = rep.detail
         if command_id == slot.command_id:
             if slot.state in (DeviceState.SENT, DeviceState.UPDATING):
-                slot.ota_state, slot.progress = ota_state, progress
+                slot.ota_state, slot.progress = rep.ota_state, rep.progress
                 if outcome is Outcome.PROGRESS:
                     self._move(slot, DeviceState.UPDATING, now)
                 elif outcome is Outcome.SUCCEEDED:
@@ -291,25 +281,25 @@ class Rollout:
                         actions += self._revert(slot, now)
                 else:
                     self._move(
-                        slot, DeviceState.FAILED, now, reason=reason or "failed", finished=True
+                        slot, DeviceState.FAILED, now, reason=rep.reason or "failed", finished=True
                     )
             elif (
                 slot.state is DeviceState.TIMED_OUT
                 and outcome is Outcome.SUCCEEDED
                 and self._reverts
             ):
-                slot.ota_state = ota_state
+                slot.ota_state = rep.ota_state
                 actions += self._revert(slot, now)
             else:
                 return None  # a repeated or late report for a settled device
         elif command_id == slot.revert_command_id and slot.state is DeviceState.REVERTING:
-            slot.ota_state, slot.progress = ota_state, progress
+            slot.ota_state, slot.progress = rep.ota_state, rep.progress
             if outcome is Outcome.SUCCEEDED:
                 self._move(slot, DeviceState.REVERTED, now, finished=True)
             elif outcome is Outcome.FAILED:
-                self._move(slot, DeviceState.REVERT_FAILED, now, reason=reason, finished=True)
+                self._move(slot, DeviceState.REVERT_FAILED, now, reason=rep.reason, finished=True)
             else:
-                self.dirty.add(device)
+                self.dirty.add(rep.device)
         else:
             return None
         return actions + self._advance(now)

@@ -24,11 +24,16 @@ def check_transition(table: Mapping[S, frozenset[S]], machine: str, old: S, new:
     return new
 
 
-def transition_table(edges: Mapping[S, Iterable[S]]) -> dict[S, frozenset[S]]:
-    """A machine's table from {state: the states it may move to}. Every member of the enum
-    needs its row (an empty one for a terminal state), so a state added later cannot be
-    forgotten: ValueError at import names the missing ones."""
+def transition_table(
+    edges: Mapping[S, Iterable[S]], terminal: Iterable[S] = ()
+) -> dict[S, frozenset[S]]:
+    """A machine's table from {state: the states it may move to}; each of the `terminal`
+    states gets an empty row (it has none in `edges`). Every member of the enum needs its row,
+    so a state added later cannot be forgotten: ValueError at import names the missing ones."""
     table = {old: frozenset(new) for old, new in edges.items()}
+    for state in terminal:
+        if table.setdefault(state, frozenset()):
+            raise ValueError(f"terminal state {state.value} has transitions")
     states = type(next(iter(table)))
     missing = [s.value for s in states if s not in table]
     if missing:

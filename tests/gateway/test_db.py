@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.gateway.db import MIGRATIONS, Store
-from agent.gateway.rollout import CommandKind, Outcome, Rollout
+from agent.gateway.rollout import CommandKind, Outcome, Report, Rollout
 
 
 def test_fresh_file_gets_every_migration(tmp_path: Path) -> None:
@@ -53,7 +53,9 @@ def test_rollout_round_trips_through_the_file(tmp_path: Path) -> None:
             r.start(100.0)
             store.save_rollout(r, db, {"a": {"command_id": r.slots["a"].command_id}})
         with store.tx() as db:
-            r.on_report("a", r.command_id("a", CommandKind.DEPLOY), Outcome.SUCCEEDED, 101.0)
+            r.on_report(
+                Report("a", r.command_id("a", CommandKind.DEPLOY), Outcome.SUCCEEDED), 101.0
+            )
             store.save_rollout(r, db)
     with Store(tmp_path / "s.db") as store:
         back = store.load_rollout(rid)

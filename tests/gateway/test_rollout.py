@@ -10,6 +10,7 @@ from agent.gateway.rollout import (
     DeviceState,
     IllegalTransition,
     Outcome,
+    Report,
     Rollout,
     RolloutState,
 )
@@ -49,7 +50,7 @@ def report(
     cid = slot.command_id if kind is CommandKind.DEPLOY else slot.revert_command_id
     assert cid is not None
     return r.on_report(
-        dev, cid, outcome, now, reason=None if outcome is not Outcome.FAILED else "x"
+        Report(dev, cid, outcome, reason=None if outcome is not Outcome.FAILED else "x"), now
     )
 
 
@@ -179,8 +180,8 @@ def test_reports_for_other_commands_are_ignored() -> None:
     """A state for a command id the rollout did not send returns None and changes nothing."""
     r = plan(["a", "b"])
     r.start(T0)
-    assert r.on_report("a", "someone-else", Outcome.SUCCEEDED, T0 + 1) is None
-    assert r.on_report("zz", "x", Outcome.SUCCEEDED, T0 + 1) is None
+    assert r.on_report(Report("a", "someone-else", Outcome.SUCCEEDED), T0 + 1) is None
+    assert r.on_report(Report("zz", "x", Outcome.SUCCEEDED), T0 + 1) is None
     assert r.slots["a"].state is DeviceState.SENT
 
 
@@ -227,7 +228,7 @@ def test_rollback_clears_the_deploy_ota_state_so_an_unanswered_rollback_is_resen
     r.start(T0)
     slot = r.slots["a"]
     assert slot.command_id is not None
-    r.on_report("a", slot.command_id, Outcome.SUCCEEDED, T0 + 1, ota_state="committed")
+    r.on_report(Report("a", slot.command_id, Outcome.SUCCEEDED, ota_state="committed"), T0 + 1)
     assert slot.ota_state == "committed"
     actions = report(r, "b", Outcome.FAILED)
     assert ("a", "rollback") in sent_to(actions)
