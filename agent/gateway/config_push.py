@@ -12,9 +12,9 @@ a gateway restart.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -25,7 +25,6 @@ from agent.contracts.canonical import canonical_json
 from agent.contracts.config_command import ConfigCommand, ConfigStateMessage
 from agent.contracts.ota import format_rfc3339
 from agent.contracts.topics import Topics
-from agent.gateway.db import Store
 from agent.gateway.fleet import Fleet
 from agent.trust.signing import sign
 
@@ -38,65 +37,41 @@ class ConfigPushRefused(Exception):
     """A push the gateway will not sign (unknown device, bad cameras); the message says why."""
 
 
+@dataclass(eq=False)
 class ConfigPushes:
-    """Signs and publishes config pushes and records each device's answer. Thread-safe."""
+    """Signs and publishes config pushes to `fleet`'s devices, in its store and sequence space
+    (above what the fleet's ingest saw each device accept on `ota/state`), and records each
+    device's answer. Thread-safe."""
 
-    def __init__(
-        self,
-        store: Store,
-        key: Ed25519PrivateKey,
-        publish: Publish,
-        *,
-        is_enrolled: Callable[[str], bool],
-        ota_sequence: Mapping[str, int],
-        prefix: str = "edge",
-        ttl_s: float = 900.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._store = store
-        self._key = key
-        self._publish = publish
-        self._is_enrolled = is_enrolled
-        self._ota_sequence = ota_sequence  # the ingest's view of each device's OTA ledger
-        self._prefix = prefix
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._sent: dict[str, dict[str, Any]] = {}  # device -> last push sent
-        self._answers: dict[str, dict[str, Any]] = {}  # device -> its retained config/state
-        self._reported: dict[str, int] = {}  # device -> last config sequence it accepted
-
-    @classmethod
-    def of_fleet(
-        cls, fleet: Fleet, key: Ed25519PrivateKey, publish: Publish, ttl_s: float
-    ) -> ConfigPushes:
-        """Pushes for the fleet's devices, in its store and sequence space."""
-        return cls(
-            fleet.store,
-            key,
-            publish,
-            is_enrolled=fleet.is_enrolled,
-            ota_sequence=fleet.ingest.reported_sequence,
-            prefix=fleet.prefix,
-            ttl_s=ttl_s,
-            clock=fleet.clock,
-        )
+    fleet: Fleet
+    key: Ed25519PrivateKey = field(repr=False)
+    publish: Publish
+    ttl_s: float = 900.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _sent: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    """device -> last push sent"""
+    _answers: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    """device -> its retained config/state"""
+    _reported: dict[str, int] = field(default_factory=dict, init=False)
+    """device -> last config sequence it accepted"""
 
     def push(self, device: str, cameras: list[Any]) -> dict[str, Any]:
         """Sign and publish `cameras` for `device`; the signed command as sent."""
-        if not self._is_enrolled(device):
+        if not self.fleet.is_enrolled(device):
             raise ConfigPushRefused(f"device {device} is not enrolled")
-        now = self._clock()
+        now = self.fleet.clock()
         with self._lock:
-            floor = max(self._ota_sequence.get(device, 0), self._reported.get(device, 0))
-            seq = self._store.next_seq(device, at_least=floor + 1)
+            floor = max(
+                self.fleet.ingest.reported_sequence.get(device, 0), self._reported.get(device, 0)
+            )
+            seq = self.fleet.store.next_seq(device, at_least=floor + 1)
         try:
             command = ConfigCommand(
                 command_id=f"cfg-{uuid.uuid4().hex[:16]}",
                 device=device,
                 sequence=seq,
                 issued=format_rfc3339(now),
-                expires=format_rfc3339(now + self._ttl_s),
+                expires=format_rfc3339(now + self.ttl_s),
                 cameras=cameras,
             )
         except ValidationError as err:
@@ -104,16 +79,16 @@ class ConfigPushes:
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
             )
             raise ConfigPushRefused(problems) from None
-        wire = sign(command, self._key).model_dump(mode="json", by_alias=True)
+        wire = sign(command, self.key).model_dump(mode="json", by_alias=True)
         with self._lock:
             self._sent[device] = {"command_id": command.command_id, "sequence": seq, "sent": now}
-        self._publish(Topics(device, self._prefix).config_command, canonical_json(wire))
+        self.publish(Topics(device, self.fleet.prefix).config_command, canonical_json(wire))
         log.info("config pushed", device=device, command_id=command.command_id, sequence=seq)
         return wire
 
     def on_state(self, device: str, payload: bytes) -> bool:
         """Record a device's `config/state`; False when it is malformed or not enrolled."""
-        if not payload or not self._is_enrolled(device):
+        if not payload or not self.fleet.is_enrolled(device):
             return False
         try:
             msg = ConfigStateMessage.model_validate_json(payload)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import structlog
@@ -56,26 +56,20 @@ class IngestStats:
         }
 
 
+@dataclass(eq=False)
 class DeviceIngest:
     """Parses, checks and records device messages; OTA states of our commands go on."""
 
-    def __init__(
-        self,
-        devices: DeviceBook,
-        command_sent: Callable[[str, str], bool],
-        on_ota_state: OtaStateHandler,
-        *,
-        prefix: str = "edge",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.devices = devices
-        self.command_sent = command_sent
-        self.on_ota_state = on_ota_state
-        self.prefix = prefix
-        self.clock = clock
-        self.stats = IngestStats()
-        self.reported_sequence: dict[str, int] = {}  # device -> last OTA sequence it accepted
-        self._lock = threading.Lock()
+    devices: DeviceBook
+    command_sent: Callable[[str, str], bool]
+    on_ota_state: OtaStateHandler
+    _: KW_ONLY
+    prefix: str = "edge"
+    clock: Callable[[], float] = time.time
+    stats: IngestStats = field(default_factory=IngestStats, init=False)
+    reported_sequence: dict[str, int] = field(default_factory=dict, init=False)
+    """device -> last OTA sequence it accepted"""
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """Handle one message on a status, ota/state or health topic."""

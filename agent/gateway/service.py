@@ -255,7 +255,7 @@ def serve(cfg: GatewayConfig, grace_s: float = 2.0) -> None:
             resend_s=cfg.rollout.resend_s,
         )
         fleet.load()
-        pushes = ConfigPushes.of_fleet(
+        pushes = ConfigPushes(
             fleet, gateway_key, lambda t, p: holder["link"].publish(t, p), cfg.rollout.command_ttl_s
         )
         archive = _start_archive(cfg, fleet, gateway_key, holder)
