@@ -452,6 +452,7 @@ def build_ota_manager(
     from agent.engines.trt import TensorRTConfig
     from agent.ota.manager import OtaManager
     from agent.ota.sandbox import CandidateSpec
+    from agent.ota.slot import ModelSlot
 
     engine_cfg = cfg.model.engine
     build = None
@@ -462,14 +463,9 @@ def build_ota_manager(
     if isinstance(engine_cfg, TensorRTConfig):
         formats = frozenset({"onnx", "engine"})
         platform = _probe_platform(engine_cfg)
-    return OtaManager(
-        cfg.ota,
-        cfg.trust,
-        topics,
-        cfg.device.id,
-        cfg.device.state_dir,
-        pipeline,
-        publisher,
+    slot = ModelSlot(
+        runnable_formats=formats,
+        platform=platform,
         build=build,
         candidate=CandidateSpec(
             engine=engine_cfg,
@@ -477,8 +473,9 @@ def build_ota_manager(
             iou_threshold=cfg.model.iou_threshold,
             max_detections=cfg.model.max_detections,
         ),
-        runnable_formats=formats,
-        platform=platform,
+    )
+    return OtaManager(
+        cfg.ota, cfg.trust, topics, cfg.device.state_dir, pipeline, publisher, slot=slot
     )
 
 

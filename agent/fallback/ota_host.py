@@ -249,11 +249,13 @@ def build_florence_ota(
         f2.slot_config(cfg.ota),
         cfg.trust,
         topics,
-        cfg.device.id,
         cfg.device.state_dir,
         FlorenceHost(fallback, pipeline.recent_frames),  # type: ignore[arg-type]
         publisher,
-        build=prepare_archive(f2.max_unpacked_bytes),
-        runnable_formats=frozenset({"tar"}),
-        slot=ModelSlot(kind="florence2", trial=trial),
+        slot=ModelSlot(
+            kind="florence2",
+            trial=trial,
+            runnable_formats=frozenset({"tar"}),
+            build=prepare_archive(f2.max_unpacked_bytes),
+        ),
     )

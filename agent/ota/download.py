@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -141,30 +141,25 @@ def _cancelled() -> OtaRejectedError:
     return OtaRejectedError(Reason.INTERRUPTED, "download cancelled (daemon stopping)")
 
 
+@dataclass(eq=False)
 class _Transfer:
     """One download: attempts with Range resume until `length` bytes are on disk."""
 
-    def __init__(
-        self,
-        client: httpx.Client,
-        url: str,
-        out: BinaryIO,
-        length: int,
-        settings: DownloadSettings,
-        progress: ProgressFn | None,
-        cancel: threading.Event | None,
-    ) -> None:
-        self.client = client
-        self.url = url
-        self.out = out
-        self.length = length
-        self.settings = settings
-        self.progress = progress
-        self.cancel = cancel
-        self.start = time.monotonic()
-        self.deadline = self.start + settings.deadline_s
-        self.have = 0
-        self._last_progress = 0.0
+    client: httpx.Client
+    url: str
+    out: BinaryIO
+    length: int
+    settings: DownloadSettings
+    progress: ProgressFn | None
+    cancel: threading.Event | None
+    start: float = field(default_factory=time.monotonic, init=False)
+    have: int = field(default=0, init=False)
+    _last_progress: float = field(default=0.0, init=False)
+
+    @property
+    def deadline(self) -> float:
+        """When the download must be finished (monotonic)."""
+        return self.start + self.settings.deadline_s
 
     def report(self, force: bool = False) -> None:
         """Progress at most every `progress_interval_s` (always when `force`)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -25,15 +24,12 @@ from agent.contracts.ota import (
     parse_command,
 )
 from agent.ota.journal import model_id, now_rfc3339
-from agent.ota.parts import SlotParts
 from agent.ota.runner import JobRunner
+from agent.ota.slot import ModelSlot
 from agent.ota.store import Job, LedgerUnreadableError, ModelRecord
 from agent.ota.validate import SEQUENCE_CONSUMING, Delivery, ModelView, validate_command
 from agent.trust.config import TrustConfig
 from agent.trust.signing import trusted_key_map
-
-if TYPE_CHECKING:
-    from agent.engines.build import Platform
 
 log = structlog.get_logger(__name__)
 
@@ -47,23 +43,11 @@ def _triple(record: ModelRecord | None) -> tuple[str, int, str] | None:
 class CommandIntake:
     """Validates and answers commands on its own thread; starts accepted ones."""
 
-    def __init__(
-        self,
-        parts: SlotParts,
-        runner: JobRunner,
-        trust: TrustConfig,
-        device: str,
-        *,
-        runnable_formats: frozenset[str],
-        platform: Platform | None,
-        kind: ModelKind = DEFAULT_KIND,
-    ) -> None:
-        self.parts = parts
+    def __init__(self, runner: JobRunner, trust: TrustConfig, device: str, slot: ModelSlot) -> None:
         self.runner = runner
+        self.parts = runner.parts
         self.device = device
-        self.runnable_formats = runnable_formats
-        self.kind = kind  # the model slot this intake serves: detector or florence2
-        self.platform = platform  # TensorRT + GPU, for prebuilt engines' compat
+        self.slot = slot  # the model slot this intake serves: its kind, the formats it runs
         self._gateway_keys = trusted_key_map(trust.gateway_keys)
         self._release_keys = trusted_key_map(trust.release_keys)
         self._allowed_models = frozenset(trust.allowed_models)
@@ -127,13 +111,13 @@ class CommandIntake:
             gateway_keys=self._gateway_keys,
             release_keys=self._release_keys,
             ledger=ledger,
-            models=_model_view(pointer.running(), pointer.previous, self.kind),
+            models=_model_view(pointer.running(), pointer.previous, self.slot.kind),
             busy=self.runner.busy,
-            runnable_formats=self.runnable_formats,
+            runnable_formats=self.slot.runnable_formats,
             max_artifact_bytes=self.parts.cfg.max_artifact_bytes,
-            platform=self.platform,
+            platform=self.slot.platform,
             allowed_models=self._allowed_models,
-            runnable_kinds=frozenset({self.kind}),
+            runnable_kinds=frozenset({self.slot.kind}),
         )
         if verdict.delivery is Delivery.DUPLICATE:
             log.info(

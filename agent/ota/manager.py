@@ -18,7 +18,6 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -31,13 +30,9 @@ from agent.ota.intake import CommandIntake
 from agent.ota.journal import StateJournal
 from agent.ota.parts import SlotParts
 from agent.ota.runner import BuildHook, JobRunner
-from agent.ota.sandbox import CandidateSpec
 from agent.ota.slot import CommandRouter, MessageCallback, ModelSlot
 from agent.ota.store import ModelStore
 from agent.trust.config import TrustConfig
-
-if TYPE_CHECKING:
-    from agent.engines.build import Platform
 
 __all__ = ["BuildHook", "ModelSlot", "OtaManager", "OtaSlots"]
 
@@ -52,17 +47,12 @@ class OtaManager:
         cfg: OtaConfig,
         trust: TrustConfig,
         topics: Topics,
-        device: str,
         state_dir: Path,
         host: ModelHost,
         publisher: RetainedPublisher,
         *,
-        build: BuildHook | None = None,
-        candidate: CandidateSpec | None = None,
-        runnable_formats: frozenset[str] = frozenset({"onnx"}),
-        platform: Platform | None = None,
-        loader_nice: int = 10,
         slot: ModelSlot | None = None,
+        loader_nice: int = 10,
     ) -> None:
         slot = slot or ModelSlot()
         self.cfg = cfg
@@ -72,28 +62,20 @@ class OtaManager:
         self.store = ModelStore(slot.store_dir(Path(state_dir)))
         self._stop = threading.Event()
         self.journal = StateJournal(
-            self.store, topics, device, host, publisher, topics.ota_state_of(slot.kind)
+            self.store, topics, topics.device, host, publisher, topics.ota_state_of(slot.kind)
         )
         self.journal.probation_s = cfg.probation_s
         activator = Activator(
             cfg,
             host,
             workdir=self.store.staging_dir,
-            candidate=candidate,
+            candidate=slot.candidate,
             loader_nice=loader_nice,
             trial_fn=slot.trial,
         )
         parts = SlotParts(cfg, host, self.store, self.journal, activator, self._stop)
-        self.runner = JobRunner(parts, build)
-        self.intake = CommandIntake(
-            parts,
-            self.runner,
-            trust,
-            device,
-            runnable_formats=runnable_formats,
-            platform=platform,
-            kind=slot.kind,
-        )
+        self.runner = JobRunner(parts, slot.build)
+        self.intake = CommandIntake(self.runner, trust, topics.device, slot)
         self._listening = False
 
     def listen(self, via: MessageCallback | None = None) -> None:

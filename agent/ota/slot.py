@@ -12,12 +12,18 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from agent.contracts.manifest import DEFAULT_KIND, ModelKind
 from agent.ota.activation import TrialFn
 from agent.ota.trial import trial
+
+if TYPE_CHECKING:
+    from agent.engines.build import Platform
+    from agent.ota.runner import BuildHook
+    from agent.ota.sandbox import CandidateSpec
 
 log = structlog.get_logger(__name__)
 
@@ -26,10 +32,15 @@ MessageCallback = Callable[[str, bytes], None]
 
 @dataclass(frozen=True)
 class ModelSlot:
-    """The kind of model a manager swaps, and how a candidate of that kind is tried."""
+    """The kind of model a manager swaps, what of that kind this device runs, and how a
+    candidate of that kind is built and tried."""
 
     kind: ModelKind = DEFAULT_KIND
     trial: TrialFn = field(default=trial)
+    runnable_formats: frozenset[str] = frozenset({"onnx"})
+    platform: Platform | None = None  # TensorRT + GPU, for prebuilt engines' compat
+    build: BuildHook | None = None  # e.g. the TensorRT engine build of an installed ONNX
+    candidate: CandidateSpec | None = None  # how the sandboxed trial loads a candidate
 
     def store_dir(self, state_dir: Path) -> Path:
         """`<state_dir>/models` for the detector (as before), `<state_dir>/models-<kind>`

@@ -25,6 +25,7 @@ from agent.engines.ort import OnnxRuntimeConfig
 from agent.ota.config import OtaConfig
 from agent.ota.manager import OtaManager
 from agent.ota.sandbox import CandidateSpec
+from agent.ota.slot import ModelSlot
 from agent.pipeline import Pipeline, PipelineSettings
 from agent.trust.config import TrustConfig
 from agent.types import Frame
@@ -133,13 +134,14 @@ class Rig:
             cfg,
             trust,
             self.topics,
-            DEVICE,
             state_dir,
             self.pipeline,
             self.publisher,
-            build=build,  # type: ignore[arg-type]
-            candidate=CandidateSpec(
-                engine=self.engine, conf_threshold=0.25, iou_threshold=0.45, max_detections=100
+            slot=ModelSlot(
+                build=build,  # type: ignore[arg-type]
+                candidate=CandidateSpec(
+                    engine=self.engine, conf_threshold=0.25, iou_threshold=0.45, max_detections=100
+                ),
             ),
         )
 
