@@ -117,9 +117,7 @@ class Publisher:
         self._session = MqttSession(mqtt, topics, boot_id, outbox.inflight, self._inbox)
         self._store, self._quarantined = open_store(outbox, state_dir)
         check = functools.partial(accept_ack, device=topics.device, gateway_keys=keys)
-        self._pump = DeliveryPump(
-            self._store, self._session, self._inbox, outbox, mqtt.queue_size, check
-        )
+        self._pump = DeliveryPump(self._store, self._session, outbox, mqtt.queue_size, check)
         self._checkpointer: Checkpointer | None = None
         if isinstance(self._store, Outbox):
             self._checkpointer = Checkpointer(self._store)

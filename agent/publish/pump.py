@@ -4,7 +4,7 @@ One thread owns the store (an `Outbox` on disk, or a `MemoryStore`), the in-flig
 (`mid -> row id`), the replay cursor and the low-water marks. It commits queued messages in
 batches, publishes the next rows in commit order while the window has room, and deletes rows
 on PUBACK (or marks them, and deletes them on a verified gateway ack, with
-`require_gateway_ack`). paho's thread only posts events to the `Inbox`.
+`require_gateway_ack`). paho's thread only posts events to the session's `Inbox`.
 
 On every (re)connect the session drops paho's own copies of unacknowledged messages and the
 pump replays from the start of the store, so the store is the only source of truth; duplicates
@@ -25,7 +25,7 @@ import structlog
 from agent.contracts.ack import AckMessage
 from agent.publish.acks import AckRefused
 from agent.publish.config import OutboxConfig
-from agent.publish.events import AckReceived, Connected, Disconnected, Inbox, Puback
+from agent.publish.events import AckReceived, Connected, Disconnected, Puback
 from agent.publish.lowwater import LowWater
 from agent.publish.session import MqttSession
 from agent.publish.store import OutboxMessage, Store
@@ -91,14 +91,12 @@ class DeliveryPump:
         self,
         store: Store,
         session: MqttSession,
-        inbox: Inbox,
         cfg: OutboxConfig,
         queue_size: int,
         check_ack: Callable[[bytes], AckMessage],
     ) -> None:
         self.store = store
         self._session = session
-        self._inbox = inbox
         self._cfg = cfg
         self._check_ack = check_ack
         self._queue: queue.Queue[OutboxMessage] = queue.Queue(maxsize=queue_size)
@@ -115,7 +113,7 @@ class DeliveryPump:
         self._low.refresh(store.lowest_seqs())
         self._low_next = 0.0
         self._refusal_logged = 0.0
-        self._worker = Worker("outbox-pump", self._main, wake=inbox.wake)
+        self._worker = Worker("outbox-pump", self._main, wake=session.inbox.wake)
         self.on_round: Callable[[float], None] | None = None
         """Called at the end of each round with the monotonic time (WAL checkpoint hint)."""
 
@@ -167,7 +165,7 @@ class DeliveryPump:
     # -- the pump thread -----------------------------------------------------------------------
     def _main(self) -> None:
         while True:
-            busy = self._to_delete or self._inbox.events
+            busy = self._to_delete or self._session.inbox.events
             exiting = self._worker.rest(DELETE_FLUSH_S if busy else 0.1)
             try:
                 self._round()
@@ -193,7 +191,7 @@ class DeliveryPump:
 
     def _handle_events(self) -> None:
         mark: list[int] = []
-        events = self._inbox.events
+        events = self._session.inbox.events
         while events:
             ev = events.popleft()
             if isinstance(ev, Puback):

@@ -47,7 +47,7 @@ class MqttSession:
     ) -> None:
         self._cfg = cfg
         self._topics = topics
-        self._inbox = inbox
+        self.inbox = inbox  # paho's callbacks post here; the pump reads it
         password = broker_password(cfg)
         tls_ctx = build_tls_context(cfg.tls) if cfg.tls is not None else None
         self._lock = threading.Lock()
@@ -199,7 +199,7 @@ class MqttSession:
             for topic, (payload, qos) in self._retained.items():
                 client.publish(topic, payload, qos=qos, retain=True)
             self._connected.set()
-        self._inbox.post(Connected(gen))
+        self.inbox.post(Connected(gen))
         log.info("mqtt.connected", host=self._cfg.host, port=self._cfg.port, n=self.connects)
 
     def _on_disconnect(
@@ -207,7 +207,7 @@ class MqttSession:
     ) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        self._inbox.post(Disconnected())
+        self.inbox.post(Disconnected())
         if was and not self._stopping:
             log.warning("mqtt.disconnected", reason=str(reason))
 
@@ -219,7 +219,7 @@ class MqttSession:
     ) -> None:
         # Wake the pump only when enough acks wait; otherwise it picks them up on its next
         # round. Fewer thread wake-ups per message keep latency low on a busy CPU.
-        self._inbox.post_lazy(Puback(mid, reason.is_failure))
+        self.inbox.post_lazy(Puback(mid, reason.is_failure))
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         with self._lock:
