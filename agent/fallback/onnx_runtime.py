@@ -25,6 +25,7 @@ from agent.fallback.runtime import (
     FlorenceModelError,
     Generation,
     check_onnx_dir,
+    decoded,
     sha256_files,
 )
 
@@ -233,15 +234,8 @@ class OnnxRuntime:
             out = self._sessions["decoder_with_past"].run(None, feeds)
             logits = out[0]
             self_kv = [out[1 + 2 * i : 3 + 2 * i] for i in range(n_layers)]
-        t1 = time.perf_counter()
-        text = self._processor.batch_decode([seq], skip_special_tokens=False)[0]
-        return Generation(
-            text=text,
-            token_ids=tuple(seq),
-            image_size=(int(image_bgr.shape[1]), int(image_bgr.shape[0])),
-            pre_ms=pre_ms,
-            infer_ms=(t1 - t0) * 1e3 - pre_ms,
-        )
+        infer_ms = (time.perf_counter() - t0) * 1e3 - pre_ms
+        return decoded(self._processor, seq, image_bgr, pre_ms, infer_ms)
 
     def close(self) -> None:
         self._sessions = {}

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +66,24 @@ class Generation:
     image_size: tuple[int, int]
     pre_ms: float
     infer_ms: float
+
+
+def decoded(
+    processor: Any,
+    seq: Sequence[int],
+    image_bgr: npt.NDArray[np.uint8],
+    pre_ms: float,
+    infer_ms: float,
+) -> Generation:
+    """The `Generation` of the generated ids `seq` for `image_bgr`, decoded by the model's own
+    processor with the special tokens kept (what `post_process_generation` expects)."""
+    return Generation(
+        text=processor.batch_decode([list(seq)], skip_special_tokens=False)[0],
+        token_ids=tuple(int(i) for i in seq),
+        image_size=(int(image_bgr.shape[1]), int(image_bgr.shape[0])),
+        pre_ms=pre_ms,
+        infer_ms=infer_ms,
+    )
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ from agent.fallback.runtime import (
     FlorenceModelError,
     Generation,
     check_torch_dir,
+    decoded,
     sha256_files,
 )
 
@@ -89,29 +90,20 @@ class TorchRuntime:
         import torch
         from PIL import Image
 
-        if self._model is None or self._processor is None:
-            raise RuntimeError("runtime not loaded")
+        model, processor = self._model, self.processor  # the property raises before load
         t0 = time.perf_counter()
         rgb = Image.fromarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
-        inputs = self._processor(text=prompt, images=rgb, return_tensors="pt")
+        inputs = processor(text=prompt, images=rgb, return_tensors="pt")
         if self._device == "cuda":
             inputs = inputs.to("cuda")
             inputs["pixel_values"] = inputs["pixel_values"].half()
         t1 = time.perf_counter()
         with torch.inference_mode():
-            ids = self._model.generate(
+            ids = model.generate(
                 **inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1
             )
         t2 = time.perf_counter()
-        seq = ids[0].tolist()
-        text = self._processor.batch_decode([seq], skip_special_tokens=False)[0]
-        return Generation(
-            text=text,
-            token_ids=tuple(int(i) for i in seq),
-            image_size=(int(image_bgr.shape[1]), int(image_bgr.shape[0])),
-            pre_ms=(t1 - t0) * 1e3,
-            infer_ms=(t2 - t1) * 1e3,
-        )
+        return decoded(processor, ids[0].tolist(), image_bgr, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
 
     def close(self) -> None:
         self._model = None

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -171,6 +171,15 @@ class _OpenCvSource:
     def interrupt(self) -> None:
         """No-op: OpenCV reads cannot be cancelled (open/read timeouts bound them instead)."""
 
+    def _open_capture(
+        self, target: str, api: int, failure: str, params: Sequence[int] = ()
+    ) -> None:
+        """Open `target` with the OpenCV backend `api`; `SourceError(failure)` if it does not."""
+        self._cap = cv2.VideoCapture(target, api, list(params))
+        if not self._cap.isOpened():
+            self.close()
+            raise SourceError(failure)
+
 
 class FileSource(_OpenCvSource):
     """A video file: checked at open (exists, decodes a first frame), paced, optionally looped.
@@ -215,12 +224,11 @@ class FileSource(_OpenCvSource):
             raise SourceError(f"video path is not a file: {path}")
         if not os.access(path, os.R_OK):
             raise SourceError(f"video file not readable (permissions): {path}")
-        self._cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-        if not self._cap.isOpened():
-            self.close()
-            raise SourceError(
-                f"cannot open video file {path}: not a video OpenCV can decode, or corrupt"
-            )
+        self._open_capture(
+            str(path),
+            cv2.CAP_FFMPEG,
+            f"cannot open video file {path}: not a video OpenCV can decode, or corrupt",
+        )
         ok, first = self._cap.read()
         if not ok or first is None:
             self.close()
@@ -305,12 +313,11 @@ class V4l2Source(_OpenCvSource):
         dev = self._cfg.device
         if not dev.exists():
             raise SourceError(f"V4L2 device {dev} does not exist (camera unplugged?)")
-        self._cap = cv2.VideoCapture(str(dev), cv2.CAP_V4L2)
-        if not self._cap.isOpened():
-            self.close()
-            raise SourceError(
-                f"cannot open V4L2 device {dev} (busy, no permission, or not a camera)"
-            )
+        self._open_capture(
+            str(dev),
+            cv2.CAP_V4L2,
+            f"cannot open V4L2 device {dev} (busy, no permission, or not a camera)",
+        )
         cfg = self._cfg
         if cfg.fourcc is not None:
             self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*cfg.fourcc))
@@ -346,17 +353,15 @@ class RtspSource(_OpenCvSource):
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(cfg.read_timeout_s * 1000),
         ]
+        failure = (
+            f"RTSP stream {redact_url(cfg.url)} did not answer within "
+            f"{cfg.open_timeout_s:g} s (refused, unreachable, wrong path or credentials)"
+        )
         try:
             with _FFMPEG_OPTIONS.holding(f"rtsp_transport;{cfg.transport}", cfg.open_timeout_s):
-                self._cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+                self._open_capture(url, cv2.CAP_FFMPEG, failure, params)
         except OptionsBusyError as err:
             raise SourceError(f"{self.name}: cannot open now: {err}") from None
-        if not self._cap.isOpened():
-            self.close()
-            raise SourceError(
-                f"RTSP stream {redact_url(cfg.url)} did not answer within "
-                f"{cfg.open_timeout_s:g} s (refused, unreachable, wrong path or credentials)"
-            )
         log.info("rtsp source opened", source=self.name, transport=cfg.transport)
 
 
@@ -376,13 +381,12 @@ class GStreamerSource(_OpenCvSource):
                 "'GStreamer: NO'); gstreamer sources need an OpenCV built with it, e.g. "
                 "JetPack's python3-opencv instead of the opencv-python wheel"
             )
-        self._cap = cv2.VideoCapture(self._cfg.pipeline, cv2.CAP_GSTREAMER)
-        if not self._cap.isOpened():
-            self.close()
-            raise SourceError(
-                f"GStreamer pipeline did not start ({self.name}); run it with "
-                "gst-launch-1.0 (appsink -> fakesink) to see the element error"
-            )
+        self._open_capture(
+            self._cfg.pipeline,
+            cv2.CAP_GSTREAMER,
+            f"GStreamer pipeline did not start ({self.name}); run it with "
+            "gst-launch-1.0 (appsink -> fakesink) to see the element error",
+        )
         log.info("gstreamer source opened", source=self.name)
 
 
