@@ -24,6 +24,7 @@ from agent.contracts.payloads import (
     dump_payload,
     rfc3339_ms,
 )
+from agent.fallback.policy import HardFrame
 from agent.health.metrics import FrameRecord, FrameWindow
 from agent.live import LiveConfig, apply_thresholds
 from agent.stages.prepare import Batch
@@ -45,13 +46,7 @@ class HardFrameHook(Protocol):
 
     def is_hard(self, camera: str, detections: Detections, now_mono: float) -> bool: ...
 
-    def submit(
-        self,
-        frame: Frame,
-        detections: Detections,
-        yolo: DetectionMessage,
-        class_names: tuple[str, ...],
-    ) -> None: ...
+    def submit(self, hard: HardFrame) -> None: ...
 
 
 SubmitFn = Callable[[str, int, bytes], bool]
@@ -219,4 +214,4 @@ class PostProcessor:
             self.submit_refused += 1  # not published: the seq gap shows consumers the counted loss
         self._seq[frame.camera] = seq + 1
         if hard and hooks.fallback is not None:
-            hooks.fallback.submit(frame, detections, msg, info.class_names)
+            hooks.fallback.submit(HardFrame(frame, detections, msg, info.class_names))
