@@ -83,14 +83,15 @@ def build_stage(cfg_path: Path, state: Path) -> TrackingStage:
         tuple(cam.zones),
         tuple(cam.lines),
     )
-    emitter = EventEmitter(
-        EmitterContext("bench", "0" * 16, Topics("bench"), time.time()),
-        {"demo": rules},
+    ctx = EmitterContext(
+        "bench",
+        "0" * 16,
+        Topics("bench"),
+        time.time(),
         lambda _c, _s, _p: True,
         lambda _t, _p: None,
-        OpenEvents(state),
-        extras(cfg, state),
     )
+    emitter = EventEmitter(ctx, {"demo": rules}, OpenEvents(state), extras(cfg, state))
     return TrackingStage(make_tracker(tr), emitter)
 
 
