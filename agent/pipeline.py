@@ -97,7 +97,7 @@ class Pipeline:
         self._load = load_detector
         self.window = window or FrameWindow()
         self._post = PostProcessor(
-            settings, submit, self.window, PostHooks(tracking, fallback, live)
+            settings, self.window, PostHooks(submit, tracking, fallback, live)
         )
         self._lock = threading.Lock()
         self._pending: Detector | None = None

@@ -66,7 +66,7 @@ def extras(cfg: AgentConfig, state: Path) -> EventExtras:
     if cfg.snapshots.enabled:
         store = SnapshotStore(state, cfg.snapshots.quota_bytes)
         writer = SnapshotWriter(cfg.snapshots, store, Topics("bench"), lambda _t, _p: None)
-        keeper = SnapshotKeeper(cfg.snapshots, writer)
+        keeper = SnapshotKeeper(writer)
     return EventExtras("0" * 16, Topics("bench"), lambda _t, _p: None, keeper)
 
 

@@ -22,5 +22,5 @@ def build_event_extras(
     if cfg.snapshots.enabled:
         store = SnapshotStore(cfg.device.state_dir, cfg.snapshots.quota_bytes)
         writer = SnapshotWriter(cfg.snapshots, store, topics, publish_retained)
-        keeper = SnapshotKeeper(cfg.snapshots, writer)
+        keeper = SnapshotKeeper(writer)
     return EventExtras(boot_id, topics, publish_retained, keeper)

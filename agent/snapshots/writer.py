@@ -55,7 +55,7 @@ class SnapshotWriter:
         publish_retained: PublishRetained,
         threaded: bool = True,
     ) -> None:
-        self._cfg = cfg
+        self.cfg = cfg
         self.store = store
         self._topics = topics
         self._publish = publish_retained
@@ -105,12 +105,12 @@ class SnapshotWriter:
         full_path, _crop = self.store.paths(job.camera, job.event_id)
         try:
             if job.image is not None:
-                c = self._cfg
+                c = self.cfg
                 full, crop = render(job.image, job.box, job.caption, c.jpeg_quality, c.crop_padding)
                 self.store.save(job.camera, job.event_id, full, crop)
                 self.written += 1
-            if job.publish and self._cfg.publish:
-                payload = fit(full_path.read_bytes(), self._cfg.publish_max_bytes)
+            if job.publish and self.cfg.publish:
+                payload = fit(full_path.read_bytes(), self.cfg.publish_max_bytes)
                 self._publish(self._topics.snapshot(job.camera, job.label), payload)
                 self.published += 1
         except (OSError, EncodeError) as err:  # a full disk, an evicted file: log, go on

@@ -327,7 +327,7 @@ def test_discovery_and_snapshot_reach_home_assistant_through_mutual_tls(
     writer = SnapshotWriter(
         cfg, SnapshotStore(tmp_path, cfg.quota_bytes), topics, pub.publish_retained
     )
-    keeper = SnapshotKeeper(cfg, writer)
+    keeper = SnapshotKeeper(writer)
     image = np.random.default_rng(0).integers(0, 255, (576, 768, 3), dtype=np.uint8)
     pub.start()
     try:

@@ -49,7 +49,7 @@ def setup(tmp_path: Path) -> tuple[EventExtras, CameraEvents, list[tuple[str, by
         lambda t, p: published.append((t, p)),
         threaded=False,
     )
-    keeper = SnapshotKeeper(cfg, writer, clock=clock)
+    keeper = SnapshotKeeper(writer, clock=clock)
     extras = EventExtras(BOOT, Topics("dev1"), lambda t, p: published.append((t, p)), keeper)
     return extras, CameraEvents(RULES), published, clock
 

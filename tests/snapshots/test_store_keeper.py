@@ -50,7 +50,7 @@ def keeper(
     writer = SnapshotWriter(
         cfg, store, Topics("dev1"), lambda t, p: published.append((t, p)), threaded=False
     )
-    return SnapshotKeeper(cfg, writer, clock=clock)
+    return SnapshotKeeper(writer, clock=clock)
 
 
 def test_render_draws_the_box_and_crops() -> None:
@@ -170,7 +170,7 @@ def test_threaded_writer_publishes_after_the_file_and_drains_at_close(tmp_path: 
         on_disk = (tmp_path / "snapshots" / CAM / "b-yard-6.jpg").read_bytes()
         published.append((topic, payload, payload == on_disk))
 
-    k = SnapshotKeeper(cfg, SnapshotWriter(cfg, store, Topics("dev1"), publish))
+    k = SnapshotKeeper(SnapshotWriter(cfg, store, Topics("dev1"), publish))
     for i in range(5):
         k.offer(CAM, "b-yard-6", "person", frame(i), (100, 100, 200, 300), 0.5 + i / 10, i)
     final = k.finish("b-yard-6")
