@@ -38,7 +38,6 @@ from agent.events.machine import EventRules
 from agent.pipeline import PipelineSettings, build_message
 from agent.snapshots.keeper import SnapshotKeeper
 from agent.snapshots.lifecycle import EventExtras
-from agent.snapshots.store import SnapshotStore
 from agent.snapshots.writer import SnapshotWriter
 from agent.tracking.build import make_tracker
 from agent.tracking.stage import TrackingStage
@@ -64,8 +63,7 @@ def extras(cfg: AgentConfig, state: Path) -> EventExtras:
     """Snapshots and camera-wide counts as the daemon wires them (publishing to a no-op)."""
     keeper = None
     if cfg.snapshots.enabled:
-        store = SnapshotStore(state, cfg.snapshots.quota_bytes)
-        writer = SnapshotWriter(cfg.snapshots, store, Topics("bench"), lambda _t, _p: None)
+        writer = SnapshotWriter(cfg.snapshots, state, Topics("bench"), lambda _t, _p: None)
         keeper = SnapshotKeeper(writer)
     return EventExtras("0" * 16, Topics("bench"), lambda _t, _p: None, keeper)
 

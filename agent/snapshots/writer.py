@@ -15,6 +15,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -45,18 +46,19 @@ class WriteJob:
 
 
 class SnapshotWriter:
-    """Runs write jobs in order; counters are read by any thread."""
+    """Runs write jobs in order into its store (under `state_dir`, within the config's quota);
+    counters are read by any thread."""
 
     def __init__(
         self,
         cfg: SnapshotsConfig,
-        store: SnapshotStore,
+        state_dir: Path,
         topics: Topics,
         publish_retained: PublishRetained,
         threaded: bool = True,
     ) -> None:
         self.cfg = cfg
-        self.store = store
+        self.store = SnapshotStore(state_dir, cfg.quota_bytes)
         self._topics = topics
         self._publish = publish_retained
         self._queue: queue.Queue[WriteJob | None] | None = (

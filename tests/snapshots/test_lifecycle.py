@@ -16,7 +16,6 @@ from agent.events.machine import CameraEvents, EventRules, Observation
 from agent.snapshots.config import SnapshotsConfig
 from agent.snapshots.keeper import SnapshotKeeper
 from agent.snapshots.lifecycle import EventExtras
-from agent.snapshots.store import SnapshotStore
 from agent.snapshots.writer import SnapshotWriter
 
 BOOT = "0123456789abcdef"
@@ -44,7 +43,7 @@ def setup(tmp_path: Path) -> tuple[EventExtras, CameraEvents, list[tuple[str, by
     cfg = SnapshotsConfig(min_interval_s=10.0)
     writer = SnapshotWriter(
         cfg,
-        SnapshotStore(tmp_path, cfg.quota_bytes),
+        tmp_path,
         Topics("dev1"),
         lambda t, p: published.append((t, p)),
         threaded=False,
