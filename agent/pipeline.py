@@ -97,7 +97,7 @@ class Pipeline:
         self._load = load_detector
         self.window = window or FrameWindow()
         self._post = PostProcessor(
-            settings, submit, self.window, PostHooks(tracking, fallback, live)
+            settings, self.window, PostHooks(submit, tracking, fallback, live)
         )
         self._lock = threading.Lock()
         self._pending: Detector | None = None
@@ -322,19 +322,26 @@ class Pipeline:
                 return False
         return True
 
+    def _consume(self, stage: str, slot: Slot[Batch], handle: Callable[[Batch], None]) -> None:
+        """The loop of a stage fed by `slot`: `handle` each batch until the slot is closed and
+        empty, with a heartbeat at least every TICK_S."""
+        while True:
+            self._beats[stage] = time.monotonic()
+            batch = slot.take(TICK_S)
+            if batch is not None:
+                handle(batch)
+            elif slot.closed:
+                return
+
     def _run_infer(self) -> None:
         try:
-            while True:
-                self._beats["inference"] = time.monotonic()
-                batch = self._to_engine.take(TICK_S)
-                if batch is None:
-                    if self._to_engine.closed:
-                        return
-                    continue
-                self._infer(batch)
-                self._to_post.put(batch)
+            self._consume("inference", self._to_engine, self._infer_and_pass)
         finally:
             self._to_post.close()
+
+    def _infer_and_pass(self, batch: Batch) -> None:
+        self._infer(batch)
+        self._to_post.put(batch)
 
     def _infer(self, batch: Batch) -> None:
         """One engine call for the whole batch; a failure is recorded on the batch."""
@@ -350,14 +357,10 @@ class Pipeline:
         batch.infer_ms = (time.perf_counter() - start) * 1e3
 
     def _run_post(self) -> None:
-        while True:
-            self._beats["post"] = time.monotonic()
-            batch = self._to_post.take(TICK_S)
-            if batch is None:
-                if self._to_post.closed:
-                    return
-                continue
-            try:
-                self._post.finish(batch)
-            finally:
-                self._in_flight.done()
+        self._consume("post", self._to_post, self._finish)
+
+    def _finish(self, batch: Batch) -> None:
+        try:
+            self._post.finish(batch)
+        finally:
+            self._in_flight.done()

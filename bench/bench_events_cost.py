@@ -38,7 +38,6 @@ from agent.events.machine import EventRules
 from agent.pipeline import PipelineSettings, build_message
 from agent.snapshots.keeper import SnapshotKeeper
 from agent.snapshots.lifecycle import EventExtras
-from agent.snapshots.store import SnapshotStore
 from agent.snapshots.writer import SnapshotWriter
 from agent.tracking.build import make_tracker
 from agent.tracking.stage import TrackingStage
@@ -64,9 +63,8 @@ def extras(cfg: AgentConfig, state: Path) -> EventExtras:
     """Snapshots and camera-wide counts as the daemon wires them (publishing to a no-op)."""
     keeper = None
     if cfg.snapshots.enabled:
-        store = SnapshotStore(state, cfg.snapshots.quota_bytes)
-        writer = SnapshotWriter(cfg.snapshots, store, Topics("bench"), lambda _t, _p: None)
-        keeper = SnapshotKeeper(cfg.snapshots, writer)
+        writer = SnapshotWriter(cfg.snapshots, state, Topics("bench"), lambda _t, _p: None)
+        keeper = SnapshotKeeper(writer)
     return EventExtras("0" * 16, Topics("bench"), lambda _t, _p: None, keeper)
 
 
@@ -83,14 +81,15 @@ def build_stage(cfg_path: Path, state: Path) -> TrackingStage:
         tuple(cam.zones),
         tuple(cam.lines),
     )
-    emitter = EventEmitter(
-        EmitterContext("bench", "0" * 16, Topics("bench"), time.time()),
-        {"demo": rules},
+    ctx = EmitterContext(
+        "bench",
+        "0" * 16,
+        Topics("bench"),
+        time.time(),
         lambda _c, _s, _p: True,
         lambda _t, _p: None,
-        OpenEvents(state),
-        extras(cfg, state),
     )
+    emitter = EventEmitter(ctx, {"demo": rules}, OpenEvents(state), extras(cfg, state))
     return TrackingStage(make_tracker(tr), emitter)
 
 

@@ -61,6 +61,7 @@ def run_window(sess, name: str, x: np.ndarray, seconds: float, on_frame=None) ->
 def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, object]:
     from agent.contracts.payloads import DetectionMessage, FrameSize, Latency, ModelRef, rfc3339_ms
     from agent.fallback.config import FallbackConfig
+    from agent.fallback.policy import HardFrame
     from agent.fallback.worker import Fallback
     from agent.types import Detections, Frame
 
@@ -107,7 +108,7 @@ def saturation(mode: str, model: Path, args: argparse.Namespace) -> dict[str, ob
                     detections=[],
                     hard=True,
                 )
-                fb.submit(frame, hard, yolo, ("person", "car"))
+                fb.submit(HardFrame(frame, hard, yolo, ("person", "car")))
 
         sess, name, x = yolo_session(args.yolo_threads)
         run_window(sess, name, x, 1.0)  # warm-up

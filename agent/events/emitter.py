@@ -49,10 +49,35 @@ class RulesSource(Protocol):
 
 @dataclass(frozen=True)
 class EmitterContext:
+    """What the emitter needs of the daemon: who it is, since when, and where messages go
+    (the events stream's non-blocking hand-off and the retained publish, both never block)."""
+
     device: str
     boot_id: str
     topics: Topics
     started_at: float  # wall clock of this boot: the `since` of line counts
+    submit: SubmitFn
+    publish_retained: PublishRetained
+
+
+@dataclass(frozen=True)
+class MachineStep:
+    """One outcome of a camera's event machine, on its way out (extras first, then sent).
+
+    Attributes:
+        camera: the camera whose machine decided it.
+        ts: when (the frame's capture time, or the time of an expiry, stop or rules change).
+        machine: that camera's machine.
+        outcome: what it decided.
+        frame: (image, observations) of the frame it decided on; None when there is no frame
+            (expiry, stop, model swap, rules change).
+    """
+
+    camera: str
+    ts: float
+    machine: CameraEvents
+    outcome: FrameOutcome
+    frame: tuple[npt.NDArray[np.uint8], list[Observation]] | None = None
 
 
 class EventEmitter:
@@ -62,8 +87,6 @@ class EventEmitter:
         self,
         ctx: EmitterContext,
         rules: RulesSource,
-        submit: SubmitFn,
-        publish_retained: PublishRetained,
         journal: OpenEvents | None = None,
         extras: EventExtras | None = None,
     ) -> None:
@@ -71,8 +94,6 @@ class EventEmitter:
         self._rules = rules
         self._machines: dict[str, CameraEvents] = {}
         self._seq: dict[str, int] = {}
-        self._submit = submit
-        self._retain = publish_retained
         self._journal = journal
         self._extras = extras
         self.refused = 0
@@ -93,7 +114,7 @@ class EventEmitter:
             m = self._machines[camera] = CameraEvents(rules)
         elif m.rules != rules:
             log.info("camera's zones or lines changed: applied from this frame", camera=camera)
-            self._emit_with_extras(camera, ts, m, m.set_rules(rules, ts), None)
+            self._emit_with_extras(MachineStep(camera, ts, m, m.set_rules(rules, ts)))
         return m
 
     # -- the frame path ------------------------------------------------------------------
@@ -110,31 +131,27 @@ class EventEmitter:
         if machine is None:
             return
         frame = None if image is None else (image, observations)
-        self._emit_with_extras(camera, ts, machine, machine.observe(ts, observations), frame)
+        self._emit_with_extras(
+            MachineStep(camera, ts, machine, machine.observe(ts, observations), frame)
+        )
 
     def expire(self, now: float) -> None:
         """End the events of cameras that delivered no frame for `max_disappeared_s`."""
         for camera, m in list(self._machines.items()):
-            self._emit_with_extras(camera, now, m, m.expire(now), None)
+            self._emit_with_extras(MachineStep(camera, now, m, m.expire(now)))
 
     def end_camera(self, camera: str, ts: float, reason: EndReason) -> None:
         """End every open event of `camera` (model swap)."""
         if camera in self._machines:
             machine = self._machines[camera]
-            self._emit_with_extras(camera, ts, machine, machine.end_all(ts, reason), None)
+            self._emit_with_extras(MachineStep(camera, ts, machine, machine.end_all(ts, reason)))
 
-    def _emit_with_extras(
-        self,
-        camera: str,
-        ts: float,
-        machine: CameraEvents,
-        outcome: FrameOutcome,
-        frame: tuple[npt.NDArray[np.uint8], list[Observation]] | None,
-    ) -> None:
+    def _emit_with_extras(self, step: MachineStep) -> None:
         """Snapshots and camera-wide counts (the extras) see every outcome before it is sent."""
+        outcome = step.outcome
         if self._extras is not None:
-            outcome = self._extras.after_frame(camera, ts, machine, outcome, frame)
-        self._emit(camera, outcome)
+            outcome = self._extras.after_frame(step)
+        self._emit(step.camera, outcome)
 
     def snapshot_kept(self, camera: str, track_id: int, snapshot: SnapshotRef, ts: float) -> bool:
         """A better snapshot of the open event of `track_id` was written: send its `update`
@@ -156,13 +173,13 @@ class EventEmitter:
     def _emit(self, camera: str, outcome: FrameOutcome) -> None:
         for d in outcome.events:
             self._send(self._message(camera, d))
-        t = self._ctx.topics
+        ctx = self._ctx
         for (zone, label), n in outcome.zone_counts.items():
-            self._retain(t.zone_count(camera, zone, label), str(n).encode())
-        since = rfc3339_ms(self._ctx.started_at)
+            ctx.publish_retained(ctx.topics.zone_count(camera, zone, label), str(n).encode())
+        since = rfc3339_ms(ctx.started_at)
         for (line, label), (n_in, n_out) in outcome.line_counts.items():
             body = LineCount(in_=n_in, out=n_out, since=since)
-            self._retain(t.line_count(camera, line, label), dump_payload(body))
+            ctx.publish_retained(ctx.topics.line_count(camera, line, label), dump_payload(body))
 
     def _message(self, camera: str, d: EventDraft) -> EventMessage:
         return EventMessage(
@@ -204,7 +221,7 @@ class EventEmitter:
                     self._journal.put(msg)
             except OSError as err:  # a full disk must not stop events; the crash case degrades
                 log.error("open-event file not written", error=str(err))
-        if self._submit(msg.camera, seq, dump_payload(msg)):
+        if self._ctx.submit(msg.camera, seq, dump_payload(msg)):
             self.sent += 1
         else:
             self.refused += 1  # the seq gap shows consumers the counted loss
@@ -218,12 +235,12 @@ class EventEmitter:
         their zones' retained counts to 0, empty the file; return how many were closed."""
         if self._journal is None:
             return 0
-        previous = self._journal.load_previous()
+        ctx, previous = self._ctx, self._journal.load_previous()
         for old in previous:
             end = old.model_copy(
                 update={
                     "type": EventType.END,
-                    "boot_id": self._ctx.boot_id,
+                    "boot_id": ctx.boot_id,
                     "end_ts": old.ts,
                     "end_reason": EndReason.RESTART,
                     "zones_current": [],
@@ -231,11 +248,11 @@ class EventEmitter:
                 }
             )
             seq = self._seq.get(end.camera, 0)
-            if not self._submit(end.camera, seq, dump_payload(end.model_copy(update={"seq": seq}))):
+            if not ctx.submit(end.camera, seq, dump_payload(end.model_copy(update={"seq": seq}))):
                 self.refused += 1
             self._seq[end.camera] = seq + 1
             for zone in old.zones_current:
-                self._retain(self._ctx.topics.zone_count(old.camera, zone, old.label), b"0")
+                ctx.publish_retained(ctx.topics.zone_count(old.camera, zone, old.label), b"0")
             if self._extras is not None:
                 self._extras.closed_at_restart(old.camera, old.label)
         self._journal.clear()

@@ -1,5 +1,5 @@
 """Pure hard-frame policy: the uncertainty band, the 'should see objects' rule, the token
-bucket and the newest-only single-slot mailbox.
+bucket, the newest-only single-slot mailbox and the hard frame it carries.
 
 No I/O and no clock reads: callers pass `now` (monotonic seconds), so tests freeze time.
 """
@@ -13,10 +13,22 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from agent.contracts.payloads import DetectionMessage
 from agent.fallback.config import CameraPolicy, RateLimit
-from agent.types import Detections
+from agent.types import Detections, Frame
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HardFrame:
+    """A frame the policy escalated, with its YOLO verdict: what the post stage hands to the
+    fallback."""
+
+    frame: Frame
+    detections: Detections
+    yolo: DetectionMessage
+    class_names: tuple[str, ...]
 
 
 class HardReason(str, enum.Enum):

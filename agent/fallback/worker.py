@@ -27,18 +27,25 @@ from pathlib import Path
 
 import structlog
 
-from agent.contracts.payloads import DetectionMessage, dump_payload
+from agent.contracts.payloads import dump_payload
 from agent.fallback.capture import CaptureStore
 from agent.fallback.config import FallbackConfig
 from agent.fallback.message import build_refinement
 from agent.fallback.model_swap import FlorenceModel, SwapSlot
 from agent.fallback.parse import FlorenceParseError, parse_generation
-from agent.fallback.policy import EmptyTracker, HardReason, Mailbox, TokenBucket, check_frame
+from agent.fallback.policy import (
+    EmptyTracker,
+    HardFrame,
+    HardReason,
+    Mailbox,
+    TokenBucket,
+    check_frame,
+)
 from agent.fallback.process import JobFailed, WorkerCrashed, WorkerProcess
 from agent.fallback.prompts import job_prompt
 from agent.fallback.runtime import FlorenceInfo, FlorenceModelError, resolve_model
 from agent.health.metrics import FrameRecord, FrameWindow
-from agent.types import Detections, Frame
+from agent.types import Detections
 from agent.util.backoff import backoff_delay
 from agent.util.transitions import check_transition, transition_table
 
@@ -84,12 +91,9 @@ class StateMachine:
 
 @dataclass(frozen=True)
 class Job:
-    """One escalated frame with its YOLO verdict."""
+    """One escalated frame with its YOLO verdict, and when it was handed over."""
 
-    frame: Frame
-    detections: Detections
-    yolo: DetectionMessage
-    class_names: tuple[str, ...]
+    hard: HardFrame
     submitted_mono: float
 
 
@@ -222,17 +226,11 @@ class Fallback:
             self._recent.append(now_mono)
             return True
 
-    def submit(
-        self,
-        frame: Frame,
-        detections: Detections,
-        yolo: DetectionMessage,
-        class_names: tuple[str, ...],
-    ) -> None:
+    def submit(self, hard: HardFrame) -> None:
         """Hand a hard frame to the worker; replaces a frame still waiting. Never blocks."""
         if not self.cfg.enabled:
             return
-        old = self._mailbox.put(Job(frame, detections, yolo, tuple(class_names), self._clock()))
+        old = self._mailbox.put(Job(hard, self._clock()))
         if old is not None:
             with self._lock:
                 self._replaced += 1
@@ -315,7 +313,7 @@ class Fallback:
                     break
                 self._job_done(job, ok=False)
                 failures += 1
-                self._worker_lost(f"worker crashed: {err}", failures, camera=job.frame.camera)
+                self._worker_lost(f"worker crashed: {err}", failures, camera=job.hard.frame.camera)
                 continue
             if self._sm.state == FallbackState.BUSY:
                 self._sm.to(FallbackState.IDLE)
@@ -368,39 +366,39 @@ class Fallback:
     def _run_job(self, job: Job, worker: WorkerProcess | None, info: FlorenceInfo | None) -> None:
         if worker is None or info is None:
             raise WorkerCrashed("no worker")
-        task = self.cfg.task
+        task, hard = self.cfg.task, job.hard
         try:
-            prompt, region = job_prompt(task, job.class_names, job.yolo)
-            gen = worker.run(job.frame.image, prompt, self.cfg.max_new_tokens, self._stop)
+            prompt, region = job_prompt(task, hard.class_names, hard.yolo)
+            gen = worker.run(hard.frame.image, prompt, self.cfg.max_new_tokens, self._stop)
         except (JobFailed, ValueError) as err:
             self._job_done(job, ok=False)
-            self._error(f"job failed: {err}", camera=job.frame.camera, seq=job.yolo.seq)
+            self._error(f"job failed: {err}", camera=hard.frame.camera, seq=hard.yolo.seq)
             return
         t0 = time.perf_counter()
         try:
             result = parse_generation(
-                task, gen.text, gen.image_size, job.class_names, region=region
+                task, gen.text, gen.image_size, hard.class_names, region=region
             )
         except FlorenceParseError as err:
             self._job_done(job, ok=False)
-            self._error(str(err), camera=job.frame.camera, seq=job.yolo.seq)
+            self._error(str(err), camera=hard.frame.camera, seq=hard.yolo.seq)
             return
         post_ms = (time.perf_counter() - t0) * 1e3
         # The camera's florence2 stream: its own seq, +1 per message (a refusal leaves a gap).
-        seq = self._f2_seq.get(job.frame.camera, 0)
-        self._f2_seq[job.frame.camera] = seq + 1
+        seq = self._f2_seq.get(hard.frame.camera, 0)
+        self._f2_seq[hard.frame.camera] = seq + 1
         msg = build_refinement(
-            job.yolo,
+            hard.yolo,
             result,
             self.model.report(info),
             self.model.version,
             gen,
             post_ms,
-            job.class_names,
+            hard.class_names,
             seq=seq,
         )
         self._job_done(job, ok=True, latency_ms=msg.latency_ms.total, found=len(msg.detections))
-        accepted = self._publish(job.frame.camera, seq, dump_payload(msg))
+        accepted = self._publish(hard.frame.camera, seq, dump_payload(msg))
         with self._lock:
             self._last_latency = msg.latency_ms.total
             if accepted:
@@ -408,11 +406,11 @@ class Fallback:
         if not accepted:
             self._error(
                 "publisher refused the florence2 message (queue full)",
-                camera=job.frame.camera,
-                seq=job.yolo.seq,
+                camera=hard.frame.camera,
+                seq=hard.yolo.seq,
             )
         if self.capture is not None:
             try:
-                self.capture.save(job.frame, job.yolo, msg, result, job.class_names)
+                self.capture.save(hard.frame, hard.yolo, msg, result, hard.class_names)
             except OSError as err:
-                self._error(f"capture failed: {err}", camera=job.frame.camera, seq=job.yolo.seq)
+                self._error(f"capture failed: {err}", camera=hard.frame.camera, seq=hard.yolo.seq)

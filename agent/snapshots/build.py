@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from agent.contracts.topics import Topics
 from agent.snapshots.keeper import SnapshotKeeper
 from agent.snapshots.lifecycle import EventExtras
-from agent.snapshots.store import SnapshotStore
 from agent.snapshots.writer import PublishRetained, SnapshotWriter
 
 if TYPE_CHECKING:
@@ -20,7 +19,6 @@ def build_event_extras(
     """Camera-wide counts always (with events), snapshots with `snapshots.enabled`."""
     keeper = None
     if cfg.snapshots.enabled:
-        store = SnapshotStore(cfg.device.state_dir, cfg.snapshots.quota_bytes)
-        writer = SnapshotWriter(cfg.snapshots, store, topics, publish_retained)
-        keeper = SnapshotKeeper(cfg.snapshots, writer)
+        writer = SnapshotWriter(cfg.snapshots, cfg.device.state_dir, topics, publish_retained)
+        keeper = SnapshotKeeper(writer)
     return EventExtras(boot_id, topics, publish_retained, keeper)

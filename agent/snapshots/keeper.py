@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.snapshots.choice import Box, Candidate, better, due, is_cut
-from agent.snapshots.config import SnapshotsConfig
 from agent.snapshots.encode import Image
 from agent.snapshots.writer import SnapshotWriter, WriteJob
 
@@ -44,14 +43,9 @@ class _Event:
 class SnapshotKeeper:
     """Best frames of the open events of every camera (decisions only; I/O in the writer)."""
 
-    def __init__(
-        self,
-        cfg: SnapshotsConfig,
-        writer: SnapshotWriter,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._cfg = cfg
+    def __init__(self, writer: SnapshotWriter, clock: Callable[[], float] = time.monotonic) -> None:
         self._writer = writer
+        self._cfg = writer.cfg  # one config for the decisions and the I/O
         self._clock = clock
         self._events: dict[str, _Event] = {}
 

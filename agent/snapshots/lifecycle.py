@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +27,12 @@ import structlog
 from agent.contracts.events import EventType, SnapshotRef, event_id
 from agent.contracts.payloads import rfc3339_ms
 from agent.contracts.topics import Topics
-from agent.events.machine import CameraEvents, EventDraft, FrameOutcome, Observation
+from agent.events.machine import EventDraft, FrameOutcome, Observation
 from agent.homeassistant.counts import ObjectCounts
 from agent.snapshots.keeper import SnapshotInfo, SnapshotKeeper
+
+if TYPE_CHECKING:
+    from agent.events.emitter import MachineStep
 
 PublishRetained = Callable[[str, bytes], None]
 log = structlog.get_logger(__name__)
@@ -60,21 +64,14 @@ class EventExtras:
         self._keeper = keeper
         self._counts = ObjectCounts()
 
-    def after_frame(
-        self,
-        camera: str,
-        ts: float,
-        machine: CameraEvents,
-        outcome: FrameOutcome,
-        frame: tuple[npt.NDArray[np.uint8], list[Observation]] | None,
-    ) -> FrameOutcome:
-        """The outcome with snapshots filled in (and better-snapshot updates appended);
-        `frame` is (image, observations), None when the outcome has no frame (stop, swap)."""
-        drafts = [self._settle(camera, d) for d in outcome.events]
-        if frame is not None and self._keeper is not None:
-            drafts += self._offer(self._keeper, camera, ts, machine, drafts, frame)
-        outcome.events = drafts
-        return outcome
+    def after_frame(self, step: MachineStep) -> FrameOutcome:
+        """The step's outcome with snapshots filled in (and better-snapshot updates appended);
+        snapshots are offered only when the step has a frame."""
+        drafts = [self._settle(step.camera, d) for d in step.outcome.events]
+        if step.frame is not None and self._keeper is not None:
+            drafts += self._offer(self._keeper, step, step.frame, drafts)
+        step.outcome.events = drafts
+        return step.outcome
 
     def _settle(self, camera: str, d: EventDraft) -> EventDraft:
         if d.type == EventType.NEW:
@@ -90,13 +87,12 @@ class EventExtras:
     def _offer(
         self,
         keeper: SnapshotKeeper,
-        camera: str,
-        ts: float,
-        machine: CameraEvents,
-        drafts: list[EventDraft],
+        step: MachineStep,
         frame: tuple[npt.NDArray[np.uint8], list[Observation]],
+        drafts: list[EventDraft],
     ) -> list[EventDraft]:
         image, observations = frame
+        camera, ts, machine = step.camera, step.ts, step.machine
         # a `new` or `update` of the track in this frame carries the snapshot (no second message)
         this_frame = {d.track_id: i for i, d in enumerate(drafts) if d.type != EventType.END}
         updates = []

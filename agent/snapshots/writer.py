@@ -15,6 +15,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -45,18 +46,19 @@ class WriteJob:
 
 
 class SnapshotWriter:
-    """Runs write jobs in order; counters are read by any thread."""
+    """Runs write jobs in order into its store (under `state_dir`, within the config's quota);
+    counters are read by any thread."""
 
     def __init__(
         self,
         cfg: SnapshotsConfig,
-        store: SnapshotStore,
+        state_dir: Path,
         topics: Topics,
         publish_retained: PublishRetained,
         threaded: bool = True,
     ) -> None:
-        self._cfg = cfg
-        self.store = store
+        self.cfg = cfg
+        self.store = SnapshotStore(state_dir, cfg.quota_bytes)
         self._topics = topics
         self._publish = publish_retained
         self._queue: queue.Queue[WriteJob | None] | None = (
@@ -105,12 +107,12 @@ class SnapshotWriter:
         full_path, _crop = self.store.paths(job.camera, job.event_id)
         try:
             if job.image is not None:
-                c = self._cfg
+                c = self.cfg
                 full, crop = render(job.image, job.box, job.caption, c.jpeg_quality, c.crop_padding)
                 self.store.save(job.camera, job.event_id, full, crop)
                 self.written += 1
-            if job.publish and self._cfg.publish:
-                payload = fit(full_path.read_bytes(), self._cfg.publish_max_bytes)
+            if job.publish and self.cfg.publish:
+                payload = fit(full_path.read_bytes(), self.cfg.publish_max_bytes)
                 self._publish(self._topics.snapshot(job.camera, job.label), payload)
                 self.published += 1
         except (OSError, EncodeError) as err:  # a full disk, an evicted file: log, go on

@@ -24,6 +24,7 @@ from agent.contracts.payloads import (
     dump_payload,
     rfc3339_ms,
 )
+from agent.fallback.policy import HardFrame
 from agent.health.metrics import FrameRecord, FrameWindow
 from agent.live import LiveConfig, apply_thresholds
 from agent.stages.prepare import Batch
@@ -45,13 +46,7 @@ class HardFrameHook(Protocol):
 
     def is_hard(self, camera: str, detections: Detections, now_mono: float) -> bool: ...
 
-    def submit(
-        self,
-        frame: Frame,
-        detections: Detections,
-        yolo: DetectionMessage,
-        class_names: tuple[str, ...],
-    ) -> None: ...
+    def submit(self, hard: HardFrame) -> None: ...
 
 
 SubmitFn = Callable[[str, int, bytes], bool]
@@ -127,8 +122,10 @@ def build_message(
 
 @dataclass(frozen=True)
 class PostHooks:
-    """What the post stage calls besides `submit` (each optional)."""
+    """What the post stage calls: the publisher's `submit` for each message, and optionally
+    tracking, the fallback and the live thresholds."""
 
+    submit: SubmitFn
     tracking: ResultHook | None = None
     fallback: HardFrameHook | None = None
     live: Callable[[], LiveConfig] | None = None
@@ -141,19 +138,10 @@ class PostProcessor:
     batch, its engine call and its decode.
     """
 
-    def __init__(
-        self,
-        settings: PipelineSettings,
-        submit: SubmitFn,
-        window: FrameWindow,
-        hooks: PostHooks,
-        clock: Callable[[], float] = time.perf_counter,
-    ) -> None:
+    def __init__(self, settings: PipelineSettings, window: FrameWindow, hooks: PostHooks) -> None:
         self._settings = settings
-        self._submit = submit
         self._window = window
         self._hooks = hooks
-        self._clock = clock
         self._seq: dict[str, int] = {}
         self.recent: deque[Frame] = deque(maxlen=settings.recent_frames)
         self.recent_lock = threading.Lock()
@@ -169,7 +157,7 @@ class PostProcessor:
         self.frames += len(batch.frames)
         if self._hooks.live is not None:
             apply_thresholds(detector, self._hooks.live())  # a reload applies between batches
-        start = self._clock()
+        start = time.perf_counter()
         try:
             if batch.outputs is None:
                 raise RuntimeError(batch.error or "the engine gave no outputs")
@@ -182,7 +170,7 @@ class PostProcessor:
                 log.error("inference failed", camera=frame.camera, error=repr(err)[:300])
             return
         timings = Timings(
-            pre=batch.pre_ms, infer=batch.infer_ms, post=(self._clock() - start) * 1e3
+            pre=batch.pre_ms, infer=batch.infer_ms, post=(time.perf_counter() - start) * 1e3
         )
         with self.recent_lock:
             self.recent.extend(batch.frames)
@@ -215,8 +203,8 @@ class PostProcessor:
                 "model output does not fit the payload", camera=frame.camera, error=str(err)[:300]
             )
             return
-        if not self._submit(frame.camera, seq, dump_payload(msg)):
+        if not hooks.submit(frame.camera, seq, dump_payload(msg)):
             self.submit_refused += 1  # not published: the seq gap shows consumers the counted loss
         self._seq[frame.camera] = seq + 1
         if hard and hooks.fallback is not None:
-            hooks.fallback.submit(frame, detections, msg, info.class_names)
+            hooks.fallback.submit(HardFrame(frame, detections, msg, info.class_names))

@@ -101,13 +101,14 @@ def build_tracking(
 
     journal = OpenEvents(cfg.device.state_dir) if cfg.events.persist_open else None
     extras = build_event_extras(cfg, topics, boot_id, publisher.publish_retained)
-    emitter = EventEmitter(
-        EmitterContext(cfg.device.id, boot_id, topics, time.time()),
-        LiveRules(cfg, live),
+    ctx = EmitterContext(
+        cfg.device.id,
+        boot_id,
+        topics,
+        time.time(),
         publisher.submitter(Stream.EVENTS),
         publisher.publish_retained,
-        journal,
-        extras,
     )
+    emitter = EventEmitter(ctx, LiveRules(cfg, live), journal, extras)
     emitter.close_previous()
     return TrackingStage(tracker, emitter)

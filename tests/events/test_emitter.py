@@ -32,8 +32,8 @@ class Outbox:
 
 
 def emitter(state: Path, boot: str, out: Outbox) -> EventEmitter:
-    ctx = EmitterContext("dev", boot, Topics("dev"), 1_800_000_000.0)
-    return EventEmitter(ctx, {"cam": RULES}, out.submit, out.retain, OpenEvents(state))
+    ctx = EmitterContext("dev", boot, Topics("dev"), 1_800_000_000.0, out.submit, out.retain)
+    return EventEmitter(ctx, {"cam": RULES}, OpenEvents(state))
 
 
 def walker(x: float, y: float) -> list[Observation]:
@@ -91,8 +91,8 @@ def test_a_camera_without_rules_gets_no_events_and_one_added_later_does(tmp_path
     frames make events (a camera added live used to raise KeyError on the inference thread)."""
     out = Outbox()
     rules: dict[str, EventRules] = {}
-    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
-    em = EventEmitter(ctx, rules, out.submit, out.retain, OpenEvents(tmp_path))
+    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0, out.submit, out.retain)
+    em = EventEmitter(ctx, rules, OpenEvents(tmp_path))
     for i in range(4):
         em.on_frame("cam-new", 1_800_000_001.0 + i, walker(300, 400))
     assert out.sent == []
@@ -107,8 +107,8 @@ def test_changed_zones_apply_from_the_next_frame_and_events_carry_on(tmp_path: P
     zone's count drops to 0, the event and its id carry on, nothing ends."""
     out = Outbox()
     rules = {"cam": RULES}
-    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
-    em = EventEmitter(ctx, rules, out.submit, out.retain, OpenEvents(tmp_path))
+    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0, out.submit, out.retain)
+    em = EventEmitter(ctx, rules, OpenEvents(tmp_path))
     for i in range(3):
         em.on_frame("cam", 1_800_000_001.0 + i, walker(300, 400))
     t = Topics("dev")

@@ -17,6 +17,7 @@ from agent.contracts.payloads import DetectionMessage
 from agent.fallback.config import FallbackConfig
 from agent.fallback.factory import create_runtime
 from agent.fallback.parse import FlorenceParseError, parse_generation
+from agent.fallback.policy import HardFrame
 from agent.fallback.worker import Fallback, FallbackState, StateMachine
 from agent.util.transitions import IllegalTransitionError
 from tests.fallback.conftest import dets, make_frame, make_yolo
@@ -94,7 +95,7 @@ def test_refinement_message_links_to_yolo(
     frame = make_frame(image)
     yolo = make_yolo(frame, seq=41)
     assert fb.is_hard("cam-1", dets(0.9, 0.45), time.monotonic())
-    fb.submit(frame, dets(0.9, 0.45), yolo, CLASS_NAMES)
+    fb.submit(HardFrame(frame, dets(0.9, 0.45), yolo, CLASS_NAMES))
     assert pub.event.wait(60)
     camera, seq, payload = pub.items[0]
     msg = DetectionMessage.model_validate_json(payload)
@@ -128,15 +129,22 @@ def test_newest_only(running, image: np.ndarray) -> None:
     """Frames submitted while the worker is busy replace each other; the newest is processed."""
     fb, pub = running
     fb.submit(
-        make_frame(image, index=1), dets(0.4), make_yolo(make_frame(image, index=1), 1), CLASS_NAMES
+        HardFrame(
+            make_frame(image, index=1),
+            dets(0.4),
+            make_yolo(make_frame(image, index=1), 1),
+            CLASS_NAMES,
+        )
     )
     wait_for(lambda: fb.stats().state == "busy" or len(pub.items) >= 1, 60)
     for seq in (2, 3, 4):
         fb.submit(
-            make_frame(image, index=seq),
-            dets(0.4),
-            make_yolo(make_frame(image, index=seq), seq),
-            CLASS_NAMES,
+            HardFrame(
+                make_frame(image, index=seq),
+                dets(0.4),
+                make_yolo(make_frame(image, index=seq), seq),
+                CLASS_NAMES,
+            )
         )
     wait_for(lambda: len(pub.items) >= 2, 60)
     time.sleep(0.5)  # give a wrongly queued extra frame the chance to show up
@@ -160,7 +168,7 @@ def test_unparsable_output_is_an_error(tiny_model: Path, tmp_path: Path, image: 
     fb = Fallback(make_cfg(tiny_model, tmp_path, task="<OD>"), "dev-1", pub, tmp_path)
     fb.start()
     wait_for(lambda: fb.stats().state == "idle", 120)
-    fb.submit(make_frame(image), dets(0.4), make_yolo(make_frame(image), 5), CLASS_NAMES)
+    fb.submit(HardFrame(make_frame(image), dets(0.4), make_yolo(make_frame(image), 5), CLASS_NAMES))
     wait_for(lambda: fb.stats().errors == 1, 60)
     fb.stop(5.0)
     assert pub.items == [] and "cannot parse" in (fb.stats().last_error or "")
@@ -173,7 +181,7 @@ def test_publisher_refusal_is_counted(tiny_model: Path, tmp_path: Path, image: n
     fb = Fallback(make_cfg(tiny_model, tmp_path), "dev-1", pub, tmp_path)
     fb.start()
     wait_for(lambda: fb.stats().state == "idle", 120)
-    fb.submit(make_frame(image), dets(0.4), make_yolo(make_frame(image), 5), CLASS_NAMES)
+    fb.submit(HardFrame(make_frame(image), dets(0.4), make_yolo(make_frame(image), 5), CLASS_NAMES))
     wait_for(lambda: fb.stats().errors == 1, 60)
     fb.stop(5.0)
     assert fb.stats().published == 0 and "refused" in (fb.stats().last_error or "")
@@ -229,7 +237,9 @@ def test_worker_kill_9_daemon_keeps_detecting(
             frames_while_down += 1
             if not submitted:
                 fb.submit(
-                    make_frame(image), dets(0.4), make_yolo(make_frame(image), 9), CLASS_NAMES
+                    HardFrame(
+                        make_frame(image), dets(0.4), make_yolo(make_frame(image), 9), CLASS_NAMES
+                    )
                 )
                 submitted = True
         time.sleep(0.02)  # a camera's frame interval: leave the CPU to the restarting worker
@@ -260,7 +270,7 @@ def test_hung_worker_is_killed_and_restarted(
     wait_for(lambda: fb.stats().state == "idle", 240)
     pid = fb.stats().worker_pid
     os.kill(pid, signal.SIGSTOP)
-    fb.submit(make_frame(image), dets(0.4), make_yolo(make_frame(image), 3), CLASS_NAMES)
+    fb.submit(HardFrame(make_frame(image), dets(0.4), make_yolo(make_frame(image), 3), CLASS_NAMES))
     wait_for(lambda: fb.stats().restarts == 1 and fb.stats().state == "idle", 240)
     s = fb.stats()
     fb.stop(5.0)

@@ -27,7 +27,6 @@ from agent.publish.config import MqttConfig, OutboxConfig, TlsConfig
 from agent.publish.publisher import Publisher, build_tls_context
 from agent.snapshots.config import SnapshotsConfig
 from agent.snapshots.keeper import SnapshotKeeper
-from agent.snapshots.store import SnapshotStore
 from agent.snapshots.writer import SnapshotWriter
 from tests.publish.shipped import ShippedMosquitto, client_context, fleet_certs, make_certs
 from tests.publish.support import BOOT, Collector, payload, wait_for
@@ -324,10 +323,8 @@ def test_discovery_and_snapshot_reach_home_assistant_through_mutual_tls(
         pub, config_topic, json.dumps(build(info, topics)).encode(), "homeassistant/status"
     )
     cfg = SnapshotsConfig()
-    writer = SnapshotWriter(
-        cfg, SnapshotStore(tmp_path, cfg.quota_bytes), topics, pub.publish_retained
-    )
-    keeper = SnapshotKeeper(cfg, writer)
+    writer = SnapshotWriter(cfg, tmp_path, topics, pub.publish_retained)
+    keeper = SnapshotKeeper(writer)
     image = np.random.default_rng(0).integers(0, 255, (576, 768, 3), dtype=np.uint8)
     pub.start()
     try:

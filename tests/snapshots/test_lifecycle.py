@@ -11,12 +11,11 @@ import numpy as np
 from agent.contracts.events import EndReason, EventType
 from agent.contracts.topics import Topics
 from agent.events.config import ZoneConfig
-from agent.events.emitter import EmitterContext, EventEmitter
+from agent.events.emitter import EmitterContext, EventEmitter, MachineStep
 from agent.events.machine import CameraEvents, EventRules, Observation
 from agent.snapshots.config import SnapshotsConfig
 from agent.snapshots.keeper import SnapshotKeeper
 from agent.snapshots.lifecycle import EventExtras
-from agent.snapshots.store import SnapshotStore
 from agent.snapshots.writer import SnapshotWriter
 
 BOOT = "0123456789abcdef"
@@ -44,18 +43,20 @@ def setup(tmp_path: Path) -> tuple[EventExtras, CameraEvents, list[tuple[str, by
     cfg = SnapshotsConfig(min_interval_s=10.0)
     writer = SnapshotWriter(
         cfg,
-        SnapshotStore(tmp_path, cfg.quota_bytes),
+        tmp_path,
         Topics("dev1"),
         lambda t, p: published.append((t, p)),
         threaded=False,
     )
-    keeper = SnapshotKeeper(cfg, writer, clock=clock)
+    keeper = SnapshotKeeper(writer, clock=clock)
     extras = EventExtras(BOOT, Topics("dev1"), lambda t, p: published.append((t, p)), keeper)
     return extras, CameraEvents(RULES), published, clock
 
 
 def step(extras: EventExtras, machine: CameraEvents, ts: float, obs: list[Observation]) -> list:
-    out = extras.after_frame("yard", ts, machine, machine.observe(ts, obs), (IMAGE, obs))
+    out = extras.after_frame(
+        MachineStep("yard", ts, machine, machine.observe(ts, obs), (IMAGE, obs))
+    )
     return out.events
 
 
@@ -95,7 +96,7 @@ def test_camera_counts_follow_new_and_end(tmp_path: Path) -> None:
     step(extras, machine, 1.0, [person(0.5)])
     step(extras, machine, 2.0, [person(0.6)])
     out = machine.end_all(3.0, EndReason.MODEL_SWAP)
-    (end,) = extras.after_frame("yard", 3.0, machine, out, None).events
+    (end,) = extras.after_frame(MachineStep("yard", 3.0, machine, out)).events
     assert end.type == EventType.END and end.snapshot is not None
     counts = [p for t, p in published if t == "edge/dev1/cameras/yard/objects/person"]
     assert counts == [b"1", b"0"]
@@ -125,8 +126,8 @@ def test_events_ended_by_expiry_get_their_snapshot_and_count(tmp_path: Path) -> 
         sent.append(json.loads(payload))
         return True
 
-    ctx = EmitterContext("dev1", BOOT, Topics("dev1"), 1_800_000_000.0)
-    emitter = EventEmitter(ctx, {"yard": RULES}, submit, lambda t, p: None, None, extras)
+    ctx = EmitterContext("dev1", BOOT, Topics("dev1"), 1_800_000_000.0, submit, lambda t, p: None)
+    emitter = EventEmitter(ctx, {"yard": RULES}, None, extras)
     for i in range(3):
         emitter.on_frame("yard", 1_800_000_001.0 + i, [person(0.5 + i / 10)], IMAGE)
     emitter.expire(1_800_000_500.0)

@@ -46,11 +46,10 @@ def keeper(
     tmp_path: Path, published: list[tuple[str, bytes]], clock: Clock, **kw: object
 ) -> SnapshotKeeper:
     cfg = SnapshotsConfig(**kw)  # type: ignore[arg-type]
-    store = SnapshotStore(tmp_path, cfg.quota_bytes)
     writer = SnapshotWriter(
-        cfg, store, Topics("dev1"), lambda t, p: published.append((t, p)), threaded=False
+        cfg, tmp_path, Topics("dev1"), lambda t, p: published.append((t, p)), threaded=False
     )
-    return SnapshotKeeper(cfg, writer, clock=clock)
+    return SnapshotKeeper(writer, clock=clock)
 
 
 def test_render_draws_the_box_and_crops() -> None:
@@ -164,13 +163,12 @@ def test_threaded_writer_publishes_after_the_file_and_drains_at_close(tmp_path: 
     before its retained message, and `close` finishes the queued jobs."""
     published: list[tuple[str, bytes, bool]] = []
     cfg = SnapshotsConfig(min_interval_s=0, publish_max_bytes=900 * 1024)
-    store = SnapshotStore(tmp_path, cfg.quota_bytes)
 
     def publish(topic: str, payload: bytes) -> None:
         on_disk = (tmp_path / "snapshots" / CAM / "b-yard-6.jpg").read_bytes()
         published.append((topic, payload, payload == on_disk))
 
-    k = SnapshotKeeper(cfg, SnapshotWriter(cfg, store, Topics("dev1"), publish))
+    k = SnapshotKeeper(SnapshotWriter(cfg, tmp_path, Topics("dev1"), publish))
     for i in range(5):
         k.offer(CAM, "b-yard-6", "person", frame(i), (100, 100, 200, 300), 0.5 + i / 10, i)
     final = k.finish("b-yard-6")

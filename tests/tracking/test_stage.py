@@ -34,8 +34,8 @@ def test_model_swap_ends_events_and_ids_go_on(tmp_path: Path) -> None:
     """The first result of a new model ends the open event (model_swap); the object gets a
     new id and a new event."""
     out = Outbox()
-    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
-    emitter = EventEmitter(ctx, {"cam": RULES}, out.submit, out.retain)
+    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0, out.submit, out.retain)
+    emitter = EventEmitter(ctx, {"cam": RULES})
     stage = TrackingStage(make_tracker(TrackingConfig(enabled=True, min_hits=2)), emitter)
     before = [stage.on_result(frame(i), person(i), OLD) for i in range(6)]
     after = [stage.on_result(frame(i), person(i), NEW) for i in range(6, 12)]
@@ -50,8 +50,10 @@ def test_a_failure_leaves_boxes_untracked_and_is_counted() -> None:
     def broken(_camera: str, _seq: int, _payload: bytes) -> bool:
         raise RuntimeError("boom")
 
-    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
-    emitter = EventEmitter(ctx, {"cam": RULES}, broken, lambda _t, _p: None)
+    ctx = EmitterContext(
+        "dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0, broken, lambda _t, _p: None
+    )
+    emitter = EventEmitter(ctx, {"cam": RULES})
     stage = TrackingStage(make_tracker(TrackingConfig(enabled=True, min_hits=1)), emitter)
     ids = [stage.on_result(frame(i), person(i), OLD) for i in range(5)]
     assert [None] in ids and stage.failures == 1
@@ -60,8 +62,8 @@ def test_a_failure_leaves_boxes_untracked_and_is_counted() -> None:
 def test_tick_ends_the_events_of_a_silent_camera(tmp_path: Path) -> None:
     """The supervisor's tick ends events of a camera that stopped delivering frames."""
     out = Outbox()
-    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0)
-    emitter = EventEmitter(ctx, {"cam": RULES}, out.submit, out.retain)
+    ctx = EmitterContext("dev", "aaaaaaaa", Topics("dev"), 1_800_000_000.0, out.submit, out.retain)
+    emitter = EventEmitter(ctx, {"cam": RULES})
     stage = TrackingStage(make_tracker(TrackingConfig(enabled=True, min_hits=2)), emitter)
     for i in range(6):
         stage.on_result(frame(i), person(i), OLD)
