@@ -44,8 +44,9 @@ def yolo_segment_line(
         width, height: image size in pixels.
 
     Raises:
-        ValueError: non-positive image size, negative class, a non-finite vertex, or fewer
-            than 3 distinct vertices left (no area to train a mask on).
+        ValueError: non-positive image size, negative class, a non-finite vertex, fewer
+            than 3 distinct vertices left, or no area left (all inside the image on one line,
+            e.g. clipped onto its edge): nothing to train a mask on.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
@@ -62,7 +63,16 @@ def yolo_segment_line(
         points.pop()
     if len(set(points)) < 3:
         raise ValueError(f"polygon has fewer than 3 distinct vertices inside the image: {polygon}")
+    if _twice_area([(round(float(x) * 1e6), round(float(y) * 1e6)) for x, y in points]) == 0:
+        raise ValueError(f"polygon has no area inside the image: {polygon}")
     return f"{class_id} " + " ".join(f"{x} {y}" for x, y in points)
+
+
+def _twice_area(points: Sequence[tuple[int, int]]) -> int:
+    """Twice the area of a closed polygon on an integer grid (shoelace, exact): 0 when every
+    vertex lies on one line (e.g. clipped onto the image's edge)."""
+    pairs = zip(points, [*points[1:], points[0]], strict=True)
+    return abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in pairs))
 
 
 def box_polygon(x1: float, y1: float, x2: float, y2: float) -> list[tuple[float, float]]:

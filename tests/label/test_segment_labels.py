@@ -38,6 +38,8 @@ def test_segment_line_clips_and_drops_repeats() -> None:
     [
         (((1.0, 1.0), (2.0, 2.0)), (10, 10), 0, "fewer than 3"),  # a line, no area
         (((-5.0, -5.0), (-1.0, -9.0), (-3.0, -2.0)), (10, 10), 0, "fewer than 3"),  # outside
+        (((1.0, 12.0), (5.0, 15.0), (9.0, 11.0)), (10, 10), 0, "no area"),  # clipped onto an edge
+        (((1.0, 1.0), (2.0, 2.0), (3.0, 3.0)), (10, 10), 0, "no area"),  # collinear
         (TRIANGLE, (0, 10), 0, "image size"),  # no image
         (TRIANGLE, (100, 100), -1, "class id"),  # unmatched label
         (((float("nan"), 1.0), (2.0, 2.0), (3.0, 1.0)), (10, 10), 0, "not finite"),
