@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from agent.contracts.ids import check_id
 from agent.contracts.ota import (
@@ -29,6 +29,7 @@ from agent.contracts.ota import (
     SignedCommand,
     command_object,
 )
+from agent.util.models import StrictModel
 
 CONFIG_COMMAND_SCHEMA = "edge.config-command/1"
 CONFIG_STATE_SCHEMA = "edge.config-state/1"
@@ -113,10 +114,8 @@ class ConfigCommand(SignedCommand):
         return cams
 
 
-class ConfigStateMessage(BaseModel):
+class ConfigStateMessage(StrictModel):
     """Retained on edge/<device>/config/state: how the device took the latest config push."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_: Literal["edge.config-state/1"] = Field(
         CONFIG_STATE_SCHEMA, alias="schema", description="Payload schema id."

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agent.contracts.gate import GateRecord
 from agent.contracts.ids import SafeId
+from agent.util.models import FrozenModel
 
 MANIFEST_SCHEMA = "edge.manifest/1"
 
@@ -22,7 +23,7 @@ ModelKind = Literal["detector", "florence2"]
 DEFAULT_KIND: ModelKind = "detector"
 
 
-class Compat(BaseModel):
+class Compat(FrozenModel):
     """Where a prebuilt engine (format "engine") runs; checked by the device before download.
 
     A TensorRT engine runs only on the exact TensorRT version that built it (unless it was
@@ -32,8 +33,6 @@ class Compat(BaseModel):
     engine whose compat does not (`engine_compat_problems`), with reason `incompatible`.
     The gateway's `models add` fills them from the engine's build record.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     tensorrt: str | None = Field(
         None,
@@ -174,10 +173,8 @@ def engine_compat_problems(
     )
 
 
-class Manifest(BaseModel):
+class Manifest(FrozenModel):
     """Identity and interface of one model artifact."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     schema_: Literal["edge.manifest/1"] = Field(
         MANIFEST_SCHEMA, alias="schema", description="Manifest schema id and version."

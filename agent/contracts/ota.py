@@ -28,12 +28,13 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from agent.contracts.canonical import canonical_json
 from agent.contracts.ids import SafeId
 from agent.contracts.manifest import Manifest
 from agent.contracts.signed import KeyId, Signature, SignedModel
+from agent.util.models import FrozenModel
 
 SIGNED_MANIFEST_SCHEMA = "edge.signed-manifest/1"
 COMMAND_SCHEMA = "edge.ota-command/1"
@@ -209,10 +210,6 @@ CommandSignature = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
 class SignedManifest(SignedModel):
     """A manifest signed by a release key (kept off the device)."""
 
@@ -282,7 +279,7 @@ class OtaCommand(SignedCommand):
         return self
 
 
-class ModelId(_Strict):
+class ModelId(FrozenModel):
     """Which model a state is about."""
 
     name: str = Field(description="Model name from its manifest.")
@@ -292,14 +289,14 @@ class ModelId(_Strict):
     )
 
 
-class Progress(_Strict):
+class Progress(FrozenModel):
     """Download progress."""
 
     bytes: int = Field(ge=0, description="Bytes of the artifact received so far.")
     total: int = Field(ge=0, description="Artifact length from the manifest.")
 
 
-class SwapReport(_Strict):
+class SwapReport(FrozenModel):
     """How the swap went."""
 
     mode: Literal["hot", "pause"] = Field(
@@ -311,7 +308,7 @@ class SwapReport(_Strict):
     load_ms: float = Field(ge=0, description="Time to load and warm the new model.")
 
 
-class OtaStateMessage(_Strict):
+class OtaStateMessage(FrozenModel):
     """Retained on edge/<device>/ota/state: where the device is in the OTA state machine."""
 
     schema_: Literal["edge.ota-state/1"] = Field(

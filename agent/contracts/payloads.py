@@ -36,9 +36,10 @@ OutboxQuarantined = Annotated[
 
 
 class Payload(BaseModel):
-    """Base of every payload: unknown fields are errors, so a typo cannot ship."""
+    """Base of every payload: unknown fields are errors, so a typo cannot ship; a field's
+    description is the docstring under it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 def rfc3339_ms(ts: float) -> str:

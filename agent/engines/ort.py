@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agent.engines.base import EngineError, EngineIO, TensorSpec
 from agent.engines.model_loading import ModelMetadataError, metadata_imgsz
+from agent.util.models import FrozenModel
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -34,10 +35,8 @@ SPIN_TIMED_RUNS = 3
 """spin: auto times at least this many warm runs (after the first) and takes the fastest."""
 
 
-class OnnxRuntimeConfig(BaseModel):
+class OnnxRuntimeConfig(FrozenModel):
     """ONNX Runtime backend settings: providers, threads, and the TensorRT provider's caches."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["onnxruntime"] = "onnxruntime"
     providers: list[

@@ -44,7 +44,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from agent.engines.base import EngineError, EngineIO, TensorSpec
 from agent.engines.engine_cache import (
@@ -62,6 +62,7 @@ from agent.engines.trt_runtime import (
     probe_platform,
     trt_logger,
 )
+from agent.util.models import FrozenModel
 
 log = structlog.get_logger(__name__)
 
@@ -71,10 +72,8 @@ ULTRALYTICS_HEADER_MAX = 1 << 20  # metadata JSON larger than this is not an Ult
 BATCH = 1  # the default batch of a dynamic-batch engine (`max_batch` raises it)
 
 
-class TensorRTConfig(BaseModel):
+class TensorRTConfig(FrozenModel):
     """TensorRT backend settings; the build fields are used when the model is ONNX."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["tensorrt"] = "tensorrt"
     device: int = Field(0, ge=0, description="CUDA device ordinal.")

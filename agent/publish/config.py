@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from agent.contracts.ids import SafeId
 from agent.trust.tls import TlsConfig
@@ -20,9 +20,7 @@ from agent.util.validation import check_min_max
 from agent.yamlconfig import secret_from_env
 
 
-class OutboxConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class OutboxConfig(FrozenModel):
     enabled: bool = Field(True, description="Keep detections on disk until delivery is confirmed.")
     path: Path | None = Field(
         None, description="SQLite file; defaults to <device.state_dir>/outbox.sqlite3."
