@@ -64,19 +64,19 @@ SEQUENCE_CONSUMING = frozenset(
 class Ledger(FrozenModel):
     """What the device remembers about commands (persisted; survives restarts)."""
 
-    last_sequence: int = Field(0, ge=0, description="Highest sequence accepted so far.")
-    last_command_id: str | None = Field(None, description="Id of the latest handled command.")
-    last_digest: str | None = Field(None, description="command_digest of that command.")
+    last_sequence: int = Field(0, ge=0)
+    """Highest sequence accepted so far."""
+    last_command_id: str | None = None
+    """Id of the latest handled command."""
+    last_digest: str | None = None
+    """command_digest of that command."""
     seen: list[str] = Field(
         default_factory=list, description=f"Ids of the last {SEEN_LIMIT} handled commands."
     )
-    max_version: dict[str, int] = Field(
-        default_factory=dict, description="Highest committed version per model name."
-    )
-    max_generation: dict[str, int] = Field(
-        default_factory=dict,
-        description="Highest committed manifest generation per model kind (detector, florence2).",
-    )
+    max_version: dict[str, int] = Field(default_factory=dict)
+    """Highest committed version per model name."""
+    max_generation: dict[str, int] = Field(default_factory=dict)
+    """Highest committed manifest generation per model kind (detector, florence2)."""
 
     def record(self, command: SignedCommand) -> Ledger:
         """Return the ledger after `command` consumed its sequence number."""
