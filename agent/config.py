@@ -40,88 +40,80 @@ __all__ = [
 
 
 class DeviceConfig(FrozenModel):
-    id: SafeId = Field(description="Device id: one MQTT topic level, [a-z0-9][a-z0-9-]{0,62}.")
-    state_dir: Path = Field(
-        Path("/var/lib/edge-agent"),
-        description="Writable directory for the outbox, OTA staging, models and captures.",
-    )
+    id: SafeId
+    """Device id: one MQTT topic level, [a-z0-9][a-z0-9-]{0,62}."""
+    state_dir: Path = Path("/var/lib/edge-agent")
+    """Writable directory for the outbox, OTA staging, models and captures."""
 
 
 class ModelConfig(FrozenModel):
-    path: Path = Field(description="Model file (ONNX, or a TensorRT engine) used at first start.")
-    manifest: Path | None = Field(
-        None, description="Manifest JSON beside the model (name, version, classes, input size)."
-    )
-    engine: EngineConfig = Field(description="Inference backend; chosen by `type`.")
-    conf_threshold: float = Field(0.25, ge=0, le=1, description="Drop boxes below this score.")
-    iou_threshold: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold.")
-    max_detections: int = Field(100, ge=1, description="Most boxes kept per frame.")
+    path: Path
+    """Model file (ONNX, or a TensorRT engine) used at first start."""
+    manifest: Path | None = None
+    """Manifest JSON beside the model (name, version, classes, input size)."""
+    engine: EngineConfig
+    """Inference backend; chosen by `type`."""
+    conf_threshold: float = Field(0.25, ge=0, le=1)
+    """Drop boxes below this score."""
+    iou_threshold: float = Field(0.45, ge=0, le=1)
+    """NMS IoU threshold."""
+    max_detections: int = Field(100, ge=1)
+    """Most boxes kept per frame."""
 
 
 class HealthConfig(FrozenModel):
-    interval_s: float = Field(10.0, gt=0, description="Period of the `health` message.")
-    prometheus_port: int | None = Field(
-        None, ge=1, le=65535, description="Serve Prometheus metrics on this port when set."
-    )
-    prometheus_addr: str = Field("127.0.0.1", description="Address the metrics server binds.")
-    progress_timeout_s: float = Field(
-        15.0,
-        gt=0,
-        description="Stop watchdog pings when no frame was processed for this long "
-        "(unless every camera is legitimately in backoff).",
-    )
+    interval_s: float = Field(10.0, gt=0)
+    """Period of the `health` message."""
+    prometheus_port: int | None = Field(None, ge=1, le=65535)
+    """Serve Prometheus metrics on this port when set."""
+    prometheus_addr: str = "127.0.0.1"
+    """Address the metrics server binds."""
+    progress_timeout_s: float = Field(15.0, gt=0)
+    """Stop watchdog pings when no frame was processed for this long (unless every camera is
+    legitimately in backoff)."""
 
 
 class LoggingConfig(FrozenModel):
-    format: Literal["auto", "json", "console"] = Field(
-        "auto", description="`auto`: console on a terminal, JSON otherwise."
-    )
-    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    format: Literal["auto", "json", "console"] = "auto"
+    """`auto`: console on a terminal, JSON otherwise."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level."""
 
 
 class AgentConfig(FrozenModel):
-    device: DeviceConfig = Field(description="Who this device is and where it keeps state.")
-    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
-    cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
-    model: ModelConfig = Field(description="The detector used at first start.")
-    batch: BatchConfig = Field(
-        default_factory=BatchConfig,
-        description="Batching across cameras: frames of several cameras in one engine call.",
-    )
-    outbox: OutboxConfig = Field(
-        default_factory=OutboxConfig, description="On-disk outbox for detection messages."
-    )
-    health: HealthConfig = Field(
-        default_factory=HealthConfig, description="Health topic, watchdog and Prometheus."
-    )
-    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
-    trust: TrustConfig = Field(
-        default_factory=TrustConfig,
-        description="Every public key the device trusts (release keys, gateway keys) and the "
-        "model-name pin; used by OTA, delivery acks and config pushes (docs/trust.md).",
-    )
-    ota: OtaConfig = Field(default_factory=OtaConfig, description="Over-the-air model updates.")
-    fallback: FallbackConfig = Field(
-        default_factory=FallbackConfig, description="Florence-2 fallback for hard frames."
-    )
-    tracking: TrackingConfig = Field(
-        default_factory=TrackingConfig, description="Multi-object tracking per camera."
-    )
-    events: EventsConfig = Field(
-        default_factory=EventsConfig,
-        description="Tracked-object events, zone and line counts (zones and lines are per camera).",
-    )
-    snapshots: SnapshotsConfig = Field(
-        default_factory=SnapshotsConfig,
-        description="Best-frame JPEG per event, kept under the state dir and published retained.",
-    )
-    homeassistant: HomeAssistantConfig = Field(
-        default_factory=HomeAssistantConfig,
-        description="Home Assistant MQTT device discovery (docs/homeassistant.md).",
-    )
-    stop_timeout_s: Annotated[float, Field(gt=0)] = Field(
-        10.0, description="Longest orderly shutdown before the daemon gives up waiting."
-    )
+    device: DeviceConfig
+    """Who this device is and where it keeps state."""
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    """Broker connection."""
+    cameras: list[CameraConfig] = Field(min_length=1)
+    """At least one camera."""
+    model: ModelConfig
+    """The detector used at first start."""
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    """Batching across cameras: frames of several cameras in one engine call."""
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    """On-disk outbox for detection messages."""
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    """Health topic, watchdog and Prometheus."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    """Log output."""
+    trust: TrustConfig = Field(default_factory=TrustConfig)
+    """Every public key the device trusts (release keys, gateway keys) and the model-name pin; used
+    by OTA, delivery acks and config pushes (docs/trust.md)."""
+    ota: OtaConfig = Field(default_factory=OtaConfig)
+    """Over-the-air model updates."""
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    """Florence-2 fallback for hard frames."""
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """Multi-object tracking per camera."""
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    """Tracked-object events, zone and line counts (zones and lines are per camera)."""
+    snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
+    """Best-frame JPEG per event, kept under the state dir and published retained."""
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    """Home Assistant MQTT device discovery (docs/homeassistant.md)."""
+    stop_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """Longest orderly shutdown before the daemon gives up waiting."""
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AgentConfig:

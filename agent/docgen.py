@@ -102,6 +102,7 @@ def model_table(
     nested: list[type[BaseModel]] = []
     for name, field in model.model_fields.items():
         key = field.alias or name
+        # a field docstring wrapped over several lines reads as one line
         desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
         if not desc and name == "type" and typing.get_origin(field.annotation) is typing.Literal:
             desc = "Selects this variant."

@@ -37,26 +37,28 @@ MAX_ACK_ENTRIES = 10_000
 class AckEntry(FrozenModel):
     """One cumulative ack for one stream of one boot."""
 
-    boot_id: BootId = Field(description="boot_id of the messages acked.")
-    camera: SafeId = Field(description="Camera id of the messages acked.")
-    stream: Stream = Field(description="Stream of the messages acked: detections|events|florence2.")
-    seq_upto: int = Field(
-        ge=0, description="Every seq <= this one (of that boot, camera and stream) is stored."
-    )
+    boot_id: BootId
+    """boot_id of the messages acked."""
+    camera: SafeId
+    """Camera id of the messages acked."""
+    stream: Stream
+    """Stream of the messages acked: detections|events|florence2."""
+    seq_upto: int = Field(ge=0)
+    """Every seq <= this one (of that boot, camera and stream) is stored."""
 
 
 class AckMessage(SignedModel):
     """Payload on edge/<device>/ack, signed by a gateway key."""
 
-    schema_: Literal["edge.ack/2"] = Field(
-        ACK_SCHEMA, alias="schema", description="Payload schema id."
-    )
-    device: SafeId = Field(description="Device the acks are for; must match the receiving device.")
-    issued: str = Field(description="When the gateway signed the ack, UTC RFC 3339 (informative).")
-    acks: list[AckEntry] = Field(
-        min_length=1, max_length=MAX_ACK_ENTRIES, description="Cumulative acks, one per stream."
-    )
-    key_id: KeyId | None = Field(None, description="Gateway key id (16 hex digits of sha256).")
-    signature: Signature | None = Field(
-        None, description="Base64 ed25519 signature over the canonical form without `signature`."
-    )
+    schema_: Literal["edge.ack/2"] = Field(ACK_SCHEMA, alias="schema")
+    """Payload schema id."""
+    device: SafeId
+    """Device the acks are for; must match the receiving device."""
+    issued: str
+    """When the gateway signed the ack, UTC RFC 3339 (informative)."""
+    acks: list[AckEntry] = Field(min_length=1, max_length=MAX_ACK_ENTRIES)
+    """Cumulative acks, one per stream."""
+    key_id: KeyId | None = None
+    """Gateway key id (16 hex digits of sha256)."""
+    signature: Signature | None = None
+    """Base64 ed25519 signature over the canonical form without `signature`."""

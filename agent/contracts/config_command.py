@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from agent.contracts.ids import check_id
 from agent.contracts.ota import (
@@ -29,6 +29,7 @@ from agent.contracts.ota import (
     SignedCommand,
     command_object,
 )
+from agent.util.models import StrictModel
 
 CONFIG_COMMAND_SCHEMA = "edge.config-command/1"
 CONFIG_STATE_SCHEMA = "edge.config-state/1"
@@ -83,23 +84,17 @@ def _walk(node: Any, path: str, key: str = "") -> Iterator[tuple[str, str, Any]]
 class ConfigCommand(SignedCommand):
     """The `cameras:` section for one device, signed by a gateway key."""
 
-    schema_: Literal["edge.config-command/1"] = Field(
-        CONFIG_COMMAND_SCHEMA, alias="schema", description="Command schema id."
-    )
-    command_id: CommandId = Field(
-        description="Unique id of this push ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
-    )
-    sequence: int = Field(
-        ge=1,
-        description="Per-device counter shared with OTA commands; must exceed the last config "
-        "push the device accepted.",
-    )
-    cameras: list[dict[str, Any]] = Field(
-        min_length=1,
-        description="The device's `cameras:` section (same fields as in its config file, zones "
-        "and lines included); replaces the main file's cameras. No secrets: RTSP URLs carry "
-        "`{password}` and `password_env` names the device's environment variable.",
-    )
+    schema_: Literal["edge.config-command/1"] = Field(CONFIG_COMMAND_SCHEMA, alias="schema")
+    """Command schema id."""
+    command_id: CommandId
+    """Unique id of this push ([A-Za-z0-9._-], 1-64); a redelivery keeps it."""
+    sequence: int = Field(ge=1)
+    """Per-device counter shared with OTA commands; must exceed the last config push the device
+    accepted."""
+    cameras: list[dict[str, Any]] = Field(min_length=1)
+    """The device's `cameras:` section (same fields as in its config file, zones and lines
+    included); replaces the main file's cameras. No secrets: RTSP URLs carry `{password}` and
+    `password_env` names the device's environment variable."""
 
     @field_validator("cameras")
     @classmethod
@@ -113,36 +108,29 @@ class ConfigCommand(SignedCommand):
         return cams
 
 
-class ConfigStateMessage(BaseModel):
+class ConfigStateMessage(StrictModel):
     """Retained on edge/<device>/config/state: how the device took the latest config push."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    schema_: Literal["edge.config-state/1"] = Field(
-        CONFIG_STATE_SCHEMA, alias="schema", description="Payload schema id."
-    )
-    device: str = Field(description="Device id.")
-    state: Literal["applied", "rejected"] = Field(
-        description="applied: the cameras run now; rejected: nothing changed."
-    )
-    command_id: str | None = Field(
-        None, description="The push this answers; null when it could not be parsed."
-    )
-    sequence: int | None = Field(None, description="That push's sequence, when known.")
-    config_sha256: str | None = Field(
-        None,
-        pattern=r"^[0-9a-f]{64}$",
-        description="SHA-256 of the config running after this answer (as in `status`).",
-    )
+    schema_: Literal["edge.config-state/1"] = Field(CONFIG_STATE_SCHEMA, alias="schema")
+    """Payload schema id."""
+    device: str
+    """Device id."""
+    state: Literal["applied", "rejected"]
+    """applied: the cameras run now; rejected: nothing changed."""
+    command_id: str | None = None
+    """The push this answers; null when it could not be parsed."""
+    sequence: int | None = None
+    """That push's sequence, when known."""
+    config_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the config running after this answer (as in `status`)."""
     reason: str | None = Field(None, description=f"Why it was rejected: {CONFIG_REASONS}.")
-    detail: str | None = Field(None, max_length=4000, description="Human-readable explanation.")
-    ts: str = Field(description="When the device answered, UTC RFC 3339 with ms.")
-    last_sequence: int | None = Field(
-        None,
-        ge=0,
-        description="Highest config-push sequence the device has accepted; the gateway numbers "
-        "its next command above it.",
-    )
+    detail: str | None = Field(None, max_length=4000)
+    """Human-readable explanation."""
+    ts: str
+    """When the device answered, UTC RFC 3339 with ms."""
+    last_sequence: int | None = Field(None, ge=0)
+    """Highest config-push sequence the device has accepted; the gateway numbers its next command
+    above it."""
 
 
 def parse_config_command(payload: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> ConfigCommand:

@@ -23,20 +23,25 @@ DEFAULT_CLASS_MARGIN = 0.05
 class Figures(FrozenModel):
     """COCO-style figures of one model on one split (pycocotools, maxDets 100, all areas)."""
 
-    map50: float = Field(ge=0, le=1, description="mAP at IoU 0.5.")
-    map50_95: float = Field(ge=0, le=1, description="mAP averaged over IoU 0.50:0.95.")
-    ap50_95: dict[str, float] = Field(
-        default_factory=dict, description="Per class name (classes with ground truth only)."
-    )
-    ap50: dict[str, float] = Field(default_factory=dict, description="Per class name, IoU 0.5.")
+    map50: float = Field(ge=0, le=1)
+    """mAP at IoU 0.5."""
+    map50_95: float = Field(ge=0, le=1)
+    """mAP averaged over IoU 0.50:0.95."""
+    ap50_95: dict[str, float] = Field(default_factory=dict)
+    """Per class name (classes with ground truth only)."""
+    ap50: dict[str, float] = Field(default_factory=dict)
+    """Per class name, IoU 0.5."""
 
 
 class ModelRef(FrozenModel):
     """Which model a set of figures belongs to."""
 
-    name: str = Field(description="Model name.")
-    version: int = Field(description="Model version (0: a file without a manifest).")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the model artifact.")
+    name: str
+    """Model name."""
+    version: int
+    """Model version (0: a file without a manifest)."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the model artifact."""
 
 
 class ModelFigures(FrozenModel):
@@ -46,7 +51,8 @@ class ModelFigures(FrozenModel):
     model: ModelRef
     input_size: tuple[int, int]
     figures: Figures
-    seconds: float = Field(ge=0, description="Wall time of the evaluation of this model.")
+    seconds: float = Field(ge=0)
+    """Wall time of the evaluation of this model."""
 
 
 class EvalReport(FrozenModel):
@@ -55,34 +61,39 @@ class EvalReport(FrozenModel):
     schema_: str = Field(EVAL_SCHEMA, alias="schema")
     data: str
     split: str
-    split_sha256: str = Field(
-        pattern=r"^[0-9a-f]{64}$", description="sha256 of the split's images and labels."
-    )
+    split_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """sha256 of the split's images and labels."""
     images: int = Field(ge=0)
     boxes: int = Field(ge=0)
-    evaluator: str = Field(description="Decode settings and the COCO evaluator used.")
+    evaluator: str
+    """Decode settings and the COCO evaluator used."""
     models: list[ModelFigures]
 
 
 class GateRecord(FrozenModel):
     """What `models sign --gate-against` signs into a manifest (`Manifest.gate`)."""
 
-    gate_set_sha256: str = Field(
-        pattern=r"^[0-9a-f]{64}$",
-        description="Digest of the gate set's files (agent.util.dataset_hash): figures are "
-        "only compared between records with the same one.",
-    )
-    split: str = Field(description="The split evaluated (`gate`).")
-    images: int = Field(ge=0, description="Images in the gate set.")
-    boxes: int = Field(ge=0, description="Ground-truth boxes in the gate set.")
-    evaluator: str = Field(description="Decode settings and COCO evaluator used.")
-    figures: Figures = Field(description="This model's figures on the gate set.")
-    replaces: ModelRef | None = Field(None, description="The model it was gated against.")
-    replaces_figures: Figures | None = Field(
-        None, description="The replaced model's figures, measured in the same run."
-    )
-    margin: float = Field(ge=0, description="Allowed drop of overall mAP50-95.")
-    class_margin: float = Field(ge=0, description="Allowed drop of a class's AP50-95.")
+    gate_set_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Digest of the gate set's files (agent.util.dataset_hash): figures are only compared between
+    records with the same one."""
+    split: str
+    """The split evaluated (`gate`)."""
+    images: int = Field(ge=0)
+    """Images in the gate set."""
+    boxes: int = Field(ge=0)
+    """Ground-truth boxes in the gate set."""
+    evaluator: str
+    """Decode settings and COCO evaluator used."""
+    figures: Figures
+    """This model's figures on the gate set."""
+    replaces: ModelRef | None = None
+    """The model it was gated against."""
+    replaces_figures: Figures | None = None
+    """The replaced model's figures, measured in the same run."""
+    margin: float = Field(ge=0)
+    """Allowed drop of overall mAP50-95."""
+    class_margin: float = Field(ge=0)
+    """Allowed drop of a class's AP50-95."""
 
 
 def gate_problems(

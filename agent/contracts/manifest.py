@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agent.contracts.gate import GateRecord
 from agent.contracts.ids import SafeId
+from agent.util.models import FrozenModel
 
 MANIFEST_SCHEMA = "edge.manifest/1"
 
@@ -22,7 +23,7 @@ ModelKind = Literal["detector", "florence2"]
 DEFAULT_KIND: ModelKind = "detector"
 
 
-class Compat(BaseModel):
+class Compat(FrozenModel):
     """Where a prebuilt engine (format "engine") runs; checked by the device before download.
 
     A TensorRT engine runs only on the exact TensorRT version that built it (unless it was
@@ -33,38 +34,20 @@ class Compat(BaseModel):
     The gateway's `models add` fills them from the engine's build record.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tensorrt: str | None = Field(
-        None,
-        pattern=r"^\d+(\.\d+){0,3}$",
-        description="Exact TensorRT version that built the engine, e.g. '10.3.0.30' "
-        "(tensorrt.__version__ on the build device). Required for engines.",
-    )
-    version_compatible: bool = Field(
-        False,
-        description="The engine was built with BuilderFlag.VERSION_COMPATIBLE: it also runs on "
-        "later TensorRT versions of the same major, not only on `tensorrt`.",
-    )
-    gpu_name: str | None = Field(
-        None,
-        min_length=1,
-        max_length=200,
-        description="Device model the engine was built on: CUDA device name and SM count as "
-        "in its build record, e.g. 'Orin (8 SMs)' (AGX Orin: 'Orin (16 SMs)'). Required for "
-        "engines.",
-    )
-    min_tensorrt: str | None = Field(
-        None,
-        pattern=r"^\d+(\.\d+){0,3}$",
-        description="Lowest TensorRT version a prebuilt engine runs on, e.g. '10.3' (same "
-        "major version required: plans never load across majors).",
-    )
-    gpu_arch: str | None = Field(
-        None,
-        pattern=r"^sm_\d{2,3}[a-z]?$",
-        description="GPU compute capability a prebuilt engine was built for, e.g. 'sm_87'.",
-    )
+    tensorrt: str | None = Field(None, pattern=r"^\d+(\.\d+){0,3}$")
+    """Exact TensorRT version that built the engine, e.g. '10.3.0.30' (tensorrt.__version__ on the
+    build device). Required for engines."""
+    version_compatible: bool = False
+    """The engine was built with BuilderFlag.VERSION_COMPATIBLE: it also runs on later TensorRT
+    versions of the same major, not only on `tensorrt`."""
+    gpu_name: str | None = Field(None, min_length=1, max_length=200)
+    """Device model the engine was built on: CUDA device name and SM count as in its build record,
+    e.g. 'Orin (8 SMs)' (AGX Orin: 'Orin (16 SMs)'). Required for engines."""
+    min_tensorrt: str | None = Field(None, pattern=r"^\d+(\.\d+){0,3}$")
+    """Lowest TensorRT version a prebuilt engine runs on, e.g. '10.3' (same major version required:
+    plans never load across majors)."""
+    gpu_arch: str | None = Field(None, pattern=r"^sm_\d{2,3}[a-z]?$")
+    """GPU compute capability a prebuilt engine was built for, e.g. 'sm_87'."""
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -174,47 +157,41 @@ def engine_compat_problems(
     )
 
 
-class Manifest(BaseModel):
+class Manifest(FrozenModel):
     """Identity and interface of one model artifact."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    schema_: Literal["edge.manifest/1"] = Field(
-        MANIFEST_SCHEMA, alias="schema", description="Manifest schema id and version."
-    )
-    name: SafeId = Field(description="Model name; versions are monotonic per name.")
-    version: int = Field(ge=1, description="Integer version, monotonic per name.")
-    format: Literal["onnx", "engine", "tar"] = Field(
-        description="Artifact format: `onnx`, `engine` (TensorRT plan), or `tar` (a multi-file "
-        "model such as a Florence-2 directory, packed as one uncompressed tar: "
-        "`edge-agent florence pack`)."
-    )
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the artifact bytes.")
-    length: int = Field(gt=0, description="Artifact size in bytes.")
-    input_size: tuple[int, int] = Field(description="Network input (height, width) in pixels.")
-    class_names: list[str] = Field(min_length=1, description="Class index -> label.")
-    compat: Compat = Field(default_factory=Compat, description="Where a prebuilt engine runs.")
-    created: str = Field(description="Creation time, UTC, RFC 3339.")
-    expires: str | None = Field(None, description="After this time (UTC, RFC 3339) it is refused.")
+    schema_: Literal["edge.manifest/1"] = Field(MANIFEST_SCHEMA, alias="schema")
+    """Manifest schema id and version."""
+    name: SafeId
+    """Model name; versions are monotonic per name."""
+    version: int = Field(ge=1)
+    """Integer version, monotonic per name."""
+    format: Literal["onnx", "engine", "tar"]
+    """Artifact format: `onnx`, `engine` (TensorRT plan), or `tar` (a multi-file model such as a
+    Florence-2 directory, packed as one uncompressed tar: `edge-agent florence pack`)."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the artifact bytes."""
+    length: int = Field(gt=0)
+    """Artifact size in bytes."""
+    input_size: tuple[int, int]
+    """Network input (height, width) in pixels."""
+    class_names: list[str] = Field(min_length=1)
+    """Class index -> label."""
+    compat: Compat = Field(default_factory=Compat)
+    """Where a prebuilt engine runs."""
+    created: str
+    """Creation time, UTC, RFC 3339."""
+    expires: str | None = None
+    """After this time (UTC, RFC 3339) it is refused."""
     # The fields below are left out of the JSON form at their defaults, so a manifest signed
     # before they existed keeps its canonical bytes (and its signature verifies).
-    kind: ModelKind = Field(
-        DEFAULT_KIND,
-        exclude_if=lambda v: v == DEFAULT_KIND,
-        description="What the model is for: `detector` (YOLO) or `florence2` (the fallback); "
-        "each kind has its own generation line.",
-    )
-    generation: int = Field(
-        0,
-        ge=0,
-        exclude_if=lambda v: v == 0,
-        description="Release generation, monotonic across all names of one kind: a device "
-        "accepts a model under another name only with a generation above the one it runs "
-        "(unless the name is pinned in `trust.allowed_models`).",
-    )
-    gate: GateRecord | None = Field(
-        None,
-        exclude_if=lambda v: v is None,
-        description="Gate-set figures signed by `models sign --gate-against`: this model's and "
-        "those of the model it replaces, with the gate set's sha256 (docs/flywheel.md).",
-    )
+    kind: ModelKind = Field(DEFAULT_KIND, exclude_if=lambda v: v == DEFAULT_KIND)
+    """What the model is for: `detector` (YOLO) or `florence2` (the fallback); each kind has its own
+    generation line."""
+    generation: int = Field(0, ge=0, exclude_if=lambda v: v == 0)
+    """Release generation, monotonic across all names of one kind: a device accepts a model under
+    another name only with a generation above the one it runs (unless the name is pinned in
+    `trust.allowed_models`)."""
+    gate: GateRecord | None = Field(None, exclude_if=lambda v: v is None)
+    """Gate-set figures signed by `models sign --gate-against`: this model's and those of the model
+    it replaces, with the gate set's sha256 (docs/flywheel.md)."""

@@ -28,12 +28,13 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from agent.contracts.canonical import canonical_json
 from agent.contracts.ids import SafeId
 from agent.contracts.manifest import Manifest
 from agent.contracts.signed import KeyId, Signature, SignedModel
+from agent.util.models import FrozenModel
 
 SIGNED_MANIFEST_SCHEMA = "edge.signed-manifest/1"
 COMMAND_SCHEMA = "edge.ota-command/1"
@@ -209,24 +210,17 @@ CommandSignature = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
 class SignedManifest(SignedModel):
     """A manifest signed by a release key (kept off the device)."""
 
-    schema_: Literal["edge.signed-manifest/1"] = Field(
-        SIGNED_MANIFEST_SCHEMA, alias="schema", description="Envelope schema id."
-    )
-    manifest: Manifest = Field(description="The signed manifest (contracts.manifest.Manifest).")
-    key_id: KeyId | None = Field(
-        None, description="Release key id: first 16 hex digits of sha256 of the raw public key."
-    )
-    signature: Signature | None = Field(
-        None,
-        description="Base64 ed25519 signature over canonical_bytes(envelope without signature).",
-    )
+    schema_: Literal["edge.signed-manifest/1"] = Field(SIGNED_MANIFEST_SCHEMA, alias="schema")
+    """Envelope schema id."""
+    manifest: Manifest
+    """The signed manifest (contracts.manifest.Manifest)."""
+    key_id: KeyId | None = None
+    """Release key id: first 16 hex digits of sha256 of the raw public key."""
+    signature: Signature | None = None
+    """Base64 ed25519 signature over canonical_bytes(envelope without signature)."""
 
 
 class SignedCommand(SignedModel):
@@ -234,14 +228,14 @@ class SignedCommand(SignedModel):
     push): its id, target, place in the device's sequence, validity and the gateway signature.
     The device checks these the same way for every kind (`agent.ota.validate`)."""
 
-    schema_: str = Field(alias="schema", description="Command schema id.")
-    command_id: CommandId = Field(
-        description="Unique id of this command ([A-Za-z0-9._-], 1-64); a redelivery keeps it."
-    )
-    device: SafeId = Field(description="Target device id; any other device rejects it.")
-    sequence: int = Field(
-        ge=1, description="Per-device command counter; must exceed the last one accepted."
-    )
+    schema_: str = Field(alias="schema")
+    """Command schema id."""
+    command_id: CommandId
+    """Unique id of this command ([A-Za-z0-9._-], 1-64); a redelivery keeps it."""
+    device: SafeId
+    """Target device id; any other device rejects it."""
+    sequence: int = Field(ge=1)
+    """Per-device command counter; must exceed the last one accepted."""
     issued: CommandIssued
     expires: CommandExpires
     key_id: GatewayKeyId = None
@@ -251,22 +245,16 @@ class SignedCommand(SignedModel):
 class OtaCommand(SignedCommand):
     """A deploy or rollback order for one device, signed by a gateway key."""
 
-    schema_: Literal["edge.ota-command/1"] = Field(
-        COMMAND_SCHEMA, alias="schema", description="Command schema id."
-    )
-    action: OtaAction = Field(
-        description="deploy: install the manifest's model; rollback: "
-        "return to the previous version the device keeps."
-    )
-    manifest: SignedManifest = Field(
-        description="The release-signed manifest of the model to run after this command."
-    )
-    artifact_url: str | None = Field(
-        None,
-        max_length=2048,
-        description="http(s) URL of the artifact (Range requests supported); required for "
-        "deploy, ignored for rollback.",
-    )
+    schema_: Literal["edge.ota-command/1"] = Field(COMMAND_SCHEMA, alias="schema")
+    """Command schema id."""
+    action: OtaAction
+    """deploy: install the manifest's model; rollback: return to the previous version the device
+    keeps."""
+    manifest: SignedManifest
+    """The release-signed manifest of the model to run after this command."""
+    artifact_url: str | None = Field(None, max_length=2048)
+    """http(s) URL of the artifact (Range requests supported); required for deploy, ignored for
+    rollback."""
 
     @field_validator("artifact_url")
     @classmethod
@@ -282,73 +270,72 @@ class OtaCommand(SignedCommand):
         return self
 
 
-class ModelId(_Strict):
+class ModelId(FrozenModel):
     """Which model a state is about."""
 
-    name: str = Field(description="Model name from its manifest.")
-    version: int = Field(ge=0, description="Model version, monotonic per name.")
-    sha256: str | None = Field(
-        None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the model artifact."
-    )
+    name: str
+    """Model name from its manifest."""
+    version: int = Field(ge=0)
+    """Model version, monotonic per name."""
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the model artifact."""
 
 
-class Progress(_Strict):
+class Progress(FrozenModel):
     """Download progress."""
 
-    bytes: int = Field(ge=0, description="Bytes of the artifact received so far.")
-    total: int = Field(ge=0, description="Artifact length from the manifest.")
+    bytes: int = Field(ge=0)
+    """Bytes of the artifact received so far."""
+    total: int = Field(ge=0)
+    """Artifact length from the manifest."""
 
 
-class SwapReport(_Strict):
+class SwapReport(FrozenModel):
     """How the swap went."""
 
-    mode: Literal["hot", "pause"] = Field(
-        description="hot: beside the old model; pause: unload first."
-    )
-    pause_ms: float = Field(
-        ge=0, description="Time inference stood still (pause mode); ~0 for a hot swap."
-    )
-    load_ms: float = Field(ge=0, description="Time to load and warm the new model.")
+    mode: Literal["hot", "pause"]
+    """hot: beside the old model; pause: unload first."""
+    pause_ms: float = Field(ge=0)
+    """Time inference stood still (pause mode); ~0 for a hot swap."""
+    load_ms: float = Field(ge=0)
+    """Time to load and warm the new model."""
 
 
-class OtaStateMessage(_Strict):
+class OtaStateMessage(FrozenModel):
     """Retained on edge/<device>/ota/state: where the device is in the OTA state machine."""
 
-    schema_: Literal["edge.ota-state/1"] = Field(
-        STATE_SCHEMA, alias="schema", description="Payload schema id."
-    )
-    device: str = Field(description="Device id.")
-    state: OtaState = Field(description="State machine position.")
-    command_id: str | None = Field(
-        None, description="Command this state belongs to; null when idle with no history."
-    )
-    action: OtaAction | None = Field(None, description="Action of that command.")
-    model: ModelId | None = Field(
-        None, description="The model the command is about (target of deploy or rollback)."
-    )
-    active_model: ModelId | None = Field(
-        None, description="The model running on the device when this state was published."
-    )
-    progress: Progress | None = Field(None, description="Download progress while downloading.")
-    reason: Reason | None = Field(
-        None, description="Why, for failed / rolled_back / rejected; null otherwise."
-    )
-    detail: str | None = Field(None, max_length=2000, description="Human-readable explanation.")
-    swap: SwapReport | None = Field(None, description="Swap measurements, from active on.")
-    probation_ends: str | None = Field(
-        None,
-        description="While `active` after a deploy: when probation ends at the earliest (UTC "
-        "RFC 3339); the device then commits if health holds, or extends probation (up to 3x) "
-        "until it saw enough frames. Null in every other state and from older devices.",
-    )
-    ts: str = Field(description="When this state was entered, UTC RFC 3339 with ms.")
-    last_sequence: int | None = Field(
-        None,
-        ge=0,
-        description="Highest command sequence the device has accepted (from its ledger); the "
-        "gateway numbers its next command above it, so a gateway restored from an old backup "
-        "resumes without manual edits. Null from devices that do not report it.",
-    )
+    schema_: Literal["edge.ota-state/1"] = Field(STATE_SCHEMA, alias="schema")
+    """Payload schema id."""
+    device: str
+    """Device id."""
+    state: OtaState
+    """State machine position."""
+    command_id: str | None = None
+    """Command this state belongs to; null when idle with no history."""
+    action: OtaAction | None = None
+    """Action of that command."""
+    model: ModelId | None = None
+    """The model the command is about (target of deploy or rollback)."""
+    active_model: ModelId | None = None
+    """The model running on the device when this state was published."""
+    progress: Progress | None = None
+    """Download progress while downloading."""
+    reason: Reason | None = None
+    """Why, for failed / rolled_back / rejected; null otherwise."""
+    detail: str | None = Field(None, max_length=2000)
+    """Human-readable explanation."""
+    swap: SwapReport | None = None
+    """Swap measurements, from active on."""
+    probation_ends: str | None = None
+    """While `active` after a deploy: when probation ends at the earliest (UTC RFC 3339); the device
+    then commits if health holds, or extends probation (up to 3x) until it saw enough frames. Null
+    in every other state and from older devices."""
+    ts: str
+    """When this state was entered, UTC RFC 3339 with ms."""
+    last_sequence: int | None = Field(None, ge=0)
+    """Highest command sequence the device has accepted (from its ledger); the gateway numbers its
+    next command above it, so a gateway restored from an old backup resumes without manual edits.
+    Null from devices that do not report it."""
 
     @model_validator(mode="after")
     def _reason_iff_bad_terminal(self) -> OtaStateMessage:

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SerializationInfo,
@@ -25,6 +23,7 @@ from pydantic import (
 )
 
 from agent.contracts.canonical import signed_bytes
+from agent.util.models import FrozenModel
 
 T = TypeVar("T", bound="SignedModel")
 
@@ -37,10 +36,8 @@ Signature = Annotated[str, Field(pattern=SIGNATURE_PATTERN)]
 """A base64 ed25519 signature (64 bytes)."""
 
 
-class SignedModel(BaseModel):
+class SignedModel(FrozenModel):
     """A frozen, strict wire object whose signature covers its received JSON."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     _received: dict[str, Any] | None = PrivateAttr(None)
 

@@ -53,22 +53,19 @@ class TrtBuildSettings(Protocol):
 class BuildOptions(FrozenModel):
     """What to build: everything here except the calibration folder's path is in the key."""
 
-    precision: Precision = Field("fp32", description="fp32, fp16, or int8 (+ fp16 fallback).")
-    workspace_mib: int = Field(1024, gt=0, description="Builder workspace memory pool limit (MiB).")
-    calib_images: Path | None = Field(
-        None, description="Folder of calibration frames for int8 (its content is hashed)."
-    )
-    calib_max_images: int = Field(500, ge=1, description="Most calibration images used.")
-    input_hw: tuple[int, int] | None = Field(
-        None, description="Input (H, W) for ONNX models with dynamic spatial dimensions."
-    )
-    max_batch: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="Largest batch of the optimisation profile (1..max_batch) of a model "
-        "with a dynamic batch axis.",
-    )
+    precision: Precision = "fp32"
+    """fp32, fp16, or int8 (+ fp16 fallback)."""
+    workspace_mib: int = Field(1024, gt=0)
+    """Builder workspace memory pool limit (MiB)."""
+    calib_images: Path | None = None
+    """Folder of calibration frames for int8 (its content is hashed)."""
+    calib_max_images: int = Field(500, ge=1)
+    """Most calibration images used."""
+    input_hw: tuple[int, int] | None = None
+    """Input (H, W) for ONNX models with dynamic spatial dimensions."""
+    max_batch: int = Field(1, ge=1, le=64)
+    """Largest batch of the optimisation profile (1..max_batch) of a model with a dynamic batch
+    axis."""
 
     @classmethod
     def from_config(cls, config: TrtBuildSettings) -> BuildOptions:
@@ -85,33 +82,39 @@ class BuildOptions(FrozenModel):
 class Platform(FrozenModel):
     """The TensorRT and GPU an engine is built for or loaded on."""
 
-    tensorrt_version: str = Field(description="tensorrt.__version__, e.g. '10.3.0'.")
-    gpu_name: str = Field(
-        description="CUDA device name and SM count, e.g. 'Orin (8 SMs)': the device model "
-        "(an AGX Orin has 16 SMs, an Orin Nano 8 GB 8)."
-    )
-    compute_capability: str = Field(description="Compute capability 'major.minor', e.g. '8.7'.")
+    tensorrt_version: str
+    """tensorrt.__version__, e.g. '10.3.0'."""
+    gpu_name: str
+    """CUDA device name and SM count, e.g. 'Orin (8 SMs)': the device model (an AGX Orin has 16 SMs,
+    an Orin Nano 8 GB 8)."""
+    compute_capability: str
+    """Compute capability 'major.minor', e.g. '8.7'."""
 
 
 class CacheIdentity(FrozenModel):
     """Everything an engine depends on; `cache_key` hashes exactly this."""
 
-    onnx_sha256: str = Field(description="SHA-256 of the ONNX file.")
-    tensorrt_version: str = Field(description="TensorRT version that built it.")
-    gpu_name: str = Field(description="GPU it was built on (name and SM count).")
-    compute_capability: str = Field(description="Compute capability of that GPU.")
-    precision: Precision = Field(description="Build precision.")
-    calibration_sha256: str | None = Field(
-        None, description="Digest of the int8 calibration set (names and contents), if any."
-    )
-    workspace_mib: int = Field(description="Builder workspace limit (MiB).")
-    calib_max_images: int | None = Field(None, description="Calibration image cap (int8 only).")
-    input_hw: tuple[int, int] | None = Field(None, description="Input (H, W) for dynamic models.")
-    max_batch: int | None = Field(
-        None,
-        description="Largest batch of the optimisation profile when above 1; None: batch 1 "
-        "(left out of the key, so engines built before batching keep theirs).",
-    )
+    onnx_sha256: str
+    """SHA-256 of the ONNX file."""
+    tensorrt_version: str
+    """TensorRT version that built it."""
+    gpu_name: str
+    """GPU it was built on (name and SM count)."""
+    compute_capability: str
+    """Compute capability of that GPU."""
+    precision: Precision
+    """Build precision."""
+    calibration_sha256: str | None = None
+    """Digest of the int8 calibration set (names and contents), if any."""
+    workspace_mib: int
+    """Builder workspace limit (MiB)."""
+    calib_max_images: int | None = None
+    """Calibration image cap (int8 only)."""
+    input_hw: tuple[int, int] | None = None
+    """Input (H, W) for dynamic models."""
+    max_batch: int | None = None
+    """Largest batch of the optimisation profile when above 1; None: batch 1 (left out of the key,
+    so engines built before batching keep theirs)."""
 
 
 class EngineRecord(FrozenModel):
@@ -119,38 +122,50 @@ class EngineRecord(FrozenModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    schema_: Literal["edge.engine/1"] = Field(
-        RECORD_SCHEMA, alias="schema", description="Record schema id and version."
-    )
-    key: str = Field(pattern=r"^[0-9a-f]{64}$", description="cache_key(identity).")
-    identity: CacheIdentity = Field(description="What the key covers.")
-    engine_file: str = Field(description="Engine file name (in the same folder).")
-    engine_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the engine file.")
-    engine_length: int = Field(gt=0, description="Engine size in bytes.")
-    onnx_file: str = Field(description="Name of the ONNX file it was built from.")
-    onnx_metadata: dict[str, str] = Field(
-        default_factory=dict, description="The ONNX model's metadata (Ultralytics names, imgsz...)."
-    )
-    explicit_quantization: bool = Field(False, description="The ONNX had Q/DQ nodes.")
-    version_compatible: bool = Field(
-        False,
-        description="Built with BuilderFlag.VERSION_COMPATIBLE (runs on later TensorRT of the "
-        "same major). Engines built here are not: they run only on `identity.tensorrt_version`.",
-    )
-    built_at: str = Field(description="Build end, UTC, RFC 3339.")
-    build_seconds: float = Field(ge=0, description="Wall time of the build.")
+    schema_: Literal["edge.engine/1"] = Field(RECORD_SCHEMA, alias="schema")
+    """Record schema id and version."""
+    key: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """cache_key(identity)."""
+    identity: CacheIdentity
+    """What the key covers."""
+    engine_file: str
+    """Engine file name (in the same folder)."""
+    engine_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the engine file."""
+    engine_length: int = Field(gt=0)
+    """Engine size in bytes."""
+    onnx_file: str
+    """Name of the ONNX file it was built from."""
+    onnx_metadata: dict[str, str] = Field(default_factory=dict)
+    """The ONNX model's metadata (Ultralytics names, imgsz...)."""
+    explicit_quantization: bool = False
+    """The ONNX had Q/DQ nodes."""
+    version_compatible: bool = False
+    """Built with BuilderFlag.VERSION_COMPATIBLE (runs on later TensorRT of the same major). Engines
+    built here are not: they run only on `identity.tensorrt_version`."""
+    built_at: str
+    """Build end, UTC, RFC 3339."""
+    build_seconds: float = Field(ge=0)
+    """Wall time of the build."""
 
 
 class BuildJob(FrozenModel):
     """One build: what the TensorRT builder needs (sent to the builder process as JSON)."""
 
-    onnx_path: Path = Field(description="The ONNX model to build from.")
-    options: BuildOptions = Field(description="Precision, workspace, calibration set.")
-    input_hw: tuple[int, int] | None = Field(None, description="(H, W) for dynamic inputs.")
-    calib_files: tuple[Path, ...] = Field((), description="int8 calibration images, in order.")
-    calib_cache: Path | None = Field(None, description="int8 calibration cache file.")
-    explicit_quantization: bool = Field(False, description="The ONNX has Q/DQ nodes.")
-    device: int = Field(0, ge=0, description="CUDA device ordinal.")
+    onnx_path: Path
+    """The ONNX model to build from."""
+    options: BuildOptions
+    """Precision, workspace, calibration set."""
+    input_hw: tuple[int, int] | None = None
+    """(H, W) for dynamic inputs."""
+    calib_files: tuple[Path, ...] = ()
+    """int8 calibration images, in order."""
+    calib_cache: Path | None = None
+    """int8 calibration cache file."""
+    explicit_quantization: bool = False
+    """The ONNX has Q/DQ nodes."""
+    device: int = Field(0, ge=0)
+    """CUDA device ordinal."""
 
 
 class EngineRecordError(Exception):

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agent.engines.base import EngineError, EngineIO, TensorSpec
 from agent.engines.model_loading import ModelMetadataError, metadata_imgsz
+from agent.util.models import FrozenModel
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -34,54 +35,39 @@ SPIN_TIMED_RUNS = 3
 """spin: auto times at least this many warm runs (after the first) and takes the fastest."""
 
 
-class OnnxRuntimeConfig(BaseModel):
+class OnnxRuntimeConfig(FrozenModel):
     """ONNX Runtime backend settings: providers, threads, and the TensorRT provider's caches."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["onnxruntime"] = "onnxruntime"
     providers: list[
         Literal["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    ] = Field(
-        default_factory=lambda: ["CPUExecutionProvider"],
-        min_length=1,
-        description="Execution providers in order of preference.",
-    )
-    allow_provider_fallback: bool = Field(
-        False,
-        description="Run on the providers that exist when a requested one is missing "
-        "(logged); false: refuse to start.",
-    )
-    threads: int = Field(0, ge=0, description="Intra-op threads; 0 lets ONNX Runtime choose.")
-    warmup_runs: int = Field(2, ge=0, description="Inferences run at load, before serving.")
-    spin: SpinMode = Field(
-        "auto",
-        description="Whether the thread pools spin-wait for work between runs (fast when "
-        "frames come back to back, a core burnt between paced frames): on, off, or auto: on "
-        "when the cameras' combined fps would keep the engine busy at least 70 % of the time "
-        "at the speed timed during warm-up (or when they ask for frames as fast as it runs), "
-        "off otherwise, and off with one thread or a GPU provider. Decided once per model "
-        "load and logged; other jobs slowing the warm-up can tip auto to on: set on or off "
-        "where that matters.",
-    )
-    expected_fps: float | None = Field(
-        None,
-        gt=0,
-        description="Frames per second the engine is expected to serve, for spin: auto. "
-        "Null: `edge-agent run` sums its cameras' rates (fps_cap, a paced file's fps, a V4L2 "
-        "camera's fps, else 30; an unpaced or every_frame file counts as unbounded).",
-    )
-    trt_cache_dir: Path = Field(
-        DEFAULT_TRT_CACHE,
-        description="TensorrtExecutionProvider only: where it keeps the engines it builds and "
-        "its timing cache, so a restart or a swap back to a known model loads in seconds "
-        "instead of rebuilding for minutes. Keep it under device.state_dir.",
-    )
-    trt_fp16: bool = Field(
-        True,
-        description="TensorrtExecutionProvider only: build fp16 engines (the usual choice on "
-        "Jetson); false: fp32.",
-    )
+    ] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
+    """Execution providers in order of preference."""
+    allow_provider_fallback: bool = False
+    """Run on the providers that exist when a requested one is missing (logged); false: refuse to
+    start."""
+    threads: int = Field(0, ge=0)
+    """Intra-op threads; 0 lets ONNX Runtime choose."""
+    warmup_runs: int = Field(2, ge=0)
+    """Inferences run at load, before serving."""
+    spin: SpinMode = "auto"
+    """Whether the thread pools spin-wait for work between runs (fast when frames come back to back,
+    a core burnt between paced frames): on, off, or auto: on when the cameras' combined fps would
+    keep the engine busy at least 70 % of the time at the speed timed during warm-up (or when they
+    ask for frames as fast as it runs), off otherwise, and off with one thread or a GPU provider.
+    Decided once per model load and logged; other jobs slowing the warm-up can tip auto to on: set
+    on or off where that matters."""
+    expected_fps: float | None = Field(None, gt=0)
+    """Frames per second the engine is expected to serve, for spin: auto. Null: `edge-agent run`
+    sums its cameras' rates (fps_cap, a paced file's fps, a V4L2 camera's fps, else 30; an unpaced
+    or every_frame file counts as unbounded)."""
+    trt_cache_dir: Path = DEFAULT_TRT_CACHE
+    """TensorrtExecutionProvider only: where it keeps the engines it builds and its timing cache, so
+    a restart or a swap back to a known model loads in seconds instead of rebuilding for minutes.
+    Keep it under device.state_dir."""
+    trt_fp16: bool = True
+    """TensorrtExecutionProvider only: build fp16 engines (the usual choice on Jetson); false:
+    fp32."""
 
 
 def provider_entries(config: OnnxRuntimeConfig, providers: list[str]) -> list[ProviderEntry]:

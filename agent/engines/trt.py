@@ -44,7 +44,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from agent.engines.base import EngineError, EngineIO, TensorSpec
 from agent.engines.engine_cache import (
@@ -62,6 +62,7 @@ from agent.engines.trt_runtime import (
     probe_platform,
     trt_logger,
 )
+from agent.util.models import FrozenModel
 
 log = structlog.get_logger(__name__)
 
@@ -71,47 +72,32 @@ ULTRALYTICS_HEADER_MAX = 1 << 20  # metadata JSON larger than this is not an Ult
 BATCH = 1  # the default batch of a dynamic-batch engine (`max_batch` raises it)
 
 
-class TensorRTConfig(BaseModel):
+class TensorRTConfig(FrozenModel):
     """TensorRT backend settings; the build fields are used when the model is ONNX."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     type: Literal["tensorrt"] = "tensorrt"
-    device: int = Field(0, ge=0, description="CUDA device ordinal.")
-    warmup_runs: int = Field(2, ge=0, description="Inferences run at load, before serving.")
-    precision: Literal["fp32", "fp16", "int8"] = Field(
-        "fp16",
-        description="Precision of engines built on this device from ONNX models. int8 also "
-        "enables fp16 for layers without an int8 kernel.",
-    )
-    workspace_mib: int = Field(
-        1024,
-        gt=0,
-        description="Builder workspace limit (MiB). On an 8 GB Orin Nano keep it at 1024 or "
-        "less while other processes run.",
-    )
-    calib_images: Path | None = Field(
-        None,
-        description="Folder of real frames (jpg/png) for int8 calibration; required for int8 "
-        "unless the ONNX model is already Q/DQ-quantised.",
-    )
-    calib_max_images: int = Field(
-        500, ge=1, description="Most calibration images used (sorted by name)."
-    )
-    max_batch: int = Field(
-        BATCH,
-        ge=1,
-        le=64,
-        description="Largest batch of engines built here from ONNX models with a dynamic batch "
-        "axis (optimisation profile 1..max_batch; part of the engine cache key). At least "
-        "`batch.max` to batch across cameras.",
-    )
-    cache_dir: Path = Field(
-        DEFAULT_ENGINE_CACHE,
-        description="Engine cache: builds of ONNX models go here, and an ONNX model.path is "
-        "loaded from its cached engine here (loads never build). Keep it under "
-        "device.state_dir.",
-    )
+    device: int = Field(0, ge=0)
+    """CUDA device ordinal."""
+    warmup_runs: int = Field(2, ge=0)
+    """Inferences run at load, before serving."""
+    precision: Literal["fp32", "fp16", "int8"] = "fp16"
+    """Precision of engines built on this device from ONNX models. int8 also enables fp16 for layers
+    without an int8 kernel."""
+    workspace_mib: int = Field(1024, gt=0)
+    """Builder workspace limit (MiB). On an 8 GB Orin Nano keep it at 1024 or less while other
+    processes run."""
+    calib_images: Path | None = None
+    """Folder of real frames (jpg/png) for int8 calibration; required for int8 unless the ONNX model
+    is already Q/DQ-quantised."""
+    calib_max_images: int = Field(500, ge=1)
+    """Most calibration images used (sorted by name)."""
+    max_batch: int = Field(BATCH, ge=1, le=64)
+    """Largest batch of engines built here from ONNX models with a dynamic batch axis (optimisation
+    profile 1..max_batch; part of the engine cache key). At least `batch.max` to batch across
+    cameras."""
+    cache_dir: Path = DEFAULT_ENGINE_CACHE
+    """Engine cache: builds of ONNX models go here, and an ONNX model.path is loaded from its cached
+    engine here (loads never build). Keep it under device.state_dir."""
 
     @model_validator(mode="after")
     def _calibration_only_for_int8(self) -> TensorRTConfig:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import Field
 
 from agent.contracts.dataset import GATE_DIR, GATE_MANIFEST, gate_digest, gate_set_sha256
 from agent.util.files import file_sha256
@@ -21,7 +20,8 @@ class DatasetError(Exception):
 
 class SplitItem(FrozenModel):
     image: Path
-    label: Path | None = Field(description="None: no label file (an image without objects).")
+    label: Path | None
+    """None: no label file (an image without objects)."""
 
 
 class Split(FrozenModel):
@@ -29,7 +29,8 @@ class Split(FrozenModel):
     name: str
     names: tuple[str, ...]
     items: tuple[SplitItem, ...]
-    gate: bool = Field(False, description="The gate set folder (its digest is gate_set_sha256).")
+    gate: bool = False
+    """The gate set folder (its digest is gate_set_sha256)."""
 
 
 def read_names(data_yaml: Path) -> tuple[str, ...]:

@@ -20,8 +20,10 @@ class DecodeSettings(FrozenModel):
     """Decode settings for mAP: the daemon's NMS IoU, a low score threshold (COCO practice)."""
 
     conf: float = Field(0.001, ge=0, le=1)
-    iou: float = Field(0.45, ge=0, le=1, description="The daemon's default NMS IoU.")
-    max_detections: int = Field(100, ge=1, description="COCO scores the top 100 per image.")
+    iou: float = Field(0.45, ge=0, le=1)
+    """The daemon's default NMS IoU."""
+    max_detections: int = Field(100, ge=1)
+    """COCO scores the top 100 per image."""
     threads: int = Field(0, ge=0)
 
     def describe(self) -> str:

@@ -12,15 +12,13 @@ Point = tuple[float, float]
 
 
 class ZoneConfig(FrozenModel):
-    id: SafeId = Field(description="Zone id: one MQTT topic level.")
-    polygon: list[Point] = Field(
-        min_length=3,
-        description="Corners [[x, y], ...] in pixels of the camera frame (at least 3). An "
-        "object is in the zone when the bottom centre of its box is inside.",
-    )
-    labels: list[str] | None = Field(
-        None, min_length=1, description="Only these class names count here (default: all)."
-    )
+    id: SafeId
+    """Zone id: one MQTT topic level."""
+    polygon: list[Point] = Field(min_length=3)
+    """Corners [[x, y], ...] in pixels of the camera frame (at least 3). An object is in the zone
+    when the bottom centre of its box is inside."""
+    labels: list[str] | None = Field(None, min_length=1)
+    """Only these class names count here (default: all)."""
 
     @field_validator("polygon")
     @classmethod
@@ -31,15 +29,14 @@ class ZoneConfig(FrozenModel):
 
 
 class LineConfig(FrozenModel):
-    id: SafeId = Field(description="Line id: one MQTT topic level.")
-    points: tuple[Point, Point] = Field(
-        description="The segment [[x1, y1], [x2, y2]] in pixels. Walking from the first point "
-        "to the second, `in` is a crossing from the right side to the left side (in image "
-        "coordinates, y down), `out` the other way."
-    )
-    labels: list[str] | None = Field(
-        None, min_length=1, description="Only these class names count here (default: all)."
-    )
+    id: SafeId
+    """Line id: one MQTT topic level."""
+    points: tuple[Point, Point]
+    """The segment [[x1, y1], [x2, y2]] in pixels. Walking from the first point to the second, `in`
+    is a crossing from the right side to the left side (in image coordinates, y down), `out` the
+    other way."""
+    labels: list[str] | None = Field(None, min_length=1)
+    """Only these class names count here (default: all)."""
 
     @field_validator("points")
     @classmethod
@@ -58,31 +55,18 @@ def check_unique_ids(zones: list[ZoneConfig], lines: list[LineConfig]) -> None:
 
 
 class EventsConfig(FrozenModel):
-    enabled: bool = Field(
-        False,
-        description="Publish tracked-object events and zone/line counts (needs "
-        "`tracking.enabled`).",
-    )
-    min_hits: int = Field(
-        3,
-        ge=1,
-        description="Frames in which an object must carry its track id before its `new` event "
-        "(counted after the tracker's own `tracking.min_hits`).",
-    )
-    max_disappeared_frames: int = Field(
-        15, ge=1, description="End an event after this many processed frames without it..."
-    )
-    max_disappeared_s: float = Field(
-        3.0, gt=0, description="...or after this many seconds without it, whichever is first."
-    )
-    zone_inertia_frames: int = Field(
-        2,
-        ge=1,
-        description="Consecutive frames inside (outside) a zone before an object counts as "
-        "entered (left): boxes jittering on a zone edge do not flap.",
-    )
-    persist_open: bool = Field(
-        True,
-        description="Keep open events in `<state_dir>/events-open.json` so that the next "
-        "start closes them with `end_reason: restart` after a crash.",
-    )
+    enabled: bool = False
+    """Publish tracked-object events and zone/line counts (needs `tracking.enabled`)."""
+    min_hits: int = Field(3, ge=1)
+    """Frames in which an object must carry its track id before its `new` event (counted after the
+    tracker's own `tracking.min_hits`)."""
+    max_disappeared_frames: int = Field(15, ge=1)
+    """End an event after this many processed frames without it..."""
+    max_disappeared_s: float = Field(3.0, gt=0)
+    """...or after this many seconds without it, whichever is first."""
+    zone_inertia_frames: int = Field(2, ge=1)
+    """Consecutive frames inside (outside) a zone before an object counts as entered (left): boxes
+    jittering on a zone edge do not flap."""
+    persist_open: bool = True
+    """Keep open events in `<state_dir>/events-open.json` so that the next start closes them with
+    `end_reason: restart` after a crash."""

@@ -49,30 +49,23 @@ RuntimeKind = Literal["torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8"
 class EmptyRule(FrozenModel):
     """A camera that should see objects but has seen none for a while is hard (sampled)."""
 
-    after_s: float = Field(
-        gt=0, description="Seconds without any detection before empty frames count as hard."
-    )
-    sample_every_s: float = Field(
-        30.0, gt=0, description="While empty, escalate at most one frame per this many seconds."
-    )
+    after_s: float = Field(gt=0)
+    """Seconds without any detection before empty frames count as hard."""
+    sample_every_s: float = Field(30.0, gt=0)
+    """While empty, escalate at most one frame per this many seconds."""
 
 
 class CameraPolicy(FrozenModel):
     """When a frame of one camera is hard."""
 
-    band_lo: float = Field(
-        0.25,
-        ge=0,
-        le=1,
-        description="A detection with confidence in [band_lo, band_hi) is uncertain.",
-    )
-    band_hi: float = Field(0.5, ge=0, le=1, description="Upper edge (exclusive) of the band.")
-    min_uncertain: int = Field(
-        1, ge=1, description="The frame is hard when at least this many detections are uncertain."
-    )
-    empty: EmptyRule | None = Field(
-        None, description="Optional 'should see objects' rule; off when absent."
-    )
+    band_lo: float = Field(0.25, ge=0, le=1)
+    """A detection with confidence in [band_lo, band_hi) is uncertain."""
+    band_hi: float = Field(0.5, ge=0, le=1)
+    """Upper edge (exclusive) of the band."""
+    min_uncertain: int = Field(1, ge=1)
+    """The frame is hard when at least this many detections are uncertain."""
+    empty: EmptyRule | None = None
+    """Optional 'should see objects' rule; off when absent."""
 
     @model_validator(mode="after")
     def _band(self) -> CameraPolicy:
@@ -82,33 +75,37 @@ class CameraPolicy(FrozenModel):
 
 
 class RateLimit(FrozenModel):
-    per_minute: float = Field(6.0, gt=0, description="Escalations per minute (token refill rate).")
-    burst: int = Field(2, ge=1, description="Most escalations allowed back to back (bucket size).")
+    per_minute: float = Field(6.0, gt=0)
+    """Escalations per minute (token refill rate)."""
+    burst: int = Field(2, ge=1)
+    """Most escalations allowed back to back (bucket size)."""
 
 
 class CaptureConfig(FrozenModel):
-    enabled: bool = Field(True, description="Save each escalated frame with its labels.")
-    dir: Path | None = Field(
-        None, description="Capture root; defaults to <device.state_dir>/captures."
-    )
-    quota_bytes: int = Field(
-        2 * 1024**3, ge=1024 * 1024, description="Disk quota of the capture root; oldest dropped."
-    )
-    jpeg_quality: int = Field(92, ge=10, le=100, description="JPEG quality of saved frames.")
+    enabled: bool = True
+    """Save each escalated frame with its labels."""
+    dir: Path | None = None
+    """Capture root; defaults to <device.state_dir>/captures."""
+    quota_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
+    """Disk quota of the capture root; oldest dropped."""
+    jpeg_quality: int = Field(92, ge=10, le=100)
+    """JPEG quality of saved frames."""
 
 
 class UploadConfig(FrozenModel):
-    url: str = Field(
-        description="Gateway base URL, e.g. http://gateway:8080; frames go to "
-        "POST {url}/v1/intake/{device}/{camera}."
-    )
-    token_env: str | None = Field(
-        None, description="Environment variable holding the bearer token (none: no auth header)."
-    )
-    timeout_s: float = Field(10.0, gt=0, description="Per-request timeout.")
-    retry_min_s: float = Field(1.0, gt=0, description="First retry delay after a failure.")
-    retry_max_s: float = Field(300.0, gt=0, description="Longest retry delay.")
-    scan_interval_s: float = Field(5.0, gt=0, description="How often the pending queue is scanned.")
+    url: str
+    """Gateway base URL, e.g. http://gateway:8080; frames go to POST
+    {url}/v1/intake/{device}/{camera}."""
+    token_env: str | None = None
+    """Environment variable holding the bearer token (none: no auth header)."""
+    timeout_s: float = Field(10.0, gt=0)
+    """Per-request timeout."""
+    retry_min_s: float = Field(1.0, gt=0)
+    """First retry delay after a failure."""
+    retry_max_s: float = Field(300.0, gt=0)
+    """Longest retry delay."""
+    scan_interval_s: float = Field(5.0, gt=0)
+    """How often the pending queue is scanned."""
 
     @model_validator(mode="after")
     def _check(self) -> UploadConfig:
@@ -123,47 +120,45 @@ class UploadConfig(FrozenModel):
 
 
 class FallbackConfig(FrozenModel):
-    enabled: bool = Field(False, description="Escalate hard frames to Florence-2.")
-    model: str = Field(
-        "florence-community/Florence-2-base",
-        description="Local model directory (transformers layout, or an ONNX export made by "
-        "`edge-agent florence export`) or a Hugging Face hub id (needs internet at first load).",
-    )
-    model_version: int = Field(0, ge=0, description="Version reported in ModelRef of messages.")
-    runtime: RuntimeKind = Field("torch-int8", description="How Florence-2 runs.")
-    task: Task = Field(
-        "<OD>",
-        description="Task run on each hard frame; region tasks (<REGION_TO_...>) get the box "
-        "of its least confident YOLO detection (a frame without one fails the job).",
-    )
-    max_new_tokens: int = Field(128, ge=1, le=1024, description="Longest generated answer.")
-    policy: CameraPolicy = Field(
-        default_factory=CameraPolicy, description="Hard-frame policy for cameras not listed below."
-    )
-    cameras: dict[SafeId, CameraPolicy] = Field(
-        default_factory=dict, description="Per-camera hard-frame policy, by camera id."
-    )
-    rate: RateLimit = Field(default_factory=RateLimit, description="Escalation budget.")
-    worker: Literal["process", "thread"] = Field(
-        "process",
-        description="Run Florence-2 in a child process (survives crashes, own GIL) or a thread.",
-    )
-    threads: int = Field(1, ge=1, le=64, description="Intra-op threads of the Florence-2 runtime.")
-    nice: int = Field(10, ge=0, le=19, description="Niceness added to the worker process.")
-    idle_priority: bool = Field(
-        True,
-        description="Process mode on Linux: run the worker under SCHED_IDLE after loading "
-        "(CPU only when nothing else wants it; on a saturated CPU jobs may hit job_timeout_s).",
-    )
-    restart_min_s: float = Field(1.0, gt=0, description="First restart delay after a crash.")
-    restart_max_s: float = Field(60.0, gt=0, description="Longest restart delay.")
-    job_timeout_s: float = Field(
-        120.0, gt=0, description="A job running longer than this kills the worker (process mode)."
-    )
-    capture: CaptureConfig = Field(default_factory=CaptureConfig, description="Hard-frame capture.")
-    upload: UploadConfig | None = Field(
-        None, description="Upload captures to the gateway's dataset intake; off when absent."
-    )
+    enabled: bool = False
+    """Escalate hard frames to Florence-2."""
+    model: str = "florence-community/Florence-2-base"
+    """Local model directory (transformers layout, or an ONNX export made by `edge-agent florence
+    export`) or a Hugging Face hub id (needs internet at first load)."""
+    model_version: int = Field(0, ge=0)
+    """Version reported in ModelRef of messages."""
+    runtime: RuntimeKind = "torch-int8"
+    """How Florence-2 runs."""
+    task: Task = "<OD>"
+    """Task run on each hard frame; region tasks (<REGION_TO_...>) get the box of its least
+    confident YOLO detection (a frame without one fails the job)."""
+    max_new_tokens: int = Field(128, ge=1, le=1024)
+    """Longest generated answer."""
+    policy: CameraPolicy = Field(default_factory=CameraPolicy)
+    """Hard-frame policy for cameras not listed below."""
+    cameras: dict[SafeId, CameraPolicy] = Field(default_factory=dict)
+    """Per-camera hard-frame policy, by camera id."""
+    rate: RateLimit = Field(default_factory=RateLimit)
+    """Escalation budget."""
+    worker: Literal["process", "thread"] = "process"
+    """Run Florence-2 in a child process (survives crashes, own GIL) or a thread."""
+    threads: int = Field(1, ge=1, le=64)
+    """Intra-op threads of the Florence-2 runtime."""
+    nice: int = Field(10, ge=0, le=19)
+    """Niceness added to the worker process."""
+    idle_priority: bool = True
+    """Process mode on Linux: run the worker under SCHED_IDLE after loading (CPU only when nothing
+    else wants it; on a saturated CPU jobs may hit job_timeout_s)."""
+    restart_min_s: float = Field(1.0, gt=0)
+    """First restart delay after a crash."""
+    restart_max_s: float = Field(60.0, gt=0)
+    """Longest restart delay."""
+    job_timeout_s: float = Field(120.0, gt=0)
+    """A job running longer than this kills the worker (process mode)."""
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    """Hard-frame capture."""
+    upload: UploadConfig | None = None
+    """Upload captures to the gateway's dataset intake; off when absent."""
 
     @model_validator(mode="after")
     def _check(self) -> FallbackConfig:

@@ -53,36 +53,57 @@ class FinetuneError(Exception):
 class FinetuneOptions(FrozenModel):
     """How to fine-tune."""
 
-    epochs: int = Field(10, ge=1, description="Passes over the training pairs.")
-    lr: float = Field(1e-6, gt=0, description="AdamW learning rate (HF's full fine-tune: 1e-6).")
-    batch_size: int = Field(4, ge=1, description="Pairs per optimiser step.")
-    seed: int = Field(0, description="Seed of the shuffle, dropout and LoRA initialisation.")
-    tasks: tuple[str, ...] = Field(("<OD>",), description="Target tasks, from TARGET_TASKS.")
-    freeze_vision: bool = Field(True, description="Keep the DaViT vision tower fixed.")
-    lora: bool = Field(False, description="Train LoRA adapters (merged at the end).")
-    lora_rank: int = Field(8, ge=1, description="LoRA rank r (alpha = r).")
-    split: str = Field("train", description="Dataset split to train on.")
-    device: str = Field("cpu", description="torch device: cpu or cuda.")
-    threads: int | None = Field(
-        None, ge=1, description="torch CPU threads (None: torch's default, one per core)."
-    )
+    epochs: int = Field(10, ge=1)
+    """Passes over the training pairs."""
+    lr: float = Field(1e-6, gt=0)
+    """AdamW learning rate (HF's full fine-tune: 1e-6)."""
+    batch_size: int = Field(4, ge=1)
+    """Pairs per optimiser step."""
+    seed: int = 0
+    """Seed of the shuffle, dropout and LoRA initialisation."""
+    tasks: tuple[str, ...] = ("<OD>",)
+    """Target tasks, from TARGET_TASKS."""
+    freeze_vision: bool = True
+    """Keep the DaViT vision tower fixed."""
+    lora: bool = False
+    """Train LoRA adapters (merged at the end)."""
+    lora_rank: int = Field(8, ge=1)
+    """LoRA rank r (alpha = r)."""
+    split: str = "train"
+    """Dataset split to train on."""
+    device: str = "cpu"
+    """torch device: cpu or cuda."""
+    threads: int | None = Field(None, ge=1)
+    """torch CPU threads (None: torch's default, one per core)."""
 
 
 class FinetuneReport(FrozenModel):
     """What a fine-tuning run did (written as finetune_report.json)."""
 
-    base: str = Field(description="Base model directory.")
-    dataset: str = Field(description="Dataset directory.")
-    options: FinetuneOptions = Field(description="The options used.")
-    images: int = Field(description="Training images.")
-    pairs: int = Field(description="Training (prompt, answer) pairs.")
-    steps: int = Field(description="Optimiser steps.")
-    loss_per_epoch: list[float] = Field(description="Mean training loss of each epoch.")
-    seconds: float = Field(description="Wall time of the training loop.")
-    params_trained: int = Field(description="Parameters updated (LoRA: adapter parameters).")
-    params_total: int = Field(description="All parameters of the trained model.")
-    torch: str = Field(description="torch version.")
-    transformers: str = Field(description="transformers version.")
+    base: str
+    """Base model directory."""
+    dataset: str
+    """Dataset directory."""
+    options: FinetuneOptions
+    """The options used."""
+    images: int
+    """Training images."""
+    pairs: int
+    """Training (prompt, answer) pairs."""
+    steps: int
+    """Optimiser steps."""
+    loss_per_epoch: list[float]
+    """Mean training loss of each epoch."""
+    seconds: float
+    """Wall time of the training loop."""
+    params_trained: int
+    """Parameters updated (LoRA: adapter parameters)."""
+    params_total: int
+    """All parameters of the trained model."""
+    torch: str
+    """torch version."""
+    transformers: str
+    """transformers version."""
 
 
 def training_pairs(samples: Sequence[Sample], tasks: Sequence[str]) -> list[tuple[Path, Target]]:

@@ -27,30 +27,21 @@ StrictModel = FrozenModel  # every gateway config section: unknown keys are erro
 
 
 class HttpConfig(StrictModel):
-    host: str = Field(
-        "0.0.0.0", description="Address the HTTP server (API, artifacts, intake) binds."
-    )
-    port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server.")
-    public_url: str = Field(
-        "http://127.0.0.1:8080",
-        description="Base URL devices use to reach this server; artifact URLs in commands start "
-        "with it.",
-    )
-    admin_loopback_only: bool = Field(
-        False,
-        description="Extra restriction on top of the admin token: accept admin API calls only "
-        "from 127.0.0.1/::1.",
-    )
-    admin_tokens_sha256: list[str] = Field(
-        default_factory=list,
-        description="SHA-256 (hex) of each accepted admin bearer token (`edge-gateway "
-        "admin-token` makes one). Empty: every admin route answers 401.",
-    )
-    allowed_hosts: list[str] | None = Field(
-        None,
-        description="Host header names (without port) the admin API answers to; others get 421. "
-        "Default: localhost, 127.0.0.1, ::1, the bind `host` and the host of `public_url`.",
-    )
+    host: str = "0.0.0.0"
+    """Address the HTTP server (API, artifacts, intake) binds."""
+    port: int = Field(8080, ge=1, le=65535)
+    """TCP port of the HTTP server."""
+    public_url: str = "http://127.0.0.1:8080"
+    """Base URL devices use to reach this server; artifact URLs in commands start with it."""
+    admin_loopback_only: bool = False
+    """Extra restriction on top of the admin token: accept admin API calls only from
+    127.0.0.1/::1."""
+    admin_tokens_sha256: list[str] = Field(default_factory=list)
+    """SHA-256 (hex) of each accepted admin bearer token (`edge-gateway admin-token` makes one).
+    Empty: every admin route answers 401."""
+    allowed_hosts: list[str] | None = None
+    """Host header names (without port) the admin API answers to; others get 421. Default:
+    localhost, 127.0.0.1, ::1, the bind `host` and the host of `public_url`."""
 
     @field_validator("admin_tokens_sha256")
     @classmethod
@@ -81,21 +72,23 @@ class HttpConfig(StrictModel):
 
 
 class GatewayMqttConfig(StrictModel):
-    host: str = Field("127.0.0.1", description="Broker host name or address.")
-    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
-    client_id: str = Field("edge-gateway", description="MQTT client id of the gateway.")
-    topic_prefix: SafeId = Field("edge", description="First level of every topic.")
-    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
-    username: str | None = Field(None, description="Broker user name.")
-    password_env: str | None = Field(
-        None, description="Name of the environment variable holding the broker password."
-    )
-    tls: TlsConfig | None = Field(
-        None,
-        description="TLS to the broker (CA, client certificate and key: the shipped broker's "
-        "8883 mutual-TLS listener; the certificate's CN must be `gateway` for the ACL). "
-        "Plain TCP when absent.",
-    )
+    host: str = "127.0.0.1"
+    """Broker host name or address."""
+    port: int = Field(1883, ge=1, le=65535)
+    """Broker TCP port."""
+    client_id: str = "edge-gateway"
+    """MQTT client id of the gateway."""
+    topic_prefix: SafeId = "edge"
+    """First level of every topic."""
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    """MQTT keepalive in seconds."""
+    username: str | None = None
+    """Broker user name."""
+    password_env: str | None = None
+    """Name of the environment variable holding the broker password."""
+    tls: TlsConfig | None = None
+    """TLS to the broker (CA, client certificate and key: the shipped broker's 8883 mutual-TLS
+    listener; the certificate's CN must be `gateway` for the ACL). Plain TCP when absent."""
 
     def password(self) -> str | None:
         """Read the password from the environment variable named by `password_env`."""
@@ -103,53 +96,38 @@ class GatewayMqttConfig(StrictModel):
 
 
 class RolloutDefaults(StrictModel):
-    canary: int = Field(1, ge=0, description="Devices updated first; the rest wait for them.")
-    wave_size: int = Field(5, ge=1, description="Devices updated at once after the canary.")
-    max_failures: int = Field(
-        1, ge=1, description="Failed devices (outside the canary) that abort the rollout."
-    )
-    timeout_s: float = Field(
-        600.0, gt=0, description="Longest a device may take from command to a terminal state."
-    )
-    command_ttl_s: float = Field(
-        900.0, gt=0, description="Signed commands expire this long after they are issued."
-    )
-    tick_s: float = Field(0.5, gt=0, description="How often timeouts are checked.")
-    resend_s: float = Field(
-        10.0,
-        gt=0,
-        description="A command with no answer from its device is sent again this often "
-        "(same id: the device treats it as a redelivery) until the device's timeout.",
-    )
+    canary: int = Field(1, ge=0)
+    """Devices updated first; the rest wait for them."""
+    wave_size: int = Field(5, ge=1)
+    """Devices updated at once after the canary."""
+    max_failures: int = Field(1, ge=1)
+    """Failed devices (outside the canary) that abort the rollout."""
+    timeout_s: float = Field(600.0, gt=0)
+    """Longest a device may take from command to a terminal state."""
+    command_ttl_s: float = Field(900.0, gt=0)
+    """Signed commands expire this long after they are issued."""
+    tick_s: float = Field(0.5, gt=0)
+    """How often timeouts are checked."""
+    resend_s: float = Field(10.0, gt=0)
+    """A command with no answer from its device is sent again this often (same id: the device treats
+    it as a redelivery) until the device's timeout."""
 
 
 class IntakeConfig(StrictModel):
-    max_bytes: int = Field(
-        8 * 1024 * 1024, ge=1024, description="Largest accepted upload (whole request body)."
-    )
-    tokens_sha256: dict[str, str] = Field(
-        default_factory=dict,
-        description="Device id -> SHA-256 (hex) of that device's bearer token, for devices "
-        "enrolled without one (`edge-gateway devices enroll ID` makes and stores a token; "
-        "`edge-gateway intake-token DEVICE` makes one for this map). Only enrolled devices count.",
-    )
-    quota_bytes_per_day: int = Field(
-        512 * 1024 * 1024,
-        ge=0,
-        description="Bytes one device may store per UTC day; beyond, uploads get 429 (counted).",
-    )
-    quota_files_per_day: int = Field(
-        20000,
-        ge=0,
-        description="Files (image, labels, meta each count) one device may store per UTC day; "
-        "beyond, uploads get 429 (counted).",
-    )
-    min_free_bytes: int = Field(
-        1024 * 1024 * 1024,
-        ge=0,
-        description="Free space the data_dir file system keeps after an upload; below, uploads "
-        "get 507 (counted).",
-    )
+    max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Largest accepted upload (whole request body)."""
+    tokens_sha256: dict[str, str] = Field(default_factory=dict)
+    """Device id -> SHA-256 (hex) of that device's bearer token, for devices enrolled without one
+    (`edge-gateway devices enroll ID` makes and stores a token; `edge-gateway intake-token DEVICE`
+    makes one for this map). Only enrolled devices count."""
+    quota_bytes_per_day: int = Field(512 * 1024 * 1024, ge=0)
+    """Bytes one device may store per UTC day; beyond, uploads get 429 (counted)."""
+    quota_files_per_day: int = Field(20000, ge=0)
+    """Files (image, labels, meta each count) one device may store per UTC day; beyond, uploads get
+    429 (counted)."""
+    min_free_bytes: int = Field(1024 * 1024 * 1024, ge=0)
+    """Free space the data_dir file system keeps after an upload; below, uploads get 507
+    (counted)."""
 
     @field_validator("tokens_sha256")
     @classmethod
@@ -162,52 +140,39 @@ class IntakeConfig(StrictModel):
 
 
 class LoggingConfig(StrictModel):
-    format: Literal["auto", "json", "console"] = Field(
-        "auto", description="`auto`: console on a terminal, JSON otherwise."
-    )
-    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    format: Literal["auto", "json", "console"] = "auto"
+    """`auto`: console on a terminal, JSON otherwise."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level."""
 
 
 class ArchiveConfig(StrictModel):
-    enabled: bool = Field(
-        False,
-        description="Store every detection message of the site in <data_dir>/detections.sqlite3 "
-        "and ack it on edge/<device>/ack (for devices with outbox.require_gateway_ack).",
-    )
-    retention_days: float = Field(7.0, gt=0, description="Stored detections are kept this long.")
-    flush_interval_s: float = Field(
-        0.2, gt=0, le=10, description="Longest wait before a batch is written and acked."
-    )
-    batch_max: int = Field(500, ge=1, description="Most messages written in one transaction.")
-    queue_size: int = Field(
-        20000, ge=100, description="Messages waiting for the writer; beyond, not acked (replayed)."
-    )
-    max_bytes: int = Field(
-        8 * 1024**3,
-        ge=1024 * 1024,
-        description="Size cap of the archive file; beyond it the oldest rows are pruned (counted).",
-    )
-    max_streams_per_device: int = Field(
-        64,
-        ge=1,
-        description="Open streams (boot x camera x stream) tracked per device for acks; the "
-        "least recently seen is forgotten first (counted).",
-    )
-    hole_expiry_s: float = Field(
-        3600.0,
-        gt=0,
-        description="A stream whose hole makes no progress this long is forgotten (counted); "
-        "nothing past the hole is acked.",
-    )
+    enabled: bool = False
+    """Store every detection message of the site in <data_dir>/detections.sqlite3 and ack it on
+    edge/<device>/ack (for devices with outbox.require_gateway_ack)."""
+    retention_days: float = Field(7.0, gt=0)
+    """Stored detections are kept this long."""
+    flush_interval_s: float = Field(0.2, gt=0, le=10)
+    """Longest wait before a batch is written and acked."""
+    batch_max: int = Field(500, ge=1)
+    """Most messages written in one transaction."""
+    queue_size: int = Field(20000, ge=100)
+    """Messages waiting for the writer; beyond, not acked (replayed)."""
+    max_bytes: int = Field(8 * 1024**3, ge=1024 * 1024)
+    """Size cap of the archive file; beyond it the oldest rows are pruned (counted)."""
+    max_streams_per_device: int = Field(64, ge=1)
+    """Open streams (boot x camera x stream) tracked per device for acks; the least recently seen is
+    forgotten first (counted)."""
+    hole_expiry_s: float = Field(3600.0, gt=0)
+    """A stream whose hole makes no progress this long is forgotten (counted); nothing past the hole
+    is acked."""
 
 
 class GatewayTrustConfig(StrictModel):
-    release_keys: dict[str, str] = Field(
-        default_factory=dict,
-        description="Release public keys (kept on the signing workstation) whose manifests "
-        "`edge-gateway models import` accepts: {key id: base64 raw ed25519 key}, as printed by "
-        "`edge-gateway keys init --release-only`.",
-    )
+    release_keys: dict[str, str] = Field(default_factory=dict)
+    """Release public keys (kept on the signing workstation) whose manifests `edge-gateway models
+    import` accepts: {key id: base64 raw ed25519 key}, as printed by `edge-gateway keys init
+    --release-only`."""
 
     @field_validator("release_keys")
     @classmethod
@@ -217,31 +182,27 @@ class GatewayTrustConfig(StrictModel):
 
 
 class GatewayConfig(StrictModel):
-    data_dir: Path = Field(
-        Path("/var/lib/edge-gateway"),
-        description="Writable directory: SQLite state, artifacts, manifests, intake.",
-    )
-    keys_dir: Path = Field(
-        Path("/etc/edge-gateway/keys"),
-        description="Directory (mode 0700) of the gateway private key (mode 0600); a single-box "
-        "lab also keeps the release key here.",
-    )
-    http: HttpConfig = Field(default_factory=HttpConfig, description="HTTP server.")
-    mqtt: GatewayMqttConfig = Field(default_factory=GatewayMqttConfig, description="Broker.")
-    rollout: RolloutDefaults = Field(
-        default_factory=RolloutDefaults, description="Defaults of `deploy` options."
-    )
-    intake: IntakeConfig = Field(default_factory=IntakeConfig, description="Hard-frame intake.")
-    archive: ArchiveConfig = Field(
-        default_factory=ArchiveConfig, description="Detection archive and gateway acks."
-    )
-    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
-    trust: GatewayTrustConfig = Field(
-        default_factory=GatewayTrustConfig, description="Public keys the gateway trusts."
-    )
-    offline_after_s: float = Field(
-        60.0, gt=0, description="A device with no message for this long shows as stale."
-    )
+    data_dir: Path = Path("/var/lib/edge-gateway")
+    """Writable directory: SQLite state, artifacts, manifests, intake."""
+    keys_dir: Path = Path("/etc/edge-gateway/keys")
+    """Directory (mode 0700) of the gateway private key (mode 0600); a single-box lab also keeps the
+    release key here."""
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    """HTTP server."""
+    mqtt: GatewayMqttConfig = Field(default_factory=GatewayMqttConfig)
+    """Broker."""
+    rollout: RolloutDefaults = Field(default_factory=RolloutDefaults)
+    """Defaults of `deploy` options."""
+    intake: IntakeConfig = Field(default_factory=IntakeConfig)
+    """Hard-frame intake."""
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    """Detection archive and gateway acks."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    """Logging."""
+    trust: GatewayTrustConfig = Field(default_factory=GatewayTrustConfig)
+    """Public keys the gateway trusts."""
+    offline_after_s: float = Field(60.0, gt=0)
+    """A device with no message for this long shows as stale."""
 
     @property
     def db_path(self) -> Path:

@@ -121,15 +121,20 @@ def check_item_ids(ids: list[str]) -> list[str]:
 class ReviewFilter(StrictModel):
     """Which items a list or bulk action covers (all given conditions must hold)."""
 
-    device: str | None = Field(None, description="Only this device's items.")
-    camera: str | None = Field(None, description="Only this camera's items.")
-    day: str | None = Field(None, description="Only items of this UTC day, YYYY-MM-DD.")
-    class_name: str | None = Field(
-        None, alias="class", description="Only items with at least one box of this class."
-    )
-    status: ReviewStatus | None = Field(None, description="Only items in this status.")
-    ids: list[str] | None = Field(None, description="Only these item ids.")
-    all: bool = Field(False, description="Confirm a bulk action on every item (no filter).")
+    device: str | None = None
+    """Only this device's items."""
+    camera: str | None = None
+    """Only this camera's items."""
+    day: str | None = None
+    """Only items of this UTC day, YYYY-MM-DD."""
+    class_name: str | None = Field(None, alias="class")
+    """Only items with at least one box of this class."""
+    status: ReviewStatus | None = None
+    """Only items in this status."""
+    ids: list[str] | None = None
+    """Only these item ids."""
+    all: bool = False
+    """Confirm a bulk action on every item (no filter)."""
 
     @field_validator("device", "camera")
     @classmethod
@@ -196,11 +201,10 @@ class ReviewFilter(StrictModel):
 class LabelEdit(StrictModel):
     """A relabel: class changes per box index, boxes to delete (indices of the current file)."""
 
-    boxes: dict[int, str] = Field(
-        default_factory=dict,
-        description="Box index -> new class (a name of the item's class map, or its id).",
-    )
-    delete: list[int] = Field(default_factory=list, description="Box indices to delete.")
+    boxes: dict[int, str] = Field(default_factory=dict)
+    """Box index -> new class (a name of the item's class map, or its id)."""
+    delete: list[int] = Field(default_factory=list)
+    """Box indices to delete."""
 
     def is_empty(self) -> bool:
         return not self.boxes and not self.delete

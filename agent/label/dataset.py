@@ -35,20 +35,30 @@ class LabelError(Exception):
 class DatasetSpec(FrozenModel):
     """The settings that define a labelled dataset; a resumed run must match them exactly."""
 
-    source: str = Field(description="Absolute path of the video file or image folder labelled.")
-    source_kind: str = Field(description="'video' or 'images'.")
-    teacher: str = Field(description="Teacher name from the teacher registry.")
-    classes: str = Field(description="Canonical class map, 'teacher_label=class,...'.")
-    class_names: list[str] = Field(min_length=1, description="Dataset class names by YOLO id.")
-    min_confidence: float = Field(ge=0, le=1, description="Teacher score threshold.")
-    every: int = Field(ge=1, description="Video: keep every Nth frame.")
-    min_change: float = Field(ge=0, description="Video: near-duplicate threshold (grey 0..255).")
-    val_fraction: float = Field(ge=0, lt=1, description="Share of samples held out for val.")
-    gap_frames: int = Field(ge=0, description="Video: frames dropped between train and val.")
-    jpeg_quality: int = Field(ge=1, le=100, description="JPEG quality of written images.")
-    task: Literal["detect", "segment"] = Field(
-        "detect", description="Label kind: YOLO boxes, or Ultralytics segment polygons."
-    )
+    source: str
+    """Absolute path of the video file or image folder labelled."""
+    source_kind: str
+    """'video' or 'images'."""
+    teacher: str
+    """Teacher name from the teacher registry."""
+    classes: str
+    """Canonical class map, 'teacher_label=class,...'."""
+    class_names: list[str] = Field(min_length=1)
+    """Dataset class names by YOLO id."""
+    min_confidence: float = Field(ge=0, le=1)
+    """Teacher score threshold."""
+    every: int = Field(ge=1)
+    """Video: keep every Nth frame."""
+    min_change: float = Field(ge=0)
+    """Video: near-duplicate threshold (grey 0..255)."""
+    val_fraction: float = Field(ge=0, lt=1)
+    """Share of samples held out for val."""
+    gap_frames: int = Field(ge=0)
+    """Video: frames dropped between train and val."""
+    jpeg_quality: int = Field(ge=1, le=100)
+    """JPEG quality of written images."""
+    task: Literal["detect", "segment"] = "detect"
+    """Label kind: YOLO boxes, or Ultralytics segment polygons."""
 
 
 def _differences(a: DatasetSpec, b: DatasetSpec) -> list[str]:

@@ -17,11 +17,16 @@ from agent.util.models import FrozenModel
 class ModelRecord(FrozenModel):
     """A model the device can run."""
 
-    name: str = Field(description="Model name.")
-    version: int = Field(ge=0, description="Model version.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the artifact.")
-    path: str = Field(description="Absolute path of the artifact.")
-    manifest: Manifest | None = Field(None, description="Its manifest, if it has one.")
+    name: str
+    """Model name."""
+    version: int = Field(ge=0)
+    """Model version."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the artifact."""
+    path: str
+    """Absolute path of the artifact."""
+    manifest: Manifest | None = None
+    """Its manifest, if it has one."""
 
     def model_id(self) -> ModelId:
         return ModelId(name=self.name, version=self.version, sha256=self.sha256)
@@ -30,22 +35,25 @@ class ModelRecord(FrozenModel):
 class Probation(FrozenModel):
     """The active model was swapped in by `command_id` and is not committed yet."""
 
-    command_id: str = Field(description="Command that swapped it in.")
-    boots: int = Field(0, ge=0, description="Daemon starts since the swap.")
-    max_boots: int = Field(ge=1, description="Starts at which the next start rolls back.")
+    command_id: str
+    """Command that swapped it in."""
+    boots: int = Field(0, ge=0)
+    """Daemon starts since the swap."""
+    max_boots: int = Field(ge=1)
+    """Starts at which the next start rolls back."""
 
 
 class Pointer(FrozenModel):
     """Which model runs, which is kept for rollback."""
 
-    active: ModelRecord | None = Field(None, description="Model to load at start; None: default.")
-    previous: ModelRecord | None = Field(None, description="Model kept for rollback.")
-    probation: Probation | None = Field(
-        None, description="Set while the active one is on probation."
-    )
-    default: ModelRecord | None = Field(
-        None, description="The configured model (model.path), recorded at each start."
-    )
+    active: ModelRecord | None = None
+    """Model to load at start; None: default."""
+    previous: ModelRecord | None = None
+    """Model kept for rollback."""
+    probation: Probation | None = None
+    """Set while the active one is on probation."""
+    default: ModelRecord | None = None
+    """The configured model (model.path), recorded at each start."""
 
     def running(self) -> ModelRecord | None:
         """The model that runs: the active one, else the configured default."""
@@ -55,29 +63,40 @@ class Pointer(FrozenModel):
 class Baseline(FrozenModel):
     """The old model's health just before a swap, for the probation detection-rate check."""
 
-    frames: int = Field(ge=0, description="Frames in the baseline window.")
-    detections_per_frame: float | None = Field(None, description="Mean detections per frame.")
+    frames: int = Field(ge=0)
+    """Frames in the baseline window."""
+    detections_per_frame: float | None = None
+    """Mean detections per frame."""
 
 
 class Job(FrozenModel):
     """The latest command and where it is (journal, rewritten at every state change)."""
 
-    command_id: str = Field(description="Command id.")
-    digest: str = Field(description="command_digest of the command.")
-    action: OtaAction = Field(description="deploy or rollback.")
-    model: ModelId = Field(description="Target model.")
-    manifest: Manifest | None = Field(
-        None,
-        description="Target manifest (None only for a crash-loop rollback to a model "
-        "that has none, e.g. the configured one).",
-    )
-    state: OtaState = Field(description="Current state.")
-    reason: Reason | None = Field(None, description="Reason of a failed/rolled back/rejected end.")
-    detail: str | None = Field(None, description="Human-readable explanation.")
-    swap: SwapReport | None = Field(None, description="Swap measurements.")
-    baseline: Baseline | None = Field(None, description="Old model's health before the swap.")
-    ts: str = Field(description="When the state was entered (UTC RFC 3339).")
-    published: bool = Field(False, description="The terminal state was handed to MQTT.")
+    command_id: str
+    """Command id."""
+    digest: str
+    """command_digest of the command."""
+    action: OtaAction
+    """deploy or rollback."""
+    model: ModelId
+    """Target model."""
+    manifest: Manifest | None = None
+    """Target manifest (None only for a crash-loop rollback to a model that has none, e.g. the
+    configured one)."""
+    state: OtaState
+    """Current state."""
+    reason: Reason | None = None
+    """Reason of a failed/rolled back/rejected end."""
+    detail: str | None = None
+    """Human-readable explanation."""
+    swap: SwapReport | None = None
+    """Swap measurements."""
+    baseline: Baseline | None = None
+    """Old model's health before the swap."""
+    ts: str
+    """When the state was entered (UTC RFC 3339)."""
+    published: bool = False
+    """The terminal state was handed to MQTT."""
 
 
 def settle(pointer: Pointer, job: Job | None, now: str) -> tuple[Pointer, Job | None]:
@@ -154,13 +173,12 @@ class Runs(FrozenModel):
     """Daemon runs on the committed model (`runs.json`): a run that never reached a clean stop
     is a crash of that model."""
 
-    sha256: str | None = Field(None, description="The model these runs were on.")
-    started: float | None = Field(
-        None, description="Unix time the current run started; None after a clean stop."
-    )
-    crashes: list[float] = Field(
-        default_factory=list, description="Start times of runs on it that ended in a crash."
-    )
+    sha256: str | None = None
+    """The model these runs were on."""
+    started: float | None = None
+    """Unix time the current run started; None after a clean stop."""
+    crashes: list[float] = Field(default_factory=list)
+    """Start times of runs on it that ended in a crash."""
 
 
 def count_start(

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import structlog
-from pydantic import Field
 
 from agent.contracts.manifest import Manifest
 from agent.contracts.ota import OtaRejectedError, Reason
@@ -48,19 +47,27 @@ REQUEST = "request.json"
 class CandidateSpec(FrozenModel):
     """How the daemon loads models: what the child needs to load the candidate the same way."""
 
-    engine: EngineConfig = Field(description="The daemon's engine config.")
-    conf_threshold: float = Field(description="Score threshold.")
-    iou_threshold: float = Field(description="NMS IoU threshold.")
-    max_detections: int = Field(description="Most boxes kept per frame.")
+    engine: EngineConfig
+    """The daemon's engine config."""
+    conf_threshold: float
+    """Score threshold."""
+    iou_threshold: float
+    """NMS IoU threshold."""
+    max_detections: int
+    """Most boxes kept per frame."""
 
 
 class TrialRequest(FrozenModel):
     """One trial, written as JSON for the child."""
 
-    model_path: str = Field(description="Installed candidate artifact.")
-    manifest: Manifest | None = Field(description="Its manifest.")
-    spec: CandidateSpec = Field(description="Engine config and thresholds.")
-    latency_budget_ms: float = Field(description="Per-frame latency budget.")
+    model_path: str
+    """Installed candidate artifact."""
+    manifest: Manifest | None
+    """Its manifest."""
+    spec: CandidateSpec
+    """Engine config and thresholds."""
+    latency_budget_ms: float
+    """Per-frame latency budget."""
 
 
 def limit_mode(spec: CandidateSpec, configured: str) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import structlog
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent.contracts.ids import check_id
 from agent.contracts.manifest import Manifest
@@ -91,8 +91,10 @@ class LedgerUnreadableError(StoreError):
 class Damage(FrozenModel):
     """What the last start found damaged and set aside (`damage.json`)."""
 
-    notes: list[str] = Field(description="One line per damaged file and what was done.")
-    ts: str = Field(description="When the start found it (UTC RFC 3339).")
+    notes: list[str]
+    """One line per damaged file and what was done."""
+    ts: str
+    """When the start found it (UTC RFC 3339)."""
 
 
 @dataclass(frozen=True)

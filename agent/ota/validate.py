@@ -23,7 +23,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agent.contracts.manifest import DEFAULT_KIND, Manifest, engine_compat_problems
 from agent.contracts.ota import (
@@ -37,6 +37,7 @@ from agent.contracts.ota import (
 from agent.trust.ota import check_command_expiry, verify_command_signature, verify_manifest
 from agent.trust.signing import PublicKeyLike
 from agent.types import Detections
+from agent.util.models import FrozenModel
 
 if TYPE_CHECKING:
     from agent.engines.build import Platform
@@ -60,24 +61,22 @@ SEQUENCE_CONSUMING = frozenset(
 """Rejections raised after the sequence check: the command is recorded as handled."""
 
 
-class Ledger(BaseModel):
+class Ledger(FrozenModel):
     """What the device remembers about commands (persisted; survives restarts)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    last_sequence: int = Field(0, ge=0, description="Highest sequence accepted so far.")
-    last_command_id: str | None = Field(None, description="Id of the latest handled command.")
-    last_digest: str | None = Field(None, description="command_digest of that command.")
+    last_sequence: int = Field(0, ge=0)
+    """Highest sequence accepted so far."""
+    last_command_id: str | None = None
+    """Id of the latest handled command."""
+    last_digest: str | None = None
+    """command_digest of that command."""
     seen: list[str] = Field(
         default_factory=list, description=f"Ids of the last {SEEN_LIMIT} handled commands."
     )
-    max_version: dict[str, int] = Field(
-        default_factory=dict, description="Highest committed version per model name."
-    )
-    max_generation: dict[str, int] = Field(
-        default_factory=dict,
-        description="Highest committed manifest generation per model kind (detector, florence2).",
-    )
+    max_version: dict[str, int] = Field(default_factory=dict)
+    """Highest committed version per model name."""
+    max_generation: dict[str, int] = Field(default_factory=dict)
+    """Highest committed manifest generation per model kind (detector, florence2)."""
 
     def record(self, command: SignedCommand) -> Ledger:
         """Return the ledger after `command` consumed its sequence number."""

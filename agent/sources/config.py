@@ -19,33 +19,33 @@ PASSWORD_PLACEHOLDER = "{password}"
 
 class FileSourceConfig(FrozenModel):
     type: Literal["file"] = "file"
-    path: Path = Field(description="Video file readable by OpenCV (FFmpeg backend).")
-    loop: bool = Field(True, description="Start again at the end of the file.")
-    pace: bool = Field(
-        True,
-        description="Deliver frames at the file's own fps; false: as fast as the inference "
-        "loop takes them (the next frame is decoded only once the previous one was taken).",
-    )
-    every_frame: bool = Field(
-        False,
-        description="Deliver every frame of the file, none dropped: the reader decodes frame "
-        "n+1 only once the loop took frame n (paced or not). With loop: false on every camera, "
-        "the daemon exits (code 0) once the last frame is published.",
-    )
-    fps: float | None = Field(
-        None, gt=0, description="Override the file's fps for pacing (when its header is wrong)."
-    )
+    path: Path
+    """Video file readable by OpenCV (FFmpeg backend)."""
+    loop: bool = True
+    """Start again at the end of the file."""
+    pace: bool = True
+    """Deliver frames at the file's own fps; false: as fast as the inference loop takes them (the
+    next frame is decoded only once the previous one was taken)."""
+    every_frame: bool = False
+    """Deliver every frame of the file, none dropped: the reader decodes frame n+1 only once the
+    loop took frame n (paced or not). With loop: false on every camera, the daemon exits (code 0)
+    once the last frame is published."""
+    fps: float | None = Field(None, gt=0)
+    """Override the file's fps for pacing (when its header is wrong)."""
 
 
 class V4l2SourceConfig(FrozenModel):
     type: Literal["v4l2"] = "v4l2"
-    device: Path = Field(Path("/dev/video0"), description="V4L2 device node.")
-    width: int | None = Field(None, gt=0, description="Requested capture width.")
-    height: int | None = Field(None, gt=0, description="Requested capture height.")
-    fps: float | None = Field(None, gt=0, description="Requested capture fps.")
-    fourcc: str | None = Field(
-        None, min_length=4, max_length=4, description="Requested pixel format, e.g. MJPG."
-    )
+    device: Path = Path("/dev/video0")
+    """V4L2 device node."""
+    width: int | None = Field(None, gt=0)
+    """Requested capture width."""
+    height: int | None = Field(None, gt=0)
+    """Requested capture height."""
+    fps: float | None = Field(None, gt=0)
+    """Requested capture fps."""
+    fourcc: str | None = Field(None, min_length=4, max_length=4)
+    """Requested pixel format, e.g. MJPG."""
 
     @field_validator("fourcc")
     @classmethod
@@ -57,13 +57,16 @@ class V4l2SourceConfig(FrozenModel):
 
 class RtspSourceConfig(FrozenModel):
     type: Literal["rtsp"] = "rtsp"
-    url: str = Field(pattern=r"^rtsps?://", description="rtsp:// or rtsps:// URL.")
-    transport: Literal["tcp", "udp"] = Field("tcp", description="RTP transport.")
-    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening after this long.")
-    read_timeout_s: float = Field(5.0, gt=0, description="Give up on one read after this long.")
-    password_env: str | None = Field(
-        None, description="Environment variable substituted for '{password}' in the URL."
-    )
+    url: str = Field(pattern=r"^rtsps?://")
+    """rtsp:// or rtsps:// URL."""
+    transport: Literal["tcp", "udp"] = "tcp"
+    """RTP transport."""
+    open_timeout_s: float = Field(10.0, gt=0)
+    """Give up opening after this long."""
+    read_timeout_s: float = Field(5.0, gt=0)
+    """Give up on one read after this long."""
+    password_env: str | None = None
+    """Environment variable substituted for '{password}' in the URL."""
 
     @model_validator(mode="after")
     def _password_from_env_only(self) -> RtspSourceConfig:
@@ -90,9 +93,8 @@ class RtspSourceConfig(FrozenModel):
 
 class GStreamerSourceConfig(FrozenModel):
     type: Literal["gstreamer"] = "gstreamer"
-    pipeline: str = Field(
-        description="GStreamer pipeline ending in 'appsink' (needs OpenCV built with GStreamer)."
-    )
+    pipeline: str
+    """GStreamer pipeline ending in 'appsink' (needs OpenCV built with GStreamer)."""
 
     @field_validator("pipeline")
     @classmethod
@@ -112,22 +114,22 @@ SourceConfig = Annotated[
 
 
 class CameraConfig(FrozenModel):
-    id: SafeId = Field(description="Camera id: one MQTT topic level.")
-    source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
-    fps_cap: float | None = Field(
-        None, gt=0, description="Most frames per second this camera sends to inference."
-    )
-    stall_timeout_s: float = Field(
-        5.0, gt=0, description="A streaming camera with no new frame for this long is stalled."
-    )
-    backoff_min_s: float = Field(0.5, gt=0, description="First reconnect delay after a failure.")
-    backoff_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
-    zones: list[ZoneConfig] = Field(
-        default_factory=list, description="Zones of this camera (events and zone counts)."
-    )
-    lines: list[LineConfig] = Field(
-        default_factory=list, description="Counting lines of this camera (events, line counts)."
-    )
+    id: SafeId
+    """Camera id: one MQTT topic level."""
+    source: SourceConfig
+    """Where frames come from; chosen by `type`."""
+    fps_cap: float | None = Field(None, gt=0)
+    """Most frames per second this camera sends to inference."""
+    stall_timeout_s: float = Field(5.0, gt=0)
+    """A streaming camera with no new frame for this long is stalled."""
+    backoff_min_s: float = Field(0.5, gt=0)
+    """First reconnect delay after a failure."""
+    backoff_max_s: float = Field(30.0, gt=0)
+    """Longest reconnect delay."""
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    """Zones of this camera (events and zone counts)."""
+    lines: list[LineConfig] = Field(default_factory=list)
+    """Counting lines of this camera (events, line counts)."""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraConfig:

@@ -16,11 +16,11 @@ class EpochRecord(StrictModel):
     """One epoch: mean training losses, validation losses and metrics, wall time."""
 
     epoch: int = Field(ge=1)
-    train_loss: dict[str, float] = Field(description="Mean per-batch loss by name (box, cls, dfl).")
+    train_loss: dict[str, float]
+    """Mean per-batch loss by name (box, cls, dfl)."""
     val_loss: dict[str, float] = Field(default_factory=dict)
-    metrics: dict[str, float] = Field(
-        default_factory=dict, description="Ultralytics' validation figures (precision, mAP...)."
-    )
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Ultralytics' validation figures (precision, mAP...)."""
     seconds: float = Field(ge=0)
 
 
@@ -29,9 +29,8 @@ class TrainingReport(StrictModel):
 
     schema_: str = Field(REPORT_SCHEMA, alias="schema")
     dataset: str
-    dataset_manifest_sha256: str | None = Field(
-        None, description="sha256 of the dataset's dataset.json, when it has one."
-    )
+    dataset_manifest_sha256: str | None = None
+    """sha256 of the dataset's dataset.json, when it has one."""
     base: str
     base_sha256: str | None = None
     device: str
@@ -40,14 +39,14 @@ class TrainingReport(StrictModel):
     batch: int
     seed: int
     epochs: list[EpochRecord] = Field(default_factory=list)
-    final_metrics: dict[str, float] = Field(
-        default_factory=dict, description="Ultralytics' validation of the best weights."
-    )
+    final_metrics: dict[str, float] = Field(default_factory=dict)
+    """Ultralytics' validation of the best weights."""
     best_epoch: int | None = None
     train_seconds: float = 0.0
     export_seconds: float = 0.0
     onnx_sha256: str | None = None
-    versions: dict[str, str] = Field(default_factory=dict, description="ultralytics, torch.")
+    versions: dict[str, str] = Field(default_factory=dict)
+    """ultralytics, torch."""
     licence: str = Field(
         "Weights trained with Ultralytics are AGPL-3.0 unless you hold an Ultralytics "
         "Enterprise licence (engines/demo/README.md)."

@@ -13,22 +13,29 @@ from agent.util.models import FrozenModel
 class TrainRequest(FrozenModel):
     """One training run: dataset, starting weights, schedule, and the model it produces."""
 
-    data_yaml: Path = Field(description="The dataset's data.yaml (Ultralytics layout).")
-    base: str = Field(description="Starting weights (.pt) or an architecture (.yaml).")
-    out: Path = Field(description="Output folder: model.onnx, model.pt, manifest, report.")
+    data_yaml: Path
+    """The dataset's data.yaml (Ultralytics layout)."""
+    base: str
+    """Starting weights (.pt) or an architecture (.yaml)."""
+    out: Path
+    """Output folder: model.onnx, model.pt, manifest, report."""
     epochs: int = Field(ge=1)
-    imgsz: int = Field(ge=32, description="Square training and export size (multiple of 32).")
+    imgsz: int = Field(ge=32)
+    """Square training and export size (multiple of 32)."""
     batch: int = Field(ge=1)
     workers: int = Field(ge=0)
-    device: str = Field(description="'cpu', a CUDA index such as '0', or 'auto'.")
+    device: str
+    """'cpu', a CUDA index such as '0', or 'auto'."""
     lr0: float | None = Field(None, gt=0)
     seed: int = 0
-    name: SafeId = Field(description="Model name in the manifest.")
-    version: int = Field(ge=1, description="Model version in the manifest.")
-    mosaic: float = Field(1.0, ge=0, le=1, description="Ultralytics mosaic probability.")
-    warmup_epochs: float = Field(
-        3.0, ge=0, description="Ultralytics warm-up (at least 100 iterations when > 0)."
-    )
+    name: SafeId
+    """Model name in the manifest."""
+    version: int = Field(ge=1)
+    """Model version in the manifest."""
+    mosaic: float = Field(1.0, ge=0, le=1)
+    """Ultralytics mosaic probability."""
+    warmup_epochs: float = Field(3.0, ge=0)
+    """Ultralytics warm-up (at least 100 iterations when > 0)."""
 
 
 def request_problems(req: TrainRequest) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from agent.util.models import FrozenModel
 
@@ -22,12 +22,14 @@ class TlsConfigError(Exception):
 class TlsConfig(FrozenModel):
     """TLS settings of an MQTT client (the `tls:` block under `mqtt:`)."""
 
-    ca_file: Path = Field(description="CA certificate the broker's certificate must chain to.")
-    cert_file: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
-    key_file: Path | None = Field(None, description="Client private key (PEM), for mutual TLS.")
-    insecure_skip_hostname_check: bool = Field(
-        False, description="Do not check the broker's host name against its certificate."
-    )
+    ca_file: Path
+    """CA certificate the broker's certificate must chain to."""
+    cert_file: Path | None = None
+    """Client certificate (PEM), for mutual TLS."""
+    key_file: Path | None = None
+    """Client private key (PEM), for mutual TLS."""
+    insecure_skip_hostname_check: bool = False
+    """Do not check the broker's host name against its certificate."""
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TlsConfig:

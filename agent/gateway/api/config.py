@@ -19,9 +19,8 @@ from agent.util.models import StrictModel
 class PushBody(StrictModel):
     """Body of POST /v1/devices/<id>/config."""
 
-    cameras: list[dict[str, Any]] = Field(
-        min_length=1, description="The device's `cameras:` section (no secrets)."
-    )
+    cameras: list[dict[str, Any]] = Field(min_length=1)
+    """The device's `cameras:` section (no secrets)."""
 
 
 @admin

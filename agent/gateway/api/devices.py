@@ -19,13 +19,10 @@ from agent.util.models import StrictModel
 class EnrolBody(StrictModel):
     """Body of POST /v1/devices."""
 
-    device: SafeId = Field(description="Device id to enrol (its `device.id`).")
-    token_sha256: str | None = Field(
-        None,
-        pattern=r"^[0-9a-f]{64}$",
-        description="SHA-256 of a token made elsewhere; null: the gateway makes a token and "
-        "returns it once.",
-    )
+    device: SafeId
+    """Device id to enrol (its `device.id`)."""
+    token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of a token made elsewhere; null: the gateway makes a token and returns it once."""
 
 
 @admin

@@ -37,10 +37,14 @@ MAX_LIMIT = 1000
 class ReviewRequest(StrictModel):
     """A bulk review action."""
 
-    filter: ReviewFilter = Field(default_factory=ReviewFilter, description="Items covered.")
-    by: str = Field("admin", min_length=1, max_length=100, description="Who decided.")
-    reason: str | None = Field(None, max_length=1000, description="Why (free text).")
-    edit: LabelEdit | None = Field(None, description="relabel: the label changes.")
+    filter: ReviewFilter = Field(default_factory=ReviewFilter)
+    """Items covered."""
+    by: str = Field("admin", min_length=1, max_length=100)
+    """Who decided."""
+    reason: str | None = Field(None, max_length=1000)
+    """Why (free text)."""
+    edit: LabelEdit | None = None
+    """relabel: the label changes."""
 
 
 def filter_of(request: Request) -> ReviewFilter:

