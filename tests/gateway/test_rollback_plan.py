@@ -8,25 +8,20 @@ import pytest
 from agent.gateway.deploy_checks import DeployRefusal, DeployRefused, DeployTarget, check_floors
 from agent.gateway.devices import DeviceRow
 from agent.gateway.rollback import plan_rollback
-from agent.gateway.rollout import CommandKind, DeviceState, Outcome, Rollout, RolloutState
+from agent.gateway.rollout import (
+    CommandKind,
+    DeployRequest,
+    DeviceState,
+    Outcome,
+    Rollout,
+    RolloutState,
+)
 
 
 def rollout(action: CommandKind = CommandKind.DEPLOY, devices: int = 3) -> Rollout:
     names = [f"d{i}" for i in range(devices)]
-    r = Rollout.plan(
-        id=7,
-        uid="u7",
-        model_name="m",
-        model_version=2,
-        devices=names,
-        canary=1,
-        wave_size=1,
-        max_failures=1,
-        timeout_s=60,
-        now=0.0,
-        action=action,
-        undoes=None,
-    )
+    req = DeployRequest("m", 2, names, canary=1, wave_size=1, max_failures=1, timeout_s=60)
+    r = Rollout.plan(id=7, uid="u7", req=req, now=0.0, action=action, undoes=None)
     for s in r.slots.values():
         s.previous = ("m", 1)
     return r
