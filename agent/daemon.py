@@ -41,7 +41,7 @@ from agent.health.notify import Notifier
 from agent.live import LiveConfig, LiveConfigBox
 from agent.live_reload import Reloader
 from agent.logs import configure_logging
-from agent.pipeline import Pipeline, PipelineSettings, model_ref
+from agent.pipeline import Pipeline, PipelineSettings, PostHooks, model_ref
 
 if TYPE_CHECKING:
     from agent.engines.build import Platform
@@ -243,10 +243,8 @@ class Daemon:
             detector=detector,
             submit=self.publisher.submit_detection,
             load_detector=self._load_detector,
-            fallback=self.fallback,
+            hooks=PostHooks(tracking=self.tracking, fallback=self.fallback, live=box.get),
             window=self.window,
-            tracking=self.tracking,
-            live=box.get,
             batch=cfg.batch,
         )
         self.pipeline.on_model_change = lambda _info: self.push_status()
@@ -348,6 +346,16 @@ class Daemon:
         log.info("stopped")
 
 
+PUBLISHER_COUNTS = (
+    "outbox_depth",
+    "outbox_bytes",
+    "outbox_dropped",
+    "outbox_quarantined",
+    "acks_refused",
+)
+"""The publisher's counters (`PublisherStats`) the health message carries under their names."""
+
+
 def health_message(daemon: Daemon, counters: _Counters) -> HealthMessage:
     """The periodic health message; moves `counters` on to now."""
     now = time.monotonic()
@@ -376,11 +384,7 @@ def health_message(daemon: Daemon, counters: _Counters) -> HealthMessage:
         publish_queue_depth=pstats.queue_depth,
         publish_queue_dropped=pstats.queue_dropped + daemon.pipeline.submit_refused,
         publish_rejected=pstats.rejected,
-        outbox_depth=pstats.outbox_depth,
-        outbox_bytes=pstats.outbox_bytes,
-        outbox_dropped=pstats.outbox_dropped,
-        outbox_quarantined=pstats.outbox_quarantined,
-        acks_refused=pstats.acks_refused,
+        **{name: getattr(pstats, name) for name in PUBLISHER_COUNTS},
         fallback_rate_per_min=round(fb_rate, 3),
         fallback_state=fb_state,
         rss_mb=round(rss_mb(), 1),

@@ -36,7 +36,6 @@ import structlog
 
 from agent.contracts.manifest import Manifest
 from agent.health.metrics import FrameWindow, WindowSummary
-from agent.live import LiveConfig
 from agent.stages.batching import BatchCollector, FrameFeed
 from agent.stages.config import BatchConfig
 from agent.stages.post import (
@@ -61,6 +60,7 @@ __all__ = [
     "HardFrameHook",
     "Pipeline",
     "PipelineSettings",
+    "PostHooks",
     "ResultHook",
     "SubmitFn",
     "build_message",
@@ -83,10 +83,8 @@ class Pipeline:
         detector: Detector,
         submit: SubmitFn,
         load_detector: Callable[..., Detector],
-        fallback: HardFrameHook | None = None,
+        hooks: PostHooks | None = None,
         window: FrameWindow | None = None,
-        tracking: ResultHook | None = None,
-        live: Callable[[], LiveConfig] | None = None,
         batch: BatchConfig | None = None,
     ) -> None:
         self._batch = batch or BatchConfig()
@@ -96,9 +94,7 @@ class Pipeline:
         self._rows = detector.batch_size(self._batch.max)
         self._load = load_detector
         self.window = window or FrameWindow()
-        self._post = PostProcessor(
-            settings, self.window, PostHooks(submit, tracking, fallback, live)
-        )
+        self._post = PostProcessor(settings, self.window, submit, hooks or PostHooks())
         self._lock = threading.Lock()
         self._pending: Detector | None = None
         self._closed = False

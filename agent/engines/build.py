@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -42,7 +42,6 @@ from agent.engines.engine_cache import (
     EngineRecord,
     EngineRecordError,
     Platform,
-    TrtBuildSettings,
     artifact_format_of,
     build_needed,
     cache_key,
@@ -57,6 +56,9 @@ from agent.engines.engine_cache import (
 from agent.engines.trt_runtime import probe_platform
 from agent.util.files import atomic_write, file_sha256
 
+if TYPE_CHECKING:
+    from agent.engines.trt import TensorRTConfig
+
 log = structlog.get_logger(__name__)
 
 BuildFn = Callable[[BuildJob], bytes]
@@ -69,16 +71,6 @@ class EngineSettings(Protocol):
 
     @property
     def type(self) -> str: ...
-
-
-class TrtEngineSettings(EngineSettings, TrtBuildSettings, Protocol):
-    """The TensorRT config's fields `prepare_model` builds with: the build fields
-    (`TrtBuildSettings`) plus where the engine is cached and on which GPU."""
-
-    @property
-    def cache_dir(self) -> Path: ...
-    @property
-    def device(self) -> int: ...
 
 
 # --------------------------------------------------------------------------- files
@@ -447,7 +439,7 @@ def prepare_model(engine_config: EngineSettings, model_path: Path) -> Path:
     """
     if not needs_build(engine_config, artifact_format_of(model_path)):
         return Path(model_path)
-    trt_config: TrtEngineSettings = engine_config  # type: ignore[assignment]
+    trt_config: TensorRTConfig = engine_config  # type: ignore[assignment]
     return ensure_engine(
         model_path,
         BuildOptions.from_config(trt_config),

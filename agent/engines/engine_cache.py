@@ -17,13 +17,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
 from agent.engines.base import EngineError
 from agent.util.models import FrozenModel
 from agent.util.validation import format_validation_error
+
+if TYPE_CHECKING:
+    from agent.engines.trt import TensorRTConfig
 
 RECORD_SCHEMA = "edge.engine/1"
 CALIB_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -33,21 +36,6 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 Precision = Literal["fp32", "fp16", "int8"]
 ArtifactFormat = Literal["onnx", "engine"]
-
-
-class TrtBuildSettings(Protocol):
-    """The build fields of a TensorRT engine config (`agent.engines.trt.TensorRTConfig`)."""
-
-    @property
-    def precision(self) -> Precision: ...
-    @property
-    def workspace_mib(self) -> int: ...
-    @property
-    def calib_images(self) -> Path | None: ...
-    @property
-    def calib_max_images(self) -> int: ...
-    @property
-    def max_batch(self) -> int: ...
 
 
 class BuildOptions(FrozenModel):
@@ -68,15 +56,10 @@ class BuildOptions(FrozenModel):
     axis."""
 
     @classmethod
-    def from_config(cls, config: TrtBuildSettings) -> BuildOptions:
-        """The build options a TensorRT engine config asks for."""
-        return cls(
-            precision=config.precision,
-            workspace_mib=config.workspace_mib,
-            calib_images=config.calib_images,
-            calib_max_images=config.calib_max_images,
-            max_batch=config.max_batch,
-        )
+    def from_config(cls, config: TensorRTConfig) -> BuildOptions:
+        """The build options a TensorRT engine config asks for: its fields of the same names
+        (a config has no `input_hw`: it stays None)."""
+        return cls.model_validate(config, from_attributes=True)
 
 
 class Platform(FrozenModel):

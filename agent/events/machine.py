@@ -34,7 +34,7 @@ class EventRules:
     min_hits: int
     max_disappeared_frames: int
     max_disappeared_s: float
-    zone_inertia: int
+    zone_inertia_frames: int
     stationary_s: float
     stationary_px: float
     zones: tuple[ZoneConfig, ...] = ()
@@ -162,7 +162,7 @@ class CameraEvents:
             t.hits += 1
         t.missed, t.last_ts, t.score, t.box = 0, ts, ob.score, ob.box
         t.top_score = max(t.top_score, ob.score)
-        changed = t.zones.observe_zones(p, ts, r.zones, t.label, r.zone_inertia)
+        changed = t.zones.observe_zones(p, ts, r.zones, t.label, r.zone_inertia_frames)
         crossed = t.zones.observe_lines(p, ts, r.lines, t.label)
         still = t.stillness.observe(p, ts, r.stationary_px, r.stationary_s)
         changed = changed or bool(crossed) or still != t.stationary

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -37,6 +37,7 @@ from agent.gateway.ingest import DeviceIngest, IngestStats
 from agent.gateway.rollback import plan_rollback
 from agent.gateway.rollout import (
     CommandKind,
+    DeployRequest,
     DeviceSlot,
     DeviceState,
     IllegalTransition,
@@ -64,19 +65,6 @@ PROGRESS_STATES = frozenset(
 Publish = Callable[[str, bytes], None]
 
 __all__ = ["DeployRefusal", "DeployRefused", "DeployRequest", "Fleet", "outcome_of", "rollout_view"]
-
-
-@dataclass(frozen=True)
-class DeployRequest:
-    """What `edge-gateway deploy` asks for."""
-
-    model: str
-    version: int
-    devices: list[str]
-    canary: int
-    wave_size: int
-    max_failures: int
-    timeout_s: float
 
 
 WAVE_OPTIONS = ("canary", "wave_size", "max_failures", "timeout_s")
@@ -295,20 +283,8 @@ class Fleet:
         with self.store.tx() as db:
             rid = self.store.new_rollout_id(db, uid, req.model, req.version, now)
             try:
-                r = Rollout.plan(
-                    id=rid,
-                    uid=uid,
-                    model_name=req.model,
-                    model_version=req.version,
-                    devices=req.devices,
-                    canary=req.canary,
-                    wave_size=req.wave_size,
-                    max_failures=req.max_failures,
-                    timeout_s=req.timeout_s,
-                    now=now,
-                    action=CommandKind.DEPLOY if undoes is None else CommandKind.ROLLBACK,
-                    undoes=undoes,
-                )
+                kind = CommandKind.DEPLOY if undoes is None else CommandKind.ROLLBACK
+                r = Rollout.plan(rid, uid, req, now, action=kind, undoes=undoes)
             except ValueError as err:
                 raise DeployRefused(DeployRefusal.BAD_PLAN, str(err)) from None
             for d, prev in previous.items():

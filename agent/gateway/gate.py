@@ -28,6 +28,8 @@ from agent.contracts.manifest import Manifest
 from agent.util.files import file_sha256
 
 EVAL_TIMEOUT_S = 3600.0
+GATE_SET = {"split", "images", "boxes", "evaluator"}
+"""What a `GateRecord` says of the gate set, named alike in the `EvalReport` it comes from."""
 
 
 class GateError(Exception):
@@ -89,13 +91,10 @@ def decide(
         )
     problems = gate_problems(candidate.figures, incumbent.figures, margin, class_margin)
     record = GateRecord(
+        **report.model_dump(include=GATE_SET),
         gate_set_sha256=report.split_sha256,
-        split=report.split,
-        images=report.images,
-        boxes=report.boxes,
-        evaluator=report.evaluator,
         figures=candidate.figures,
-        replaces=ModelRef(name=replaces.name, version=replaces.version, sha256=replaces.sha256),
+        replaces=ModelRef.model_validate(replaces, from_attributes=True),
         replaces_figures=incumbent.figures,
         margin=margin,
         class_margin=class_margin,

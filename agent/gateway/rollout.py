@@ -120,6 +120,19 @@ class CommandKind(str, Enum):
 
 
 @dataclass(frozen=True)
+class DeployRequest:
+    """What `edge-gateway deploy` asks for: the model, the devices and the waves' options."""
+
+    model: str
+    version: int
+    devices: list[str]
+    canary: int
+    wave_size: int
+    max_failures: int
+    timeout_s: float
+
+
+@dataclass(frozen=True)
 class Send:
     """Action: sign and publish a command to `device`."""
 
@@ -177,21 +190,17 @@ class Rollout:
     @classmethod
     def plan(
         cls,
-        *,
         id: int,
         uid: str,
-        model_name: str,
-        model_version: int,
-        devices: list[str],
-        canary: int,
-        wave_size: int,
-        max_failures: int,
-        timeout_s: float,
+        req: DeployRequest,
         now: float,
         action: CommandKind = CommandKind.DEPLOY,
         undoes: int | None = None,
     ) -> Rollout:
-        """Split `devices` (in the given order) into the canary and waves of `wave_size`."""
+        """Split `req.devices` (in the given order) into the canary and waves of `wave_size`."""
+        model_name, model_version = req.model, req.version
+        devices, canary, wave_size = req.devices, req.canary, req.wave_size
+        max_failures, timeout_s = req.max_failures, req.timeout_s
         if not devices:
             raise ValueError("a rollout needs at least one device")
         if len(set(devices)) != len(devices):

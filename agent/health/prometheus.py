@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
@@ -36,37 +36,17 @@ from prometheus_client.registry import Collector
 
 from agent.health.metrics import FrameWindow, WindowSummary
 
+if TYPE_CHECKING:
+    from agent.contracts.payloads import CameraStatus
+    from agent.publish.publisher import PublisherStats
+
 Family = GaugeMetricFamily | CounterMetricFamily
-
-
-class PublisherCounts(Protocol):
-    """What the collector reads from the publisher's stats."""
-
-    @property
-    def outbox_depth(self) -> int: ...
-    @property
-    def outbox_dropped(self) -> int: ...
-    @property
-    def queue_dropped(self) -> int: ...
-    @property
-    def connected(self) -> bool: ...
 
 
 class PublisherLike(Protocol):
     """Anything with the publisher's `stats()`."""
 
-    def stats(self) -> PublisherCounts: ...
-
-
-class CameraLike(Protocol):
-    """One camera's status as the daemon reports it."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def fps(self) -> float: ...
+    def stats(self) -> PublisherStats: ...
 
 
 class MetricsSource(Protocol):
@@ -78,7 +58,7 @@ class MetricsSource(Protocol):
     def pipeline(self) -> object | None: ...
     @property
     def publisher(self) -> PublisherLike | None: ...
-    def camera_statuses(self) -> Sequence[CameraLike]: ...
+    def camera_statuses(self) -> Sequence[CameraStatus]: ...
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,13 @@ BACKOFF_CAP_S = 10.0
 
 @dataclass(frozen=True)
 class DownloadSettings:
-    """Limits of one download (from OtaConfig)."""
+    """Limits of one download (the OtaConfig fields of the same names)."""
 
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 15.0
-    deadline_s: float = 900.0
-    attempts: int = 5
-    backoff_s: float = 0.5
+    download_deadline_s: float = 900.0
+    download_attempts: int = 5
+    retry_backoff_s: float = 0.5
     disk_margin_bytes: int = 16 * 1024 * 1024
     progress_interval_s: float = 1.0
     bearer_token: str | None = None  # the device's gateway token (artifacts are not public)
@@ -159,7 +159,7 @@ class _Transfer:
     @property
     def deadline(self) -> float:
         """When the download must be finished (monotonic)."""
-        return self.start + self.settings.deadline_s
+        return self.start + self.settings.download_deadline_s
 
     def report(self, force: bool = False) -> None:
         """Progress at most every `progress_interval_s` (always when `force`)."""
@@ -174,7 +174,7 @@ class _Transfer:
         """Attempts until done; raise the reason of the last failure when they run out."""
         self.report(force=True)
         last: _Retry | None = None
-        for attempt in range(self.settings.attempts):
+        for attempt in range(self.settings.download_attempts):
             if self.cancel is not None and self.cancel.is_set():
                 raise _cancelled()
             if attempt > 0 and not self._pause(attempt):
@@ -204,7 +204,7 @@ class _Transfer:
 
     def _pause(self, attempt: int) -> bool:
         """Back off before `attempt` (>= 1); False when the deadline would pass meanwhile."""
-        b = self.settings.backoff_s
+        b = self.settings.retry_backoff_s
         pause = 0.0 if b <= 0 else backoff_delay(attempt - 1, min(b, BACKOFF_CAP_S), BACKOFF_CAP_S)
         if time.monotonic() + pause >= self.deadline:
             return False
@@ -221,18 +221,19 @@ class _Transfer:
             elapsed = time.monotonic() - self.start
             return OtaRejectedError(
                 Reason.DEADLINE_EXCEEDED,
-                f"{have} of {length} bytes after {elapsed:.1f} s (deadline {s.deadline_s} s)",
+                f"{have} of {length} bytes after {elapsed:.1f} s "
+                f"(deadline {s.download_deadline_s} s)",
             )
         if last is None or last.kind == "closed":
             return OtaRejectedError(
                 Reason.TRUNCATED,
-                f"body ended at {have} of {length} bytes on each of {s.attempts} attempts",
+                f"body ended at {have} of {length} bytes on each of {s.download_attempts} attempts",
             )
         if last.kind == "stalled":
             return OtaRejectedError(
                 Reason.DOWNLOAD_STALLED,
                 f"no data for {s.read_timeout_s} s, {have} of {length} bytes, "
-                f"{s.attempts} attempts",
+                f"{s.download_attempts} attempts",
             )
         return OtaRejectedError(Reason.DOWNLOAD_FAILED, f"{last.detail} ({have} of {length} bytes)")
 

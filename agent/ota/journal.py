@@ -36,6 +36,8 @@ from agent.ota.store import Baseline, Job, LedgerUnreadableError, ModelStore
 log = structlog.get_logger(__name__)
 
 DETAIL_MAX = 2000
+JOB_STATE = {"command_id", "action", "model", "state", "reason", "detail", "swap", "ts"}
+"""The fields of a `Job` its state message carries as they are (same names in both)."""
 
 
 def now_rfc3339() -> str:
@@ -135,18 +137,11 @@ class StateJournal:
     def publish(self, job: Job, progress: Progress | None = None) -> None:
         """Publish `job`'s state retained (progress: a download in flight)."""
         msg = OtaStateMessage(
+            **job.model_dump(include=JOB_STATE),
             device=self.device,
-            state=job.state,
-            command_id=job.command_id,
-            action=job.action,
-            model=job.model,
             active_model=self.active_id(),
             progress=progress,
-            reason=job.reason,
-            detail=job.detail,
-            swap=job.swap,
             probation_ends=self.probation_ends(job),
-            ts=job.ts,
             last_sequence=self.last_sequence(),
         )
         self.publisher.publish_retained(self.state_topic, state_bytes(msg))

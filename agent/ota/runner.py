@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 import structlog
@@ -34,16 +35,9 @@ archive); `host.load_detector` is then called with the same artifact path. Raise
 
 
 def download_settings(cfg: OtaConfig) -> DownloadSettings:
-    return DownloadSettings(
-        connect_timeout_s=cfg.connect_timeout_s,
-        read_timeout_s=cfg.read_timeout_s,
-        deadline_s=cfg.download_deadline_s,
-        attempts=cfg.download_attempts,
-        backoff_s=cfg.retry_backoff_s,
-        disk_margin_bytes=cfg.disk_margin_bytes,
-        progress_interval_s=cfg.progress_interval_s,
-        bearer_token=cfg.gateway_token(),
-    )
+    """The download limits of `cfg` (the fields named alike) and the device's gateway token."""
+    limits = cfg.model_dump(include={f.name for f in fields(DownloadSettings)})
+    return DownloadSettings(**limits, bearer_token=cfg.gateway_token())
 
 
 class JobRunner:

@@ -122,10 +122,9 @@ def build_message(
 
 @dataclass(frozen=True)
 class PostHooks:
-    """What the post stage calls: the publisher's `submit` for each message, and optionally
-    tracking, the fallback and the live thresholds."""
+    """What the post stage calls besides `submit`, each optional: tracking, the fallback and
+    the live thresholds."""
 
-    submit: SubmitFn
     tracking: ResultHook | None = None
     fallback: HardFrameHook | None = None
     live: Callable[[], LiveConfig] | None = None
@@ -138,9 +137,12 @@ class PostProcessor:
     batch, its engine call and its decode.
     """
 
-    def __init__(self, settings: PipelineSettings, window: FrameWindow, hooks: PostHooks) -> None:
+    def __init__(
+        self, settings: PipelineSettings, window: FrameWindow, submit: SubmitFn, hooks: PostHooks
+    ) -> None:
         self._settings = settings
         self._window = window
+        self._submit = submit
         self._hooks = hooks
         self._seq: dict[str, int] = {}
         self.recent: deque[Frame] = deque(maxlen=settings.recent_frames)
@@ -203,7 +205,7 @@ class PostProcessor:
                 "model output does not fit the payload", camera=frame.camera, error=str(err)[:300]
             )
             return
-        if not hooks.submit(frame.camera, seq, dump_payload(msg)):
+        if not self._submit(frame.camera, seq, dump_payload(msg)):
             self.submit_refused += 1  # not published: the seq gap shows consumers the counted loss
         self._seq[frame.camera] = seq + 1
         if hard and hooks.fallback is not None:

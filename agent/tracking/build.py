@@ -25,17 +25,19 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+EVENTS_RULES = {"min_hits", "max_disappeared_frames", "max_disappeared_s", "zone_inertia_frames"}
+TRACKING_RULES = {"stationary_s", "stationary_px"}
+"""The `EventRules` fields taken as they are from `events:` and from `tracking:` (both have a
+`min_hits`: the events' one is the rule)."""
+
+
 def event_rules(cam: CameraConfig, ev: EventsConfig, tr: TrackingConfig) -> EventRules:
     """The event machine's rules for one camera."""
     from agent.events.machine import EventRules
 
     return EventRules(
-        min_hits=ev.min_hits,
-        max_disappeared_frames=ev.max_disappeared_frames,
-        max_disappeared_s=ev.max_disappeared_s,
-        zone_inertia=ev.zone_inertia_frames,
-        stationary_s=tr.stationary_s,
-        stationary_px=tr.stationary_px,
+        **ev.model_dump(include=EVENTS_RULES),
+        **tr.model_dump(include=TRACKING_RULES),
         zones=tuple(cam.zones),
         lines=tuple(cam.lines),
     )

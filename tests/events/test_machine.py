@@ -16,7 +16,7 @@ def rules(**kw: object) -> EventRules:
         "min_hits": 3,
         "max_disappeared_frames": 5,
         "max_disappeared_s": 100.0,
-        "zone_inertia": 2,
+        "zone_inertia_frames": 2,
         "stationary_s": 5.0,
         "stationary_px": 10.0,
         "zones": (ZONE,),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.gateway.db import MIGRATIONS, Store
-from agent.gateway.rollout import CommandKind, Outcome, Report, Rollout
+from agent.gateway.rollout import CommandKind, DeployRequest, Outcome, Report, Rollout
 
 
 def test_fresh_file_gets_every_migration(tmp_path: Path) -> None:
@@ -37,18 +37,10 @@ def test_rollout_round_trips_through_the_file(tmp_path: Path) -> None:
     with Store(tmp_path / "s.db") as store:
         with store.tx() as db:
             rid = store.new_rollout_id(db, "u1", "m", 2, 100.0)
-            r = Rollout.plan(
-                id=rid,
-                uid="u1",
-                model_name="m",
-                model_version=2,
-                devices=["a", "b", "c"],
-                canary=1,
-                wave_size=2,
-                max_failures=1,
-                timeout_s=30,
-                now=100.0,
+            req = DeployRequest(
+                "m", 2, ["a", "b", "c"], canary=1, wave_size=2, max_failures=1, timeout_s=30
             )
+            r = Rollout.plan(id=rid, uid="u1", req=req, now=100.0)
             r.slots["a"].previous = ("m", 1)
             r.start(100.0)
             store.save_rollout(r, db, {"a": {"command_id": r.slots["a"].command_id}})

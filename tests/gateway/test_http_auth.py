@@ -146,7 +146,7 @@ def test_device_downloader_sends_its_token(server, tmp_path: Path, token, ok: bo
     """agent.ota.download with the device's token gets the file; without it, download_failed."""
     srv, _ = server
     dest = tmp_path / "artifact"
-    settings = DownloadSettings(attempts=1, disk_margin_bytes=0, bearer_token=token)
+    settings = DownloadSettings(download_attempts=1, disk_margin_bytes=0, bearer_token=token)
     url = f"{srv.url}/v1/artifacts/{SHA}"
     if ok:
         download_artifact(url, dest, len(BLOB), settings)

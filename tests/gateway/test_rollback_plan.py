@@ -8,25 +8,21 @@ import pytest
 from agent.gateway.deploy_checks import DeployRefusal, DeployRefused, DeployTarget, check_floors
 from agent.gateway.devices import DeviceRow
 from agent.gateway.rollback import plan_rollback
-from agent.gateway.rollout import CommandKind, DeviceState, Outcome, Rollout, RolloutState
+from agent.gateway.rollout import (
+    CommandKind,
+    DeployRequest,
+    DeviceState,
+    Outcome,
+    Report,
+    Rollout,
+    RolloutState,
+)
 
 
 def rollout(action: CommandKind = CommandKind.DEPLOY, devices: int = 3) -> Rollout:
     names = [f"d{i}" for i in range(devices)]
-    r = Rollout.plan(
-        id=7,
-        uid="u7",
-        model_name="m",
-        model_version=2,
-        devices=names,
-        canary=1,
-        wave_size=1,
-        max_failures=1,
-        timeout_s=60,
-        now=0.0,
-        action=action,
-        undoes=None,
-    )
+    req = DeployRequest("m", 2, names, canary=1, wave_size=1, max_failures=1, timeout_s=60)
+    r = Rollout.plan(id=7, uid="u7", req=req, now=0.0, action=action, undoes=None)
     for s in r.slots.values():
         s.previous = ("m", 1)
     return r
@@ -43,21 +39,22 @@ def test_a_rollback_rollout_sends_rollbacks_in_waves_and_abort_reverts_nothing()
     first = r.start(0.0)
     assert [(a.device, a.kind) for a in first] == [("d0", CommandKind.ROLLBACK)]
     assert first[0].command_id == "u7-r0"
-    nxt = r.on_report("d0", "u7-r0", Outcome.SUCCEEDED, 1.0)
+    nxt = r.on_report(Report("d0", "u7-r0", Outcome.SUCCEEDED), 1.0)
     assert [(a.device, a.kind) for a in nxt or []] == [("d1", CommandKind.ROLLBACK)]
     assert r.abort("stop", 2.0) == []  # d0 went back: nothing to revert to
     assert r.slots["d0"].state is DeviceState.COMMITTED
     assert r.slots["d2"].state is DeviceState.SKIPPED
-    late = r.on_report("d1", "u7-r1", Outcome.SUCCEEDED, 3.0)
+    late = r.on_report(Report("d1", "u7-r1", Outcome.SUCCEEDED), 3.0)
     assert late == [] and r.state is RolloutState.ABORTED  # no revert of a late commit either
 
 
 def test_the_devices_words_are_kept_with_a_failure() -> None:
     r = rollout()
     r.start(0.0)
-    r.on_report(
-        "d0", "u7-d0", Outcome.FAILED, 1.0, reason="lower_version", detail="m v2 is not above v2"
+    failed = Report(
+        "d0", "u7-d0", Outcome.FAILED, reason="lower_version", detail="m v2 is not above v2"
     )
+    r.on_report(failed, 1.0)
     assert (r.slots["d0"].reason, r.slots["d0"].detail) == ("lower_version", "m v2 is not above v2")
 
 

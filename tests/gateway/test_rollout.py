@@ -6,6 +6,7 @@ import pytest
 
 from agent.gateway.rollout import (
     CommandKind,
+    DeployRequest,
     DeviceSlot,
     DeviceState,
     IllegalTransition,
@@ -25,18 +26,8 @@ def plan(
     max_failures: int = 1,
     timeout_s: float = 60.0,
 ) -> Rollout:
-    return Rollout.plan(
-        id=1,
-        uid="abc123",
-        model_name="m",
-        model_version=2,
-        devices=devices,
-        canary=canary,
-        wave_size=wave_size,
-        max_failures=max_failures,
-        timeout_s=timeout_s,
-        now=T0,
-    )
+    req = DeployRequest("m", 2, devices, canary, wave_size, max_failures, timeout_s)
+    return Rollout.plan(id=1, uid="abc123", req=req, now=T0)
 
 
 def report(

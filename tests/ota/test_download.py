@@ -20,9 +20,9 @@ DATA = os.urandom(256 * 1024)
 FAST = DownloadSettings(
     connect_timeout_s=2.0,
     read_timeout_s=2.0,
-    deadline_s=20.0,
-    attempts=3,
-    backoff_s=0.0,
+    download_deadline_s=20.0,
+    download_attempts=3,
+    retry_backoff_s=0.0,
     disk_margin_bytes=0,
     progress_interval_s=0.0,
 )
@@ -89,9 +89,14 @@ FAILURES = [
     # no Content-Length and 1 MiB beyond the manifest's length
     ("oversize", {}, {}, Reason.OVERSIZED),
     # one byte per second, deadline 2.5 s
-    ("drip", {"drip_s": 1.0}, {"deadline_s": 2.5}, Reason.DEADLINE_EXCEEDED),
+    ("drip", {"drip_s": 1.0}, {"download_deadline_s": 2.5}, Reason.DEADLINE_EXCEEDED),
     # 16 bytes then silence longer than the read timeout, on both attempts
-    ("stall", {"stall_s": 3.0}, {"read_timeout_s": 0.4, "attempts": 2}, Reason.DOWNLOAD_STALLED),
+    (
+        "stall",
+        {"stall_s": 3.0},
+        {"read_timeout_s": 0.4, "download_attempts": 2},
+        Reason.DOWNLOAD_STALLED,
+    ),
     # the server answers 404
     ("status", {"status": 404}, {}, Reason.DOWNLOAD_FAILED),
     # a server error on every attempt

@@ -23,7 +23,7 @@ RULES = EventRules(
     min_hits=2,
     max_disappeared_frames=2,
     max_disappeared_s=100.0,
-    zone_inertia=1,
+    zone_inertia_frames=1,
     stationary_s=100.0,
     stationary_px=1.0,
 )
