@@ -93,8 +93,8 @@ class Pipeline:
         self._detector = detector
         self._rows = detector.batch_size(self._batch.max)
         self._load = load_detector
-        self.window = window or FrameWindow()
-        self._post = PostProcessor(settings, self.window, submit, hooks or PostHooks())
+        self._post = PostProcessor(settings, submit, hooks or PostHooks(), window)
+        self.window = self._post.window
         self._lock = threading.Lock()
         self._pending: Detector | None = None
         self._closed = False

@@ -55,7 +55,6 @@ class StateJournal:
         self,
         store: ModelStore,
         topics: Topics,
-        device: str,
         host: ModelHost,
         publisher: RetainedPublisher,
         state_topic: str | None = None,
@@ -63,7 +62,7 @@ class StateJournal:
         self.store = store
         self.topics = topics
         self.state_topic = state_topic or topics.ota_state  # the slot's retained state topic
-        self.device = device
+        self.device = topics.device
         self.host = host
         self.publisher = publisher
         self.lock = threading.RLock()  # guards journal, ledger and pointer read-modify-write

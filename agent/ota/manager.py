@@ -62,7 +62,7 @@ class OtaManager:
         self.store = ModelStore(slot.store_dir(Path(state_dir)))
         self._stop = threading.Event()
         self.journal = StateJournal(
-            self.store, topics, topics.device, host, publisher, topics.ota_state_of(slot.kind)
+            self.store, topics, host, publisher, topics.ota_state_of(slot.kind)
         )
         self.journal.probation_s = cfg.probation_s
         activator = Activator(

@@ -138,12 +138,16 @@ class PostProcessor:
     """
 
     def __init__(
-        self, settings: PipelineSettings, window: FrameWindow, submit: SubmitFn, hooks: PostHooks
+        self,
+        settings: PipelineSettings,
+        submit: SubmitFn,
+        hooks: PostHooks,
+        window: FrameWindow | None = None,
     ) -> None:
         self._settings = settings
-        self._window = window
         self._submit = submit
         self._hooks = hooks
+        self.window = window or FrameWindow()  # what this stage records, read by health
         self._seq: dict[str, int] = {}
         self.recent: deque[Frame] = deque(maxlen=settings.recent_frames)
         self.recent_lock = threading.Lock()
@@ -168,7 +172,7 @@ class PostProcessor:
         except Exception as err:  # an engine failure must not kill the loop; it is counted
             for frame in batch.frames:
                 age_ms = (batch.started_mono - frame.captured_mono) * 1000.0
-                self._window.add(FrameRecord(batch.started_mono, 0.0, 0, age_ms, error=True))
+                self.window.add(FrameRecord(batch.started_mono, 0.0, 0, age_ms, error=True))
                 log.error("inference failed", camera=frame.camera, error=repr(err)[:300])
             return
         timings = Timings(
@@ -184,7 +188,7 @@ class PostProcessor:
         """Record, track, classify, build, number and submit one frame's result."""
         info, start = batch.detector.info, batch.started_mono
         age_ms = (start - frame.captured_mono) * 1000.0
-        self._window.add(FrameRecord(start, timings.total, len(detections), age_ms))
+        self.window.add(FrameRecord(start, timings.total, len(detections), age_ms))
         hooks = self._hooks
         track_ids = None
         if hooks.tracking is not None:  # every frame, empty ones too: tracks age in them
@@ -200,7 +204,7 @@ class PostProcessor:
                 self._settings, frame, seq, detections, timings, info, hard, track_ids
             )
         except ValueError as err:  # e.g. a model scoring outside [0, 1]: counted, loop goes on
-            self._window.add(FrameRecord(start, timings.total, 0, age_ms, error=True))
+            self.window.add(FrameRecord(start, timings.total, 0, age_ms, error=True))
             log.error(
                 "model output does not fit the payload", camera=frame.camera, error=str(err)[:300]
             )
