@@ -216,13 +216,13 @@ class GatewayTrustConfig(StrictModel):
         return value
 
 
-def _under_data_dir(name: str, doc: str) -> property:
-    """A read-only `GatewayConfig` path: `data_dir / name`, described by `doc`."""
+def _under_data_dir(name: str) -> property:
+    """A read-only `GatewayConfig` path: `data_dir / name`."""
 
     def path(cfg: GatewayConfig) -> Path:
         return cfg.data_dir / name
 
-    return property(path, doc=doc)
+    return property(path)
 
 
 class GatewayConfig(StrictModel):
@@ -252,16 +252,14 @@ class GatewayConfig(StrictModel):
         60.0, gt=0, description="A device with no message for this long shows as stale."
     )
 
-    db_path = _under_data_dir("gateway.sqlite3", "The SQLite state file.")
-    archive_path = _under_data_dir(
-        "detections.sqlite3", "The detection archive (SQLite), with `archive.enabled`."
-    )
-    artifacts_dir = _under_data_dir(
-        "artifacts", "Content-addressed artifacts, one file per SHA-256."
-    )
-    intake_dir = _under_data_dir(
-        "intake", "Uploaded hard frames: <intake>/<device>/<camera>/<YYYY-MM-DD>/."
-    )
+    db_path = _under_data_dir("gateway.sqlite3")
+    """The SQLite state file."""
+    archive_path = _under_data_dir("detections.sqlite3")
+    """The detection archive (SQLite), with `archive.enabled`."""
+    artifacts_dir = _under_data_dir("artifacts")
+    """Content-addressed artifacts, one file per SHA-256."""
+    intake_dir = _under_data_dir("intake")
+    """Uploaded hard frames: <intake>/<device>/<camera>/<YYYY-MM-DD>/."""
 
 
 class GatewayConfigError(ConfigError):
