@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from agent.cli_common import EXISTING_FILE, out_option
+from agent.cli_common import EXISTING_FILE, out_option, shown_option
 from agent.gateway.cli_common import config_of
 
 DEFAULT_EXPIRES_DAYS = 365.0
@@ -36,26 +36,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def release_options(fn: F) -> F:
     """--expires-days (default 365), --generation and --kind, shared by `models sign`/`add`."""
-    fn = click.option(
+    fn = shown_option(
         "--kind",
         type=click.Choice(["detector", "florence2"]),
         default="detector",
-        show_default=True,
         help="What the model is for; each kind has its own generation line.",
     )(fn)
-    fn = click.option(
+    fn = shown_option(
         "--generation",
         type=click.IntRange(min=0),
         default=0,
-        show_default=True,
         help="Release generation, monotonic across the names of one kind: a device accepts "
         "another model name only with a generation above the one it runs.",
     )(fn)
-    return click.option(
+    return shown_option(
         "--expires-days",
         type=click.FloatRange(min=0, min_open=True),
         default=DEFAULT_EXPIRES_DAYS,
-        show_default=True,
         help="The manifest expires this many days after signing.",
     )(fn)
 
@@ -210,10 +207,10 @@ def gate_options(fn: F) -> F:
                      help="Its model file (default: the file beside the manifest, by sha256)."),
         click.option("--gate-data", type=path, default=None,
                      help="Gate set: a dataset of `edge-gateway dataset build` or its gate/."),
-        click.option("--margin", type=click.FloatRange(min=0), default=DEFAULT_MARGIN,
-                     show_default=True, help="Largest allowed drop of overall mAP50-95."),
-        click.option("--class-margin", type=click.FloatRange(min=0), default=DEFAULT_CLASS_MARGIN,
-                     show_default=True, help="Largest allowed drop of a class's AP50-95."),
+        shown_option("--margin", type=click.FloatRange(min=0), default=DEFAULT_MARGIN,
+                     help="Largest allowed drop of overall mAP50-95."),
+        shown_option("--class-margin", type=click.FloatRange(min=0), default=DEFAULT_CLASS_MARGIN,
+                     help="Largest allowed drop of a class's AP50-95."),
     )  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
