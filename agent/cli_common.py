@@ -8,7 +8,8 @@ one-line error exit. Only click here: every command keeps its heavy imports to i
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -129,6 +130,20 @@ def min_change_option(help_text: str) -> Callable[[F], F]:
     """`--min-change`: the near-duplicate threshold (`agent.util.near_duplicate`)."""
     range_ = click.FloatRange(min=0.0)
     return shown_option("--min-change", default=DEFAULT_MIN_CHANGE, type=range_, help=help_text)
+
+
+def progress_option() -> Callable[[F], F]:
+    """`--progress/--no-progress`: a progress bar on stderr (on by default)."""
+    return click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+
+
+@contextmanager
+def click_errors(*errors: type[Exception]) -> Iterator[None]:
+    """Turn any of `errors` raised inside into a ClickException of its message (exit 1)."""
+    try:
+        yield
+    except errors as err:
+        raise click.ClickException(str(err)) from None
 
 
 def echo_problems(header: str, problems: Iterable[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from agent.cli_common import fail, out_option, shown_option
+from agent.cli_common import fail, out_option, progress_option, shown_option
 
 
 @click.group("florence")
@@ -171,7 +171,7 @@ def _result_json(res, latency_ms: float) -> str:  # noqa: ANN001 - FlorenceResul
 @shown_option("--split", default="train", help="Dataset split to train on.")
 @shown_option("--device", default="cpu", help="torch device (cpu, cuda).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads.")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@progress_option()
 def finetune_command(
     dataset: Path,
     base: str,

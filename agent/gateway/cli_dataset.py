@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from agent.cli_common import (
+    click_errors,
     gap_option,
     min_change_option,
     out_option,
@@ -124,10 +125,8 @@ def dataset_build(
         f"{source}: {text}, accepted+relabelled",
         task,
     )
-    try:
+    with click_errors(BuildError):
         m = build_dataset(opts, rows, cfg.intake_dir, ProgressLine())
-    except BuildError as err:
-        raise click.ClickException(str(err)) from None
     s = m.splits
     click.echo(
         f"built {m.name} v{m.version} in {out}: train {s['train'].images}, val {s['val'].images}, "

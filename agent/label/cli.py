@@ -14,6 +14,7 @@ from agent.cli_common import (
     gap_option,
     min_change_option,
     out_option,
+    progress_option,
     shown_option,
     val_fraction_option,
 )
@@ -105,7 +106,7 @@ class _TqdmProgress:
     help="florence2: torch-int8 (default), torch-fp32, torch-fp16-cuda, onnx-int8, onnx-fp32.",
 )
 @click.option("--resume", is_flag=True, help="Continue a dataset made with the same settings.")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@progress_option()
 def label_command(
     source: Path,
     out: Path,
