@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.util.files import atomic_write
-from agent.yamlconfig import ConfigError
+from agent.yamlconfig import NOT_THERE, ConfigError, FileFormat, read_config_file
 
 OVERLAY_DIR = "config"
 OVERLAY_FILE = "cameras.json"
+PUSHED_JSON = FileFormat(
+    json.loads, json.JSONDecodeError, "cannot read pushed cameras", "pushed cameras are not JSON"
+)
 
 
 def overlay_path(state_dir: Path) -> Path:
@@ -44,15 +47,9 @@ def read_pushed_cameras(state_dir: Path) -> PushedCameras | None:
     """
     path = overlay_path(state_dir)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, NotADirectoryError):
+        data = read_config_file(path, PUSHED_JSON, missing_ok=True)
+    except NOT_THERE:
         return None  # nothing pushed (a state dir that is no directory fails at start)
-    except OSError as err:
-        raise ConfigError(path, [f"cannot read pushed cameras: {err.strerror}"]) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(path, [f"pushed cameras are not JSON: {err}"]) from None
     if not isinstance(data, dict) or not isinstance(data.get("cameras"), list):
         raise ConfigError(
             path, ["cameras: expected a list (remove the file to use the main config)"]

@@ -8,7 +8,8 @@ one-line error exit. Only click here: every command keeps its heavy imports to i
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -96,6 +97,11 @@ def config_option(help_text: str) -> Callable[[F], F]:
     )
 
 
+def shown_option(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    """`click.option` with `show_default=True`: an option whose `--help` shows its default."""
+    return click.option(*decls, show_default=True, **attrs)
+
+
 def out_option(help_text: str, *, short: bool = True, file: bool = False) -> Callable[[F], F]:
     """The required output of a command that writes something: `-o/--out` (`--out` alone
     when not `short`), a path (a file's, not a directory's, when `file`)."""
@@ -111,25 +117,33 @@ def out_option(help_text: str, *, short: bool = True, file: bool = False) -> Cal
 def val_fraction_option(help_text: str | None = None) -> Callable[[F], F]:
     """`--val-fraction`: the share held out for validation (0 <= x < 1, default 0.2)."""
     range_ = click.FloatRange(0.0, 1.0, max_open=True)
-    return click.option(
-        "--val-fraction", default=0.2, show_default=True, type=range_, help=help_text
-    )
+    return shown_option("--val-fraction", default=0.2, type=range_, help=help_text)
 
 
 def gap_option(default: float, help_text: str) -> Callable[[F], F]:
     """`--gap` (into `gap_s`): seconds of frames that keep train and val apart."""
     range_ = click.FloatRange(min=0.0)
-    return click.option(
-        "--gap", "gap_s", default=default, show_default=True, type=range_, help=help_text
-    )
+    return shown_option("--gap", "gap_s", default=default, type=range_, help=help_text)
 
 
 def min_change_option(help_text: str) -> Callable[[F], F]:
     """`--min-change`: the near-duplicate threshold (`agent.util.near_duplicate`)."""
     range_ = click.FloatRange(min=0.0)
-    return click.option(
-        "--min-change", default=DEFAULT_MIN_CHANGE, show_default=True, type=range_, help=help_text
-    )
+    return shown_option("--min-change", default=DEFAULT_MIN_CHANGE, type=range_, help=help_text)
+
+
+def progress_option() -> Callable[[F], F]:
+    """`--progress/--no-progress`: a progress bar on stderr (on by default)."""
+    return click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+
+
+@contextmanager
+def click_errors(*errors: type[Exception]) -> Iterator[None]:
+    """Turn any of `errors` raised inside into a ClickException of its message (exit 1)."""
+    try:
+        yield
+    except errors as err:
+        raise click.ClickException(str(err)) from None
 
 
 def echo_problems(header: str, problems: Iterable[str]) -> None:

@@ -7,6 +7,8 @@ the gateway imports it on a Raspberry Pi without numpy or any inference library.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -54,15 +56,47 @@ def load_yaml_model(
     empty_ok: bool = False,
 ) -> M:
     """Read a YAML file and validate it against `model`; raise `error` listing every problem."""
+    data = read_config_file(path, error=error)
+    return validate_mapping(model, data, path, error=error, empty_ok=empty_ok)
+
+
+NOT_THERE = (FileNotFoundError, NotADirectoryError)
+"""What reading a file raises when it (or a folder above it) is not there."""
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """How a config file's text is parsed, and the words of its two problems."""
+
+    parse: Callable[[str], object]
+    syntax_error: type[Exception]
+    unreadable: str
+    invalid: str
+
+
+YAML_FILE = FileFormat(yaml.safe_load, yaml.YAMLError, "cannot read file", "invalid YAML")
+
+
+def read_config_file(
+    path: Path,
+    fmt: FileFormat = YAML_FILE,
+    *,
+    error: type[ConfigError] = ConfigError,
+    missing_ok: bool = False,
+) -> object:
+    """The parsed text of `path`. A file that cannot be read (`<unreadable>: <strerror>`) or
+    parsed (`<invalid>: <message>`) raises `error`; with `missing_ok` a file that is not there
+    raises its `NOT_THERE` error unchanged."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise error(path, [f"cannot read file: {err.strerror}"]) from None
+        if missing_ok and isinstance(err, NOT_THERE):
+            raise
+        raise error(path, [f"{fmt.unreadable}: {err.strerror}"]) from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise error(path, [f"invalid YAML: {err}"]) from None
-    return validate_mapping(model, data, path, error=error, empty_ok=empty_ok)
+        return fmt.parse(text)
+    except fmt.syntax_error as err:
+        raise error(path, [f"{fmt.invalid}: {err}"]) from None
 
 
 def secret_from_env(variable: str | None, field: str) -> str | None:

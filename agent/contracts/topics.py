@@ -12,6 +12,15 @@ from dataclasses import dataclass
 from agent.contracts.ids import check_id
 
 
+def _topic(levels: str) -> property:
+    """A read-only `Topics` topic: `levels` below the device's base."""
+
+    def topic(topics: Topics) -> str:
+        return f"{topics.base}/{levels}"
+
+    return property(topic)
+
+
 @dataclass(frozen=True)
 class Topics:
     """Topic names for one device under one prefix (default `edge`)."""
@@ -27,25 +36,20 @@ class Topics:
     def base(self) -> str:
         return f"{self.prefix}/{self.device}"
 
-    @property
-    def status(self) -> str:
-        """Retained online/offline status (also the last will)."""
-        return f"{self.base}/status"
-
-    @property
-    def health(self) -> str:
-        """Periodic metrics, QoS 0, not retained."""
-        return f"{self.base}/health"
-
-    @property
-    def ota_command(self) -> str:
-        """Signed OTA commands from the gateway."""
-        return f"{self.base}/ota/command"
-
-    @property
-    def ota_state(self) -> str:
-        """Retained OTA state machine position."""
-        return f"{self.base}/ota/state"
+    status = _topic("status")
+    """Retained online/offline status (also the last will)."""
+    health = _topic("health")
+    """Periodic metrics, QoS 0, not retained."""
+    ota_command = _topic("ota/command")
+    """Signed OTA commands from the gateway."""
+    ota_state = _topic("ota/state")
+    """Retained OTA state machine position."""
+    ack = _topic("ack")
+    """Application acks from the gateway that let the outbox delete delivered messages."""
+    config_command = _topic("config/command")
+    """Signed camera-config pushes from the gateway (`edge.config-command/1`)."""
+    config_state = _topic("config/state")
+    """Retained answer to the latest config push (`edge.config-state/1`)."""
 
     def ota_state_of(self, kind: str) -> str:
         """Retained OTA state of the model slot `kind`: the detector's on `ota/state`, the
@@ -54,21 +58,6 @@ class Topics:
             return self.ota_state
         check_id(kind, "model kind")
         return f"{self.base}/ota/{kind}/state"
-
-    @property
-    def ack(self) -> str:
-        """Application acks from the gateway that let the outbox delete delivered messages."""
-        return f"{self.base}/ack"
-
-    @property
-    def config_command(self) -> str:
-        """Signed camera-config pushes from the gateway (`edge.config-command/1`)."""
-        return f"{self.base}/config/command"
-
-    @property
-    def config_state(self) -> str:
-        """Retained answer to the latest config push (`edge.config-state/1`)."""
-        return f"{self.base}/config/state"
 
     def detections(self, camera: str) -> str:
         """Detection messages of one camera."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from agent.cli_common import echo_problems
+from agent.cli_common import echo_problems, shown_option
 from agent.engines.trt import DEFAULT_ENGINE_CACHE as DEFAULT_CACHE_DIR
 
 
@@ -48,30 +48,27 @@ def engine_group() -> None:
     default=None,
     help="Folder of real camera frames (jpg/png/bmp) for int8 calibration.",
 )
-@click.option(
+@shown_option(
     "--calib-max-images",
     type=int,
     default=500,
-    show_default=True,
     help="Most calibration images used (sorted by name).",
 )
-@click.option(
+@shown_option(
     "--workspace",
     "workspace_mib",
     type=int,
     default=1024,
-    show_default=True,
     help="Builder workspace limit in MiB (keep <= 1024 on an 8 GB Orin Nano).",
 )
-@click.option(
+@shown_option(
     "--cache-dir",
     type=click.Path(path_type=Path),
     default=DEFAULT_CACHE_DIR,
-    show_default=True,
     help="Engine cache folder (the daemon reads model.engine.cache_dir, same default).",
 )
 @click.option("--input-size", default=None, help="H x W for models with a dynamic input size.")
-@click.option("--device", type=int, default=0, show_default=True, help="CUDA device ordinal.")
+@shown_option("--device", type=int, default=0, help="CUDA device ordinal.")
 @click.option("--force", is_flag=True, help="Rebuild even when the cached engine is valid.")
 def build_command(
     model: Path,

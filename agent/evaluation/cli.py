@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from agent.cli_common import EXISTING_FILE, fail
+from agent.cli_common import EXISTING_FILE, fail, shown_option
 
 
 @click.command("eval")
@@ -15,11 +15,11 @@ from agent.cli_common import EXISTING_FILE, fail
     "--data", "dataset", required=True, type=click.Path(path_type=Path, exists=True),
     help="Dataset folder (or its data.yaml), Ultralytics layout.",
 )  # fmt: skip
-@click.option("--split", default="val", show_default=True, help="val, gate, train, ...")
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.001, show_default=True)
-@click.option("--iou", type=click.FloatRange(0, 1), default=0.45, show_default=True,
+@shown_option("--split", default="val", help="val, gate, train, ...")
+@shown_option("--conf", type=click.FloatRange(0, 1), default=0.001)
+@shown_option("--iou", type=click.FloatRange(0, 1), default=0.45,
               help="NMS IoU (the daemon's default).")  # fmt: skip
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True)
+@shown_option("--threads", type=click.IntRange(min=0), default=0)
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout.")
 def eval_command(
     models: tuple[Path, ...], dataset: Path, split: str, conf: float, iou: float, threads: int,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from agent.cli_common import fail, out_option
+from agent.cli_common import fail, out_option, progress_option, shown_option
 
 
 @click.group("florence")
@@ -18,11 +18,10 @@ def florence_group() -> None:
 @florence_group.command("export")
 @click.argument("model", type=str)
 @out_option("Directory for the fp32 graphs (the int8 ones go to OUT-int8 unless --int8-out).")
-@click.option(
+@shown_option(
     "--int8/--no-int8",
     "int8",
     default=True,
-    show_default=True,
     help="Also write int8 graphs (onnxruntime dynamic quantisation).",
 )
 @click.option(
@@ -51,17 +50,15 @@ def export_command(model: str, out: Path, int8: bool, int8_out: Path | None) -> 
 @florence_group.command("run")
 @click.argument("model", type=str)
 @click.argument("image", type=click.Path(path_type=Path, exists=False))
-@click.option(
+@shown_option(
     "--runtime",
     default="torch-int8",
-    show_default=True,
     type=click.Choice(["torch-fp32", "torch-int8", "torch-fp16-cuda", "onnx-int8", "onnx-fp32"]),
 )
-@click.option("--task", default="<OD>", show_default=True, help="Florence-2 task token.")
-@click.option(
+@shown_option("--task", default="<OD>", help="Florence-2 task token.")
+@shown_option(
     "--classes",
     default="person,car",
-    show_default=True,
     help="Class names (the grounding phrase; labels mapped to their index).",
 )
 @click.option("--phrase", default=None, help="Phrase of the phrase tasks (default: --classes).")
@@ -70,7 +67,7 @@ def export_command(model: str, out: Path, int8: bool, int8_out: Path | None) -> 
     default=None,
     help="Region tasks: the box 'x1,y1,x2,y2' in pixels of IMAGE.",
 )
-@click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1, 1024))
+@shown_option("--max-new-tokens", default=128, type=click.IntRange(1, 1024))
 def run_command(
     model: str,
     image: Path,
@@ -155,27 +152,26 @@ def _result_json(res, latency_ms: float) -> str:  # noqa: ANN001 - FlorenceResul
     "New directory for the fine-tuned model (transformers layout + finetune_report.json).",
     short=False,
 )
-@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
+@shown_option("--epochs", default=10, type=click.IntRange(min=1))
+@shown_option("--lr", default=1e-6, type=click.FloatRange(min=0, min_open=True))
+@shown_option("--batch-size", default=4, type=click.IntRange(min=1))
+@shown_option("--seed", default=0, type=int)
+@shown_option(
     "--task",
     "tasks",
     multiple=True,
     default=("<OD>",),
-    show_default=True,
     help="Target task, repeatable: '<OD>' and/or '<CAPTION_TO_PHRASE_GROUNDING>'.",
 )
 @click.option("--lora", is_flag=True, help="Train LoRA adapters (merged into the result).")
-@click.option("--lora-rank", default=8, show_default=True, type=click.IntRange(min=1))
+@shown_option("--lora-rank", default=8, type=click.IntRange(min=1))
 @click.option(
     "--train-vision", is_flag=True, help="Also train the vision tower (frozen by default)."
 )
-@click.option("--split", default="train", show_default=True, help="Dataset split to train on.")
-@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
+@shown_option("--split", default="train", help="Dataset split to train on.")
+@shown_option("--device", default="cpu", help="torch device (cpu, cuda).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads.")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@progress_option()
 def finetune_command(
     dataset: Path,
     base: str,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from agent.cli_common import EXISTING_FILE, console_group
+from agent.cli_common import EXISTING_FILE, click_errors, console_group
 from agent.gateway import cli_config, cli_dataset, cli_fleet, cli_watch
 from agent.gateway.cli_common import CONFIG_ENV, config_of
 from agent.gateway.config import (
@@ -90,7 +90,7 @@ def models_add(
 
     cfg = _config(ctx)
     compat = parse_compat(min_tensorrt, gpu_arch)
-    try:
+    with click_errors(RegistryError, KeyFileError):
         key = load_key(cfg.keys_dir, KeyRole.RELEASE)
         names = parse_labels(labels) if labels else None
         expires = expires_after(expires_days, time.time())
@@ -109,8 +109,6 @@ def models_add(
                 kind=kind,  # type: ignore[arg-type]
                 generation=generation,
             )
-    except (RegistryError, KeyFileError) as err:
-        raise click.ClickException(str(err)) from None
     m = row.manifest
     click.echo(
         f"added {row.name}@{row.version}: {row.format}, {row.length} bytes, sha256 {row.sha256}, "
@@ -155,10 +153,8 @@ def serve_command(ctx: click.Context) -> None:
 
     cfg = _config(ctx)
     configure_logging(cfg.logging.format, cfg.logging.level)
-    try:
+    with click_errors(KeyFileError):
         serve(cfg)
-    except KeyFileError as err:
-        raise click.ClickException(str(err)) from None
 
 
 for _command in (

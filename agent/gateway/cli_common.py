@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from agent.cli_common import click_errors
 from agent.gateway.config import GatewayConfig, GatewayConfigError, load_gateway_config
 
 CONFIG_ENV = "EDGE_GATEWAY_CONFIG"
@@ -33,10 +34,8 @@ def gateway_errors() -> Iterator[None]:
     """Turn a GatewayClientError into a ClickException (exit code 1, the server's words)."""
     from agent.gateway.client import GatewayClientError
 
-    try:
+    with click_errors(GatewayClientError):
         yield
-    except GatewayClientError as err:
-        raise click.ClickException(str(err)) from None
 
 
 @contextmanager

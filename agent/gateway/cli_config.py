@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from agent.cli_common import EXISTING_FILE
+from agent.cli_common import EXISTING_FILE, shown_option
 from agent.gateway.cli_common import client_of
 
 
@@ -39,12 +39,11 @@ def config_group() -> None:
 @config_group.command("push")
 @click.argument("device")
 @click.argument("file", type=EXISTING_FILE)
-@click.option(
+@shown_option(
     "--wait",
     "wait_s",
     type=float,
     default=30.0,
-    show_default=True,
     help="Seconds to wait for the device's answer (0: do not wait).",
 )
 @click.pass_context

@@ -11,7 +11,14 @@ from typing import Any
 
 import click
 
-from agent.cli_common import gap_option, min_change_option, out_option, val_fraction_option
+from agent.cli_common import (
+    click_errors,
+    gap_option,
+    min_change_option,
+    out_option,
+    shown_option,
+    val_fraction_option,
+)
 from agent.gateway.cli_common import config_of
 from agent.gateway.cli_review import filter_body, filter_options, review_group
 
@@ -40,12 +47,11 @@ class ProgressLine:
 
 @dataset_group.command("build")
 @click.argument("name")
-@click.option(
+@shown_option(
     "--from",
     "source",
     type=click.Choice(["intake"]),
     default="intake",
-    show_default=True,
     help="Where the reviewed images come from.",
 )
 @filter_options
@@ -63,18 +69,16 @@ class ProgressLine:
     "Near-duplicates: drop an intake frame whose 64x48 grey thumbnail differs from "
     "the camera's last kept one by less than this (0..255), as `edge-agent label`."
 )
-@click.option(
+@shown_option(
     "--grow-gate",
     default=0,
-    show_default=True,
     type=click.IntRange(min=0),
     help="Move N more images into the held-out gate set (never trained on).",
 )
-@click.option(
+@shown_option(
     "--task",
     type=click.Choice(["detect", "segment"]),
     default="detect",
-    show_default=True,
     help="Label kind: detect (boxes; polygons become their boxes) or segment (Ultralytics "
     "polygons only; images with box labels are left out and counted).",
 )
@@ -121,10 +125,8 @@ def dataset_build(
         f"{source}: {text}, accepted+relabelled",
         task,
     )
-    try:
+    with click_errors(BuildError):
         m = build_dataset(opts, rows, cfg.intake_dir, ProgressLine())
-    except BuildError as err:
-        raise click.ClickException(str(err)) from None
     s = m.splits
     click.echo(
         f"built {m.name} v{m.version} in {out}: train {s['train'].images}, val {s['val'].images}, "

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from agent.cli_common import shown_option
 from agent.gateway.cli_common import client_of
 
 STATUSES = ("pending", "accepted", "rejected", "relabelled")
@@ -68,7 +69,7 @@ def review_group() -> None:
 @review_group.command("list")
 @filter_options
 @click.option("--status", type=click.Choice(STATUSES), help="Only items in this status.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(0, 1000))
+@shown_option("--limit", default=50, type=click.IntRange(0, 1000))
 @click.option("--offset", default=0, type=click.IntRange(min=0))
 @click.option("--json", "as_json", is_flag=True, help="JSON output (the API's answer).")
 @click.pass_context

@@ -181,6 +181,15 @@ class GatewayTrustConfig(StrictModel):
         return value
 
 
+def _under_data_dir(name: str) -> property:
+    """A read-only `GatewayConfig` path: `data_dir / name`."""
+
+    def path(cfg: GatewayConfig) -> Path:
+        return cfg.data_dir / name
+
+    return property(path)
+
+
 class GatewayConfig(StrictModel):
     data_dir: Path = Path("/var/lib/edge-gateway")
     """Writable directory: SQLite state, artifacts, manifests, intake."""
@@ -204,25 +213,14 @@ class GatewayConfig(StrictModel):
     offline_after_s: float = Field(60.0, gt=0)
     """A device with no message for this long shows as stale."""
 
-    @property
-    def db_path(self) -> Path:
-        """The SQLite state file."""
-        return self.data_dir / "gateway.sqlite3"
-
-    @property
-    def archive_path(self) -> Path:
-        """The detection archive (SQLite), with `archive.enabled`."""
-        return self.data_dir / "detections.sqlite3"
-
-    @property
-    def artifacts_dir(self) -> Path:
-        """Content-addressed artifacts, one file per SHA-256."""
-        return self.data_dir / "artifacts"
-
-    @property
-    def intake_dir(self) -> Path:
-        """Uploaded hard frames: <intake>/<device>/<camera>/<YYYY-MM-DD>/."""
-        return self.data_dir / "intake"
+    db_path = _under_data_dir("gateway.sqlite3")
+    """The SQLite state file."""
+    archive_path = _under_data_dir("detections.sqlite3")
+    """The detection archive (SQLite), with `archive.enabled`."""
+    artifacts_dir = _under_data_dir("artifacts")
+    """Content-addressed artifacts, one file per SHA-256."""
+    intake_dir = _under_data_dir("intake")
+    """Uploaded hard frames: <intake>/<device>/<camera>/<YYYY-MM-DD>/."""
 
 
 class GatewayConfigError(ConfigError):

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from agent.cli_common import EXISTING_FILE, out_option
+from agent.cli_common import EXISTING_FILE, click_errors, out_option, shown_option
 from agent.gateway.cli_common import config_of
 
 DEFAULT_EXPIRES_DAYS = 365.0
@@ -36,26 +36,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def release_options(fn: F) -> F:
     """--expires-days (default 365), --generation and --kind, shared by `models sign`/`add`."""
-    fn = click.option(
+    fn = shown_option(
         "--kind",
         type=click.Choice(["detector", "florence2"]),
         default="detector",
-        show_default=True,
         help="What the model is for; each kind has its own generation line.",
     )(fn)
-    fn = click.option(
+    fn = shown_option(
         "--generation",
         type=click.IntRange(min=0),
         default=0,
-        show_default=True,
         help="Release generation, monotonic across the names of one kind: a device accepts "
         "another model name only with a generation above the one it runs.",
     )(fn)
-    return click.option(
+    return shown_option(
         "--expires-days",
         type=click.FloatRange(min=0, min_open=True),
         default=DEFAULT_EXPIRES_DAYS,
-        show_default=True,
         help="The manifest expires this many days after signing.",
     )(fn)
 
@@ -145,10 +142,8 @@ def keys_init(ctx: click.Context, gateway_only: bool, release_only: bool, out: P
         raise click.UsageError("--out goes with --release-only")
     cfg = config_of(ctx)
     roles = (KeyRole.GATEWAY,) if gateway_only else tuple(KeyRole)
-    try:
+    with click_errors(KeyFileError, OSError):
         result = init_keys(cfg.keys_dir, roles)
-    except (KeyFileError, OSError) as err:
-        raise click.ClickException(str(err)) from None
     for role, (info, created) in result.items():
         click.echo(
             f"{role.value} key {info.key_id}: {'created' if created else 'exists'} "
@@ -167,10 +162,8 @@ def _init_release(out: Path | None) -> None:
 
     if out is None:
         raise click.UsageError("--release-only needs --out PATH (the release key file)")
-    try:
+    with click_errors(KeyFileError, OSError):
         info = init_release_key(out)
-    except (KeyFileError, OSError) as err:
-        raise click.ClickException(str(err)) from None
     click.echo(f"release key {info.key_id}: created ({out}, mode 0600); keep it off the gateway")
     click.echo("Trust it in the gateway config (trust.release_keys) and in each device config")
     click.echo(f"(ota.release_keys):\n    {info.key_id}: {info.public_key}")
@@ -185,13 +178,11 @@ def keys_export(ctx: click.Context, as_json: bool) -> None:
     from agent.gateway.keys import KeyFileError, device_trust, export_yaml
 
     cfg = config_of(ctx)
-    try:
+    with click_errors(KeyFileError):
         if as_json:
             click.echo(json.dumps(device_trust(cfg.keys_dir, cfg.trust.release_keys), indent=2))
         else:
             click.echo(export_yaml(cfg.keys_dir, cfg.trust.release_keys), nl=False)
-    except KeyFileError as err:
-        raise click.ClickException(str(err)) from None
 
 
 GATE_KEYS = ("gate_against", "gate_against_model", "gate_data", "margin", "class_margin")
@@ -210,10 +201,10 @@ def gate_options(fn: F) -> F:
                      help="Its model file (default: the file beside the manifest, by sha256)."),
         click.option("--gate-data", type=path, default=None,
                      help="Gate set: a dataset of `edge-gateway dataset build` or its gate/."),
-        click.option("--margin", type=click.FloatRange(min=0), default=DEFAULT_MARGIN,
-                     show_default=True, help="Largest allowed drop of overall mAP50-95."),
-        click.option("--class-margin", type=click.FloatRange(min=0), default=DEFAULT_CLASS_MARGIN,
-                     show_default=True, help="Largest allowed drop of a class's AP50-95."),
+        shown_option("--margin", type=click.FloatRange(min=0), default=DEFAULT_MARGIN,
+                     help="Largest allowed drop of overall mAP50-95."),
+        shown_option("--class-margin", type=click.FloatRange(min=0), default=DEFAULT_CLASS_MARGIN,
+                     help="Largest allowed drop of a class's AP50-95."),
     )  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
@@ -280,15 +271,13 @@ def models_sign(file: Path, release_key: Path, out: Path, **opts: Any) -> None:
     from agent.util.files import atomic_write_text
 
     now = time.time()
-    try:
+    with click_errors(RegistryError, KeyFileError, OSError):
         key = load_key_file(release_key)
         manifest = describe_model(file, _request(opts, now), now)
         if gate["gate_against"] or gate["gate_data"]:
             manifest = gated(manifest, file, **gate)
         signed = sign_manifest(manifest, key)
         atomic_write_text(out, signed.model_dump_json(by_alias=True, indent=2) + "\n")
-    except (RegistryError, KeyFileError, OSError) as err:
-        raise click.ClickException(str(err)) from None
     click.echo(
         f"signed {manifest.name}@{manifest.version} ({manifest.kind}, generation "
         f"{manifest.generation}): {manifest.format}, {manifest.length} bytes, sha256 "
@@ -336,11 +325,9 @@ def models_import(ctx: click.Context, file: Path, manifest_path: Path) -> None:
     except (ValueError, OSError) as err:  # bad JSON or pydantic's ValidationError
         first = " ".join(str(err).splitlines()[:3])
         raise click.ClickException(f"{manifest_path}: not a signed manifest: {first}") from None
-    try:
+    with click_errors(RegistryError):
         with Store(cfg.db_path) as store:
             row = import_model(store, cfg.artifacts_dir, cfg.trust.release_keys, file, signed)
-    except RegistryError as err:
-        raise click.ClickException(str(err)) from None
     m = row.manifest
     click.echo(
         f"imported {row.name}@{row.version}: {row.format}, {row.length} bytes, sha256 "

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from agent.cli_common import fail, gap_option, min_change_option, out_option, val_fraction_option
+from agent.cli_common import (
+    fail,
+    gap_option,
+    min_change_option,
+    out_option,
+    progress_option,
+    shown_option,
+    val_fraction_option,
+)
 from agent.label.teachers import teacher_names
 
 if TYPE_CHECKING:
@@ -40,11 +48,8 @@ class _TqdmProgress:
 @click.command("label")
 @click.argument("source", type=click.Path(path_type=Path))
 @out_option("Dataset directory to create (or continue with --resume).")
-@click.option(
-    "--teacher",
-    default=DEFAULT_TEACHER,
-    show_default=True,
-    help=f"Teacher detector: {', '.join(teacher_names())}.",
+@shown_option(
+    "--teacher", default=DEFAULT_TEACHER, help=f"Teacher detector: {', '.join(teacher_names())}."
 )
 @click.option(
     "--classes",
@@ -52,20 +57,15 @@ class _TqdmProgress:
     help="Teacher labels to keep and their dataset class: 'person=person,car=car,truck=car' "
     "or just 'person,car'. Class ids follow first appearance.",
 )
-@click.option(
+@shown_option(
     "--conf",
     "min_confidence",
     default=0.5,
-    show_default=True,
     type=click.FloatRange(0.0, 1.0),
     help="Minimum teacher confidence of a kept box.",
 )
-@click.option(
-    "--every",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Video: consider every Nth frame.",
+@shown_option(
+    "--every", default=5, type=click.IntRange(min=1), help="Video: consider every Nth frame."
 )
 @min_change_option(
     "Video: skip a frame whose 64x48 grey thumbnail differs from the last kept one by "
@@ -77,10 +77,9 @@ class _TqdmProgress:
     "Video: seconds of frames dropped between the train and the val part "
     "(30 fps assumed when the file declares none).",
 )
-@click.option(
+@shown_option(
     "--jpeg-quality",
     default=95,
-    show_default=True,
     type=click.IntRange(1, 100),
     help="JPEG quality of the written images.",
 )
@@ -107,7 +106,7 @@ class _TqdmProgress:
     help="florence2: torch-int8 (default), torch-fp32, torch-fp16-cuda, onnx-int8, onnx-fp32.",
 )
 @click.option("--resume", is_flag=True, help="Continue a dataset made with the same settings.")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@progress_option()
 def label_command(
     source: Path,
     out: Path,

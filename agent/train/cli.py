@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from agent.cli_common import fail, out_option
+from agent.cli_common import fail, out_option, shown_option
 
 
 @click.command("train")
@@ -20,31 +20,28 @@ from agent.cli_common import fail, out_option
     "(yolov8n.yaml: from scratch, which needs many epochs).",
 )
 @out_option("New output folder.", short=False)
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--imgsz", type=click.IntRange(min=32), default=320, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option(
-    "--device", default="auto", show_default=True, help="auto (GPU when present), cpu, 0, ..."
-)
+@shown_option("--epochs", type=click.IntRange(min=1), default=10)
+@shown_option("--imgsz", type=click.IntRange(min=32), default=320)
+@shown_option("--batch", type=click.IntRange(min=1), default=16)
+@shown_option("--workers", type=click.IntRange(min=0), default=1)
+@shown_option("--device", default="auto", help="auto (GPU when present), cpu, 0, ...")
 @click.option(
     "--lr0",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Initial learning rate (AdamW); default: Ultralytics' automatic choice.",
 )
-@click.option("--mosaic", type=click.FloatRange(0, 1), default=1.0, show_default=True)
-@click.option(
+@shown_option("--mosaic", type=click.FloatRange(0, 1), default=1.0)
+@shown_option(
     "--warmup-epochs",
     type=click.FloatRange(min=0),
     default=3.0,
-    show_default=True,
     help="Warm-up; Ultralytics makes it at least 100 iterations, i.e. the whole of a short "
     "fine-tune on a small dataset: use 0 there (docs/flywheel.md).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--name", default="yolo", show_default=True, help="Model name in the manifest.")
-@click.option("--version", "version", type=click.IntRange(min=1), default=1, show_default=True)
+@shown_option("--seed", type=int, default=0)
+@shown_option("--name", default="yolo", help="Model name in the manifest.")
+@shown_option("--version", "version", type=click.IntRange(min=1), default=1)
 def train_command(dataset: Path, **opts: Any) -> None:
     """Train DATASET (a folder with data.yaml) from --base with Ultralytics (the `train`
     extra, AGPL-3.0), export ONNX, write manifest.json and training_report.json in --out."""

@@ -15,12 +15,12 @@ from __future__ import annotations
 from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
 
 from agent.gateway.api.auth import admin
 from agent.gateway.api.context import ctx
 from agent.gateway.api.errors import HttpProblem
 from agent.gateway.api.parse import parse_body
+from agent.gateway.api.routing import routes_under
 from agent.gateway.review import (
     LabelEdit,
     ReviewAction,
@@ -118,10 +118,13 @@ async def post_action(request: Request) -> Response:
     return JSONResponse(result.view())
 
 
-ROUTES = [
-    Route("/v1/review/items", list_items, methods=["GET"]),
-    Route("/v1/review/facets", get_facets, methods=["GET"]),
-    Route("/v1/review/items/{id}", get_item, methods=["GET"]),
-    Route("/v1/review/items/{id}/image", get_image, methods=["GET"]),
-    Route("/v1/review/{action}", post_action, methods=["POST"]),
-]
+ROUTES = routes_under(
+    "/v1/review",
+    {
+        "/items": {"GET": list_items},
+        "/facets": {"GET": get_facets},
+        "/items/{id}": {"GET": get_item},
+        "/items/{id}/image": {"GET": get_image},
+        "/{action}": {"POST": post_action},
+    },
+)

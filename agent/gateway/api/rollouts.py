@@ -7,13 +7,13 @@ from typing import Any
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from agent.contracts.ids import SafeId
 from agent.gateway.api.auth import admin
 from agent.gateway.api.context import ApiContext, ctx
 from agent.gateway.api.errors import HttpProblem
 from agent.gateway.api.parse import int_param, parse_body
+from agent.gateway.api.routing import routes_under
 from agent.gateway.fleet import DeployRequest, Rollout, request_with_defaults, rollout_view
 from agent.gateway.gate_view import rollout_gate
 from agent.util.models import StrictModel
@@ -135,10 +135,12 @@ async def post_rollback(request: Request) -> Response:
     return JSONResponse(rollout_view(r, c.clock()), status_code=201)
 
 
-ROUTES = [
-    Route("/v1/rollouts", list_rollouts, methods=["GET"]),
-    Route("/v1/rollouts", post_rollout, methods=["POST"]),
-    Route("/v1/rollouts/{id}", get_rollout, methods=["GET"]),
-    Route("/v1/rollouts/{id}/abort", post_abort, methods=["POST"]),
-    Route("/v1/rollouts/{id}/rollback", post_rollback, methods=["POST"]),
-]
+ROUTES = routes_under(
+    "/v1/rollouts",
+    {
+        "": {"GET": list_rollouts, "POST": post_rollout},
+        "/{id}": {"GET": get_rollout},
+        "/{id}/abort": {"POST": post_abort},
+        "/{id}/rollback": {"POST": post_rollback},
+    },
+)

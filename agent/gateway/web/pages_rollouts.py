@@ -10,12 +10,12 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from agent.gateway.api.context import ApiContext, ctx
 from agent.gateway.api.errors import HttpProblem
 from agent.gateway.api.parse import int_param
 from agent.gateway.api.rollouts import ota_states
+from agent.gateway.api.routing import routes_under
 from agent.gateway.deploy_checks import DeployRefused
 from agent.gateway.fleet import request_with_defaults, rollout_view
 from agent.gateway.web.forms import FormError, parse_deploy, wave_options
@@ -155,13 +155,13 @@ async def rollback(request: Request) -> Response:
     return RedirectResponse(f"/rollouts/{r.id}", status_code=303)
 
 
-ROUTES = [
-    Route("/rollouts", list_page, methods=["GET"]),
-    Route("/rollouts", deploy, methods=["POST"]),
-    Route("/rollouts/new", new_page, methods=["GET"]),
-    Route("/rollouts/{id:int}", rollout_page, methods=["GET"]),
-    Route("/rollouts/{id:int}/abort", confirm_page, methods=["GET"]),
-    Route("/rollouts/{id:int}/abort", abort, methods=["POST"]),
-    Route("/rollouts/{id:int}/rollback", confirm_page, methods=["GET"]),
-    Route("/rollouts/{id:int}/rollback", rollback, methods=["POST"]),
-]
+ROUTES = routes_under(
+    "/rollouts",
+    {
+        "": {"GET": list_page, "POST": deploy},
+        "/new": {"GET": new_page},
+        "/{id:int}": {"GET": rollout_page},
+        "/{id:int}/abort": {"GET": confirm_page, "POST": abort},
+        "/{id:int}/rollback": {"GET": confirm_page, "POST": rollback},
+    },
+)
