@@ -14,7 +14,7 @@ from agent.contracts.payloads import DetectionMessage, HealthMessage, StatusMess
 from agent.engines.model_loading import file_sha256
 from tests.helpers.broker import Mosquitto, free_port
 from tests.helpers.daemon import DEMO_CLIP, DEMO_MODEL, DaemonProcess, demo_config
-from tests.helpers.models import classifier, slow_yolo
+from tests.helpers.models import classifier, slow_yolo_taking
 from tests.helpers.mqtt import Recorder, retained
 from tests.helpers.proxy import TcpProxy
 
@@ -166,7 +166,7 @@ def test_watchdog_pings_stop_when_the_pipeline_is_wedged(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     """With inference stuck for seconds per frame, the daemon withholds watchdog pings."""
-    model = slow_yolo(tmp_path / "slow.onnx", matmuls=100)  # seconds per frame on one thread
+    model = slow_yolo_taking(tmp_path / "slow.onnx", 6.0)  # a frame takes 6 s on one thread
     ns = NotifySocket(tmp_path / "notify.sock")
     env = {"NOTIFY_SOCKET": str(ns.path), "WATCHDOG_USEC": "2000000"}
     cfg = demo_config(

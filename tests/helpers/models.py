@@ -60,6 +60,28 @@ def slow_yolo(path: Path, matmuls: int = 40, size: int = 1000) -> Path:
     return _save(graph, path, YOLO_META)
 
 
+def slow_yolo_taking(path: Path, seconds: float) -> Path:
+    """A `slow_yolo` whose one inference takes about `seconds` on one thread of this machine.
+
+    A fixed number of products is seconds on a small CPU but well under one on a fast one
+    (AVX-512), so the size is measured here: a short probe is timed, the products scaled.
+    """
+    import time
+
+    import onnxruntime as ort
+
+    probe = slow_yolo(path.with_name(path.stem + "-probe.onnx"), matmuls=10)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(probe), opts, providers=["CPUExecutionProvider"])
+    feed = {"images": np.zeros((1, 3, 320, 320), np.float32)}
+    session.run(None, feed)  # warm-up
+    start = time.perf_counter()
+    session.run(None, feed)
+    per_matmul = (time.perf_counter() - start) / 10
+    return slow_yolo(path, matmuls=max(10, int(seconds / per_matmul) + 1))
+
+
 def classifier(path: Path) -> Path:
     """An image classifier ([1,3,224,224] -> [1,1000]): loads fine, but is not a detector."""
     pool = helper.make_node("GlobalAveragePool", ["images"], ["p"])
