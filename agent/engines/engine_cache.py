@@ -38,6 +38,12 @@ Precision = Literal["fp32", "fp16", "int8"]
 ArtifactFormat = Literal["onnx", "engine"]
 
 
+CONFIGURED = frozenset(
+    {"precision", "workspace_mib", "calib_images", "calib_max_images", "max_batch"}
+)
+"""The `BuildOptions` that come from the engine's config (`model.engine` of type tensorrt)."""
+
+
 class BuildOptions(FrozenModel):
     """What to build: everything here except the calibration folder's path is in the key."""
 
@@ -57,9 +63,10 @@ class BuildOptions(FrozenModel):
 
     @classmethod
     def from_config(cls, config: TensorRTConfig) -> BuildOptions:
-        """The build options a TensorRT engine config asks for: its fields of the same names
-        (a config has no `input_hw`: it stays None)."""
-        return cls.model_validate(config, from_attributes=True)
+        """The build options a TensorRT engine config asks for: the `CONFIGURED` fields, named
+        alike in both (`input_hw` is not configured: it stays None). Named, not matched by name,
+        so a field added to the config later cannot slip into the cache key unseen."""
+        return cls.model_validate(config.model_dump(include=CONFIGURED))
 
 
 class Platform(FrozenModel):

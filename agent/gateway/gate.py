@@ -28,7 +28,7 @@ from agent.contracts.manifest import Manifest
 from agent.util.files import file_sha256
 
 EVAL_TIMEOUT_S = 3600.0
-GATE_SET = {"split", "images", "boxes", "evaluator"}
+GATE_SET = frozenset({"split", "images", "boxes", "evaluator"})
 """What a `GateRecord` says of the gate set, named alike in the `EvalReport` it comes from."""
 
 

@@ -36,7 +36,7 @@ from agent.ota.store import Baseline, Job, LedgerUnreadableError, ModelStore
 log = structlog.get_logger(__name__)
 
 DETAIL_MAX = 2000
-JOB_STATE = {"command_id", "action", "model", "state", "reason", "detail", "swap", "ts"}
+JOB_STATE = frozenset({"command_id", "action", "model", "state", "reason", "detail", "swap", "ts"})
 """The fields of a `Job` its state message carries as they are (same names in both)."""
 
 

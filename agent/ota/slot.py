@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 MessageCallback = Callable[[str, bytes], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelSlot:
     """The kind of model a manager swaps, what of that kind this device runs, and how a
     candidate of that kind is built and tried."""

@@ -25,10 +25,13 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-EVENTS_RULES = {"min_hits", "max_disappeared_frames", "max_disappeared_s", "zone_inertia_frames"}
-TRACKING_RULES = {"stationary_s", "stationary_px"}
-"""The `EventRules` fields taken as they are from `events:` and from `tracking:` (both have a
-`min_hits`: the events' one is the rule)."""
+EVENTS_RULES = frozenset(
+    {"min_hits", "max_disappeared_frames", "max_disappeared_s", "zone_inertia_frames"}
+)
+"""The `EventRules` fields taken as they are from `events:` (`tracking:` has a `min_hits` too:
+the events' one is the rule)."""
+TRACKING_RULES = frozenset({"stationary_s", "stationary_px"})
+"""The `EventRules` fields taken as they are from `tracking:`."""
 
 
 def event_rules(cam: CameraConfig, ev: EventsConfig, tr: TrackingConfig) -> EventRules:
