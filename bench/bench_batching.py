@@ -39,7 +39,8 @@ import onnx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from docs_section import replace_section  # noqa: E402  (bench/ is the script's dir)
+from clip import read_frames  # noqa: E402  (bench/ is the script's dir)
+from docs_section import replace_section  # noqa: E402
 
 from agent.contracts.payloads import dump_payload  # noqa: E402
 from agent.engines.detector import Detector, load_detector  # noqa: E402
@@ -83,18 +84,6 @@ class MemoryCameras:
         image = self._frames[self._index % len(self._frames)]
         now = time.time()
         return Frame(cam, image, now, time.monotonic(), self._index)
-
-
-def read_frames(clip: Path, n: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(clip))
-    frames = []
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def dynamic_model(out_dir: Path) -> tuple[Path, object]:

@@ -67,7 +67,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from docs_section import replace_section  # noqa: E402  (bench/ is the script's dir)
+from clip import read_frames  # noqa: E402  (bench/ is the script's dir)
+from docs_section import replace_section  # noqa: E402
 
 from agent.engines.model_loading import load_manifest  # noqa: E402
 from agent.engines.ort import OnnxRuntimeConfig, OnnxRuntimeEngine  # noqa: E402
@@ -344,18 +345,6 @@ def spin_decision(log: Path) -> str | None:
     return None
 
 
-def clip_frames(n: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(DEMO_CLIP))
-    frames = []
-    while len(frames) < n:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
-    cap.release()
-    return frames
-
-
 def raw_turn(
     engine: OnnxRuntimeEngine, tensors: list[np.ndarray], seconds: float, batch: int = 1
 ) -> Turn:
@@ -401,7 +390,7 @@ def gpu_available() -> str | None:
 
 def run_rounds(args: argparse.Namespace, chosen: list[Row], port: int) -> Results:
     results = Results()
-    frames = clip_frames(32)
+    frames = read_frames(DEMO_CLIP, 32)
     manifest = load_manifest(DEMO_MANIFEST)
     lb = Letterboxer(manifest.input_size)
     tensors = [np.ascontiguousarray(lb(f)[0]) for f in frames]

@@ -39,7 +39,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from docs_section import replace_section  # noqa: E402  (bench/ is the script's dir)
+from clip import read_frames  # noqa: E402  (bench/ is the script's dir)
+from docs_section import replace_section  # noqa: E402
 
 from agent.engines.detector import Detector, load_detector  # noqa: E402
 from agent.engines.model_loading import load_manifest  # noqa: E402
@@ -66,26 +67,6 @@ class Series:
     def prepost(self) -> float:
         """Median pre+post ms per frame."""
         return statistics.median(a + b for a, b in zip(self.pre, self.post, strict=True))
-
-
-def read_frames(clip: Path, n: int, stride: int) -> list[np.ndarray]:
-    """n frames (h, w, 3) uint8 BGR from the clip, every `stride`-th."""
-    cap = cv2.VideoCapture(str(clip))
-    if not cap.isOpened():
-        raise SystemExit(f"cannot open clip {clip}")
-    frames: list[np.ndarray] = []
-    i = 0
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i % stride == 0:
-            frames.append(frame)
-        i += 1
-    cap.release()
-    if not frames:
-        raise SystemExit(f"no frames decoded from {clip}")
-    return frames
 
 
 def run_raw(engine: OnnxRuntimeEngine, tensors: list[np.ndarray], series: Series) -> None:

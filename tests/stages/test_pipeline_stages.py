@@ -17,6 +17,7 @@ from agent.pipeline import Pipeline, PipelineSettings
 from agent.stages.config import BatchConfig
 from agent.types import Frame, ModelInfo
 from tests.helpers.daemon import DEMO_MANIFEST, DEMO_MODEL
+from tests.helpers.polling import wait_until
 
 
 class GatedEngine(OnnxRuntimeEngine):
@@ -49,6 +50,11 @@ class CountingCameras:
         return Frame(camera, self.image, time.time(), time.monotonic(), n // 2)
 
 
+def by_camera(got: list[DetectionMessage]) -> dict[str, list[DetectionMessage]]:
+    """The messages of each of the two cameras, in the order they were submitted."""
+    return {c: [m for m in got if m.camera == c] for c in ("cam-a", "cam-b")}
+
+
 def test_a_busy_engine_holds_at_most_one_batch_in_waiting_and_order_holds() -> None:
     """While the engine is stuck, the loop takes exactly one batch beyond the running one
     (newest-frame semantics); once it runs, every taken frame is published in order."""
@@ -67,18 +73,14 @@ def test_a_busy_engine_holds_at_most_one_batch_in_waiting_and_order_holds() -> N
     pipe = Pipeline(settings, feed, Detector(engine, io, info), submit, lambda *_a: None)
     pipe.start()
     try:
-        deadline = time.monotonic() + 10
-        while engine.calls < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: engine.calls >= 1, 10)
         time.sleep(0.5)  # the engine is stuck in its first call: does prepare run ahead?
         assert len(feed.taken) == 2  # the frame in the engine, and one waiting in the slot
         engine.gate.set()
-        while len(got) < 10 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(got) >= 10, 10)
     finally:
         assert pipe.stop(10)
-    for camera in ("cam-a", "cam-b"):
-        mine = [m for m in got if m.camera == camera]
+    for mine in by_camera(got).values():
         assert [m.seq for m in mine] == list(range(len(mine)))
     assert len(got) >= 10 and pipe.window.total_errors == 0
 
@@ -102,9 +104,7 @@ def test_batch_max_is_cut_to_a_static_model() -> None:
         batch=BatchConfig(max=4, max_wait_ms=20),
     )
     pipe.start()
-    deadline = time.monotonic() + 10
-    while len(got) < 6 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(got) >= 6, 10)
     assert pipe.stop(10)
     assert len(got) >= 6 and pipe.window.total_errors == 0
 
@@ -142,17 +142,13 @@ def test_a_swap_under_batching_lands_between_two_batches(tmp_path: Path) -> None
     )
     pipe.start()
     try:
-        deadline = time.monotonic() + 20
-        while len(got) < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(got) >= 6, 20)
         pipe.swap(load(2), timeout=10)
         n = len(got)
-        while len(got) < n + 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(got) >= n + 6, 20)
     finally:
         assert pipe.stop(10)
-    for camera in ("cam-a", "cam-b"):
-        mine = [m for m in got if m.camera == camera]
+    for mine in by_camera(got).values():
         assert [m.seq for m in mine] == list(range(len(mine)))
         versions = [m.model.version for m in mine]
         switch = versions.index(2)
