@@ -12,14 +12,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 
 from agent.contracts.events import EndReason, EventMessage
 from agent.contracts.payloads import DetectionMessage, StatusMessage
 from agent.events.geometry import reference_point, side
 from tests.helpers.broker import Mosquitto
-from tests.helpers.daemon import DEMO_CLIP, DaemonProcess, demo_config
+from tests.helpers.clips import cut_demo_clip
+from tests.helpers.daemon import DaemonProcess, demo_config
 from tests.helpers.mqtt import Recorder
 from tests.helpers.polling import wait_for
 
@@ -51,21 +51,7 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 @pytest.fixture(scope="module")
 def sub_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sub-clip as an mp4 file."""
-    path = tmp_path_factory.mktemp("clip") / "sub.mp4"
-    cap = cv2.VideoCapture(str(DEMO_CLIP))
-    writer = None
-    for i in range(LAST):
-        ok, img = cap.read()
-        assert ok, f"clip.mp4 has fewer than {LAST} frames"
-        if i >= FIRST and (i - FIRST) % STEP == 0:
-            if writer is None:
-                h, w = img.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (w, h))
-            writer.write(img)
-    cap.release()
-    assert writer is not None
-    writer.release()
-    return path
+    return cut_demo_clip(tmp_path_factory.mktemp("clip") / "sub.mp4", FIRST, LAST, STEP, FPS)
 
 
 def config(state: Path, port: int, clip: Path) -> dict[str, Any]:

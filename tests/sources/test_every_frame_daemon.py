@@ -10,7 +10,8 @@ import pytest
 
 from agent.contracts.payloads import DetectionMessage, HealthMessage, StatusMessage
 from tests.helpers.broker import Mosquitto
-from tests.helpers.daemon import DEMO_CLIP, DaemonProcess, demo_config
+from tests.helpers.clips import cut_demo_clip
+from tests.helpers.daemon import DaemonProcess, demo_config
 from tests.helpers.mqtt import Recorder, retained
 
 DEV = "dev-test"
@@ -20,20 +21,7 @@ FRAMES = 45  # cut from the demo clip: a few seconds of work for the demo model
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first FRAMES frames of the demo clip as an mp4 file."""
-    path = tmp_path_factory.mktemp("clip") / "short.mp4"
-    cap = cv2.VideoCapture(str(DEMO_CLIP))
-    writer = None
-    for _ in range(FRAMES):
-        ok, img = cap.read()
-        assert ok
-        if writer is None:
-            h, w = img.shape[:2]
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
-        writer.write(img)
-    cap.release()
-    assert writer is not None
-    writer.release()
-    return path
+    return cut_demo_clip(tmp_path_factory.mktemp("clip") / "short.mp4", 0, FRAMES)
 
 
 def count_frames(path: Path) -> int:
