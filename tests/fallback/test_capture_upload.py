@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from agent.fallback.runtime import FlorenceInfo, Generation
 from agent.fallback.upload import Uploader, UploadOutcome, classify_status
 from tests.fallback.conftest import make_frame, make_yolo
 from tests.fallback.tiny_florence import CLASS_NAMES
+from tests.helpers.broker import free_port
 
 TOKEN = "intake-token-of-dev-1"
 OD_TEXT = "</s><s>car<loc_100><loc_200><loc_300><loc_400>bus<loc_0><loc_0><loc_500><loc_500></s>"
@@ -133,12 +133,6 @@ def test_classify_status(status: int, outcome: UploadOutcome) -> None:
     assert classify_status(status) is outcome
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _gateway(tmp_path: Path):
     from agent.gateway.api.app import create_app
     from agent.gateway.config import GatewayConfig
@@ -198,7 +192,7 @@ def test_gateway_unreachable_then_back(
     monkeypatch.setenv("EDGE_INTAKE_TOKEN", TOKEN)
     caps = CaptureStore(tmp_path / "cap", 10 * 1024 * 1024, pending=True)
     capture_one(caps, image, seq=1)
-    port = _free_port()
+    port = free_port()
     up = Uploader(
         UploadConfig(url=f"http://127.0.0.1:{port}", token_env="EDGE_INTAKE_TOKEN", timeout_s=2.0),
         "dev-1",

@@ -7,6 +7,7 @@ shared broker on 1883 is never stopped by a test.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -15,9 +16,32 @@ import time
 from pathlib import Path
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago, below the ephemeral range.
+
+    A port the kernel picks with bind(0) lies in the range it also gives outgoing connections,
+    so between this call and the server's bind a client socket (the server's own MQTT client,
+    say) can take it: "address already in use". Ports below that range are handed out only on
+    request, so a random one that binds now stays free unless another test asks for it.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 20000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # nothing free below the range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

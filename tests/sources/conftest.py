@@ -13,6 +13,7 @@ import pytest
 from agent.config import CameraConfig
 from agent.sources.config import SourceConfig
 from agent.sources.reader import CameraReader
+from tests.helpers import broker
 
 CLIP_STEP = 20
 """Frame i of a test clip is a uniform image of value i * CLIP_STEP (MJPEG keeps it close)."""
@@ -69,9 +70,7 @@ def empty_clip(tmp_path: Path) -> Path:
 @pytest.fixture
 def free_port() -> int:
     """A loopback TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return broker.free_port()
 
 
 @pytest.fixture
